@@ -1,0 +1,289 @@
+//! MLflow's artifact proxy. Bytes stream between the client and the region's
+//! storage without being buffered whole: an upload is hashed and written in
+//! parts as it arrives, and becomes visible (and is journaled with its size
+//! and SHA-256) only once complete.
+//!
+//! Storage layout: `workspaces/<workspace_id>/artifacts/<path>`, where `path`
+//! is the MLflow artifact path (`<experiment>/<run>/artifacts/…`). The
+//! workspace id, not its name, keeps storage stable across renames and lets
+//! files be salvaged after a workspace is gone.
+
+use std::collections::HashMap;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures::TryStreamExt;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tandem_artifacts::{ArtifactError, ArtifactKey};
+use tandem_store::WorkspaceRef;
+
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Message, Ws};
+use crate::AppState;
+
+pub(crate) fn routes() -> Router<AppState> {
+    let mut router = Router::new();
+    for prefix in ["/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts"] {
+        router = router
+            .route(&format!("{prefix}/artifacts"), get(list_artifacts))
+            .route(
+                &format!("{prefix}/artifacts/{{*path}}"),
+                get(download_artifact)
+                    .put(upload_artifact)
+                    .delete(delete_artifact),
+            );
+    }
+    for prefix in ["/api/2.0/mlflow", "/ajax-api/2.0/mlflow"] {
+        router = router.route(&format!("{prefix}/artifacts/list"), get(list_run_artifacts));
+    }
+    router
+}
+
+/// The storage key of an artifact path of a workspace.
+pub(crate) fn storage_key(ws: &WorkspaceRef, path: Option<&ArtifactKey>) -> ApiResult<ArtifactKey> {
+    let root = ArtifactKey::parse(&format!("workspaces/{}/artifacts", ws.workspace_id))?;
+    Ok(match path {
+        Some(path) => root.join(path.as_str())?,
+        None => root,
+    })
+}
+
+fn artifact_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {
+    let path = params.get("path").map(String::as_str).unwrap_or("");
+    Ok(ArtifactKey::parse(path)?)
+}
+
+async fn upload_artifact(
+    Ws(ws): Ws,
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    body: Body,
+) -> ApiResult<Json<Value>> {
+    let path = artifact_path(&params)?;
+    state.store.check_artifact_owner(&ws, path.as_str(), true).await?;
+    let key = storage_key(&ws, Some(&path))?;
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    let outcome = state
+        .artifacts
+        .put_stream(&key, Box::pin(stream), state.limits.max_artifact_size)
+        .await?;
+    state
+        .store
+        .record_artifact(&ws, path.as_str(), outcome.size as i64, &outcome.sha256)
+        .await?;
+    tracing::debug!(workspace = %ws.name, path = path.as_str(), size = outcome.size, sha256 = %outcome.sha256, "stored artifact");
+    Ok(Json(json!({})))
+}
+
+fn content_type(path: &str) -> &'static str {
+    let extension = path
+        .rsplit_once('.')
+        .map(|(_, ext)| ext.to_ascii_lowercase())
+        .unwrap_or_default();
+    match extension.as_str() {
+        "txt" | "log" | "py" | "md" | "yaml" | "yml" | "mlmodel" | "toml" | "cfg" | "ini" => "text/plain",
+        "json" => "application/json",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "svg" => "image/svg+xml",
+        "pdf" => "application/pdf",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Parses a single `bytes=START-END` range (END inclusive, either may be open).
+fn parse_range(headers: &HeaderMap, size: u64) -> Option<(u64, u64)> {
+    let value = headers.get(header::RANGE)?.to_str().ok()?;
+    let spec = value.strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let suffix: u64 = suffix.parse().ok()?;
+            (size.saturating_sub(suffix), size)
+        }
+        (start, "") => (start.parse().ok()?, size),
+        (start, end) => (
+            start.parse().ok()?,
+            end.parse::<u64>().ok()?.saturating_add(1).min(size),
+        ),
+    };
+    (start < end && end <= size).then_some((start, end))
+}
+
+async fn download_artifact(
+    Ws(ws): Ws,
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let path = artifact_path(&params)?;
+    let key = storage_key(&ws, Some(&path))?;
+    let file_name = path
+        .as_str()
+        .rsplit('/')
+        .next()
+        .unwrap_or("artifact")
+        .replace('"', "");
+    let mut response_headers = HeaderMap::new();
+    response_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(path.as_str())),
+    );
+    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
+        response_headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if headers.contains_key(header::RANGE) {
+        let size = state.artifacts.head(&key).await?.ok_or_else(|| {
+            ApiError::from(ArtifactError::NotFound {
+                path: path.as_str().to_string(),
+            })
+        })?;
+        if let Some((start, end)) = parse_range(&headers, size) {
+            let bytes = state.artifacts.get_range(&key, start, end).await?;
+            response_headers.insert(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)).expect("ascii header"),
+            );
+            return Ok((StatusCode::PARTIAL_CONTENT, response_headers, bytes).into_response());
+        }
+        return Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(header::CONTENT_RANGE, format!("bytes */{size}"))],
+        )
+            .into_response());
+    }
+    let (size, stream) = state.artifacts.get_stream(&key).await?;
+    response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+    Ok((StatusCode::OK, response_headers, Body::from_stream(stream)).into_response())
+}
+
+async fn delete_artifact(
+    Ws(ws): Ws,
+    State(state): State<AppState>,
+    Path(params): Path<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    let path = artifact_path(&params)?;
+    state
+        .store
+        .check_artifact_owner(&ws, path.as_str(), false)
+        .await?;
+    let key = storage_key(&ws, Some(&path))?;
+    // Journal first: if storage then fails, the index no longer lists the
+    // file, and the bytes left behind are garbage for collection rather than
+    // a listed artifact that cannot be read.
+    state.store.delete_artifact(&ws, path.as_str()).await?;
+    state.artifacts.delete(&key).await?;
+    state.artifacts.delete_prefix(&key).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    path: Option<String>,
+}
+
+async fn list_under(state: &AppState, ws: &WorkspaceRef, path: Option<&str>) -> ApiResult<Vec<Value>> {
+    let path = match path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
+        Some(path) => Some(ArtifactKey::parse(path)?),
+        None => None,
+    };
+    let key = storage_key(ws, path.as_ref())?;
+    let prefix = format!("{}/", key.as_str());
+    let listing = state.artifacts.list(Some(&key)).await?;
+    Ok(listing
+        .into_iter()
+        .filter_map(|entry| {
+            let relative = entry
+                .path
+                .strip_prefix(&prefix)?
+                .trim_end_matches('/')
+                .to_string();
+            if relative.is_empty() {
+                return None;
+            }
+            let mut file = json!({ "path": relative, "is_dir": entry.is_dir });
+            if let (false, Some(size)) = (entry.is_dir, entry.size) {
+                file["file_size"] = json!(size);
+            }
+            Some(file)
+        })
+        .collect())
+}
+
+async fn list_artifacts(
+    Ws(ws): Ws,
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let files = list_under(&state, &ws, query.path.as_deref()).await?;
+    let mut body = json!({});
+    if !files.is_empty() {
+        body["files"] = json!(files);
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListRunArtifactsRequest {
+    run_id: Option<String>,
+    run_uuid: Option<String>,
+    path: Option<String>,
+    page_token: Option<String>,
+}
+
+/// `artifacts/list` by run id: lists under the run's artifact root.
+async fn list_run_artifacts(
+    Ws(ws): Ws,
+    State(state): State<AppState>,
+    Message(request): Message<ListRunArtifactsRequest>,
+) -> ApiResult<Json<Value>> {
+    let run_id = request
+        .run_id
+        .or(request.run_uuid)
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::missing("run_id"))?;
+    let _ = request.page_token;
+    let run = state.store.get_run(&ws, &run_id).await?;
+    let root = tandem_store::proxied_artifact_path(&run.info.artifact_uri).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "run {run_id} stores its artifacts at '{}', outside this server's artifact proxy",
+            run.info.artifact_uri
+        ))
+    })?;
+    let sub = request.path.unwrap_or_default();
+    let sub = sub.trim_matches('/');
+    let listed = if sub.is_empty() {
+        root.clone()
+    } else {
+        format!("{root}/{sub}")
+    };
+    let files: Vec<Value> = list_under(&state, &ws, Some(&listed))
+        .await?
+        .into_iter()
+        .map(|mut file| {
+            if !sub.is_empty() {
+                let relative = file["path"].as_str().unwrap_or_default().to_string();
+                file["path"] = json!(format!("{sub}/{relative}"));
+            }
+            file
+        })
+        .collect();
+    let mut body = json!({ "root_uri": run.info.artifact_uri });
+    if !files.is_empty() {
+        body["files"] = json!(files);
+    }
+    Ok(Json(body))
+}

@@ -1,0 +1,195 @@
+//! Request decoding in MLflow's conventions: GET parameters from the query
+//! string, everything else from a JSON body; int64 as number or string;
+//! repeated fields as repeated query keys. Unknown fields, wrong types and
+//! malformed JSON are refused with the path of the offending field.
+
+use std::collections::HashMap;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tandem_store::{WorkspaceRef, DEFAULT_WORKSPACE};
+
+use crate::error::ApiError;
+use crate::AppState;
+
+/// The workspace a request addresses: `/w/<name>/…`, or `default` at the root.
+pub struct Ws(pub WorkspaceRef);
+
+impl FromRequestParts<AppState> for Ws {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let name = workspace_name(parts);
+        Ok(Ws(state.store.resolve_workspace(&name).await?))
+    }
+}
+
+/// The workspace name in the path (`/w/<name>/…`), else the default.
+pub fn workspace_name(parts: &Parts) -> String {
+    let path = parts.uri.path();
+    path.strip_prefix("/w/")
+        .and_then(|rest| rest.split('/').next())
+        .filter(|name| !name.is_empty())
+        .unwrap_or(DEFAULT_WORKSPACE)
+        .to_string()
+}
+
+/// A request message of type `T`.
+pub struct Message<T>(pub T);
+
+/// Fields that are lists in MLflow's messages: on a GET they arrive as
+/// repeated query keys and must become arrays even when given once.
+const REPEATED_FIELDS: &[&str] = &["order_by", "experiment_ids", "stages", "run_ids"];
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Message<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        let value = if request.method() == Method::GET {
+            query_to_json(request.uri().query().unwrap_or(""))
+        } else {
+            let limit = state.limits.max_json_body;
+            let bytes = axum::body::to_bytes(request.into_body(), limit)
+                .await
+                .map_err(|error| {
+                    let too_large = std::error::Error::source(&error)
+                        .is_some_and(|source| source.to_string().contains("length limit"))
+                        || error.to_string().contains("length limit");
+                    if too_large {
+                        // 400, not 413 or 429: the client retries 429s, and MLflow
+                        // refuses oversized batches as an invalid parameter.
+                        ApiError::invalid(format!("request body exceeds the limit of {limit} bytes"))
+                    } else {
+                        ApiError::bad_request(format!("could not read the request body: {error}"))
+                    }
+                })?;
+            if bytes.iter().all(|byte| byte.is_ascii_whitespace()) {
+                Value::Object(Map::new())
+            } else {
+                serde_json::from_slice::<Value>(&bytes).map_err(|error| {
+                    ApiError::bad_request(format!("Malformed JSON in request body: {error}"))
+                })?
+            }
+        };
+        if !value.is_object() {
+            return Err(ApiError::bad_request("the request body must be a JSON object"));
+        }
+        decode(value).map(Message)
+    }
+}
+
+/// Decodes a JSON value into a message, naming the field that failed.
+pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner().to_string();
+        if path == "." || path.is_empty() {
+            ApiError::invalid(format!("Invalid request: {inner}"))
+        } else {
+            ApiError::invalid(format!("Invalid value for parameter '{path}' supplied: {inner}"))
+        }
+    })
+}
+
+fn query_to_json(query: &str) -> Value {
+    let mut map: HashMap<String, Vec<String>> = HashMap::new();
+    for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+        map.entry(key.into_owned()).or_default().push(value.into_owned());
+    }
+    let mut object = Map::new();
+    for (key, mut values) in map {
+        let value = if REPEATED_FIELDS.contains(&key.as_str()) || values.len() > 1 {
+            Value::Array(values.into_iter().map(Value::String).collect())
+        } else {
+            Value::String(values.pop().unwrap_or_default())
+        };
+        object.insert(key, value);
+    }
+    Value::Object(object)
+}
+
+/// Lenient decoders for proto3 JSON scalars: int64 as number or string,
+/// bools as JSON bools or the strings a query string carries.
+pub mod lenient {
+    use serde::de::{self, Deserializer, Visitor};
+    use std::fmt;
+
+    struct IntVisitor;
+    impl Visitor<'_> for IntVisitor {
+        type Value = i64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer (as a number or a string)")
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+            i64::try_from(v).map_err(|_| E::custom("integer out of range for int64"))
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+            if v.fract() == 0.0 && v.abs() < 9.2e18 {
+                Ok(v as i64)
+            } else {
+                Err(E::invalid_value(de::Unexpected::Float(v), &self))
+            }
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<i64, E> {
+            v.trim()
+                .parse()
+                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+        }
+    }
+
+    pub fn int64_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+        struct OptVisitor;
+        impl<'de> Visitor<'de> for OptVisitor {
+            type Value = Option<i64>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an integer (as a number or a string)")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(IntVisitor).map(Some)
+            }
+        }
+        deserializer.deserialize_option(OptVisitor)
+    }
+
+    pub fn bool_opt<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+        struct BoolVisitor;
+        impl<'de> Visitor<'de> for BoolVisitor {
+            type Value = Option<bool>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a boolean")
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Some(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                match v.to_ascii_lowercase().as_str() {
+                    "true" => Ok(Some(true)),
+                    "false" => Ok(Some(false)),
+                    _ => Err(E::invalid_value(de::Unexpected::Str(v), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_option(BoolVisitor)
+    }
+}

@@ -1,0 +1,43 @@
+//! `tandem-artifacts`: a region's default storage for artifacts and files, on top of the
+//! [`object_store`] crate (local directories, memory, S3, Azure Blob, Google Cloud Storage).
+//!
+//! # Architecture invariant
+//!
+//! This crate knows nothing of HTTP handlers, JSON or the metadata database. It stores and
+//! streams bytes under validated relative keys ([`ArtifactKey`]), and reports the size and
+//! SHA-256 of what it wrote ([`PutOutcome`]). Deciding *which* key an artifact gets, who may
+//! write it, and recording the outcome is the caller's business.
+//!
+//! # Guarantees
+//!
+//! * Every storage call takes an [`ArtifactKey`], and [`ArtifactKey::parse`] is the only way
+//!   to make one: traversal (`..`, absolute, drive and UNC paths, encoded separators) cannot
+//!   reach a backend. Local roots additionally refuse keys that cross a symlink.
+//! * Uploads stream in bounded memory and are all-or-nothing: a failed, oversized or
+//!   interrupted upload leaves nothing at its key (and an existing object there untouched).
+//! * Errors say what happened in terms a client can be told ([`ArtifactError`]).
+//!
+//! # Backend differences callers may meet
+//!
+//! * Local directories cannot hold a file and a directory of the same name ("a" and "a/b");
+//!   such a put fails with `InvalidPath`. They also reserve file names ending in `#<digits>`
+//!   (`object_store` stages uploads under such names), and refuse keys that cross a symlink.
+//! * Multipart parts are a fixed [`PART_SIZE`] (8 MiB): with S3's limit of 10,000 parts the
+//!   largest object is about 78 GiB (Azure: 50,000 blocks, about 390 GiB). Set `max_size`
+//!   below that.
+//! * `copy` on S3 is a single CopyObject call, which S3 limits to objects of 5 GiB.
+//! * Uploads that fail on S3 are aborted; if an abort itself fails (or the process dies
+//!   mid-upload) the parts stay invisible but billable: keep a bucket lifecycle rule that
+//!   removes incomplete multipart uploads.
+
+mod error;
+mod key;
+mod local;
+mod open;
+mod store;
+mod upload;
+
+pub use error::ArtifactError;
+pub use key::{ArtifactKey, MAX_KEY_BYTES, MAX_SEGMENT_BYTES};
+pub use store::{ArtifactStore, Listing, PutOutcome};
+pub use upload::{MAX_PARTS_IN_FLIGHT, PART_SIZE};

@@ -1,0 +1,398 @@
+//! [`ArtifactStore`]: the operations the server performs on a region's artifact storage.
+//!
+//! Keys are [`ArtifactKey`]s relative to the store's root; the root is a bucket or container
+//! plus an optional key prefix (from the URL's path), or a local directory. Results speak in
+//! the same relative keys, never in backend paths.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
+
+use crate::error::{classify, Op};
+use crate::local::LocalRoot;
+use crate::{open, upload, ArtifactError, ArtifactKey};
+
+/// Chunk size when streaming a local file back: object_store's own file stream reads 8 KiB
+/// per blocking task, which is needlessly slow for multi-gigabyte model files.
+const LOCAL_READ_CHUNK: usize = 256 * 1024;
+
+/// A region's artifact storage, opened from a URL. Cheap to clone (the backend is shared).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tandem_artifacts::ArtifactError> {
+/// use std::collections::HashMap;
+/// use bytes::Bytes;
+/// use tandem_artifacts::{ArtifactKey, ArtifactStore};
+///
+/// let store = ArtifactStore::open("memory://", &HashMap::new())?;
+/// let key = ArtifactKey::parse("1/run/artifacts/notes.txt")?;
+/// let outcome = store.put_bytes(&key, Bytes::from_static(b"hello")).await?;
+/// assert_eq!(outcome.size, 5);
+/// assert_eq!(
+///     outcome.sha256,
+///     "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+/// );
+/// assert_eq!(store.head(&key).await?, Some(5));
+/// let listing = store.list(Some(&ArtifactKey::parse("1/run/artifacts")?)).await?;
+/// assert_eq!(listing[0].path, "1/run/artifacts/notes.txt");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ArtifactStore {
+    store: Arc<dyn ObjectStore>,
+    /// Key prefix inside the bucket/container, without slashes at either end; "" for none.
+    prefix: String,
+    url: String,
+    local: Option<LocalRoot>,
+}
+
+/// What a completed upload wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    pub size: u64,
+    /// SHA-256 of the bytes written, lowercase hex.
+    pub sha256: String,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    /// The entry's full key relative to the store root, e.g. "dir/sub/file.txt" (no trailing '/').
+    pub path: String,
+    pub is_dir: bool,
+    /// Size in bytes for files; None for directories.
+    pub size: Option<u64>,
+}
+
+impl ArtifactStore {
+    /// Opens storage from a URL: `file:///abs/dir` (created if missing), `memory://`, `s3://bucket/prefix`,
+    /// `az://container/prefix` (also accept `azure://`), `gs://bucket/prefix`. Cloud credentials and endpoints come
+    /// from `options` (object_store's config keys, e.g. "aws_endpoint", "aws_access_key_id", "azure_storage_account_name",
+    /// "azure_storage_access_key", "azure_storage_use_emulator", "azure_endpoint", "allow_http") and, failing that,
+    /// from the standard environment variables (use object_store's builders' from_env()).
+    ///
+    /// Unknown option keys for a cloud scheme are an error (`Unsupported`), so typos surface
+    /// at startup; options given for `file://` or `memory://` are ignored with a warning.
+    pub fn open(url: &str, options: &HashMap<String, String>) -> Result<ArtifactStore, ArtifactError> {
+        let opened = open::open(url, options)?;
+        Ok(ArtifactStore {
+            store: opened.store,
+            prefix: opened.prefix,
+            url: url.to_string(),
+            local: opened.local,
+        })
+    }
+
+    /// The URL this store was opened from, as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Streams `body` to `key` in bounded memory (multipart upload with a fixed part size, e.g. 8 MiB, and a
+    /// small bounded number of parts in flight), computing SHA-256 and size as it goes. Nothing is visible at `key`
+    /// unless the whole body arrived: on a body error, on exceeding `max_size` (→ ArtifactError::TooLarge), or on a
+    /// storage error, the multipart upload is aborted. Overwrites an existing object atomically.
+    pub async fn put_stream<S>(
+        &self,
+        key: &ArtifactKey,
+        body: S,
+        max_size: Option<u64>,
+    ) -> Result<PutOutcome, ArtifactError>
+    where
+        S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
+    {
+        self.check_local(key).await?;
+        let location = self.location(key)?;
+        upload::put_stream(&self.store, &location, key, body, max_size, self.local.as_ref()).await
+    }
+
+    /// Convenience for small payloads.
+    pub async fn put_bytes(&self, key: &ArtifactKey, bytes: Bytes) -> Result<PutOutcome, ArtifactError> {
+        self.put_stream(key, futures::stream::iter([Ok(bytes)]), None)
+            .await
+    }
+
+    /// Streams an object back: its size and a stream of chunks (no full buffering).
+    pub async fn get_stream(
+        &self,
+        key: &ArtifactKey,
+    ) -> Result<(u64, BoxStream<'static, Result<Bytes, ArtifactError>>), ArtifactError> {
+        self.check_local(key).await?;
+        let location = self.location(key)?;
+        let result = self
+            .store
+            .get(&location)
+            .await
+            .map_err(|e| classify(e, key.as_str(), Op::Read))?;
+        let size = result.meta.size;
+        let path = key.as_str().to_string();
+        let stream = match result.payload {
+            GetResultPayload::File(file, _) => {
+                use tokio::io::AsyncReadExt;
+                let file = tokio::fs::File::from_std(file).take(size);
+                tokio_util::io::ReaderStream::with_capacity(file, LOCAL_READ_CHUNK)
+                    .map_err(move |e| ArtifactError::from_io(e, &path))
+                    .boxed()
+            }
+            GetResultPayload::Stream(stream) => stream.map_err(move |e| classify(e, &path, Op::Read)).boxed(),
+        };
+        Ok((size, stream))
+    }
+
+    /// Byte range [start, end) for HTTP Range support.
+    ///
+    /// `end` past the end of the object is clamped to it (as HTTP does). `start == end` gives
+    /// an empty result; `start > end`, or `start` at or past the end of a non-empty range,
+    /// is an error (the caller should have answered 416 from `head`).
+    pub async fn get_range(&self, key: &ArtifactKey, start: u64, end: u64) -> Result<Bytes, ArtifactError> {
+        if start > end {
+            return Err(ArtifactError::backend_msg(format!(
+                "{key}: invalid byte range {start}..{end}"
+            )));
+        }
+        if start == end {
+            // Still report a missing object as missing.
+            return match self.head(key).await? {
+                Some(_) => Ok(Bytes::new()),
+                None => Err(ArtifactError::NotFound {
+                    path: key.to_string(),
+                }),
+            };
+        }
+        self.check_local(key).await?;
+        let location = self.location(key)?;
+        let options = GetOptions {
+            range: Some(GetRange::Bounded(start..end)),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .get_opts(&location, options)
+            .await
+            .map_err(|e| classify(e, key.as_str(), Op::Read))?;
+        result
+            .bytes()
+            .await
+            .map_err(|e| classify(e, key.as_str(), Op::Read))
+    }
+
+    /// The object's size, or None when nothing is stored at `key` (a "directory" is not an object).
+    pub async fn head(&self, key: &ArtifactKey) -> Result<Option<u64>, ArtifactError> {
+        self.check_local(key).await?;
+        let location = self.location(key)?;
+        match self.store.head(&location).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(e) => match classify(e, key.as_str(), Op::Read) {
+                ArtifactError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Lists one level under `prefix` (None = root): files with sizes and sub-directories, sorted by path.
+    /// Returned paths are relative to the prefix's parent in the same way MLflow's list_artifacts returns them:
+    /// give the entry's full relative key (e.g. "dir/sub/file.txt") and let callers strip.
+    ///
+    /// A prefix that does not exist, or that names a file, lists as empty.
+    pub async fn list(&self, prefix: Option<&ArtifactKey>) -> Result<Vec<Listing>, ArtifactError> {
+        let mut entries = match &self.local {
+            Some(local) => local.list(prefix).await?,
+            None => {
+                let location = self.list_location(prefix)?;
+                let result = self
+                    .store
+                    .list_with_delimiter(location.as_ref())
+                    .await
+                    .map_err(|e| classify(e, prefix_str(prefix), Op::Read))?;
+                let dirs = result.common_prefixes.iter().filter_map(|p| {
+                    self.relative(p, prefix).map(|path| Listing {
+                        path,
+                        is_dir: true,
+                        size: None,
+                    })
+                });
+                let files = result.objects.iter().filter_map(|meta| {
+                    self.relative(&meta.location, prefix).map(|path| Listing {
+                        path,
+                        is_dir: false,
+                        size: Some(meta.size),
+                    })
+                });
+                dirs.chain(files).collect()
+            }
+        };
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    /// Recursive listing of every object under prefix (for replication/backup/gc).
+    ///
+    /// Only files are returned (`is_dir` false), with full relative keys, sorted by path.
+    /// An object stored at exactly `prefix` is not "under" it and is not included.
+    pub async fn list_recursive(&self, prefix: Option<&ArtifactKey>) -> Result<Vec<Listing>, ArtifactError> {
+        let mut entries = match &self.local {
+            Some(local) => local.list_recursive(prefix).await?,
+            None => {
+                let location = self.list_location(prefix)?;
+                let metas: Vec<_> = self
+                    .store
+                    .list(location.as_ref())
+                    .try_collect()
+                    .await
+                    .map_err(|e| classify(e, prefix_str(prefix), Op::Read))?;
+                metas
+                    .iter()
+                    .filter_map(|meta| {
+                        self.relative(&meta.location, prefix).map(|path| Listing {
+                            path,
+                            is_dir: false,
+                            size: Some(meta.size),
+                        })
+                    })
+                    .collect()
+            }
+        };
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(entries)
+    }
+
+    /// Deletes the object at `key`. Idempotent: a missing object (or a "directory") is Ok.
+    pub async fn delete(&self, key: &ArtifactKey) -> Result<(), ArtifactError> {
+        self.check_local(key).await?;
+        let location = self.location(key)?;
+        match self.store.delete(&location).await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if self.local.is_some() && is_a_directory(&e) {
+                    // Unlinking a directory fails with EISDIR; on an object store there is
+                    // simply no object at that key.
+                    return Ok(());
+                }
+                match classify(e, key.as_str(), Op::Delete) {
+                    ArtifactError::NotFound { .. } => Ok(()),
+                    other => Err(other),
+                }
+            }
+        }
+    }
+
+    /// Deletes every object under prefix; idempotent; returns how many were removed.
+    ///
+    /// "Under" is directory-wise, as in [`list_recursive`](Self::list_recursive): objects
+    /// whose keys start with `prefix/`.
+    pub async fn delete_prefix(&self, prefix: &ArtifactKey) -> Result<u64, ArtifactError> {
+        let entries = self.list_recursive(Some(prefix)).await?;
+        let mut locations = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let key = ArtifactKey::parse(&entry.path)?;
+            locations.push(self.location(&key)?);
+        }
+        // delete_stream lets S3 and Azure use their bulk-delete APIs.
+        let mut results = self
+            .store
+            .delete_stream(futures::stream::iter(locations.into_iter().map(Ok)).boxed());
+        let mut deleted = 0u64;
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) => deleted += 1,
+                // Deleted concurrently by someone else: still gone, which is what was asked.
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(classify(e, prefix.as_str(), Op::Delete)),
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Server-side copy where the backend supports it.
+    ///
+    /// Overwrites `to`. On local disks the copy is a hard link, which is safe because objects
+    /// are never modified in place (every write replaces the file).
+    pub async fn copy(&self, from: &ArtifactKey, to: &ArtifactKey) -> Result<(), ArtifactError> {
+        self.check_local(from).await?;
+        self.check_local(to).await?;
+        let src = self.location(from)?;
+        let dst = self.location(to)?;
+        self.store.copy(&src, &dst).await.map_err(|e| match e {
+            object_store::Error::NotFound { .. } => ArtifactError::NotFound {
+                path: from.to_string(),
+            },
+            other => classify(other, to.as_str(), Op::Write),
+        })
+    }
+
+    async fn check_local(&self, key: &ArtifactKey) -> Result<(), ArtifactError> {
+        match &self.local {
+            Some(local) => local.check(key).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The backend path of `key`. Path::parse keeps the key's characters as they are (no
+    /// percent-encoding), so objects carry the same names other MLflow tools expect.
+    fn location(&self, key: &ArtifactKey) -> Result<Path, ArtifactError> {
+        let raw = if self.prefix.is_empty() {
+            key.as_str().to_string()
+        } else {
+            format!("{}/{}", self.prefix, key.as_str())
+        };
+        Path::parse(&raw).map_err(|e| ArtifactError::invalid(key.as_str(), e.to_string()))
+    }
+
+    fn list_location(&self, prefix: Option<&ArtifactKey>) -> Result<Option<Path>, ArtifactError> {
+        match prefix {
+            Some(key) => self.location(key).map(Some),
+            None if self.prefix.is_empty() => Ok(None),
+            None => Path::parse(&self.prefix)
+                .map(Some)
+                .map_err(|e| ArtifactError::invalid(&self.prefix, e.to_string())),
+        }
+    }
+
+    /// Maps a backend path back to a key relative to the root, keeping only entries strictly
+    /// under `prefix` whose names are valid keys (others may exist if something besides
+    /// this crate writes to the bucket; they could not be addressed, so they are not shown).
+    fn relative(&self, location: &Path, prefix: Option<&ArtifactKey>) -> Option<String> {
+        let raw: &str = location.as_ref();
+        let rel = if self.prefix.is_empty() {
+            raw
+        } else {
+            raw.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?
+        };
+        let key = match ArtifactKey::parse(rel) {
+            Ok(key) => key,
+            Err(_) => {
+                tracing::debug!(
+                    path = raw,
+                    "skipping an object whose name is not a valid artifact key"
+                );
+                return None;
+            }
+        };
+        match prefix {
+            Some(p) if key == *p || !key.starts_with(p) => None,
+            _ => Some(key.as_str().to_string()),
+        }
+    }
+}
+
+fn prefix_str(prefix: Option<&ArtifactKey>) -> &str {
+    prefix.map(ArtifactKey::as_str).unwrap_or("")
+}
+
+fn is_a_directory(err: &object_store::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(io_err) = e.downcast_ref::<std::io::Error>() {
+            return io_err.kind() == std::io::ErrorKind::IsADirectory;
+        }
+        current = e.source();
+    }
+    false
+}

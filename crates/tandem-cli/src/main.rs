@@ -1,0 +1,283 @@
+//! The `tandem` command. Thin by design: it parses arguments and calls the
+//! libraries — `tandem-server` to run a region, `tandem-client` (the HTTP API
+//! users call) for everything else.
+//!
+//! Exit codes: 0 success; 1 failure; 2 usage error; 3 not found; 4 already
+//! exists or conflicting state; 5 server unreachable.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
+use tandem_client::{ClientError, TandemClient};
+use tandem_core::model::Workspace;
+use tandem_server::ServerConfig;
+
+#[derive(Parser)]
+#[command(
+    name = "tandem",
+    version,
+    about = "A self-hosted ML workspace server with business continuity built in"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one region's server (MLflow REST API, artifact proxy, Tandem API).
+    Server(ServerArgs),
+    /// Create, inspect, list and delete workspaces.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Print the journal as newline-delimited JSON.
+    Journal(JournalArgs),
+}
+
+#[derive(Args)]
+struct ServerArgs {
+    /// TOML config file; flags and TANDEM_* variables override it.
+    #[arg(long, env = "TANDEM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Data directory for the embedded defaults (SQLite and local artifacts).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// This region's name [default: local].
+    #[arg(long)]
+    region: Option<String>,
+    /// Metadata database URL: sqlite://PATH or postgres://…
+    #[arg(long)]
+    metadata_url: Option<String>,
+    /// Artifact storage URL: file://, memory://, s3://, az://, gs://
+    #[arg(long)]
+    artifacts_url: Option<String>,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
+    log_format: String,
+}
+
+#[derive(Args, Clone)]
+struct ClientArgs {
+    /// The server to talk to.
+    #[arg(
+        long,
+        env = "TANDEM_URL",
+        default_value = "http://127.0.0.1:5000",
+        global = true
+    )]
+    url: String,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum WorkspaceCommand {
+    /// Create a workspace.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show one workspace.
+    Get {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List workspaces.
+    List {
+        /// List deleted workspaces instead.
+        #[arg(long)]
+        deleted: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete a workspace.
+    Delete {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args)]
+struct JournalArgs {
+    /// Print records after this position.
+    #[arg(long, default_value_t = 0)]
+    after: i64,
+    /// Only this workspace's records.
+    #[arg(long)]
+    workspace: Option<String>,
+    /// At most this many records.
+    #[arg(long)]
+    limit: Option<i64>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<ClientError>() {
+        Some(ClientError::Api { code, .. }) if code == "RESOURCE_DOES_NOT_EXIST" => 3,
+        Some(ClientError::Api { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => 4,
+        Some(ClientError::Transport { .. }) => 5,
+        _ => 1,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => run_server(args).await,
+        Command::Workspace(command) => run_workspace(command).await,
+        Command::Journal(args) => {
+            let client = TandemClient::new(&args.client.url)?;
+            let mut records = client
+                .journal(args.after, args.workspace.as_deref(), args.limit)
+                .await?;
+            while let Some(record) = records.next().await {
+                println!("{}", serde_json::to_string(&record?)?);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
+    init_logging(&args.log_format);
+    let mut config = match &args.config {
+        Some(path) => ServerConfig::from_file(path)?,
+        None => ServerConfig::default(),
+    };
+    config.apply_env(|name| std::env::var(name).ok())?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(data) = args.data {
+        config.data = Some(data);
+    }
+    if let Some(region) = args.region {
+        config.region = region;
+    }
+    if let Some(url) = args.metadata_url {
+        config.metadata_url = Some(url);
+        config.metadata_url_file = None;
+    }
+    if let Some(url) = args.artifacts_url {
+        config.artifacts_url = Some(url);
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    tandem_server::serve(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("interrupted; shutting down"),
+        _ = terminate => tracing::info!("terminated; shutting down"),
+    }
+}
+
+fn print_workspace(workspace: &Workspace, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(workspace)?);
+    } else {
+        println!(
+            "{}\t{}\t{}",
+            workspace.name,
+            workspace.workspace_id,
+            workspace.lifecycle_stage.as_str()
+        );
+    }
+    Ok(())
+}
+
+async fn run_workspace(command: WorkspaceCommand) -> anyhow::Result<()> {
+    match command {
+        WorkspaceCommand::Create {
+            name,
+            description,
+            client,
+        } => {
+            let workspace = TandemClient::new(&client.url)?
+                .create_workspace(&name, &description)
+                .await?;
+            print_workspace(&workspace, client.json)
+        }
+        WorkspaceCommand::Get { name, client } => {
+            let workspace = TandemClient::new(&client.url)?.get_workspace(&name).await?;
+            print_workspace(&workspace, client.json)
+        }
+        WorkspaceCommand::Delete { name, client } => {
+            let workspace = TandemClient::new(&client.url)?.delete_workspace(&name).await?;
+            print_workspace(&workspace, client.json)
+        }
+        WorkspaceCommand::List { deleted, client } => {
+            let workspaces = TandemClient::new(&client.url)?.list_workspaces(deleted).await?;
+            if client.json {
+                println!("{}", serde_json::to_string_pretty(&workspaces)?);
+            } else {
+                println!("NAME\tID\tSTATE");
+                for workspace in &workspaces {
+                    print_workspace(workspace, false)?;
+                }
+            }
+            Ok(())
+        }
+    }
+}

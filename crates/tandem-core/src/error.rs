@@ -1,0 +1,85 @@
+//! The domain error: a closed set of kinds that map one-to-one onto MLflow's
+//! error codes at the API boundary, plus a human message.
+
+use std::fmt;
+
+/// What went wrong, in the vocabulary the MLflow client understands. The
+/// client's control flow depends on these (for example `get_experiment_by_name`
+/// treats `RESOURCE_DOES_NOT_EXIST` as "absent", and `set_experiment` creates
+/// the experiment then).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    InvalidParameterValue,
+    ResourceDoesNotExist,
+    ResourceAlreadyExists,
+    InvalidState,
+    BadRequest,
+    PermissionDenied,
+    RequestLimitExceeded,
+    /// The region refuses writes (it is not the primary, or it is fenced).
+    /// Certainly not applied; the client may retry elsewhere.
+    NotPrimary,
+    Internal,
+}
+
+impl ErrorKind {
+    /// MLflow's `ErrorCode` name for this kind.
+    pub fn mlflow_code(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidParameterValue => "INVALID_PARAMETER_VALUE",
+            ErrorKind::ResourceDoesNotExist => "RESOURCE_DOES_NOT_EXIST",
+            ErrorKind::ResourceAlreadyExists => "RESOURCE_ALREADY_EXISTS",
+            ErrorKind::InvalidState => "INVALID_STATE",
+            ErrorKind::BadRequest => "BAD_REQUEST",
+            ErrorKind::PermissionDenied => "PERMISSION_DENIED",
+            ErrorKind::RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
+            ErrorKind::NotPrimary => "TEMPORARILY_UNAVAILABLE",
+            ErrorKind::Internal => "INTERNAL_ERROR",
+        }
+    }
+}
+
+/// A domain error. The message is lowercase-first where we write it, and
+/// follows MLflow's wording where the client or users match on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidParameterValue, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ResourceDoesNotExist, message)
+    }
+    pub fn already_exists(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ResourceAlreadyExists, message)
+    }
+    pub fn invalid_state(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidState, message)
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadRequest, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Internal, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.mlflow_code(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

@@ -1,0 +1,212 @@
+//! Offset pagination with MLflow's page tokens.
+//!
+//! A token is the standard base64 of the JSON `{"offset": N}`, byte for byte
+//! what MLflow's `SearchUtils.create_page_token` writes, so tokens from either
+//! server read the same. The client treats tokens as opaque; only we parse
+//! them, so decoding is a little more lenient than MLflow's (missing padding
+//! and the URL-safe alphabet are accepted).
+
+use super::Page;
+use crate::error::{Error, Result};
+
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding.
+fn base64_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for position in 0..4 {
+            if position <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * position)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard or URL-safe base64, padded or not. `None` if malformed.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let text = text.trim().trim_end_matches('=');
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let mut buffer = 0u32;
+    let mut bits = 0;
+    for c in text.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    // A single leftover character (6 bits) cannot end valid base64.
+    (bits < 6).then_some(out)
+}
+
+/// MLflow's page token for the given offset: base64 of `{"offset": N}`.
+pub fn encode_page_token(offset: usize) -> String {
+    base64_encode(format!("{{\"offset\": {offset}}}").as_bytes())
+}
+
+/// Reads the offset back from a page token, with MLflow's messages for each
+/// way it can be malformed. The offset must be positive: MLflow never issues
+/// a token for offset 0 and rejects one.
+pub fn decode_page_token(token: &str) -> Result<usize> {
+    let decoded =
+        base64_decode(token).ok_or_else(|| Error::invalid("Invalid page token, could not base64-decode"))?;
+    let parsed: serde_json::Value = serde_json::from_slice(&decoded).map_err(|_| {
+        Error::invalid(format!(
+            "Invalid page token, decoded value={}",
+            String::from_utf8_lossy(&decoded)
+        ))
+    })?;
+    let offset = parsed.get("offset");
+    let falsy = match offset {
+        None | Some(serde_json::Value::Null) => true,
+        Some(serde_json::Value::Bool(b)) => !b,
+        Some(serde_json::Value::Number(n)) => n.as_f64() == Some(0.0),
+        Some(serde_json::Value::String(s)) => s.is_empty(),
+        Some(serde_json::Value::Array(a)) => a.is_empty(),
+        Some(serde_json::Value::Object(o)) => o.is_empty(),
+    };
+    if falsy {
+        return Err(Error::invalid(format!(
+            "Invalid page token, parsed value={parsed}"
+        )));
+    }
+    let offset = offset.expect("checked above");
+    let value = match offset {
+        serde_json::Value::Number(n) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 1.0).map(|f| f as u64)),
+        serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    let shown = match offset {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let value = value.ok_or_else(|| Error::invalid(format!("Invalid page token, not stringable {shown}")))?;
+    usize::try_from(value).map_err(|_| Error::invalid(format!("Invalid page token, not stringable {shown}")))
+}
+
+/// Takes one page of already sorted items: `max_results` from the token's
+/// offset, and a token for the next page only if items remain after it.
+pub(crate) fn paginate<T>(items: Vec<T>, page_token: Option<&str>, max_results: usize) -> Result<Page<T>> {
+    if max_results == 0 {
+        return Err(Error::invalid(
+            "Invalid value 0 for parameter 'max_results' supplied. It must be a positive integer",
+        ));
+    }
+    let start = match page_token {
+        Some(token) if !token.is_empty() => decode_page_token(token)?,
+        _ => 0,
+    };
+    let end = start.saturating_add(max_results);
+    let total = items.len();
+    let next_page_token = (end < total).then(|| encode_page_token(end));
+    let items = items.into_iter().skip(start).take(max_results).collect();
+    Ok(Page {
+        items,
+        next_page_token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_byte_identical_to_mlflow() {
+        // base64.b64encode(json.dumps({"offset": 10}).encode())
+        assert_eq!(encode_page_token(10), "eyJvZmZzZXQiOiAxMH0=");
+        assert_eq!(encode_page_token(1000), "eyJvZmZzZXQiOiAxMDAwfQ==");
+        assert_eq!(encode_page_token(5), "eyJvZmZzZXQiOiA1fQ==");
+    }
+
+    #[test]
+    fn tokens_round_trip() {
+        for offset in [1, 2, 3, 10, 99, 100, 12345, 1 << 40] {
+            assert_eq!(decode_page_token(&encode_page_token(offset)).unwrap(), offset);
+        }
+    }
+
+    #[test]
+    fn decoding_is_lenient_about_padding_and_alphabet() {
+        assert_eq!(decode_page_token("eyJvZmZzZXQiOiAxMH0").unwrap(), 10);
+        // {"offset": "7"}: MLflow accepts a string offset.
+        assert_eq!(decode_page_token("eyJvZmZzZXQiOiAiNyJ9").unwrap(), 7);
+        assert_eq!(base64_decode("-_8="), Some(vec![0xfb, 0xff]));
+    }
+
+    #[test]
+    fn base64_matches_known_vectors() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64_encode(plain.as_bytes()), encoded);
+            assert_eq!(base64_decode(encoded).unwrap(), plain.as_bytes());
+        }
+        assert_eq!(base64_decode("Z"), None);
+    }
+
+    #[test]
+    fn malformed_tokens_are_invalid_with_mlflow_messages() {
+        let err = |token: &str| {
+            let error = decode_page_token(token).unwrap_err();
+            assert_eq!(error.kind, crate::ErrorKind::InvalidParameterValue);
+            error.message
+        };
+        assert_eq!(err("notbase64!!"), "Invalid page token, could not base64-decode");
+        assert_eq!(err("eHg="), "Invalid page token, decoded value=xx");
+        assert_eq!(
+            err("eyJvZmZzZXQiOiAwfQ=="),
+            "Invalid page token, parsed value={\"offset\":0}"
+        );
+        assert_eq!(err("WzFd"), "Invalid page token, parsed value=[1]");
+        assert_eq!(
+            err("eyJvZmZzZXQiOiAieCJ9"),
+            "Invalid page token, not stringable x"
+        );
+        // {"offset": -5}
+        assert_eq!(
+            err(&base64_encode(b"{\"offset\": -5}")),
+            "Invalid page token, not stringable -5"
+        );
+    }
+
+    #[test]
+    fn paginates_over_several_pages() {
+        let items: Vec<u32> = (0..7).collect();
+        let first = paginate(items.clone(), None, 3).unwrap();
+        assert_eq!(first.items, vec![0, 1, 2]);
+        let second = paginate(items.clone(), first.next_page_token.as_deref(), 3).unwrap();
+        assert_eq!(second.items, vec![3, 4, 5]);
+        let third = paginate(items.clone(), second.next_page_token.as_deref(), 3).unwrap();
+        assert_eq!(third.items, vec![6]);
+        assert_eq!(third.next_page_token, None);
+        // An exact fit has no next page; an empty token is the first page.
+        let exact = paginate(items.clone(), Some(""), 7).unwrap();
+        assert_eq!((exact.items.len(), exact.next_page_token), (7, None));
+        // A token past the end gives an empty page.
+        let past = paginate(items.clone(), Some(&encode_page_token(50)), 3).unwrap();
+        assert_eq!((past.items, past.next_page_token), (vec![], None));
+        assert!(paginate(items, None, 0).is_err());
+    }
+}

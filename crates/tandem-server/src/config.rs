@@ -1,0 +1,227 @@
+//! The server's configuration: one struct, every field documented, with
+//! defaults, a TOML file, and environment overrides (`TANDEM_*`). Secrets can
+//! be read from files (`metadata_url_file`), so they need not sit in the
+//! config or the environment.
+//!
+//! Precedence, highest first: command-line flags, environment variables, the
+//! config file, defaults. The command line applies its part in the binary.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("invalid config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("invalid setting {name}: {message}")]
+    Invalid { name: String, message: String },
+}
+
+/// Settings of one region's server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Directory for the embedded defaults: `metadata.db` (SQLite) and
+    /// `artifacts/`. Required unless both URLs below are given.
+    pub data: Option<PathBuf>,
+    /// This region's name, recorded as the origin of every local change.
+    pub region: String,
+    /// Metadata database: `sqlite://PATH` or `postgres://…`. Default: SQLite
+    /// under `data`.
+    pub metadata_url: Option<String>,
+    /// A file holding `metadata_url` (for passwords); wins over `metadata_url`.
+    pub metadata_url_file: Option<PathBuf>,
+    /// Artifact storage: `file://`, `memory://`, `s3://`, `az://`, `gs://`.
+    /// Default: `data/artifacts`.
+    pub artifacts_url: Option<String>,
+    /// Options for the object store (endpoint, credentials, …), using the
+    /// `object_store` crate's keys.
+    pub artifacts_options: HashMap<String, String>,
+    /// SQLite durability: `FULL` (every acknowledged write is on disk) or
+    /// `NORMAL` (faster; the last writes may be lost on power failure).
+    pub sqlite_synchronous: String,
+    /// Largest JSON request body, in bytes.
+    pub max_json_body: usize,
+    /// Largest artifact upload, in bytes; none by default.
+    pub max_artifact_size: Option<u64>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:5000".to_string(),
+            data: None,
+            region: "local".to_string(),
+            metadata_url: None,
+            metadata_url_file: None,
+            artifacts_url: None,
+            artifacts_options: HashMap::new(),
+            sqlite_synchronous: "FULL".to_string(),
+            max_json_body: 16 * 1024 * 1024,
+            max_artifact_size: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|error| ConfigError::Parse {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Applies `TANDEM_*` environment variables over the file's values.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(value) = env("TANDEM_LISTEN") {
+            self.listen = value;
+        }
+        if let Some(value) = env("TANDEM_DATA") {
+            self.data = Some(PathBuf::from(value));
+        }
+        if let Some(value) = env("TANDEM_REGION") {
+            self.region = value;
+        }
+        if let Some(value) = env("TANDEM_METADATA_URL") {
+            self.metadata_url = Some(value);
+        }
+        if let Some(value) = env("TANDEM_METADATA_URL_FILE") {
+            self.metadata_url_file = Some(PathBuf::from(value));
+        }
+        if let Some(value) = env("TANDEM_ARTIFACTS_URL") {
+            self.artifacts_url = Some(value);
+        }
+        if let Some(value) = env("TANDEM_SQLITE_SYNCHRONOUS") {
+            self.sqlite_synchronous = value;
+        }
+        if let Some(value) = env("TANDEM_MAX_JSON_BODY") {
+            self.max_json_body = value.parse().map_err(|_| ConfigError::Invalid {
+                name: "TANDEM_MAX_JSON_BODY".to_string(),
+                message: format!("'{value}' is not a byte count"),
+            })?;
+        }
+        if let Some(value) = env("TANDEM_MAX_ARTIFACT_SIZE") {
+            self.max_artifact_size = Some(value.parse().map_err(|_| ConfigError::Invalid {
+                name: "TANDEM_MAX_ARTIFACT_SIZE".to_string(),
+                message: format!("'{value}' is not a byte count"),
+            })?);
+        }
+        Ok(())
+    }
+
+    /// The metadata URL in effect.
+    pub fn metadata_url(&self) -> Result<String, ConfigError> {
+        if let Some(path) = &self.metadata_url_file {
+            let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
+                path: path.display().to_string(),
+                message: error.to_string(),
+            })?;
+            return Ok(text.trim().to_string());
+        }
+        if let Some(url) = &self.metadata_url {
+            return Ok(url.clone());
+        }
+        match &self.data {
+            Some(data) => Ok(format!(
+                "sqlite://{}",
+                absolute(data).join("metadata.db").display()
+            )),
+            None => Err(ConfigError::Invalid {
+                name: "data".to_string(),
+                message: "give a data directory (--data) or both --metadata-url and --artifacts-url"
+                    .to_string(),
+            }),
+        }
+    }
+
+    /// The artifact storage URL in effect.
+    pub fn artifacts_url(&self) -> Result<String, ConfigError> {
+        if let Some(url) = &self.artifacts_url {
+            return Ok(url.clone());
+        }
+        match &self.data {
+            Some(data) => Ok(format!("file://{}", absolute(data).join("artifacts").display())),
+            None => Err(ConfigError::Invalid {
+                name: "data".to_string(),
+                message: "give a data directory (--data) or both --metadata-url and --artifacts-url"
+                    .to_string(),
+            }),
+        }
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(path))
+            .unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tandem.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:7000\"\nregion = \"eastus\"\ndata = \"/srv/tandem\"\n",
+        )
+        .unwrap();
+        let mut config = ServerConfig::from_file(&path).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:7000");
+        config
+            .apply_env(|name| (name == "TANDEM_REGION").then(|| "westus".to_string()))
+            .unwrap();
+        assert_eq!(config.region, "westus");
+        assert_eq!(config.metadata_url().unwrap(), "sqlite:///srv/tandem/metadata.db");
+        assert_eq!(config.artifacts_url().unwrap(), "file:///srv/tandem/artifacts");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tandem.toml");
+        std::fs::write(&path, "listne = \"x\"\n").unwrap();
+        let error = ServerConfig::from_file(&path).unwrap_err().to_string();
+        assert!(error.contains("listne"), "{error}");
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("url");
+        std::fs::write(&secret, "postgres://u:p@h/db\n").unwrap();
+        let config = ServerConfig {
+            metadata_url_file: Some(secret),
+            ..ServerConfig::default()
+        };
+        assert_eq!(config.metadata_url().unwrap(), "postgres://u:p@h/db");
+    }
+
+    #[test]
+    fn a_bad_number_is_a_clear_error() {
+        let mut config = ServerConfig::default();
+        let error = config
+            .apply_env(|name| (name == "TANDEM_MAX_JSON_BODY").then(|| "lots".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("TANDEM_MAX_JSON_BODY"), "{error}");
+    }
+}

@@ -1,0 +1,395 @@
+//! The metadata store: every workspace's state and the journal of its
+//! changes, in one database.
+//!
+//! Architecture invariant: this is the only crate that writes state, and it
+//! writes nothing without journaling it. Every write method validates the
+//! request against the current state, turns it into a
+//! [`tandem_core::journal::Change`], and in one transaction appends the
+//! journal record and applies the change with the same function that
+//! [`MetadataStore::apply_record`] uses to replay or replicate records. So the
+//! journal always describes the state exactly, and the state can always be
+//! rebuilt from the journal.
+//!
+//! API boundary: [`MetadataStore`], implemented by [`SqlStore`] on SQLite
+//! (embedded default) and PostgreSQL. Only this crate imports sqlx.
+
+mod error;
+mod sql;
+
+pub use error::{StoreError, StoreResult, WriteOutcome};
+pub use sql::{proxied_artifact_path, Backend, SqlStore, StoreOptions};
+
+use async_trait::async_trait;
+use tandem_core::journal::JournalRecord;
+use tandem_core::model::*;
+use tandem_core::search::{LoggedModelDataset, LoggedModelOrder, Page};
+
+/// The name of the workspace that also answers at the root of the API.
+pub const DEFAULT_WORKSPACE: &str = "default";
+/// MLflow's default experiment, present in every workspace.
+pub const DEFAULT_EXPERIMENT_ID: &str = "0";
+pub const DEFAULT_EXPERIMENT_NAME: &str = "Default";
+
+/// A workspace resolved from its name: what every workspace-scoped call takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspaceRef {
+    pub workspace_id: String,
+    pub name: String,
+}
+
+/// The source of the time written into changes. Injectable so that tests of
+/// timers (retention, purge) need not wait.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    fn now_millis(&self) -> Millis;
+}
+
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_millis(&self) -> Millis {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as i64)
+            .unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateRun {
+    pub experiment_id: String,
+    pub user_id: String,
+    pub start_time: Option<Millis>,
+    pub run_name: Option<String>,
+    pub tags: Vec<Tag>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct UpdateRun {
+    pub status: Option<RunStatus>,
+    pub end_time: Option<Millis>,
+    pub run_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchRuns {
+    pub experiment_ids: Vec<String>,
+    pub filter: String,
+    pub view_type: ViewType,
+    pub max_results: usize,
+    pub order_by: Vec<String>,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub filter: String,
+    pub view_type: ViewType,
+    pub max_results: usize,
+    pub order_by: Vec<String>,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateLoggedModel {
+    pub experiment_id: String,
+    pub name: Option<String>,
+    pub model_type: Option<String>,
+    pub source_run_id: Option<String>,
+    pub params: Vec<Param>,
+    pub tags: Vec<Tag>,
+    pub creator_id: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchLoggedModels {
+    pub experiment_ids: Vec<String>,
+    pub filter: String,
+    pub datasets: Vec<LoggedModelDataset>,
+    pub max_results: usize,
+    pub order_by: Vec<LoggedModelOrder>,
+    pub page_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateModelVersion {
+    pub name: String,
+    pub source: String,
+    pub run_id: String,
+    pub run_link: String,
+    pub description: String,
+    pub tags: Vec<Tag>,
+    pub model_id: String,
+    pub user_id: String,
+}
+
+/// Where a region's journal stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalPosition {
+    pub region: String,
+    pub epoch: i64,
+    pub head: i64,
+}
+
+/// A canonical, ordered dump of every table but the journal: two stores hold
+/// the same state exactly when their dumps are equal.
+pub type StateDump = Vec<(String, Vec<serde_json::Value>)>;
+
+/// The workspace state and its journal. One implementation, [`SqlStore`],
+/// runs on SQLite and PostgreSQL; `tests/conformance.rs` holds the suite
+/// every backend passes.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> Backend;
+
+    // Journal.
+    async fn journal_position(&self) -> StoreResult<JournalPosition>;
+    /// Records after `after`, in order, at most `limit`, optionally only one
+    /// workspace's.
+    async fn journal_after(
+        &self,
+        after: i64,
+        workspace_id: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<JournalRecord>>;
+    /// Applies a record written elsewhere (replay, replication, restore),
+    /// appending it to this journal with its origin kept. Records from an
+    /// origin already applied up to or past `origin_seq` are skipped, so
+    /// re-delivery is harmless. Returns whether it was applied.
+    async fn apply_record(&self, record: &JournalRecord) -> StoreResult<bool>;
+    async fn dump_state(&self) -> StoreResult<StateDump>;
+
+    // Workspaces.
+    async fn create_workspace(&self, name: &str, description: &str) -> StoreResult<Workspace>;
+    async fn get_workspace(&self, name: &str) -> StoreResult<Workspace>;
+    async fn list_workspaces(&self, view: ViewType) -> StoreResult<Vec<Workspace>>;
+    async fn delete_workspace(&self, name: &str) -> StoreResult<Workspace>;
+    /// Resolves an active workspace by name, for every scoped call.
+    async fn resolve_workspace(&self, name: &str) -> StoreResult<WorkspaceRef>;
+
+    // Experiments.
+    async fn create_experiment(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: Vec<Tag>,
+    ) -> StoreResult<String>;
+    async fn get_experiment(&self, ws: &WorkspaceRef, experiment_id: &str) -> StoreResult<Experiment>;
+    async fn get_experiment_by_name(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<Experiment>;
+    async fn search_experiments(
+        &self,
+        ws: &WorkspaceRef,
+        query: SearchQuery,
+    ) -> StoreResult<Page<Experiment>>;
+    async fn rename_experiment(
+        &self,
+        ws: &WorkspaceRef,
+        experiment_id: &str,
+        new_name: &str,
+    ) -> StoreResult<()>;
+    async fn delete_experiment(&self, ws: &WorkspaceRef, experiment_id: &str) -> StoreResult<()>;
+    async fn restore_experiment(&self, ws: &WorkspaceRef, experiment_id: &str) -> StoreResult<()>;
+    async fn set_experiment_tag(&self, ws: &WorkspaceRef, experiment_id: &str, tag: Tag) -> StoreResult<()>;
+    async fn delete_experiment_tag(
+        &self,
+        ws: &WorkspaceRef,
+        experiment_id: &str,
+        key: &str,
+    ) -> StoreResult<()>;
+
+    // Runs.
+    async fn create_run(&self, ws: &WorkspaceRef, request: CreateRun) -> StoreResult<Run>;
+    async fn get_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<Run>;
+    async fn update_run(&self, ws: &WorkspaceRef, run_id: &str, update: UpdateRun) -> StoreResult<RunInfo>;
+    async fn delete_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<()>;
+    async fn restore_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<()>;
+    async fn search_runs(&self, ws: &WorkspaceRef, query: SearchRuns) -> StoreResult<Page<Run>>;
+    /// `log-batch`; also what log-metric, log-parameter and set-tag use.
+    async fn log_batch(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        metrics: Vec<Metric>,
+        params: Vec<Param>,
+        tags: Vec<Tag>,
+    ) -> StoreResult<()>;
+    async fn delete_run_tag(&self, ws: &WorkspaceRef, run_id: &str, key: &str) -> StoreResult<()>;
+    async fn log_inputs(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        datasets: Vec<DatasetInput>,
+        models: Vec<ModelInput>,
+    ) -> StoreResult<()>;
+    async fn log_outputs(&self, ws: &WorkspaceRef, run_id: &str, models: Vec<ModelOutput>)
+        -> StoreResult<()>;
+    async fn get_metric_history(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        key: &str,
+        max_results: Option<usize>,
+        page_token: Option<&str>,
+    ) -> StoreResult<Page<Metric>>;
+
+    // Logged models.
+    async fn create_logged_model(
+        &self,
+        ws: &WorkspaceRef,
+        request: CreateLoggedModel,
+    ) -> StoreResult<LoggedModel>;
+    async fn get_logged_model(&self, ws: &WorkspaceRef, model_id: &str) -> StoreResult<LoggedModel>;
+    async fn finalize_logged_model(
+        &self,
+        ws: &WorkspaceRef,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> StoreResult<LoggedModel>;
+    async fn delete_logged_model(&self, ws: &WorkspaceRef, model_id: &str) -> StoreResult<()>;
+    async fn set_logged_model_tags(
+        &self,
+        ws: &WorkspaceRef,
+        model_id: &str,
+        tags: Vec<Tag>,
+    ) -> StoreResult<()>;
+    async fn delete_logged_model_tag(&self, ws: &WorkspaceRef, model_id: &str, key: &str) -> StoreResult<()>;
+    async fn log_logged_model_params(
+        &self,
+        ws: &WorkspaceRef,
+        model_id: &str,
+        params: Vec<Param>,
+    ) -> StoreResult<()>;
+    async fn search_logged_models(
+        &self,
+        ws: &WorkspaceRef,
+        query: SearchLoggedModels,
+    ) -> StoreResult<Page<LoggedModel>>;
+
+    // Registered models.
+    async fn create_registered_model(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        description: &str,
+        tags: Vec<Tag>,
+        user_id: &str,
+    ) -> StoreResult<RegisteredModel>;
+    async fn get_registered_model(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<RegisteredModel>;
+    async fn rename_registered_model(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        new_name: &str,
+    ) -> StoreResult<RegisteredModel>;
+    async fn update_registered_model(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        description: &str,
+    ) -> StoreResult<RegisteredModel>;
+    async fn delete_registered_model(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<()>;
+    async fn search_registered_models(
+        &self,
+        ws: &WorkspaceRef,
+        query: SearchQuery,
+    ) -> StoreResult<Page<RegisteredModel>>;
+    async fn get_latest_versions(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        stages: &[String],
+    ) -> StoreResult<Vec<ModelVersion>>;
+    async fn set_registered_model_tag(&self, ws: &WorkspaceRef, name: &str, tag: Tag) -> StoreResult<()>;
+    async fn delete_registered_model_tag(&self, ws: &WorkspaceRef, name: &str, key: &str) -> StoreResult<()>;
+    async fn set_registered_model_alias(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        alias: &str,
+        version: &str,
+    ) -> StoreResult<()>;
+    async fn delete_registered_model_alias(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        alias: &str,
+    ) -> StoreResult<()>;
+    async fn get_model_version_by_alias(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        alias: &str,
+    ) -> StoreResult<ModelVersion>;
+
+    // Model versions.
+    async fn create_model_version(
+        &self,
+        ws: &WorkspaceRef,
+        request: CreateModelVersion,
+    ) -> StoreResult<ModelVersion>;
+    async fn get_model_version(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<ModelVersion>;
+    /// Where a version's files are (MLflow's `get-download-uri`): the source,
+    /// or what a `models:/` source resolved to.
+    async fn get_model_version_download_uri(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<String>;
+    async fn update_model_version(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+        description: &str,
+    ) -> StoreResult<ModelVersion>;
+    async fn transition_model_version_stage(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+        stage: &str,
+        archive_existing_versions: bool,
+    ) -> StoreResult<ModelVersion>;
+    async fn delete_model_version(&self, ws: &WorkspaceRef, name: &str, version: &str) -> StoreResult<()>;
+    async fn search_model_versions(
+        &self,
+        ws: &WorkspaceRef,
+        query: SearchQuery,
+    ) -> StoreResult<Page<ModelVersion>>;
+    async fn set_model_version_tag(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+        tag: Tag,
+    ) -> StoreResult<()>;
+    async fn delete_model_version_tag(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+        key: &str,
+    ) -> StoreResult<()>;
+
+    // Artifacts (the index of what the artifact proxy stored).
+    /// Checks that `path` lies inside the artifact root of an existing run or
+    /// logged model of the workspace that still accepts artifacts.
+    async fn check_artifact_owner(&self, ws: &WorkspaceRef, path: &str, for_write: bool) -> StoreResult<()>;
+    async fn record_artifact(
+        &self,
+        ws: &WorkspaceRef,
+        path: &str,
+        size: i64,
+        sha256: &str,
+    ) -> StoreResult<()>;
+    async fn delete_artifact(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<()>;
+    async fn list_artifact_entries(&self, ws: &WorkspaceRef, prefix: &str)
+        -> StoreResult<Vec<ArtifactEntry>>;
+}

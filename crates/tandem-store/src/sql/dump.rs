@@ -1,0 +1,242 @@
+//! A canonical dump of the workspace state: every table but the journal and
+//! the region's own bookkeeping, rows in a fixed order, values typed. Two
+//! stores hold the same state exactly when their dumps are equal — the check
+//! behind "replaying the journal rebuilds the live state", and later behind
+//! replication and restore verification.
+
+use serde_json::Value;
+use sqlx::{AnyPool, Row};
+
+use crate::error::StoreResult;
+use crate::StateDump;
+
+/// Each state table with its columns, typed so the dump does not depend on
+/// how a backend reports column types.
+const TABLES: &[(&str, &[(&str, ColumnType)])] = {
+    use ColumnType::*;
+    &[
+        (
+            "workspaces",
+            &[
+                ("workspace_id", Text),
+                ("name", Text),
+                ("description", Text),
+                ("creation_time", Int),
+                ("last_update_time", Int),
+                ("lifecycle_stage", Text),
+                ("deletion_time", Int),
+                ("next_experiment_id", Int),
+            ],
+        ),
+        (
+            "experiments",
+            &[
+                ("workspace_id", Text),
+                ("experiment_id", Text),
+                ("name", Text),
+                ("artifact_location", Text),
+                ("lifecycle_stage", Text),
+                ("creation_time", Int),
+                ("last_update_time", Int),
+            ],
+        ),
+        (
+            "experiment_tags",
+            &[
+                ("workspace_id", Text),
+                ("experiment_id", Text),
+                ("key", Text),
+                ("value", Text),
+            ],
+        ),
+        (
+            "runs",
+            &[
+                ("run_id", Text),
+                ("workspace_id", Text),
+                ("experiment_id", Text),
+                ("run_name", Text),
+                ("user_id", Text),
+                ("status", Text),
+                ("start_time", Int),
+                ("end_time", Int),
+                ("artifact_uri", Text),
+                ("lifecycle_stage", Text),
+                ("deleted_time", Int),
+            ],
+        ),
+        ("run_params", &[("run_id", Text), ("key", Text), ("value", Text)]),
+        ("run_tags", &[("run_id", Text), ("key", Text), ("value", Text)]),
+        (
+            "metrics",
+            &[
+                ("run_id", Text),
+                ("key", Text),
+                ("timestamp", Int),
+                ("step", Int),
+                ("value", Real),
+                ("is_nan", Int),
+                ("model_id", Text),
+                ("dataset_name", Text),
+                ("dataset_digest", Text),
+            ],
+        ),
+        (
+            "latest_metrics",
+            &[
+                ("run_id", Text),
+                ("key", Text),
+                ("timestamp", Int),
+                ("step", Int),
+                ("value", Real),
+                ("is_nan", Int),
+            ],
+        ),
+        (
+            "run_dataset_inputs",
+            &[
+                ("run_id", Text),
+                ("name", Text),
+                ("digest", Text),
+                ("position", Int),
+                ("input", Text),
+            ],
+        ),
+        ("run_model_inputs", &[("run_id", Text), ("model_id", Text)]),
+        (
+            "run_model_outputs",
+            &[("run_id", Text), ("model_id", Text), ("step", Int)],
+        ),
+        (
+            "logged_models",
+            &[
+                ("model_id", Text),
+                ("workspace_id", Text),
+                ("experiment_id", Text),
+                ("name", Text),
+                ("artifact_uri", Text),
+                ("status", Text),
+                ("status_message", Text),
+                ("creator_id", Text),
+                ("model_type", Text),
+                ("source_run_id", Text),
+                ("creation_time", Int),
+                ("last_updated_time", Int),
+                ("lifecycle_stage", Text),
+            ],
+        ),
+        (
+            "logged_model_tags",
+            &[("model_id", Text), ("key", Text), ("value", Text)],
+        ),
+        (
+            "logged_model_params",
+            &[("model_id", Text), ("key", Text), ("value", Text)],
+        ),
+        (
+            "registered_models",
+            &[
+                ("workspace_id", Text),
+                ("name", Text),
+                ("description", Text),
+                ("user_id", Text),
+                ("creation_time", Int),
+                ("last_updated_time", Int),
+                ("next_version", Int),
+            ],
+        ),
+        (
+            "registered_model_tags",
+            &[
+                ("workspace_id", Text),
+                ("name", Text),
+                ("key", Text),
+                ("value", Text),
+            ],
+        ),
+        (
+            "registered_model_aliases",
+            &[
+                ("workspace_id", Text),
+                ("name", Text),
+                ("alias", Text),
+                ("version", Int),
+            ],
+        ),
+        (
+            "model_versions",
+            &[
+                ("workspace_id", Text),
+                ("name", Text),
+                ("version", Int),
+                ("creation_time", Int),
+                ("last_updated_time", Int),
+                ("user_id", Text),
+                ("current_stage", Text),
+                ("description", Text),
+                ("source", Text),
+                ("storage_location", Text),
+                ("run_id", Text),
+                ("run_link", Text),
+                ("status", Text),
+                ("status_message", Text),
+                ("model_id", Text),
+            ],
+        ),
+        (
+            "model_version_tags",
+            &[
+                ("workspace_id", Text),
+                ("name", Text),
+                ("version", Int),
+                ("key", Text),
+                ("value", Text),
+            ],
+        ),
+        (
+            "artifacts",
+            &[
+                ("workspace_id", Text),
+                ("path", Text),
+                ("size", Int),
+                ("sha256", Text),
+                ("created_at", Int),
+            ],
+        ),
+    ]
+};
+
+#[derive(Clone, Copy)]
+enum ColumnType {
+    Text,
+    Int,
+    Real,
+}
+
+pub(super) async fn dump(pool: &AnyPool) -> StoreResult<StateDump> {
+    let mut dump = Vec::with_capacity(TABLES.len());
+    for (table, columns) in TABLES {
+        let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+        let sql = format!("SELECT {} FROM {table}", names.join(", "));
+        let rows = sqlx::query(&sql).fetch_all(pool).await?;
+        let mut values = Vec::with_capacity(rows.len());
+        for row in rows {
+            let mut record = Vec::with_capacity(columns.len());
+            for (name, column_type) in columns.iter() {
+                let value = match column_type {
+                    ColumnType::Text => row.try_get::<Option<String>, _>(*name)?.map(Value::from),
+                    ColumnType::Int => row.try_get::<Option<i64>, _>(*name)?.map(Value::from),
+                    // Bit patterns, so that -0.0, infinities and NaN compare exactly.
+                    ColumnType::Real => row
+                        .try_get::<Option<f64>, _>(*name)?
+                        .map(|v| Value::from(format!("{:016x}", v.to_bits()))),
+                };
+                record.push(value.unwrap_or(Value::Null));
+            }
+            values.push(Value::Array(record));
+        }
+        values.sort_by_key(|value| value.to_string());
+        dump.push((table.to_string(), values));
+    }
+    Ok(dump)
+}

@@ -1,0 +1,267 @@
+//! [`SqlStore`]: the metadata store on SQLite or PostgreSQL through sqlx's
+//! `Any` driver, so both backends run the same statements and differ only in
+//! their migrations and connection set-up.
+
+mod apply;
+mod dump;
+mod load;
+mod migrate;
+mod ops;
+
+pub use ops::proxied_artifact_path;
+
+use std::sync::Arc;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Row, Transaction};
+use tandem_core::hlc::HybridClock;
+use tandem_core::journal::{Change, JournalRecord, FORMAT_VERSION};
+use tokio::sync::Mutex;
+
+use crate::error::{StoreError, StoreResult};
+use crate::{Clock, SystemClock, WorkspaceRef};
+
+/// Which database engine holds the metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://PATH` or `postgres://…`.
+    pub url: String,
+    /// This region's name, written as the origin of local changes.
+    pub region: String,
+    /// Connections in the pool. SQLite readers share the WAL; writers are
+    /// serialized in-process anyway.
+    pub max_connections: u32,
+    /// SQLite's `synchronous` setting: `FULL` makes every commit durable
+    /// before it is acknowledged; `NORMAL` may lose the last commits on power
+    /// loss (never on a process crash).
+    pub sqlite_synchronous: String,
+}
+
+impl StoreOptions {
+    pub fn new(url: impl Into<String>, region: impl Into<String>) -> Self {
+        StoreOptions {
+            url: url.into(),
+            region: region.into(),
+            max_connections: 8,
+            sqlite_synchronous: "FULL".to_string(),
+        }
+    }
+}
+
+/// The SQL implementation of [`crate::MetadataStore`].
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    region: String,
+    /// Serializes writers in this process. The journal head row serializes
+    /// writers across processes too (PostgreSQL row lock), but taking it here
+    /// first keeps SQLite free of busy errors and keeps commit order equal to
+    /// sequence order, which readers of `journal_after` rely on.
+    write_lock: Mutex<()>,
+    clock: Arc<dyn Clock>,
+    hlc: HybridClock,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend)
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+/// The context a write runs in: its transaction and the workspace it changes.
+pub(crate) struct WriteTx<'a> {
+    pub tx: Transaction<'a, Any>,
+    pub workspace_id: String,
+    pub now: i64,
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) and migrates a store.
+    pub async fn open(options: StoreOptions) -> StoreResult<SqlStore> {
+        Self::open_with_clock(options, Arc::new(SystemClock)).await
+    }
+
+    pub async fn open_with_clock(options: StoreOptions, clock: Arc<dyn Clock>) -> StoreResult<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let backend = if options.url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if options.url.starts_with("postgres:") || options.url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::Domain(tandem_core::Error::invalid(format!(
+                "unsupported metadata url '{}': use sqlite://PATH or postgres://…",
+                options.url
+            ))));
+        };
+        let url = match backend {
+            Backend::Sqlite if !options.url.contains('?') => format!("{}?mode=rwc", options.url),
+            _ => options.url.clone(),
+        };
+        let connect: AnyConnectOptions = url.parse().map_err(StoreError::database)?;
+        let synchronous = match options.sqlite_synchronous.to_ascii_uppercase().as_str() {
+            "NORMAL" => "NORMAL",
+            "OFF" => "OFF",
+            _ => "FULL",
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(options.max_connections.max(1))
+            .after_connect(move |connection, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers proceed beside the writer; LIKE must be
+                        // case-sensitive as MLflow's is (ILIKE is spelled out).
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL".to_string(),
+                            format!("PRAGMA synchronous = {synchronous}"),
+                            "PRAGMA busy_timeout = 10000".to_string(),
+                            "PRAGMA case_sensitive_like = ON".to_string(),
+                        ] {
+                            sqlx::query(&pragma).execute(&mut *connection).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect_with(connect)
+            .await
+            .map_err(StoreError::database)?;
+        migrate::run(&pool, backend).await?;
+
+        let existing = sqlx::query("SELECT region, hlc FROM region_state WHERE id = 1")
+            .fetch_optional(&pool)
+            .await?;
+        let hlc_floor = match existing {
+            Some(row) => {
+                let stored_region: String = row.try_get("region")?;
+                if stored_region != options.region {
+                    return Err(StoreError::Domain(tandem_core::Error::invalid_state(format!(
+                        "this metadata store belongs to region '{stored_region}', not '{}'",
+                        options.region
+                    ))));
+                }
+                row.try_get::<i64, _>("hlc")? as u64
+            }
+            None => {
+                sqlx::query(
+                    "INSERT INTO region_state (id, region, epoch, journal_head, hlc) VALUES (1, $1, 1, 0, 0)",
+                )
+                .bind(&options.region)
+                .execute(&pool)
+                .await?;
+                0
+            }
+        };
+        let store = SqlStore {
+            pool,
+            backend,
+            region: options.region,
+            write_lock: Mutex::new(()),
+            clock,
+            hlc: HybridClock::new(hlc_floor),
+        };
+        store.ensure_default_workspace().await?;
+        Ok(store)
+    }
+
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_millis()
+    }
+
+    /// Starts a write: takes the writer lock, opens the transaction.
+    pub(crate) async fn begin_write(
+        &self,
+        workspace_id: &str,
+    ) -> StoreResult<(tokio::sync::MutexGuard<'_, ()>, WriteTx<'static>)> {
+        let guard = self.write_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Other server processes may share this database: hold the journal
+            // head from the start so validation reads see every earlier commit
+            // and no other writer commits before us.
+            sqlx::query("SELECT journal_head FROM region_state WHERE id = 1 FOR UPDATE")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok((
+            guard,
+            WriteTx {
+                tx,
+                workspace_id: workspace_id.to_string(),
+                now: self.now(),
+            },
+        ))
+    }
+
+    /// Journals and applies `change` inside the write's transaction.
+    pub(crate) async fn record(&self, write: &mut WriteTx<'_>, change: Change) -> StoreResult<i64> {
+        let hlc = self.hlc.now(write.now);
+        let row = sqlx::query(
+            "UPDATE region_state SET journal_head = journal_head + 1, hlc = $1 WHERE id = 1 RETURNING journal_head, epoch",
+        )
+        .bind(hlc as i64)
+        .fetch_one(&mut *write.tx)
+        .await?;
+        let seq: i64 = row.try_get("journal_head")?;
+        let epoch: i64 = row.try_get("epoch")?;
+        let record = JournalRecord {
+            seq,
+            workspace_id: write.workspace_id.clone(),
+            hlc,
+            origin_region: self.region.clone(),
+            origin_seq: seq,
+            epoch,
+            format: FORMAT_VERSION,
+            recorded_at: write.now,
+            change,
+        };
+        insert_journal(&mut write.tx, &record).await?;
+        apply::apply(&mut write.tx, &record.workspace_id, &record.change).await?;
+        Ok(seq)
+    }
+
+    /// Commits a write; a failure here leaves the outcome unknown.
+    pub(crate) async fn commit(write: WriteTx<'_>) -> StoreResult<()> {
+        write.tx.commit().await.map_err(StoreError::commit)
+    }
+
+    /// Convenience for writes that are a single change.
+    pub(crate) async fn write_one(&self, ws: &WorkspaceRef, change: Change) -> StoreResult<()> {
+        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        self.record(&mut write, change).await?;
+        Self::commit(write).await
+    }
+}
+
+pub(crate) async fn insert_journal(tx: &mut Transaction<'_, Any>, record: &JournalRecord) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(record.seq)
+    .bind(&record.workspace_id)
+    .bind(record.hlc as i64)
+    .bind(&record.origin_region)
+    .bind(record.origin_seq)
+    .bind(record.epoch)
+    .bind(record.format)
+    .bind(record.change.kind())
+    .bind(record.recorded_at)
+    .bind(JournalRecord::encode_change(&record.change))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

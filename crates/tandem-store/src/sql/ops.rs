@@ -1,0 +1,1707 @@
+//! The [`MetadataStore`] operations: validate against current state, build
+//! the change, journal and apply it (see `mod.rs`), or read.
+
+use async_trait::async_trait;
+use sqlx::Row;
+use tandem_core::journal::{Change, JournalRecord};
+use tandem_core::model::*;
+use tandem_core::search::{self, Page};
+use tandem_core::validation as rules;
+use tandem_core::{ids, names, Error};
+
+use super::{apply, load, Backend, SqlStore};
+use crate::error::{StoreError, StoreResult};
+use crate::*;
+
+const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
+const RUN_NAME_TAG: &str = "mlflow.runName";
+
+fn not_found(message: String) -> StoreError {
+    StoreError::Domain(Error::not_found(message))
+}
+
+fn invalid(message: String) -> StoreError {
+    StoreError::Domain(Error::invalid(message))
+}
+
+/// Joins a path to a URI the way MLflow's `append_to_uri_path` does.
+fn append_to_uri(base: &str, parts: &[&str]) -> String {
+    let mut uri = base.trim_end_matches('/').to_string();
+    for part in parts {
+        uri.push('/');
+        uri.push_str(part.trim_matches('/'));
+    }
+    uri
+}
+
+/// The storage path (relative to the workspace's artifact root) behind an
+/// `mlflow-artifacts:` URI, or None for URIs the proxy does not serve.
+pub fn proxied_artifact_path(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("mlflow-artifacts:")?;
+    // `mlflow-artifacts://host:port/path` carries an authority; drop it.
+    let path = match rest.strip_prefix("//") {
+        Some(with_authority) => with_authority.split_once('/').map(|(_, path)| path).unwrap_or(""),
+        None => rest,
+    };
+    Some(path.trim_matches('/').to_string())
+}
+
+impl SqlStore {
+    async fn ensure_experiment_active(
+        &self,
+        ws: &WorkspaceRef,
+        experiment_id: &str,
+    ) -> StoreResult<Experiment> {
+        let experiment = self.get_experiment(ws, experiment_id).await?;
+        if experiment.lifecycle_stage != LifecycleStage::Active {
+            return Err(invalid(format!(
+                "The experiment {experiment_id} must be in the 'active' state. Current state is {}.",
+                experiment.lifecycle_stage.as_str()
+            )));
+        }
+        Ok(experiment)
+    }
+
+    async fn run_info_in(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<RunInfo> {
+        match load::run_info(&self.pool, run_id).await? {
+            Some((workspace_id, info)) if workspace_id == ws.workspace_id => Ok(info),
+            _ => Err(not_found(format!("Run with id={run_id} not found"))),
+        }
+    }
+
+    async fn active_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<RunInfo> {
+        let info = self.run_info_in(ws, run_id).await?;
+        if info.lifecycle_stage != LifecycleStage::Active {
+            return Err(invalid(format!(
+                "The run {run_id} must be in the 'active' state. Current state is {}.",
+                info.lifecycle_stage.as_str()
+            )));
+        }
+        Ok(info)
+    }
+
+    async fn logged_model_in(&self, ws: &WorkspaceRef, model_id: &str) -> StoreResult<LoggedModel> {
+        let models = load::logged_models_where(
+            &self.pool,
+            &ws.workspace_id,
+            "AND m.model_id = $2",
+            &[model_id.to_string()],
+        )
+        .await?;
+        match models.into_iter().next() {
+            Some(model) if model.info.lifecycle_stage == LifecycleStage::Active => Ok(model),
+            _ => Err(not_found(format!("Logged model with ID '{model_id}' not found."))),
+        }
+    }
+
+    async fn registered_model_exists(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<()> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM registered_models WHERE workspace_id = $1 AND name = $2")
+                .bind(&ws.workspace_id)
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(not_found(format!("Registered Model with name={name} not found"))),
+        }
+    }
+
+    async fn model_version_in(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<ModelVersion> {
+        let number = rules::parse_model_version(version)?;
+        let versions = load::model_versions_where(
+            &self.pool,
+            &ws.workspace_id,
+            "AND v.name = $2 AND v.version = CAST($3 AS BIGINT)",
+            &[name.to_string(), number.to_string()],
+        )
+        .await?;
+        versions
+            .into_iter()
+            .next()
+            .ok_or_else(|| not_found(format!("Model Version (name={name}, version={number}) not found")))
+    }
+
+    async fn workspace_row(&self, name: &str, view: ViewType) -> StoreResult<Option<Workspace>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM workspaces WHERE name = $1",
+            load::WORKSPACE_COLUMNS
+        ))
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        for row in rows {
+            let workspace = load::workspace_from_row(&row)?;
+            if view.includes(workspace.lifecycle_stage) {
+                return Ok(Some(workspace));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Creates the `default` workspace on first start, through the journal
+    /// like any other.
+    pub(super) async fn ensure_default_workspace(&self) -> StoreResult<()> {
+        if self
+            .workspace_row(DEFAULT_WORKSPACE, ViewType::All)
+            .await?
+            .is_none()
+        {
+            self.create_workspace(
+                DEFAULT_WORKSPACE,
+                "The default workspace, also served at the API root",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    fn default_artifact_location(experiment_id: &str) -> String {
+        format!("mlflow-artifacts:/{experiment_id}")
+    }
+
+    async fn experiment_created_change(
+        &self,
+        ws: &WorkspaceRef,
+        experiment_id: String,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: Vec<Tag>,
+        time: Millis,
+    ) -> StoreResult<Change> {
+        let artifact_location = match artifact_location {
+            Some(location) if !location.is_empty() => location.to_string(),
+            _ => Self::default_artifact_location(&experiment_id),
+        };
+        let _ = ws;
+        Ok(Change::ExperimentCreated {
+            experiment_id,
+            name: name.to_string(),
+            artifact_location,
+            tags,
+            time,
+        })
+    }
+}
+
+#[async_trait]
+impl MetadataStore for SqlStore {
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    async fn journal_position(&self) -> StoreResult<JournalPosition> {
+        let row = sqlx::query("SELECT region, epoch, journal_head FROM region_state WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(JournalPosition {
+            region: row.try_get("region")?,
+            epoch: row.try_get("epoch")?,
+            head: row.try_get("journal_head")?,
+        })
+    }
+
+    async fn journal_after(
+        &self,
+        after: i64,
+        workspace_id: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<JournalRecord>> {
+        let rows = match workspace_id {
+            Some(workspace_id) => {
+                sqlx::query(
+                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload FROM journal \
+                     WHERE seq > $1 AND workspace_id = $2 ORDER BY seq LIMIT $3",
+                )
+                .bind(after)
+                .bind(workspace_id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload FROM journal \
+                     WHERE seq > $1 ORDER BY seq LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|row| {
+                let format: i32 = row.try_get::<i64, _>("format")? as i32;
+                let payload: String = row.try_get("payload")?;
+                Ok(JournalRecord {
+                    seq: row.try_get("seq")?,
+                    workspace_id: row.try_get("workspace_id")?,
+                    hlc: row.try_get::<i64, _>("hlc")? as u64,
+                    origin_region: row.try_get("origin_region")?,
+                    origin_seq: row.try_get("origin_seq")?,
+                    epoch: row.try_get("epoch")?,
+                    format,
+                    recorded_at: row.try_get("recorded_at")?,
+                    change: JournalRecord::decode_change(format, &payload).map_err(StoreError::Corrupt)?,
+                })
+            })
+            .collect()
+    }
+
+    async fn apply_record(&self, record: &JournalRecord) -> StoreResult<bool> {
+        let (_guard, mut write) = self.begin_write(&record.workspace_id).await?;
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(origin_seq) FROM journal WHERE origin_region = $1")
+                .bind(&record.origin_region)
+                .fetch_one(&mut *write.tx)
+                .await?;
+        if applied.is_some_and(|applied| applied >= record.origin_seq) {
+            return Ok(false);
+        }
+        self.hlc.observe(record.hlc);
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE region_state SET journal_head = journal_head + 1, hlc = CASE WHEN hlc > $1 THEN hlc ELSE $1 END WHERE id = 1 RETURNING journal_head",
+        )
+        .bind(record.hlc as i64)
+        .fetch_one(&mut *write.tx)
+        .await?;
+        let local = JournalRecord {
+            seq,
+            ..record.clone()
+        };
+        super::insert_journal(&mut write.tx, &local).await?;
+        apply::apply(&mut write.tx, &local.workspace_id, &local.change).await?;
+        Self::commit(write).await?;
+        Ok(true)
+    }
+
+    async fn dump_state(&self) -> StoreResult<StateDump> {
+        super::dump::dump(&self.pool).await
+    }
+
+    async fn create_workspace(&self, name: &str, description: &str) -> StoreResult<Workspace> {
+        rules::validate_workspace_name(name)?;
+        if let Some(existing) = self.workspace_row(name, ViewType::All).await? {
+            return Err(StoreError::Domain(match existing.lifecycle_stage {
+                LifecycleStage::Active => Error::already_exists(format!("Workspace '{name}' already exists")),
+                LifecycleStage::Deleted => Error::already_exists(format!(
+                    "Workspace name '{name}' is reserved by deleted workspace {} (deleted at {}); recover or purge it first",
+                    existing.workspace_id,
+                    existing.deletion_time.unwrap_or_default()
+                )),
+            }));
+        }
+        let workspace_id = ids::new_workspace_id();
+        let (_guard, mut write) = self.begin_write(&workspace_id).await?;
+        let time = write.now;
+        self.record(
+            &mut write,
+            Change::WorkspaceCreated {
+                workspace_id: workspace_id.clone(),
+                name: name.to_string(),
+                description: description.to_string(),
+                time,
+            },
+        )
+        .await?;
+        let ws = WorkspaceRef {
+            workspace_id: workspace_id.clone(),
+            name: name.to_string(),
+        };
+        let change = self
+            .experiment_created_change(
+                &ws,
+                DEFAULT_EXPERIMENT_ID.to_string(),
+                DEFAULT_EXPERIMENT_NAME,
+                None,
+                vec![],
+                time,
+            )
+            .await?;
+        self.record(&mut write, change).await?;
+        Self::commit(write).await?;
+        tracing::info!(workspace = name, workspace_id = %workspace_id, "created workspace");
+        self.get_workspace(name).await
+    }
+
+    async fn get_workspace(&self, name: &str) -> StoreResult<Workspace> {
+        self.workspace_row(name, ViewType::ActiveOnly)
+            .await?
+            .ok_or_else(|| not_found(format!("Workspace '{name}' does not exist")))
+    }
+
+    async fn list_workspaces(&self, view: ViewType) -> StoreResult<Vec<Workspace>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM workspaces ORDER BY name",
+            load::WORKSPACE_COLUMNS
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut workspaces = Vec::new();
+        for row in rows {
+            let workspace = load::workspace_from_row(&row)?;
+            if view.includes(workspace.lifecycle_stage) {
+                workspaces.push(workspace);
+            }
+        }
+        Ok(workspaces)
+    }
+
+    async fn delete_workspace(&self, name: &str) -> StoreResult<Workspace> {
+        if name == DEFAULT_WORKSPACE {
+            return Err(invalid("The default workspace cannot be deleted".to_string()));
+        }
+        let workspace = self.get_workspace(name).await?;
+        let ws = WorkspaceRef {
+            workspace_id: workspace.workspace_id.clone(),
+            name: name.to_string(),
+        };
+        let time = self.now();
+        self.write_one(&ws, Change::WorkspaceDeleted { time }).await?;
+        tracing::info!(workspace = name, workspace_id = %workspace.workspace_id, "deleted workspace");
+        self.workspace_row(name, ViewType::DeletedOnly)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("deleted workspace vanished".to_string()))
+    }
+
+    async fn resolve_workspace(&self, name: &str) -> StoreResult<WorkspaceRef> {
+        let workspace_id: Option<String> = sqlx::query_scalar(
+            "SELECT workspace_id FROM workspaces WHERE name = $1 AND lifecycle_stage = 'active'",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        match workspace_id {
+            Some(workspace_id) => Ok(WorkspaceRef {
+                workspace_id,
+                name: name.to_string(),
+            }),
+            None => Err(not_found(format!("Workspace '{name}' does not exist"))),
+        }
+    }
+
+    async fn create_experiment(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        artifact_location: Option<&str>,
+        tags: Vec<Tag>,
+    ) -> StoreResult<String> {
+        rules::validate_experiment_name(name)?;
+        if let Some(location) = artifact_location {
+            rules::validate_artifact_location(location)?;
+        }
+        for tag in &tags {
+            rules::validate_experiment_tag(tag)?;
+        }
+        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        if let Some(existing) = load::experiment_by_name(&self.pool, &ws.workspace_id, name).await? {
+            let state = if existing.lifecycle_stage == LifecycleStage::Deleted {
+                " (deleted)"
+            } else {
+                ""
+            };
+            return Err(StoreError::Domain(Error::already_exists(format!(
+                "Experiment(name={name}) already exists{state}. Error: experiment {} holds this name",
+                existing.experiment_id
+            ))));
+        }
+        let next: i64 =
+            sqlx::query_scalar("SELECT next_experiment_id FROM workspaces WHERE workspace_id = $1")
+                .bind(&ws.workspace_id)
+                .fetch_one(&self.pool)
+                .await?;
+        let experiment_id = next.max(1).to_string();
+        let change = self
+            .experiment_created_change(
+                ws,
+                experiment_id.clone(),
+                name,
+                artifact_location,
+                tags,
+                write.now,
+            )
+            .await?;
+        self.record(&mut write, change).await?;
+        Self::commit(write).await?;
+        Ok(experiment_id)
+    }
+
+    async fn get_experiment(&self, ws: &WorkspaceRef, experiment_id: &str) -> StoreResult<Experiment> {
+        load::experiment(&self.pool, &ws.workspace_id, experiment_id)
+            .await?
+            .ok_or_else(|| not_found(format!("No Experiment with id={experiment_id} exists")))
+    }
+
+    async fn get_experiment_by_name(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<Experiment> {
+        load::experiment_by_name(&self.pool, &ws.workspace_id, name)
+            .await?
+            .ok_or_else(|| not_found(format!("Could not find experiment with name '{name}'")))
+    }
+
+    async fn search_experiments(
+        &self,
+        ws: &WorkspaceRef,
+        query: SearchQuery,
+    ) -> StoreResult<Page<Experiment>> {
+        let condition = match query.view_type {
+            ViewType::ActiveOnly => "AND lifecycle_stage = 'active'",
+            ViewType::DeletedOnly => "AND lifecycle_stage = 'deleted'",
+            ViewType::All => "",
+        };
+        let experiments = load::experiments_where(&self.pool, &ws.workspace_id, condition, None).await?;
+        Ok(search::search_experiments(
+            experiments,
+            &query.filter,
+            &query.order_by,
+            query.max_results,
+            query.page_token.as_deref(),
+        )?)
+    }
+
+    async fn rename_experiment(
+        &self,
+        ws: &WorkspaceRef,
+        experiment_id: &str,
+        new_name: &str,
+    ) -> StoreResult<()> {
+        rules::validate_experiment_name(new_name)?;
+        let experiment = self.get_experiment(ws, experiment_id).await?;
+        if experiment.lifecycle_stage != LifecycleStage::Active {
+            return Err(StoreError::Domain(Error::invalid(format!(
+                "Cannot rename a non-active experiment {experiment_id}."
+            ))));
+        }
+        if experiment.name == new_name {
+            return Ok(());
+        }
+        if load::experiment_by_name(&self.pool, &ws.workspace_id, new_name)
+            .await?
+            .is_some()
+        {
+            return Err(StoreError::Domain(Error::already_exists(format!(
+                "Experiment(name={new_name}) already exists."
+            ))));
+        }
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::ExperimentRenamed {
+                experiment_id: experiment_id.to_string(),
+                name: new_name.to_string(),
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn delete_experiment(&self, ws: &WorkspaceRef, experiment_id: &str) -> StoreResult<()> {
+        if experiment_id == DEFAULT_EXPERIMENT_ID {
+            return Err(invalid(format!(
+                "Cannot delete the default experiment '{DEFAULT_EXPERIMENT_ID}'. This is an internally reserved experiment."
+            )));
+        }
+        self.get_experiment(ws, experiment_id).await?;
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::ExperimentDeleted {
+                experiment_id: experiment_id.to_string(),
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn restore_experiment(&self, ws: &WorkspaceRef, experiment_id: &str) -> StoreResult<()> {
+        let experiment = self.get_experiment(ws, experiment_id).await?;
+        if experiment.lifecycle_stage != LifecycleStage::Deleted {
+            return Err(invalid(format!(
+                "Cannot restore an active experiment {experiment_id}. Current state is active."
+            )));
+        }
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::ExperimentRestored {
+                experiment_id: experiment_id.to_string(),
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn set_experiment_tag(&self, ws: &WorkspaceRef, experiment_id: &str, tag: Tag) -> StoreResult<()> {
+        rules::validate_experiment_tag(&tag)?;
+        self.ensure_experiment_active(ws, experiment_id).await?;
+        self.write_one(
+            ws,
+            Change::ExperimentTagSet {
+                experiment_id: experiment_id.to_string(),
+                tag,
+            },
+        )
+        .await
+    }
+
+    async fn delete_experiment_tag(
+        &self,
+        ws: &WorkspaceRef,
+        experiment_id: &str,
+        key: &str,
+    ) -> StoreResult<()> {
+        let experiment = self.ensure_experiment_active(ws, experiment_id).await?;
+        if !experiment.tags.iter().any(|tag| tag.key == key) {
+            return Err(not_found(format!(
+                "No tag with name: {key} in experiment with id {experiment_id}"
+            )));
+        }
+        self.write_one(
+            ws,
+            Change::ExperimentTagDeleted {
+                experiment_id: experiment_id.to_string(),
+                key: key.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn create_run(&self, ws: &WorkspaceRef, request: CreateRun) -> StoreResult<Run> {
+        for (index, tag) in request.tags.iter().enumerate() {
+            rules::validate_run_tag(tag, &format!("tags[{index}]"))?;
+        }
+        let experiment = self.ensure_experiment_active(ws, &request.experiment_id).await?;
+        let tag_name = request
+            .tags
+            .iter()
+            .find(|tag| tag.key == RUN_NAME_TAG)
+            .map(|tag| tag.value.clone());
+        let requested_name = request.run_name.filter(|name| !name.is_empty());
+        if let (Some(name), Some(tag_name)) = (&requested_name, &tag_name) {
+            if name != tag_name {
+                return Err(invalid(format!(
+                    "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values (run_name='{name}', mlflow.runName='{tag_name}')."
+                )));
+            }
+        }
+        let run_name = requested_name
+            .or(tag_name.clone())
+            .unwrap_or_else(names::random_run_name);
+        let mut tags = request.tags;
+        if tag_name.is_none() {
+            tags.push(Tag::new(RUN_NAME_TAG, run_name.clone()));
+        }
+        let run_id = ids::new_run_id();
+        let artifact_uri = append_to_uri(&experiment.artifact_location, &[&run_id, "artifacts"]);
+        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let start_time = Some(request.start_time.unwrap_or(write.now));
+        self.record(
+            &mut write,
+            Change::RunCreated {
+                run_id: run_id.clone(),
+                experiment_id: request.experiment_id.clone(),
+                run_name,
+                user_id: request.user_id,
+                start_time,
+                artifact_uri,
+                tags,
+            },
+        )
+        .await?;
+        Self::commit(write).await?;
+        self.get_run(ws, &run_id).await
+    }
+
+    async fn get_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<Run> {
+        load::run(&self.pool, &ws.workspace_id, run_id)
+            .await?
+            .ok_or_else(|| not_found(format!("Run with id={run_id} not found")))
+    }
+
+    async fn update_run(&self, ws: &WorkspaceRef, run_id: &str, update: UpdateRun) -> StoreResult<RunInfo> {
+        self.active_run(ws, run_id).await?;
+        let run_name = update.run_name.filter(|name| !name.is_empty());
+        if let Some(name) = &run_name {
+            rules::validate_run_tag(&Tag::new(RUN_NAME_TAG, name.clone()), "run_name")?;
+        }
+        self.write_one(
+            ws,
+            Change::RunUpdated {
+                run_id: run_id.to_string(),
+                status: update.status,
+                end_time: update.end_time,
+                run_name,
+            },
+        )
+        .await?;
+        Ok(self.run_info_in(ws, run_id).await?)
+    }
+
+    async fn delete_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<()> {
+        self.run_info_in(ws, run_id).await?;
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::RunDeleted {
+                run_id: run_id.to_string(),
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn restore_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<()> {
+        self.run_info_in(ws, run_id).await?;
+        self.write_one(
+            ws,
+            Change::RunRestored {
+                run_id: run_id.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn search_runs(&self, ws: &WorkspaceRef, query: SearchRuns) -> StoreResult<Page<Run>> {
+        search::validate_run_filter(&query.filter)?;
+        if query.experiment_ids.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
+        }
+        let placeholders: Vec<String> = (0..query.experiment_ids.len())
+            .map(|i| format!("${}", i + 2))
+            .collect();
+        let mut condition = format!("AND r.experiment_id IN ({})", placeholders.join(", "));
+        match query.view_type {
+            ViewType::ActiveOnly => condition.push_str(" AND r.lifecycle_stage = 'active'"),
+            ViewType::DeletedOnly => condition.push_str(" AND r.lifecycle_stage = 'deleted'"),
+            ViewType::All => {}
+        }
+        let runs = load::runs_where(&self.pool, &ws.workspace_id, &condition, &query.experiment_ids).await?;
+        Ok(search::search_runs(
+            runs,
+            &query.filter,
+            &query.order_by,
+            query.max_results,
+            query.page_token.as_deref(),
+        )?)
+    }
+
+    async fn log_batch(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        metrics: Vec<Metric>,
+        params: Vec<Param>,
+        tags: Vec<Tag>,
+    ) -> StoreResult<()> {
+        rules::validate_batch_limits(metrics.len(), params.len(), tags.len())?;
+        rules::validate_param_keys_unique(&params)?;
+        for (index, metric) in metrics.iter().enumerate() {
+            rules::validate_metric(metric, &format!("metrics[{index}]"))?;
+        }
+        for (index, param) in params.iter().enumerate() {
+            rules::validate_param(param, &format!("params[{index}]"))?;
+        }
+        for (index, tag) in tags.iter().enumerate() {
+            rules::validate_run_tag(tag, &format!("tags[{index}]"))?;
+        }
+        if metrics.is_empty() && params.is_empty() && tags.is_empty() {
+            self.active_run(ws, run_id).await?;
+            return Ok(());
+        }
+        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        self.active_run(ws, run_id).await?;
+        if !params.is_empty() {
+            let rows = sqlx::query("SELECT key, value FROM run_params WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+            for row in rows {
+                let key: String = row.try_get("key")?;
+                let value: String = row.try_get("value")?;
+                if let Some(new) = params
+                    .iter()
+                    .find(|param| param.key == key && param.value != value)
+                {
+                    return Err(invalid(format!(
+                        "Changing param values is not allowed. Param with key='{key}' was already logged with value='{value}' for run ID='{run_id}'. Attempted logging new value '{}'.",
+                        new.value
+                    )));
+                }
+            }
+        }
+        self.record(
+            &mut write,
+            Change::RunDataLogged {
+                run_id: run_id.to_string(),
+                metrics,
+                params,
+                tags,
+            },
+        )
+        .await?;
+        Self::commit(write).await
+    }
+
+    async fn delete_run_tag(&self, ws: &WorkspaceRef, run_id: &str, key: &str) -> StoreResult<()> {
+        self.active_run(ws, run_id).await?;
+        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM run_tags WHERE run_id = $1 AND key = $2")
+            .bind(run_id)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        if found.is_none() {
+            return Err(not_found(format!(
+                "No tag with name: {key} in run with id {run_id}"
+            )));
+        }
+        self.write_one(
+            ws,
+            Change::RunTagDeleted {
+                run_id: run_id.to_string(),
+                key: key.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn log_inputs(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        datasets: Vec<DatasetInput>,
+        models: Vec<ModelInput>,
+    ) -> StoreResult<()> {
+        for input in &datasets {
+            let dataset = &input.dataset;
+            rules::validate_length("Dataset name", rules::MAX_DATASET_NAME_SIZE, &dataset.name)?;
+            rules::validate_length("Dataset digest", rules::MAX_DATASET_DIGEST_SIZE, &dataset.digest)?;
+            rules::validate_length("Dataset source", rules::MAX_DATASET_SOURCE_SIZE, &dataset.source)?;
+            if let Some(schema) = &dataset.schema {
+                rules::validate_length("Dataset schema", rules::MAX_DATASET_SCHEMA_SIZE, schema)?;
+            }
+            if let Some(profile) = &dataset.profile {
+                rules::validate_length("Dataset profile", rules::MAX_DATASET_PROFILE_SIZE, profile)?;
+            }
+            for tag in &input.tags {
+                rules::validate_length("InputTag key", rules::MAX_INPUT_TAG_KEY_SIZE, &tag.key)?;
+                rules::validate_length("InputTag value", rules::MAX_INPUT_TAG_VALUE_SIZE, &tag.value)?;
+            }
+        }
+        self.active_run(ws, run_id).await?;
+        if datasets.is_empty() && models.is_empty() {
+            return Ok(());
+        }
+        self.write_one(
+            ws,
+            Change::RunInputsLogged {
+                run_id: run_id.to_string(),
+                datasets,
+                models,
+            },
+        )
+        .await
+    }
+
+    async fn log_outputs(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        models: Vec<ModelOutput>,
+    ) -> StoreResult<()> {
+        self.active_run(ws, run_id).await?;
+        if models.is_empty() {
+            return Ok(());
+        }
+        self.write_one(
+            ws,
+            Change::RunOutputsLogged {
+                run_id: run_id.to_string(),
+                models,
+            },
+        )
+        .await
+    }
+
+    async fn get_metric_history(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        key: &str,
+        max_results: Option<usize>,
+        page_token: Option<&str>,
+    ) -> StoreResult<Page<Metric>> {
+        self.run_info_in(ws, run_id).await?;
+        let offset = match page_token {
+            Some(token) if !token.is_empty() => search::decode_page_token(token)?,
+            _ => 0,
+        };
+        let limit = max_results.map(|max| max as i64).unwrap_or(i64::MAX / 2);
+        let rows = sqlx::query(
+            "SELECT key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics \
+             WHERE run_id = $1 AND key = $2 ORDER BY step, timestamp, value LIMIT $3 OFFSET $4",
+        )
+        .bind(run_id)
+        .bind(key)
+        .bind(limit.saturating_add(1))
+        .bind(offset as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut items = rows
+            .iter()
+            .map(|row| {
+                let model_id: String = row.try_get("model_id")?;
+                let dataset_name: String = row.try_get("dataset_name")?;
+                let dataset_digest: String = row.try_get("dataset_digest")?;
+                Ok(Metric {
+                    key: row.try_get("key")?,
+                    value: load::metric_value(row.try_get("value")?, row.try_get("is_nan")?),
+                    timestamp: row.try_get("timestamp")?,
+                    step: row.try_get("step")?,
+                    dataset_name: (!dataset_name.is_empty()).then_some(dataset_name),
+                    dataset_digest: (!dataset_digest.is_empty()).then_some(dataset_digest),
+                    model_id: (!model_id.is_empty()).then_some(model_id),
+                    run_id: Some(run_id.to_string()),
+                })
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let next_page_token = if items.len() as i64 > limit {
+            items.truncate(limit as usize);
+            Some(search::encode_page_token(offset + items.len()))
+        } else {
+            None
+        };
+        Ok(Page {
+            items,
+            next_page_token,
+        })
+    }
+
+    async fn create_logged_model(
+        &self,
+        ws: &WorkspaceRef,
+        request: CreateLoggedModel,
+    ) -> StoreResult<LoggedModel> {
+        if let Some(name) = &request.name {
+            rules::validate_logged_model_name(name)?;
+        }
+        for param in &request.params {
+            rules::validate_param(param, "params")?;
+        }
+        for tag in &request.tags {
+            rules::validate_run_tag(tag, "tags")?;
+        }
+        let experiment = self.ensure_experiment_active(ws, &request.experiment_id).await?;
+        if let Some(run_id) = &request.source_run_id {
+            if !run_id.is_empty() {
+                self.run_info_in(ws, run_id).await?;
+            }
+        }
+        let model_id = ids::new_logged_model_id();
+        let name = request.name.unwrap_or_else(names::random_run_name);
+        let artifact_uri = append_to_uri(&experiment.artifact_location, &["models", &model_id, "artifacts"]);
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::LoggedModelCreated {
+                model_id: model_id.clone(),
+                experiment_id: request.experiment_id,
+                name,
+                artifact_uri,
+                status: LoggedModelStatus::LoggedModelPending,
+                creator_id: request.creator_id,
+                model_type: request.model_type.filter(|t| !t.is_empty()),
+                source_run_id: request.source_run_id.filter(|r| !r.is_empty()),
+                tags: request.tags,
+                params: request.params,
+                time,
+            },
+        )
+        .await?;
+        self.get_logged_model(ws, &model_id).await
+    }
+
+    async fn get_logged_model(&self, ws: &WorkspaceRef, model_id: &str) -> StoreResult<LoggedModel> {
+        self.logged_model_in(ws, model_id).await
+    }
+
+    async fn finalize_logged_model(
+        &self,
+        ws: &WorkspaceRef,
+        model_id: &str,
+        status: LoggedModelStatus,
+    ) -> StoreResult<LoggedModel> {
+        self.logged_model_in(ws, model_id).await?;
+        if status == LoggedModelStatus::LoggedModelStatusUnspecified {
+            return Err(invalid(
+                "Invalid logged model status: LOGGED_MODEL_STATUS_UNSPECIFIED".to_string(),
+            ));
+        }
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::LoggedModelUpdated {
+                model_id: model_id.to_string(),
+                status,
+                status_message: None,
+                time,
+            },
+        )
+        .await?;
+        self.get_logged_model(ws, model_id).await
+    }
+
+    async fn delete_logged_model(&self, ws: &WorkspaceRef, model_id: &str) -> StoreResult<()> {
+        self.logged_model_in(ws, model_id).await?;
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::LoggedModelDeleted {
+                model_id: model_id.to_string(),
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn set_logged_model_tags(
+        &self,
+        ws: &WorkspaceRef,
+        model_id: &str,
+        tags: Vec<Tag>,
+    ) -> StoreResult<()> {
+        for tag in &tags {
+            rules::validate_run_tag(tag, "tags")?;
+        }
+        self.logged_model_in(ws, model_id).await?;
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::LoggedModelTagsSet {
+                model_id: model_id.to_string(),
+                tags,
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn delete_logged_model_tag(&self, ws: &WorkspaceRef, model_id: &str, key: &str) -> StoreResult<()> {
+        let model = self.logged_model_in(ws, model_id).await?;
+        if !model.info.tags.iter().any(|tag| tag.key == key) {
+            return Err(not_found(format!(
+                "No tag with key {key:?} found for model with ID {model_id:?}."
+            )));
+        }
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::LoggedModelTagDeleted {
+                model_id: model_id.to_string(),
+                key: key.to_string(),
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn log_logged_model_params(
+        &self,
+        ws: &WorkspaceRef,
+        model_id: &str,
+        params: Vec<Param>,
+    ) -> StoreResult<()> {
+        for param in &params {
+            rules::validate_param(param, "params")?;
+        }
+        self.logged_model_in(ws, model_id).await?;
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::LoggedModelParamsLogged {
+                model_id: model_id.to_string(),
+                params,
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn search_logged_models(
+        &self,
+        ws: &WorkspaceRef,
+        query: SearchLoggedModels,
+    ) -> StoreResult<Page<LoggedModel>> {
+        if query.experiment_ids.is_empty() {
+            return Err(invalid("Please specify at least one experiment ID.".to_string()));
+        }
+        let placeholders: Vec<String> = (0..query.experiment_ids.len())
+            .map(|i| format!("${}", i + 2))
+            .collect();
+        let condition = format!(
+            "AND m.lifecycle_stage = 'active' AND m.experiment_id IN ({})",
+            placeholders.join(", ")
+        );
+        let models =
+            load::logged_models_where(&self.pool, &ws.workspace_id, &condition, &query.experiment_ids)
+                .await?;
+        Ok(search::search_logged_models(
+            models,
+            &query.filter,
+            &query.datasets,
+            &query.order_by,
+            query.max_results,
+            query.page_token.as_deref(),
+        )?)
+    }
+
+    async fn create_registered_model(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        description: &str,
+        tags: Vec<Tag>,
+        user_id: &str,
+    ) -> StoreResult<RegisteredModel> {
+        rules::validate_model_name(name)?;
+        for tag in &tags {
+            rules::validate_registry_tag(tag)?;
+        }
+        if self.registered_model_exists(ws, name).await.is_ok() {
+            return Err(StoreError::Domain(Error::already_exists(format!(
+                "Registered Model (name={name}) already exists."
+            ))));
+        }
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::RegisteredModelCreated {
+                name: name.to_string(),
+                description: description.to_string(),
+                user_id: user_id.to_string(),
+                tags,
+                time,
+            },
+        )
+        .await?;
+        self.get_registered_model(ws, name).await
+    }
+
+    async fn get_registered_model(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<RegisteredModel> {
+        rules::validate_model_name(name)?;
+        load::registered_models_where(
+            &self.pool,
+            &ws.workspace_id,
+            "AND m.name = $2",
+            &[name.to_string()],
+        )
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| not_found(format!("Registered Model with name={name} not found")))
+    }
+
+    async fn rename_registered_model(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        new_name: &str,
+    ) -> StoreResult<RegisteredModel> {
+        if new_name.trim().is_empty() {
+            return Err(StoreError::Domain(rules::missing_value("new_name")));
+        }
+        rules::validate_model_name(new_name)?;
+        self.registered_model_exists(ws, name).await?;
+        if name != new_name && self.registered_model_exists(ws, new_name).await.is_ok() {
+            return Err(StoreError::Domain(Error::already_exists(format!(
+                "Registered Model (name={new_name}) already exists."
+            ))));
+        }
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::RegisteredModelRenamed {
+                name: name.to_string(),
+                new_name: new_name.to_string(),
+                time,
+            },
+        )
+        .await?;
+        self.get_registered_model(ws, new_name).await
+    }
+
+    async fn update_registered_model(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        description: &str,
+    ) -> StoreResult<RegisteredModel> {
+        self.registered_model_exists(ws, name).await?;
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::RegisteredModelUpdated {
+                name: name.to_string(),
+                description: description.to_string(),
+                time,
+            },
+        )
+        .await?;
+        self.get_registered_model(ws, name).await
+    }
+
+    async fn delete_registered_model(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<()> {
+        self.registered_model_exists(ws, name).await?;
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::RegisteredModelDeleted {
+                name: name.to_string(),
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn search_registered_models(
+        &self,
+        ws: &WorkspaceRef,
+        query: SearchQuery,
+    ) -> StoreResult<Page<RegisteredModel>> {
+        let models = load::registered_models_where(&self.pool, &ws.workspace_id, "", &[]).await?;
+        Ok(search::search_registered_models(
+            models,
+            &query.filter,
+            &query.order_by,
+            query.max_results,
+            query.page_token.as_deref(),
+        )?)
+    }
+
+    async fn get_latest_versions(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        stages: &[String],
+    ) -> StoreResult<Vec<ModelVersion>> {
+        self.registered_model_exists(ws, name).await?;
+        let wanted: Vec<&'static str> = if stages.is_empty() {
+            STAGES.to_vec()
+        } else {
+            stages
+                .iter()
+                .map(|stage| {
+                    canonical_stage(stage).ok_or_else(|| {
+                        invalid(format!(
+                            "Invalid Model Version stage: {stage}. Value must be one of None, Staging, Production, Archived."
+                        ))
+                    })
+                })
+                .collect::<StoreResult<_>>()?
+        };
+        let versions = load::model_versions_where(
+            &self.pool,
+            &ws.workspace_id,
+            "AND v.name = $2",
+            &[name.to_string()],
+        )
+        .await?;
+        let mut latest: Vec<ModelVersion> = Vec::new();
+        for version in versions
+            .into_iter()
+            .filter(|v| wanted.contains(&v.current_stage.as_str()))
+        {
+            match latest
+                .iter_mut()
+                .find(|existing| existing.current_stage == version.current_stage)
+            {
+                Some(existing) => {
+                    if version.version.parse::<i64>().unwrap_or(0)
+                        > existing.version.parse::<i64>().unwrap_or(0)
+                    {
+                        *existing = version;
+                    }
+                }
+                None => latest.push(version),
+            }
+        }
+        latest.sort_by_key(|version| version.version.parse::<i64>().unwrap_or(0));
+        Ok(latest)
+    }
+
+    async fn set_registered_model_tag(&self, ws: &WorkspaceRef, name: &str, tag: Tag) -> StoreResult<()> {
+        rules::validate_registry_tag(&tag)?;
+        self.registered_model_exists(ws, name).await?;
+        self.write_one(
+            ws,
+            Change::RegisteredModelTagSet {
+                name: name.to_string(),
+                tag,
+            },
+        )
+        .await
+    }
+
+    async fn delete_registered_model_tag(&self, ws: &WorkspaceRef, name: &str, key: &str) -> StoreResult<()> {
+        self.registered_model_exists(ws, name).await?;
+        self.write_one(
+            ws,
+            Change::RegisteredModelTagDeleted {
+                name: name.to_string(),
+                key: key.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn set_registered_model_alias(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        alias: &str,
+        version: &str,
+    ) -> StoreResult<()> {
+        rules::validate_alias_name(alias)?;
+        let version = self.model_version_in(ws, name, version).await?;
+        self.write_one(
+            ws,
+            Change::RegisteredModelAliasSet {
+                name: name.to_string(),
+                alias: alias.to_string(),
+                version: version.version,
+            },
+        )
+        .await
+    }
+
+    async fn delete_registered_model_alias(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        alias: &str,
+    ) -> StoreResult<()> {
+        rules::validate_alias_name(alias)?;
+        self.registered_model_exists(ws, name).await?;
+        self.write_one(
+            ws,
+            Change::RegisteredModelAliasDeleted {
+                name: name.to_string(),
+                alias: alias.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn get_model_version_by_alias(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        alias: &str,
+    ) -> StoreResult<ModelVersion> {
+        self.registered_model_exists(ws, name).await?;
+        let version: Option<i64> = sqlx::query_scalar(
+            "SELECT version FROM registered_model_aliases WHERE workspace_id = $1 AND name = $2 AND alias = $3",
+        )
+        .bind(&ws.workspace_id)
+        .bind(name)
+        .bind(alias)
+        .fetch_optional(&self.pool)
+        .await?;
+        match version {
+            Some(version) => self.model_version_in(ws, name, &version.to_string()).await,
+            None => Err(not_found(format!("Registered model alias {alias} not found."))),
+        }
+    }
+
+    async fn create_model_version(
+        &self,
+        ws: &WorkspaceRef,
+        request: CreateModelVersion,
+    ) -> StoreResult<ModelVersion> {
+        rules::validate_model_name(&request.name)?;
+        if request.source.is_empty() {
+            return Err(StoreError::Domain(rules::missing_value("source")));
+        }
+        for tag in &request.tags {
+            rules::validate_registry_tag(tag)?;
+        }
+        self.registered_model_exists(ws, &request.name).await?;
+        let mut run_id = request.run_id;
+        let mut model_id = request.model_id;
+        let mut storage_location = request.source.clone();
+        // A `models:/` source names a logged model or another version; the
+        // files are where that one's are.
+        if let Some(reference) = request.source.strip_prefix("models:/") {
+            if let Some(logged_id) = reference
+                .strip_prefix("m-")
+                .map(|_| reference.trim_end_matches('/'))
+            {
+                let logged = self.logged_model_in(ws, logged_id).await.map_err(|_| {
+                    invalid(format!(
+                        "Unable to fetch model from model URI source artifact location '{}'.",
+                        request.source
+                    ))
+                })?;
+                storage_location = logged.info.artifact_uri.clone();
+                if run_id.is_empty() {
+                    run_id = logged.info.source_run_id.clone().unwrap_or_default();
+                }
+                if model_id.is_empty() {
+                    model_id = logged_id.to_string();
+                }
+            } else if let Some((source_name, source_version)) =
+                reference.trim_end_matches('/').rsplit_once('/')
+            {
+                let source = self.model_version_in(ws, source_name, source_version).await?;
+                storage_location = self
+                    .get_model_version_download_uri(ws, &source.name, &source.version)
+                    .await?;
+            }
+        }
+        if run_id.is_empty() && !model_id.is_empty() {
+            if let Ok(logged) = self.logged_model_in(ws, &model_id).await {
+                run_id = logged.info.source_run_id.clone().unwrap_or_default();
+            }
+        }
+        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let next: i64 = sqlx::query_scalar(
+            "SELECT next_version FROM registered_models WHERE workspace_id = $1 AND name = $2",
+        )
+        .bind(&ws.workspace_id)
+        .bind(&request.name)
+        .fetch_one(&self.pool)
+        .await?;
+        let version = next.to_string();
+        let time = write.now;
+        let logged_model_tag = if model_id.is_empty() {
+            None
+        } else {
+            self.logged_model_in(ws, &model_id).await.ok().map(|logged| {
+                let mut registered: Vec<serde_json::Value> = logged
+                    .info
+                    .tags
+                    .iter()
+                    .find(|tag| tag.key == MODEL_VERSIONS_TAG)
+                    .and_then(|tag| serde_json::from_str(&tag.value).ok())
+                    .unwrap_or_default();
+                let entry = serde_json::json!({"name": request.name, "version": version});
+                if !registered.contains(&entry) {
+                    registered.push(entry);
+                }
+                Tag::new(
+                    MODEL_VERSIONS_TAG,
+                    serde_json::Value::Array(registered).to_string(),
+                )
+            })
+        };
+        self.record(
+            &mut write,
+            Change::ModelVersionCreated {
+                name: request.name.clone(),
+                version: version.clone(),
+                source: request.source,
+                storage_location,
+                run_id,
+                run_link: request.run_link,
+                description: request.description,
+                user_id: request.user_id,
+                model_id: model_id.clone(),
+                status: ModelVersionStatus::Ready,
+                tags: request.tags,
+                time,
+            },
+        )
+        .await?;
+        if let Some(tag) = logged_model_tag {
+            self.record(
+                &mut write,
+                Change::LoggedModelTagsSet {
+                    model_id,
+                    tags: vec![tag],
+                    time,
+                },
+            )
+            .await?;
+        }
+        Self::commit(write).await?;
+        self.model_version_in(ws, &request.name, &version).await
+    }
+
+    async fn get_model_version(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<ModelVersion> {
+        self.model_version_in(ws, name, version).await
+    }
+
+    async fn get_model_version_download_uri(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+    ) -> StoreResult<String> {
+        let existing = self.model_version_in(ws, name, version).await?;
+        let location: String = sqlx::query_scalar(
+            "SELECT storage_location FROM model_versions WHERE workspace_id = $1 AND name = $2 AND version = CAST($3 AS BIGINT)",
+        )
+        .bind(&ws.workspace_id)
+        .bind(name)
+        .bind(&existing.version)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(if location.is_empty() {
+            existing.source
+        } else {
+            location
+        })
+    }
+
+    async fn update_model_version(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+        description: &str,
+    ) -> StoreResult<ModelVersion> {
+        let existing = self.model_version_in(ws, name, version).await?;
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::ModelVersionUpdated {
+                name: name.to_string(),
+                version: existing.version.clone(),
+                description: description.to_string(),
+                time,
+            },
+        )
+        .await?;
+        self.model_version_in(ws, name, &existing.version).await
+    }
+
+    async fn transition_model_version_stage(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+        stage: &str,
+        archive_existing_versions: bool,
+    ) -> StoreResult<ModelVersion> {
+        let stage = canonical_stage(stage).ok_or_else(|| {
+            invalid(format!(
+                "Invalid Model Version stage: {stage}. Value must be one of None, Staging, Production, Archived."
+            ))
+        })?;
+        if archive_existing_versions && !matches!(stage, "Staging" | "Production") {
+            return Err(invalid(format!(
+                "Model version transition cannot archive existing model versions because '{stage}' is not an Active stage. Valid stages are Staging, Production"
+            )));
+        }
+        let existing = self.model_version_in(ws, name, version).await?;
+        let archived_versions = if archive_existing_versions {
+            load::model_versions_where(
+                &self.pool,
+                &ws.workspace_id,
+                "AND v.name = $2",
+                &[name.to_string()],
+            )
+            .await?
+            .into_iter()
+            .filter(|other| other.version != existing.version && other.current_stage == stage)
+            .map(|other| other.version)
+            .collect()
+        } else {
+            Vec::new()
+        };
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::ModelVersionStageSet {
+                name: name.to_string(),
+                version: existing.version.clone(),
+                stage: stage.to_string(),
+                archived_versions,
+                time,
+            },
+        )
+        .await?;
+        self.model_version_in(ws, name, &existing.version).await
+    }
+
+    async fn delete_model_version(&self, ws: &WorkspaceRef, name: &str, version: &str) -> StoreResult<()> {
+        let existing = self.model_version_in(ws, name, version).await?;
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::ModelVersionDeleted {
+                name: name.to_string(),
+                version: existing.version,
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn search_model_versions(
+        &self,
+        ws: &WorkspaceRef,
+        query: SearchQuery,
+    ) -> StoreResult<Page<ModelVersion>> {
+        let versions = load::model_versions_where(&self.pool, &ws.workspace_id, "", &[]).await?;
+        Ok(search::search_model_versions(
+            versions,
+            &query.filter,
+            &query.order_by,
+            query.max_results,
+            query.page_token.as_deref(),
+        )?)
+    }
+
+    async fn set_model_version_tag(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+        tag: Tag,
+    ) -> StoreResult<()> {
+        rules::validate_registry_tag(&tag)?;
+        let existing = self.model_version_in(ws, name, version).await?;
+        self.write_one(
+            ws,
+            Change::ModelVersionTagSet {
+                name: name.to_string(),
+                version: existing.version,
+                tag,
+            },
+        )
+        .await
+    }
+
+    async fn delete_model_version_tag(
+        &self,
+        ws: &WorkspaceRef,
+        name: &str,
+        version: &str,
+        key: &str,
+    ) -> StoreResult<()> {
+        let existing = self.model_version_in(ws, name, version).await?;
+        self.write_one(
+            ws,
+            Change::ModelVersionTagDeleted {
+                name: name.to_string(),
+                version: existing.version,
+                key: key.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn check_artifact_owner(&self, ws: &WorkspaceRef, path: &str, for_write: bool) -> StoreResult<()> {
+        let path = path.trim_matches('/');
+        let denied = || {
+            StoreError::Domain(Error::new(
+                tandem_core::ErrorKind::PermissionDenied,
+                format!("artifact path '{path}' is not inside the artifact root of a run or logged model of workspace '{}'", ws.name),
+            ))
+        };
+        for segment in path.split('/') {
+            let owner_root = if segment.len() == 32 && segment.chars().all(|c| c.is_ascii_hexdigit()) {
+                match load::run_info(&self.pool, segment).await? {
+                    Some((workspace_id, info)) if workspace_id == ws.workspace_id => {
+                        if for_write && info.lifecycle_stage != LifecycleStage::Active {
+                            return Err(invalid(format!(
+                                "The run {segment} must be in the 'active' state. Current state is deleted."
+                            )));
+                        }
+                        proxied_artifact_path(&info.artifact_uri)
+                    }
+                    _ => None,
+                }
+            } else if segment.starts_with("m-") {
+                match self.logged_model_in(ws, segment).await {
+                    Ok(model) => proxied_artifact_path(&model.info.artifact_uri),
+                    Err(_) => None,
+                }
+            } else {
+                None
+            };
+            if let Some(root) = owner_root {
+                if path == root || path.starts_with(&format!("{root}/")) {
+                    return Ok(());
+                }
+            }
+        }
+        Err(denied())
+    }
+
+    async fn record_artifact(
+        &self,
+        ws: &WorkspaceRef,
+        path: &str,
+        size: i64,
+        sha256: &str,
+    ) -> StoreResult<()> {
+        let time = self.now();
+        self.write_one(
+            ws,
+            Change::ArtifactWritten {
+                path: path.to_string(),
+                size,
+                sha256: sha256.to_string(),
+                time,
+            },
+        )
+        .await
+    }
+
+    async fn delete_artifact(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<()> {
+        self.write_one(
+            ws,
+            Change::ArtifactDeleted {
+                path: path.to_string(),
+            },
+        )
+        .await
+    }
+
+    async fn list_artifact_entries(
+        &self,
+        ws: &WorkspaceRef,
+        prefix: &str,
+    ) -> StoreResult<Vec<ArtifactEntry>> {
+        let prefix = prefix.trim_matches('/');
+        let like = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let rows = sqlx::query(
+            "SELECT path, size, sha256, created_at FROM artifacts WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, $3) = $4) ORDER BY path",
+        )
+        .bind(&ws.workspace_id)
+        .bind(prefix)
+        .bind(like.len() as i64)
+        .bind(&like)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ArtifactEntry {
+                    path: row.try_get("path")?,
+                    size: row.try_get("size")?,
+                    sha256: row.try_get("sha256")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}
