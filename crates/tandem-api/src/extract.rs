@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
 use axum::http::Method;
 use serde::de::DeserializeOwned;
@@ -22,19 +22,23 @@ impl FromRequestParts<AppState> for Ws {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let name = workspace_name(parts);
+        let name = workspace_name(parts, state).await;
         Ok(Ws(state.store.resolve_workspace(&name).await?))
     }
 }
 
-/// The workspace name in the path (`/w/<name>/…`), else the default.
-pub fn workspace_name(parts: &Parts) -> String {
-    let path = parts.uri.path();
-    path.strip_prefix("/w/")
-        .and_then(|rest| rest.split('/').next())
-        .filter(|name| !name.is_empty())
-        .unwrap_or(DEFAULT_WORKSPACE)
-        .to_string()
+/// The workspace named by the `{workspace}` path parameter of the
+/// `/w/{workspace}` mount, else the default. (Nesting strips the prefix from
+/// the request's URI, so the parameter is the only reliable source.)
+pub async fn workspace_name(parts: &mut Parts, state: &AppState) -> String {
+    match RawPathParams::from_request_parts(parts, state).await {
+        Ok(params) => params
+            .iter()
+            .find(|(key, _)| *key == "workspace")
+            .map(|(_, value)| value.to_string())
+            .unwrap_or_else(|| DEFAULT_WORKSPACE.to_string()),
+        Err(_) => DEFAULT_WORKSPACE.to_string(),
+    }
 }
 
 /// A request message of type `T`.

@@ -62,10 +62,12 @@ fn tracking_entity(entity: &str) -> Result<KeyType> {
         "tag" | "tags" => KeyType::Tag,
         "attribute" | "attributes" | "attr" | "run" => KeyType::Attribute,
         "dataset" | "datasets" => KeyType::Dataset,
-        _ => return Err(Error::invalid(format!(
+        _ => {
+            return Err(Error::invalid(format!(
             "Invalid entity type '{entity}'. Valid values are ['metric', 'parameter', 'tag', 'attribute', \
                  'dataset']"
-        ))),
+        )))
+        }
     })
 }
 
