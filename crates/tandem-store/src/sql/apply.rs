@@ -640,7 +640,7 @@ pub(crate) async fn apply(
             // A path names a file or a whole directory.
             let prefix = format!("{}/", path.trim_end_matches('/'));
             sqlx::query(
-                "DELETE FROM artifacts WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, $3) = $4)",
+                "DELETE FROM artifacts WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, CAST($3 AS INTEGER)) = $4)",
             )
             .bind(workspace_id)
             .bind(path)

@@ -42,6 +42,10 @@ pub struct StoreOptions {
     /// before it is acknowledged; `NORMAL` may lose the last commits on power
     /// loss (never on a process crash).
     pub sqlite_synchronous: String,
+    /// Create the `default` workspace on first open. Off for stores that are
+    /// filled from another region's journal (replicas, restores), whose
+    /// default workspace arrives with the records.
+    pub bootstrap_default_workspace: bool,
 }
 
 impl StoreOptions {
@@ -51,6 +55,7 @@ impl StoreOptions {
             region: region.into(),
             max_connections: 8,
             sqlite_synchronous: "FULL".to_string(),
+            bootstrap_default_workspace: true,
         }
     }
 }
@@ -161,6 +166,7 @@ impl SqlStore {
                 0
             }
         };
+        let bootstrap = options.bootstrap_default_workspace;
         let store = SqlStore {
             pool,
             backend,
@@ -169,7 +175,9 @@ impl SqlStore {
             clock,
             hlc: HybridClock::new(hlc_floor),
         };
-        store.ensure_default_workspace().await?;
+        if bootstrap {
+            store.ensure_default_workspace().await?;
+        }
         Ok(store)
     }
 

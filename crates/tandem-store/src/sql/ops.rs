@@ -1685,7 +1685,7 @@ impl MetadataStore for SqlStore {
             format!("{prefix}/")
         };
         let rows = sqlx::query(
-            "SELECT path, size, sha256, created_at FROM artifacts WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, $3) = $4) ORDER BY path",
+            "SELECT path, size, sha256, created_at FROM artifacts WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, CAST($3 AS INTEGER)) = $4) ORDER BY path",
         )
         .bind(&ws.workspace_id)
         .bind(prefix)

@@ -1,0 +1,116 @@
+//! Test harness: opens a store on a backend, in a place the test owns, and
+//! removes it afterwards.
+
+use std::sync::Arc;
+
+use sqlx::any::AnyPoolOptions;
+use tandem_store::{MetadataStore, SqlStore, StoreOptions};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Harness {
+    pub backend: Backend,
+    pub store: Arc<dyn MetadataStore>,
+    _dir: Option<tempfile::TempDir>,
+    postgres_database: Option<String>,
+}
+
+fn admin_url() -> String {
+    std::env::var("TANDEM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn skip_postgres() -> bool {
+    std::env::var("TANDEM_SKIP_POSTGRES").is_ok_and(|value| value == "1")
+}
+
+async fn admin(sql: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url())
+        .await
+        .unwrap_or_else(|error| {
+            panic!("PostgreSQL is required for these tests ({error}); start it, point TANDEM_TEST_POSTGRES_URL at it, or set TANDEM_SKIP_POSTGRES=1")
+        });
+    sqlx::query(sql).execute(&pool).await.unwrap();
+    pool.close().await;
+}
+
+impl Harness {
+    /// A store as a server opens it (with its default workspace).
+    pub async fn new(backend: Backend) -> Option<Harness> {
+        Self::open(backend, "test-region", true).await
+    }
+
+    /// A store with nothing in it, as a replica or restore target starts.
+    pub async fn empty(backend: Backend, region: &str) -> Option<Harness> {
+        Self::open(backend, region, false).await
+    }
+
+    async fn open(backend: Backend, region: &str, bootstrap: bool) -> Option<Harness> {
+        let options = |url: String| {
+            let mut options = StoreOptions::new(url, region);
+            options.bootstrap_default_workspace = bootstrap;
+            options
+        };
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("metadata.db").display());
+                let store = SqlStore::open(options(url)).await.unwrap();
+                Some(Harness {
+                    backend,
+                    store: Arc::new(store),
+                    _dir: Some(dir),
+                    postgres_database: None,
+                })
+            }
+            Backend::Postgres => {
+                if skip_postgres() {
+                    eprintln!("skipped: TANDEM_SKIP_POSTGRES=1");
+                    return None;
+                }
+                let database = format!("tandem_test_{}", uuid_like());
+                admin(&format!("CREATE DATABASE {database}")).await;
+                let base = admin_url();
+                let url = match base.rfind('/') {
+                    Some(slash) if slash > "postgres://".len() => format!("{}/{database}", &base[..slash]),
+                    _ => format!("{base}/{database}"),
+                };
+                let store = SqlStore::open(options(url)).await.unwrap();
+                Some(Harness {
+                    backend,
+                    store: Arc::new(store),
+                    _dir: None,
+                    postgres_database: Some(database),
+                })
+            }
+        }
+    }
+
+    /// Drops what the harness created.
+    pub async fn finish(self) {
+        let Harness {
+            store,
+            postgres_database,
+            ..
+        } = self;
+        drop(store);
+        if let Some(database) = postgres_database {
+            admin(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)")).await;
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let sequence = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{:x}_{:x}_{sequence}", nanos, std::process::id())
+}
