@@ -306,6 +306,19 @@ class RssSampler(threading.Thread):
         self.sample()
 
 
+def settle(pid: int, timeout: float, window: float = 2.0) -> float:
+    """Waits until the tree's RSS changes < 1% over `window` seconds."""
+    t0 = time.perf_counter()
+    last = tree_rss_kb(pid)[0]
+    while time.perf_counter() - t0 < timeout:
+        time.sleep(window)
+        now = tree_rss_kb(pid)[0]
+        if abs(now - last) <= 0.01 * max(last, 1):
+            break
+        last = now
+    return time.perf_counter() - t0
+
+
 class Server:
     def __init__(self, name: str, argv: list[str], env: dict, port: int, data: str, log_path: str):
         self.name, self.argv, self.env, self.port, self.data = name, argv, env, port, data
@@ -402,7 +415,12 @@ def run_one(kind: str, args, sync: str | None = None) -> dict:
     try:
         result["startup_s"] = server.start(args.startup_timeout)
         sampler = RssSampler(server.proc.pid, args.rss_interval)
+        # /health can answer before every worker has finished importing: wait
+        # (bounded) until the tree's RSS stops moving, so no section pays for
+        # a cold worker.
+        result["settle_s"] = settle(server.proc.pid, args.settle_timeout)
         result["idle_rss_mb"] = sampler.sample() / 1024
+        result["idle_processes"] = len(process_tree(server.proc.pid))
         sampler.start()
         params = {
             "tracking_uri": server.url,
@@ -576,6 +594,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--small-repeats", type=int, default=3, help="small-file rounds [%(default)s]")
     p.add_argument("--rss-interval", type=float, default=0.1, help="RSS sampling period, s [%(default)s]")
     p.add_argument("--startup-timeout", type=float, default=180, help="server start bound, s [%(default)s]")
+    p.add_argument("--settle-timeout", type=float, default=60,
+                   help="max wait for the server tree RSS to settle after /health, s [%(default)s]")
     p.add_argument("--worker-timeout", type=float, default=1200, help="workload bound per server, s [%(default)s]")
     p.add_argument("--tmp-dir", default=None, help="parent of the temp dirs (same disk for both) [system temp]")
     p.add_argument("--keep", action="store_true", help="keep the servers' temp dirs")
