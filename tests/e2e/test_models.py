@@ -107,7 +107,13 @@ def test_aliases(tracking_uri, client):
 
     client.delete_registered_model_alias(name, "champion")
     assert client.get_registered_model(name).aliases == {"challenger": "2"}
-    expect_error("INVALID_PARAMETER_VALUE", client.get_model_version_by_alias, name, "champion")
+    # MLflow's wording and code for an unknown alias.
+    error = expect_error("INVALID_PARAMETER_VALUE", client.get_model_version_by_alias, name, "champion")
+    assert error.message == "Registered model alias champion not found."
+
+    # `latest` is reserved: it names the newest version.
+    assert client.get_model_version_by_alias(name, "latest").version == "2"
+    expect_error("INVALID_PARAMETER_VALUE", client.set_registered_model_alias, name, "latest", "1")
 
 
 def test_stages_and_latest_versions(tracking_uri, client):
@@ -151,8 +157,7 @@ def test_rename_tags_search_and_delete(tracking_uri, client):
     client.set_registered_model_alias(name, "prod", "1")
 
     new_name = unique("renamed")
-    renamed = client.rename_registered_model(name, new_name)
-    assert renamed.name == new_name
+    client.rename_registered_model(name, new_name)
     expect_error("RESOURCE_DOES_NOT_EXIST", client.get_registered_model, name)
     model = client.get_registered_model(new_name)
     assert model.description == "updated"

@@ -302,7 +302,71 @@ pub enum Change {
     },
 }
 
+/// The asset classes a deployment sets continuity levels for. Artifacts
+/// belong to the class of what owns them (today: runs and logged models,
+/// hence tracking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetClass {
+    Tracking,
+    Registry,
+    Assets,
+    Files,
+    Access,
+}
+
+impl AssetClass {
+    pub const ALL: [AssetClass; 5] = [
+        AssetClass::Tracking,
+        AssetClass::Registry,
+        AssetClass::Assets,
+        AssetClass::Files,
+        AssetClass::Access,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetClass::Tracking => "tracking",
+            AssetClass::Registry => "registry",
+            AssetClass::Assets => "assets",
+            AssetClass::Files => "files",
+            AssetClass::Access => "access",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        AssetClass::ALL.into_iter().find(|class| class.as_str() == value)
+    }
+}
+
 impl Change {
+    /// The asset class the change belongs to, or None for workspace
+    /// lifecycle changes, which every class depends on and which therefore
+    /// always replicate.
+    pub fn asset_class(&self) -> Option<AssetClass> {
+        match self {
+            Change::WorkspaceCreated { .. }
+            | Change::WorkspaceUpdated { .. }
+            | Change::WorkspaceDeleted { .. }
+            | Change::WorkspaceRestored { .. } => None,
+            Change::RegisteredModelCreated { .. }
+            | Change::RegisteredModelRenamed { .. }
+            | Change::RegisteredModelUpdated { .. }
+            | Change::RegisteredModelDeleted { .. }
+            | Change::RegisteredModelTagSet { .. }
+            | Change::RegisteredModelTagDeleted { .. }
+            | Change::RegisteredModelAliasSet { .. }
+            | Change::RegisteredModelAliasDeleted { .. }
+            | Change::ModelVersionCreated { .. }
+            | Change::ModelVersionUpdated { .. }
+            | Change::ModelVersionStageSet { .. }
+            | Change::ModelVersionDeleted { .. }
+            | Change::ModelVersionTagSet { .. }
+            | Change::ModelVersionTagDeleted { .. } => Some(AssetClass::Registry),
+            _ => Some(AssetClass::Tracking),
+        }
+    }
+
     /// A short stable name for the variant, stored beside the payload so that
     /// the journal can be filtered without decoding every record.
     pub fn kind(&self) -> &'static str {

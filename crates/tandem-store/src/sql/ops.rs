@@ -1307,6 +1307,15 @@ impl MetadataStore for SqlStore {
         alias: &str,
     ) -> StoreResult<ModelVersion> {
         self.registered_model_exists(ws, name).await?;
+        // MLflow reserves `latest` (any case) for the newest version, whatever
+        // its stage; `models:/name@latest` depends on it.
+        if alias.eq_ignore_ascii_case("latest") {
+            let versions = self.get_latest_versions(ws, name, &[]).await?;
+            return versions
+                .into_iter()
+                .max_by_key(|version| version.version.parse::<i64>().unwrap_or(0))
+                .ok_or_else(|| not_found(format!("Latest version not found for model {name}.")));
+        }
         let version: Option<i64> = sqlx::query_scalar(
             "SELECT version FROM registered_model_aliases WHERE workspace_id = $1 AND name = $2 AND alias = $3",
         )
@@ -1317,7 +1326,8 @@ impl MetadataStore for SqlStore {
         .await?;
         match version {
             Some(version) => self.model_version_in(ws, name, &version.to_string()).await,
-            None => Err(not_found(format!("Registered model alias {alias} not found."))),
+            // MLflow answers an unknown alias with INVALID_PARAMETER_VALUE, not 404.
+            None => Err(invalid(format!("Registered model alias {alias} not found."))),
         }
     }
 

@@ -1,0 +1,460 @@
+//! The deployment file: which regions serve the same workspaces, which pairs
+//! with which, which is primary at bootstrap, and for each asset class its
+//! continuity level.
+//!
+//! The file is parsed once into [`Deployment`], whose constructor checks
+//! every cross-reference, so code holding a `Deployment` never meets a pairing
+//! to an unknown region or a synchronous `hot-cold` class.
+//!
+//! Architecture invariant: pure configuration; no I/O beyond reading the
+//! file, no knowledge of HTTP or storage.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tandem_core::journal::AssetClass;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DeploymentError {
+    #[error("cannot read deployment file {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("invalid deployment file: {0}")]
+    Invalid(String),
+}
+
+type Result<T> = std::result::Result<T, DeploymentError>;
+
+fn invalid(message: impl Into<String>) -> DeploymentError {
+    DeploymentError::Invalid(message.into())
+}
+
+/// How an asset class survives the loss of a region (the seeds' hot/hot,
+/// hot/warm and hot/cold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ContinuityLevel {
+    /// Every region accepts reads and writes; changes flow both ways.
+    HotHot,
+    /// Continuous one-way replication; secondaries serve reads.
+    HotWarm,
+    /// Not replicated continuously; restored from backup and journal archive
+    /// at failover.
+    HotCold,
+}
+
+impl ContinuityLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContinuityLevel::HotHot => "hot-hot",
+            ContinuityLevel::HotWarm => "hot-warm",
+            ContinuityLevel::HotCold => "hot-cold",
+        }
+    }
+
+    fn parse(value: &str) -> Result<Self> {
+        match value {
+            "hot-hot" => Ok(ContinuityLevel::HotHot),
+            "hot-warm" => Ok(ContinuityLevel::HotWarm),
+            "hot-cold" => Ok(ContinuityLevel::HotCold),
+            other => Err(invalid(format!(
+                "unknown continuity level '{other}': use hot-hot, hot-warm or hot-cold"
+            ))),
+        }
+    }
+
+    /// Whether the class's journal records flow to secondaries as they happen.
+    pub fn replicates_continuously(self) -> bool {
+        !matches!(self, ContinuityLevel::HotCold)
+    }
+}
+
+/// The policy of one asset class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClassPolicy {
+    pub level: ContinuityLevel,
+    /// A write is acknowledged only once the secondary has durably applied it.
+    pub sync: bool,
+    /// The most a secondary may lag before the primary refuses new writes of
+    /// the class.
+    pub max_rpo: Option<Duration>,
+}
+
+impl Default for ClassPolicy {
+    fn default() -> Self {
+        ClassPolicy {
+            level: ContinuityLevel::HotWarm,
+            sync: false,
+            max_rpo: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionSpec {
+    pub name: String,
+    /// Where the region's API answers (its gateway-facing address).
+    pub url: String,
+    /// The region this one pairs with, if any.
+    pub pair: Option<String>,
+}
+
+/// A validated deployment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deployment {
+    pub name: String,
+    regions: Vec<RegionSpec>,
+    primary: String,
+    classes: BTreeMap<AssetClass, ClassPolicy>,
+    /// Shared secret authenticating replication and gateway traffic.
+    pub replication_secret: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeploymentFile {
+    #[serde(default = "default_name")]
+    name: String,
+    primary: String,
+    regions: Vec<RegionFile>,
+    #[serde(default)]
+    classes: BTreeMap<String, ClassFile>,
+    replication_secret: Option<String>,
+    replication_secret_file: Option<String>,
+}
+
+fn default_name() -> String {
+    "tandem".to_string()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegionFile {
+    name: String,
+    url: String,
+    pair: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClassFile {
+    level: String,
+    #[serde(default)]
+    sync: bool,
+    max_rpo: Option<String>,
+}
+
+/// Parses durations written as `500ms`, `5s`, `2m` or `1h`.
+pub fn parse_duration(value: &str) -> Result<Duration> {
+    let value = value.trim();
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| invalid(format!("'{value}' is not a duration like 5s or 500ms")))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" | "" => number,
+        "m" => number * 60.0,
+        "h" => number * 3600.0,
+        other => {
+            return Err(invalid(format!(
+                "unknown duration unit '{other}' in '{value}': use ms, s, m or h"
+            )))
+        }
+    };
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(invalid(format!("'{value}' is not a duration")));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+impl Deployment {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|error| DeploymentError::Read {
+            path: path.display().to_string(),
+            message: error.to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_toml(&text, base)
+    }
+
+    /// Parses a deployment; relative secret-file paths resolve against `base`.
+    pub fn from_toml(text: &str, base: &Path) -> Result<Self> {
+        let file: DeploymentFile = toml::from_str(text).map_err(|error| invalid(error.to_string()))?;
+        let mut regions = Vec::new();
+        for region in file.regions {
+            if region.name.is_empty()
+                || !region
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(format!(
+                    "region name '{}' must be letters, digits, '-' or '_'",
+                    region.name
+                )));
+            }
+            url::Url::parse(&region.url)
+                .map_err(|error| invalid(format!("region {}: url '{}': {error}", region.name, region.url)))?;
+            if regions
+                .iter()
+                .any(|existing: &RegionSpec| existing.name == region.name)
+            {
+                return Err(invalid(format!("region '{}' is declared twice", region.name)));
+            }
+            regions.push(RegionSpec {
+                name: region.name,
+                url: region.url.trim_end_matches('/').to_string(),
+                pair: region.pair,
+            });
+        }
+        if regions.is_empty() {
+            return Err(invalid("a deployment needs at least one region"));
+        }
+        for region in &regions {
+            if let Some(pair) = &region.pair {
+                if !regions.iter().any(|candidate| &candidate.name == pair) {
+                    return Err(invalid(format!(
+                        "region '{}' pairs with unknown region '{pair}'",
+                        region.name
+                    )));
+                }
+            }
+        }
+        for region in &regions {
+            if let Some(pair) = &region.pair {
+                if pair == &region.name {
+                    return Err(invalid(format!(
+                        "region '{}' cannot pair with itself",
+                        region.name
+                    )));
+                }
+                let partner = regions
+                    .iter()
+                    .find(|candidate| &candidate.name == pair)
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "region '{}' pairs with unknown region '{pair}'",
+                            region.name
+                        ))
+                    })?;
+                if partner.pair.as_deref().is_some_and(|back| back != region.name) {
+                    return Err(invalid(format!(
+                        "pairing is not symmetric: '{}' pairs with '{pair}', which pairs with '{}'",
+                        region.name,
+                        partner.pair.as_deref().unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        if !regions.iter().any(|region| region.name == file.primary) {
+            return Err(invalid(format!(
+                "the primary '{}' is not one of the regions",
+                file.primary
+            )));
+        }
+        let mut classes: BTreeMap<AssetClass, ClassPolicy> = AssetClass::ALL
+            .into_iter()
+            .map(|class| (class, ClassPolicy::default()))
+            .collect();
+        for (name, class) in file.classes {
+            let asset_class = AssetClass::parse(&name).ok_or_else(|| {
+                invalid(format!(
+                    "unknown asset class '{name}': use tracking, registry, assets, files or access"
+                ))
+            })?;
+            let level = ContinuityLevel::parse(&class.level)?;
+            let max_rpo = class.max_rpo.as_deref().map(parse_duration).transpose()?;
+            if level == ContinuityLevel::HotCold && (class.sync || max_rpo.is_some()) {
+                return Err(invalid(format!(
+                    "class '{name}' is hot-cold: it is not replicated continuously, so sync and max_rpo do not apply"
+                )));
+            }
+            classes.insert(
+                asset_class,
+                ClassPolicy {
+                    level,
+                    sync: class.sync,
+                    max_rpo,
+                },
+            );
+        }
+        let replication_secret = match (file.replication_secret, file.replication_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "give replication_secret or replication_secret_file, not both",
+                ));
+            }
+            (Some(secret), None) => Some(secret),
+            (None, Some(path)) => {
+                let path = base.join(path);
+                let secret = std::fs::read_to_string(&path).map_err(|error| DeploymentError::Read {
+                    path: path.display().to_string(),
+                    message: error.to_string(),
+                })?;
+                Some(secret.trim().to_string())
+            }
+            (None, None) => None,
+        };
+        Ok(Deployment {
+            name: file.name,
+            regions,
+            primary: file.primary,
+            classes,
+            replication_secret,
+        })
+    }
+
+    pub fn regions(&self) -> &[RegionSpec] {
+        &self.regions
+    }
+
+    pub fn region(&self, name: &str) -> Option<&RegionSpec> {
+        self.regions.iter().find(|region| region.name == name)
+    }
+
+    /// The primary at bootstrap (the witness decides it afterwards).
+    pub fn bootstrap_primary(&self) -> &RegionSpec {
+        self.region(&self.primary).expect("validated at construction")
+    }
+
+    pub fn policy(&self, class: AssetClass) -> ClassPolicy {
+        self.classes.get(&class).copied().unwrap_or_default()
+    }
+
+    pub fn classes(&self) -> impl Iterator<Item = (AssetClass, ClassPolicy)> + '_ {
+        self.classes.iter().map(|(class, policy)| (*class, *policy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+name = "contoso"
+primary = "eastus"
+replication_secret = "s3cret"
+
+[[regions]]
+name = "eastus"
+url = "http://127.0.0.1:5001/"
+pair = "westus"
+
+[[regions]]
+name = "westus"
+url = "http://127.0.0.1:5002"
+pair = "eastus"
+
+[classes.tracking]
+level = "hot-warm"
+max_rpo = "5s"
+
+[classes.registry]
+level = "hot-hot"
+sync = true
+
+[classes.files]
+level = "hot-cold"
+"#;
+
+    fn parse(text: &str) -> Result<Deployment> {
+        Deployment::from_toml(text, Path::new("."))
+    }
+
+    #[test]
+    fn a_full_file_parses_into_policies() {
+        let deployment = parse(EXAMPLE).unwrap();
+        assert_eq!(deployment.name, "contoso");
+        assert_eq!(deployment.bootstrap_primary().name, "eastus");
+        assert_eq!(deployment.bootstrap_primary().url, "http://127.0.0.1:5001");
+        assert_eq!(
+            deployment.region("westus").unwrap().pair.as_deref(),
+            Some("eastus")
+        );
+        let tracking = deployment.policy(AssetClass::Tracking);
+        assert_eq!(tracking.level, ContinuityLevel::HotWarm);
+        assert_eq!(tracking.max_rpo, Some(Duration::from_secs(5)));
+        let registry = deployment.policy(AssetClass::Registry);
+        assert_eq!((registry.level, registry.sync), (ContinuityLevel::HotHot, true));
+        assert_eq!(
+            deployment.policy(AssetClass::Files).level,
+            ContinuityLevel::HotCold
+        );
+        // Classes not named default to hot-warm.
+        assert_eq!(deployment.policy(AssetClass::Access), ClassPolicy::default());
+        assert_eq!(deployment.replication_secret.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn wrong_cross_references_are_refused() {
+        let cases = [
+            (
+                EXAMPLE.replace("primary = \"eastus\"", "primary = \"mars\""),
+                "primary",
+            ),
+            (
+                EXAMPLE.replace("pair = \"eastus\"", "pair = \"mars\""),
+                "unknown region",
+            ),
+            (
+                EXAMPLE.replace("level = \"hot-cold\"", "level = \"hot-cold\"\nsync = true"),
+                "hot-cold",
+            ),
+            (
+                EXAMPLE.replace("level = \"hot-hot\"", "level = \"lukewarm\""),
+                "unknown continuity level",
+            ),
+            (
+                EXAMPLE.replace("[classes.files]", "[classes.notebooks]"),
+                "unknown asset class",
+            ),
+            (
+                EXAMPLE.replace("max_rpo = \"5s\"", "max_rpo = \"5 fortnights\""),
+                "unit",
+            ),
+            (
+                EXAMPLE.replace("name = \"westus\"", "name = \"eastus\""),
+                "declared twice",
+            ),
+            (
+                EXAMPLE.replace("url = \"http://127.0.0.1:5002\"", "url = \"not a url\""),
+                "url",
+            ),
+            (
+                EXAMPLE.replace("name = \"contoso\"", "name = \"contoso\"\ncolour = 1"),
+                "colour",
+            ),
+        ];
+        for (text, expected) in cases {
+            let error = parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "expected '{expected}' in: {error}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn secrets_come_from_files_relative_to_the_deployment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret"), "from-file\n").unwrap();
+        let text = EXAMPLE.replace(
+            "replication_secret = \"s3cret\"",
+            "replication_secret_file = \"secret\"",
+        );
+        let path = dir.path().join("deployment.toml");
+        std::fs::write(&path, text).unwrap();
+        let deployment = Deployment::from_file(&path).unwrap();
+        assert_eq!(deployment.replication_secret.as_deref(), Some("from-file"));
+    }
+}
