@@ -81,13 +81,47 @@ def worker_main(params: dict) -> dict:
     client = MlflowClient(tracking_uri=uri)
     out: dict = {"client_mlflow_version": mlflow.__version__}
 
-    experiment_id = client.create_experiment(f"bench-{os.getpid()}-{time.time_ns()}")
-    run = client.create_run(experiment_id)
-    run_id = run.info.run_id
-    out["artifact_uri"] = run.info.artifact_uri
+    if params.get("null_server"):
+        # Calibration against a responder that answers {} at once: what the
+        # client itself costs. Only the metric and batch sections apply.
+        run_id = "0" * 32
+        sections &= {"metric", "batch"}
+    else:
+        experiment_id = client.create_experiment(f"bench-{os.getpid()}-{time.time_ns()}")
+        run = client.create_run(experiment_id)
+        run_id = run.info.run_id
+        out["artifact_uri"] = run.info.artifact_uri
 
     def log(msg: str) -> None:
         print(f"[worker] {msg}", file=sys.stderr, flush=True)
+
+    server_pid = params.get("server_pid")
+    cpu: dict = {}
+    out["cpu"] = cpu
+
+    class Meter:
+        """Wall time, client CPU and server-tree CPU spent in one section."""
+
+        def __init__(self, name: str, ops: int = 0):
+            self.name, self.ops = name, ops
+
+        def __enter__(self):
+            self.w, self.c = time.perf_counter(), time.process_time()
+            self.s = tree_cpu_s(server_pid) if server_pid else 0.0
+            return self
+
+        def __exit__(self, *exc):
+            wall = time.perf_counter() - self.w
+            entry = {"wall_s": wall, "client_cpu_s": time.process_time() - self.c}
+            if server_pid:
+                entry["server_cpu_s"] = tree_cpu_s(server_pid) - self.s
+            if self.ops:
+                entry["ops"] = self.ops
+                for k in ("wall_s", "client_cpu_s", "server_cpu_s"):
+                    if k in entry:
+                        entry[k.replace("_s", "_ms") + "_per_op"] = 1000 * entry[k] / self.ops
+            cpu[self.name] = entry
+            return False
 
     # 1. sequential log_metric calls.
     if "metric" in sections:
@@ -95,17 +129,19 @@ def worker_main(params: dict) -> dict:
             client.log_metric(run_id, "warmup", float(i), step=i)
         n_max, t_max = params["metric_calls"], params["metric_seconds"]
         latencies = []
-        start = time.perf_counter()
-        i = 0
-        while i < n_max:
-            t0 = time.perf_counter()
-            client.log_metric(run_id, "loss", 1.0 / (i + 1), step=i)
-            t1 = time.perf_counter()
-            latencies.append(t1 - t0)
-            i += 1
-            if t1 - start >= t_max:
-                break
-        elapsed = time.perf_counter() - start
+        with Meter("log_metric") as meter:
+            start = time.perf_counter()
+            i = 0
+            while i < n_max:
+                t0 = time.perf_counter()
+                client.log_metric(run_id, "loss", 1.0 / (i + 1), step=i)
+                t1 = time.perf_counter()
+                latencies.append(t1 - t0)
+                i += 1
+                if t1 - start >= t_max:
+                    break
+            elapsed = time.perf_counter() - start
+            meter.ops = i
         latencies.sort()
         out["log_metric"] = {
             "calls": i,
@@ -132,16 +168,18 @@ def worker_main(params: dict) -> dict:
 
         batches = [make_batch(b) for b in range(params["batch_count"] + 1)]
         client.log_batch(run_id, metrics=batches[0])  # warm-up
-        start = time.perf_counter()
-        metrics = 0
-        n = 0
-        for batch in batches[1:]:
-            client.log_batch(run_id, metrics=batch)
-            metrics += len(batch)
-            n += 1
-            if time.perf_counter() - start >= params["batch_seconds"]:
-                break
-        elapsed = time.perf_counter() - start
+        with Meter("log_batch") as meter:
+            start = time.perf_counter()
+            metrics = 0
+            n = 0
+            for batch in batches[1:]:
+                client.log_batch(run_id, metrics=batch)
+                metrics += len(batch)
+                n += 1
+                if time.perf_counter() - start >= params["batch_seconds"]:
+                    break
+            elapsed = time.perf_counter() - start
+            meter.ops = n
         out["log_batch"] = {"batches": n, "metrics": metrics, "seconds": elapsed}
         out["log_batch_metrics_per_s"] = metrics / elapsed
         log(f"log_batch: {n} x {size} metrics in {elapsed:.2f}s = {metrics / elapsed:.0f}/s")
@@ -160,18 +198,20 @@ def worker_main(params: dict) -> dict:
                     # Vary each MiB so nothing along the way can dedupe it.
                     f.write(i.to_bytes(8, "little") + chunk[8:])
             ups, downs = [], []
-            for r in range(params["artifact_repeats"]):
-                t0 = time.perf_counter()
-                client.log_artifact(run_id, src, artifact_path=f"big/{r}")
-                ups.append(time.perf_counter() - t0)
-                log(f"upload {r}: {size / MIB / ups[-1]:.0f} MB/s")
+            with Meter("upload", params["artifact_repeats"]):
+                for r in range(params["artifact_repeats"]):
+                    t0 = time.perf_counter()
+                    client.log_artifact(run_id, src, artifact_path=f"big/{r}")
+                    ups.append(time.perf_counter() - t0)
+                    log(f"upload {r}: {size / MIB / ups[-1]:.0f} MB/s")
             if "download" in sections:
                 for r in range(params["artifact_repeats"]):
                     dst = os.path.join(work, f"down-{r}")
                     os.makedirs(dst)
-                    t0 = time.perf_counter()
-                    got = client.download_artifacts(run_id, f"big/{r}/blob.bin", dst_path=dst)
-                    downs.append(time.perf_counter() - t0)
+                    with Meter(f"download_{r}", 1):
+                        t0 = time.perf_counter()
+                        got = client.download_artifacts(run_id, f"big/{r}/blob.bin", dst_path=dst)
+                        downs.append(time.perf_counter() - t0)
                     got_size = os.path.getsize(got)
                     if got_size != size:
                         raise RuntimeError(f"downloaded {got_size} bytes, expected {size}")
@@ -194,16 +234,18 @@ def worker_main(params: dict) -> dict:
                     f.write(os.urandom(kb * 1024))
             ups, downs = [], []
             for r in range(params["small_repeats"]):
-                t0 = time.perf_counter()
-                client.log_artifacts(run_id, src, artifact_path=f"small/{r}")
-                ups.append(time.perf_counter() - t0)
+                with Meter(f"small_upload_{r}", n):
+                    t0 = time.perf_counter()
+                    client.log_artifacts(run_id, src, artifact_path=f"small/{r}")
+                    ups.append(time.perf_counter() - t0)
                 log(f"small upload {r}: {n / ups[-1]:.0f} files/s")
             for r in range(params["small_repeats"]):
                 dst = os.path.join(work, f"small-down-{r}")
                 os.makedirs(dst)
-                t0 = time.perf_counter()
-                got = client.download_artifacts(run_id, f"small/{r}", dst_path=dst)
-                downs.append(time.perf_counter() - t0)
+                with Meter(f"small_download_{r}", n):
+                    t0 = time.perf_counter()
+                    got = client.download_artifacts(run_id, f"small/{r}", dst_path=dst)
+                    downs.append(time.perf_counter() - t0)
                 count = len(os.listdir(got))
                 if count != n:
                     raise RuntimeError(f"downloaded {count} small files, expected {n}")
@@ -215,6 +257,38 @@ def worker_main(params: dict) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def null_server_main(port: int) -> None:
+    """An HTTP/1.1 keep-alive responder answering 200 {} to every request
+    (and "OK" to /health): the floor under any server, for calibration."""
+    import asyncio
+
+    async def handle(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                body = b"OK" if head.startswith(b"GET /health ") else b"{}"
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def serve():
+        server = await asyncio.start_server(handle, "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(serve())
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -261,6 +335,22 @@ def process_tree(root: int) -> list[int]:
         tree.append(pid)
         todo.extend(children.get(pid, []))
     return tree
+
+
+def tree_cpu_s(root: int) -> float:
+    """User + system CPU seconds of the tree's live processes (and the reaped
+    children they waited for)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # utime, stime, cutime, cstime are fields 14-17 (index 11-14 after ")").
+        total += sum(int(x) for x in fields[11:15])
+    return total / tick
 
 
 def tree_rss_kb(root: int) -> tuple[int, int]:
@@ -383,7 +473,9 @@ def make_server(kind: str, args, root: str, sync: str | None) -> Server:
     os.makedirs(data)
     log_path = os.path.join(root, "server.log")
     env = dict(os.environ)
-    if kind == "tandem":
+    if kind == "null":
+        argv = [sys.executable, os.path.abspath(__file__), "--null-server", str(port)]
+    elif kind == "tandem":
         if sync:
             env["TANDEM_SQLITE_SYNCHRONOUS"] = sync
         else:
@@ -407,7 +499,7 @@ def make_server(kind: str, args, root: str, sync: str | None) -> Server:
 
 
 def run_one(kind: str, args, sync: str | None = None) -> dict:
-    label = kind if kind == "mlflow" else f"tandem({sync or 'FULL'})"
+    label = kind if kind != "tandem" else f"tandem({sync or 'FULL'})"
     root = tempfile.mkdtemp(prefix=f"tandem-bench-{kind}-", dir=args.tmp_dir)
     server = make_server(kind, args, root, sync)
     print(f"== {label}: starting on {server.url} (data {server.data})", file=sys.stderr, flush=True)
@@ -424,6 +516,7 @@ def run_one(kind: str, args, sync: str | None = None) -> dict:
         sampler.start()
         params = {
             "tracking_uri": server.url,
+            "server_pid": server.proc.pid,
             "sections": args.sections,
             "warmup_calls": args.warmup_calls,
             "metric_calls": args.metric_calls,
@@ -438,6 +531,7 @@ def run_one(kind: str, args, sync: str | None = None) -> dict:
             "small_file_kb": args.small_file_kb,
             "small_repeats": args.small_repeats,
             "tmp_dir": args.tmp_dir,
+            "null_server": kind == "null",
         }
         t0 = time.perf_counter()
         try:
@@ -479,6 +573,31 @@ def _du(path: str) -> int:
     return total
 
 
+def aggregate(runs: list[dict]) -> list[dict]:
+    """One run per label: the median of every numeric figure over the rounds
+    (and of the per-operation CPU entries)."""
+    by_label: dict[str, list[dict]] = {}
+    for run in runs:
+        by_label.setdefault(run["label"], []).append(run)
+    out = []
+    for label, group in by_label.items():
+        merged = {"server": group[0]["server"], "label": label, "rounds": len(group)}
+        keys = {k for r in group for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        for k in keys:
+            values = [r[k] for r in group if isinstance(r.get(k), (int, float))]
+            merged[k] = statistics.median(values)
+            if k in {s[0] for s in SECTIONS}:
+                merged.setdefault("spread", {})[k] = [min(values), max(values)]
+        cpu: dict = {}
+        for name in {n for r in group for n in r.get("cpu", {})}:
+            entries = [r["cpu"][name] for r in group if name in r.get("cpu", {})]
+            cpu[name] = {f: statistics.median([e[f] for e in entries if f in e])
+                         for f in entries[0] if all(f in e for e in entries)}
+        merged["cpu"] = cpu
+        out.append(merged)
+    return out
+
+
 def better_ratio(tandem: float, mlflow: float, higher_is_better: bool) -> float | None:
     if not tandem or not mlflow:
         return None
@@ -495,10 +614,15 @@ def fmt(value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def fmt_spread(spread) -> str:
+    return f" [{fmt(spread[0])}..{fmt(spread[1])}]" if spread else ""
+
+
 def report(results: dict, args) -> dict:
     """Per-section lines, a final table, and the JSON document."""
     tandem_runs = [r for r in results["runs"] if r["server"] == "tandem"]
     mlflow_run = next((r for r in results["runs"] if r["server"] == "mlflow"), None)
+    null_run = next((r for r in results["runs"] if r["server"] == "null"), None)
     peer_label = "mlflow"
     peer = mlflow_run
     if peer is None and not args.no_reference:
@@ -507,7 +631,8 @@ def report(results: dict, args) -> dict:
     for key, name, unit, higher, goal in SECTIONS:
         peer_value = peer.get(key) if peer else None
         row = {"name": name, "key": key, "unit": unit, "higher_is_better": higher,
-               "mlflow": peer_value, "mlflow_label": peer_label, "tandem": {}}
+               "mlflow": peer_value, "mlflow_label": peer_label, "tandem": {},
+               "mlflow_spread": (peer or {}).get("spread", {}).get(key)}
         present = peer_value is not None
         for run in tandem_runs:
             value = run.get(key)
@@ -520,7 +645,12 @@ def report(results: dict, args) -> dict:
                     met = ratio >= bound
                 elif kind == "max":
                     met = value <= bound
-            row["tandem"][run["label"]] = {"value": value, "ratio": ratio, "goal_met": met}
+            row["tandem"][run["label"]] = {"value": value, "ratio": ratio, "goal_met": met,
+                                           "spread": run.get("spread", {}).get(key)}
+        if null_run is not None and higher:
+            row["client_ceiling"] = null_run.get(key)
+            row["client_ceiling_ratio"] = (better_ratio(row["client_ceiling"], peer_value, higher)
+                                           if row["client_ceiling"] and peer_value else None)
         if goal:
             row["goal"] = (f">= {goal[1]:g}x" if goal[0] == "ratio" else f"<= {goal[1]:g} {unit}")
         if present:
@@ -531,17 +661,23 @@ def report(results: dict, args) -> dict:
     for row in rows:
         parts = []
         for label, cell in row["tandem"].items():
-            parts.append(f"{label} {fmt(cell['value'])}")
+            parts.append(f"{label} {fmt(cell['value'])}{fmt_spread(cell['spread'])}")
         ratios = ", ".join(
             f"ratio {fmt(cell['ratio'])}" + (f" [{label}]" if len(row["tandem"]) > 1 else "")
             for label, cell in row["tandem"].items()
         ) or "ratio -"
+        ceiling = ""
+        if row.get("client_ceiling"):
+            ceiling = (f"; client ceiling {fmt(row['client_ceiling'])} "
+                       f"= {fmt(row['client_ceiling_ratio'])}x mlflow")
         print(f"{row['name']}: {', '.join(parts) or 'tandem -'}, {row['mlflow_label']} "
-              f"{fmt(row['mlflow'])}, {ratios}  ({row['unit']})", file=out)
+              f"{fmt(row['mlflow'])}{fmt_spread(row['mlflow_spread'])}, {ratios}  ({row['unit']}{ceiling})", file=out)
 
     # Final table.
     labels = [r["label"] for r in tandem_runs]
-    header = ["figure", "unit"] + labels + [peer_label] + [f"ratio {l}" if len(labels) > 1 else "ratio" for l in labels] + ["goal"]
+    header = (["figure", "unit"] + labels + [peer_label]
+              + [f"ratio {l}" if len(labels) > 1 else "ratio" for l in labels] + ["goal"]
+              + (["client ceiling"] if null_run else []))
     table = [header]
     for row in rows:
         line = [row["name"], row["unit"]]
@@ -552,6 +688,9 @@ def report(results: dict, args) -> dict:
             mark = "" if cell["goal_met"] is None else (" ok" if cell["goal_met"] else " MISS")
             line.append(f"{fmt(cell['ratio'])}x{mark}" if cell["ratio"] is not None else ("-" + mark))
         line.append(row.get("goal", ""))
+        if null_run:
+            c = row.get("client_ceiling")
+            line.append(f"{fmt(c)} ({fmt(row['client_ceiling_ratio'])}x)" if c else "")
         table.append(line)
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
     print("", file=out)
@@ -560,6 +699,24 @@ def report(results: dict, args) -> dict:
         if i == 0:
             print("  ".join("-" * w for w in widths), file=out)
     print("\nratio = how many times better Tandem is: throughput tandem/mlflow, RSS mlflow/tandem.", file=out)
+
+    # Where the time of one operation goes: wall, client CPU, server-tree CPU.
+    runs = results["runs"]
+    names = [n for n in ("log_metric", "log_batch", "upload", "small_upload_0")
+             if any(n in r.get("cpu", {}) for r in runs)]
+    if names:
+        print("\nper operation (ms): wall / client CPU / server CPU", file=out)
+        for run in runs:
+            cells = []
+            for n in names:
+                e = run.get("cpu", {}).get(n)
+                if e and e.get("ops"):
+                    cells.append(f"{n} {e['wall_ms_per_op']:.2f} / {e['client_cpu_ms_per_op']:.2f} / "
+                                 f"{e.get('server_cpu_ms_per_op', 0):.2f}")
+            print(f"  {run['label']}: " + "; ".join(cells), file=out)
+    if null_run:
+        print("client ceiling = the same client against a null responder that answers {} at once "
+              "(no server could beat it).", file=out)
     if peer_label == "mlflow(ref)":
         print("mlflow(ref) = reference figures measured earlier (the peer was not run).", file=out)
     results["table"] = rows
@@ -598,6 +755,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="max wait for the server tree RSS to settle after /health, s [%(default)s]")
     p.add_argument("--worker-timeout", type=float, default=1200, help="workload bound per server, s [%(default)s]")
     p.add_argument("--tmp-dir", default=None, help="parent of the temp dirs (same disk for both) [system temp]")
+    p.add_argument("--calibrate", action="store_true",
+                   help="also run the metric and batch sections against a null responder (answers {} at "
+                        "once) to show the client's own ceiling")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every server this many times (order alternating) and report medians [%(default)s]")
+    p.add_argument("--busy-load", type=float, default=1.0,
+                   help="warn when the 1-minute load average exceeds this before a server's run [%(default)s]")
     p.add_argument("--keep", action="store_true", help="keep the servers' temp dirs")
     p.add_argument("--no-reference", action="store_true", help="no reference ratios with --only tandem")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
@@ -620,6 +784,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--null-server"]:
+        null_server_main(int(argv[1]))
+        return 0
     if argv[:1] == ["--worker"]:
         result = worker_main(json.loads(argv[1]))
         print(json.dumps(result))
@@ -638,12 +805,31 @@ def main(argv: list[str]) -> int:
     results: dict = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "args": {
         k: v for k, v in vars(args).items() if k not in ("tandem_syncs",)}, "runs": []}
     results["machine"] = {"nproc": os.cpu_count(), "uname": " ".join(os.uname())}
+    plan = []
     if args.only != "mlflow":
-        for sync in args.tandem_syncs:
-            results["runs"].append(run_one("tandem", args, sync))
+        plan += [("tandem", sync) for sync in args.tandem_syncs]
     if args.only != "tandem":
-        results["runs"].append(run_one("mlflow", args))
+        plan.append(("mlflow", None))
+    if args.calibrate:
+        plan.append(("null", None))
+    for round_no in range(args.rounds):
+        # Alternate the order each round, so drift in the machine's load does
+        # not always favour the same server.
+        for kind, sync in (plan if round_no % 2 == 0 else plan[::-1]):
+            load_before = os.getloadavg()[0]
+            if load_before > args.busy_load:
+                print(f"!! load average {load_before:.2f} > {args.busy_load}: another job is using the "
+                      "machine; figures will be low and noisy", file=sys.stderr, flush=True)
+            run = run_one(kind, args, sync)
+            run["round"] = round_no
+            run["loadavg_before"] = load_before
+            run["loadavg_after"] = os.getloadavg()[0]
+            results["runs"].append(run)
     results["total_s"] = time.perf_counter() - started
+    results["rounds"] = args.rounds
+    if args.rounds > 1:
+        results["round_runs"] = results["runs"]
+        results["runs"] = aggregate(results["runs"])
     report(results, args)
     out = sys.stderr if args.json == "-" else sys.stdout
     print(f"\ntotal wall time: {results['total_s']:.0f} s", file=out)

@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
@@ -39,9 +40,11 @@ BACKENDS = [
     for name in os.environ.get("TANDEM_E2E_BACKENDS", "sqlite,postgres").split(",")
     if name.strip()
 ]
-PG_HOST = os.environ.get("TANDEM_E2E_PG_HOST", "127.0.0.1")
-PG_PORT = os.environ.get("TANDEM_E2E_PG_PORT", "5432")
-PG_USER = os.environ.get("TANDEM_E2E_PG_USER", "postgres")
+# The PostgreSQL server's admin URL (as for the Rust suites): each session
+# creates a database there and drops it afterwards.
+PG_ADMIN_URL = os.environ.get(
+    "TANDEM_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres"
+)
 
 HEALTH_ATTEMPTS = 200
 HEALTH_INTERVAL = 0.05
@@ -73,10 +76,13 @@ class Server:
         return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()}
 
 
+def _database_url(database: str) -> str:
+    return urlunsplit(urlsplit(PG_ADMIN_URL)._replace(path=f"/{database}"))
+
+
 def _psql(sql: str) -> None:
     subprocess.run(
-        ["psql", "-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER, "-d", "postgres",
-         "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+        ["psql", PG_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
         check=True,
         capture_output=True,
         text=True,
@@ -121,6 +127,7 @@ def _start(binary: str, backend: str, data: Path, log_path: Path, metadata_url: 
         command += ["--metadata-url", metadata_url]
     env = dict(os.environ)
     env.setdefault("TANDEM_LOG", "info")
+    env.setdefault("NO_COLOR", "1")  # plain text in failure reports
     # SQLite durability is not under test here; NORMAL keeps fsyncs cheap.
     env.setdefault("TANDEM_SQLITE_SYNCHRONOUS", "NORMAL")
     log = open(log_path, "ab")
@@ -166,7 +173,7 @@ def server(request, tmp_path_factory):
             _psql(f'CREATE DATABASE "{database}"')
         except subprocess.CalledProcessError as error:
             pytest.fail(f"cannot create database {database}: {error.stderr}", pytrace=False)
-        metadata_url = f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
+        metadata_url = _database_url(database)
     elif backend != "sqlite":
         pytest.fail(f"unknown backend {backend!r} in TANDEM_E2E_BACKENDS", pytrace=False)
     started = None
@@ -181,13 +188,31 @@ def server(request, tmp_path_factory):
                     pytest.fail(str(error), pytrace=False)
         yield started
     finally:
+        clean_exit = None
         if started is not None:
             _stop(started.process)
+            clean_exit = _shutdown_problem(started)
         if database is not None:
             try:
                 _psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
             except subprocess.CalledProcessError as error:
                 print(f"warning: cannot drop database {database}: {error.stderr}")
+    if clean_exit:
+        pytest.fail(clean_exit, pytrace=False)
+
+
+def _shutdown_problem(server: Server) -> str | None:
+    """Why the server's run was not clean, if it was not: SIGTERM must shut it
+    down gracefully (exit 0), and nothing may have panicked on the way."""
+    log = server.log_path.read_text(errors="replace")
+    if "panicked at" in log:
+        return f"tandem server ({server.backend}) panicked:\n{server.log_tail()}"
+    if server.process.returncode != 0:
+        return (
+            f"tandem server ({server.backend}) exited with {server.process.returncode} "
+            f"after SIGTERM:\n{server.log_tail()}"
+        )
+    return None
 
 
 @pytest.hookimpl(hookwrapper=True)

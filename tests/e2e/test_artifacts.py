@@ -66,7 +66,8 @@ def test_log_list_download_and_load_text(tracking_uri, client, tmp_path):
 
 def test_binary_artifact_round_trip(tracking_uri, server, client, tmp_path):
     experiment_id = mlflow.set_experiment(unique("exp")).experiment_id
-    payload = os.urandom(5 * 1024 * 1024 + 123)
+    # Larger than the JSON body limit (16 MiB): uploads stream, unlimited.
+    payload = os.urandom(17 * 1024 * 1024 + 123)
     digest = hashlib.sha256(payload).hexdigest()
     blob = tmp_path / "weights.bin"
     blob.write_bytes(payload)

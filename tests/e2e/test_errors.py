@@ -90,7 +90,10 @@ def test_writes_to_a_deleted_run_are_refused(tracking_uri, client):
     assert "t" not in run.data.tags
 
 
-@pytest.mark.parametrize("key", ["a//b", "../up", "bad\nname", "/leading", ""])
+@pytest.mark.parametrize(
+    "key", ["a//b", "../up", "bad\nname", "/leading", ""],
+    ids=["double-slash", "dot-dot", "newline", "leading-slash", "empty"],
+)
 def test_invalid_metric_names_are_refused(tracking_uri, client, key):
     experiment_id = client.create_experiment(unique("exp"))
     run_id = client.create_run(experiment_id).info.run_id
@@ -121,6 +124,7 @@ def test_batch_over_the_metric_limit_logs_nothing(tracking_uri, client):
     response = requests.post(f"{tracking_uri}/api/2.0/mlflow/runs/log-batch", json=body, timeout=60)
     assert response.status_code == 400
     assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "at most 1000 metrics" in response.json()["message"]
     run = client.get_run(run_id)
     assert run.data.metrics == {}
     assert run.data.params == {}
@@ -130,3 +134,28 @@ def test_batch_over_the_metric_limit_logs_nothing(tracking_uri, client):
     run = client.get_run(run_id)
     assert len(run.data.metrics) == 999
     assert run.data.params == {"p": "1"}
+
+
+def test_deleted_experiments_refuse_runs_and_keep_their_name(tracking_uri, client):
+    name = unique("exp")
+    experiment_id = client.create_experiment(name)
+    client.delete_experiment(experiment_id)
+    expect_error("INVALID_PARAMETER_VALUE", client.create_run, experiment_id)
+    # A deleted experiment still holds its name until it is purged.
+    expect_error("RESOURCE_ALREADY_EXISTS", client.create_experiment, name)
+    assert client.search_runs([experiment_id], run_view_type=mlflow.entities.ViewType.ALL) == []
+
+
+def test_duplicate_param_keys_in_a_batch_are_refused(tracking_uri, client):
+    experiment_id = client.create_experiment(unique("exp"))
+    run_id = client.create_run(experiment_id).info.run_id
+    response = requests.post(
+        f"{tracking_uri}/api/2.0/mlflow/runs/log-batch",
+        json={"run_id": run_id, "params": [{"key": "p", "value": "1"}, {"key": "p", "value": "2"}],
+              "metrics": [{"key": "m", "value": 1, "timestamp": 0, "step": 0}]},
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    run = client.get_run(run_id)
+    assert (run.data.params, run.data.metrics) == ({}, {})

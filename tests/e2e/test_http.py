@@ -95,7 +95,9 @@ def test_oversized_body_is_refused_and_nothing_logged(server):
         f"{api}/runs/log-batch", data=body, headers={"Content-Type": "application/json"}, timeout=60
     )
     assert response.status_code == 400
-    assert error_json(response.content)["error_code"] == "INVALID_PARAMETER_VALUE"
+    error = error_json(response.content)
+    assert error["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert "exceeds the limit" in error["message"]
     run = requests.get(f"{api}/runs/get", params={"run_id": run_id}, timeout=30).json()["run"]
     assert "metrics" not in run["data"]
     assert "padding" not in {tag["key"] for tag in run["data"].get("tags", [])}

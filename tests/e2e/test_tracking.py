@@ -5,6 +5,7 @@ import math
 import time
 
 import mlflow
+import pytest
 from mlflow.entities import LifecycleStage, Metric, Param, RunStatus, RunTag, ViewType
 
 from support import unique
@@ -219,6 +220,13 @@ def test_search_runs_filters_order_and_pages(tracking_uri, client):
     assert name_set("params.lr = '0.1' AND metrics.acc > 0.7 AND tags.team LIKE 'vis%'") == {"alpha"}
     assert name_set("params.lr = '0.1' AND attributes.status = 'FINISHED' AND metrics.acc < 0.7") == {"gamma"}
     assert name_set("tags.team = 'nobody'") == set()
+    assert name_set("params.lr IS NULL") == {"epsilon"}
+    assert name_set("tags.team IS NOT NULL") == set(runs)
+    assert name_set("params.lr LIKE '0.0%'") == {"beta", "delta"}
+    assert name_set("metrics.acc = 0.8") == {"beta"}
+    assert name_set("attributes.run_name ILIKE '%A'") == {"alpha", "beta", "gamma", "delta"}
+    assert name_set("attributes.start_time >= 1700000002000") == {"gamma", "delta", "epsilon"}
+    assert name_set("attributes.end_time < 1700000100002") == {"alpha", "beta"}
 
     # Default order: start_time descending.
     assert names() == ["epsilon", "delta", "gamma", "beta", "alpha"]
@@ -295,3 +303,109 @@ def test_delete_and_restore_runs_and_experiments(tracking_uri, client):
     assert client.get_run(keep).info.lifecycle_stage == LifecycleStage.ACTIVE
     assert ids(ViewType.ACTIVE_ONLY) == {keep, gone}
     assert RunStatus.to_string(RunStatus.RUNNING) == client.get_run(keep).info.status
+
+
+def test_nested_runs_and_unicode_values(tracking_uri, client):
+    experiment_id = mlflow.set_experiment(unique("exp")).experiment_id
+    with mlflow.start_run(run_name="parent") as parent:
+        with mlflow.start_run(run_name="child", nested=True) as child:
+            mlflow.log_param("greeting", "héllo wörld ✓ 你好")
+            mlflow.set_tag("emoji", "🚀")
+    assert client.get_run(child.info.run_id).data.tags["mlflow.parentRunId"] == parent.info.run_id
+    children = client.search_runs(
+        [experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert [run.info.run_id for run in children] == [child.info.run_id]
+    data = client.get_run(child.info.run_id).data
+    assert data.params["greeting"] == "héllo wörld ✓ 你好"
+    assert data.tags["emoji"] == "🚀"
+    found = client.search_runs([experiment_id], "params.greeting = 'héllo wörld ✓ 你好'")
+    assert [run.info.run_id for run in found] == [child.info.run_id]
+
+
+def test_search_experiments(tracking_uri, client):
+    prefix = unique("search-exp")
+    ids = [client.create_experiment(f"{prefix}-{i}", tags={"rank": str(i)}) for i in range(3)]
+    client.set_experiment_tag(ids[1], "team", "vision")
+
+    def names(filter_string, order_by=None, max_results=1000, page_token=None):
+        page = client.search_experiments(
+            filter_string=filter_string, order_by=order_by, max_results=max_results, page_token=page_token
+        )
+        return [e.name for e in page], page.token
+
+    assert names(f"name LIKE '{prefix}%'", ["name DESC"])[0] == [f"{prefix}-2", f"{prefix}-1", f"{prefix}-0"]
+    assert names(f"name LIKE '{prefix}%' AND tags.team = 'vision'")[0] == [f"{prefix}-1"]
+    assert names(f"name LIKE '{prefix}%' AND tags.rank != '1'", ["name ASC"])[0] == [f"{prefix}-0", f"{prefix}-2"]
+    first, token = names(f"name LIKE '{prefix}%'", ["name ASC"], max_results=2)
+    assert first == [f"{prefix}-0", f"{prefix}-1"] and token
+    rest, token = names(f"name LIKE '{prefix}%'", ["name ASC"], max_results=2, page_token=token)
+    assert rest == [f"{prefix}-2"] and not token
+
+
+@pytest.mark.filterwarnings("ignore:Starting with pandas version 4.0")
+def test_run_name_tag_and_dataset_inputs(tracking_uri, client):
+    import pandas as pd
+
+    experiment_id = mlflow.set_experiment(unique("exp")).experiment_id
+    assert client.get_experiment_by_name("Default").experiment_id == "0"
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [0.0, 1.0, 0.0]})
+    dataset = mlflow.data.from_pandas(frame, name="toy", targets="y")
+    with mlflow.start_run(run_name="before") as run:
+        mlflow.log_input(dataset, context="training")
+        # Setting the run-name tag renames the run.
+        mlflow.set_tag("mlflow.runName", "after")
+    fetched = client.get_run(run.info.run_id)
+    assert fetched.info.run_name == "after"
+    [dataset_input] = fetched.inputs.dataset_inputs
+    assert dataset_input.dataset.name == "toy"
+    assert dataset_input.dataset.digest == dataset.digest
+    assert {tag.key: tag.value for tag in dataset_input.tags}["mlflow.data.context"] == "training"
+    for filter_string in ["datasets.name = 'toy'", f"datasets.digest = '{dataset.digest}'",
+                          "datasets.context = 'training'"]:
+        found = client.search_runs([experiment_id], filter_string)
+        assert [r.info.run_id for r in found] == [run.info.run_id], filter_string
+    assert client.search_runs([experiment_id], "datasets.name = 'other'") == []
+
+
+def test_metric_history_pages_over_rest(tracking_uri, client):
+    import requests
+
+    experiment_id = client.create_experiment(unique("exp"))
+    run_id = client.create_run(experiment_id).info.run_id
+    client.log_batch(run_id, metrics=[Metric("loss", 100.0 - i, 1_000 + i, i) for i in range(25)])
+    seen, token = [], None
+    while True:
+        params = {"run_id": run_id, "metric_key": "loss", "max_results": 10}
+        if token:
+            params["page_token"] = token
+        response = requests.get(f"{tracking_uri}/api/2.0/mlflow/metrics/get-history", params=params, timeout=30)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert len(body.get("metrics", [])) <= 10
+        seen += [(m["step"], m["value"]) for m in body.get("metrics", [])]
+        token = body.get("next_page_token")
+        if not token:
+            break
+    assert seen == [(i, 100.0 - i) for i in range(25)]
+
+
+def test_pagination_with_ties_across_experiments(tracking_uri, client):
+    """Equal sort keys must not make pages skip or repeat runs."""
+    experiments = [client.create_experiment(unique("exp")) for _ in range(2)]
+    expected = set()
+    for index in range(9):
+        run = client.create_run(experiments[index % 2], start_time=1_600_000_000_000)
+        client.log_metric(run.info.run_id, "score", float(index // 4))
+        expected.add(run.info.run_id)
+    for order_by in (None, ["metrics.score DESC"], ["attributes.start_time ASC"]):
+        seen, token = [], None
+        while True:
+            page = client.search_runs(experiments, "", max_results=2, order_by=order_by, page_token=token)
+            seen += [run.info.run_id for run in page]
+            token = page.token
+            if not token:
+                break
+        assert len(seen) == 9 and set(seen) == expected, order_by
+        whole = [run.info.run_id for run in client.search_runs(experiments, "", order_by=order_by)]
+        assert seen == whole, order_by

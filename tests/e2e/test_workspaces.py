@@ -43,7 +43,12 @@ def test_workspaces_are_isolated(server, make_workspace, monkeypatch, tmp_path):
     expect_error("RESOURCE_DOES_NOT_EXIST", default.get_run, run_a.run_id)
     expect_error("RESOURCE_DOES_NOT_EXIST", b.log_param, run_a.run_id, "where", "b")
     assert b.search_runs([experiment_b]) == []
+    assert b.search_runs([experiment_a], f"attributes.run_id = '{run_a.run_id}'") == []
     assert a.get_run(run_a.run_id).data.params == {"where": "a"}
+
+    logged = a.create_logged_model(experiment_a, name="isolated")
+    expect_error("RESOURCE_DOES_NOT_EXIST", b.get_logged_model, logged.model_id)
+    expect_error("RESOURCE_DOES_NOT_EXIST", default.get_logged_model, logged.model_id)
 
     model = unique("model")
     a.create_registered_model(model)

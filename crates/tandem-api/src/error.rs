@@ -43,9 +43,9 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             ErrorKind::ResourceDoesNotExist => StatusCode::NOT_FOUND,
-            ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorKind::PermissionDenied | ErrorKind::NotPrimary => StatusCode::FORBIDDEN,
             ErrorKind::RequestLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::NotPrimary => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             // MLflow answers INVALID_STATE with 500 too.
             ErrorKind::InvalidState | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

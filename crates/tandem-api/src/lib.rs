@@ -22,10 +22,14 @@ mod tracking;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tandem_artifacts::ArtifactStore;
-use tandem_store::MetadataStore;
+use tandem_core::journal::AssetClass;
+use tandem_store::{written, MetadataStore, RegionPolicy};
 
 /// Limits on what a request may carry.
 #[derive(Debug, Clone)]
@@ -45,12 +49,61 @@ impl Default for Limits {
     }
 }
 
-/// What every handler needs: the region's store and storage.
+/// What every handler needs: the region's store and storage, and the
+/// region's policy (role and replication) for reads and acknowledgements.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn MetadataStore>,
     pub artifacts: ArtifactStore,
     pub limits: Limits,
+    pub policy: Arc<dyn RegionPolicy>,
+}
+
+impl AppState {
+    /// A region on its own (no deployment): every read and write allowed.
+    pub fn standalone(store: Arc<dyn MetadataStore>, artifacts: ArtifactStore, limits: Limits) -> Self {
+        AppState {
+            store,
+            artifacts,
+            limits,
+            policy: Arc::new(tandem_store::Standalone),
+        }
+    }
+}
+
+/// The asset class an MLflow route serves, for read checks.
+fn class_of_path(path: &str) -> Option<AssetClass> {
+    if path.contains("/registered-models") || path.contains("/model-versions") {
+        Some(AssetClass::Registry)
+    } else if path.contains("/mlflow/") || path.contains("/mlflow-artifacts/") {
+        Some(AssetClass::Tracking)
+    } else {
+        None
+    }
+}
+
+/// Applies the region policy around every request: reads of a class this
+/// region may not serve are refused; a successful write is acknowledged only
+/// when the policy says so (synchronous replication).
+async fn region_policy(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_string();
+    let reads_only = request.method() == Method::GET
+        || path.ends_with("/search")
+        || path.ends_with("/get-latest-versions");
+    if reads_only {
+        if let Some(class) = class_of_path(&path) {
+            if let Err(error) = state.policy.check_read(class) {
+                return error::ApiError::from(error).into_response();
+            }
+        }
+    }
+    let (response, appended) = written::scope(next.run(request)).await;
+    if response.status().is_success() && !appended.is_empty() {
+        if let Err(error) = state.policy.acknowledge(&appended).await {
+            return error::ApiError::from(error).into_response();
+        }
+    }
+    response
 }
 
 /// The whole API. Workspace-scoped routes are mounted twice: at the root for
@@ -69,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         // Bodies are read by our extractors with their own limits (JSON) or
         // streamed without buffering (artifacts).
         .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), region_policy))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

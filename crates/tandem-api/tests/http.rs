@@ -28,11 +28,7 @@ async fn server() -> Server {
         max_json_body: 64 * 1024,
         max_artifact_size: Some(1024 * 1024),
     };
-    let app = router(AppState {
-        store: store.clone(),
-        artifacts,
-        limits,
-    });
+    let app = router(AppState::standalone(store.clone(), artifacts, limits));
     Server {
         app,
         store,

@@ -16,9 +16,13 @@ pub enum ErrorKind {
     BadRequest,
     PermissionDenied,
     RequestLimitExceeded,
-    /// The region refuses writes (it is not the primary, or it is fenced).
-    /// Certainly not applied; the client may retry elsewhere.
+    /// The region refuses the request: it is not the primary for the class
+    /// (or is fenced). Certainly not applied; the message names the primary.
     NotPrimary,
+    /// The region cannot take the write now (a secondary lags past the
+    /// class's maximum RPO, or did not confirm a synchronous write in time).
+    /// The client may retry later.
+    Unavailable,
     Internal,
 }
 
@@ -33,7 +37,9 @@ impl ErrorKind {
             ErrorKind::BadRequest => "BAD_REQUEST",
             ErrorKind::PermissionDenied => "PERMISSION_DENIED",
             ErrorKind::RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
-            ErrorKind::NotPrimary => "TEMPORARILY_UNAVAILABLE",
+            // 4xx and not retried by the client: it must go to the primary.
+            ErrorKind::NotPrimary => "PERMISSION_DENIED",
+            ErrorKind::Unavailable => "TEMPORARILY_UNAVAILABLE",
             ErrorKind::Internal => "INTERNAL_ERROR",
         }
     }

@@ -44,14 +44,14 @@ pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> 
         artifacts = %artifacts.url(),
         "opened region state"
     );
-    Ok(AppState {
-        store: Arc::new(store),
+    Ok(AppState::standalone(
+        Arc::new(store),
         artifacts,
-        limits: Limits {
+        Limits {
             max_json_body: config.max_json_body,
             max_artifact_size: config.max_artifact_size,
         },
-    })
+    ))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes the

@@ -20,9 +20,68 @@ pub use error::{StoreError, StoreResult, WriteOutcome};
 pub use sql::{proxied_artifact_path, Backend, SqlStore, StoreOptions};
 
 use async_trait::async_trait;
+use tandem_core::journal::AssetClass;
 use tandem_core::journal::JournalRecord;
 use tandem_core::model::*;
 use tandem_core::search::{LoggedModelDataset, LoggedModelOrder, Page};
+
+/// What this region's role and its deployment's replication policy allow
+/// now. The store asks it before journaling any local change (a refused
+/// write certainly did not happen); the API asks it before serving a read and
+/// before acknowledging a write (synchronous replication). `None` is the
+/// class of workspace lifecycle changes.
+#[async_trait]
+pub trait RegionPolicy: Send + Sync {
+    /// Whether a local write of `class` may happen now.
+    fn check_write(&self, class: Option<AssetClass>) -> Result<(), tandem_core::Error>;
+    /// Whether this region may serve reads of `class` (a secondary does not
+    /// serve a class it does not replicate continuously: its copy is stale).
+    fn check_read(&self, _class: AssetClass) -> Result<(), tandem_core::Error> {
+        Ok(())
+    }
+    /// Returns once the committed records a request appended may be
+    /// acknowledged to the client.
+    async fn acknowledge(&self, _appended: &[(i64, Option<AssetClass>)]) -> Result<(), tandem_core::Error> {
+        Ok(())
+    }
+}
+
+/// The policy of a region on its own: everything is allowed at once.
+pub struct Standalone;
+
+impl RegionPolicy for Standalone {
+    fn check_write(&self, _class: Option<AssetClass>) -> Result<(), tandem_core::Error> {
+        Ok(())
+    }
+}
+
+/// Which journal records a request's writes appended. A request handler runs
+/// inside [`written::scope`]; after it, the caller knows the sequence numbers
+/// and classes to wait on (synchronous replication acknowledges a write only
+/// once the secondary has it).
+pub mod written {
+    use std::cell::RefCell;
+    use tandem_core::journal::AssetClass;
+
+    tokio::task_local! {
+        static APPENDED: RefCell<Vec<(i64, Option<AssetClass>)>>;
+    }
+
+    /// Runs `future`, collecting the records its committed writes appended.
+    pub async fn scope<F: std::future::Future>(future: F) -> (F::Output, Vec<(i64, Option<AssetClass>)>) {
+        APPENDED
+            .scope(RefCell::new(Vec::new()), async move {
+                let output = future.await;
+                let appended = APPENDED.with(|cell| cell.take());
+                (output, appended)
+            })
+            .await
+    }
+
+    pub(crate) fn report(appended: &[(i64, Option<AssetClass>)]) {
+        let _ = APPENDED.try_with(|cell| cell.borrow_mut().extend_from_slice(appended));
+    }
+}
 
 /// The name of the workspace that also answers at the root of the API.
 pub const DEFAULT_WORKSPACE: &str = "default";
@@ -131,6 +190,15 @@ pub struct JournalPosition {
     pub head: i64,
 }
 
+/// Records of one class a follower has not applied yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnreplicatedClass {
+    /// None for workspace lifecycle records.
+    pub class: Option<AssetClass>,
+    pub oldest_recorded_at: Millis,
+    pub records: i64,
+}
+
 /// A canonical, ordered dump of every table but the journal: two stores hold
 /// the same state exactly when their dumps are equal.
 pub type StateDump = Vec<(String, Vec<serde_json::Value>)>;
@@ -158,6 +226,27 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// re-delivery is harmless. Returns whether it was applied.
     async fn apply_record(&self, record: &JournalRecord) -> StoreResult<bool>;
     async fn dump_state(&self) -> StoreResult<StateDump>;
+    /// Applies a record read from `source_region`'s journal (replication).
+    /// With `apply` false (a class this region does not replicate
+    /// continuously) only the position advances. The position is kept in the
+    /// same transaction, so after a crash the follower resumes exactly after
+    /// the last record it applied. Returns whether the record changed state.
+    async fn apply_replicated(
+        &self,
+        source_region: &str,
+        record: &JournalRecord,
+        apply: bool,
+    ) -> StoreResult<bool>;
+    /// How far this region has applied `source_region`'s journal.
+    async fn replication_position(&self, source_region: &str) -> StoreResult<i64>;
+    /// The committed journal head, updated as writes commit.
+    fn subscribe_head(&self) -> tokio::sync::watch::Receiver<i64>;
+    /// For each asset class with records after `after`: the oldest such
+    /// record's time and how many there are (what a secondary at `after`
+    /// would lose: the current RPO).
+    async fn unreplicated_since(&self, after: i64) -> StoreResult<Vec<UnreplicatedClass>>;
+    /// Installs the policy that decides which local writes this region takes.
+    fn set_policy(&self, policy: std::sync::Arc<dyn RegionPolicy>);
 
     // Workspaces.
     async fn create_workspace(&self, name: &str, description: &str) -> StoreResult<Workspace>;

@@ -702,7 +702,7 @@ async fn search_runs_filters_orders_and_pages(harness: &support::Harness) {
                 &run.info.run_id,
                 vec![metric("acc", index as f64 / 10.0, 1, 0)],
                 vec![param("model", if index % 2 == 0 { "cnn" } else { "rnn" })],
-                vec![Tag::new("my tag", &format!("value-{index}"))],
+                vec![Tag::new("my tag", format!("value-{index}"))],
             )
             .await
             .unwrap();

@@ -7,6 +7,7 @@ mod dump;
 mod load;
 mod migrate;
 mod ops;
+mod replication;
 
 pub use ops::proxied_artifact_path;
 
@@ -15,11 +16,12 @@ use std::sync::Arc;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Row, Transaction};
 use tandem_core::hlc::HybridClock;
+use tandem_core::journal::AssetClass;
 use tandem_core::journal::{Change, JournalRecord, FORMAT_VERSION};
-use tokio::sync::Mutex;
+use tokio::sync::{watch, Mutex};
 
 use crate::error::{StoreError, StoreResult};
-use crate::{Clock, SystemClock, WorkspaceRef};
+use crate::{written, Clock, RegionPolicy, Standalone, SystemClock, WorkspaceRef};
 
 /// Which database engine holds the metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,11 @@ pub struct SqlStore {
     write_lock: Mutex<()>,
     clock: Arc<dyn Clock>,
     hlc: HybridClock,
+    /// The committed journal head, for followers of the journal to wait on.
+    head: Arc<watch::Sender<i64>>,
+    /// Decides whether this region may accept a local write of a class now
+    /// (role, replication policy). Checked inside every write's transaction.
+    policy: std::sync::RwLock<Arc<dyn RegionPolicy>>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -88,6 +95,10 @@ pub(crate) struct WriteTx<'a> {
     pub tx: Transaction<'a, Any>,
     pub workspace_id: String,
     pub now: i64,
+    /// Where to announce the new head once committed.
+    head: Arc<watch::Sender<i64>>,
+    /// The records this write appended: (sequence, asset class).
+    appended: Vec<(i64, Option<AssetClass>)>,
 }
 
 impl SqlStore {
@@ -167,6 +178,9 @@ impl SqlStore {
             }
         };
         let bootstrap = options.bootstrap_default_workspace;
+        let current_head: i64 = sqlx::query_scalar("SELECT journal_head FROM region_state WHERE id = 1")
+            .fetch_one(&pool)
+            .await?;
         let store = SqlStore {
             pool,
             backend,
@@ -174,6 +188,8 @@ impl SqlStore {
             write_lock: Mutex::new(()),
             clock,
             hlc: HybridClock::new(hlc_floor),
+            head: Arc::new(watch::channel(current_head).0),
+            policy: std::sync::RwLock::new(Arc::new(Standalone)),
         };
         if bootstrap {
             store.ensure_default_workspace().await?;
@@ -210,12 +226,17 @@ impl SqlStore {
                 tx,
                 workspace_id: workspace_id.to_string(),
                 now: self.now(),
+                head: self.head.clone(),
+                appended: Vec::new(),
             },
         ))
     }
 
     /// Journals and applies `change` inside the write's transaction.
     pub(crate) async fn record(&self, write: &mut WriteTx<'_>, change: Change) -> StoreResult<i64> {
+        let class = change.asset_class();
+        let policy = self.policy.read().expect("policy lock poisoned").clone();
+        policy.check_write(class)?;
         let hlc = self.hlc.now(write.now);
         let row = sqlx::query(
             "UPDATE region_state SET journal_head = journal_head + 1, hlc = $1 WHERE id = 1 RETURNING journal_head, epoch",
@@ -238,12 +259,33 @@ impl SqlStore {
         };
         insert_journal(&mut write.tx, &record).await?;
         apply::apply(&mut write.tx, &record.workspace_id, &record.change).await?;
+        write.appended.push((seq, class));
         Ok(seq)
     }
 
-    /// Commits a write; a failure here leaves the outcome unknown.
+    /// Commits a write; a failure here leaves the outcome unknown. Once
+    /// committed, the new head is announced to journal followers and the
+    /// appended records are reported to the request's [`written`] scope.
     pub(crate) async fn commit(write: WriteTx<'_>) -> StoreResult<()> {
-        write.tx.commit().await.map_err(StoreError::commit)
+        let WriteTx {
+            tx, head, appended, ..
+        } = write;
+        tx.commit().await.map_err(StoreError::commit)?;
+        if let Some((last, _)) = appended.last() {
+            head.send_if_modified(|current| {
+                let advanced = *last > *current;
+                if advanced {
+                    *current = *last;
+                }
+                advanced
+            });
+            written::report(&appended);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn install_policy(&self, policy: Arc<dyn RegionPolicy>) {
+        *self.policy.write().expect("policy lock poisoned") = policy;
     }
 
     /// Convenience for writes that are a single change.
@@ -256,8 +298,8 @@ impl SqlStore {
 
 pub(crate) async fn insert_journal(tx: &mut Transaction<'_, Any>, record: &JournalRecord) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload, asset_class) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
     .bind(record.seq)
     .bind(&record.workspace_id)
@@ -269,6 +311,7 @@ pub(crate) async fn insert_journal(tx: &mut Transaction<'_, Any>, record: &Journ
     .bind(record.change.kind())
     .bind(record.recorded_at)
     .bind(JournalRecord::encode_change(&record.change))
+    .bind(record.change.asset_class().map(|class| class.as_str()).unwrap_or(""))
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -281,6 +281,31 @@ impl MetadataStore for SqlStore {
         Ok(true)
     }
 
+    async fn apply_replicated(
+        &self,
+        source_region: &str,
+        record: &JournalRecord,
+        apply: bool,
+    ) -> StoreResult<bool> {
+        self.apply_replicated_record(source_region, record, apply).await
+    }
+
+    async fn replication_position(&self, source_region: &str) -> StoreResult<i64> {
+        self.source_position(source_region).await
+    }
+
+    fn subscribe_head(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.head_receiver()
+    }
+
+    async fn unreplicated_since(&self, after: i64) -> StoreResult<Vec<UnreplicatedClass>> {
+        self.unreplicated_after(after).await
+    }
+
+    fn set_policy(&self, policy: std::sync::Arc<dyn RegionPolicy>) {
+        self.install_policy(policy)
+    }
+
     async fn dump_state(&self) -> StoreResult<StateDump> {
         super::dump::dump(&self.pool).await
     }
@@ -1326,8 +1351,7 @@ impl MetadataStore for SqlStore {
         .await?;
         match version {
             Some(version) => self.model_version_in(ws, name, &version.to_string()).await,
-            // MLflow answers an unknown alias with INVALID_PARAMETER_VALUE, not 404.
-            None => Err(invalid(format!("Registered model alias {alias} not found."))),
+            None => Err(not_found(format!("Registered model alias {alias} not found."))),
         }
     }
 

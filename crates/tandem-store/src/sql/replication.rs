@@ -1,0 +1,104 @@
+//! Applying records replicated from another region's journal, and the
+//! position each source has been applied to.
+
+use sqlx::Row;
+use tandem_core::journal::JournalRecord;
+
+use super::{apply, insert_journal, SqlStore};
+use crate::error::StoreResult;
+
+impl SqlStore {
+    pub(super) async fn apply_replicated_record(
+        &self,
+        source_region: &str,
+        record: &JournalRecord,
+        apply_change: bool,
+    ) -> StoreResult<bool> {
+        let (_guard, mut write) = self.begin_write(&record.workspace_id).await?;
+        // Exactly once: the position says whether this source's record was
+        // seen; (origin_region, origin_seq) says whether the change itself
+        // arrived already by another path (for example, our own change
+        // coming back from a peer that applied it).
+        let position = position_in(&mut write, source_region).await?;
+        if record.seq <= position {
+            return Ok(false);
+        }
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM journal WHERE origin_region = $1 AND origin_seq = $2")
+                .bind(&record.origin_region)
+                .bind(record.origin_seq)
+                .fetch_optional(&mut *write.tx)
+                .await?;
+        let applied = apply_change && known.is_none() && record.origin_region != self.region;
+        if applied {
+            self.hlc.observe(record.hlc);
+            let seq: i64 = sqlx::query_scalar(
+                "UPDATE region_state SET journal_head = journal_head + 1, hlc = CASE WHEN hlc > $1 THEN hlc ELSE $1 END WHERE id = 1 RETURNING journal_head",
+            )
+            .bind(record.hlc as i64)
+            .fetch_one(&mut *write.tx)
+            .await?;
+            let local = JournalRecord {
+                seq,
+                ..record.clone()
+            };
+            insert_journal(&mut write.tx, &local).await?;
+            apply::apply(&mut write.tx, &local.workspace_id, &local.change).await?;
+            write.appended.push((seq, local.change.asset_class()));
+        }
+        sqlx::query(
+            "INSERT INTO replication_positions (source_region, position, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (source_region) DO UPDATE SET position = excluded.position, updated_at = excluded.updated_at",
+        )
+        .bind(source_region)
+        .bind(record.seq)
+        .bind(write.now)
+        .execute(&mut *write.tx)
+        .await?;
+        Self::commit(write).await?;
+        Ok(applied)
+    }
+
+    pub(super) async fn source_position(&self, source_region: &str) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT position FROM replication_positions WHERE source_region = $1")
+            .bind(source_region)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(match row {
+            Some(row) => row.try_get("position")?,
+            None => 0,
+        })
+    }
+
+    pub(super) fn head_receiver(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.head.subscribe()
+    }
+
+    pub(super) async fn unreplicated_after(&self, after: i64) -> StoreResult<Vec<crate::UnreplicatedClass>> {
+        let rows = sqlx::query(
+            "SELECT asset_class, MIN(recorded_at) AS oldest, COUNT(*) AS records FROM journal WHERE seq > $1 GROUP BY asset_class",
+        )
+        .bind(after)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let class: String = row.try_get("asset_class")?;
+                Ok(crate::UnreplicatedClass {
+                    class: tandem_core::journal::AssetClass::parse(&class),
+                    oldest_recorded_at: row.try_get("oldest")?,
+                    records: row.try_get("records")?,
+                })
+            })
+            .collect()
+    }
+}
+
+async fn position_in(write: &mut super::WriteTx<'_>, source_region: &str) -> StoreResult<i64> {
+    let position: Option<i64> =
+        sqlx::query_scalar("SELECT position FROM replication_positions WHERE source_region = $1")
+            .bind(source_region)
+            .fetch_optional(&mut *write.tx)
+            .await?;
+    Ok(position.unwrap_or(0))
+}
