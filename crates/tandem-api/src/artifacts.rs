@@ -46,11 +46,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// The storage key of an artifact path of a workspace.
 pub(crate) fn storage_key(ws: &WorkspaceRef, path: Option<&ArtifactKey>) -> ApiResult<ArtifactKey> {
-    let root = ArtifactKey::parse(&format!("workspaces/{}/artifacts", ws.workspace_id))?;
-    Ok(match path {
-        Some(path) => root.join(path.as_str())?,
-        None => root,
-    })
+    Ok(tandem_artifacts::workspace_artifact_key(&ws.workspace_id, path)?)
 }
 
 fn artifact_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {

@@ -41,3 +41,19 @@ pub use error::ArtifactError;
 pub use key::{ArtifactKey, MAX_KEY_BYTES, MAX_SEGMENT_BYTES};
 pub use store::{ArtifactStore, Listing, PutOutcome};
 pub use upload::{MAX_PARTS_IN_FLIGHT, PART_SIZE};
+
+/// The storage key of a workspace's MLflow artifact path:
+/// `workspaces/<workspace_id>/artifacts/<path>`. Keyed by the workspace's
+/// stable id (not its name) so storage survives renames and can be found,
+/// and salvaged, after the workspace is gone. Every region uses the same
+/// layout, so replication copies an artifact to the same key.
+pub fn workspace_artifact_key(
+    workspace_id: &str,
+    path: Option<&ArtifactKey>,
+) -> Result<ArtifactKey, ArtifactError> {
+    let root = ArtifactKey::parse(&format!("workspaces/{workspace_id}/artifacts"))?;
+    match path {
+        Some(path) => root.join(path.as_str()),
+        None => Ok(root),
+    }
+}

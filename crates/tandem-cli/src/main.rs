@@ -5,6 +5,8 @@
 //! Exit codes: 0 success; 1 failure; 2 usage error; 3 not found; 4 already
 //! exists or conflicting state; 5 server unreachable.
 
+mod up;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,6 +37,10 @@ enum Command {
     Workspace(WorkspaceCommand),
     /// Print the journal as newline-delimited JSON.
     Journal(JournalArgs),
+    /// Start a whole deployment on this host (regions as separate processes).
+    Up(up::UpArgs),
+    /// Show the deployment: each region's role, epoch, position, lag and RPO.
+    Status(ClientArgs),
 }
 
 #[derive(Args)]
@@ -57,6 +63,9 @@ struct ServerArgs {
     /// Artifact storage URL: file://, memory://, s3://, az://, gs://
     #[arg(long)]
     artifacts_url: Option<String>,
+    /// Deployment file: join the regions it declares (replication).
+    #[arg(long)]
+    deployment: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
     log_format: String,
@@ -125,6 +134,11 @@ struct JournalArgs {
 }
 
 fn main() -> ExitCode {
+    // Die quietly when stdout is closed (`tandem status | head`), as Unix tools do.
+    // SAFETY: restoring the default disposition of a signal at start-up.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -155,6 +169,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => run_server(args).await,
         Command::Workspace(command) => run_workspace(command).await,
+        Command::Up(args) => up::run(args, shutdown_signal()).await,
+        Command::Status(args) => {
+            let status = TandemClient::new(&args.url)?.regions().await?;
+            print_status(&status, args.json)
+        }
         Command::Journal(args) => {
             let client = TandemClient::new(&args.client.url)?;
             let mut records = client
@@ -204,6 +223,9 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if let Some(url) = args.artifacts_url {
         config.artifacts_url = Some(url);
     }
+    if let Some(path) = args.deployment {
+        config.deployment = Some(path);
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -231,6 +253,63 @@ async fn shutdown_signal() {
         _ = interrupt => tracing::info!("interrupted; shutting down"),
         _ = terminate => tracing::info!("terminated; shutting down"),
     }
+}
+
+fn print_status(status: &serde_json::Value, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(status)?);
+        return Ok(());
+    }
+    let text = |value: &serde_json::Value| match value {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    };
+    println!(
+        "deployment {}   seen from {} ({})   primary {}   epoch {}",
+        text(&status["deployment"]),
+        text(&status["region"]),
+        text(&status["role"]),
+        text(&status["primary"]),
+        text(&status["epoch"])
+    );
+    println!(
+        "\n{:<10} {:<10} {:<26} {:>9} {:>11} {:>10} {:>11}",
+        "REGION", "ROLE", "URL", "APPLIED", "LAG RECS", "LAG BYTES", "LAG SECS"
+    );
+    for region in status["regions"].as_array().into_iter().flatten() {
+        let applied = region
+            .get("applied")
+            .or_else(|| region.get("journal_head"))
+            .cloned()
+            .unwrap_or_default();
+        println!(
+            "{:<10} {:<10} {:<26} {:>9} {:>11} {:>10} {:>11}",
+            text(&region["name"]),
+            text(&region["role"]),
+            text(&region["url"]),
+            text(&applied),
+            text(region.get("lag_records").unwrap_or(&serde_json::Value::Null)),
+            text(region.get("lag_bytes").unwrap_or(&serde_json::Value::Null)),
+            text(region.get("lag_seconds").unwrap_or(&serde_json::Value::Null)),
+        );
+    }
+    println!(
+        "\n{:<10} {:<9} {:<5} {:>8} {:>8} {:>9}",
+        "CLASS", "LEVEL", "SYNC", "MAX RPO", "RPO", "REFUSING"
+    );
+    for class in status["classes"].as_array().into_iter().flatten() {
+        println!(
+            "{:<10} {:<9} {:<5} {:>8} {:>8} {:>9}",
+            text(&class["class"]),
+            text(&class["level"]),
+            text(&class["sync"]),
+            text(&class["max_rpo_seconds"]),
+            text(&class["rpo_seconds"]),
+            text(&class["refusing_writes"])
+        );
+    }
+    Ok(())
 }
 
 fn print_workspace(workspace: &Workspace, json: bool) -> anyhow::Result<()> {

@@ -128,6 +128,17 @@ impl TandemClient {
         self.json(self.http.delete(&url), &url, "workspace").await
     }
 
+    /// The deployment's status as this region sees it: roles, positions,
+    /// lag, RPO per class.
+    pub async fn regions(&self) -> ClientResult<Value> {
+        let url = self.url("/api/tandem/v1/regions");
+        let response = self.send(self.http.get(&url), &url).await?;
+        response
+            .json()
+            .await
+            .map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
     /// Streams journal records after `after`, decoded one line at a time.
     pub async fn journal(
         &self,

@@ -50,6 +50,9 @@ pub struct ServerConfig {
     pub max_json_body: usize,
     /// Largest artifact upload, in bytes; none by default.
     pub max_artifact_size: Option<u64>,
+    /// The deployment file this region belongs to (regions, pairing,
+    /// continuity levels). Without one the region runs on its own.
+    pub deployment: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +68,7 @@ impl Default for ServerConfig {
             sqlite_synchronous: "FULL".to_string(),
             max_json_body: 16 * 1024 * 1024,
             max_artifact_size: None,
+            deployment: None,
         }
     }
 }
@@ -101,6 +105,9 @@ impl ServerConfig {
         }
         if let Some(value) = env("TANDEM_ARTIFACTS_URL") {
             self.artifacts_url = Some(value);
+        }
+        if let Some(value) = env("TANDEM_DEPLOYMENT") {
+            self.deployment = Some(PathBuf::from(value));
         }
         if let Some(value) = env("TANDEM_SQLITE_SYNCHRONOUS") {
             self.sqlite_synchronous = value;

@@ -14,6 +14,8 @@ use std::sync::Arc;
 
 use tandem_api::{AppState, Limits};
 use tandem_artifacts::ArtifactStore;
+use tandem_deployment::Deployment;
+use tandem_replication::Region;
 use tandem_store::{SqlStore, StoreOptions};
 use tokio::net::TcpListener;
 
@@ -36,6 +38,15 @@ pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> 
     }
     let mut options = StoreOptions::new(config.metadata_url()?, config.region.clone());
     options.sqlite_synchronous = config.sqlite_synchronous.clone();
+    // A secondary starts empty: its workspaces, the default one included,
+    // arrive with the primary's journal.
+    if let Some(path) = &config.deployment {
+        let deployment = Deployment::from_file(path).map_err(|error| ConfigError::Invalid {
+            name: "deployment".to_string(),
+            message: error.to_string(),
+        })?;
+        options.bootstrap_default_workspace = deployment.bootstrap_primary().name == config.region;
+    }
     let store = SqlStore::open(options).await?;
     let artifacts = ArtifactStore::open(&config.artifacts_url()?, &config.artifacts_options)?;
     tracing::info!(
@@ -55,18 +66,56 @@ pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> 
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes the
-/// requests in flight.
+/// requests in flight. With a deployment file, the region also replicates:
+/// it follows the primary's journal if it is a secondary, measures RPO and
+/// serves the replication protocol if it is the primary.
 pub async fn serve(
     config: ServerConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let state = open_state(&config).await?;
-    let app = tandem_api::router(state);
+    let mut state = open_state(&config).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let wait_for_stop = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let mut background = None;
+    let app = match &config.deployment {
+        None => tandem_api::router(state),
+        Some(path) => {
+            let deployment = Deployment::from_file(path).map_err(|error| ConfigError::Invalid {
+                name: "deployment".to_string(),
+                message: error.to_string(),
+            })?;
+            let region = Region::new(
+                &config.region,
+                deployment,
+                state.store.clone(),
+                state.artifacts.clone(),
+            )
+            .map_err(|message| ConfigError::Invalid {
+                name: "deployment".to_string(),
+                message,
+            })?;
+            let policy = region.policy();
+            state.store.set_policy(policy.clone());
+            state.policy = policy;
+            tracing::info!(region = %region.name, role = ?region.role(), "joined deployment {}", region.deployment.name);
+            background = Some(tokio::spawn(region.clone().run(wait_for_stop(stopped.clone()))));
+            tandem_api::router(state).merge(tandem_replication::protocol::routes(region))
+        }
+    };
     tracing::info!(address = %listener.local_addr()?, "tandem server listening");
     axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(wait_for_stop(stopped))
         .await?;
+    if let Some(task) = background {
+        let _ = task.await;
+    }
     tracing::info!("tandem server stopped");
     Ok(())
 }

@@ -197,6 +197,8 @@ pub struct UnreplicatedClass {
     pub class: Option<AssetClass>,
     pub oldest_recorded_at: Millis,
     pub records: i64,
+    /// Size of the encoded records (artifact bytes travel separately).
+    pub bytes: i64,
 }
 
 /// A canonical, ordered dump of every table but the journal: two stores hold

@@ -76,7 +76,8 @@ impl SqlStore {
 
     pub(super) async fn unreplicated_after(&self, after: i64) -> StoreResult<Vec<crate::UnreplicatedClass>> {
         let rows = sqlx::query(
-            "SELECT asset_class, MIN(recorded_at) AS oldest, COUNT(*) AS records FROM journal WHERE seq > $1 GROUP BY asset_class",
+            "SELECT asset_class, MIN(recorded_at) AS oldest, COUNT(*) AS records, CAST(SUM(LENGTH(payload)) AS BIGINT) AS bytes \
+             FROM journal WHERE seq > $1 GROUP BY asset_class",
         )
         .bind(after)
         .fetch_all(&self.pool)
@@ -88,6 +89,7 @@ impl SqlStore {
                     class: tandem_core::journal::AssetClass::parse(&class),
                     oldest_recorded_at: row.try_get("oldest")?,
                     records: row.try_get("records")?,
+                    bytes: row.try_get("bytes")?,
                 })
             })
             .collect()

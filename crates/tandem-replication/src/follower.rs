@@ -1,0 +1,246 @@
+//! The secondary's side: follow the primary's journal, copy artifacts by
+//! digest, apply each record exactly once, acknowledge.
+//!
+//! Exactly once and in order: the position of the source's journal is stored
+//! in the same transaction as each applied record, and every (re)connection
+//! asks for the records after the stored position. Re-delivered records are
+//! skipped by the store. A record's artifact is copied and verified before the
+//! record is applied, so a secondary never lists an artifact it cannot serve.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Deserialize;
+use tandem_artifacts::ArtifactKey;
+use tandem_core::journal::{Change, JournalRecord};
+
+use crate::Region;
+
+/// With no record or heartbeat for this long, the stream is presumed dead
+/// (the source sends a heartbeat every second).
+const SILENCE_LIMIT: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// One line of the replication stream.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamLine {
+    Record(Box<JournalRecord>),
+    Heartbeat { head: i64 },
+}
+
+/// Follows the primary until the task is dropped, reconnecting with backoff.
+pub async fn follow(region: Arc<Region>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let before = region.follow_state().records_applied;
+        if let Err(error) = follow_once(&region).await {
+            tracing::warn!(region = %region.name, %error, "replication stream interrupted; reconnecting");
+            region.update_follow(|state| {
+                state.connected = false;
+                state.last_error = Some(error);
+            });
+        }
+        if region.follow_state().records_applied > before {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+fn source_url(region: &Region) -> Result<(String, String), String> {
+    let source = region.primary_name();
+    let url = region
+        .deployment
+        .region(&source)
+        .map(|spec| spec.url.clone())
+        .ok_or_else(|| format!("source region '{source}' is not in the deployment"))?;
+    Ok((source, url))
+}
+
+fn authorized(region: &Region, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match region.secret() {
+        Some(secret) => request.bearer_auth(secret),
+        None => request,
+    }
+}
+
+async fn follow_once(region: &Arc<Region>) -> Result<(), String> {
+    let (source, url) = source_url(region)?;
+    let position = region
+        .store
+        .replication_position(&source)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = region
+        .http
+        .get(format!("{url}/api/tandem/v1/replication/journal"))
+        .query(&[("after", position.to_string()), ("region", region.name.clone())]);
+    let response = authorized(region, request)
+        .send()
+        .await
+        .map_err(|error| format!("cannot reach {url}: {error}"))?;
+    if !response.status().is_success() {
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        return Err(format!("{url} refused the replication stream ({status}): {body}"));
+    }
+    tracing::info!(region = %region.name, source = %source, after = position, "following the primary's journal");
+    region.update_follow(|state| {
+        state.source = source.clone();
+        state.connected = true;
+        state.last_error = None;
+        state.applied = position;
+    });
+    let mut stream = response.bytes_stream();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut applied_position = position;
+    loop {
+        let chunk = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
+            Err(_) => return Err(format!("no data from {url} for {}s", SILENCE_LIMIT.as_secs())),
+            Ok(None) => return Err(format!("{url} closed the replication stream")),
+            Ok(Some(Err(error))) => return Err(format!("replication stream from {url} broke: {error}")),
+            Ok(Some(Ok(chunk))) => chunk,
+        };
+        pending.extend_from_slice(&chunk);
+        let mut advanced = false;
+        while let Some(end) = pending.iter().position(|byte| *byte == b'\n') {
+            let line: Vec<u8> = pending.drain(..=end).collect();
+            if line.iter().all(|byte| byte.is_ascii_whitespace()) {
+                continue;
+            }
+            let line: StreamLine = serde_json::from_slice(&line)
+                .map_err(|error| format!("undecodable replication line: {error}"))?;
+            match line {
+                StreamLine::Heartbeat { head } => region.update_follow(|state| state.source_head = head),
+                StreamLine::Record(record) => {
+                    apply(region, &source, &url, &record).await?;
+                    applied_position = record.seq;
+                    advanced = true;
+                    region.update_follow(|state| {
+                        state.applied = record.seq;
+                        state.source_head = state.source_head.max(record.seq);
+                        state.records_applied += 1;
+                        state.last_applied_recorded_at = Some(record.recorded_at);
+                    });
+                }
+            }
+        }
+        if advanced {
+            acknowledge(region, &url, applied_position).await;
+        }
+    }
+}
+
+/// Tells the primary how far this region has durably applied. Failures are
+/// harmless: the next acknowledgement, or the next stream request, carries
+/// the position again.
+async fn acknowledge(region: &Region, url: &str, applied: i64) {
+    let request = region
+        .http
+        .post(format!("{url}/api/tandem/v1/replication/ack"))
+        .json(&serde_json::json!({ "region": region.name, "applied": applied }));
+    if let Err(error) = authorized(region, request).send().await {
+        tracing::debug!(%error, "acknowledgement not delivered");
+    }
+}
+
+async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord) -> Result<(), String> {
+    let replicate = record
+        .change
+        .asset_class()
+        .map(|class| region.deployment.policy(class).level.replicates_continuously())
+        .unwrap_or(true);
+    if replicate {
+        match &record.change {
+            Change::ArtifactWritten {
+                path, size, sha256, ..
+            } => {
+                copy_artifact(region, url, &record.workspace_id, path, *size, sha256).await?;
+            }
+            Change::ArtifactDeleted { path } => {
+                let relative = ArtifactKey::parse(path).map_err(|e| e.to_string())?;
+                let key = tandem_artifacts::workspace_artifact_key(&record.workspace_id, Some(&relative))
+                    .map_err(|e| e.to_string())?;
+                region.artifacts.delete(&key).await.map_err(|e| e.to_string())?;
+                region
+                    .artifacts
+                    .delete_prefix(&key)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            _ => {}
+        }
+    }
+    region
+        .store
+        .apply_replicated(source, record, replicate)
+        .await
+        .map_err(|error| format!("cannot apply record {} from {source}: {error}", record.seq))?;
+    Ok(())
+}
+
+/// Copies one artifact from the source's storage into ours, verifying its
+/// size and digest. If the source has since overwritten or deleted it, the
+/// content this record describes no longer exists anywhere; the later record
+/// that replaced it carries the bytes, so nothing is copied now.
+async fn copy_artifact(
+    region: &Region,
+    url: &str,
+    workspace_id: &str,
+    path: &str,
+    size: i64,
+    sha256: &str,
+) -> Result<(), String> {
+    let relative = ArtifactKey::parse(path).map_err(|error| format!("artifact path '{path}': {error}"))?;
+    let key =
+        tandem_artifacts::workspace_artifact_key(workspace_id, Some(&relative)).map_err(|e| e.to_string())?;
+    let request = region
+        .http
+        .get(format!(
+            "{url}/api/tandem/v1/replication/artifacts/{workspace_id}/{}",
+            relative.as_str()
+        ))
+        .query(&[("sha256", sha256)]);
+    let response = authorized(region, request)
+        .send()
+        .await
+        .map_err(|e| format!("artifact {path}: {e}"))?;
+    match response.status().as_u16() {
+        200 => {}
+        409 | 410 => {
+            tracing::info!(
+                path,
+                "artifact superseded at the source; a later record carries its content"
+            );
+            return Ok(());
+        }
+        status => {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("artifact {path}: source answered {status}: {body}"));
+        }
+    }
+    let body = response
+        .bytes_stream()
+        .map(|chunk| chunk.map_err(std::io::Error::other));
+    let outcome = region
+        .artifacts
+        .put_stream(&key, Box::pin(body), None)
+        .await
+        .map_err(|error| format!("artifact {path}: {error}"))?;
+    if outcome.size as i64 != size || outcome.sha256 != sha256 {
+        // Leave nothing unverified behind: the record will be retried.
+        let _ = region.artifacts.delete(&key).await;
+        return Err(format!(
+            "artifact {path} failed verification: expected {size} bytes with sha256 {sha256}, got {} bytes with sha256 {}",
+            outcome.size, outcome.sha256
+        ));
+    }
+    region.update_follow(|state| {
+        state.artifacts_copied += 1;
+        state.artifact_bytes_copied += outcome.size;
+    });
+    Ok(())
+}

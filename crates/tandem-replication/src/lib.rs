@@ -1,0 +1,445 @@
+//! Replication between the regions of a deployment.
+//!
+//! A [`Region`] knows its role. The primary accepts writes and serves its
+//! journal to secondaries over the replication protocol ([`protocol`]); each
+//! secondary runs a [`follower`] that streams the primary's journal, copies
+//! every artifact by digest (verifying size and SHA-256), applies each record
+//! exactly once and in order with the position kept in the same transaction,
+//! and acknowledges what it applied. From the acknowledgements the primary
+//! knows each class's current RPO: it refuses writes of a class whose RPO has
+//! passed its `max_rpo`, and holds the acknowledgement of a `sync` class's
+//! write until every secondary has applied it.
+//!
+//! Architecture invariant: this crate writes state only through
+//! `MetadataStore::apply_replicated`, and only the records it read from the
+//! primary's journal. Its HTTP surface is the region-to-region protocol only,
+//! authenticated with the deployment's replication secret.
+//!
+//! Continuity levels as implemented here: `hot-warm` (secondary applies and
+//! serves reads; local writes refused with the primary's URL) and `hot-cold`
+//! (records not applied; the secondary refuses reads of the class as stale).
+//! `hot-hot` is not implemented yet: a deployment that asks for it is refused
+//! at start-up rather than run with a promise it does not keep.
+
+pub mod follower;
+pub mod protocol;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use tandem_artifacts::ArtifactStore;
+use tandem_core::journal::AssetClass;
+use tandem_core::{Error, ErrorKind};
+use tandem_deployment::{ContinuityLevel, Deployment};
+use tandem_store::{MetadataStore, RegionPolicy};
+use tokio::sync::watch;
+
+/// How long a synchronous write waits for the secondaries' confirmation.
+pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the primary re-measures each class's RPO.
+pub const RPO_INTERVAL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "role")]
+pub enum Role {
+    Primary,
+    Secondary { primary: String },
+}
+
+/// What the primary knows of one secondary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PeerProgress {
+    /// The last journal position the secondary durably applied.
+    pub applied: i64,
+    /// When it last acknowledged (ms since the epoch).
+    pub acknowledged_at: Option<i64>,
+    /// Whether a journal stream to it is open now.
+    pub streaming: bool,
+}
+
+/// What a secondary knows of its own following.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FollowState {
+    pub source: String,
+    pub connected: bool,
+    pub applied: i64,
+    /// The source's journal head as last reported by it.
+    pub source_head: i64,
+    pub records_applied: u64,
+    pub artifacts_copied: u64,
+    pub artifact_bytes_copied: u64,
+    pub last_error: Option<String>,
+    /// Origin time of the last record applied (ms since the epoch).
+    pub last_applied_recorded_at: Option<i64>,
+}
+
+/// RPO of one class as last measured at the primary.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ClassLag {
+    pub records: i64,
+    pub bytes: i64,
+    /// Age of the oldest record some secondary lacks: what losing the
+    /// primary now would lose.
+    pub rpo_ms: i64,
+    pub refusing_writes: bool,
+}
+
+/// One region's replication runtime.
+pub struct Region {
+    pub name: String,
+    pub deployment: Deployment,
+    pub store: Arc<dyn MetadataStore>,
+    pub artifacts: ArtifactStore,
+    role: RwLock<Role>,
+    peers: Mutex<BTreeMap<String, PeerProgress>>,
+    acknowledged: watch::Sender<u64>,
+    lag: RwLock<BTreeMap<AssetClass, ClassLag>>,
+    follow: Mutex<FollowState>,
+    pub sync_timeout: Duration,
+    http: reqwest::Client,
+}
+
+fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Region {
+    /// Builds the runtime of region `name` of `deployment`; its role at
+    /// bootstrap is the deployment's.
+    pub fn new(
+        name: &str,
+        deployment: Deployment,
+        store: Arc<dyn MetadataStore>,
+        artifacts: ArtifactStore,
+    ) -> Result<Arc<Region>, String> {
+        if deployment.region(name).is_none() {
+            return Err(format!(
+                "region '{name}' is not in deployment '{}'",
+                deployment.name
+            ));
+        }
+        if let Some((class, _)) = deployment
+            .classes()
+            .find(|(_, policy)| policy.level == ContinuityLevel::HotHot)
+        {
+            return Err(format!(
+                "class '{}' asks for hot-hot, which this build does not implement yet; use hot-warm",
+                class.as_str()
+            ));
+        }
+        let primary = deployment.bootstrap_primary().name.clone();
+        let role = if primary == name {
+            Role::Primary
+        } else {
+            Role::Secondary {
+                primary: primary.clone(),
+            }
+        };
+        let peers = deployment
+            .regions()
+            .iter()
+            .filter(|region| region.name != name)
+            .map(|region| (region.name.clone(), PeerProgress::default()))
+            .collect();
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .build()
+            .map_err(|error| error.to_string())?;
+        Ok(Arc::new(Region {
+            name: name.to_string(),
+            deployment,
+            store,
+            artifacts,
+            role: RwLock::new(role),
+            peers: Mutex::new(peers),
+            acknowledged: watch::channel(0).0,
+            lag: RwLock::new(BTreeMap::new()),
+            follow: Mutex::new(FollowState {
+                source: primary,
+                ..FollowState::default()
+            }),
+            sync_timeout: DEFAULT_SYNC_TIMEOUT,
+            http,
+        }))
+    }
+
+    pub fn role(&self) -> Role {
+        self.role.read().expect("role lock poisoned").clone()
+    }
+
+    pub fn is_primary(&self) -> bool {
+        self.role() == Role::Primary
+    }
+
+    fn primary_name(&self) -> String {
+        match self.role() {
+            Role::Primary => self.name.clone(),
+            Role::Secondary { primary } => primary,
+        }
+    }
+
+    fn primary_url(&self) -> String {
+        self.deployment
+            .region(&self.primary_name())
+            .map(|region| region.url.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn secret(&self) -> Option<&str> {
+        self.deployment.replication_secret.as_deref()
+    }
+
+    /// The policy object the store and the API consult.
+    pub fn policy(self: &Arc<Self>) -> Arc<dyn RegionPolicy> {
+        Arc::new(Policy(self.clone()))
+    }
+
+    /// Records a secondary's acknowledgement.
+    pub fn acknowledge(&self, region: &str, applied: i64) {
+        let mut peers = self.peers.lock().expect("peers lock poisoned");
+        if let Some(peer) = peers.get_mut(region) {
+            if applied > peer.applied {
+                peer.applied = applied;
+            }
+            peer.acknowledged_at = Some(now_millis());
+        }
+        drop(peers);
+        self.acknowledged.send_modify(|count| *count += 1);
+    }
+
+    fn set_streaming(&self, region: &str, streaming: bool) {
+        if let Some(peer) = self.peers.lock().expect("peers lock poisoned").get_mut(region) {
+            peer.streaming = streaming;
+        }
+    }
+
+    pub fn peers(&self) -> BTreeMap<String, PeerProgress> {
+        self.peers.lock().expect("peers lock poisoned").clone()
+    }
+
+    pub fn follow_state(&self) -> FollowState {
+        self.follow.lock().expect("follow lock poisoned").clone()
+    }
+
+    pub(crate) fn update_follow(&self, update: impl FnOnce(&mut FollowState)) {
+        update(&mut self.follow.lock().expect("follow lock poisoned"));
+    }
+
+    pub fn class_lag(&self) -> BTreeMap<AssetClass, ClassLag> {
+        self.lag.read().expect("lag lock poisoned").clone()
+    }
+
+    /// The lowest position every secondary has applied.
+    fn slowest_applied(&self) -> i64 {
+        self.peers
+            .lock()
+            .expect("peers lock poisoned")
+            .values()
+            .map(|peer| peer.applied)
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Re-measures each class's RPO from the journal and the slowest
+    /// secondary's position, and decides which classes refuse writes.
+    pub async fn measure_rpo(&self) {
+        if !self.is_primary() {
+            return;
+        }
+        let slowest = self.slowest_applied();
+        if slowest == i64::MAX {
+            return;
+        }
+        let pending = match self.store.unreplicated_since(slowest).await {
+            Ok(pending) => pending,
+            Err(error) => {
+                tracing::warn!(%error, "cannot measure replication lag");
+                return;
+            }
+        };
+        let now = now_millis();
+        let mut lag = BTreeMap::new();
+        for class in AssetClass::ALL {
+            let policy = self.deployment.policy(class);
+            let mut class_lag = ClassLag::default();
+            if policy.level.replicates_continuously() {
+                for entry in pending.iter().filter(|entry| entry.class == Some(class)) {
+                    class_lag.records += entry.records;
+                    class_lag.bytes += entry.bytes;
+                    class_lag.rpo_ms = class_lag.rpo_ms.max(now - entry.oldest_recorded_at);
+                }
+            }
+            if let Some(max_rpo) = policy.max_rpo {
+                class_lag.refusing_writes = class_lag.rpo_ms > max_rpo.as_millis() as i64;
+            }
+            lag.insert(class, class_lag);
+        }
+        let mut current = self.lag.write().expect("lag lock poisoned");
+        for (class, class_lag) in &lag {
+            let was = current.get(class).map(|l| l.refusing_writes).unwrap_or(false);
+            if class_lag.refusing_writes != was {
+                if class_lag.refusing_writes {
+                    tracing::warn!(
+                        class = class.as_str(),
+                        rpo_ms = class_lag.rpo_ms,
+                        "secondary lags past max_rpo: refusing writes of the class"
+                    );
+                } else {
+                    tracing::info!(
+                        class = class.as_str(),
+                        "secondary caught up: accepting writes of the class again"
+                    );
+                }
+            }
+        }
+        *current = lag;
+    }
+
+    /// Runs the region's background work until `shutdown` resolves: the
+    /// follower on a secondary, RPO measurement on the primary.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let measuring = {
+            let region = self.clone();
+            async move {
+                loop {
+                    region.measure_rpo().await;
+                    tokio::time::sleep(RPO_INTERVAL).await;
+                }
+            }
+        };
+        let following = {
+            let region = self.clone();
+            async move {
+                if !region.is_primary() {
+                    follower::follow(region).await;
+                }
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            _ = shutdown => {}
+            _ = measuring => {}
+            _ = following => {}
+        }
+    }
+}
+
+/// The region's policy, as the store and the API see it.
+struct Policy(Arc<Region>);
+
+#[async_trait]
+impl RegionPolicy for Policy {
+    fn check_write(&self, class: Option<AssetClass>) -> Result<(), Error> {
+        let region = &self.0;
+        match region.role() {
+            Role::Secondary { primary } => {
+                let what = match class {
+                    Some(class) => format!(
+                        "{} is {} here",
+                        class.as_str(),
+                        region.deployment.policy(class).level.as_str()
+                    ),
+                    None => "workspaces are managed by the primary".to_string(),
+                };
+                Err(Error::new(
+                    ErrorKind::NotPrimary,
+                    format!(
+                        "region '{}' is a read-only secondary ({what}): send writes to the primary region '{primary}' at {}",
+                        region.name,
+                        region.primary_url()
+                    ),
+                ))
+            }
+            Role::Primary => {
+                let Some(class) = class else { return Ok(()) };
+                let lag = region
+                    .lag
+                    .read()
+                    .expect("lag lock poisoned")
+                    .get(&class)
+                    .copied()
+                    .unwrap_or_default();
+                if lag.refusing_writes {
+                    let max_rpo = region.deployment.policy(class).max_rpo.unwrap_or_default();
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!(
+                            "refusing {} writes: a secondary is {:.1}s behind, past max_rpo {:.1}s; writes resume when it catches up",
+                            class.as_str(),
+                            lag.rpo_ms as f64 / 1000.0,
+                            max_rpo.as_secs_f64()
+                        ),
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn check_read(&self, class: AssetClass) -> Result<(), Error> {
+        let region = &self.0;
+        if region.is_primary() {
+            return Ok(());
+        }
+        if region.deployment.policy(class).level == ContinuityLevel::HotCold {
+            return Err(Error::new(
+                ErrorKind::NotPrimary,
+                format!(
+                    "region '{}' does not serve {}: the class is hot-cold, not replicated continuously, so its copy here would be stale; read it from the primary at {}",
+                    region.name,
+                    class.as_str(),
+                    region.primary_url()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn acknowledge(&self, appended: &[(i64, Option<AssetClass>)]) -> Result<(), Error> {
+        let region = &self.0;
+        if !region.is_primary() {
+            return Ok(());
+        }
+        let Some(wait_for) = appended
+            .iter()
+            .filter(|(_, class)| class.is_some_and(|class| region.deployment.policy(class).sync))
+            .map(|(seq, _)| *seq)
+            .max()
+        else {
+            return Ok(());
+        };
+        let mut acknowledgements = region.acknowledged.subscribe();
+        let deadline = tokio::time::Instant::now() + region.sync_timeout;
+        loop {
+            let lagging: Vec<String> = region
+                .peers()
+                .into_iter()
+                .filter(|(_, peer)| peer.applied < wait_for)
+                .map(|(name, _)| name)
+                .collect();
+            if lagging.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, acknowledgements.changed())
+                .await
+                .is_err()
+            {
+                return Err(Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "the write is committed at primary '{}' (journal position {wait_for}) but secondary {} did not confirm it within {:.0}s; it is not acknowledged as synchronously replicated",
+                        region.name,
+                        lagging.join(", "),
+                        region.sync_timeout.as_secs_f64()
+                    ),
+                ));
+            }
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The replication protocol's endpoints, served by every region:
+//!
+//! - `GET /api/tandem/v1/replication/journal?after=N&region=R`: the journal
+//!   after N as NDJSON lines `{"record": …}`, kept open, with a
+//!   `{"heartbeat": {"head": H}}` line every second when idle;
+//! - `GET /api/tandem/v1/replication/artifacts/{workspace_id}/{path}?sha256=D`:
+//!   an artifact's bytes by workspace id (409 if the content is no longer D,
+//!   410 if it is gone);
+//! - `POST /api/tandem/v1/replication/ack {"region", "applied"}`.
+//!
+//! These three require `Authorization: Bearer <replication secret>` when the
+//! deployment has one. Also, unauthenticated: `GET /api/tandem/v1/regions`
+//! (roles, positions, lag, RPO per class) and `GET /metrics` (Prometheus).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tandem_artifacts::ArtifactKey;
+use tandem_store::WorkspaceRef;
+
+use crate::{now_millis, Region, Role};
+
+const PAGE: i64 = 500;
+const HEARTBEAT: Duration = Duration::from_secs(1);
+
+pub fn routes(region: Arc<Region>) -> Router {
+    Router::new()
+        .route("/api/tandem/v1/replication/journal", get(journal))
+        .route(
+            "/api/tandem/v1/replication/artifacts/{workspace_id}/{*path}",
+            get(artifact),
+        )
+        .route("/api/tandem/v1/replication/ack", post(ack))
+        .route("/api/tandem/v1/regions", get(regions))
+        .route("/metrics", get(metrics))
+        .with_state(region)
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(json!({ "error_code": code, "message": message.into() })),
+    )
+        .into_response()
+}
+
+/// Checks the bearer token against the replication secret, in time that
+/// does not depend on where they differ.
+fn authorize(region: &Region, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(secret) = region.secret() else {
+        return Ok(());
+    };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let equal = presented.len() == secret.len()
+        && presented
+            .bytes()
+            .zip(secret.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if equal {
+        Ok(())
+    } else {
+        Err(error(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "replication requires the deployment's replication secret",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct JournalQuery {
+    after: Option<i64>,
+    region: Option<String>,
+}
+
+/// Marks a peer's stream open while it lives.
+struct StreamGuard {
+    region: Arc<Region>,
+    peer: Option<String>,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if let Some(peer) = &self.peer {
+            self.region.set_streaming(peer, false);
+        }
+    }
+}
+
+async fn journal(
+    State(region): State<Arc<Region>>,
+    headers: HeaderMap,
+    Query(query): Query<JournalQuery>,
+) -> Response {
+    if let Err(response) = authorize(&region, &headers) {
+        return response;
+    }
+    let after = query.after.unwrap_or(0).max(0);
+    if let Some(peer) = &query.region {
+        // Asking for the records after N says N is durably applied there.
+        region.acknowledge(peer, after);
+        region.set_streaming(peer, true);
+    }
+    let guard = StreamGuard {
+        region: region.clone(),
+        peer: query.region.clone(),
+    };
+    let head = region.store.subscribe_head();
+    let stream = futures::stream::unfold((guard, head, after), |(guard, mut head, position)| async move {
+        loop {
+            let records = match guard.region.store.journal_after(position, None, PAGE).await {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::error!(%error, "cannot read the journal for replication");
+                    return Some((
+                        Err(std::io::Error::other(error.to_string())),
+                        (guard, head, position),
+                    ));
+                }
+            };
+            if let Some(last) = records.last() {
+                let next = last.seq;
+                let mut chunk = Vec::with_capacity(records.len() * 256);
+                for record in &records {
+                    serde_json::to_writer(&mut chunk, &json!({ "record": record })).expect("records encode");
+                    chunk.push(b'\n');
+                }
+                return Some((Ok(bytes::Bytes::from(chunk)), (guard, head, next)));
+            }
+            match tokio::time::timeout(HEARTBEAT, head.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return None,
+                Err(_) => {
+                    let line = format!("{}\n", json!({ "heartbeat": { "head": *head.borrow() } }));
+                    return Some((Ok(bytes::Bytes::from(line)), (guard, head, position)));
+                }
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct ArtifactQuery {
+    sha256: Option<String>,
+}
+
+async fn artifact(
+    State(region): State<Arc<Region>>,
+    headers: HeaderMap,
+    Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<ArtifactQuery>,
+) -> Response {
+    if let Err(response) = authorize(&region, &headers) {
+        return response;
+    }
+    let workspace_id = params.get("workspace_id").cloned().unwrap_or_default();
+    let path = params.get("path").cloned().unwrap_or_default();
+    let relative = match ArtifactKey::parse(&path) {
+        Ok(relative) => relative,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                err.to_string(),
+            )
+        }
+    };
+    let ws = WorkspaceRef {
+        workspace_id: workspace_id.clone(),
+        name: String::new(),
+    };
+    if let Some(expected) = &query.sha256 {
+        match region.store.list_artifact_entries(&ws, relative.as_str()).await {
+            Ok(entries) => match entries.iter().find(|entry| entry.path == relative.as_str()) {
+                Some(entry) if &entry.sha256 == expected => {}
+                Some(_) => {
+                    return error(
+                        StatusCode::CONFLICT,
+                        "RESOURCE_CONFLICT",
+                        "the artifact was overwritten since",
+                    )
+                }
+                None => {
+                    return error(
+                        StatusCode::GONE,
+                        "RESOURCE_DOES_NOT_EXIST",
+                        "the artifact was deleted since",
+                    )
+                }
+            },
+            Err(err) => {
+                return error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "INTERNAL_ERROR",
+                    err.to_string(),
+                )
+            }
+        }
+    }
+    let key = match tandem_artifacts::workspace_artifact_key(&workspace_id, Some(&relative)) {
+        Ok(key) => key,
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_PARAMETER_VALUE",
+                err.to_string(),
+            )
+        }
+    };
+    match region.artifacts.get_stream(&key).await {
+        Ok((size, stream)) => (
+            [
+                (header::CONTENT_LENGTH, size.to_string()),
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response(),
+        Err(err) if err.is_not_found() => error(StatusCode::GONE, "RESOURCE_DOES_NOT_EXIST", err.to_string()),
+        Err(err) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            err.to_string(),
+        ),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ack {
+    region: String,
+    applied: i64,
+}
+
+async fn ack(State(region): State<Arc<Region>>, headers: HeaderMap, Json(ack): Json<Ack>) -> Response {
+    if let Err(response) = authorize(&region, &headers) {
+        return response;
+    }
+    if region.deployment.region(&ack.region).is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_PARAMETER_VALUE",
+            format!("unknown region '{}'", ack.region),
+        );
+    }
+    region.acknowledge(&ack.region, ack.applied);
+    Json(json!({})).into_response()
+}
+
+/// The status document behind `GET /api/tandem/v1/regions` and `tandem status`.
+pub async fn status(region: &Region) -> serde_json::Value {
+    let position = region.store.journal_position().await.ok();
+    let head = position.as_ref().map(|p| p.head).unwrap_or_default();
+    let epoch = position.as_ref().map(|p| p.epoch).unwrap_or_default();
+    let now = now_millis();
+    let primary = region.primary_name();
+    let mut regions = Vec::new();
+    for spec in region.deployment.regions() {
+        let role = if spec.name == primary {
+            "primary"
+        } else {
+            "secondary"
+        };
+        let mut entry = json!({ "name": spec.name, "url": spec.url, "role": role, "pair": spec.pair });
+        if spec.name == region.name {
+            entry["journal_head"] = json!(head);
+            entry["epoch"] = json!(epoch);
+            entry["this_region"] = json!(true);
+        }
+        match region.role() {
+            Role::Primary if spec.name != region.name => {
+                let peer = region.peers().get(&spec.name).cloned().unwrap_or_default();
+                let pending = region
+                    .store
+                    .unreplicated_since(peer.applied)
+                    .await
+                    .unwrap_or_default();
+                let lag_records: i64 = pending.iter().map(|p| p.records).sum();
+                let lag_bytes: i64 = pending.iter().map(|p| p.bytes).sum();
+                let oldest = pending.iter().map(|p| p.oldest_recorded_at).min();
+                entry["applied"] = json!(peer.applied);
+                entry["streaming"] = json!(peer.streaming);
+                entry["acknowledged_at"] = json!(peer.acknowledged_at);
+                entry["lag_records"] = json!(lag_records);
+                entry["lag_bytes"] = json!(lag_bytes);
+                entry["lag_seconds"] = json!(oldest.map(|t| (now - t) as f64 / 1000.0).unwrap_or(0.0));
+            }
+            Role::Secondary { .. } if spec.name == region.name => {
+                let follow = region.follow_state();
+                entry["applied"] = json!(follow.applied);
+                entry["source_head"] = json!(follow.source_head);
+                entry["lag_records"] = json!((follow.source_head - follow.applied).max(0));
+                entry["connected"] = json!(follow.connected);
+                entry["records_applied"] = json!(follow.records_applied);
+                entry["artifacts_copied"] = json!(follow.artifacts_copied);
+                entry["artifact_bytes_copied"] = json!(follow.artifact_bytes_copied);
+                entry["last_error"] = json!(follow.last_error);
+                entry["lag_seconds"] = json!(if follow.source_head > follow.applied {
+                    follow
+                        .last_applied_recorded_at
+                        .map(|t| (now - t) as f64 / 1000.0)
+                        .unwrap_or(0.0)
+                } else {
+                    0.0
+                });
+            }
+            _ => {}
+        }
+        regions.push(entry);
+    }
+    let lag = region.class_lag();
+    let classes: Vec<_> = region
+        .deployment
+        .classes()
+        .map(|(class, policy)| {
+            let class_lag = lag.get(&class).copied().unwrap_or_default();
+            json!({
+                "class": class.as_str(),
+                "level": policy.level.as_str(),
+                "sync": policy.sync,
+                "max_rpo_seconds": policy.max_rpo.map(|d| d.as_secs_f64()),
+                "rpo_seconds": class_lag.rpo_ms as f64 / 1000.0,
+                "lag_records": class_lag.records,
+                "lag_bytes": class_lag.bytes,
+                "refusing_writes": class_lag.refusing_writes,
+            })
+        })
+        .collect();
+    json!({
+        "deployment": region.deployment.name,
+        "region": region.name,
+        "role": if region.is_primary() { "primary" } else { "secondary" },
+        "primary": primary,
+        "epoch": epoch,
+        "journal_head": head,
+        "regions": regions,
+        "classes": classes,
+    })
+}
+
+async fn regions(State(region): State<Arc<Region>>) -> Json<serde_json::Value> {
+    Json(status(&region).await)
+}
+
+async fn metrics(State(region): State<Arc<Region>>) -> Response {
+    let document = status(&region).await;
+    let this = &region.name;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP tandem_journal_head Last journal position of this region.\n# TYPE tandem_journal_head gauge"
+    );
+    let _ = writeln!(
+        out,
+        "tandem_journal_head{{region=\"{this}\"}} {}",
+        document["journal_head"]
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tandem_epoch Leadership epoch of this region.\n# TYPE tandem_epoch gauge"
+    );
+    let _ = writeln!(out, "tandem_epoch{{region=\"{this}\"}} {}", document["epoch"]);
+    let _ = writeln!(
+        out,
+        "# HELP tandem_is_primary 1 if this region is the primary.\n# TYPE tandem_is_primary gauge"
+    );
+    let _ = writeln!(
+        out,
+        "tandem_is_primary{{region=\"{this}\"}} {}",
+        u8::from(region.is_primary())
+    );
+    let _ = writeln!(
+        out,
+        "# HELP tandem_replication_applied Journal position a secondary has applied.\n# TYPE tandem_replication_applied gauge\n\
+         # HELP tandem_replication_lag_records Records a secondary has not applied.\n# TYPE tandem_replication_lag_records gauge\n\
+         # HELP tandem_replication_lag_seconds Age of the oldest record a secondary lacks.\n# TYPE tandem_replication_lag_seconds gauge"
+    );
+    for entry in document["regions"].as_array().into_iter().flatten() {
+        if entry.get("applied").is_none() {
+            continue;
+        }
+        let name = entry["name"].as_str().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "tandem_replication_applied{{region=\"{name}\",reporter=\"{this}\"}} {}",
+            entry["applied"]
+        );
+        let _ = writeln!(
+            out,
+            "tandem_replication_lag_records{{region=\"{name}\",reporter=\"{this}\"}} {}",
+            entry["lag_records"]
+        );
+        let _ = writeln!(
+            out,
+            "tandem_replication_lag_seconds{{region=\"{name}\",reporter=\"{this}\"}} {}",
+            entry["lag_seconds"]
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP tandem_rpo_seconds Current RPO of an asset class.\n# TYPE tandem_rpo_seconds gauge\n\
+         # HELP tandem_writes_refused 1 while writes of the class are refused for lag past max_rpo.\n# TYPE tandem_writes_refused gauge"
+    );
+    for class in document["classes"].as_array().into_iter().flatten() {
+        let name = class["class"].as_str().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "tandem_rpo_seconds{{region=\"{this}\",class=\"{name}\"}} {}",
+            class["rpo_seconds"]
+        );
+        let refused = u8::from(class["refusing_writes"].as_bool().unwrap_or(false));
+        let _ = writeln!(
+            out,
+            "tandem_writes_refused{{region=\"{this}\",class=\"{name}\"}} {refused}"
+        );
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
