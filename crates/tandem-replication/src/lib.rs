@@ -117,6 +117,7 @@ impl Region {
         deployment: Deployment,
         store: Arc<dyn MetadataStore>,
         artifacts: ArtifactStore,
+        sync_timeout: Duration,
     ) -> Result<Arc<Region>, String> {
         if deployment.region(name).is_none() {
             return Err(format!(
@@ -164,7 +165,7 @@ impl Region {
                 source: primary,
                 ..FollowState::default()
             }),
-            sync_timeout: DEFAULT_SYNC_TIMEOUT,
+            sync_timeout,
             http,
         }))
     }

@@ -53,6 +53,9 @@ pub struct ServerConfig {
     /// The deployment file this region belongs to (regions, pairing,
     /// continuity levels). Without one the region runs on its own.
     pub deployment: Option<PathBuf>,
+    /// How long a write of a `sync = true` class waits for every secondary
+    /// to confirm it before the client is told it is not acknowledged.
+    pub sync_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             max_json_body: 16 * 1024 * 1024,
             max_artifact_size: None,
             deployment: None,
+            sync_timeout_ms: 10_000,
         }
     }
 }
@@ -105,6 +109,12 @@ impl ServerConfig {
         }
         if let Some(value) = env("TANDEM_ARTIFACTS_URL") {
             self.artifacts_url = Some(value);
+        }
+        if let Some(value) = env("TANDEM_SYNC_TIMEOUT_MS") {
+            self.sync_timeout_ms = value.parse().map_err(|_| ConfigError::Invalid {
+                name: "TANDEM_SYNC_TIMEOUT_MS".to_string(),
+                message: format!("'{value}' is not a number of milliseconds"),
+            })?;
         }
         if let Some(value) = env("TANDEM_DEPLOYMENT") {
             self.deployment = Some(PathBuf::from(value));

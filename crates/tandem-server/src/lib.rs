@@ -96,6 +96,7 @@ pub async fn serve(
                 deployment,
                 state.store.clone(),
                 state.artifacts.clone(),
+                std::time::Duration::from_millis(config.sync_timeout_ms),
             )
             .map_err(|message| ConfigError::Invalid {
                 name: "deployment".to_string(),

@@ -1,0 +1,234 @@
+"""Multi-region deployments of real `tandem server` processes for the
+replication tests, and a fault proxy that can cut and heal the link between
+a secondary and its primary.
+
+Each region is its own process with its own data directory and port, joined
+by a deployment file written here. The primary's address in the deployment
+is a proxy in front of it, so a test can partition the secondaries from the
+primary while clients keep talking to the primary directly.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class FaultProxy:
+    """A TCP proxy on loopback. `cut()` drops every connection and refuses
+    new ones (a partition); `heal()` lets traffic through again."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.port = free_port()
+        self._open = True
+        self._connections: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", self.port))
+        self._listener.listen(64)
+        self._stopped = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stopped:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if not self._open:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._connections += [client, upstream]
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket):
+        try:
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self):
+        self._open = False
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+
+    def heal(self):
+        self._open = True
+
+    def close(self):
+        self._stopped = True
+        self.cut()
+        self._listener.close()
+
+
+@dataclass
+class Region:
+    name: str
+    port: int
+    data: Path
+    log: Path
+    metadata_url: str | None = None
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Cluster:
+    binary: str
+    root: Path
+    regions: list[Region]
+    deployment: Path
+    proxy: FaultProxy
+    env: dict = field(default_factory=dict)
+
+    @property
+    def primary(self) -> Region:
+        return self.regions[0]
+
+    @property
+    def secondaries(self) -> list[Region]:
+        return self.regions[1:]
+
+    def start(self, region: Region):
+        arguments = [
+            self.binary, "server",
+            "--deployment", str(self.deployment),
+            "--region", region.name,
+            "--data", str(region.data),
+            "--listen", f"127.0.0.1:{region.port}",
+        ]
+        if region.metadata_url:
+            arguments += ["--metadata-url", region.metadata_url]
+        log = open(region.log, "ab")
+        region.process = subprocess.Popen(
+            arguments, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if region.process.poll() is not None:
+                raise RuntimeError(f"{region.name} exited at start-up:\n{self.log_tail(region)}")
+            try:
+                if requests.get(f"{region.url}/health", timeout=1).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{region.name} did not start:\n{self.log_tail(region)}")
+
+    def stop(self, region: Region, hard: bool = False):
+        process = region.process
+        if process is None or process.poll() is not None:
+            return
+        if hard:
+            process.kill()
+        else:
+            process.send_signal(signal.SIGCONT)
+            process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+    def pause(self, region: Region):
+        region.process.send_signal(signal.SIGSTOP)
+
+    def resume(self, region: Region):
+        region.process.send_signal(signal.SIGCONT)
+
+    def status(self, region: Region | None = None) -> dict:
+        return requests.get(f"{(region or self.primary).url}/api/tandem/v1/regions", timeout=5).json()
+
+    def wait_caught_up(self, timeout: float = 30.0):
+        """Until every secondary has applied the primary's whole journal."""
+        head = self.status()["journal_head"]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            caught_up = all(
+                self.status(region)["regions"][index + 1].get("applied", -1) >= head
+                for index, region in enumerate(self.secondaries)
+            )
+            if caught_up:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"secondaries did not catch up to {head}: {json.dumps(self.status(), indent=1)}")
+
+    def log_tail(self, region: Region, lines: int = 40) -> str:
+        try:
+            return "\n".join(region.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def close(self):
+        for region in self.regions:
+            self.stop(region)
+        self.proxy.close()
+
+
+def make_cluster(binary: str, root: Path, regions: int = 2, classes: str = "", secret: str = "s3cret",
+                 metadata_urls: dict | None = None, env: dict | None = None) -> Cluster:
+    names = ["eastus", "westus", "centralus"][:regions]
+    members = []
+    for name in names:
+        members.append(Region(name=name, port=free_port(), data=root / name, log=root / f"{name}.log",
+                              metadata_url=(metadata_urls or {}).get(name)))
+    proxy = FaultProxy(members[0].port)
+    text = f'name = "test"\nprimary = "eastus"\nreplication_secret = "{secret}"\n'
+    for index, member in enumerate(members):
+        # Secondaries reach the primary through the fault proxy.
+        port = proxy.port if index == 0 else member.port
+        text += f'\n[[regions]]\nname = "{member.name}"\nurl = "http://127.0.0.1:{port}"\n'
+    text += "\n" + classes
+    deployment = root / "deployment.toml"
+    deployment.write_text(text)
+    cluster = Cluster(binary=binary, root=root, regions=members, deployment=deployment, proxy=proxy, env=env or {})
+    try:
+        for member in members:
+            cluster.start(member)
+    except Exception:
+        cluster.close()
+        raise
+    return cluster
