@@ -56,6 +56,7 @@ SECTIONS = [
     ("log_metric_calls_per_s", "log_metric", "calls/s", True, ("ratio", 20.0)),
     ("log_batch_metrics_per_s", "log_batch", "metrics/s", True, ("ratio", 10.0)),
     ("peak_rss_mb", "peak_rss", "MB", False, ("max", 100.0)),
+    ("peak_pss_mb", "peak_pss", "MB", False, None),
     ("upload_mb_per_s", "upload", "MB/s", True, ("ratio", 1.0)),
     ("download_mb_per_s", "download", "MB/s", True, ("ratio", 2.0)),
     ("small_upload_files_per_s", "small_upload", "files/s", True, ("ratio", 2.0)),
@@ -83,9 +84,16 @@ def worker_main(params: dict) -> dict:
 
     if params.get("null_server"):
         # Calibration against a responder that answers {} at once: what the
-        # client itself costs. Only the metric and batch sections apply.
+        # client itself costs. No downloads (it serves no bytes); uploads go
+        # through the same artifact repository class the client picks for a
+        # mlflow-artifacts:/ run (it cannot answer get_run).
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
         run_id = "0" * 32
-        sections &= {"metric", "batch"}
+        sections -= {"download"}
+        null_repo = get_artifact_repository(
+            f"{uri}/api/2.0/mlflow-artifacts/artifacts/0/{run_id}/artifacts")
+        out["artifact_repository"] = type(null_repo).__name__
     else:
         experiment_id = client.create_experiment(f"bench-{os.getpid()}-{time.time_ns()}")
         run = client.create_run(experiment_id)
@@ -201,7 +209,10 @@ def worker_main(params: dict) -> dict:
             with Meter("upload", params["artifact_repeats"]):
                 for r in range(params["artifact_repeats"]):
                     t0 = time.perf_counter()
-                    client.log_artifact(run_id, src, artifact_path=f"big/{r}")
+                    if params.get("null_server"):
+                        null_repo.log_artifact(src, artifact_path=f"big/{r}")
+                    else:
+                        client.log_artifact(run_id, src, artifact_path=f"big/{r}")
                     ups.append(time.perf_counter() - t0)
                     log(f"upload {r}: {size / MIB / ups[-1]:.0f} MB/s")
             if "download" in sections:
@@ -236,10 +247,13 @@ def worker_main(params: dict) -> dict:
             for r in range(params["small_repeats"]):
                 with Meter(f"small_upload_{r}", n):
                     t0 = time.perf_counter()
-                    client.log_artifacts(run_id, src, artifact_path=f"small/{r}")
+                    if params.get("null_server"):
+                        null_repo.log_artifacts(src, artifact_path=f"small/{r}")
+                    else:
+                        client.log_artifacts(run_id, src, artifact_path=f"small/{r}")
                     ups.append(time.perf_counter() - t0)
                 log(f"small upload {r}: {n / ups[-1]:.0f} files/s")
-            for r in range(params["small_repeats"]):
+            for r in range(params["small_repeats"] if "download" in sections else 0):
                 dst = os.path.join(work, f"small-down-{r}")
                 os.makedirs(dst)
                 with Meter(f"small_download_{r}", n):
@@ -253,7 +267,8 @@ def worker_main(params: dict) -> dict:
                 log(f"small download {r}: {n / downs[-1]:.0f} files/s")
             out["small"] = {"files": n, "kb": kb, "upload_s": ups, "download_s": downs}
             out["small_upload_files_per_s"] = n / statistics.median(ups)
-            out["small_download_files_per_s"] = n / statistics.median(downs)
+            if downs:
+                out["small_download_files_per_s"] = n / statistics.median(downs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -268,12 +283,25 @@ def null_server_main(port: int) -> None:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
+                length, chunked = 0, False
                 for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
+                    lower = line.lower()
+                    if lower.startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
-                if length:
-                    await reader.readexactly(length)
+                    elif lower.startswith(b"transfer-encoding:") and b"chunked" in lower:
+                        chunked = True
+                if chunked:
+                    while True:
+                        size = int((await reader.readline()).split(b";")[0], 16)
+                        await reader.readexactly(size + 2)  # data and CRLF
+                        if size == 0:
+                            break
+                elif length:
+                    while length:  # discard in pieces: bodies can be large
+                        piece = await reader.read(min(length, 1 << 20))
+                        if not piece:
+                            raise ConnectionError("client closed mid-body")
+                        length -= len(piece)
                 body = b"OK" if head.startswith(b"GET /health ") else b"{}"
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
@@ -369,16 +397,37 @@ def tree_rss_kb(root: int) -> tuple[int, int]:
     return total, count
 
 
+def tree_pss_kb(root: int) -> int:
+    """Sum of Pss (kB) over the tree: shared pages counted once overall."""
+    total = 0
+    for pid in process_tree(root):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
+
+
 class RssSampler(threading.Thread):
+    """Samples the tree's VmRSS sum every `interval` s (and its PSS every
+    tenth sample: smaps_rollup costs more)."""
+
     def __init__(self, pid: int, interval: float):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.peak_kb, self.peak_procs, self.samples = 0, 0, 0
+        self.peak_pss_kb = 0
         self.last_kb = 0
         self._halt = threading.Event()
 
     def sample(self) -> int:
         kb, procs = tree_rss_kb(self.pid)
+        if self.samples % 10 == 0:
+            self.peak_pss_kb = max(self.peak_pss_kb, tree_pss_kb(self.pid))
         self.samples += 1
         self.last_kb = kb
         if kb > self.peak_kb:
@@ -394,6 +443,18 @@ class RssSampler(threading.Thread):
         self._halt.set()
         self.join(timeout=5)
         self.sample()
+
+
+def busy_cores(seconds: float = 1.0) -> float:
+    """Cores kept busy by anything on the machine over `seconds` (/proc/stat)."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]  # total, idle + iowait
+    t0, i0 = snap()
+    time.sleep(seconds)
+    t1, i1 = snap()
+    return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(1, t1 - t0))
 
 
 def settle(pid: int, timeout: float, window: float = 2.0) -> float:
@@ -549,6 +610,7 @@ def run_one(kind: str, args, sync: str | None = None) -> dict:
         result.update(json.loads(worker.stdout.decode().strip().splitlines()[-1]))
         result["peak_rss_mb"] = sampler.peak_kb / 1024
         result["peak_rss_processes"] = sampler.peak_procs
+        result["peak_pss_mb"] = sampler.peak_pss_kb / 1024
         result["rss_samples"] = sampler.samples
         result["data_dir_mb"] = _du(server.data) / MIB
         print(f"== {label}: peak RSS {result['peak_rss_mb']:.1f} MB over "
@@ -760,8 +822,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "once) to show the client's own ceiling")
     p.add_argument("--rounds", type=int, default=1,
                    help="run every server this many times (order alternating) and report medians [%(default)s]")
-    p.add_argument("--busy-load", type=float, default=1.0,
-                   help="warn when the 1-minute load average exceeds this before a server's run [%(default)s]")
+    p.add_argument("--busy-cores", type=float, default=0.3,
+                   help="warn when other processes keep more than this many cores busy before a run "
+                        "[%(default)s]")
     p.add_argument("--keep", action="store_true", help="keep the servers' temp dirs")
     p.add_argument("--no-reference", action="store_true", help="no reference ratios with --only tandem")
     p.add_argument("--json", nargs="?", const="-", default=None, metavar="PATH",
@@ -816,14 +879,13 @@ def main(argv: list[str]) -> int:
         # Alternate the order each round, so drift in the machine's load does
         # not always favour the same server.
         for kind, sync in (plan if round_no % 2 == 0 else plan[::-1]):
-            load_before = os.getloadavg()[0]
-            if load_before > args.busy_load:
-                print(f"!! load average {load_before:.2f} > {args.busy_load}: another job is using the "
-                      "machine; figures will be low and noisy", file=sys.stderr, flush=True)
+            busy = busy_cores()  # nothing of ours runs now
+            if busy > args.busy_cores:
+                print(f"!! {busy:.2f} cores busy before the run: another job is using the machine; "
+                      "figures will be low and noisy", file=sys.stderr, flush=True)
             run = run_one(kind, args, sync)
             run["round"] = round_no
-            run["loadavg_before"] = load_before
-            run["loadavg_after"] = os.getloadavg()[0]
+            run["busy_cores_before"] = busy
             results["runs"].append(run)
     results["total_s"] = time.perf_counter() - started
     results["rounds"] = args.rounds

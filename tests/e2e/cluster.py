@@ -168,10 +168,13 @@ class Cluster:
             process.send_signal(signal.SIGCONT)
             process.terminate()
         try:
-            process.wait(timeout=15)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+            raise AssertionError(f"{region.name} did not shut down gracefully within 10s:\n{self.log_tail(region)}")
+        if not hard and process.returncode != 0:
+            raise AssertionError(f"{region.name} exited with {process.returncode}:\n{self.log_tail(region)}")
 
     def pause(self, region: Region):
         region.process.send_signal(signal.SIGSTOP)
@@ -203,9 +206,14 @@ class Cluster:
             return ""
 
     def close(self):
+        problems = []
         for region in self.regions:
-            self.stop(region)
+            try:
+                self.stop(region)
+            except AssertionError as problem:
+                problems.append(str(problem))
         self.proxy.close()
+        assert not problems, "\n".join(problems)
 
 
 def make_cluster(binary: str, root: Path, regions: int = 2, classes: str = "", secret: str = "s3cret",

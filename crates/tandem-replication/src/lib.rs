@@ -100,6 +100,9 @@ pub struct Region {
     follow: Mutex<FollowState>,
     pub sync_timeout: Duration,
     http: reqwest::Client,
+    /// Set when the region shuts down, so open replication streams end and
+    /// the server's graceful shutdown does not wait on them forever.
+    stopping: watch::Sender<bool>,
 }
 
 fn now_millis() -> i64 {
@@ -167,6 +170,7 @@ impl Region {
             }),
             sync_timeout,
             http,
+            stopping: watch::channel(false).0,
         }))
     }
 
@@ -328,6 +332,13 @@ impl Region {
             _ = measuring => {}
             _ = following => {}
         }
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once the region is shutting down.
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 }
 

@@ -142,10 +142,14 @@ async fn journal(
                 }
                 return Some((Ok(bytes::Bytes::from(chunk)), (guard, head, next)));
             }
-            match tokio::time::timeout(HEARTBEAT, head.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) => return None,
-                Err(_) => {
+            let region = guard.region.clone();
+            tokio::select! {
+                changed = head.changed() => match changed {
+                    Ok(()) => continue,
+                    Err(_) => return None,
+                },
+                _ = region.stopped() => return None,
+                _ = tokio::time::sleep(HEARTBEAT) => {
                     let line = format!("{}\n", json!({ "heartbeat": { "head": *head.borrow() } }));
                     return Some((Ok(bytes::Bytes::from(line)), (guard, head, position)));
                 }
