@@ -15,11 +15,16 @@ import uuid
 import mlflow
 import pytest
 import requests
-from mlflow.tracking import MlflowClient
 
 from cluster import make_cluster
 from conftest import _database_url, _psql, _tandem_bin
 from support import expect_error, unique
+
+
+def MlflowClient(url: str) -> mlflow.MlflowClient:
+    """A client whose tracking *and* registry calls go to `url`: left unset,
+    the registry URI falls back to a process-wide one other tests may set."""
+    return mlflow.MlflowClient(tracking_uri=url, registry_uri=url)
 
 
 @pytest.fixture
