@@ -107,7 +107,7 @@ async fn journal(
     headers: HeaderMap,
     Query(query): Query<JournalQuery>,
 ) -> Response {
-    if let Err(response) = authorize(&region, &headers) {
+    if let Some(response) = unauthorized(&region, &headers) {
         return response;
     }
     let after = query.after.unwrap_or(0).max(0);
@@ -174,7 +174,7 @@ async fn artifact(
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<ArtifactQuery>,
 ) -> Response {
-    if let Err(response) = authorize(&region, &headers) {
+    if let Some(response) = unauthorized(&region, &headers) {
         return response;
     }
     let workspace_id = params.get("workspace_id").cloned().unwrap_or_default();
@@ -257,7 +257,7 @@ struct Ack {
 }
 
 async fn ack(State(region): State<Arc<Region>>, headers: HeaderMap, Json(ack): Json<Ack>) -> Response {
-    if let Err(response) = authorize(&region, &headers) {
+    if let Some(response) = unauthorized(&region, &headers) {
         return response;
     }
     if region.deployment.region(&ack.region).is_none() {

@@ -9,7 +9,7 @@ use tandem_core::search::{self, Page};
 use tandem_core::validation as rules;
 use tandem_core::{ids, names, Error};
 
-use super::{apply, load, Backend, SqlStore};
+use super::{load, Backend, SqlStore};
 use crate::error::{StoreError, StoreResult};
 use crate::*;
 
@@ -264,19 +264,7 @@ impl MetadataStore for SqlStore {
         if applied.is_some_and(|applied| applied >= record.origin_seq) {
             return Ok(false);
         }
-        self.hlc.observe(record.hlc);
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE region_state SET journal_head = journal_head + 1, hlc = CASE WHEN hlc > $1 THEN hlc ELSE $1 END WHERE id = 1 RETURNING journal_head",
-        )
-        .bind(record.hlc as i64)
-        .fetch_one(&mut *write.tx)
-        .await?;
-        let local = JournalRecord {
-            seq,
-            ..record.clone()
-        };
-        super::insert_journal(&mut write.tx, &local).await?;
-        apply::apply(&mut write.tx, &local.workspace_id, &local.change).await?;
+        self.append_foreign(&mut write, record).await?;
         Self::commit(write).await?;
         Ok(true)
     }

@@ -4,10 +4,34 @@
 use sqlx::Row;
 use tandem_core::journal::JournalRecord;
 
-use super::{apply, insert_journal, SqlStore};
+use super::{apply, insert_journal, SqlStore, WriteTx};
 use crate::error::StoreResult;
 
 impl SqlStore {
+    /// Appends a record written elsewhere to this journal, its origin kept,
+    /// and applies it: the common step of replay, restore and replication.
+    pub(super) async fn append_foreign(
+        &self,
+        write: &mut WriteTx<'_>,
+        record: &JournalRecord,
+    ) -> StoreResult<i64> {
+        self.hlc.observe(record.hlc);
+        let seq: i64 = sqlx::query_scalar(
+            "UPDATE region_state SET journal_head = journal_head + 1, hlc = CASE WHEN hlc > $1 THEN hlc ELSE $1 END WHERE id = 1 RETURNING journal_head",
+        )
+        .bind(record.hlc as i64)
+        .fetch_one(&mut *write.tx)
+        .await?;
+        let local = JournalRecord {
+            seq,
+            ..record.clone()
+        };
+        insert_journal(&mut write.tx, &local).await?;
+        apply::apply(&mut write.tx, &local.workspace_id, &local.change).await?;
+        write.appended.push((seq, local.change.asset_class()));
+        Ok(seq)
+    }
+
     pub(super) async fn apply_replicated_record(
         &self,
         source_region: &str,
