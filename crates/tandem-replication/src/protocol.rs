@@ -55,11 +55,9 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 }
 
 /// Checks the bearer token against the replication secret, in time that
-/// does not depend on where they differ.
-fn authorize(region: &Region, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(secret) = region.secret() else {
-        return Ok(());
-    };
+/// does not depend on where they differ; the refusal to send, if any.
+fn unauthorized(region: &Region, headers: &HeaderMap) -> Option<Response> {
+    let secret = region.secret()?;
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
@@ -71,15 +69,13 @@ fn authorize(region: &Region, headers: &HeaderMap) -> Result<(), Response> {
             .zip(secret.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
-    if equal {
-        Ok(())
-    } else {
-        Err(error(
+    (!equal).then(|| {
+        error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",
             "replication requires the deployment's replication secret",
-        ))
-    }
+        )
+    })
 }
 
 #[derive(Deserialize)]
