@@ -12,6 +12,7 @@ pub use config::{ConfigError, ServerConfig};
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use tandem_api::{AppState, Limits};
 use tandem_artifacts::ArtifactStore;
 use tandem_deployment::Deployment;
