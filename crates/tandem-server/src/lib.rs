@@ -112,6 +112,12 @@ pub async fn serve(
         }
     };
     tracing::info!(address = %listener.local_addr()?, "tandem server listening");
+    // No Nagle delay: a response's headers and body go out in separate
+    // writes, and without TCP_NODELAY the body waits for the client's
+    // delayed ACK (~40 ms per small download).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(wait_for_stop(stopped))
         .await?;

@@ -701,7 +701,6 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
     // placeholder by its name, and SQLite's name lookup is linear in the
     // statement's parameter count, which made binding a 900-parameter
     // statement quadratic (half the server's CPU in a 500-metric batch).
-    use sqlx::Connection;
     let anonymous = (**tx).backend_name() == "SQLite";
     for chunk in metrics.chunks(METRIC_ROWS_PER_STATEMENT) {
         let mut sql = String::from(
