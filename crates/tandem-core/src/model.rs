@@ -10,10 +10,6 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since the Unix epoch, MLflow's unit for every timestamp.
 pub type Millis = i64;
 
-fn is_false(value: &bool) -> bool {
-    !*value
-}
-
 /// Encodes non-finite floats the way MLflow does: `"NaN"`, `"Infinity"` and
 /// `"-Infinity"` as strings, finite values as numbers. JSON has no literal for
 /// them, and the journal must round-trip them exactly.
@@ -517,9 +513,4 @@ pub struct ArtifactEntry {
     pub size: i64,
     pub sha256: String,
     pub created_at: Millis,
-}
-
-/// Used by `skip_serializing_if` on flags.
-pub fn skip_false(value: &bool) -> bool {
-    is_false(value)
 }

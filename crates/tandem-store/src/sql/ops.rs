@@ -165,27 +165,26 @@ impl SqlStore {
         format!("mlflow-artifacts:/{experiment_id}")
     }
 
-    async fn experiment_created_change(
-        &self,
-        ws: &WorkspaceRef,
+    /// The change that creates an experiment, its artifact location defaulted
+    /// to the artifact proxy's `mlflow-artifacts:/<id>`.
+    fn experiment_created_change(
         experiment_id: String,
         name: &str,
         artifact_location: Option<&str>,
         tags: Vec<Tag>,
         time: Millis,
-    ) -> StoreResult<Change> {
+    ) -> Change {
         let artifact_location = match artifact_location {
             Some(location) if !location.is_empty() => location.to_string(),
             _ => Self::default_artifact_location(&experiment_id),
         };
-        let _ = ws;
-        Ok(Change::ExperimentCreated {
+        Change::ExperimentCreated {
             experiment_id,
             name: name.to_string(),
             artifact_location,
             tags,
             time,
-        })
+        }
     }
 }
 
@@ -323,20 +322,13 @@ impl MetadataStore for SqlStore {
             },
         )
         .await?;
-        let ws = WorkspaceRef {
-            workspace_id: workspace_id.clone(),
-            name: name.to_string(),
-        };
-        let change = self
-            .experiment_created_change(
-                &ws,
-                DEFAULT_EXPERIMENT_ID.to_string(),
-                DEFAULT_EXPERIMENT_NAME,
-                None,
-                vec![],
-                time,
-            )
-            .await?;
+        let change = Self::experiment_created_change(
+            DEFAULT_EXPERIMENT_ID.to_string(),
+            DEFAULT_EXPERIMENT_NAME,
+            None,
+            vec![],
+            time,
+        );
         self.record(&mut write, change).await?;
         Self::commit(write).await?;
         tracing::info!(workspace = name, workspace_id = %workspace_id, "created workspace");
@@ -431,16 +423,8 @@ impl MetadataStore for SqlStore {
                 .fetch_one(&self.pool)
                 .await?;
         let experiment_id = next.max(1).to_string();
-        let change = self
-            .experiment_created_change(
-                ws,
-                experiment_id.clone(),
-                name,
-                artifact_location,
-                tags,
-                write.now,
-            )
-            .await?;
+        let change =
+            Self::experiment_created_change(experiment_id.clone(), name, artifact_location, tags, write.now);
         self.record(&mut write, change).await?;
         Self::commit(write).await?;
         Ok(experiment_id)
