@@ -55,20 +55,7 @@ impl SqlStore {
                 .await?;
         let applied = apply_change && known.is_none() && record.origin_region != self.region;
         if applied {
-            self.hlc.observe(record.hlc);
-            let seq: i64 = sqlx::query_scalar(
-                "UPDATE region_state SET journal_head = journal_head + 1, hlc = CASE WHEN hlc > $1 THEN hlc ELSE $1 END WHERE id = 1 RETURNING journal_head",
-            )
-            .bind(record.hlc as i64)
-            .fetch_one(&mut *write.tx)
-            .await?;
-            let local = JournalRecord {
-                seq,
-                ..record.clone()
-            };
-            insert_journal(&mut write.tx, &local).await?;
-            apply::apply(&mut write.tx, &local.workspace_id, &local.change).await?;
-            write.appended.push((seq, local.change.asset_class()));
+            self.append_foreign(&mut write, record).await?;
         }
         sqlx::query(
             "INSERT INTO replication_positions (source_region, position, updated_at) VALUES ($1, $2, $3) \
