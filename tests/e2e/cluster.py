@@ -123,6 +123,20 @@ class Cluster:
     deployment: Path
     proxy: FaultProxy
     env: dict = field(default_factory=dict)
+    # With `proxy_all`, every region's address in the deployment is a proxy
+    # (by region name), so links can be cut in both directions.
+    proxies: dict = field(default_factory=dict)
+
+    def cut_all(self):
+        for proxy in self.proxies.values():
+            proxy.cut()
+
+    def heal_all(self):
+        for proxy in self.proxies.values():
+            proxy.heal()
+
+    def region(self, name: str) -> Region:
+        return next(region for region in self.regions if region.name == name)
 
     @property
     def primary(self) -> Region:
@@ -212,27 +226,33 @@ class Cluster:
                 self.stop(region)
             except AssertionError as problem:
                 problems.append(str(problem))
-        self.proxy.close()
+        for proxy in {id(p): p for p in [self.proxy, *self.proxies.values()]}.values():
+            proxy.close()
         assert not problems, "\n".join(problems)
 
 
 def make_cluster(binary: str, root: Path, regions: int = 2, classes: str = "", secret: str = "s3cret",
-                 metadata_urls: dict | None = None, env: dict | None = None) -> Cluster:
+                 metadata_urls: dict | None = None, env: dict | None = None, proxy_all: bool = False) -> Cluster:
     names = ["eastus", "westus", "centralus"][:regions]
     members = []
     for name in names:
         members.append(Region(name=name, port=free_port(), data=root / name, log=root / f"{name}.log",
                               metadata_url=(metadata_urls or {}).get(name)))
     proxy = FaultProxy(members[0].port)
+    proxies = {members[0].name: proxy}
+    if proxy_all:
+        proxies.update({member.name: FaultProxy(member.port) for member in members[1:]})
     text = f'name = "test"\nprimary = "eastus"\nreplication_secret = "{secret}"\n'
-    for index, member in enumerate(members):
-        # Secondaries reach the primary through the fault proxy.
-        port = proxy.port if index == 0 else member.port
+    for member in members:
+        # Regions reach each other through the fault proxies (the primary
+        # always; every region with `proxy_all`).
+        port = proxies[member.name].port if member.name in proxies else member.port
         text += f'\n[[regions]]\nname = "{member.name}"\nurl = "http://127.0.0.1:{port}"\n'
     text += "\n" + classes
     deployment = root / "deployment.toml"
     deployment.write_text(text)
-    cluster = Cluster(binary=binary, root=root, regions=members, deployment=deployment, proxy=proxy, env=env or {})
+    cluster = Cluster(binary=binary, root=root, regions=members, deployment=deployment, proxy=proxy,
+                      env=env or {}, proxies=proxies)
     try:
         for member in members:
             cluster.start(member)

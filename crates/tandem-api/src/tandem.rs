@@ -35,6 +35,40 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/api/tandem/v1/journal", get(journal))
         .route("/api/tandem/v1/region", get(region))
+        .route("/api/tandem/v1/conflicts", get(conflicts))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConflictsQuery {
+    workspace: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int64_opt")]
+    limit: Option<i64>,
+}
+
+/// Conflicts between concurrent writes of hot-hot classes that this region
+/// merged, newest first, each with both versions.
+async fn conflicts(State(state): State<AppState>, Query(query): Query<Value>) -> ApiResult<Json<Value>> {
+    let query: ConflictsQuery = decode(query)?;
+    let limit = query.limit.unwrap_or(1000);
+    if limit <= 0 {
+        return Err(ApiError::invalid("'limit' must be positive"));
+    }
+    let workspace_id = match query.workspace {
+        Some(name) => Some(workspace_id_of(&state, &name).await?),
+        None => None,
+    };
+    let conflicts = state.store.list_conflicts(workspace_id.as_deref(), limit).await?;
+    Ok(Json(json!({ "conflicts": conflicts })))
+}
+
+/// A workspace's id from its name or id, deleted workspaces included.
+async fn workspace_id_of(state: &AppState, name: &str) -> ApiResult<String> {
+    let all = state.store.list_workspaces(ViewType::All).await?;
+    all.into_iter()
+        .find(|workspace| workspace.name == name || workspace.workspace_id == name)
+        .map(|workspace| workspace.workspace_id)
+        .ok_or_else(|| ApiError::not_found(format!("Workspace '{name}' does not exist")))
 }
 
 async fn server_info() -> Json<Value> {
@@ -148,14 +182,7 @@ async fn journal(State(state): State<AppState>, Query(query): Query<Value>) -> A
         return Err(ApiError::invalid("'limit' must be positive"));
     }
     let workspace_id = match query.workspace {
-        Some(name) => {
-            let all = state.store.list_workspaces(ViewType::All).await?;
-            let found = all
-                .into_iter()
-                .find(|workspace| workspace.name == name || workspace.workspace_id == name)
-                .ok_or_else(|| ApiError::not_found(format!("Workspace '{name}' does not exist")))?;
-            Some(found.workspace_id)
-        }
+        Some(name) => Some(workspace_id_of(&state, &name).await?),
         None => None,
     };
     let store = state.store.clone();

@@ -467,7 +467,7 @@ async fn the_journal_streams_as_ndjson_from_any_position() {
         vec![3, 4, 5]
     );
     assert_eq!(records[0]["change"]["type"], "experiment_created");
-    assert_eq!(records[0]["format"], 1);
+    assert_eq!(records[0]["format"], tandem_core::journal::FORMAT_VERSION);
     assert_eq!(records[0]["origin_region"], "test");
     let (status, bytes) = server
         .call("GET", "/api/tandem/v1/journal?after=0&limit=2", Body::empty())

@@ -41,6 +41,21 @@ enum Command {
     Up(up::UpArgs),
     /// Show the deployment: each region's role, epoch, position, lag and RPO.
     Status(ClientArgs),
+    /// List conflicts between concurrent writes in hot-hot classes, with both
+    /// versions and how each was resolved.
+    Conflicts(ConflictsArgs),
+}
+
+#[derive(Args)]
+struct ConflictsArgs {
+    /// Only this workspace's conflicts.
+    #[arg(long)]
+    workspace: Option<String>,
+    /// At most this many (newest first).
+    #[arg(long, default_value_t = 100)]
+    limit: i64,
+    #[command(flatten)]
+    client: ClientArgs,
 }
 
 #[derive(Args)]
@@ -173,6 +188,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status(args) => {
             let status = TandemClient::new(&args.url)?.regions().await?;
             print_status(&status, args.json)
+        }
+        Command::Conflicts(args) => {
+            let conflicts = TandemClient::new(&args.client.url)?
+                .conflicts(args.workspace.as_deref(), Some(args.limit))
+                .await?;
+            print_conflicts(&conflicts, args.client.json)
         }
         Command::Journal(args) => {
             let client = TandemClient::new(&args.client.url)?;
@@ -310,6 +331,42 @@ fn print_status(status: &serde_json::Value, json: bool) -> anyhow::Result<()> {
             text(&class["max_rpo_seconds"]),
             text(&class["rpo_seconds"]),
             text(&class["refusing_writes"])
+        );
+    }
+    Ok(())
+}
+
+fn print_conflicts(conflicts: &[tandem_core::merge::Conflict], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(conflicts)?);
+        return Ok(());
+    }
+    if conflicts.is_empty() {
+        println!("no conflicts");
+        return Ok(());
+    }
+    let change = |side: &tandem_core::merge::ConflictSide| {
+        side.change
+            .as_ref()
+            .map(|change| serde_json::to_string(change).unwrap_or_default())
+            .unwrap_or_else(|| "(no longer in the journal)".to_string())
+    };
+    for conflict in conflicts {
+        println!(
+            "{}  {}  {}  ({})",
+            conflict.id, conflict.workspace_id, conflict.register, conflict.resolution
+        );
+        println!(
+            "  winner  {}#{}  {}",
+            conflict.winner.origin_region,
+            conflict.winner.origin_seq,
+            change(&conflict.winner)
+        );
+        println!(
+            "  loser   {}#{}  {}",
+            conflict.loser.origin_region,
+            conflict.loser.origin_seq,
+            change(&conflict.loser)
         );
     }
     Ok(())

@@ -7,6 +7,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use tandem_core::journal::JournalRecord;
+use tandem_core::merge::Conflict;
 use tandem_core::model::Workspace;
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +138,25 @@ impl TandemClient {
             .json()
             .await
             .map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    /// Conflicts between concurrent writes of hot-hot classes merged by this
+    /// region, newest first.
+    pub async fn conflicts(
+        &self,
+        workspace: Option<&str>,
+        limit: Option<i64>,
+    ) -> ClientResult<Vec<Conflict>> {
+        let url = self.url("/api/tandem/v1/conflicts");
+        let mut query = Vec::new();
+        if let Some(workspace) = workspace {
+            query.push(("workspace", workspace.to_string()));
+        }
+        if let Some(limit) = limit {
+            query.push(("limit", limit.to_string()));
+        }
+        self.json(self.http.get(&url).query(&query), &url, "conflicts")
+            .await
     }
 
     /// Streams journal records after `after`, decoded one line at a time.

@@ -20,8 +20,10 @@ use crate::model::{
     RunStatus, Tag,
 };
 
-/// The journal format this build writes.
-pub const FORMAT_VERSION: i32 = 1;
+/// The journal format this build writes. Version 2 added `seen` (the causal
+/// context of writes to multi-writer classes); version 1 records have none
+/// and read unchanged.
+pub const FORMAT_VERSION: i32 = 2;
 
 /// One record of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,14 @@ pub struct JournalRecord {
     /// Wall-clock time the record was written, for people reading the journal.
     pub recorded_at: Millis,
     pub change: Change,
+    /// Set on changes of a multi-writer (`hot-hot`) class only: for every
+    /// other origin region, the highest `origin_seq` of its changes the
+    /// writing region had applied when it accepted this one. It tells a
+    /// region merging this record which earlier versions the writer saw
+    /// (causally later: no conflict) and which it did not (concurrent: a
+    /// conflict, resolved by [`crate::merge`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seen: Option<std::collections::BTreeMap<String, i64>>,
 }
 
 impl JournalRecord {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod hlc;
 pub mod ids;
 pub mod journal;
+pub mod merge;
 pub mod model;
 pub mod names;
 pub mod search;

@@ -7,6 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The tag MLflow keeps a run's name in.
+pub const RUN_NAME_TAG: &str = "mlflow.runName";
+
 /// Milliseconds since the Unix epoch, MLflow's unit for every timestamp.
 pub type Millis = i64;
 

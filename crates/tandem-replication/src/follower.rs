@@ -1,5 +1,6 @@
-//! The secondary's side: follow the primary's journal, copy artifacts by
-//! digest, apply each record exactly once, acknowledge.
+//! The follower's side: follow a source region's journal (the primary's, or
+//! with hot-hot classes every other region's), copy artifacts by digest,
+//! apply each record exactly once, acknowledge.
 //!
 //! Exactly once and in order: the position of the source's journal is stored
 //! in the same transaction as each applied record, and every (re)connection
@@ -30,19 +31,27 @@ pub enum StreamLine {
     Heartbeat { head: i64 },
 }
 
-/// Follows the primary until the task is dropped, reconnecting with backoff.
-pub async fn follow(region: Arc<Region>) {
+fn records_applied(region: &Region, source: &str) -> u64 {
+    region
+        .follow_states()
+        .get(source)
+        .map(|state| state.records_applied)
+        .unwrap_or(0)
+}
+
+/// Follows `source` until the task is dropped, reconnecting with backoff.
+pub async fn follow(region: Arc<Region>, source: String) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let before = region.follow_state().records_applied;
-        if let Err(error) = follow_once(&region).await {
-            tracing::warn!(region = %region.name, %error, "replication stream interrupted; reconnecting");
-            region.update_follow(|state| {
+        let before = records_applied(&region, &source);
+        if let Err(error) = follow_once(&region, &source).await {
+            tracing::warn!(region = %region.name, %source, %error, "replication stream interrupted; reconnecting");
+            region.update_follow(&source, |state| {
                 state.connected = false;
                 state.last_error = Some(error);
             });
         }
-        if region.follow_state().records_applied > before {
+        if records_applied(&region, &source) > before {
             backoff = Duration::from_millis(100);
         }
         tokio::time::sleep(backoff).await;
@@ -50,14 +59,12 @@ pub async fn follow(region: Arc<Region>) {
     }
 }
 
-fn source_url(region: &Region) -> Result<(String, String), String> {
-    let source = region.primary_name();
-    let url = region
+fn source_url(region: &Region, source: &str) -> Result<String, String> {
+    region
         .deployment
-        .region(&source)
+        .region(source)
         .map(|spec| spec.url.clone())
-        .ok_or_else(|| format!("source region '{source}' is not in the deployment"))?;
-    Ok((source, url))
+        .ok_or_else(|| format!("source region '{source}' is not in the deployment"))
 }
 
 fn authorized(region: &Region, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -67,11 +74,11 @@ fn authorized(region: &Region, request: reqwest::RequestBuilder) -> reqwest::Req
     }
 }
 
-async fn follow_once(region: &Arc<Region>) -> Result<(), String> {
-    let (source, url) = source_url(region)?;
+async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
+    let url = source_url(region, source)?;
     let position = region
         .store
-        .replication_position(&source)
+        .replication_position(source)
         .await
         .map_err(|e| e.to_string())?;
     let request = region
@@ -87,9 +94,8 @@ async fn follow_once(region: &Arc<Region>) -> Result<(), String> {
         let body = response.text().await.unwrap_or_default();
         return Err(format!("{url} refused the replication stream ({status}): {body}"));
     }
-    tracing::info!(region = %region.name, source = %source, after = position, "following the primary's journal");
-    region.update_follow(|state| {
-        state.source = source.clone();
+    tracing::info!(region = %region.name, source = %source, after = position, "following the journal");
+    region.update_follow(source, |state| {
         state.connected = true;
         state.last_error = None;
         state.applied = position;
@@ -114,12 +120,14 @@ async fn follow_once(region: &Arc<Region>) -> Result<(), String> {
             let line: StreamLine = serde_json::from_slice(&line)
                 .map_err(|error| format!("undecodable replication line: {error}"))?;
             match line {
-                StreamLine::Heartbeat { head } => region.update_follow(|state| state.source_head = head),
+                StreamLine::Heartbeat { head } => {
+                    region.update_follow(source, |state| state.source_head = head)
+                }
                 StreamLine::Record(record) => {
-                    apply(region, &source, &url, &record).await?;
+                    apply(region, source, &url, &record).await?;
                     applied_position = record.seq;
                     advanced = true;
-                    region.update_follow(|state| {
+                    region.update_follow(source, |state| {
                         state.applied = record.seq;
                         state.source_head = state.source_head.max(record.seq);
                         state.records_applied += 1;
@@ -153,12 +161,21 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
         .asset_class()
         .map(|class| region.deployment.policy(class).level.replicates_continuously())
         .unwrap_or(true);
-    if replicate {
+    // Bytes are copied only for changes this region has not applied yet: a
+    // change of our own coming back, or one that arrived first by another
+    // path, must not put older bytes over what a later change wrote.
+    let known = record.origin_region == region.name
+        || region
+            .store
+            .knows_change(&record.origin_region, record.origin_seq)
+            .await
+            .map_err(|error| format!("cannot check record {} from {source}: {error}", record.seq))?;
+    if replicate && !known {
         match &record.change {
             Change::ArtifactWritten {
                 path, size, sha256, ..
             } => {
-                copy_artifact(region, url, &record.workspace_id, path, *size, sha256).await?;
+                copy_artifact(region, source, url, &record.workspace_id, path, *size, sha256).await?;
             }
             Change::ArtifactDeleted { path } => {
                 let relative = ArtifactKey::parse(path).map_err(|e| e.to_string())?;
@@ -188,6 +205,7 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
 /// that replaced it carries the bytes, so nothing is copied now.
 async fn copy_artifact(
     region: &Region,
+    source: &str,
     url: &str,
     workspace_id: &str,
     path: &str,
@@ -238,7 +256,7 @@ async fn copy_artifact(
             outcome.size, outcome.sha256
         ));
     }
-    region.update_follow(|state| {
+    region.update_follow(source, |state| {
         state.artifacts_copied += 1;
         state.artifact_bytes_copied += outcome.size;
     });

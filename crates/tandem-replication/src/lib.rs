@@ -15,11 +15,15 @@
 //! primary's journal. Its HTTP surface is the region-to-region protocol only,
 //! authenticated with the deployment's replication secret.
 //!
-//! Continuity levels as implemented here: `hot-warm` (secondary applies and
-//! serves reads; local writes refused with the primary's URL) and `hot-cold`
-//! (records not applied; the secondary refuses reads of the class as stale).
-//! `hot-hot` is not implemented yet: a deployment that asks for it is refused
-//! at start-up rather than run with a promise it does not keep.
+//! Continuity levels: `hot-warm` (secondary applies and serves reads; local
+//! writes refused with the primary's URL), `hot-cold` (records not applied;
+//! the secondary refuses reads of the class as stale) and `hot-hot` (every
+//! region accepts writes of the class). With any hot-hot class the regions
+//! form a full mesh: each follows every other region's journal, applies each
+//! change once whichever path brings it first, and the store merges
+//! concurrent changes (`tandem_core::merge`). Identifiers that must not
+//! collide are allocated from per-region stripes: region `i` of `n` (its
+//! position in the deployment file) takes the numbers `k` with `k % n == i`.
 
 pub mod follower;
 pub mod protocol;
@@ -97,7 +101,8 @@ pub struct Region {
     peers: Mutex<BTreeMap<String, PeerProgress>>,
     acknowledged: watch::Sender<u64>,
     lag: RwLock<BTreeMap<AssetClass, ClassLag>>,
-    follow: Mutex<FollowState>,
+    /// Per source region this one follows.
+    follow: Mutex<BTreeMap<String, FollowState>>,
     pub sync_timeout: Duration,
     http: reqwest::Client,
     /// Set when the region shuts down, so open replication streams end and
@@ -128,15 +133,6 @@ impl Region {
                 deployment.name
             ));
         }
-        if let Some((class, _)) = deployment
-            .classes()
-            .find(|(_, policy)| policy.level == ContinuityLevel::HotHot)
-        {
-            return Err(format!(
-                "class '{}' asks for hot-hot, which this build does not implement yet; use hot-warm",
-                class.as_str()
-            ));
-        }
         let primary = deployment.bootstrap_primary().name.clone();
         let role = if primary == name {
             Role::Primary
@@ -164,10 +160,7 @@ impl Region {
             peers: Mutex::new(peers),
             acknowledged: watch::channel(0).0,
             lag: RwLock::new(BTreeMap::new()),
-            follow: Mutex::new(FollowState {
-                source: primary,
-                ..FollowState::default()
-            }),
+            follow: Mutex::new(BTreeMap::new()),
             sync_timeout,
             http,
             stopping: watch::channel(false).0,
@@ -228,12 +221,48 @@ impl Region {
         self.peers.lock().expect("peers lock poisoned").clone()
     }
 
-    pub fn follow_state(&self) -> FollowState {
+    /// How this region follows each of its sources.
+    pub fn follow_states(&self) -> BTreeMap<String, FollowState> {
         self.follow.lock().expect("follow lock poisoned").clone()
     }
 
-    pub(crate) fn update_follow(&self, update: impl FnOnce(&mut FollowState)) {
-        update(&mut self.follow.lock().expect("follow lock poisoned"));
+    pub(crate) fn update_follow(&self, source: &str, update: impl FnOnce(&mut FollowState)) {
+        let mut follow = self.follow.lock().expect("follow lock poisoned");
+        let state = follow.entry(source.to_string()).or_insert_with(|| FollowState {
+            source: source.to_string(),
+            ..FollowState::default()
+        });
+        update(state);
+    }
+
+    /// Whether some class is written in every region: then every region
+    /// follows every other (a full mesh), not only the primary.
+    pub fn multi_writer(&self) -> bool {
+        self.deployment
+            .classes()
+            .any(|(_, policy)| policy.level == ContinuityLevel::HotHot)
+    }
+
+    /// The regions whose journals this region follows.
+    pub fn sources(&self) -> Vec<String> {
+        if self.multi_writer() {
+            self.deployment
+                .regions()
+                .iter()
+                .filter(|spec| spec.name != self.name)
+                .map(|spec| spec.name.clone())
+                .collect()
+        } else if self.is_primary() {
+            Vec::new()
+        } else {
+            vec![self.primary_name()]
+        }
+    }
+
+    /// Whether this region measures its own RPO: the primary always; every
+    /// region when some class is written everywhere.
+    fn measures_rpo(&self) -> bool {
+        self.is_primary() || self.multi_writer()
     }
 
     pub fn class_lag(&self) -> BTreeMap<AssetClass, ClassLag> {
@@ -254,7 +283,7 @@ impl Region {
     /// Re-measures each class's RPO from the journal and the slowest
     /// secondary's position, and decides which classes refuse writes.
     pub async fn measure_rpo(&self) {
-        if !self.is_primary() {
+        if !self.measures_rpo() {
             return;
         }
         let slowest = self.slowest_applied();
@@ -273,7 +302,9 @@ impl Region {
         for class in AssetClass::ALL {
             let policy = self.deployment.policy(class);
             let mut class_lag = ClassLag::default();
-            if policy.level.replicates_continuously() {
+            // A secondary's own writes are only of the classes it writes.
+            let written_here = self.is_primary() || policy.level == ContinuityLevel::HotHot;
+            if policy.level.replicates_continuously() && written_here {
                 for entry in pending.iter().filter(|entry| entry.class == Some(class)) {
                     class_lag.records += entry.records;
                     class_lag.bytes += entry.bytes;
@@ -321,9 +352,13 @@ impl Region {
         let following = {
             let region = self.clone();
             async move {
-                if !region.is_primary() {
-                    follower::follow(region).await;
-                }
+                let sources = region.sources();
+                futures::future::join_all(
+                    sources
+                        .into_iter()
+                        .map(|source| follower::follow(region.clone(), source)),
+                )
+                .await;
                 std::future::pending::<()>().await
             }
         };
@@ -349,8 +384,10 @@ struct Policy(Arc<Region>);
 impl RegionPolicy for Policy {
     fn check_write(&self, class: Option<AssetClass>) -> Result<(), Error> {
         let region = &self.0;
+        let hot_hot =
+            class.is_some_and(|class| region.deployment.policy(class).level == ContinuityLevel::HotHot);
         match region.role() {
-            Role::Secondary { primary } => {
+            Role::Secondary { primary } if !hot_hot => {
                 let what = match class {
                     Some(class) => format!(
                         "{} is {} here",
@@ -368,7 +405,7 @@ impl RegionPolicy for Policy {
                     ),
                 ))
             }
-            Role::Primary => {
+            _ => {
                 let Some(class) = class else { return Ok(()) };
                 let lag = region
                     .lag
@@ -382,7 +419,7 @@ impl RegionPolicy for Policy {
                     return Err(Error::new(
                         ErrorKind::Unavailable,
                         format!(
-                            "refusing {} writes: a secondary is {:.1}s behind, past max_rpo {:.1}s; writes resume when it catches up",
+                            "refusing {} writes: another region is {:.1}s behind, past max_rpo {:.1}s; writes resume when it catches up",
                             class.as_str(),
                             lag.rpo_ms as f64 / 1000.0,
                             max_rpo.as_secs_f64()
@@ -415,9 +452,6 @@ impl RegionPolicy for Policy {
 
     async fn acknowledge(&self, appended: &[(i64, Option<AssetClass>)]) -> Result<(), Error> {
         let region = &self.0;
-        if !region.is_primary() {
-            return Ok(());
-        }
         let Some(wait_for) = appended
             .iter()
             .filter(|(_, class)| class.is_some_and(|class| region.deployment.policy(class).sync))
@@ -445,7 +479,7 @@ impl RegionPolicy for Policy {
                 return Err(Error::new(
                     ErrorKind::Unavailable,
                     format!(
-                        "the write is committed at primary '{}' (journal position {wait_for}) but secondary {} did not confirm it within {:.0}s; it is not acknowledged as synchronously replicated",
+                        "the write is committed at region '{}' (journal position {wait_for}) but region {} did not confirm it within {:.0}s; it is not acknowledged as synchronously replicated",
                         region.name,
                         lagging.join(", "),
                         region.sync_timeout.as_secs_f64()
@@ -453,5 +487,22 @@ impl RegionPolicy for Policy {
                 ));
             }
         }
+    }
+
+    fn multi_writer(&self, class: AssetClass) -> bool {
+        self.0.deployment.policy(class).level == ContinuityLevel::HotHot
+    }
+
+    fn id_stripe(&self) -> Option<tandem_core::merge::IdStripe> {
+        let region = &self.0;
+        if !region.multi_writer() {
+            return None;
+        }
+        let regions = region.deployment.regions();
+        let slot = regions.iter().position(|spec| spec.name == region.name)?;
+        Some(tandem_core::merge::IdStripe {
+            slot: slot as u64,
+            stride: regions.len() as u64,
+        })
     }
 }

@@ -287,8 +287,9 @@ pub async fn status(region: &Region) -> serde_json::Value {
             entry["epoch"] = json!(epoch);
             entry["this_region"] = json!(true);
         }
+        let followed_by_peer = region.is_primary() || region.multi_writer();
         match region.role() {
-            Role::Primary if spec.name != region.name => {
+            _ if spec.name != region.name && followed_by_peer => {
                 let peer = region.peers().get(&spec.name).cloned().unwrap_or_default();
                 let pending = region
                     .store
@@ -305,8 +306,19 @@ pub async fn status(region: &Region) -> serde_json::Value {
                 entry["lag_bytes"] = json!(lag_bytes);
                 entry["lag_seconds"] = json!(oldest.map(|t| (now - t) as f64 / 1000.0).unwrap_or(0.0));
             }
-            Role::Secondary { .. } if spec.name == region.name => {
-                let follow = region.follow_state();
+            _ if spec.name == region.name && !region.sources().is_empty() => {
+                let states = region.follow_states();
+                entry["following"] = json!(states.values().collect::<Vec<_>>());
+                // The headline figures: the primary's stream, else the
+                // furthest-behind source.
+                let follow = match region.role() {
+                    Role::Secondary { primary } if states.contains_key(&primary) => states[&primary].clone(),
+                    _ => states
+                        .values()
+                        .max_by_key(|state| state.source_head - state.applied)
+                        .cloned()
+                        .unwrap_or_default(),
+                };
                 entry["applied"] = json!(follow.applied);
                 entry["source_head"] = json!(follow.source_head);
                 entry["lag_records"] = json!((follow.source_head - follow.applied).max(0));

@@ -44,6 +44,16 @@ pub trait RegionPolicy: Send + Sync {
     async fn acknowledge(&self, _appended: &[(i64, Option<AssetClass>)]) -> Result<(), tandem_core::Error> {
         Ok(())
     }
+    /// Whether several regions write `class` at once (`hot-hot`): its local
+    /// changes carry their causal context and every change of it is merged.
+    fn multi_writer(&self, _class: AssetClass) -> bool {
+        false
+    }
+    /// This region's stripe of identifiers that must not collide with other
+    /// regions' (experiment ids, model version numbers).
+    fn id_stripe(&self) -> Option<tandem_core::merge::IdStripe> {
+        None
+    }
 }
 
 /// The policy of a region on its own: everything is allowed at once.
@@ -239,14 +249,24 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         record: &JournalRecord,
         apply: bool,
     ) -> StoreResult<bool>;
+    /// Whether the change `origin_seq` of `origin_region` is in this
+    /// region's journal (applied here, or written here).
+    async fn knows_change(&self, origin_region: &str, origin_seq: i64) -> StoreResult<bool>;
     /// How far this region has applied `source_region`'s journal.
     async fn replication_position(&self, source_region: &str) -> StoreResult<i64>;
     /// The committed journal head, updated as writes commit.
     fn subscribe_head(&self) -> tokio::sync::watch::Receiver<i64>;
-    /// For each asset class with records after `after`: the oldest such
-    /// record's time and how many there are (what a secondary at `after`
-    /// would lose: the current RPO).
+    /// For each asset class with changes written here after journal position
+    /// `after`: the oldest such change's time and how many there are (what
+    /// losing this region would lose while a peer is at `after`: the RPO).
     async fn unreplicated_since(&self, after: i64) -> StoreResult<Vec<UnreplicatedClass>>;
+    /// Conflicts between concurrent writes of multi-writer classes merged
+    /// here, newest first (all workspaces when `workspace_id` is None).
+    async fn list_conflicts(
+        &self,
+        workspace_id: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<tandem_core::merge::Conflict>>;
     /// Installs the policy that decides which local writes this region takes.
     fn set_policy(&self, policy: std::sync::Arc<dyn RegionPolicy>);
 

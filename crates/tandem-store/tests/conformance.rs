@@ -10,7 +10,7 @@ mod support;
 use std::sync::Arc;
 
 use support::Backend;
-use tandem_core::journal::JournalRecord;
+use tandem_core::journal::{AssetClass, JournalRecord};
 use tandem_core::model::*;
 use tandem_core::ErrorKind;
 use tandem_store::*;
@@ -95,6 +95,7 @@ conformance!(
     every_write_is_journaled_in_order,
     replaying_the_journal_rebuilds_the_live_state,
     concurrent_writers_keep_the_journal_gap_free,
+    hot_hot_regions_converge_and_record_conflicts,
 );
 
 async fn workspaces_lifecycle(harness: &support::Harness) {
@@ -1466,4 +1467,251 @@ async fn concurrent_writers_keep_the_journal_gap_free(harness: &support::Harness
             .unwrap();
         assert_eq!(history.items.len(), 20);
     }
+}
+
+/// The policy of a region in a deployment where every class is hot-hot.
+struct HotHot {
+    slot: u64,
+    stride: u64,
+}
+
+impl tandem_store::RegionPolicy for HotHot {
+    fn check_write(&self, _class: Option<AssetClass>) -> Result<(), tandem_core::Error> {
+        Ok(())
+    }
+    fn multi_writer(&self, _class: AssetClass) -> bool {
+        true
+    }
+    fn id_stripe(&self) -> Option<tandem_core::merge::IdStripe> {
+        Some(tandem_core::merge::IdStripe {
+            slot: self.slot,
+            stride: self.stride,
+        })
+    }
+}
+
+/// Delivers every record of `from` that `to` has not seen, as a follower
+/// would. Returns how many records were read.
+async fn deliver(from: &dyn MetadataStore, to: &dyn MetadataStore) -> usize {
+    let source = from.journal_position().await.unwrap().region;
+    let position = to.replication_position(&source).await.unwrap();
+    let records = from.journal_after(position, None, i64::MAX / 2).await.unwrap();
+    for record in &records {
+        to.apply_replicated(&source, record, true).await.unwrap();
+    }
+    records.len()
+}
+
+fn conflict_keys(
+    conflicts: &[tandem_core::merge::Conflict],
+) -> Vec<(String, String, String, i64, String, i64)> {
+    let mut keys: Vec<_> = conflicts
+        .iter()
+        .map(|c| {
+            (
+                c.id.clone(),
+                c.register.clone(),
+                c.winner.origin_region.clone(),
+                c.winner.origin_seq,
+                c.loser.origin_region.clone(),
+                c.loser.origin_seq,
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+async fn hot_hot_regions_converge_and_record_conflicts(harness: &support::Harness) {
+    let a = harness.store.clone();
+    let Some(b_harness) = support::Harness::empty(harness.backend, "region-b").await else {
+        return;
+    };
+    let b = b_harness.store.clone();
+    a.set_policy(std::sync::Arc::new(HotHot { slot: 0, stride: 2 }));
+    b.set_policy(std::sync::Arc::new(HotHot { slot: 1, stride: 2 }));
+    let ws = default_ws(a.as_ref()).await;
+
+    // Shared starting point, replicated both ways.
+    let run = new_run(a.as_ref(), &ws, "0").await.info.run_id;
+    a.log_batch(&ws, &run, vec![], vec![], vec![Tag::new("doomed", "x")])
+        .await
+        .unwrap();
+    a.create_registered_model(&ws, "m", "", vec![], "").await.unwrap();
+    a.create_registered_model(&ws, "gone", "", vec![], "")
+        .await
+        .unwrap();
+    let model_version = |name: &str| CreateModelVersion {
+        name: name.to_string(),
+        source: "s3://bucket/model".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        a.create_model_version(&ws, model_version("m"))
+            .await
+            .unwrap()
+            .version,
+        "1",
+        "the first region of two numbers versions 1, 3, …"
+    );
+    deliver(a.as_ref(), b.as_ref()).await;
+    assert_eq!(b.dump_state().await.unwrap(), a.dump_state().await.unwrap());
+
+    // Partitioned: both regions write the same things.
+    a.log_batch(
+        &ws,
+        &run,
+        vec![metric("loss", 1.0, 10, 1)],
+        vec![param("p", "from-a")],
+        vec![Tag::new("k", "a")],
+    )
+    .await
+    .unwrap();
+    b.log_batch(
+        &ws,
+        &run,
+        vec![metric("loss", 2.0, 11, 2)],
+        vec![param("p", "from-b")],
+        vec![Tag::new("k", "b")],
+    )
+    .await
+    .unwrap();
+    a.delete_run_tag(&ws, &run, "doomed").await.unwrap();
+    b.log_batch(&ws, &run, vec![], vec![], vec![Tag::new("doomed", "revived")])
+        .await
+        .unwrap();
+    let exp_a = a.create_experiment(&ws, "dup", None, vec![]).await.unwrap();
+    let exp_b = b.create_experiment(&ws, "dup", None, vec![]).await.unwrap();
+    assert_ne!(exp_a, exp_b, "experiment ids come from disjoint stripes");
+    let v_a = a
+        .create_model_version(&ws, model_version("m"))
+        .await
+        .unwrap()
+        .version;
+    let v_b = b
+        .create_model_version(&ws, model_version("m"))
+        .await
+        .unwrap()
+        .version;
+    assert_ne!(v_a, v_b, "model version numbers come from disjoint stripes");
+    a.update_registered_model(&ws, "m", "described in a")
+        .await
+        .unwrap();
+    b.update_registered_model(&ws, "m", "described in b")
+        .await
+        .unwrap();
+    a.delete_registered_model(&ws, "gone").await.unwrap();
+    b.set_registered_model_tag(&ws, "gone", Tag::new("t", "late"))
+        .await
+        .unwrap();
+    a.create_registered_model(&ws, "twin", "from a", vec![Tag::new("ta", "1")], "ana")
+        .await
+        .unwrap();
+    b.create_registered_model(&ws, "twin", "from b", vec![Tag::new("tb", "1")], "bo")
+        .await
+        .unwrap();
+    assert_eq!(
+        kind(b.rename_registered_model(&ws, "m", "m2").await.unwrap_err()),
+        ErrorKind::InvalidParameterValue,
+        "renames cannot be merged and are refused while the registry is hot-hot"
+    );
+
+    // Healed: exchange until quiet, in both orders.
+    deliver(a.as_ref(), b.as_ref()).await;
+    deliver(b.as_ref(), a.as_ref()).await;
+    deliver(a.as_ref(), b.as_ref()).await;
+    let state_a = a.dump_state().await.unwrap();
+    let state_b = b.dump_state().await.unwrap();
+    for ((table, rows_a), (_, rows_b)) in state_a.iter().zip(state_b.iter()) {
+        assert_eq!(rows_a, rows_b, "table {table} differs between the regions");
+    }
+
+    // What the merge decided.
+    let run_now = a.get_run(&ws, &run).await.unwrap();
+    let tag = |key: &str| {
+        run_now
+            .data
+            .tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.clone())
+    };
+    assert_eq!(tag("doomed"), None, "a delete wins over a concurrent write");
+    let k = tag("k").unwrap();
+    assert!(k == "a" || k == "b");
+    let loss: Vec<f64> = a
+        .get_metric_history(&ws, &run, "loss", None, None)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|m| m.value)
+        .collect();
+    assert_eq!(
+        loss.len(),
+        2,
+        "metrics are append-only and never conflict: {loss:?}"
+    );
+    let dup_a = a.get_experiment(&ws, &exp_a).await.unwrap().name;
+    let dup_b = a.get_experiment(&ws, &exp_b).await.unwrap().name;
+    let mut names = vec![dup_a, dup_b];
+    names.sort();
+    let loser = if names[0] == "dup" { &names[1] } else { &names[0] };
+    assert_eq!(names.iter().filter(|n| *n == "dup").count(), 1, "{names:?}");
+    assert!(loser.starts_with("dup (conflict "), "{names:?}");
+    assert!(
+        a.get_registered_model(&ws, "gone").await.is_err(),
+        "the deleted model stays deleted"
+    );
+    let twin = a.get_registered_model(&ws, "twin").await.unwrap();
+    assert!(
+        twin.tags.iter().any(|t| t.key == "ta") && twin.tags.iter().any(|t| t.key == "tb"),
+        "concurrent creations merge into one model: {twin:?}"
+    );
+    let m = a.get_registered_model(&ws, "m").await.unwrap();
+    assert!(m.description == "described in a" || m.description == "described in b");
+
+    // Both regions list the same conflicts, with both versions.
+    let conflicts_a = a.list_conflicts(None, 1000).await.unwrap();
+    let conflicts_b = b.list_conflicts(None, 1000).await.unwrap();
+    assert_eq!(conflict_keys(&conflicts_a), conflict_keys(&conflicts_b));
+    let registers: Vec<&str> = conflicts_a.iter().map(|c| c.register.as_str()).collect();
+    for expected in [
+        format!("run/{run}/tag/k"),
+        format!("run/{run}/param/p"),
+        format!("run/{run}/tag/doomed"),
+        "expname/dup".to_string(),
+        "rm/m/description".to_string(),
+        "rm/gone/tag/t".to_string(),
+        "rm/twin".to_string(),
+    ] {
+        assert!(
+            registers.contains(&expected.as_str()),
+            "no conflict on {expected}: {registers:?}"
+        );
+    }
+    let doomed = conflicts_a
+        .iter()
+        .find(|c| c.register == format!("run/{run}/tag/doomed"))
+        .unwrap();
+    assert_eq!(doomed.resolution, "delete wins");
+    assert!(doomed.winner.change.is_some() && doomed.loser.change.is_some());
+    assert!(conflicts_a
+        .iter()
+        .all(|c| c.winner.origin_region != c.loser.origin_region));
+
+    // The merged journal replays into the same state and the same conflicts.
+    let Some(replica) = support::Harness::empty(Backend::Sqlite, "replica").await else {
+        return;
+    };
+    for record in a.journal_after(0, None, i64::MAX / 2).await.unwrap() {
+        replica.store.apply_record(&record).await.unwrap();
+    }
+    assert_eq!(replica.store.dump_state().await.unwrap(), state_a);
+    assert_eq!(
+        conflict_keys(&replica.store.list_conflicts(None, 1000).await.unwrap()),
+        conflict_keys(&conflicts_a)
+    );
+    replica.finish().await;
+    b_harness.finish().await;
 }

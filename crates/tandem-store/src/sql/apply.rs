@@ -19,7 +19,7 @@ pub(crate) fn stored_value(value: f64) -> (f64, i64) {
     }
 }
 
-const RUN_NAME_TAG: &str = "mlflow.runName";
+use tandem_core::model::RUN_NAME_TAG;
 
 pub(crate) async fn apply(
     tx: &mut Transaction<'_, Any>,
@@ -47,7 +47,7 @@ pub(crate) async fn apply(
         }
         Change::WorkspaceUpdated { description, time } => {
             sqlx::query(
-                "UPDATE workspaces SET description = $1, last_update_time = $2 WHERE workspace_id = $3",
+                "UPDATE workspaces SET description = $1, last_update_time = CASE WHEN last_update_time > $2 THEN last_update_time ELSE $2 END WHERE workspace_id = $3",
             )
             .bind(description)
             .bind(time)
@@ -57,7 +57,7 @@ pub(crate) async fn apply(
         }
         Change::WorkspaceDeleted { time } => {
             sqlx::query(
-                "UPDATE workspaces SET lifecycle_stage = 'deleted', deletion_time = $1, last_update_time = $1 WHERE workspace_id = $2",
+                "UPDATE workspaces SET lifecycle_stage = 'deleted', deletion_time = $1, last_update_time = CASE WHEN last_update_time > $1 THEN last_update_time ELSE $1 END WHERE workspace_id = $2",
             )
             .bind(time)
             .bind(workspace_id)
@@ -66,7 +66,7 @@ pub(crate) async fn apply(
         }
         Change::WorkspaceRestored { time } => {
             sqlx::query(
-                "UPDATE workspaces SET lifecycle_stage = 'active', deletion_time = NULL, last_update_time = $1 WHERE workspace_id = $2",
+                "UPDATE workspaces SET lifecycle_stage = 'active', deletion_time = NULL, last_update_time = CASE WHEN last_update_time > $1 THEN last_update_time ELSE $1 END WHERE workspace_id = $2",
             )
             .bind(time)
             .bind(workspace_id)
@@ -110,7 +110,7 @@ pub(crate) async fn apply(
             name,
             time,
         } => {
-            sqlx::query("UPDATE experiments SET name = $1, last_update_time = $2 WHERE workspace_id = $3 AND experiment_id = $4")
+            sqlx::query("UPDATE experiments SET name = $1, last_update_time = CASE WHEN last_update_time > $2 THEN last_update_time ELSE $2 END WHERE workspace_id = $3 AND experiment_id = $4")
                 .bind(name)
                 .bind(time)
                 .bind(workspace_id)
@@ -120,7 +120,7 @@ pub(crate) async fn apply(
         }
         Change::ExperimentDeleted { experiment_id, time } => {
             sqlx::query(
-                "UPDATE experiments SET lifecycle_stage = 'deleted', last_update_time = $1 WHERE workspace_id = $2 AND experiment_id = $3",
+                "UPDATE experiments SET lifecycle_stage = 'deleted', last_update_time = CASE WHEN last_update_time > $1 THEN last_update_time ELSE $1 END WHERE workspace_id = $2 AND experiment_id = $3",
             )
             .bind(time)
             .bind(workspace_id)
@@ -139,7 +139,7 @@ pub(crate) async fn apply(
         }
         Change::ExperimentRestored { experiment_id, time } => {
             sqlx::query(
-                "UPDATE experiments SET lifecycle_stage = 'active', last_update_time = $1 WHERE workspace_id = $2 AND experiment_id = $3",
+                "UPDATE experiments SET lifecycle_stage = 'active', last_update_time = CASE WHEN last_update_time > $1 THEN last_update_time ELSE $1 END WHERE workspace_id = $2 AND experiment_id = $3",
             )
             .bind(time)
             .bind(workspace_id)
@@ -240,7 +240,10 @@ pub(crate) async fn apply(
             insert_metrics(tx, run_id, metrics).await?;
             for param in params {
                 sqlx::query(
-                    "INSERT INTO run_params (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    // Validation refuses a changed value from a client; a value can
+                    // only change here when merging a concurrent write from
+                    // another region that won.
+                    "INSERT INTO run_params (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
                 )
                 .bind(run_id)
                 .bind(&param.key)
@@ -348,7 +351,7 @@ pub(crate) async fn apply(
             status_message,
             time,
         } => {
-            sqlx::query("UPDATE logged_models SET status = $1, status_message = $2, last_updated_time = $3 WHERE model_id = $4")
+            sqlx::query("UPDATE logged_models SET status = $1, status_message = $2, last_updated_time = CASE WHEN last_updated_time > $3 THEN last_updated_time ELSE $3 END WHERE model_id = $4")
                 .bind(status.as_str())
                 .bind(status_message.clone())
                 .bind(time)
@@ -381,7 +384,7 @@ pub(crate) async fn apply(
             touch_logged_model(tx, model_id, *time).await?;
         }
         Change::LoggedModelDeleted { model_id, time } => {
-            sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_time = $1 WHERE model_id = $2")
+            sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_time = CASE WHEN last_updated_time > $1 THEN last_updated_time ELSE $1 END WHERE model_id = $2")
                 .bind(time)
                 .bind(model_id)
                 .execute(conn)
@@ -434,7 +437,7 @@ pub(crate) async fn apply(
             description,
             time,
         } => {
-            sqlx::query("UPDATE registered_models SET description = $1, last_updated_time = $2 WHERE workspace_id = $3 AND name = $4")
+            sqlx::query("UPDATE registered_models SET description = $1, last_updated_time = CASE WHEN last_updated_time > $2 THEN last_updated_time ELSE $2 END WHERE workspace_id = $3 AND name = $4")
                 .bind(description)
                 .bind(time)
                 .bind(workspace_id)
@@ -529,7 +532,7 @@ pub(crate) async fn apply(
             .execute(&mut *conn)
             .await?;
             sqlx::query(
-                "UPDATE registered_models SET next_version = CASE WHEN next_version > $1 THEN next_version ELSE $1 END, last_updated_time = $2 \
+                "UPDATE registered_models SET next_version = CASE WHEN next_version > $1 THEN next_version ELSE $1 END, last_updated_time = CASE WHEN last_updated_time > $2 THEN last_updated_time ELSE $2 END \
                  WHERE workspace_id = $3 AND name = $4",
             )
             .bind(number + 1)
@@ -549,7 +552,7 @@ pub(crate) async fn apply(
             time,
         } => {
             sqlx::query(
-                "UPDATE model_versions SET description = $1, last_updated_time = $2 WHERE workspace_id = $3 AND name = $4 AND version = $5",
+                "UPDATE model_versions SET description = $1, last_updated_time = CASE WHEN last_updated_time > $2 THEN last_updated_time ELSE $2 END WHERE workspace_id = $3 AND name = $4 AND version = $5",
             )
             .bind(description)
             .bind(time)
@@ -570,7 +573,7 @@ pub(crate) async fn apply(
                 .chain(archived_versions.iter().map(|archived| (archived, "Archived")));
             for (target, target_stage) in targets {
                 sqlx::query(
-                    "UPDATE model_versions SET current_stage = $1, last_updated_time = $2 WHERE workspace_id = $3 AND name = $4 AND version = $5",
+                    "UPDATE model_versions SET current_stage = $1, last_updated_time = CASE WHEN last_updated_time > $2 THEN last_updated_time ELSE $2 END WHERE workspace_id = $3 AND name = $4 AND version = $5",
                 )
                 .bind(target_stage)
                 .bind(time)
@@ -822,7 +825,7 @@ async fn upsert_logged_model_param(
 }
 
 async fn touch_logged_model(tx: &mut Transaction<'_, Any>, model_id: &str, time: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE logged_models SET last_updated_time = $1 WHERE model_id = $2")
+    sqlx::query("UPDATE logged_models SET last_updated_time = CASE WHEN last_updated_time > $1 THEN last_updated_time ELSE $1 END WHERE model_id = $2")
         .bind(time)
         .bind(model_id)
         .execute(&mut **tx)
@@ -876,7 +879,7 @@ async fn touch_registered_model(
     name: &str,
     time: i64,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE registered_models SET last_updated_time = $1 WHERE workspace_id = $2 AND name = $3")
+    sqlx::query("UPDATE registered_models SET last_updated_time = CASE WHEN last_updated_time > $1 THEN last_updated_time ELSE $1 END WHERE workspace_id = $2 AND name = $3")
         .bind(time)
         .bind(workspace_id)
         .bind(name)

@@ -25,6 +25,11 @@ const SQLITE: &[Migration] = &[
         description: "replication positions",
         sql: include_str!("../../migrations/sqlite/0002_replication.sql"),
     },
+    Migration {
+        version: 3,
+        description: "multi-writer merge registers and conflicts",
+        sql: include_str!("../../migrations/sqlite/0003_merge.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -38,10 +43,15 @@ const POSTGRES: &[Migration] = &[
         description: "replication positions",
         sql: include_str!("../../migrations/postgres/0002_replication.sql"),
     },
+    Migration {
+        version: 3,
+        description: "multi-writer merge registers and conflicts",
+        sql: include_str!("../../migrations/postgres/0003_merge.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

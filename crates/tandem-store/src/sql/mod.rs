@@ -5,6 +5,7 @@
 mod apply;
 mod dump;
 mod load;
+mod merge;
 mod migrate;
 mod ops;
 mod replication;
@@ -237,6 +238,10 @@ impl SqlStore {
         let class = change.asset_class();
         let policy = self.policy.read().expect("policy lock poisoned").clone();
         policy.check_write(class)?;
+        let seen = match class {
+            Some(class) if policy.multi_writer(class) => Some(self.seen_context(write).await?),
+            _ => None,
+        };
         let hlc = self.hlc.now(write.now);
         let row = sqlx::query(
             "UPDATE region_state SET journal_head = journal_head + 1, hlc = $1 WHERE id = 1 RETURNING journal_head, epoch",
@@ -256,11 +261,47 @@ impl SqlStore {
             format: FORMAT_VERSION,
             recorded_at: write.now,
             change,
+            seen,
         };
         insert_journal(&mut write.tx, &record).await?;
-        apply::apply(&mut write.tx, &record.workspace_id, &record.change).await?;
+        merge::apply_record(&mut write.tx, &record).await?;
         write.appended.push((seq, class));
         Ok(seq)
+    }
+
+    /// What this region has applied of every other origin: the causal
+    /// context of a local change to a multi-writer class.
+    async fn seen_context(
+        &self,
+        write: &mut WriteTx<'_>,
+    ) -> StoreResult<std::collections::BTreeMap<String, i64>> {
+        let rows =
+            sqlx::query("SELECT origin_region, origin_seq FROM origin_progress WHERE origin_region <> $1")
+                .bind(&self.region)
+                .fetch_all(&mut *write.tx)
+                .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("origin_region")?, row.try_get("origin_seq")?)))
+            .collect()
+    }
+
+    pub(crate) fn multi_writer(&self, class: AssetClass) -> bool {
+        self.policy
+            .read()
+            .expect("policy lock poisoned")
+            .multi_writer(class)
+    }
+
+    /// A new identifier for local allocation: the smallest number of this region's stripe at least `floor`, or `floor`
+    /// itself while the class has a single writer.
+    pub(crate) fn allocate_id(&self, class: AssetClass, floor: i64) -> i64 {
+        let policy = self.policy.read().expect("policy lock poisoned").clone();
+        match policy.id_stripe() {
+            // Offset by one so that numbering starts at 1 in the first
+            // region: 1, 3, 5, … there and 2, 4, 6, … in the second.
+            Some(stripe) if policy.multi_writer(class) => stripe.next_at_least(floor - 1) + 1,
+            _ => floor,
+        }
     }
 
     /// Commits a write; a failure here leaves the outcome unknown. Once
@@ -298,8 +339,8 @@ impl SqlStore {
 
 pub(crate) async fn insert_journal(tx: &mut Transaction<'_, Any>, record: &JournalRecord) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload, asset_class) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload, asset_class, seen) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(record.seq)
     .bind(&record.workspace_id)
@@ -312,6 +353,12 @@ pub(crate) async fn insert_journal(tx: &mut Transaction<'_, Any>, record: &Journ
     .bind(record.recorded_at)
     .bind(JournalRecord::encode_change(&record.change))
     .bind(record.change.asset_class().map(|class| class.as_str()).unwrap_or(""))
+    .bind(
+        record
+            .seen
+            .as_ref()
+            .map(|seen| serde_json::to_string(seen).expect("maps encode")),
+    )
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use tandem_core::journal::{Change, JournalRecord};
+use tandem_core::journal::{AssetClass, Change, JournalRecord};
 use tandem_core::model::*;
 use tandem_core::search::{self, Page};
 use tandem_core::validation as rules;
@@ -14,7 +14,7 @@ use crate::error::{StoreError, StoreResult};
 use crate::*;
 
 const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
-const RUN_NAME_TAG: &str = "mlflow.runName";
+use tandem_core::model::RUN_NAME_TAG;
 
 fn not_found(message: String) -> StoreError {
     StoreError::Domain(Error::not_found(message))
@@ -214,7 +214,7 @@ impl MetadataStore for SqlStore {
         let rows = match workspace_id {
             Some(workspace_id) => {
                 sqlx::query(
-                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload FROM journal \
+                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen FROM journal \
                      WHERE seq > $1 AND workspace_id = $2 ORDER BY seq LIMIT $3",
                 )
                 .bind(after)
@@ -225,7 +225,7 @@ impl MetadataStore for SqlStore {
             }
             None => {
                 sqlx::query(
-                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload FROM journal \
+                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen FROM journal \
                      WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
                 .bind(after)
@@ -248,6 +248,11 @@ impl MetadataStore for SqlStore {
                     format,
                     recorded_at: row.try_get("recorded_at")?,
                     change: JournalRecord::decode_change(format, &payload).map_err(StoreError::Corrupt)?,
+                    seen: row
+                        .try_get::<Option<String>, _>("seen")?
+                        .map(|seen| serde_json::from_str(&seen))
+                        .transpose()
+                        .map_err(|error| StoreError::Corrupt(format!("journal record context: {error}")))?,
                 })
             })
             .collect()
@@ -287,6 +292,24 @@ impl MetadataStore for SqlStore {
 
     async fn unreplicated_since(&self, after: i64) -> StoreResult<Vec<UnreplicatedClass>> {
         self.unreplicated_after(after).await
+    }
+
+    async fn knows_change(&self, origin_region: &str, origin_seq: i64) -> StoreResult<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM journal WHERE origin_region = $1 AND origin_seq = $2")
+                .bind(origin_region)
+                .bind(origin_seq)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+
+    async fn list_conflicts(
+        &self,
+        workspace_id: Option<&str>,
+        limit: i64,
+    ) -> StoreResult<Vec<tandem_core::merge::Conflict>> {
+        super::merge::list_conflicts(&self.pool, workspace_id, limit).await
     }
 
     fn set_policy(&self, policy: std::sync::Arc<dyn RegionPolicy>) {
@@ -422,7 +445,7 @@ impl MetadataStore for SqlStore {
                 .bind(&ws.workspace_id)
                 .fetch_one(&self.pool)
                 .await?;
-        let experiment_id = next.max(1).to_string();
+        let experiment_id = self.allocate_id(AssetClass::Tracking, next.max(1)).to_string();
         let change =
             Self::experiment_created_change(experiment_id.clone(), name, artifact_location, tags, write.now);
         self.record(&mut write, change).await?;
@@ -1116,6 +1139,14 @@ impl MetadataStore for SqlStore {
             return Err(StoreError::Domain(rules::missing_value("new_name")));
         }
         rules::validate_model_name(new_name)?;
+        if self.multi_writer(AssetClass::Registry) {
+            // Everything else in the registry hangs on the model's name; a
+            // rename racing a write in another region could not be merged
+            // without losing one of them.
+            return Err(StoreError::Domain(Error::invalid(format!(
+                "cannot rename registered model '{name}': the registry is hot-hot in this deployment, and renames cannot be merged with concurrent writes in other regions; create '{new_name}' and register its versions there instead"
+            ))));
+        }
         self.registered_model_exists(ws, name).await?;
         if name != new_name && self.registered_model_exists(ws, new_name).await.is_ok() {
             return Err(StoreError::Domain(Error::already_exists(format!(
@@ -1385,7 +1416,7 @@ impl MetadataStore for SqlStore {
         .bind(&request.name)
         .fetch_one(&self.pool)
         .await?;
-        let version = next.to_string();
+        let version = self.allocate_id(AssetClass::Registry, next.max(1)).to_string();
         let time = write.now;
         let logged_model_tag = if model_id.is_empty() {
             None

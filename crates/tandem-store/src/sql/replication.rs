@@ -4,7 +4,7 @@
 use sqlx::Row;
 use tandem_core::journal::JournalRecord;
 
-use super::{apply, insert_journal, SqlStore, WriteTx};
+use super::{insert_journal, merge, SqlStore, WriteTx};
 use crate::error::StoreResult;
 
 impl SqlStore {
@@ -27,7 +27,15 @@ impl SqlStore {
             ..record.clone()
         };
         insert_journal(&mut write.tx, &local).await?;
-        apply::apply(&mut write.tx, &local.workspace_id, &local.change).await?;
+        sqlx::query(
+            "INSERT INTO origin_progress (origin_region, origin_seq) VALUES ($1, $2) \
+             ON CONFLICT (origin_region) DO UPDATE SET origin_seq = CASE WHEN origin_progress.origin_seq > excluded.origin_seq THEN origin_progress.origin_seq ELSE excluded.origin_seq END",
+        )
+        .bind(&local.origin_region)
+        .bind(local.origin_seq)
+        .execute(&mut *write.tx)
+        .await?;
+        merge::apply_record(&mut write.tx, &local).await?;
         write.appended.push((seq, local.change.asset_class()));
         Ok(seq)
     }
@@ -88,9 +96,10 @@ impl SqlStore {
     pub(super) async fn unreplicated_after(&self, after: i64) -> StoreResult<Vec<crate::UnreplicatedClass>> {
         let rows = sqlx::query(
             "SELECT asset_class, MIN(recorded_at) AS oldest, COUNT(*) AS records, CAST(SUM(LENGTH(payload)) AS BIGINT) AS bytes \
-             FROM journal WHERE seq > $1 GROUP BY asset_class",
+             FROM journal WHERE seq > $1 AND origin_region = $2 GROUP BY asset_class",
         )
         .bind(after)
+        .bind(&self.region)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()

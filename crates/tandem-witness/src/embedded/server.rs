@@ -1,0 +1,276 @@
+//! [`EmbeddedWitnessServer`]: the state machine behind a mutex, persisted before any change
+//! is answered, served over HTTP with axum.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::persist;
+use super::state::{GrantContext, Holder, WitnessState};
+use super::wire::{
+    CampaignRequest, CampaignResponse, ErrorBody, LeaderResponse, LeaseRequest, SeizeRequest, WireLeaderInfo,
+    WireLeadership, CAMPAIGN_PATH, LEADER_PATH, RENEW_PATH, RESIGN_PATH, SEIZE_PATH,
+};
+use crate::error::{Result, WitnessError};
+use crate::leadership::{check_region, to_unix_ms};
+use crate::timings::check_ttl;
+
+/// The embedded witness: one process on one host holding the leader lease of a deployment.
+/// Its state lives in memory and in `<data dir>/witness-state.json`; run one server per
+/// data directory.
+#[derive(Clone)]
+pub struct EmbeddedWitnessServer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    data_dir: PathBuf,
+    /// One mutex serialises every operation, persistence included: the witness handles a
+    /// few requests per second per region, and serial order is what makes a campaign
+    /// atomic.
+    state: Mutex<WitnessState>,
+}
+
+impl EmbeddedWitnessServer {
+    /// Opens (creating if needed) the witness's data directory and restores its state. A
+    /// holder found there gets a full TTL from now, since the time spent down is unknown.
+    pub async fn open(data_dir: PathBuf) -> Result<Self> {
+        let directory = data_dir.clone();
+        let persisted = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&directory).map_err(|error| {
+                WitnessError::Unavailable(format!("cannot create {}: {error}", directory.display()))
+            })?;
+            persist::load(&directory)
+        })
+        .await
+        .map_err(|error| WitnessError::Unavailable(format!("state loading task failed: {error}")))??;
+        let state = match persisted {
+            Some(persisted) => WitnessState::restore(persisted, Instant::now())?,
+            None => WitnessState::empty(),
+        };
+        tracing::info!(
+            data_dir = %data_dir.display(),
+            revision = state.revision,
+            leader = state.holder.as_ref().map(|holder| holder.region.as_str()),
+            "embedded witness state restored"
+        );
+        Ok(EmbeddedWitnessServer {
+            shared: Arc::new(Shared {
+                data_dir,
+                state: Mutex::new(state),
+            }),
+        })
+    }
+
+    /// The witness's HTTP routes (see the `wire` module for the protocol).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(CAMPAIGN_PATH, post(campaign))
+            .route(RENEW_PATH, post(renew))
+            .route(RESIGN_PATH, post(resign))
+            .route(SEIZE_PATH, post(seize))
+            .route(LEADER_PATH, get(leader))
+            .with_state(self.shared.clone())
+    }
+
+    /// Serves the witness on `listener` until `shutdown` resolves, then finishes the
+    /// requests in flight.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<()> {
+        let address = listener
+            .local_addr()
+            .map_err(|error| WitnessError::Unavailable(format!("listener has no address: {error}")))?;
+        tracing::info!(%address, "embedded witness listening");
+        // Responses are one small JSON body; without TCP_NODELAY they can wait for the
+        // client's delayed ACK.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(|error| WitnessError::Unavailable(format!("embedded witness server failed: {error}")))?;
+        tracing::info!(%address, "embedded witness stopped");
+        Ok(())
+    }
+}
+
+/// Runs the embedded witness with its state in `data_dir` on `listener` until `shutdown`
+/// resolves: what a `tandem witness` command calls.
+pub async fn serve_embedded(
+    listener: TcpListener,
+    data_dir: PathBuf,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    EmbeddedWitnessServer::open(data_dir)
+        .await?
+        .serve(listener, shutdown)
+        .await
+}
+
+impl Shared {
+    /// Applies `operation` to a copy of the state and makes the copy current, after
+    /// writing it to disk if its persisted form changed. A failed write leaves the old
+    /// state in place and answers `Unavailable`, so nothing is granted that is not on disk.
+    async fn apply<T>(&self, operation: impl FnOnce(&mut WitnessState) -> Result<T>) -> Result<T> {
+        let mut current = self.state.lock().await;
+        let mut next = current.clone();
+        // An operation that fails may still have expired a lease; that is kept too.
+        let outcome = operation(&mut next);
+        let persisted = next.persisted();
+        if persisted != current.persisted() {
+            let data_dir = self.data_dir.clone();
+            tokio::task::spawn_blocking(move || persist::store(&data_dir, &persisted))
+                .await
+                .map_err(|error| {
+                    WitnessError::Unavailable(format!("state writing task failed: {error}"))
+                })??;
+        }
+        *current = next;
+        outcome
+    }
+}
+
+fn grant_context() -> GrantContext {
+    // Lease ids are random so that a leadership cannot be renewed by guessing its id from
+    // its epoch; zero is avoided because etcd uses it for "no lease".
+    let lease_id = (rand::random::<i64>() & i64::MAX).max(1);
+    GrantContext {
+        now: Instant::now(),
+        wall_clock_ms: to_unix_ms(SystemTime::now()),
+        lease_id,
+    }
+}
+
+fn wire_leadership(holder: &Holder) -> WireLeadership {
+    WireLeadership {
+        region: holder.region.clone(),
+        epoch: holder.epoch,
+        lease_id: holder.lease_id,
+        ttl_seconds: holder.ttl.as_secs(),
+        acquired_at_ms: holder.acquired_at_ms,
+    }
+}
+
+fn checked_ttl(ttl_seconds: u64) -> Result<Duration> {
+    let ttl = Duration::from_secs(ttl_seconds);
+    check_ttl(ttl)?;
+    Ok(ttl)
+}
+
+/// A [`WitnessError`] as an HTTP response.
+struct ApiError(WitnessError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match self.0 {
+            WitnessError::LeaseLost | WitnessError::Conflict(_) => StatusCode::CONFLICT,
+            WitnessError::Invalid(_) => StatusCode::BAD_REQUEST,
+            WitnessError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        (status, Json(ErrorBody::from(&self.0))).into_response()
+    }
+}
+
+impl From<WitnessError> for ApiError {
+    fn from(error: WitnessError) -> Self {
+        ApiError(error)
+    }
+}
+
+type ApiResult<T> = std::result::Result<Json<T>, ApiError>;
+
+async fn campaign(
+    State(shared): State<Arc<Shared>>,
+    Json(request): Json<CampaignRequest>,
+) -> ApiResult<CampaignResponse> {
+    check_region(&request.region)?;
+    let ttl = checked_ttl(request.ttl_seconds)?;
+    let context = grant_context();
+    let granted = shared
+        .apply(|state| Ok(state.campaign(&request.region, ttl, context)))
+        .await?;
+    if let Some(holder) = &granted {
+        tracing::info!(region = %holder.region, epoch = holder.epoch, "granted leadership");
+    }
+    Ok(Json(CampaignResponse {
+        leadership: granted.as_ref().map(wire_leadership),
+    }))
+}
+
+async fn seize(
+    State(shared): State<Arc<Shared>>,
+    Json(request): Json<SeizeRequest>,
+) -> ApiResult<WireLeadership> {
+    check_region(&request.region)?;
+    let ttl = checked_ttl(request.ttl_seconds)?;
+    let context = grant_context();
+    let holder = shared
+        .apply(|state| state.seize(&request.region, ttl, request.expected_epoch, context))
+        .await?;
+    tracing::warn!(
+        region = %holder.region,
+        epoch = holder.epoch,
+        expected_epoch = ?request.expected_epoch,
+        "leadership seized"
+    );
+    Ok(Json(wire_leadership(&holder)))
+}
+
+async fn renew(
+    State(shared): State<Arc<Shared>>,
+    Json(request): Json<LeaseRequest>,
+) -> ApiResult<serde_json::Value> {
+    let now = Instant::now();
+    shared
+        .apply(|state| state.renew(request.epoch, request.lease_id, now))
+        .await?;
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn resign(
+    State(shared): State<Arc<Shared>>,
+    Json(request): Json<LeaseRequest>,
+) -> ApiResult<serde_json::Value> {
+    let now = Instant::now();
+    shared
+        .apply(|state| {
+            state.resign(request.epoch, request.lease_id, now);
+            Ok(())
+        })
+        .await?;
+    tracing::info!(epoch = request.epoch, "leadership resigned");
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn leader(State(shared): State<Arc<Shared>>) -> ApiResult<LeaderResponse> {
+    let now = Instant::now();
+    let leader = shared
+        .apply(|state| {
+            Ok(state.leader(now).map(|holder| WireLeaderInfo {
+                region: holder.region.clone(),
+                epoch: holder.epoch,
+                acquired_at_ms: holder.acquired_at_ms,
+                ttl_remaining_ms: Some(
+                    u64::try_from(holder.expires_at.saturating_duration_since(now).as_millis())
+                        .unwrap_or(u64::MAX),
+                ),
+            }))
+        })
+        .await?;
+    Ok(Json(LeaderResponse { leader }))
+}

@@ -1,0 +1,179 @@
+"""Hot-hot classes with real processes: every region accepts writes, the
+regions are partitioned while both write the same things through the official
+mlflow client, and after the link heals every region holds the same state and
+lists the same conflicts."""
+
+import json
+import subprocess
+import time
+
+import mlflow
+import pytest
+import requests
+
+from cluster import make_cluster
+from conftest import _tandem_bin
+from support import unique
+
+HOT_HOT = """
+[classes.tracking]
+level = "hot-hot"
+
+[classes.registry]
+level = "hot-hot"
+"""
+
+
+def MlflowClient(url: str) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=url, registry_uri=url)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    made = make_cluster(_tandem_bin(), tmp_path, regions=2, classes=HOT_HOT, proxy_all=True)
+    yield made
+    made.close()
+
+
+def wait_for(condition, what: str, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+            if last:
+                return last
+        except Exception as problem:  # a region mid-merge may not have an object yet
+            last = problem
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}: {last!r}")
+
+
+def conflicts(url: str) -> list[dict]:
+    response = requests.get(f"{url}/api/tandem/v1/conflicts", timeout=5)
+    assert response.status_code == 200, response.text
+    return response.json()["conflicts"]
+
+
+def snapshot(client: mlflow.MlflowClient, experiment_ids: list[str], run_id: str, model: str) -> dict:
+    """What a user sees of the objects the test wrote, in a comparable form."""
+    run = client.get_run(run_id)
+    return {
+        "experiments": sorted(
+            (e.experiment_id, e.name, e.lifecycle_stage) for e in (client.get_experiment(i) for i in experiment_ids)
+        ),
+        "tags": {k: v for k, v in run.data.tags.items() if not k.startswith("mlflow.")},
+        "params": run.data.params,
+        "metrics": sorted((m.step, m.value) for m in client.get_metric_history(run_id, "loss")),
+        "versions": sorted(int(v.version) for v in client.search_model_versions(f"name='{model}'")),
+        "description": client.get_registered_model(model).description,
+    }
+
+
+def test_concurrent_writes_in_two_regions_converge_with_conflicts_listed(cluster):
+    east, west = cluster.regions
+    a, b = MlflowClient(east.url), MlflowClient(west.url)
+    experiment_id = a.create_experiment(unique("shared"))
+    run_id = a.create_run(experiment_id).info.run_id
+    a.set_tag(run_id, "doomed", "x")
+    model = unique("model")
+    a.create_registered_model(model)
+    assert a.create_model_version(model, "s3://bucket/m").version == "1"
+    wait_for(lambda: b.get_run(run_id).data.tags.get("doomed") == "x", "the run to reach westus")
+    wait_for(lambda: b.get_registered_model(model), "the model to reach westus")
+
+    # Partition: each region keeps accepting writes, of the same objects.
+    cluster.cut_all()
+    a.set_tag(run_id, "k", "from-east")
+    b.set_tag(run_id, "k", "from-west")
+    a.log_param(run_id, "p", "east")
+    b.log_param(run_id, "p", "west")
+    a.delete_tag(run_id, "doomed")
+    b.set_tag(run_id, "doomed", "revived")
+    a.log_metric(run_id, "loss", 0.5, step=1)
+    b.log_metric(run_id, "loss", 0.7, step=2)
+    name = unique("dup")
+    exp_east = a.create_experiment(name)
+    exp_west = b.create_experiment(name)
+    assert exp_east != exp_west, "experiment ids come from each region's own stripe"
+    v_east = a.create_model_version(model, "s3://bucket/east").version
+    v_west = b.create_model_version(model, "s3://bucket/west").version
+    assert v_east != v_west, "model version numbers come from each region's own stripe"
+    assert {int(v_east) % 2, int(v_west) % 2} == {0, 1}
+    a.update_registered_model(model, "described in east")
+    b.update_registered_model(model, "described in west")
+    # Before the link heals, each region sees only its own writes.
+    assert b.get_run(run_id).data.tags["k"] == "from-west"
+    assert a.get_run(run_id).data.tags["k"] == "from-east"
+
+    cluster.heal_all()
+    ids = [experiment_id, exp_east, exp_west]
+
+    def converged():
+        left, right = snapshot(a, ids, run_id, model), snapshot(b, ids, run_id, model)
+        return left if left == right and len(left["versions"]) == 3 and len(left["metrics"]) == 2 else None
+
+    state = wait_for(converged, "both regions to hold the same state")
+    assert state["tags"]["k"] in ("from-east", "from-west")
+    assert "doomed" not in state["tags"], "a delete wins over a concurrent write"
+    assert state["params"]["p"] in ("east", "west")
+    assert state["metrics"] == [(1, 0.5), (2, 0.7)], "metrics from both regions are kept"
+    assert state["versions"] == sorted([1, int(v_east), int(v_west)])
+    assert state["description"] in ("described in east", "described in west")
+    names = sorted(n for _, n, _ in state["experiments"] if n.startswith(name))
+    assert names.count(name) == 1, names
+    assert any(n.startswith(f"{name} (conflict ") for n in names), names
+
+    # Every region lists the same conflicts, each with both versions.
+    def same_conflicts():
+        east_list, west_list = conflicts(east.url), conflicts(west.url)
+        east_ids = sorted(c["id"] for c in east_list)
+        return east_list if east_ids and east_ids == sorted(c["id"] for c in west_list) else None
+
+    listed = wait_for(same_conflicts, "both regions to list the same conflicts")
+    registers = {c["register"]: c for c in listed}
+    for expected in (f"run/{run_id}/tag/k", f"run/{run_id}/param/p", f"run/{run_id}/tag/doomed",
+                     f"expname/{name}", f"rm/{model}/description"):
+        assert expected in registers, f"no conflict on {expected}: {sorted(registers)}"
+    doomed = registers[f"run/{run_id}/tag/doomed"]
+    assert doomed["resolution"] == "delete wins"
+    assert {doomed["winner"]["origin_region"], doomed["loser"]["origin_region"]} == {"eastus", "westus"}
+    assert doomed["winner"]["change"]["type"] == "run_tag_deleted"
+    assert doomed["loser"]["change"]["type"] == "run_data_logged"
+    tag_conflict = registers[f"run/{run_id}/tag/k"]
+    winner_value = tag_conflict["winner"]["change"]["tags"][0]["value"]
+    assert winner_value == state["tags"]["k"], "the listed winner is the value both regions hold"
+
+    # The CLI shows the same list.
+    output = subprocess.run(
+        [_tandem_bin(), "conflicts", "--url", west.url, "--json"], capture_output=True, text=True, timeout=30
+    )
+    assert output.returncode == 0, output.stderr
+    assert sorted(c["id"] for c in json.loads(output.stdout)) == sorted(c["id"] for c in listed)
+    text = subprocess.run([_tandem_bin(), "conflicts", "--url", east.url], capture_output=True, text=True, timeout=30)
+    assert text.returncode == 0 and "delete wins" in text.stdout, text.stdout
+
+
+def test_every_region_serves_writes_and_status_shows_the_mesh(cluster):
+    east, west = cluster.regions
+    b = MlflowClient(west.url)
+    experiment_id = b.create_experiment(unique("written-in-west"))
+    run_id = b.create_run(experiment_id).info.run_id
+    b.log_metric(run_id, "m", 1.0)
+    a = MlflowClient(east.url)
+    wait_for(lambda: a.get_run(run_id).data.metrics == {"m": 1.0}, "westus's run to reach eastus")
+    status = requests.get(f"{east.url}/api/tandem/v1/regions", timeout=5).json()
+    this = next(r for r in status["regions"] if r["name"] == "eastus")
+    assert [f["source"] for f in this["following"]] == ["westus"], this
+    levels = {c["class"]: c["level"] for c in status["classes"]}
+    assert levels["tracking"] == "hot-hot" and levels["registry"] == "hot-hot"
+    # Workspaces are still managed by the primary alone.
+    refused = requests.post(f"{west.url}/api/tandem/v1/workspaces", json={"name": unique("ws")}, timeout=5)
+    assert refused.status_code == 403 and "primary" in refused.json()["message"], refused.text
+    # Renaming a registered model cannot be merged and is refused clearly.
+    model = unique("model")
+    b.create_registered_model(model)
+    response = requests.post(
+        f"{west.url}/api/2.0/mlflow/registered-models/rename", json={"name": model, "new_name": model + "-2"}, timeout=5
+    )
+    assert response.status_code == 400 and "hot-hot" in response.json()["message"], response.text
