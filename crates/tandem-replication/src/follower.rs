@@ -103,6 +103,12 @@ async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
     let mut stream = response.bytes_stream();
     let mut pending: Vec<u8> = Vec::new();
     let mut applied_position = position;
+    // Acknowledgements go out from their own task, carrying the latest
+    // position: waiting for each one before reading on would cap the apply
+    // rate at one batch per round trip to the source.
+    let (applied_tx, applied_rx) = tokio::sync::watch::channel(position);
+    let acker = tokio::spawn(acknowledge_continuously(region.clone(), url.clone(), applied_rx));
+    let _acker = AbortOnDrop(acker);
     loop {
         let chunk = match tokio::time::timeout(SILENCE_LIMIT, stream.next()).await {
             Err(_) => return Err(format!("no data from {url} for {}s", SILENCE_LIMIT.as_secs())),
@@ -137,12 +143,33 @@ async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
             }
         }
         if advanced {
-            acknowledge(region, &url, applied_position).await;
+            applied_tx.send_replace(applied_position);
         }
     }
 }
 
-/// Tells the primary how far this region has durably applied. Failures are
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Sends the latest applied position whenever it moves, one request at a
+/// time; positions that move while a request is in flight are coalesced.
+async fn acknowledge_continuously(
+    region: Arc<Region>,
+    url: String,
+    mut applied: tokio::sync::watch::Receiver<i64>,
+) {
+    while applied.changed().await.is_ok() {
+        let position = *applied.borrow_and_update();
+        acknowledge(&region, &url, position).await;
+    }
+}
+
+/// Tells the source how far this region has durably applied. Failures are
 /// harmless: the next acknowledgement, or the next stream request, carries
 /// the position again.
 async fn acknowledge(region: &Region, url: &str, applied: i64) {

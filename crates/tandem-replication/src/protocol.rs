@@ -2,7 +2,8 @@
 //!
 //! - `GET /api/tandem/v1/replication/journal?after=N&region=R`: the journal
 //!   after N as NDJSON lines `{"record": …}`, kept open, with a
-//!   `{"heartbeat": {"head": H}}` line every second when idle;
+//!   `{"heartbeat": {"head": H}}` line after every batch of records and every
+//!   second when idle;
 //! - `GET /api/tandem/v1/replication/artifacts/{workspace_id}/{path}?sha256=D`:
 //!   an artifact's bytes by workspace id (409 if the content is no longer D,
 //!   410 if it is gone);
@@ -136,6 +137,12 @@ async fn journal(
                     serde_json::to_writer(&mut chunk, &json!({ "record": record })).expect("records encode");
                     chunk.push(b'\n');
                 }
+                // The head as of now, so the follower knows how far behind it
+                // is even while records keep coming (not only when idle).
+                let current = (*head.borrow()).max(next);
+                serde_json::to_writer(&mut chunk, &json!({ "heartbeat": { "head": current } }))
+                    .expect("heartbeats encode");
+                chunk.push(b'\n');
                 return Some((Ok(bytes::Bytes::from(chunk)), (guard, head, next)));
             }
             let region = guard.region.clone();

@@ -29,3 +29,9 @@ CREATE TABLE conflicts (
     detected_at INTEGER NOT NULL
 );
 CREATE INDEX conflicts_by_workspace ON conflicts (workspace_id, detected_at);
+-- The journal head and clock follow every appended record within the same
+-- statement (writers are serialized in-process and take the next sequence
+-- number from memory), saving each write a round trip to the database.
+CREATE TRIGGER journal_advances_head AFTER INSERT ON journal BEGIN
+    UPDATE region_state SET journal_head = NEW.seq, hlc = CASE WHEN hlc > NEW.hlc THEN hlc ELSE NEW.hlc END WHERE id = 1;
+END;

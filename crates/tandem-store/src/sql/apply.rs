@@ -695,9 +695,35 @@ async fn upsert_run_tag(tx: &mut Transaction<'_, Any>, run_id: &str, tag: &Tag) 
     Ok(())
 }
 
-/// Rows per multi-row INSERT: well under both engines' bind-parameter limits
-/// (9 binds a row).
-const METRIC_ROWS_PER_STATEMENT: usize = 100;
+/// Rows per multi-row INSERT: a whole 1000-metric batch in one statement
+/// (every statement is a round trip to the database's connection thread),
+/// well under both engines' bind-parameter limits (9 binds a row; SQLite
+/// allows 32766, PostgreSQL 65535).
+const METRIC_ROWS_PER_STATEMENT: usize = 1000;
+
+/// A `VALUES` list of `rows` tuples of `columns` placeholders: anonymous `?`
+/// on SQLite (see `insert_metrics`), numbered `$n` elsewhere.
+fn values_list(rows: usize, columns: usize, anonymous: bool) -> String {
+    let mut sql = String::with_capacity(rows * columns * 4);
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for column in 0..columns {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            if anonymous {
+                sql.push('?');
+            } else {
+                sql.push_str(&format!("${}", row * columns + column + 1));
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
 
 async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[Metric]) -> StoreResult<()> {
     // SQLite gets anonymous `?` placeholders: sqlx resolves a numbered
@@ -709,24 +735,7 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
         let mut sql = String::from(
             "INSERT INTO metrics (run_id, key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
         );
-        for index in 0..chunk.len() {
-            if index > 0 {
-                sql.push(',');
-            }
-            if anonymous {
-                sql.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?)");
-            } else {
-                let base = index * 9;
-                sql.push('(');
-                for column in 1..=9 {
-                    if column > 1 {
-                        sql.push_str(", ");
-                    }
-                    sql.push_str(&format!("${}", base + column));
-                }
-                sql.push(')');
-            }
-        }
+        sql.push_str(&values_list(chunk.len(), 9, anonymous));
         sql.push_str(" ON CONFLICT DO NOTHING");
         let mut query = sqlx::query(&sql);
         for metric in chunk {
@@ -759,23 +768,29 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
             None => latest.push(metric),
         }
     }
-    for metric in latest {
-        let (value, is_nan) = stored_value(metric.value);
-        sqlx::query(
-            "INSERT INTO latest_metrics (run_id, key, timestamp, step, value, is_nan) VALUES ($1, $2, $3, $4, $5, $6) \
+    // One statement for every key (each key appears once, as PostgreSQL's
+    // multi-row upsert requires).
+    for chunk in latest.chunks(METRIC_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO latest_metrics (run_id, key, timestamp, step, value, is_nan) VALUES {} \
              ON CONFLICT (run_id, key) DO UPDATE SET timestamp = excluded.timestamp, step = excluded.step, value = excluded.value, is_nan = excluded.is_nan \
              WHERE excluded.step > latest_metrics.step \
                 OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
                 OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND excluded.value > latest_metrics.value)",
-        )
-        .bind(run_id)
-        .bind(&metric.key)
-        .bind(metric.timestamp)
-        .bind(metric.step)
-        .bind(value)
-        .bind(is_nan)
-        .execute(&mut **tx)
-        .await?;
+            values_list(chunk.len(), 6, anonymous)
+        );
+        let mut query = sqlx::query(&sql);
+        for metric in chunk {
+            let (value, is_nan) = stored_value(metric.value);
+            query = query
+                .bind(run_id)
+                .bind(&metric.key)
+                .bind(metric.timestamp)
+                .bind(metric.step)
+                .bind(value)
+                .bind(is_nan);
+        }
+        query.execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -97,17 +97,48 @@ pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     Ok(())
 }
 
-/// Splits a migration file into statements. The files hold plain DDL with no
-/// semicolons inside literals, so splitting on `;` is exact.
+/// Splits a migration file into statements: comment lines are dropped, a
+/// statement ends with a line ending in `;`, except inside a trigger body
+/// (from a line ending in `BEGIN` to a line `END;`). The files hold plain DDL
+/// with no semicolons inside literals, so this is exact.
 fn split_statements(sql: &str) -> Vec<String> {
-    sql.split(';')
-        .map(|statement| {
-            statement
-                .lines()
-                .filter(|line| !line.trim_start().starts_with("--"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .filter(|statement| !statement.trim().is_empty())
-        .collect()
+    let mut statements = Vec::new();
+    let mut current = String::new();
+    let mut in_block = false;
+    for line in sql.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("--") || trimmed.is_empty() {
+            continue;
+        }
+        current.push_str(line);
+        current.push('\n');
+        let upper = trimmed.to_ascii_uppercase();
+        if upper.ends_with("BEGIN") {
+            in_block = true;
+        } else if in_block && upper == "END;" {
+            in_block = false;
+        }
+        if !in_block && trimmed.ends_with(';') {
+            statements.push(current.trim().trim_end_matches(';').to_string());
+            current.clear();
+        }
+    }
+    if !current.trim().is_empty() {
+        statements.push(current.trim().to_string());
+    }
+    statements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_statements;
+
+    #[test]
+    fn statements_split_on_semicolons_but_not_inside_triggers_or_comments() {
+        let sql = "-- a comment; with a semicolon\nCREATE TABLE a (x INTEGER);\nCREATE TRIGGER t AFTER INSERT ON a BEGIN\n  UPDATE b SET y = NEW.x;\nEND;\nCREATE INDEX i ON a (x);\n";
+        let statements = split_statements(sql);
+        assert_eq!(statements.len(), 3, "{statements:?}");
+        assert!(statements[1].starts_with("CREATE TRIGGER") && statements[1].ends_with("END"));
+        assert_eq!(statements[2], "CREATE INDEX i ON a (x)");
+    }
 }

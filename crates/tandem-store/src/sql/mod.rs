@@ -77,6 +77,8 @@ pub struct SqlStore {
     hlc: HybridClock,
     /// The committed journal head, for followers of the journal to wait on.
     head: Arc<watch::Sender<i64>>,
+    /// This region's epoch as stored in `region_state`.
+    epoch: std::sync::atomic::AtomicI64,
     /// Decides whether this region may accept a local write of a class now
     /// (role, replication policy). Checked inside every write's transaction.
     policy: std::sync::RwLock<Arc<dyn RegionPolicy>>,
@@ -100,6 +102,10 @@ pub(crate) struct WriteTx<'a> {
     head: Arc<watch::Sender<i64>>,
     /// The records this write appended: (sequence, asset class).
     appended: Vec<(i64, Option<AssetClass>)>,
+    /// On SQLite, the sequence number the next record takes: writers are
+    /// serialized by `write_lock` and the committed head is known in memory,
+    /// and a trigger advances `region_state` as records are inserted.
+    next_seq: Option<i64>,
 }
 
 impl SqlStore {
@@ -179,9 +185,11 @@ impl SqlStore {
             }
         };
         let bootstrap = options.bootstrap_default_workspace;
-        let current_head: i64 = sqlx::query_scalar("SELECT journal_head FROM region_state WHERE id = 1")
+        let state = sqlx::query("SELECT journal_head, epoch FROM region_state WHERE id = 1")
             .fetch_one(&pool)
             .await?;
+        let current_head: i64 = state.try_get("journal_head")?;
+        let epoch: i64 = state.try_get("epoch")?;
         let store = SqlStore {
             pool,
             backend,
@@ -190,6 +198,7 @@ impl SqlStore {
             clock,
             hlc: HybridClock::new(hlc_floor),
             head: Arc::new(watch::channel(current_head).0),
+            epoch: std::sync::atomic::AtomicI64::new(epoch),
             policy: std::sync::RwLock::new(Arc::new(Standalone)),
         };
         if bootstrap {
@@ -229,6 +238,7 @@ impl SqlStore {
                 now: self.now(),
                 head: self.head.clone(),
                 appended: Vec::new(),
+                next_seq: (self.backend == Backend::Sqlite).then(|| *self.head.borrow() + 1),
             },
         ))
     }
@@ -243,14 +253,7 @@ impl SqlStore {
             _ => None,
         };
         let hlc = self.hlc.now(write.now);
-        let row = sqlx::query(
-            "UPDATE region_state SET journal_head = journal_head + 1, hlc = $1 WHERE id = 1 RETURNING journal_head, epoch",
-        )
-        .bind(hlc as i64)
-        .fetch_one(&mut *write.tx)
-        .await?;
-        let seq: i64 = row.try_get("journal_head")?;
-        let epoch: i64 = row.try_get("epoch")?;
+        let (seq, epoch) = self.next_position(write, hlc).await?;
         let record = JournalRecord {
             seq,
             workspace_id: write.workspace_id.clone(),
@@ -267,6 +270,22 @@ impl SqlStore {
         merge::apply_record(&mut write.tx, &record).await?;
         write.appended.push((seq, class));
         Ok(seq)
+    }
+
+    /// The sequence number and epoch of the next record of `write`.
+    pub(crate) async fn next_position(&self, write: &mut WriteTx<'_>, hlc: u64) -> StoreResult<(i64, i64)> {
+        if let Some(next) = write.next_seq.as_mut() {
+            let seq = *next;
+            *next += 1;
+            return Ok((seq, self.epoch.load(std::sync::atomic::Ordering::Acquire)));
+        }
+        let row = sqlx::query(
+            "UPDATE region_state SET journal_head = journal_head + 1, hlc = CASE WHEN hlc > $1 THEN hlc ELSE $1 END WHERE id = 1 RETURNING journal_head, epoch",
+        )
+        .bind(hlc as i64)
+        .fetch_one(&mut *write.tx)
+        .await?;
+        Ok((row.try_get("journal_head")?, row.try_get("epoch")?))
     }
 
     /// What this region has applied of every other origin: the causal

@@ -16,12 +16,7 @@ impl SqlStore {
         record: &JournalRecord,
     ) -> StoreResult<i64> {
         self.hlc.observe(record.hlc);
-        let seq: i64 = sqlx::query_scalar(
-            "UPDATE region_state SET journal_head = journal_head + 1, hlc = CASE WHEN hlc > $1 THEN hlc ELSE $1 END WHERE id = 1 RETURNING journal_head",
-        )
-        .bind(record.hlc as i64)
-        .fetch_one(&mut *write.tx)
-        .await?;
+        let (seq, _) = self.next_position(write, record.hlc).await?;
         let local = JournalRecord {
             seq,
             ..record.clone()
