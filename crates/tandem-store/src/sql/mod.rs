@@ -77,6 +77,9 @@ pub struct SqlStore {
     hlc: HybridClock,
     /// The committed journal head, for followers of the journal to wait on.
     head: Arc<watch::Sender<i64>>,
+    /// Active workspaces by name (SQLite only: one process owns the file, so
+    /// every change to workspaces passes through this store).
+    pub(crate) workspace_names: Arc<WorkspaceNames>,
     /// This region's epoch as stored in `region_state`.
     epoch: std::sync::atomic::AtomicI64,
     /// Decides whether this region may accept a local write of a class now
@@ -106,6 +109,35 @@ pub(crate) struct WriteTx<'a> {
     /// serialized by `write_lock` and the committed head is known in memory,
     /// and a trigger advances `region_state` as records are inserted.
     next_seq: Option<i64>,
+    workspace_names: Arc<WorkspaceNames>,
+}
+
+/// A cache of workspace name resolution, emptied whenever a workspace
+/// lifecycle change commits. The generation guards against a lookup that
+/// raced such a commit putting a stale entry back.
+#[derive(Default)]
+pub(crate) struct WorkspaceNames {
+    state: std::sync::RwLock<(u64, std::collections::HashMap<String, String>)>,
+}
+
+impl WorkspaceNames {
+    pub(crate) fn get(&self, name: &str) -> (u64, Option<String>) {
+        let state = self.state.read().expect("workspace cache poisoned");
+        (state.0, state.1.get(name).cloned())
+    }
+
+    pub(crate) fn insert(&self, generation: u64, name: &str, workspace_id: &str) {
+        let mut state = self.state.write().expect("workspace cache poisoned");
+        if state.0 == generation {
+            state.1.insert(name.to_string(), workspace_id.to_string());
+        }
+    }
+
+    fn invalidate(&self) {
+        let mut state = self.state.write().expect("workspace cache poisoned");
+        state.0 += 1;
+        state.1.clear();
+    }
 }
 
 impl SqlStore {
@@ -199,6 +231,7 @@ impl SqlStore {
             hlc: HybridClock::new(hlc_floor),
             head: Arc::new(watch::channel(current_head).0),
             epoch: std::sync::atomic::AtomicI64::new(epoch),
+            workspace_names: Arc::new(WorkspaceNames::default()),
             policy: std::sync::RwLock::new(Arc::new(Standalone)),
         };
         if bootstrap {
@@ -239,6 +272,7 @@ impl SqlStore {
                 head: self.head.clone(),
                 appended: Vec::new(),
                 next_seq: (self.backend == Backend::Sqlite).then(|| *self.head.borrow() + 1),
+                workspace_names: self.workspace_names.clone(),
             },
         ))
     }
@@ -328,9 +362,16 @@ impl SqlStore {
     /// appended records are reported to the request's [`written`] scope.
     pub(crate) async fn commit(write: WriteTx<'_>) -> StoreResult<()> {
         let WriteTx {
-            tx, head, appended, ..
+            tx,
+            head,
+            appended,
+            workspace_names,
+            ..
         } = write;
         tx.commit().await.map_err(StoreError::commit)?;
+        if appended.iter().any(|(_, class)| class.is_none()) {
+            workspace_names.invalidate();
+        }
         if let Some((last, _)) = appended.last() {
             head.send_if_modified(|current| {
                 let advanced = *last > *current;

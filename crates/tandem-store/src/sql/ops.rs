@@ -399,12 +399,23 @@ impl MetadataStore for SqlStore {
     }
 
     async fn resolve_workspace(&self, name: &str) -> StoreResult<WorkspaceRef> {
+        let cached = self.backend == Backend::Sqlite;
+        let (generation, hit) = self.workspace_names.get(name);
+        if let (true, Some(workspace_id)) = (cached, hit) {
+            return Ok(WorkspaceRef {
+                workspace_id,
+                name: name.to_string(),
+            });
+        }
         let workspace_id: Option<String> = sqlx::query_scalar(
             "SELECT workspace_id FROM workspaces WHERE name = $1 AND lifecycle_stage = 'active'",
         )
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
+        if let (true, Some(workspace_id)) = (cached, &workspace_id) {
+            self.workspace_names.insert(generation, name, workspace_id);
+        }
         match workspace_id {
             Some(workspace_id) => Ok(WorkspaceRef {
                 workspace_id,
