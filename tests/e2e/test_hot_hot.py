@@ -28,9 +28,9 @@ def MlflowClient(url: str) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(tracking_uri=url, registry_uri=url)
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    made = make_cluster(_tandem_bin(), tmp_path, regions=2, classes=HOT_HOT, proxy_all=True)
+@pytest.fixture(params=[2, 3], ids=["two-regions", "three-regions"])
+def cluster(tmp_path, request):
+    made = make_cluster(_tandem_bin(), tmp_path, regions=request.param, classes=HOT_HOT, proxy_all=True)
     yield made
     made.close()
 
@@ -70,17 +70,19 @@ def snapshot(client: mlflow.MlflowClient, experiment_ids: list[str], run_id: str
     }
 
 
-def test_concurrent_writes_in_two_regions_converge_with_conflicts_listed(cluster):
-    east, west = cluster.regions
-    a, b = MlflowClient(east.url), MlflowClient(west.url)
+def test_concurrent_writes_converge_in_every_region_with_conflicts_listed(cluster):
+    east, west = cluster.regions[:2]
+    clients = [MlflowClient(region.url) for region in cluster.regions]
+    a, b = clients[:2]
     experiment_id = a.create_experiment(unique("shared"))
     run_id = a.create_run(experiment_id).info.run_id
     a.set_tag(run_id, "doomed", "x")
     model = unique("model")
     a.create_registered_model(model)
     assert a.create_model_version(model, "s3://bucket/m").version == "1"
-    wait_for(lambda: b.get_run(run_id).data.tags.get("doomed") == "x", "the run to reach westus")
-    wait_for(lambda: b.get_registered_model(model), "the model to reach westus")
+    for other in clients[1:]:
+        wait_for(lambda: other.get_run(run_id).data.tags.get("doomed") == "x", "the run to reach every region")
+        wait_for(lambda: other.get_registered_model(model), "the model to reach every region")
 
     # Partition: each region keeps accepting writes, of the same objects.
     cluster.cut_all()
@@ -99,7 +101,8 @@ def test_concurrent_writes_in_two_regions_converge_with_conflicts_listed(cluster
     v_east = a.create_model_version(model, "s3://bucket/east").version
     v_west = b.create_model_version(model, "s3://bucket/west").version
     assert v_east != v_west, "model version numbers come from each region's own stripe"
-    assert {int(v_east) % 2, int(v_west) % 2} == {0, 1}
+    stride = len(cluster.regions)
+    assert (int(v_east) - 1) % stride == 0 and (int(v_west) - 1) % stride == 1, (v_east, v_west)
     a.update_registered_model(model, "described in east")
     b.update_registered_model(model, "described in west")
     # Before the link heals, each region sees only its own writes.
@@ -110,10 +113,11 @@ def test_concurrent_writes_in_two_regions_converge_with_conflicts_listed(cluster
     ids = [experiment_id, exp_east, exp_west]
 
     def converged():
-        left, right = snapshot(a, ids, run_id, model), snapshot(b, ids, run_id, model)
-        return left if left == right and len(left["versions"]) == 3 and len(left["metrics"]) == 2 else None
+        first, *others = [snapshot(client, ids, run_id, model) for client in clients]
+        complete = len(first["versions"]) == 3 and len(first["metrics"]) == 2
+        return first if complete and all(other == first for other in others) else None
 
-    state = wait_for(converged, "both regions to hold the same state")
+    state = wait_for(converged, "every region to hold the same state")
     assert state["tags"]["k"] in ("from-east", "from-west")
     assert "doomed" not in state["tags"], "a delete wins over a concurrent write"
     assert state["params"]["p"] in ("east", "west")
@@ -126,11 +130,11 @@ def test_concurrent_writes_in_two_regions_converge_with_conflicts_listed(cluster
 
     # Every region lists the same conflicts, each with both versions.
     def same_conflicts():
-        east_list, west_list = conflicts(east.url), conflicts(west.url)
-        east_ids = sorted(c["id"] for c in east_list)
-        return east_list if east_ids and east_ids == sorted(c["id"] for c in west_list) else None
+        first, *others = [conflicts(region.url) for region in cluster.regions]
+        ids = sorted(c["id"] for c in first)
+        return first if ids and all(sorted(c["id"] for c in other) == ids for other in others) else None
 
-    listed = wait_for(same_conflicts, "both regions to list the same conflicts")
+    listed = wait_for(same_conflicts, "every region to list the same conflicts")
     registers = {c["register"]: c for c in listed}
     for expected in (f"run/{run_id}/tag/k", f"run/{run_id}/param/p", f"run/{run_id}/tag/doomed",
                      f"expname/{name}", f"rm/{model}/description"):
@@ -155,7 +159,7 @@ def test_concurrent_writes_in_two_regions_converge_with_conflicts_listed(cluster
 
 
 def test_every_region_serves_writes_and_status_shows_the_mesh(cluster):
-    east, west = cluster.regions
+    east, west = cluster.regions[:2]
     b = MlflowClient(west.url)
     experiment_id = b.create_experiment(unique("written-in-west"))
     run_id = b.create_run(experiment_id).info.run_id
@@ -164,7 +168,7 @@ def test_every_region_serves_writes_and_status_shows_the_mesh(cluster):
     wait_for(lambda: a.get_run(run_id).data.metrics == {"m": 1.0}, "westus's run to reach eastus")
     status = requests.get(f"{east.url}/api/tandem/v1/regions", timeout=5).json()
     this = next(r for r in status["regions"] if r["name"] == "eastus")
-    assert [f["source"] for f in this["following"]] == ["westus"], this
+    assert sorted(f["source"] for f in this["following"]) == sorted(r.name for r in cluster.regions[1:]), this
     levels = {c["class"]: c["level"] for c in status["classes"]}
     assert levels["tracking"] == "hot-hot" and levels["registry"] == "hot-hot"
     # Workspaces are still managed by the primary alone.
