@@ -170,6 +170,10 @@ impl SqlStore {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(options.max_connections.max(1))
+            // No ping before every checkout: it is a round trip per query
+            // (to SQLite's connection thread, or to PostgreSQL), and a
+            // broken connection fails its query with an error anyway.
+            .test_before_acquire(false)
             .after_connect(move |connection, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
