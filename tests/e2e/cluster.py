@@ -260,3 +260,79 @@ def make_cluster(binary: str, root: Path, regions: int = 2, classes: str = "", s
         cluster.close()
         raise
     return cluster
+
+
+@dataclass
+class Gateway:
+    """A `tandem gateway` process in front of a deployment's regions."""
+
+    process: subprocess.Popen
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def status(self) -> dict:
+        return requests.get(f"{self.url}/gateway/status", timeout=5).json()
+
+    def wait_for_primary(self, primary: str | None, timeout: float = 20.0) -> dict:
+        """Until the gateway names `primary` as the primary (None: no primary)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = self.status()
+            if (status["primary"] or {}).get("region") == primary:
+                return status
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the gateway never saw primary {primary!r}: {json.dumps(status, indent=1)}")
+            time.sleep(0.05)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def stop(self) -> int:
+        """SIGTERM, then the exit code (it must stop gracefully within 10s)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+                raise AssertionError(f"the gateway did not shut down within 10s:\n{self.log_tail()}")
+        return self.process.returncode
+
+
+def start_gateway(binary: str, deployment: Path, log: Path, failover_wait: str = "15s",
+                  env: dict | None = None) -> Gateway:
+    """Starts `tandem gateway` for `deployment` on a free port and waits until
+    it answers and knows a primary."""
+    port = free_port()
+    handle = open(log, "ab")
+    try:
+        process = subprocess.Popen(
+            [binary, "gateway", "--deployment", str(deployment), "--listen", f"127.0.0.1:{port}",
+             "--poll-interval", "200ms", "--failover-wait", failover_wait],
+            stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+        )
+    finally:
+        handle.close()
+    gateway = Gateway(process=process, port=port, log=log)
+    deadline = time.monotonic() + 20
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError(f"the gateway exited at start-up:\n{gateway.log_tail()}")
+        try:
+            if requests.get(f"{gateway.url}/health", timeout=1).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            gateway.stop()
+            raise RuntimeError(f"the gateway did not start:\n{gateway.log_tail()}")
+        time.sleep(0.05)
+    return gateway

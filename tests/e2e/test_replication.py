@@ -287,8 +287,8 @@ def test_tandem_up_runs_a_deployment_and_stops_it_cleanly(tmp_path):
             assert time.monotonic() < deadline, "up.json never appeared"
             time.sleep(0.1)
         up = json.loads(up_file.read_text())
-        assert [part["kind"] for part in up["parts"]] == ["region", "region"]
-        assert up["tracking_uri"] == up["parts"][0]["url"]
+        assert [part["kind"] for part in up["parts"]] == ["region", "region", "gateway"]
+        assert up["tracking_uri"] == up["parts"][2]["url"]
         client = MlflowClient(up["tracking_uri"])
         experiment_id = client.create_experiment(unique("up"))
         replica = MlflowClient(up["parts"][1]["url"])
@@ -306,6 +306,18 @@ def test_tandem_up_runs_a_deployment_and_stops_it_cleanly(tmp_path):
             assert not os.path.exists(f"/proc/{part['pid']}") or "zombie" in open(f"/proc/{part['pid']}/status").read().lower()
         assert not up_file.exists()
     finally:
+        # Stop `tandem up` the way a user does, so it stops its parts; if it
+        # cannot, stop the parts it started by their pids, then it.
         if process.poll() is None:
-            process.kill()
-            process.wait()
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if (directory / "up.json").exists():
+            for part in json.loads((directory / "up.json").read_text())["parts"]:
+                try:
+                    os.kill(part["pid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass

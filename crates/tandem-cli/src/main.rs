@@ -1,10 +1,12 @@
 //! The `tandem` command. Thin by design: it parses arguments and calls the
-//! libraries — `tandem-server` to run a region, `tandem-client` (the HTTP API
-//! users call) for everything else.
+//! libraries — `tandem-server` to run a region, `tandem-gateway` to run the
+//! deployment's global endpoint, `tandem-client` (the HTTP API users call)
+//! for everything else.
 //!
 //! Exit codes: 0 success; 1 failure; 2 usage error; 3 not found; 4 already
 //! exists or conflicting state; 5 server unreachable.
 
+mod gateway;
 mod up;
 
 use std::path::PathBuf;
@@ -37,8 +39,11 @@ enum Command {
     Workspace(WorkspaceCommand),
     /// Print the journal as newline-delimited JSON.
     Journal(JournalArgs),
-    /// Start a whole deployment on this host (regions as separate processes).
+    /// Start a whole deployment on this host (regions and gateway as separate processes).
     Up(up::UpArgs),
+    /// Run the deployment's global endpoint: proxies every request to the
+    /// primary region (reads to any healthy region where the class allows).
+    Gateway(gateway::GatewayArgs),
     /// Show the deployment: each region's role, epoch, position, lag and RPO.
     Status(ClientArgs),
     /// List conflicts between concurrent writes in hot-hot classes, with both
@@ -185,6 +190,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => run_server(args).await,
         Command::Workspace(command) => run_workspace(command).await,
         Command::Up(args) => up::run(args, shutdown_signal()).await,
+        Command::Gateway(args) => gateway::run(args, shutdown_signal()).await,
         Command::Status(args) => {
             let status = TandemClient::new(&args.url)?.regions().await?;
             print_status(&status, args.json)

@@ -1,8 +1,10 @@
 //! `tandem up`: a whole deployment on this host. Each region is its own
 //! `tandem server` process with its own data directory and port, joined by a
-//! generated deployment file; `DIR/up.json` says where everything is. Ctrl-C
-//! (or SIGTERM) stops every part cleanly. Run again with the same directory,
-//! it restarts the same deployment on the same ports, with its data.
+//! generated deployment file, and a `tandem gateway` process in front of them
+//! is the tracking URI; `DIR/up.json` says where everything is. Ctrl-C (or
+//! SIGTERM) stops every part cleanly. Run again with the same directory, it
+//! restarts the same deployment on the same ports (the gateway's is kept in
+//! `DIR/gateway.listen`), with its data.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -79,18 +81,32 @@ fn ensure_deployment(dir: &Path, count: usize) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-async fn wait_healthy(url: &str, child: &mut Child) -> anyhow::Result<()> {
+/// The gateway's listen address: the one chosen the first time in this
+/// directory, so a restarted deployment keeps its tracking URI.
+fn gateway_listen(dir: &Path) -> anyhow::Result<String> {
+    let path = dir.join("gateway.listen");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if !text.trim().is_empty() {
+            return Ok(text.trim().to_string());
+        }
+    }
+    let listen = format!("127.0.0.1:{}", free_port()?);
+    std::fs::write(&path, format!("{listen}\n"))?;
+    Ok(listen)
+}
+
+async fn wait_healthy(name: &str, url: &str, child: &mut Child) -> anyhow::Result<()> {
     let http = reqwest_free_get();
     for _ in 0..200 {
         if let Some(status) = child.try_wait()? {
-            bail!("the region at {url} exited during start-up ({status})");
+            bail!("{name} at {url} exited during start-up ({status})");
         }
         if http(url).await {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    bail!("the region at {url} did not answer /health within 20s")
+    bail!("{name} at {url} did not answer /health within 20s")
 }
 
 /// A minimal health probe over a raw TCP connection (the CLI reaches servers
@@ -117,6 +133,15 @@ fn reqwest_free_get() -> impl Fn(&str) -> std::pin::Pin<Box<dyn std::future::Fut
     }
 }
 
+/// "region eastus", "gateway": a part as messages name it.
+fn label(kind: &str, name: &str) -> String {
+    if kind == name {
+        kind.to_string()
+    } else {
+        format!("{kind} {name}")
+    }
+}
+
 fn terminate(child: &Child) {
     if let Some(pid) = child.id() {
         // SAFETY: sending a signal to a child process we started.
@@ -132,7 +157,8 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
     let deployment_path = ensure_deployment(&dir, args.regions as usize)?;
     let deployment = tandem_deployment::Deployment::from_file(&deployment_path)?;
     let executable = std::env::current_exe().context("cannot find the tandem executable")?;
-    let mut children: Vec<(String, String, Child)> = Vec::new();
+    // (name, kind, url, process) of every part.
+    let mut children: Vec<(String, &'static str, String, Child)> = Vec::new();
     for region in deployment.regions() {
         let listen = region.url.trim_start_matches("http://").to_string();
         let log = std::fs::File::create(dir.join(format!("{}.log", region.name)))?;
@@ -152,26 +178,54 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start region {}", region.name))?;
-        children.push((region.name.clone(), region.url.clone(), child));
+        children.push((region.name.clone(), "region", region.url.clone(), child));
+    }
+    // The gateway last: it finds the primary among regions that answer.
+    let gateway_listen = gateway_listen(&dir)?;
+    let gateway_log = std::fs::File::create(dir.join("gateway.log"))?;
+    let gateway = Command::new(&executable)
+        .arg("gateway")
+        .arg("--deployment")
+        .arg(&deployment_path)
+        .arg("--listen")
+        .arg(&gateway_listen)
+        .stdin(Stdio::null())
+        .stdout(gateway_log.try_clone()?)
+        .stderr(gateway_log)
+        .kill_on_drop(true)
+        .spawn();
+    match gateway {
+        Ok(child) => children.push((
+            "gateway".to_string(),
+            "gateway",
+            format!("http://{gateway_listen}"),
+            child,
+        )),
+        Err(error) => {
+            for (_, _, _, other) in &children {
+                terminate(other);
+            }
+            bail!("cannot start the gateway: {error}");
+        }
     }
     for index in 0..children.len() {
-        let (name, url, child) = &mut children[index];
-        if let Err(error) = wait_healthy(url, child).await {
+        let (name, kind, url, child) = &mut children[index];
+        if let Err(error) = wait_healthy(&label(kind, name), url, child).await {
             let log = dir.join(format!("{name}.log"));
-            for (_, _, other) in &children {
+            for (_, _, _, other) in &children {
                 terminate(other);
             }
             bail!("{error:#}; see {}", log.display());
         }
     }
     let up = UpFile {
-        tracking_uri: deployment.bootstrap_primary().url.clone(),
+        tracking_uri: format!("http://{gateway_listen}"),
         deployment: deployment_path.display().to_string(),
         parts: children
             .iter()
-            .map(|(name, url, child)| Part {
+            .map(|(name, kind, url, child)| Part {
                 name: name.clone(),
-                kind: "region",
+                kind,
                 pid: child.id().unwrap_or(0),
                 url: url.clone(),
             })
@@ -183,8 +237,8 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
         println!("{}", serde_json::to_string_pretty(&up)?);
     } else {
         println!(
-            "Tandem is up: {} regions, primary {}",
-            up.parts.len(),
+            "Tandem is up: {} regions and a gateway, primary {}",
+            deployment.regions().len(),
             deployment.bootstrap_primary().name
         );
         for part in &up.parts {
@@ -207,9 +261,9 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
     {
         let watch_children = async {
             loop {
-                for (name, _, child) in children.iter_mut() {
+                for (name, kind, _, child) in children.iter_mut() {
                     if let Ok(Some(status)) = child.try_wait() {
-                        return (name.clone(), status);
+                        return (label(kind, name), status);
                     }
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -220,21 +274,21 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
             died = watch_children => exited = Some(died),
         }
     }
-    for (_, _, child) in &children {
+    for (_, _, _, child) in &children {
         terminate(child);
     }
-    for (name, _, child) in children.iter_mut() {
+    for (name, kind, _, child) in children.iter_mut() {
         match tokio::time::timeout(Duration::from_secs(10), child.wait()).await {
             Ok(_) => {}
             Err(_) => {
-                eprintln!("region {name} did not stop within 10s; killing it");
+                eprintln!("{} did not stop within 10s; killing it", label(kind, name));
                 let _ = child.kill().await;
             }
         }
     }
     let _ = std::fs::remove_file(&up_path);
     match exited {
-        Some((name, status)) => bail!("region {name} exited unexpectedly ({status}); stopped the deployment"),
+        Some((name, status)) => bail!("{name} exited unexpectedly ({status}); stopped the deployment"),
         None => {
             println!("Tandem stopped.");
             Ok(())

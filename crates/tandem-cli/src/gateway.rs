@@ -1,0 +1,47 @@
+//! `tandem gateway`: the deployment's global endpoint. Parses arguments and
+//! calls `tandem_gateway::serve`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use tandem_deployment::{parse_duration, Deployment};
+use tandem_gateway::GatewayConfig;
+
+#[derive(clap::Args)]
+pub struct GatewayArgs {
+    /// Deployment file: the regions to front and their continuity levels.
+    #[arg(long, env = "TANDEM_DEPLOYMENT")]
+    pub deployment: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "TANDEM_GATEWAY_LISTEN", default_value = "127.0.0.1:5080")]
+    pub listen: String,
+    /// How often to ask every region for its status (e.g. 500ms, 1s).
+    #[arg(long, default_value = "500ms", value_parser = duration)]
+    pub poll_interval: std::time::Duration,
+    /// How long a request may wait, retrying, for a region to serve it.
+    #[arg(long, env = "TANDEM_GATEWAY_FAILOVER_WAIT", default_value = "15s", value_parser = duration)]
+    pub failover_wait: std::time::Duration,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
+    pub log_format: String,
+}
+
+fn duration(value: &str) -> Result<std::time::Duration, String> {
+    parse_duration(value).map_err(|error| error.to_string())
+}
+
+pub async fn run(
+    args: GatewayArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    crate::init_logging(&args.log_format);
+    let deployment = Deployment::from_file(&args.deployment)?;
+    let mut config = GatewayConfig::new(deployment);
+    config.poll_interval = args.poll_interval;
+    config.failover_wait = args.failover_wait;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tandem_gateway::serve(config, listener, shutdown).await?;
+    Ok(())
+}

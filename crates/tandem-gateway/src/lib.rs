@@ -1,0 +1,231 @@
+//! The deployment's global endpoint (`tandem gateway`): one URL for the
+//! MLflow client and the Tandem API, whichever region is primary.
+//!
+//! The gateway knows the regions from the deployment file. A
+//! [`PrimaryTracker`] keeps its view of them current (today by polling every
+//! region's status, see [`tracker`]); every request is routed by method and
+//! path ([`route`]) to the primary, or for what any region may serve, to a
+//! healthy region when the primary does not answer, and forwarded with its
+//! body streamed both ways ([`proxy`]). Requests that cannot have changed
+//! anything are retried across a failover. The gateway answers `/health`
+//! and `/gateway/status` (what it knows of each region) itself.
+//!
+//! Architecture invariant: the gateway holds no workspace state and knows no
+//! store, journal or storage. It reaches regions only over their public HTTP
+//! API, so a region behind it behaves exactly as one reached directly, and
+//! it never buffers an artifact.
+//!
+//! API boundary: [`GatewayConfig`], [`serve`], [`Gateway`] (for tests that
+//! drive its router), [`LeaderSource`] (where the primary comes from).
+
+pub mod proxy;
+pub mod route;
+pub mod tracker;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::serve::ListenerExt;
+use axum::{Json, Router};
+use serde_json::json;
+use tandem_core::journal::AssetClass;
+use tandem_deployment::Deployment;
+use tokio::net::TcpListener;
+
+pub use proxy::{MAX_BUFFERED_BODY, REGION_HEADER};
+pub use tracker::{
+    DeploymentView, Leader, LeaderSource, Observation, PollingLeaderSource, PrimaryTracker, RegionReport,
+};
+
+/// How often the regions are asked for their status.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long one status request may take before its region counts as down.
+pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long opening a connection to a region may take.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a request waits, retrying, for a region to serve it.
+pub const DEFAULT_FAILOVER_WAIT: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot build the gateway's HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("gateway i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// The regions the gateway fronts and each class's continuity level,
+    /// which says which regions may serve a request.
+    pub deployment: Deployment,
+    /// Time between two observations of the regions: bounds how long the
+    /// gateway keeps sending requests to a primary that was replaced.
+    pub poll_interval: Duration,
+    /// Bound on one region's status request, so one stalled region does not
+    /// hold up the view of the others.
+    pub probe_timeout: Duration,
+    /// Bound on opening a connection to a region for a proxied request: past
+    /// it, the request certainly was not sent and may go elsewhere.
+    pub connect_timeout: Duration,
+    /// How long a request may wait, retrying, for a region to serve it: long
+    /// enough to ride out a failover, short enough that a client learns of
+    /// an outage.
+    pub failover_wait: Duration,
+}
+
+impl GatewayConfig {
+    /// The defaults for `deployment`.
+    pub fn new(deployment: Deployment) -> Self {
+        GatewayConfig {
+            deployment,
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            probe_timeout: DEFAULT_PROBE_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            failover_wait: DEFAULT_FAILOVER_WAIT,
+        }
+    }
+}
+
+/// A running gateway's state: its view of the deployment and its proxy.
+pub struct Gateway {
+    proxy: proxy::Proxy,
+}
+
+impl Gateway {
+    /// A gateway over `config`'s regions, polling their status.
+    pub fn new(config: &GatewayConfig) -> Result<Arc<Self>, GatewayError> {
+        let source = PollingLeaderSource::new(config.deployment.regions().to_vec(), config.probe_timeout)?;
+        Self::with_source(config, Box::new(source))
+    }
+
+    /// A gateway that learns the primary from `source`.
+    pub fn with_source(
+        config: &GatewayConfig,
+        source: Box<dyn LeaderSource>,
+    ) -> Result<Arc<Self>, GatewayError> {
+        let tracker = PrimaryTracker::new(source, config.poll_interval);
+        let proxy = proxy::Proxy::new(
+            config.deployment.clone(),
+            tracker,
+            config.connect_timeout,
+            config.failover_wait,
+        )?;
+        Ok(Arc::new(Gateway { proxy }))
+    }
+
+    pub fn tracker(&self) -> &Arc<PrimaryTracker> {
+        &self.proxy.tracker
+    }
+
+    /// `/health`, `/gateway/status`, and everything else proxied.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/health", get(|| async { "OK" }))
+            .route("/gateway/status", get(status))
+            .fallback(forward)
+            .with_state(self.clone())
+    }
+
+    /// What the gateway knows: the primary, each region's health and role,
+    /// and where each class's reads and writes go.
+    pub fn status(&self) -> serde_json::Value {
+        let view = self.tracker().view();
+        let deployment = &self.proxy.deployment;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|since| since.as_millis() as u64)
+            .unwrap_or(0);
+        let classes: Vec<_> = AssetClass::ALL
+            .into_iter()
+            .map(|class| {
+                let level = deployment.policy(class).level;
+                let route = |read| route::RequestRoute {
+                    class: Some(class),
+                    read,
+                    replicated: true,
+                };
+                json!({
+                    "class": class.as_str(),
+                    "level": level.as_str(),
+                    "reads": route::placement(route(true), deployment).describe(),
+                    "writes": route::placement(route(false), deployment).describe(),
+                })
+            })
+            .collect();
+        json!({
+            "deployment": deployment.name,
+            "source": self.tracker().source_name(),
+            "primary": view.primary(),
+            "observed_at_ms": view.observed_at_ms,
+            "observation_age_seconds": (view.observed_at_ms > 0)
+                .then(|| now_ms.saturating_sub(view.observed_at_ms) as f64 / 1000.0),
+            "regions": view.observation.regions,
+            "classes": classes,
+        })
+    }
+}
+
+async fn status(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {
+    Json(gateway.status())
+}
+
+async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
+    gateway.proxy.handle(request).await.into_response()
+}
+
+/// Serves the gateway on `listener` until `shutdown` resolves, then finishes
+/// the requests in flight.
+pub async fn serve(
+    config: GatewayConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let gateway = Gateway::new(&config)?;
+    serve_gateway(gateway, listener, shutdown).await
+}
+
+/// Serves an already built gateway (see [`Gateway::with_source`]).
+pub async fn serve_gateway(
+    gateway: Arc<Gateway>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let wait_for_stop = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let tracking = tokio::spawn(gateway.tracker().clone().run(wait_for_stop(stopped.clone())));
+    tracing::info!(
+        address = %listener.local_addr()?,
+        deployment = %gateway.proxy.deployment.name,
+        regions = %gateway.proxy.deployment.regions().iter().map(|r| format!("{}={}", r.name, r.url)).collect::<Vec<_>>().join(", "),
+        "tandem gateway listening"
+    );
+    // No Nagle delay, as in the server: headers and body go out in separate
+    // writes.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(
+        listener,
+        gateway
+            .router()
+            .into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(wait_for_stop(stopped))
+    .await?;
+    let _ = tracking.await;
+    tracing::info!("tandem gateway stopped");
+    Ok(())
+}
