@@ -242,11 +242,13 @@ async fn register(
             .fetch_optional(&mut **tx)
             .await?;
     version
-        .map(|version| {
-            serde_json::from_str(&version)
-                .map_err(|error| StoreError::Corrupt(format!("merge register {register}: {error}")))
-        })
+        .map(|version| decode_version(register, &version))
         .transpose()
+}
+
+fn decode_version(register: &str, text: &str) -> StoreResult<Version> {
+    serde_json::from_str(text)
+        .map_err(|error| StoreError::Corrupt(format!("merge register {register}: {error}")))
 }
 
 async fn set_register(
@@ -293,9 +295,7 @@ async fn registers_inside(
         .await?;
         for row in rows {
             let register: String = row.try_get("register")?;
-            let version: String = row.try_get("version")?;
-            let version: Version = serde_json::from_str(&version)
-                .map_err(|error| StoreError::Corrupt(format!("merge register {register}: {error}")))?;
+            let version = decode_version(&register, &row.try_get::<String, _>("version")?)?;
             if !version.deleted {
                 inside.push((register, version));
             }
