@@ -310,7 +310,25 @@ pub enum Change {
     ArtifactDeleted {
         path: String,
     },
+
+    /// A region became primary: the first record of every epoch, written
+    /// by the new primary (workspace id empty: it belongs to the
+    /// deployment). `fork` is, for every origin region, the highest
+    /// `origin_seq` of its changes the new primary had applied: the history
+    /// the new epoch continues. A change of an older epoch beyond the fork
+    /// of the epoch that followed it never reached the new primary; every
+    /// region that holds one voids it and keeps it in its divergence
+    /// quarantine.
+    EpochBegan {
+        epoch: i64,
+        primary: String,
+        fork: std::collections::BTreeMap<String, i64>,
+        time: Millis,
+    },
 }
+
+/// The workspace id of deployment-wide records ([`Change::EpochBegan`]).
+pub const DEPLOYMENT_RECORD: &str = "";
 
 /// The asset classes a deployment sets continuity levels for. Artifacts
 /// belong to the class of what owns them (today: runs and logged models,
@@ -358,7 +376,8 @@ impl Change {
             Change::WorkspaceCreated { .. }
             | Change::WorkspaceUpdated { .. }
             | Change::WorkspaceDeleted { .. }
-            | Change::WorkspaceRestored { .. } => None,
+            | Change::WorkspaceRestored { .. }
+            | Change::EpochBegan { .. } => None,
             Change::RegisteredModelCreated { .. }
             | Change::RegisteredModelRenamed { .. }
             | Change::RegisteredModelUpdated { .. }
@@ -421,6 +440,7 @@ impl Change {
             Change::ModelVersionTagDeleted { .. } => "model_version_tag_deleted",
             Change::ArtifactWritten { .. } => "artifact_written",
             Change::ArtifactDeleted { .. } => "artifact_deleted",
+            Change::EpochBegan { .. } => "epoch_began",
         }
     }
 }

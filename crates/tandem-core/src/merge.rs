@@ -95,7 +95,8 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         WorkspaceCreated { .. }
         | WorkspaceUpdated { .. }
         | WorkspaceDeleted { .. }
-        | WorkspaceRestored { .. } => Vec::new(),
+        | WorkspaceRestored { .. }
+        | EpochBegan { .. } => Vec::new(),
         ExperimentCreated {
             experiment_id, tags, ..
         } => {

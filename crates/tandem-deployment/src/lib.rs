@@ -90,6 +90,71 @@ impl Default for ClassPolicy {
     }
 }
 
+/// Where primary leadership is held (`[witness]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WitnessKind {
+    /// An etcd v3 cluster, reached through its HTTP/JSON gateway.
+    Etcd { endpoints: Vec<String> },
+    /// Tandem's embedded witness (`tandem witness`), for one host.
+    Embedded { url: String },
+}
+
+/// The witness and the lease timings of primary leadership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WitnessSpec {
+    pub kind: WitnessKind,
+    /// Lease lifetime without renewal.
+    pub ttl: Duration,
+    /// How often the primary renews, and how often other regions look.
+    pub renew_interval: Duration,
+    /// How long one request to the witness may take.
+    pub retry_timeout: Duration,
+}
+
+/// Default lease timings: a 6 s lease renewed every second with 2 s per
+/// attempt. Patroni's rule holds with a second of slack (1 + 2 × 2 = 5 ≤ 6),
+/// and a lost primary's lease lapses within 6 s, which keeps unplanned
+/// failover under 10 s.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(6);
+pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Whether a region takes over by itself when the primary is lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailoverMode {
+    /// When the primary's lease lapses and it stays unreachable for
+    /// `grace_period`, the most caught-up healthy secondary takes over.
+    Automatic,
+    /// Only `tandem failover` changes the primary.
+    Manual,
+}
+
+/// `[failover]`: when a secondary may take over by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FailoverPolicy {
+    pub mode: FailoverMode,
+    /// How long the primary must stay unreachable (and its lease lapsed)
+    /// before a secondary takes over. Azure SQL failover groups wait an hour
+    /// by default; Tandem's default is 5 s, so the lease's lapse decides.
+    pub grace_period: Duration,
+    /// The most journal records a secondary may lack of the lost primary's
+    /// journal (as last reported by it) and still take over automatically.
+    pub maximum_lag_on_failover: i64,
+}
+
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(5);
+pub const DEFAULT_MAXIMUM_LAG_ON_FAILOVER: i64 = 1000;
+
+impl Default for FailoverPolicy {
+    fn default() -> Self {
+        FailoverPolicy {
+            mode: FailoverMode::Automatic,
+            grace_period: DEFAULT_GRACE_PERIOD,
+            maximum_lag_on_failover: DEFAULT_MAXIMUM_LAG_ON_FAILOVER,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegionSpec {
     pub name: String,
@@ -108,6 +173,10 @@ pub struct Deployment {
     classes: BTreeMap<AssetClass, ClassPolicy>,
     /// Shared secret authenticating replication and gateway traffic.
     pub replication_secret: Option<String>,
+    /// Where leadership is held; without one the bootstrap primary stays
+    /// primary and only its operator can change that (by editing the file).
+    pub witness: Option<WitnessSpec>,
+    pub failover: FailoverPolicy,
 }
 
 #[derive(Deserialize)]
@@ -121,6 +190,28 @@ struct DeploymentFile {
     classes: BTreeMap<String, ClassFile>,
     replication_secret: Option<String>,
     replication_secret_file: Option<String>,
+    witness: Option<WitnessFile>,
+    failover: Option<FailoverFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WitnessFile {
+    kind: String,
+    #[serde(default)]
+    endpoints: Vec<String>,
+    url: Option<String>,
+    ttl: Option<String>,
+    renew_interval: Option<String>,
+    retry_timeout: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailoverFile {
+    mode: Option<String>,
+    grace_period: Option<String>,
+    maximum_lag_on_failover: Option<i64>,
 }
 
 fn default_name() -> String {
@@ -169,6 +260,114 @@ pub fn parse_duration(value: &str) -> Result<Duration> {
         return Err(invalid(format!("'{value}' is not a duration")));
     }
     Ok(Duration::from_secs_f64(seconds))
+}
+
+fn url_list(what: &str, urls: &[String]) -> Result<()> {
+    for url in urls {
+        url::Url::parse(url).map_err(|error| invalid(format!("{what}: url '{url}': {error}")))?;
+    }
+    Ok(())
+}
+
+fn parse_witness(file: WitnessFile) -> Result<WitnessSpec> {
+    let kind = match file.kind.as_str() {
+        "etcd" => {
+            if file.endpoints.is_empty() {
+                return Err(invalid(
+                    "witness kind 'etcd' needs endpoints = [\"http://host:2379\", …]",
+                ));
+            }
+            if file.url.is_some() {
+                return Err(invalid("witness kind 'etcd' takes endpoints, not url"));
+            }
+            url_list("witness endpoint", &file.endpoints)?;
+            WitnessKind::Etcd {
+                endpoints: file
+                    .endpoints
+                    .iter()
+                    .map(|url| url.trim_end_matches('/').to_string())
+                    .collect(),
+            }
+        }
+        "embedded" => {
+            let url = file
+                .url
+                .ok_or_else(|| invalid("witness kind 'embedded' needs url = \"http://host:port\""))?;
+            if !file.endpoints.is_empty() {
+                return Err(invalid("witness kind 'embedded' takes url, not endpoints"));
+            }
+            url_list("witness", std::slice::from_ref(&url))?;
+            WitnessKind::Embedded {
+                url: url.trim_end_matches('/').to_string(),
+            }
+        }
+        other => {
+            return Err(invalid(format!(
+                "unknown witness kind '{other}': use etcd or embedded"
+            )))
+        }
+    };
+    let duration = |value: Option<String>, default: Duration| {
+        value
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map(|d| d.unwrap_or(default))
+    };
+    let spec = WitnessSpec {
+        kind,
+        ttl: duration(file.ttl, DEFAULT_TTL)?,
+        renew_interval: duration(file.renew_interval, DEFAULT_RENEW_INTERVAL)?,
+        retry_timeout: duration(file.retry_timeout, DEFAULT_RETRY_TIMEOUT)?,
+    };
+    if spec.ttl.subsec_nanos() != 0 || spec.ttl < Duration::from_secs(2) {
+        return Err(invalid(format!(
+            "witness ttl {:?} must be a whole number of seconds, at least 2s (etcd's leases are)",
+            spec.ttl
+        )));
+    }
+    if spec.renew_interval.is_zero() || spec.retry_timeout.is_zero() {
+        return Err(invalid(
+            "witness renew_interval and retry_timeout must be above zero",
+        ));
+    }
+    // Patroni's rule: a primary that cannot renew learns it within the TTL,
+    // so it has stopped writing before anyone else can take the lease.
+    if spec.renew_interval + spec.retry_timeout * 2 > spec.ttl {
+        return Err(invalid(format!(
+            "witness timings break renew_interval + 2 × retry_timeout ≤ ttl: {:?} + 2 × {:?} > {:?}",
+            spec.renew_interval, spec.retry_timeout, spec.ttl
+        )));
+    }
+    Ok(spec)
+}
+
+fn parse_failover(file: Option<FailoverFile>) -> Result<FailoverPolicy> {
+    let mut policy = FailoverPolicy::default();
+    let Some(file) = file else { return Ok(policy) };
+    if let Some(mode) = file.mode {
+        policy.mode = match mode.as_str() {
+            "automatic" => FailoverMode::Automatic,
+            "manual" => FailoverMode::Manual,
+            other => {
+                return Err(invalid(format!(
+                    "unknown failover mode '{other}': use automatic or manual"
+                )))
+            }
+        };
+    }
+    if let Some(grace) = file.grace_period {
+        policy.grace_period = parse_duration(&grace)?;
+    }
+    if let Some(lag) = file.maximum_lag_on_failover {
+        if lag < 0 {
+            return Err(invalid(
+                "maximum_lag_on_failover must be 0 or more journal records",
+            ));
+        }
+        policy.maximum_lag_on_failover = lag;
+    }
+    Ok(policy)
 }
 
 impl Deployment {
@@ -299,12 +498,16 @@ impl Deployment {
             }
             (None, None) => None,
         };
+        let witness = file.witness.map(parse_witness).transpose()?;
+        let failover = parse_failover(file.failover)?;
         Ok(Deployment {
             name: file.name,
             regions,
             primary: file.primary,
             classes,
             replication_secret,
+            witness,
+            failover,
         })
     }
 
@@ -431,6 +634,62 @@ level = "hot-cold"
         ];
         for (text, expected) in cases {
             let error = parse(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "expected '{expected}' in: {error}");
+        }
+    }
+
+    #[test]
+    fn witness_and_failover_sections() {
+        let deployment = parse(EXAMPLE).unwrap();
+        assert_eq!(deployment.witness, None);
+        assert_eq!(deployment.failover, FailoverPolicy::default());
+
+        let text = format!(
+            "{EXAMPLE}\n[witness]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:2379/\"]\n\n[failover]\nmode = \"manual\"\ngrace_period = \"1h\"\nmaximum_lag_on_failover = 0\n"
+        );
+        let deployment = parse(&text).unwrap();
+        let witness = deployment.witness.unwrap();
+        assert_eq!(
+            witness.kind,
+            WitnessKind::Etcd {
+                endpoints: vec!["http://127.0.0.1:2379".into()]
+            }
+        );
+        assert_eq!(
+            (witness.ttl, witness.renew_interval, witness.retry_timeout),
+            (DEFAULT_TTL, DEFAULT_RENEW_INTERVAL, DEFAULT_RETRY_TIMEOUT)
+        );
+        assert_eq!(deployment.failover.mode, FailoverMode::Manual);
+        assert_eq!(deployment.failover.grace_period, Duration::from_secs(3600));
+        assert_eq!(deployment.failover.maximum_lag_on_failover, 0);
+
+        let embedded =
+            format!("{EXAMPLE}\n[witness]\nkind = \"embedded\"\nurl = \"http://127.0.0.1:7000\"\n");
+        assert_eq!(
+            parse(&embedded).unwrap().witness.unwrap().kind,
+            WitnessKind::Embedded {
+                url: "http://127.0.0.1:7000".into()
+            }
+        );
+
+        let cases = [
+            ("[witness]\nkind = \"zookeeper\"\n", "unknown witness kind"),
+            ("[witness]\nkind = \"etcd\"\n", "needs endpoints"),
+            ("[witness]\nkind = \"embedded\"\n", "needs url"),
+            (
+                "[witness]\nkind = \"etcd\"\nendpoints = [\"http://e:2379\"]\nttl = \"5s\"\nrenew_interval = \"2s\"\nretry_timeout = \"2s\"\n",
+                "renew_interval + 2 × retry_timeout",
+            ),
+            (
+                "[witness]\nkind = \"etcd\"\nendpoints = [\"http://e:2379\"]\nttl = \"2500ms\"\n",
+                "whole number of seconds",
+            ),
+            ("[failover]\nmode = \"sometimes\"\n", "unknown failover mode"),
+            ("[failover]\nmaximum_lag_on_failover = -1\n", "0 or more"),
+            ("[failover]\ngrace = \"1s\"\n", "grace"),
+        ];
+        for (section, expected) in cases {
+            let error = parse(&format!("{EXAMPLE}\n{section}")).unwrap_err().to_string();
             assert!(error.contains(expected), "expected '{expected}' in: {error}");
         }
     }

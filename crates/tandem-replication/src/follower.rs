@@ -16,7 +16,7 @@ use serde::Deserialize;
 use tandem_artifacts::ArtifactKey;
 use tandem_core::journal::{Change, JournalRecord};
 
-use crate::Region;
+use crate::{AbortOnDrop, Region};
 
 /// With no record or heartbeat for this long, the stream is presumed dead
 /// (the source sends a heartbeat every second).
@@ -148,14 +148,6 @@ async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Sends the latest applied position whenever it moves, one request at a
 /// time; positions that move while a request is in flight are coalesced.
 async fn acknowledge_continuously(
@@ -218,11 +210,25 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
             _ => {}
         }
     }
+    let _gate = region.apply_gate.read().await;
+    if !region.sources().iter().any(|followed| followed == source) {
+        // A failover made this region stop following the source.
+        return Err(format!("no longer following {source}"));
+    }
     region
         .store
         .apply_replicated(source, record, replicate)
         .await
         .map_err(|error| format!("cannot apply record {} from {source}: {error}", record.seq))?;
+    drop(_gate);
+    if matches!(
+        record.change,
+        Change::EpochBegan { .. } | Change::ArtifactWritten { .. }
+    ) {
+        // A new epoch may have voided artifact writes, and an artifact write
+        // may have arrived fenced: their bytes leave the visible paths.
+        crate::quarantine::keep_pending_bytes(region).await;
+    }
     Ok(())
 }
 
@@ -230,7 +236,7 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
 /// size and digest. If the source has since overwritten or deleted it, the
 /// content this record describes no longer exists anywhere; the later record
 /// that replaced it carries the bytes, so nothing is copied now.
-async fn copy_artifact(
+pub(crate) async fn copy_artifact(
     region: &Region,
     source: &str,
     url: &str,

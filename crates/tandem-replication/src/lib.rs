@@ -26,11 +26,14 @@
 //! position in the deployment file) takes the numbers `k` with `k % n == i`.
 
 pub mod follower;
+pub mod leadership;
 pub mod protocol;
+mod quarantine;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::Serialize;
@@ -39,6 +42,7 @@ use tandem_core::journal::AssetClass;
 use tandem_core::{Error, ErrorKind};
 use tandem_deployment::{ContinuityLevel, Deployment};
 use tandem_store::{MetadataStore, RegionPolicy};
+use tandem_witness::{Leadership, Witness};
 use tokio::sync::watch;
 
 /// How long a synchronous write waits for the secondaries' confirmation.
@@ -108,6 +112,19 @@ pub struct Region {
     /// Set when the region shuts down, so open replication streams end and
     /// the server's graceful shutdown does not wait on them forever.
     stopping: watch::Sender<bool>,
+    /// Where leadership is held; None: the bootstrap primary leads for good.
+    pub(crate) witness: Option<Arc<dyn Witness>>,
+    /// The lease this region holds while it is primary.
+    pub(crate) leadership: Mutex<Option<Leadership>>,
+    /// When the primary must stop accepting writes unless it renews first.
+    pub(crate) write_deadline: Mutex<Option<Instant>>,
+    /// Set while a planned failover hands leadership to another region.
+    pub(crate) handing_over: AtomicBool,
+    /// Bumped on every change of role or primary; followers restart on it.
+    role_changed: watch::Sender<u64>,
+    /// Followers apply under the read side; becoming primary takes the write
+    /// side, so the new epoch's fork is exactly what was applied.
+    pub(crate) apply_gate: tokio::sync::RwLock<()>,
 }
 
 fn now_millis() -> i64 {
@@ -126,6 +143,7 @@ impl Region {
         store: Arc<dyn MetadataStore>,
         artifacts: ArtifactStore,
         sync_timeout: Duration,
+        witness: Option<Arc<dyn Witness>>,
     ) -> Result<Arc<Region>, String> {
         if deployment.region(name).is_none() {
             return Err(format!(
@@ -134,7 +152,8 @@ impl Region {
             ));
         }
         let primary = deployment.bootstrap_primary().name.clone();
-        let role = if primary == name {
+        // With a witness nobody leads until the witness says so.
+        let role = if primary == name && witness.is_none() {
             Role::Primary
         } else {
             Role::Secondary {
@@ -164,7 +183,50 @@ impl Region {
             sync_timeout,
             http,
             stopping: watch::channel(false).0,
+            witness,
+            leadership: Mutex::new(None),
+            write_deadline: Mutex::new(None),
+            handing_over: AtomicBool::new(false),
+            role_changed: watch::channel(0).0,
+            apply_gate: tokio::sync::RwLock::new(()),
         }))
+    }
+
+    /// Changes the role; followers restart to follow the new primary.
+    pub(crate) fn set_role(&self, role: Role) {
+        let mut current = self.role.write().expect("role lock poisoned");
+        if *current != role {
+            tracing::info!(region = %self.name, from = ?*current, to = ?role, "role changed");
+            *current = role;
+            drop(current);
+            self.role_changed.send_modify(|generation| *generation += 1);
+        }
+    }
+
+    /// Whether this region accepts writes now: it is primary and, with a
+    /// witness, its lease is certainly still its own.
+    pub fn accepting_writes(&self) -> bool {
+        self.is_primary() && self.lease_error().is_none()
+    }
+
+    /// Why a primary must refuse writes now, if it must: a planned failover
+    /// in progress, or a lease it could not renew in time.
+    fn lease_error(&self) -> Option<String> {
+        if self.handing_over.load(Ordering::Acquire) {
+            return Some(format!(
+                "region '{}' is handing the primary role over (planned failover); retry in a moment",
+                self.name
+            ));
+        }
+        self.witness.as_ref()?;
+        let deadline = *self.write_deadline.lock().expect("deadline lock poisoned");
+        match deadline {
+            Some(deadline) if Instant::now() < deadline => None,
+            _ => Some(format!(
+                "region '{}' is not the primary now: it could not renew its leadership lease with the witness in time, so it stopped accepting writes before another region could take over",
+                self.name
+            )),
+        }
     }
 
     pub fn role(&self) -> Role {
@@ -175,14 +237,14 @@ impl Region {
         self.role() == Role::Primary
     }
 
-    fn primary_name(&self) -> String {
+    pub(crate) fn primary_name(&self) -> String {
         match self.role() {
             Role::Primary => self.name.clone(),
             Role::Secondary { primary } => primary,
         }
     }
 
-    fn primary_url(&self) -> String {
+    pub(crate) fn primary_url(&self) -> String {
         self.deployment
             .region(&self.primary_name())
             .map(|region| region.url.clone())
@@ -252,7 +314,7 @@ impl Region {
                 .filter(|spec| spec.name != self.name)
                 .map(|spec| spec.name.clone())
                 .collect()
-        } else if self.is_primary() {
+        } else if self.is_primary() || self.primary_name() == self.name {
             Vec::new()
         } else {
             vec![self.primary_name()]
@@ -352,22 +414,42 @@ impl Region {
         let following = {
             let region = self.clone();
             async move {
-                let sources = region.sources();
-                futures::future::join_all(
-                    sources
+                // Follow the current sources; start again whenever the role
+                // or the primary changes (a failover).
+                let mut changes = region.role_changed.subscribe();
+                loop {
+                    changes.borrow_and_update();
+                    let followers: Vec<_> = region
+                        .sources()
                         .into_iter()
-                        .map(|source| follower::follow(region.clone(), source)),
-                )
-                .await;
-                std::future::pending::<()>().await
+                        .map(|source| tokio::spawn(follower::follow(region.clone(), source)))
+                        .map(AbortOnDrop)
+                        .collect();
+                    if changes.changed().await.is_err() {
+                        return;
+                    }
+                    drop(followers);
+                }
+            }
+        };
+        let leading = {
+            let region = self.clone();
+            async move {
+                if region.witness.is_some() {
+                    leadership::run(region).await
+                } else {
+                    std::future::pending::<()>().await
+                }
             }
         };
         tokio::select! {
             _ = shutdown => {}
             _ = measuring => {}
             _ = following => {}
+            _ = leading => {}
         }
         self.stopping.send_replace(true);
+        leadership::resign_on_shutdown(&self).await;
     }
 
     /// Resolves once the region is shutting down.
@@ -375,6 +457,40 @@ impl Region {
         let mut stopping = self.stopping.subscribe();
         let _ = stopping.wait_for(|stopping| *stopping).await;
     }
+}
+
+/// Aborts a spawned task when dropped.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Whether a class's own limits (max_rpo) allow a write now.
+fn check_class(region: &Region, class: Option<AssetClass>) -> Result<(), Error> {
+    let Some(class) = class else { return Ok(()) };
+    let lag = region
+        .lag
+        .read()
+        .expect("lag lock poisoned")
+        .get(&class)
+        .copied()
+        .unwrap_or_default();
+    if lag.refusing_writes {
+        let max_rpo = region.deployment.policy(class).max_rpo.unwrap_or_default();
+        return Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "refusing {} writes: another region is {:.1}s behind, past max_rpo {:.1}s; writes resume when it catches up",
+                class.as_str(),
+                lag.rpo_ms as f64 / 1000.0,
+                max_rpo.as_secs_f64()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The region's policy, as the store and the API see it.
@@ -405,28 +521,16 @@ impl RegionPolicy for Policy {
                     ),
                 ))
             }
-            _ => {
-                let Some(class) = class else { return Ok(()) };
-                let lag = region
-                    .lag
-                    .read()
-                    .expect("lag lock poisoned")
-                    .get(&class)
-                    .copied()
-                    .unwrap_or_default();
-                if lag.refusing_writes {
-                    let max_rpo = region.deployment.policy(class).max_rpo.unwrap_or_default();
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        format!(
-                            "refusing {} writes: another region is {:.1}s behind, past max_rpo {:.1}s; writes resume when it catches up",
-                            class.as_str(),
-                            lag.rpo_ms as f64 / 1000.0,
-                            max_rpo.as_secs_f64()
-                        ),
-                    ));
+            Role::Secondary { .. } => check_class(region, class),
+            Role::Primary => {
+                // Writes of a hot-hot class go on in every region whoever
+                // leads; everything else needs a certain lease.
+                if !hot_hot {
+                    if let Some(reason) = region.lease_error() {
+                        return Err(Error::new(ErrorKind::NotPrimary, reason));
+                    }
                 }
-                Ok(())
+                check_class(region, class)
             }
         }
     }

@@ -9,9 +9,19 @@
 //!   410 if it is gone);
 //! - `POST /api/tandem/v1/replication/ack {"region", "applied"}`.
 //!
-//! These three require `Authorization: Bearer <replication secret>` when the
-//! deployment has one. Also, unauthenticated: `GET /api/tandem/v1/regions`
-//! (roles, positions, lag, RPO per class) and `GET /metrics` (Prometheus).
+//! - `POST /api/tandem/v1/replication/promote {"from", "expected_epoch", "head"}`:
+//!   a planned failover's handover to this region;
+//! - `POST /api/tandem/v1/replication/reapply {"holder", "record"}`: at the
+//!   primary, re-applies a change another region holds in quarantine;
+//! - `GET /api/tandem/v1/replication/quarantine/{id}`: a quarantined
+//!   artifact write's bytes.
+//!
+//! These require `Authorization: Bearer <replication secret>` when the
+//! deployment has one. Also, for operators: `GET /api/tandem/v1/regions`
+//! (roles, positions, lag, RPO per class), `GET /metrics` (Prometheus),
+//! `POST /api/tandem/v1/failover {"to", "force"}`, and the quarantine:
+//! `GET /api/tandem/v1/divergence[/{id}]`, `POST
+//! /api/tandem/v1/divergence/{id}/apply`.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -42,6 +52,16 @@ pub fn routes(region: Arc<Region>) -> Router {
             get(artifact),
         )
         .route("/api/tandem/v1/replication/ack", post(ack))
+        .route("/api/tandem/v1/replication/promote", post(promote))
+        .route("/api/tandem/v1/replication/reapply", post(reapply))
+        .route(
+            "/api/tandem/v1/replication/quarantine/{id}",
+            get(quarantined_bytes),
+        )
+        .route("/api/tandem/v1/failover", post(failover))
+        .route("/api/tandem/v1/divergence", get(list_divergence))
+        .route("/api/tandem/v1/divergence/{id}", get(get_divergence))
+        .route("/api/tandem/v1/divergence/{id}/apply", post(apply_divergence))
         .route("/api/tandem/v1/regions", get(regions))
         .route("/metrics", get(metrics))
         .with_state(region)
@@ -369,8 +389,28 @@ pub async fn status(region: &Region) -> serde_json::Value {
         "deployment": region.deployment.name,
         "region": region.name,
         "role": if region.is_primary() { "primary" } else { "secondary" },
+        "accepting_writes": region.accepting_writes(),
+        "handing_over": region.handing_over.load(std::sync::atomic::Ordering::Acquire),
         "primary": primary,
         "epoch": epoch,
+        "witness": region.deployment.witness.as_ref().map(|spec| json!({
+            "kind": match &spec.kind {
+                tandem_deployment::WitnessKind::Etcd { .. } => "etcd",
+                tandem_deployment::WitnessKind::Embedded { .. } => "embedded",
+            },
+            "ttl_seconds": spec.ttl.as_secs_f64(),
+            "renew_interval_seconds": spec.renew_interval.as_secs_f64(),
+            "retry_timeout_seconds": spec.retry_timeout.as_secs_f64(),
+            "leading": region.leadership.lock().expect("leadership lock poisoned").as_ref().map(|lease| lease.epoch),
+        })),
+        "failover": {
+            "mode": match region.deployment.failover.mode {
+                tandem_deployment::FailoverMode::Automatic => "automatic",
+                tandem_deployment::FailoverMode::Manual => "manual",
+            },
+            "grace_period_seconds": region.deployment.failover.grace_period.as_secs_f64(),
+            "maximum_lag_on_failover": region.deployment.failover.maximum_lag_on_failover,
+        },
         "journal_head": head,
         "regions": regions,
         "classes": classes,
@@ -454,4 +494,134 @@ async fn metrics(State(region): State<Arc<Region>>) -> Response {
         );
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+fn refuse(error: tandem_core::Error) -> Response {
+    tandem_api::error::ApiError::from(error).into_response()
+}
+
+fn store_refusal(error: tandem_store::StoreError) -> Response {
+    tandem_api::error::ApiError::from(error).into_response()
+}
+
+async fn promote(
+    State(region): State<Arc<Region>>,
+    headers: HeaderMap,
+    Json(request): Json<crate::leadership::PromoteRequest>,
+) -> Response {
+    if let Some(response) = unauthorized(&region, &headers) {
+        return response;
+    }
+    match crate::leadership::promote(&region, request).await {
+        Ok(promoted) => Json(promoted).into_response(),
+        Err(error) => refuse(error),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailoverRequest {
+    to: String,
+    #[serde(default)]
+    force: bool,
+}
+
+/// `tandem failover`: planned at the primary; forced at the target itself.
+async fn failover(State(region): State<Arc<Region>>, Json(request): Json<FailoverRequest>) -> Response {
+    let outcome = if request.force {
+        if request.to != region.name {
+            let url = region
+                .deployment
+                .region(&request.to)
+                .map(|spec| spec.url.clone())
+                .unwrap_or_default();
+            return refuse(tandem_core::Error::invalid(format!(
+                "a forced failover is sent to its target: region '{}' ({url}), not '{}'",
+                request.to, region.name
+            )));
+        }
+        crate::leadership::forced_failover(&region).await
+    } else {
+        crate::leadership::planned_failover(&region, &request.to).await
+    };
+    match outcome {
+        Ok(report) => Json(report).into_response(),
+        Err(error) => refuse(error),
+    }
+}
+
+async fn list_divergence(State(region): State<Arc<Region>>) -> Response {
+    match region.store.list_divergence().await {
+        Ok(records) => Json(json!({ "region": region.name, "records": records })).into_response(),
+        Err(error) => store_refusal(error),
+    }
+}
+
+async fn get_divergence(State(region): State<Arc<Region>>, Path(id): Path<String>) -> Response {
+    match region.store.get_divergence(&id).await {
+        Ok(record) => Json(json!({ "region": region.name, "record": record })).into_response(),
+        Err(error) => store_refusal(error),
+    }
+}
+
+/// Re-applies a change this region holds in quarantine: here if this
+/// region is the primary, else by handing it to the primary.
+async fn apply_divergence(State(region): State<Arc<Region>>, Path(id): Path<String>) -> Response {
+    match crate::quarantine::apply(&region, &id).await {
+        Ok(record) => Json(json!({ "region": region.name, "record": record })).into_response(),
+        Err(error) => refuse(error),
+    }
+}
+
+#[derive(Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReapplyRequest {
+    pub holder: String,
+    pub record: tandem_core::journal::JournalRecord,
+}
+
+async fn reapply(
+    State(region): State<Arc<Region>>,
+    headers: HeaderMap,
+    Json(request): Json<ReapplyRequest>,
+) -> Response {
+    if let Some(response) = unauthorized(&region, &headers) {
+        return response;
+    }
+    match crate::quarantine::reapply_here(&region, &request.holder, &request.record).await {
+        Ok(seq) => Json(json!({ "applied_seq": seq })).into_response(),
+        Err(error) => refuse(error),
+    }
+}
+
+async fn quarantined_bytes(
+    State(region): State<Arc<Region>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    if let Some(response) = unauthorized(&region, &headers) {
+        return response;
+    }
+    let key = match crate::quarantine::bytes_key(&id) {
+        Ok(key) => key,
+        Err(error) => return refuse(error),
+    };
+    match region.artifacts.get_stream(&key).await {
+        Ok((size, stream)) => (
+            [
+                (header::CONTENT_LENGTH, size.to_string()),
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            ],
+            Body::from_stream(stream),
+        )
+            .into_response(),
+        Err(err) if err.is_not_found() => {
+            error(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", err.to_string())
+        }
+        Err(err) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+            err.to_string(),
+        ),
+    }
 }

@@ -92,12 +92,19 @@ pub async fn serve(
                 name: "deployment".to_string(),
                 message: error.to_string(),
             })?;
+            let witness = tandem_replication::leadership::open_witness(&deployment).map_err(|message| {
+                ConfigError::Invalid {
+                    name: "deployment witness".to_string(),
+                    message,
+                }
+            })?;
             let region = Region::new(
                 &config.region,
                 deployment,
                 state.store.clone(),
                 state.artifacts.clone(),
                 std::time::Duration::from_millis(config.sync_timeout_ms),
+                witness,
             )
             .map_err(|message| ConfigError::Invalid {
                 name: "deployment".to_string(),

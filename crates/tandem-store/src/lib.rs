@@ -211,6 +211,40 @@ pub struct UnreplicatedClass {
     pub bytes: i64,
 }
 
+/// One leadership epoch as the journal records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EpochInfo {
+    pub epoch: i64,
+    pub primary: String,
+    /// For every origin region, the highest `origin_seq` of its changes the
+    /// new primary held: the history the epoch continues.
+    pub fork: std::collections::BTreeMap<String, i64>,
+    pub began_at: Millis,
+}
+
+/// A change that never reached the primary of a later epoch: voided here and
+/// kept, with its content, until someone re-applies it on purpose.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DivergentRecord {
+    /// `<origin region>-<origin seq>`: the same in every region holding it.
+    pub id: String,
+    /// Its position in this region's journal.
+    pub seq: i64,
+    pub voided_by_epoch: i64,
+    pub reason: String,
+    pub found_at: Millis,
+    /// `quarantined` or `applied`.
+    pub status: String,
+    /// For an artifact write, where its bytes are: `pending` (not yet moved
+    /// aside), `kept` (in the quarantine area of this region's storage) or
+    /// `missing` (overwritten before they could be kept).
+    pub artifact_state: Option<String>,
+    /// The journal position, at the primary that re-applied it, of the new change.
+    pub applied_seq: Option<i64>,
+    pub applied_at: Option<Millis>,
+    pub record: JournalRecord,
+}
+
 /// A canonical, ordered dump of every table but the journal: two stores hold
 /// the same state exactly when their dumps are equal.
 pub type StateDump = Vec<(String, Vec<serde_json::Value>)>;
@@ -269,6 +303,32 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     ) -> StoreResult<Vec<tandem_core::merge::Conflict>>;
     /// Installs the policy that decides which local writes this region takes.
     fn set_policy(&self, policy: std::sync::Arc<dyn RegionPolicy>);
+
+    // Epochs and the divergence quarantine.
+    /// Begins `epoch` with this region as primary: journals the epoch's
+    /// first record, carrying the fork (returned), and stamps every later
+    /// local record with the epoch. Refused unless `epoch` is newer than
+    /// every epoch this region knows.
+    async fn begin_epoch(&self, epoch: i64) -> StoreResult<std::collections::BTreeMap<String, i64>>;
+    /// The history this region holds: for every origin region, the highest
+    /// `origin_seq` of its changes that are part of the state.
+    async fn history(&self) -> StoreResult<std::collections::BTreeMap<String, i64>>;
+    /// The epochs this region knows, oldest first.
+    async fn epochs(&self) -> StoreResult<Vec<EpochInfo>>;
+    /// Returns once every local write that started before the call has
+    /// committed or failed (a planned failover's barrier after writes stop).
+    async fn drain_writes(&self);
+    /// The quarantine, in journal order.
+    async fn list_divergence(&self) -> StoreResult<Vec<DivergentRecord>>;
+    async fn get_divergence(&self, id: &str) -> StoreResult<DivergentRecord>;
+    /// At the primary: applies a quarantined change again, on purpose, as a
+    /// new local change (policy checked, journaled, replicated). Applying
+    /// the same one twice returns the first application's position.
+    async fn reapply_divergent(&self, record: &JournalRecord) -> StoreResult<i64>;
+    /// Marks a quarantined change as re-applied at `applied_seq` by the primary.
+    async fn mark_divergence_applied(&self, id: &str, applied_seq: i64) -> StoreResult<()>;
+    /// Records where a quarantined artifact write's bytes are.
+    async fn set_divergence_artifact_state(&self, id: &str, state: &str) -> StoreResult<()>;
 
     // Workspaces.
     async fn create_workspace(&self, name: &str, description: &str) -> StoreResult<Workspace>;

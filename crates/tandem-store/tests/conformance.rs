@@ -96,6 +96,7 @@ conformance!(
     replaying_the_journal_rebuilds_the_live_state,
     concurrent_writers_keep_the_journal_gap_free,
     hot_hot_regions_converge_and_record_conflicts,
+    epochs_fence_and_quarantine_divergent_changes,
 );
 
 async fn workspaces_lifecycle(harness: &support::Harness) {
@@ -1714,4 +1715,154 @@ async fn hot_hot_regions_converge_and_record_conflicts(harness: &support::Harnes
     );
     replica.finish().await;
     b_harness.finish().await;
+}
+
+fn divergence_ids(records: &[tandem_store::DivergentRecord]) -> Vec<(String, String, i64)> {
+    let mut ids: Vec<_> = records
+        .iter()
+        .map(|r| {
+            (
+                r.id.clone(),
+                r.record.change.kind().to_string(),
+                r.voided_by_epoch,
+            )
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// A primary (A) goes on writing after its last records reached B; B takes
+/// over in a new epoch. A's later changes are fenced wherever they arrive,
+/// voided where they were applied, kept in quarantine with their content,
+/// and only re-applied on purpose.
+async fn epochs_fence_and_quarantine_divergent_changes(harness: &support::Harness) {
+    let a = harness.store.clone();
+    let a_name = a.journal_position().await.unwrap().region;
+    let (Some(b_harness), Some(c_harness), Some(d_harness)) = (
+        support::Harness::empty(harness.backend, "region-b").await,
+        support::Harness::empty(harness.backend, "region-c").await,
+        support::Harness::empty(harness.backend, "region-d").await,
+    ) else {
+        return;
+    };
+    let (b, c, d) = (
+        b_harness.store.clone(),
+        c_harness.store.clone(),
+        d_harness.store.clone(),
+    );
+    a.begin_epoch(2).await.unwrap();
+    assert_eq!(a.journal_position().await.unwrap().epoch, 2);
+    let ws = default_ws(a.as_ref()).await;
+    let run = new_run(a.as_ref(), &ws, "0").await.info.run_id;
+    a.log_batch(&ws, &run, vec![metric("loss", 1.0, 1, 0)], vec![], vec![])
+        .await
+        .unwrap();
+    let delivered_head = a.journal_position().await.unwrap().head;
+    deliver(a.as_ref(), b.as_ref()).await;
+
+    // A goes on writing; none of it reaches B.
+    a.log_batch(
+        &ws,
+        &run,
+        vec![],
+        vec![param("lost", "1")],
+        vec![Tag::new("t", "from-a")],
+    )
+    .await
+    .unwrap();
+    let lost_experiment = a.create_experiment(&ws, "only-in-a", None, vec![]).await.unwrap();
+
+    // B takes over in epoch 5: its fork is what it held of A.
+    let fork = b.begin_epoch(5).await.unwrap();
+    assert_eq!(fork.get(&a_name), Some(&delivered_head));
+    let error = b.begin_epoch(5).await.unwrap_err();
+    assert!(error.to_string().contains("already knows epoch 5"), "{error}");
+    b.log_batch(&ws, &run, vec![], vec![], vec![Tag::new("t", "from-b")])
+        .await
+        .unwrap();
+    let b_state = b.dump_state().await.unwrap();
+
+    // C follows B, then A's late changes reach it too: fenced on arrival.
+    deliver(b.as_ref(), c.as_ref()).await;
+    deliver(a.as_ref(), c.as_ref()).await;
+    assert_eq!(
+        c.dump_state().await.unwrap(),
+        b_state,
+        "fenced changes are not applied"
+    );
+
+    // A rejoins as B's follower: its own divergent changes are voided and
+    // the state rebuilt without them.
+    deliver(b.as_ref(), a.as_ref()).await;
+    assert_eq!(
+        a.dump_state().await.unwrap(),
+        b_state,
+        "the old primary converges on the new epoch"
+    );
+    let quarantined = a.list_divergence().await.unwrap();
+    let expected = vec![
+        (
+            format!("{a_name}-{}", delivered_head + 1),
+            "run_data_logged".to_string(),
+            5,
+        ),
+        (
+            format!("{a_name}-{}", delivered_head + 2),
+            "experiment_created".to_string(),
+            5,
+        ),
+    ];
+    assert_eq!(divergence_ids(&quarantined), expected);
+    assert_eq!(divergence_ids(&c.list_divergence().await.unwrap()), expected);
+    assert!(quarantined
+        .iter()
+        .all(|r| r.status == "quarantined" && r.reason.contains("epoch 5")));
+    assert_eq!(
+        kind(a.get_experiment(&ws, &lost_experiment).await.unwrap_err()),
+        ErrorKind::ResourceDoesNotExist
+    );
+    assert!(b.list_divergence().await.unwrap().is_empty());
+    let epochs: Vec<i64> = a.epochs().await.unwrap().iter().map(|e| e.epoch).collect();
+    assert_eq!(epochs, vec![2, 5]);
+    assert_eq!(b.epochs().await.unwrap(), a.epochs().await.unwrap());
+
+    // Replaying A's journal rebuilds the same state and the same quarantine.
+    for record in a.journal_after(0, None, i64::MAX / 2).await.unwrap() {
+        d.apply_record(&record).await.unwrap();
+    }
+    assert_eq!(d.dump_state().await.unwrap(), b_state);
+    assert_eq!(divergence_ids(&d.list_divergence().await.unwrap()), expected);
+
+    // Re-applied on purpose at the primary, once; it then replicates.
+    let created = quarantined
+        .iter()
+        .find(|r| r.record.change.kind() == "experiment_created")
+        .unwrap();
+    let seq = b.reapply_divergent(&created.record).await.unwrap();
+    assert_eq!(
+        b.reapply_divergent(&created.record).await.unwrap(),
+        seq,
+        "idempotent"
+    );
+    assert_eq!(
+        b.get_experiment(&ws, &lost_experiment).await.unwrap().name,
+        "only-in-a"
+    );
+    deliver(b.as_ref(), a.as_ref()).await;
+    a.mark_divergence_applied(&created.id, seq).await.unwrap();
+    assert_eq!(
+        a.get_experiment(&ws, &lost_experiment).await.unwrap().name,
+        "only-in-a"
+    );
+    let entry = a.get_divergence(&created.id).await.unwrap();
+    assert_eq!((entry.status.as_str(), entry.applied_seq), ("applied", Some(seq)));
+    assert_eq!(a.dump_state().await.unwrap(), b.dump_state().await.unwrap());
+    assert_eq!(
+        kind(a.get_divergence("nope-1").await.unwrap_err()),
+        ErrorKind::ResourceDoesNotExist
+    );
+    for extra in [b_harness, c_harness, d_harness] {
+        extra.finish().await;
+    }
 }

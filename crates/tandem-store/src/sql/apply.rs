@@ -639,6 +639,28 @@ pub(crate) async fn apply(
             .execute(conn)
             .await?;
         }
+        Change::EpochBegan {
+            epoch,
+            primary,
+            fork,
+            time,
+        } => {
+            sqlx::query(
+                "INSERT INTO epochs (epoch, primary_region, fork, began_at) VALUES ($1, $2, $3, $4) ON CONFLICT (epoch) DO NOTHING",
+            )
+            .bind(epoch)
+            .bind(primary)
+            .bind(serde_json::to_string(fork).expect("maps encode"))
+            .bind(time)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(
+                "UPDATE region_state SET epoch = CASE WHEN epoch > $1 THEN epoch ELSE $1 END WHERE id = 1",
+            )
+            .bind(epoch)
+            .execute(&mut **tx)
+            .await?;
+        }
         Change::ArtifactDeleted { path } => {
             // A path names a file or a whole directory.
             let prefix = format!("{}/", path.trim_end_matches('/'));

@@ -10,6 +10,11 @@ use sqlx::{AnyPool, Row};
 use crate::error::StoreResult;
 use crate::StateDump;
 
+/// The tables that hold workspace state (everything the journal rebuilds).
+pub(crate) fn state_tables() -> impl Iterator<Item = &'static str> {
+    TABLES.iter().map(|(table, _)| *table)
+}
+
 /// Each state table with its columns, typed so the dump does not depend on
 /// how a backend reports column types.
 const TABLES: &[(&str, &[(&str, ColumnType)])] = {

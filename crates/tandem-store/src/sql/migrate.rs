@@ -30,6 +30,11 @@ const SQLITE: &[Migration] = &[
         description: "multi-writer merge registers and conflicts",
         sql: include_str!("../../migrations/sqlite/0003_merge.sql"),
     },
+    Migration {
+        version: 4,
+        description: "epochs, fencing and the divergence quarantine",
+        sql: include_str!("../../migrations/sqlite/0004_failover.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -48,10 +53,15 @@ const POSTGRES: &[Migration] = &[
         description: "multi-writer merge registers and conflicts",
         sql: include_str!("../../migrations/postgres/0003_merge.sql"),
     },
+    Migration {
+        version: 4,
+        description: "epochs, fencing and the divergence quarantine",
+        sql: include_str!("../../migrations/postgres/0004_failover.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

@@ -4,6 +4,7 @@
 
 mod apply;
 mod dump;
+mod epochs;
 mod load;
 mod merge;
 mod migrate;
@@ -283,9 +284,18 @@ impl SqlStore {
 
     /// Journals and applies `change` inside the write's transaction.
     pub(crate) async fn record(&self, write: &mut WriteTx<'_>, change: Change) -> StoreResult<i64> {
+        self.record_as(write, change, true).await
+    }
+
+    /// [`Self::record`], asking the region's policy first only if `check`:
+    /// a region that is becoming primary writes its epoch's first record
+    /// before it accepts anything else.
+    async fn record_as(&self, write: &mut WriteTx<'_>, change: Change, check: bool) -> StoreResult<i64> {
         let class = change.asset_class();
         let policy = self.policy.read().expect("policy lock poisoned").clone();
-        policy.check_write(class)?;
+        if check {
+            policy.check_write(class)?;
+        }
         let seen = match class {
             Some(class) if policy.multi_writer(class) => Some(self.seen_context(write).await?),
             _ => None,
@@ -389,6 +399,62 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Raises the epoch local records are stamped with to at least `epoch`.
+    pub(crate) fn learn_epoch(&self, epoch: i64) {
+        self.epoch.fetch_max(epoch, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    /// Begins `epoch` with this region as primary: in one transaction, the
+    /// epoch's first record (with the fork: the history this region holds)
+    /// and the region's epoch. Every later local record carries it.
+    pub(crate) async fn start_epoch(
+        &self,
+        epoch: i64,
+    ) -> StoreResult<std::collections::BTreeMap<String, i64>> {
+        let (_guard, mut write) = self.begin_write(tandem_core::journal::DEPLOYMENT_RECORD).await?;
+        let current: i64 = sqlx::query_scalar("SELECT epoch FROM region_state WHERE id = 1")
+            .fetch_one(&mut *write.tx)
+            .await?;
+        if epoch <= current {
+            return Err(StoreError::Domain(tandem_core::Error::invalid(format!(
+                "cannot begin epoch {epoch}: this region already knows epoch {current}"
+            ))));
+        }
+        let fork = epochs::fork_point(&mut write.tx).await?;
+        sqlx::query("UPDATE region_state SET epoch = $1 WHERE id = 1")
+            .bind(epoch)
+            .execute(&mut *write.tx)
+            .await?;
+        let previous = self.epoch.swap(epoch, std::sync::atomic::Ordering::AcqRel);
+        let change = Change::EpochBegan {
+            epoch,
+            primary: self.region.clone(),
+            fork: fork.clone(),
+            time: write.now,
+        };
+        let outcome = match self.record_as(&mut write, change, false).await {
+            Ok(_) => Self::commit(write).await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = outcome {
+            let _ = self.epoch.compare_exchange(
+                epoch,
+                previous,
+                std::sync::atomic::Ordering::AcqRel,
+                std::sync::atomic::Ordering::Acquire,
+            );
+            return Err(error);
+        }
+        Ok(fork)
+    }
+
+    /// Returns once every write that began before the call has committed or
+    /// failed: writers hold the writer lock from their policy check to their
+    /// commit, so taking it once is a barrier.
+    pub(crate) async fn drain_writes(&self) {
+        drop(self.write_lock.lock().await);
+    }
+
     pub(crate) fn install_policy(&self, policy: Arc<dyn RegionPolicy>) {
         *self.policy.write().expect("policy lock poisoned") = policy;
     }
@@ -401,10 +467,45 @@ impl SqlStore {
     }
 }
 
+/// The columns [`decode_journal_row`] reads.
+pub(crate) const JOURNAL_COLUMNS: &str =
+    "seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen, voided";
+
+pub(crate) fn decode_journal_row(row: &sqlx::any::AnyRow) -> StoreResult<JournalRecord> {
+    let format: i32 = row.try_get::<i64, _>("format")? as i32;
+    let payload: String = row.try_get("payload")?;
+    Ok(JournalRecord {
+        seq: row.try_get("seq")?,
+        workspace_id: row.try_get("workspace_id")?,
+        hlc: row.try_get::<i64, _>("hlc")? as u64,
+        origin_region: row.try_get("origin_region")?,
+        origin_seq: row.try_get("origin_seq")?,
+        epoch: row.try_get("epoch")?,
+        format,
+        recorded_at: row.try_get("recorded_at")?,
+        change: JournalRecord::decode_change(format, &payload).map_err(StoreError::Corrupt)?,
+        seen: row
+            .try_get::<Option<String>, _>("seen")?
+            .map(|seen| serde_json::from_str(&seen))
+            .transpose()
+            .map_err(|error| StoreError::Corrupt(format!("journal record context: {error}")))?,
+    })
+}
+
 pub(crate) async fn insert_journal(tx: &mut Transaction<'_, Any>, record: &JournalRecord) -> StoreResult<()> {
+    insert_journal_voided(tx, record, None).await
+}
+
+/// Appends `record`; `voided` is the epoch that fenced it, if it is not part
+/// of the state.
+pub(crate) async fn insert_journal_voided(
+    tx: &mut Transaction<'_, Any>,
+    record: &JournalRecord,
+    voided: Option<i64>,
+) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload, asset_class, seen) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload, asset_class, seen, voided) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(record.seq)
     .bind(&record.workspace_id)
@@ -423,6 +524,7 @@ pub(crate) async fn insert_journal(tx: &mut Transaction<'_, Any>, record: &Journ
             .as_ref()
             .map(|seen| serde_json::to_string(seen).expect("maps encode")),
     )
+    .bind(voided)
     .execute(&mut **tx)
     .await?;
     Ok(())

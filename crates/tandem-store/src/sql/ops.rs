@@ -214,7 +214,7 @@ impl MetadataStore for SqlStore {
         let rows = match workspace_id {
             Some(workspace_id) => {
                 sqlx::query(
-                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen FROM journal \
+                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen, voided FROM journal \
                      WHERE seq > $1 AND workspace_id = $2 ORDER BY seq LIMIT $3",
                 )
                 .bind(after)
@@ -225,7 +225,7 @@ impl MetadataStore for SqlStore {
             }
             None => {
                 sqlx::query(
-                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen FROM journal \
+                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen, voided FROM journal \
                      WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
                 .bind(after)
@@ -234,28 +234,7 @@ impl MetadataStore for SqlStore {
                 .await?
             }
         };
-        rows.iter()
-            .map(|row| {
-                let format: i32 = row.try_get::<i64, _>("format")? as i32;
-                let payload: String = row.try_get("payload")?;
-                Ok(JournalRecord {
-                    seq: row.try_get("seq")?,
-                    workspace_id: row.try_get("workspace_id")?,
-                    hlc: row.try_get::<i64, _>("hlc")? as u64,
-                    origin_region: row.try_get("origin_region")?,
-                    origin_seq: row.try_get("origin_seq")?,
-                    epoch: row.try_get("epoch")?,
-                    format,
-                    recorded_at: row.try_get("recorded_at")?,
-                    change: JournalRecord::decode_change(format, &payload).map_err(StoreError::Corrupt)?,
-                    seen: row
-                        .try_get::<Option<String>, _>("seen")?
-                        .map(|seen| serde_json::from_str(&seen))
-                        .transpose()
-                        .map_err(|error| StoreError::Corrupt(format!("journal record context: {error}")))?,
-                })
-            })
-            .collect()
+        rows.iter().map(super::decode_journal_row).collect()
     }
 
     async fn apply_record(&self, record: &JournalRecord) -> StoreResult<bool> {
@@ -314,6 +293,65 @@ impl MetadataStore for SqlStore {
 
     fn set_policy(&self, policy: std::sync::Arc<dyn RegionPolicy>) {
         self.install_policy(policy)
+    }
+
+    async fn begin_epoch(&self, epoch: i64) -> StoreResult<std::collections::BTreeMap<String, i64>> {
+        self.start_epoch(epoch).await
+    }
+
+    async fn history(&self) -> StoreResult<std::collections::BTreeMap<String, i64>> {
+        let mut tx = self.pool.begin().await?;
+        let history = super::epochs::fork_point(&mut tx).await?;
+        tx.rollback().await?;
+        Ok(history)
+    }
+
+    async fn epochs(&self) -> StoreResult<Vec<EpochInfo>> {
+        super::epochs::list_epochs(&self.pool).await
+    }
+
+    async fn drain_writes(&self) {
+        SqlStore::drain_writes(self).await
+    }
+
+    async fn list_divergence(&self) -> StoreResult<Vec<DivergentRecord>> {
+        super::epochs::list_divergence(&self.pool).await
+    }
+
+    async fn get_divergence(&self, id: &str) -> StoreResult<DivergentRecord> {
+        super::epochs::get_divergence(&self.pool, id)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Domain(Error::not_found(format!(
+                    "no quarantined change '{id}' in region '{}'",
+                    self.region
+                )))
+            })
+    }
+
+    async fn reapply_divergent(&self, record: &JournalRecord) -> StoreResult<i64> {
+        self.reapply(record).await
+    }
+
+    async fn mark_divergence_applied(&self, id: &str, applied_seq: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE divergence SET status = 'applied', applied_seq = $1, applied_at = $2 WHERE divergence_id = $3",
+        )
+        .bind(applied_seq)
+        .bind(self.now())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_divergence_artifact_state(&self, id: &str, state: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE divergence SET artifact_state = $1 WHERE divergence_id = $2")
+            .bind(state)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn dump_state(&self) -> StoreResult<StateDump> {

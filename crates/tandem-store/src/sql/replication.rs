@@ -2,9 +2,9 @@
 //! position each source has been applied to.
 
 use sqlx::Row;
-use tandem_core::journal::JournalRecord;
+use tandem_core::journal::{Change, JournalRecord};
 
-use super::{insert_journal, merge, SqlStore, WriteTx};
+use super::{epochs, insert_journal, insert_journal_voided, merge, SqlStore, WriteTx};
 use crate::error::StoreResult;
 
 impl SqlStore {
@@ -21,6 +21,21 @@ impl SqlStore {
             seq,
             ..record.clone()
         };
+        if let Some(fenced_by) = epochs::fencing_epoch(&mut write.tx, &local).await? {
+            // A deposed primary's change: kept in the journal, voided, and
+            // quarantined, never applied.
+            tracing::warn!(
+                origin = %local.origin_region,
+                origin_seq = local.origin_seq,
+                epoch = local.epoch,
+                fenced_by,
+                "fenced a change of an older epoch: quarantined, not applied"
+            );
+            insert_journal_voided(&mut write.tx, &local, Some(fenced_by)).await?;
+            epochs::quarantine(&mut write.tx, &local, fenced_by, write.now).await?;
+            write.appended.push((seq, local.change.asset_class()));
+            return Ok(seq);
+        }
         insert_journal(&mut write.tx, &local).await?;
         sqlx::query(
             "INSERT INTO origin_progress (origin_region, origin_seq) VALUES ($1, $2) \
@@ -31,6 +46,10 @@ impl SqlStore {
         .execute(&mut *write.tx)
         .await?;
         merge::apply_record(&mut write.tx, &local).await?;
+        if let Change::EpochBegan { epoch, fork, .. } = &local.change {
+            self.learn_epoch(*epoch);
+            epochs::void_divergent(&mut write.tx, *epoch, fork, write.now).await?;
+        }
         write.appended.push((seq, local.change.asset_class()));
         Ok(seq)
     }
