@@ -109,6 +109,7 @@ class Region:
     log: Path
     metadata_url: str | None = None
     process: subprocess.Popen | None = None
+    env: dict = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -126,6 +127,8 @@ class Cluster:
     # With `proxy_all`, every region's address in the deployment is a proxy
     # (by region name), so links can be cut in both directions.
     proxies: dict = field(default_factory=dict)
+    # With a witness: each region reaches it through its own fault proxy.
+    witness_proxies: dict = field(default_factory=dict)
 
     def cut_all(self):
         for proxy in self.proxies.values():
@@ -158,7 +161,7 @@ class Cluster:
             arguments += ["--metadata-url", region.metadata_url]
         log = open(region.log, "ab")
         region.process = subprocess.Popen(
-            arguments, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            arguments, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env, **region.env}
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -222,17 +225,21 @@ class Cluster:
     def close(self):
         problems = []
         for region in self.regions:
+            if region.process is not None and region.process.poll() is None:
+                region.process.send_signal(signal.SIGCONT)
+        for region in self.regions:
             try:
                 self.stop(region)
             except AssertionError as problem:
                 problems.append(str(problem))
-        for proxy in {id(p): p for p in [self.proxy, *self.proxies.values()]}.values():
+        for proxy in {id(p): p for p in [self.proxy, *self.proxies.values(), *self.witness_proxies.values()]}.values():
             proxy.close()
         assert not problems, "\n".join(problems)
 
 
 def make_cluster(binary: str, root: Path, regions: int = 2, classes: str = "", secret: str = "s3cret",
-                 metadata_urls: dict | None = None, env: dict | None = None, proxy_all: bool = False) -> Cluster:
+                 metadata_urls: dict | None = None, env: dict | None = None, proxy_all: bool = False,
+                 witness: "Etcd | None" = None, witness_settings: str = "", failover: str = "") -> Cluster:
     names = ["eastus", "westus", "centralus"][:regions]
     members = []
     for name in names:
@@ -249,10 +256,18 @@ def make_cluster(binary: str, root: Path, regions: int = 2, classes: str = "", s
         port = proxies[member.name].port if member.name in proxies else member.port
         text += f'\n[[regions]]\nname = "{member.name}"\nurl = "http://127.0.0.1:{port}"\n'
     text += "\n" + classes
+    witness_proxies = {}
+    if witness is not None:
+        text += f'\n[witness]\nkind = "etcd"\nendpoints = ["{witness.url}"]\n{witness_settings}\n'
+        for member in members:
+            witness_proxies[member.name] = FaultProxy(witness.port)
+            member.env["TANDEM_WITNESS_ENDPOINTS"] = f"http://127.0.0.1:{witness_proxies[member.name].port}"
+    if failover:
+        text += f"\n[failover]\n{failover}\n"
     deployment = root / "deployment.toml"
     deployment.write_text(text)
     cluster = Cluster(binary=binary, root=root, regions=members, deployment=deployment, proxy=proxy,
-                      env=env or {}, proxies=proxies)
+                      env=env or {}, proxies=proxies, witness_proxies=witness_proxies)
     try:
         for member in members:
             cluster.start(member)
@@ -336,3 +351,58 @@ def start_gateway(binary: str, deployment: Path, log: Path, failover_wait: str =
             raise RuntimeError(f"the gateway did not start:\n{gateway.log_tail()}")
         time.sleep(0.05)
     return gateway
+
+
+class Etcd:
+    """A real etcd (Debian's etcd-server) on loopback, the witness of the
+    failover tests. `kill()` and `start()` again keep its data."""
+
+    def __init__(self, root: Path):
+        self.port = free_port()
+        self.peer_port = free_port()
+        self.data = root / "etcd"
+        self.log = root / "etcd.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        peer = f"http://127.0.0.1:{self.peer_port}"
+        handle = open(self.log, "ab")
+        try:
+            self.process = subprocess.Popen(
+                ["etcd", "--name", "witness", "--data-dir", str(self.data),
+                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+                 "--initial-cluster", f"witness={peer}"],
+                stdout=handle, stderr=subprocess.STDOUT,
+            )
+        finally:
+            handle.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"etcd exited at start-up:\n{self.log.read_text(errors='replace')[-2000:]}")
+            try:
+                if requests.get(f"{self.url}/health", timeout=1).json().get("health") == "true":
+                    return
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("etcd did not become healthy")
+
+    def kill(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)

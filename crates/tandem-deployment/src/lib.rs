@@ -524,6 +524,29 @@ impl Deployment {
         self.region(&self.primary).expect("validated at construction")
     }
 
+    /// Reaches the witness at `urls` instead of the file's addresses (one
+    /// region's own way there: a local proxy, a nearer etcd member).
+    pub fn reach_witness_at(&mut self, urls: Vec<String>) -> Result<()> {
+        let Some(witness) = self.witness.as_mut() else {
+            return Err(invalid("the deployment has no [witness] to reach"));
+        };
+        url_list("witness endpoint", &urls)?;
+        let urls: Vec<String> = urls
+            .iter()
+            .map(|url| url.trim_end_matches('/').to_string())
+            .collect();
+        witness.kind = match &witness.kind {
+            WitnessKind::Etcd { .. } => WitnessKind::Etcd { endpoints: urls },
+            WitnessKind::Embedded { .. } => WitnessKind::Embedded {
+                url: urls
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| invalid("no witness address given"))?,
+            },
+        };
+        Ok(())
+    }
+
     pub fn policy(&self, class: AssetClass) -> ClassPolicy {
         self.classes.get(&class).copied().unwrap_or_default()
     }

@@ -414,6 +414,7 @@ pub async fn status(region: &Region) -> serde_json::Value {
         "journal_head": head,
         "regions": regions,
         "classes": classes,
+        "epochs": region.store.epochs().await.unwrap_or_default(),
     })
 }
 

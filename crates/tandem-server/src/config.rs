@@ -56,6 +56,10 @@ pub struct ServerConfig {
     /// How long a write of a `sync = true` class waits for every secondary
     /// to confirm it before the client is told it is not acknowledged.
     pub sync_timeout_ms: u64,
+    /// How this region reaches the deployment's witness, when not by the
+    /// address the deployment file gives (a local proxy or a nearer etcd
+    /// member): comma-separated URLs.
+    pub witness_endpoints: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -73,6 +77,7 @@ impl Default for ServerConfig {
             max_artifact_size: None,
             deployment: None,
             sync_timeout_ms: 10_000,
+            witness_endpoints: None,
         }
     }
 }
@@ -115,6 +120,9 @@ impl ServerConfig {
                 name: "TANDEM_SYNC_TIMEOUT_MS".to_string(),
                 message: format!("'{value}' is not a number of milliseconds"),
             })?;
+        }
+        if let Some(value) = env("TANDEM_WITNESS_ENDPOINTS") {
+            self.witness_endpoints = Some(value);
         }
         if let Some(value) = env("TANDEM_DEPLOYMENT") {
             self.deployment = Some(PathBuf::from(value));

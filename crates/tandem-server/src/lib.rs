@@ -88,10 +88,18 @@ pub async fn serve(
     let app = match &config.deployment {
         None => tandem_api::router(state),
         Some(path) => {
-            let deployment = Deployment::from_file(path).map_err(|error| ConfigError::Invalid {
+            let mut deployment = Deployment::from_file(path).map_err(|error| ConfigError::Invalid {
                 name: "deployment".to_string(),
                 message: error.to_string(),
             })?;
+            if let Some(endpoints) = &config.witness_endpoints {
+                deployment
+                    .reach_witness_at(endpoints.split(',').map(str::trim).map(str::to_string).collect())
+                    .map_err(|error| ConfigError::Invalid {
+                        name: "TANDEM_WITNESS_ENDPOINTS".to_string(),
+                        message: error.to_string(),
+                    })?;
+            }
             let witness = tandem_replication::leadership::open_witness(&deployment).map_err(|message| {
                 ConfigError::Invalid {
                     name: "deployment witness".to_string(),
