@@ -111,14 +111,6 @@ pub struct WitnessSpec {
     pub retry_timeout: Duration,
 }
 
-/// Default lease timings: a 6 s lease renewed every second with 2 s per
-/// attempt. Patroni's rule holds with a second of slack (1 + 2 × 2 = 5 ≤ 6),
-/// and a lost primary's lease lapses within 6 s, which keeps unplanned
-/// failover under 10 s.
-pub const DEFAULT_TTL: Duration = Duration::from_secs(6);
-pub const DEFAULT_RENEW_INTERVAL: Duration = Duration::from_secs(1);
-pub const DEFAULT_RETRY_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Whether a region takes over by itself when the primary is lost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailoverMode {
@@ -314,31 +306,17 @@ fn parse_witness(file: WitnessFile) -> Result<WitnessSpec> {
             .transpose()
             .map(|d| d.unwrap_or(default))
     };
+    // The witness crate's defaults and rule: 6 s / 1 s / 2 s, and Patroni's
+    // renew_interval + 2 × retry_timeout ≤ ttl.
+    let defaults = tandem_witness::LeaseTimings::default();
     let spec = WitnessSpec {
         kind,
-        ttl: duration(file.ttl, DEFAULT_TTL)?,
-        renew_interval: duration(file.renew_interval, DEFAULT_RENEW_INTERVAL)?,
-        retry_timeout: duration(file.retry_timeout, DEFAULT_RETRY_TIMEOUT)?,
+        ttl: duration(file.ttl, defaults.ttl)?,
+        renew_interval: duration(file.renew_interval, defaults.renew_interval)?,
+        retry_timeout: duration(file.retry_timeout, defaults.retry_timeout)?,
     };
-    if spec.ttl.subsec_nanos() != 0 || spec.ttl < Duration::from_secs(2) {
-        return Err(invalid(format!(
-            "witness ttl {:?} must be a whole number of seconds, at least 2s (etcd's leases are)",
-            spec.ttl
-        )));
-    }
-    if spec.renew_interval.is_zero() || spec.retry_timeout.is_zero() {
-        return Err(invalid(
-            "witness renew_interval and retry_timeout must be above zero",
-        ));
-    }
-    // Patroni's rule: a primary that cannot renew learns it within the TTL,
-    // so it has stopped writing before anyone else can take the lease.
-    if spec.renew_interval + spec.retry_timeout * 2 > spec.ttl {
-        return Err(invalid(format!(
-            "witness timings break renew_interval + 2 × retry_timeout ≤ ttl: {:?} + 2 × {:?} > {:?}",
-            spec.renew_interval, spec.retry_timeout, spec.ttl
-        )));
-    }
+    tandem_witness::validate_lease_timings(spec.ttl, spec.renew_interval, spec.retry_timeout)
+        .map_err(|error| invalid(format!("witness timings: {error}")))?;
     Ok(spec)
 }
 
@@ -678,9 +656,10 @@ level = "hot-cold"
                 endpoints: vec!["http://127.0.0.1:2379".into()]
             }
         );
+        let defaults = tandem_witness::LeaseTimings::default();
         assert_eq!(
             (witness.ttl, witness.renew_interval, witness.retry_timeout),
-            (DEFAULT_TTL, DEFAULT_RENEW_INTERVAL, DEFAULT_RETRY_TIMEOUT)
+            (defaults.ttl, defaults.renew_interval, defaults.retry_timeout)
         );
         assert_eq!(deployment.failover.mode, FailoverMode::Manual);
         assert_eq!(deployment.failover.grace_period, Duration::from_secs(3600));
@@ -701,11 +680,11 @@ level = "hot-cold"
             ("[witness]\nkind = \"embedded\"\n", "needs url"),
             (
                 "[witness]\nkind = \"etcd\"\nendpoints = [\"http://e:2379\"]\nttl = \"5s\"\nrenew_interval = \"2s\"\nretry_timeout = \"2s\"\n",
-                "renew_interval + 2 × retry_timeout",
+                "+ 2 × retry timeout",
             ),
             (
                 "[witness]\nkind = \"etcd\"\nendpoints = [\"http://e:2379\"]\nttl = \"2500ms\"\n",
-                "whole number of seconds",
+                "whole, non-zero number of seconds",
             ),
             ("[failover]\nmode = \"sometimes\"\n", "unknown failover mode"),
             ("[failover]\nmaximum_lag_on_failover = -1\n", "0 or more"),

@@ -339,6 +339,7 @@ pub(crate) async fn become_primary(
     started: Instant,
 ) -> Result<BTreeMap<String, i64>, String> {
     let epoch = lease.epoch as i64;
+    let previous = region.primary_name();
     let fork = {
         // No follower applies anything between the end of following and
         // the fork: the fork is exactly what this region holds.
@@ -362,6 +363,13 @@ pub(crate) async fn become_primary(
     *region.write_deadline.lock().expect("deadline lock poisoned") = Some(started + spec.ttl - margin(spec));
     *region.leadership.lock().expect("leadership lock poisoned") = Some(lease);
     tracing::warn!(region = %region.name, epoch, ?fork, "primary of epoch {epoch}: accepting writes");
+    let previous = (previous != region.name).then_some(previous);
+    for hook in region.promotion_hooks() {
+        // Jobs of the lost region are resubmitted here, in the background:
+        // the new primary serves at once.
+        let previous = previous.clone();
+        tokio::spawn(async move { hook.promoted(epoch, previous.as_deref()).await });
+    }
     Ok(fork)
 }
 

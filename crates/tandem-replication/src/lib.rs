@@ -95,6 +95,16 @@ pub struct ClassLag {
     pub refusing_writes: bool,
 }
 
+/// Work that must follow a change of primary, run by the new primary once
+/// it accepts writes: jobs that were running in the lost region are
+/// resubmitted here (the jobs issue implements it; nothing registers one
+/// yet).
+#[async_trait]
+pub trait PromotionHook: Send + Sync {
+    /// This region became primary of `epoch`; `previous` led before it.
+    async fn promoted(&self, epoch: i64, previous: Option<&str>);
+}
+
 /// One region's replication runtime.
 pub struct Region {
     pub name: String,
@@ -125,6 +135,8 @@ pub struct Region {
     /// Followers apply under the read side; becoming primary takes the write
     /// side, so the new epoch's fork is exactly what was applied.
     pub(crate) apply_gate: tokio::sync::RwLock<()>,
+    /// Run after every promotion of this region.
+    promotion_hooks: RwLock<Vec<Arc<dyn PromotionHook>>>,
 }
 
 fn now_millis() -> i64 {
@@ -189,7 +201,20 @@ impl Region {
             handing_over: AtomicBool::new(false),
             role_changed: watch::channel(0).0,
             apply_gate: tokio::sync::RwLock::new(()),
+            promotion_hooks: RwLock::new(Vec::new()),
         }))
+    }
+
+    /// Registers work to run whenever this region becomes primary.
+    pub fn on_promotion(&self, hook: Arc<dyn PromotionHook>) {
+        self.promotion_hooks
+            .write()
+            .expect("hooks lock poisoned")
+            .push(hook);
+    }
+
+    pub(crate) fn promotion_hooks(&self) -> Vec<Arc<dyn PromotionHook>> {
+        self.promotion_hooks.read().expect("hooks lock poisoned").clone()
     }
 
     /// Changes the role; followers restart to follow the new primary.

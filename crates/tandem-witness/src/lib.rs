@@ -36,10 +36,9 @@
 //! rule: it leads until `ttl` after the *start* of its last successful renewal, never
 //! longer, whatever the witness later says.
 //!
-//! The defaults are a 10 s TTL, renewal every 3 s and a 3 s retry timeout
-//! (`3 + 2 × 3 = 9 ≤ 10`): Patroni's defaults (30/10/10) divided by three, because a witness
-//! on the same LAN or host answers in milliseconds, and a 10 s lease keeps automatic
-//! failover well inside a minute. TTLs are whole seconds (etcd's leases are) and at least
+//! The defaults are a 6 s TTL, renewal every second and a 2 s retry timeout
+//! (`1 + 2 × 2 = 5 ≤ 6`), sized for a witness on the same LAN or host and for unplanned
+//! failover under 10 s (see [`LeaseTimings`]). TTLs are whole seconds (etcd's leases are) and at least
 //! 2 s in a configuration (etcd raises shorter leases to its minimum).
 //!
 //! # Observing changes

@@ -24,11 +24,11 @@ pub const MAX_TTL: Duration = Duration::from_secs(3600);
 
 /// How long the leadership lease lives and how the leader keeps it alive.
 ///
-/// The defaults (10 s, 3 s, 3 s) satisfy `3 + 2 × 3 = 9 ≤ 10` with a second of slack for
-/// clock-rate differences and scheduling. They are Patroni's defaults (30 s, 10 s, 10 s)
-/// scaled down by three: a witness on the same LAN or host answers in milliseconds, so
-/// three seconds is already a generous timeout, and a 10 s lease keeps automatic failover
-/// (lease expiry plus the failover grace period) well inside a minute of RTO.
+/// The defaults (6 s, 1 s, 2 s) satisfy `1 + 2 × 2 = 5 ≤ 6` with a second of slack for
+/// clock-rate differences and scheduling. Patroni's defaults (30 s, 10 s, 10 s) are sized
+/// for a DCS across a WAN; a witness on the same LAN or host answers in milliseconds, so
+/// two seconds is already a generous timeout, and a 6 s lease is what keeps unplanned
+/// failover (lease lapse, then takeover) under the 10 s RTO Tandem aims for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LeaseTimings {
     /// Lifetime of the lease without renewal; also how long a lost primary may go
@@ -44,9 +44,9 @@ pub struct LeaseTimings {
 impl Default for LeaseTimings {
     fn default() -> Self {
         LeaseTimings {
-            ttl: Duration::from_secs(10),
-            renew_interval: Duration::from_secs(3),
-            retry_timeout: Duration::from_secs(3),
+            ttl: Duration::from_secs(6),
+            renew_interval: Duration::from_secs(1),
+            retry_timeout: Duration::from_secs(2),
         }
     }
 }
