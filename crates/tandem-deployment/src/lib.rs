@@ -525,6 +525,28 @@ impl Deployment {
         Ok(())
     }
 
+    /// A client of the witness this deployment names, if any (nothing is
+    /// sent until it is used).
+    pub fn open_witness(&self) -> Result<Option<std::sync::Arc<dyn tandem_witness::Witness>>> {
+        let Some(spec) = &self.witness else {
+            return Ok(None);
+        };
+        let witness: std::sync::Arc<dyn tandem_witness::Witness> = match &spec.kind {
+            WitnessKind::Etcd { endpoints } => {
+                let mut config = tandem_witness::EtcdWitnessConfig::new(endpoints.clone(), &self.name);
+                config.request_timeout = spec.retry_timeout;
+                std::sync::Arc::new(
+                    tandem_witness::EtcdWitness::new(config).map_err(|error| invalid(error.to_string()))?,
+                )
+            }
+            WitnessKind::Embedded { url } => std::sync::Arc::new(
+                tandem_witness::HttpWitness::new(url, spec.retry_timeout)
+                    .map_err(|error| invalid(error.to_string()))?,
+            ),
+        };
+        Ok(Some(witness))
+    }
+
     pub fn policy(&self, class: AssetClass) -> ClassPolicy {
         self.classes.get(&class).copied().unwrap_or_default()
     }

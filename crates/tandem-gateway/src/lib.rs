@@ -57,6 +57,8 @@ pub enum GatewayError {
     Client(#[from] reqwest::Error),
     #[error("gateway i/o error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot reach the deployment's witness: {0}")]
+    Witness(String),
 }
 
 /// Everything the gateway needs to run.
@@ -99,10 +101,25 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway over `config`'s regions, polling their status.
+    /// A gateway over `config`'s regions, polling their status, and
+    /// following the witness when the deployment has one.
     pub fn new(config: &GatewayConfig) -> Result<Arc<Self>, GatewayError> {
         let source = PollingLeaderSource::new(config.deployment.regions().to_vec(), config.probe_timeout)?;
-        Self::with_source(config, Box::new(source))
+        let witness = config
+            .deployment
+            .open_witness()
+            .map_err(|error| GatewayError::Witness(error.to_string()))?;
+        match witness {
+            Some(witness) => Self::with_source(
+                config,
+                Box::new(tracker::WitnessLeaderSource::new(
+                    source,
+                    witness,
+                    config.probe_timeout,
+                )),
+            ),
+            None => Self::with_source(config, Box::new(source)),
+        }
     }
 
     /// A gateway that learns the primary from `source`.

@@ -6,12 +6,14 @@
 //! [`DeploymentView`], and re-observes on demand when a request meets a
 //! failure (one observation at a time, shared by every request that asked).
 //!
-//! The source today is [`PollingLeaderSource`]: it asks every region for its
-//! status (`GET /api/tandem/v1/regions`) and takes as primary the region that
-//! says it is primary with the highest epoch. Once regions take leadership
-//! from the witness, a source that reads `Witness::leader()` for the primary
-//! (and still probes regions for health) replaces it without touching the
-//! tracker or the proxy.
+//! [`PollingLeaderSource`] asks every region for its status (`GET
+//! /api/tandem/v1/regions`) and takes as primary the region that says it is
+//! primary with the highest epoch. With a witness in the deployment,
+//! [`WitnessLeaderSource`] follows the witness: the primary is the region
+//! the witness names, once that region reports it has begun the epoch and
+//! accepts writes; the polling still says which regions answer. While the
+//! witness cannot be asked, it falls back to the regions' own claims (each
+//! of which is fenced by its lease).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -176,6 +178,60 @@ impl LeaderSource for PollingLeaderSource {
 
     fn name(&self) -> &'static str {
         "polling"
+    }
+}
+
+/// Follows the witness for the primary; probes regions for health.
+pub struct WitnessLeaderSource {
+    polling: PollingLeaderSource,
+    witness: Arc<dyn tandem_witness::Witness>,
+    timeout: Duration,
+}
+
+impl WitnessLeaderSource {
+    pub fn new(
+        polling: PollingLeaderSource,
+        witness: Arc<dyn tandem_witness::Witness>,
+        timeout: Duration,
+    ) -> Self {
+        WitnessLeaderSource {
+            polling,
+            witness,
+            timeout,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl LeaderSource for WitnessLeaderSource {
+    async fn observe(&self) -> Observation {
+        let (regions, leader) = tokio::join!(
+            futures::future::join_all(self.polling.regions.iter().map(|spec| self.polling.probe(spec))),
+            tokio::time::timeout(self.timeout, self.witness.leader()),
+        );
+        let primary = match leader {
+            Ok(Ok(Some(leader))) => regions
+                .iter()
+                .find(|report| {
+                    report.name == leader.region
+                        && report.claims_primary()
+                        && report.epoch.unwrap_or(0) >= leader.epoch
+                })
+                .map(|report| Leader {
+                    region: report.name.clone(),
+                    url: report.url.clone(),
+                    epoch: leader.epoch,
+                }),
+            // Nobody leads: no primary, whatever a region still claims.
+            Ok(Ok(None)) => None,
+            // The witness cannot be asked: the regions' claims, each fenced by its lease.
+            _ => choose_primary(&regions),
+        };
+        Observation { regions, primary }
+    }
+
+    fn name(&self) -> &'static str {
+        "witness"
     }
 }
 

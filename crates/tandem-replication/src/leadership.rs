@@ -77,26 +77,6 @@ fn margin(spec: &WitnessSpec) -> Duration {
     (spec.ttl / 4).min(Duration::from_secs(1))
 }
 
-/// The witness a deployment names, if any.
-pub fn open_witness(
-    deployment: &tandem_deployment::Deployment,
-) -> Result<Option<Arc<dyn tandem_witness::Witness>>, String> {
-    let Some(spec) = &deployment.witness else {
-        return Ok(None);
-    };
-    let witness: Arc<dyn tandem_witness::Witness> = match &spec.kind {
-        tandem_deployment::WitnessKind::Etcd { endpoints } => {
-            let mut config = tandem_witness::EtcdWitnessConfig::new(endpoints.clone(), &deployment.name);
-            config.request_timeout = spec.retry_timeout;
-            Arc::new(tandem_witness::EtcdWitness::new(config).map_err(|error| error.to_string())?)
-        }
-        tandem_deployment::WitnessKind::Embedded { url } => Arc::new(
-            tandem_witness::HttpWitness::new(url, spec.retry_timeout).map_err(|error| error.to_string())?,
-        ),
-    };
-    Ok(Some(witness))
-}
-
 /// Runs the region's side of leadership until the task is dropped.
 pub(crate) async fn run(region: Arc<Region>) {
     // Until the witness says otherwise, the primary is whoever the journal

@@ -100,11 +100,9 @@ pub async fn serve(
                         message: error.to_string(),
                     })?;
             }
-            let witness = tandem_replication::leadership::open_witness(&deployment).map_err(|message| {
-                ConfigError::Invalid {
-                    name: "deployment witness".to_string(),
-                    message,
-                }
+            let witness = deployment.open_witness().map_err(|error| ConfigError::Invalid {
+                name: "deployment witness".to_string(),
+                message: error.to_string(),
             })?;
             let region = Region::new(
                 &config.region,
