@@ -188,8 +188,8 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
     process, first = up()
     try:
         assert [(part["name"], part["kind"]) for part in first["parts"]] == [
-            ("eastus", "region"), ("westus", "region"), ("gateway", "gateway")]
-        gateway_url = first["parts"][2]["url"]
+            ("witness", "witness"), ("eastus", "region"), ("westus", "region"), ("gateway", "gateway")]
+        gateway_url = next(part["url"] for part in first["parts"] if part["kind"] == "gateway")
         assert first["tracking_uri"] == gateway_url
         client = MlflowClient(first["tracking_uri"])
         experiment_id = client.create_experiment(unique("up"))

@@ -287,11 +287,12 @@ def test_tandem_up_runs_a_deployment_and_stops_it_cleanly(tmp_path):
             assert time.monotonic() < deadline, "up.json never appeared"
             time.sleep(0.1)
         up = json.loads(up_file.read_text())
-        assert [part["kind"] for part in up["parts"]] == ["region", "region", "gateway"]
-        assert up["tracking_uri"] == up["parts"][2]["url"]
+        assert [part["kind"] for part in up["parts"]] == ["witness", "region", "region", "gateway"]
+        regions = [part for part in up["parts"] if part["kind"] == "region"]
+        assert up["tracking_uri"] == up["parts"][3]["url"]
         client = MlflowClient(up["tracking_uri"])
         experiment_id = client.create_experiment(unique("up"))
-        replica = MlflowClient(up["parts"][1]["url"])
+        replica = MlflowClient(regions[1]["url"])
         deadline = time.monotonic() + 10
         while True:
             try:

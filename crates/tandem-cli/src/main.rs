@@ -5,9 +5,17 @@
 //!
 //! Exit codes: 0 success; 1 failure; 2 usage error; 3 not found; 4 already
 //! exists or conflicting state; 5 server unreachable.
+//!
+//! Client commands find their server through `config`: `--url`, else
+//! `TANDEM_URL`, else the nearest `.tandem.toml` or `~/.tandem/config.toml`,
+//! else `http://127.0.0.1:5000`.
 
+mod config;
+mod divergence;
+mod failover;
 mod gateway;
 mod up;
+mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,11 +27,29 @@ use tandem_client::{ClientError, TandemClient};
 use tandem_core::model::Workspace;
 use tandem_server::ServerConfig;
 
+/// How client commands find their server, shown by `tandem --help`.
+const CONFIG_HELP: &str = "\
+Finding the server: client commands (status, conflicts, workspace, journal, failover,
+divergence) talk to the URL given by, in order of precedence:
+  1. --url URL
+  2. the TANDEM_URL environment variable
+  3. `url` in the client config file: the nearest .tandem.toml in the working directory
+     or one of its parents, else ~/.tandem/config.toml
+  4. http://127.0.0.1:5000
+The config file is TOML with two keys, both optional:
+  url = \"http://127.0.0.1:5080\"   # the server or, normally, the deployment's gateway
+  json = true                      # print JSON by default (--json=false to override)
+`tandem up --dir DIR` writes DIR/.tandem.toml pointing at its gateway.
+
+Exit codes: 0 success, 1 failure, 2 usage error, 3 not found, 4 already exists or
+conflicting state, 5 server unreachable.";
+
 #[derive(Parser)]
 #[command(
     name = "tandem",
     version,
-    about = "A self-hosted ML workspace server with business continuity built in"
+    about = "A self-hosted ML workspace server with business continuity built in",
+    after_help = CONFIG_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,7 +65,8 @@ enum Command {
     Workspace(WorkspaceCommand),
     /// Print the journal as newline-delimited JSON.
     Journal(JournalArgs),
-    /// Start a whole deployment on this host (regions and gateway as separate processes).
+    /// Start a whole deployment on this host (an embedded witness, the regions and a gateway as
+    /// separate processes) and point the CLI at it (DIR/.tandem.toml).
     Up(up::UpArgs),
     /// Run the deployment's global endpoint: proxies every request to the
     /// primary region (reads to any healthy region where the class allows).
@@ -49,6 +76,16 @@ enum Command {
     /// List conflicts between concurrent writes in hot-hot classes, with both
     /// versions and how each was resolved.
     Conflicts(ConflictsArgs),
+    /// Make another region the primary: planned (zero loss, through the
+    /// current primary) or, with --force, taken by the target when the
+    /// primary is gone.
+    Failover(failover::FailoverArgs),
+    /// Inspect and re-apply records a failover voided: writes of a deposed
+    /// primary that no other region had, kept in its quarantine.
+    Divergence(divergence::DivergenceArgs),
+    /// Run the embedded witness that holds primary leadership for a
+    /// deployment on one host (`[witness] kind = "embedded"`).
+    Witness(witness::WitnessArgs),
 }
 
 #[derive(Args)]
@@ -91,20 +128,83 @@ struct ServerArgs {
     log_format: String,
 }
 
-#[derive(Args, Clone)]
-struct ClientArgs {
-    /// The server to talk to.
+/// The flags every client command takes; see [`ClientArgs::resolve`].
+#[derive(Args, Clone, Debug, Default)]
+pub(crate) struct ClientArgs {
+    /// The server or gateway to talk to [default: $TANDEM_URL, else `url` of
+    /// the nearest .tandem.toml or ~/.tandem/config.toml, else http://127.0.0.1:5000].
+    #[arg(long, global = true, value_name = "URL")]
+    url: Option<String>,
+    /// Print JSON instead of text [default: `json` of the config file, else
+    /// false]; --json=false prints text whatever the file says.
     #[arg(
         long,
-        env = "TANDEM_URL",
-        default_value = "http://127.0.0.1:5000",
-        global = true
+        global = true,
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
+        value_name = "BOOL"
     )]
-    url: String,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    json: bool,
+    json: Option<bool>,
 }
+
+/// Where a client command sends its requests and how it prints.
+pub(crate) struct Target {
+    pub client: TandemClient,
+    pub url: String,
+    pub url_source: config::UrlSource,
+    pub json: bool,
+}
+
+impl ClientArgs {
+    /// Applies the precedence `--url` > `TANDEM_URL` > config file > default.
+    pub(crate) fn resolve(&self) -> anyhow::Result<Target> {
+        let environment = config::Environment::current()?;
+        // A broken config file is the user's to fix, like a bad flag: exit 2.
+        let resolved = config::resolve(self.url.as_deref(), self.json, &environment)
+            .map_err(|error| Refusal::Usage(format!("{error:#}")))?;
+        let _ = URL_IN_USE.set(format!("{} (from {})", resolved.url, resolved.url_source));
+        let client = TandemClient::new(&resolved.url).map_err(|error| {
+            Refusal::Usage(format!(
+                "invalid server URL '{}' (from {}): {error}",
+                resolved.url, resolved.url_source
+            ))
+        })?;
+        Ok(Target {
+            client,
+            url: resolved.url,
+            url_source: resolved.url_source,
+            json: resolved.json,
+        })
+    }
+}
+
+/// The server URL a client command resolved and where it came from, said
+/// when the server cannot be reached: the fix is often in the config file.
+static URL_IN_USE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// A failure the CLI itself decides, with the exit code it deserves.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// Exit 2: the command cannot mean anything.
+    Usage(String),
+    /// Exit 3.
+    NotFound(String),
+    /// Exit 5.
+    Unreachable(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Usage(message) | Refusal::NotFound(message) | Refusal::Unreachable(message) => {
+                formatter.write_str(message)
+            }
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
 
 #[derive(Subcommand)]
 enum WorkspaceCommand {
@@ -171,15 +271,34 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::from(exit_code(&error))
+            let code = exit_code(&error);
+            if code == 5 {
+                if let Some(url) = URL_IN_USE.get() {
+                    eprintln!(
+                        "note: the server URL in use is {url}; see `tandem --help` for how it is found"
+                    );
+                }
+            }
+            ExitCode::from(code)
         }
     }
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(refusal) = error.downcast_ref::<Refusal>() {
+        return match refusal {
+            Refusal::Usage(_) => 2,
+            Refusal::NotFound(_) => 3,
+            Refusal::Unreachable(_) => 5,
+        };
+    }
     match error.downcast_ref::<ClientError>() {
         Some(ClientError::Api { code, .. }) if code == "RESOURCE_DOES_NOT_EXIST" => 3,
-        Some(ClientError::Api { code, .. }) if code == "RESOURCE_ALREADY_EXISTS" => 4,
+        Some(ClientError::Api { code, .. })
+            if code == "RESOURCE_ALREADY_EXISTS" || code == "INVALID_STATE" =>
+        {
+            4
+        }
         Some(ClientError::Transport { .. }) => 5,
         _ => 1,
     }
@@ -191,18 +310,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workspace(command) => run_workspace(command).await,
         Command::Up(args) => up::run(args, shutdown_signal()).await,
         Command::Gateway(args) => gateway::run(args, shutdown_signal()).await,
+        Command::Witness(args) => witness::run(args, shutdown_signal()).await,
+        Command::Failover(args) => failover::run(args).await,
+        Command::Divergence(args) => divergence::run(args).await,
         Command::Status(args) => {
-            let status = TandemClient::new(&args.url)?.regions().await?;
-            print_status(&status, args.json)
+            let target = args.resolve()?;
+            let status = target.client.regions().await?;
+            print_status(&status, target.json)
         }
         Command::Conflicts(args) => {
-            let conflicts = TandemClient::new(&args.client.url)?
+            let target = args.client.resolve()?;
+            let conflicts = target
+                .client
                 .conflicts(args.workspace.as_deref(), Some(args.limit))
                 .await?;
-            print_conflicts(&conflicts, args.client.json)
+            print_conflicts(&conflicts, target.json)
         }
         Command::Journal(args) => {
-            let client = TandemClient::new(&args.client.url)?;
+            // Always NDJSON: one record a line is the journal's text form.
+            let client = args.client.resolve()?.client;
             let mut records = client
                 .journal(args.after, args.workspace.as_deref(), args.limit)
                 .await?;
@@ -214,7 +340,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-fn init_logging(format: &str) {
+pub(crate) fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colour only on a terminal: `tandem up` writes each region's log to a file.
@@ -264,7 +390,7 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let interrupt = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -399,22 +525,24 @@ async fn run_workspace(command: WorkspaceCommand) -> anyhow::Result<()> {
             description,
             client,
         } => {
-            let workspace = TandemClient::new(&client.url)?
-                .create_workspace(&name, &description)
-                .await?;
-            print_workspace(&workspace, client.json)
+            let target = client.resolve()?;
+            let workspace = target.client.create_workspace(&name, &description).await?;
+            print_workspace(&workspace, target.json)
         }
         WorkspaceCommand::Get { name, client } => {
-            let workspace = TandemClient::new(&client.url)?.get_workspace(&name).await?;
-            print_workspace(&workspace, client.json)
+            let target = client.resolve()?;
+            let workspace = target.client.get_workspace(&name).await?;
+            print_workspace(&workspace, target.json)
         }
         WorkspaceCommand::Delete { name, client } => {
-            let workspace = TandemClient::new(&client.url)?.delete_workspace(&name).await?;
-            print_workspace(&workspace, client.json)
+            let target = client.resolve()?;
+            let workspace = target.client.delete_workspace(&name).await?;
+            print_workspace(&workspace, target.json)
         }
         WorkspaceCommand::List { deleted, client } => {
-            let workspaces = TandemClient::new(&client.url)?.list_workspaces(deleted).await?;
-            if client.json {
+            let target = client.resolve()?;
+            let workspaces = target.client.list_workspaces(deleted).await?;
+            if target.json {
                 println!("{}", serde_json::to_string_pretty(&workspaces)?);
             } else {
                 println!("NAME\tID\tSTATE");
@@ -424,5 +552,183 @@ async fn run_workspace(command: WorkspaceCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn parse(arguments: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tandem").chain(arguments.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn failover_takes_a_target_and_force() {
+        let Command::Failover(args) = parse(&["failover", "--to", "westus"]).unwrap().command else {
+            panic!("not failover")
+        };
+        assert_eq!(args.to, "westus");
+        assert!(!args.force);
+        assert_eq!(args.client.url, None);
+        assert_eq!(args.client.json, None);
+
+        let Command::Failover(args) = parse(&[
+            "failover",
+            "--to",
+            "westus",
+            "--force",
+            "--json",
+            "--url",
+            "http://g:1",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not failover")
+        };
+        assert!(args.force);
+        assert_eq!(args.client.json, Some(true));
+        assert_eq!(args.client.url.as_deref(), Some("http://g:1"));
+
+        let missing_target = parse(&["failover", "--force"]).err().unwrap();
+        assert_eq!(
+            missing_target.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        assert_eq!(missing_target.exit_code(), 2);
+    }
+
+    #[test]
+    fn json_can_be_turned_off_explicitly_and_never_swallows_an_argument() {
+        let Command::Status(args) = parse(&["status", "--json=false"]).unwrap().command else {
+            panic!("not status")
+        };
+        assert_eq!(args.json, Some(false));
+        let Command::Divergence(args) = parse(&["divergence", "show", "--json", "eastus-12"])
+            .unwrap()
+            .command
+        else {
+            panic!("not divergence")
+        };
+        assert_eq!(
+            args.command,
+            divergence::DivergenceCommand::Show {
+                id: "eastus-12".to_string()
+            }
+        );
+        assert_eq!(args.client.json, Some(true));
+        assert!(parse(&["status", "--json=maybe"]).is_err());
+    }
+
+    #[test]
+    fn divergence_has_list_show_and_apply_with_client_flags_anywhere() {
+        let Command::Divergence(args) = parse(&["divergence", "list"]).unwrap().command else {
+            panic!("not divergence")
+        };
+        assert_eq!(args.command, divergence::DivergenceCommand::List);
+        let Command::Divergence(args) = parse(&["divergence", "--url", "http://g:1", "apply", "eastus-7"])
+            .unwrap()
+            .command
+        else {
+            panic!("not divergence")
+        };
+        assert_eq!(
+            args.command,
+            divergence::DivergenceCommand::Apply {
+                id: "eastus-7".to_string()
+            }
+        );
+        assert_eq!(args.client.url.as_deref(), Some("http://g:1"));
+        let Command::Divergence(args) = parse(&["divergence", "apply", "eastus-7", "--url", "http://g:2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not divergence")
+        };
+        assert_eq!(args.client.url.as_deref(), Some("http://g:2"));
+        assert!(parse(&["divergence", "show"]).is_err());
+        assert!(parse(&["divergence"]).is_err());
+    }
+
+    #[test]
+    fn witness_takes_an_address_and_a_data_directory() {
+        let Command::Witness(args) = parse(&["witness", "--listen", "127.0.0.1:7000", "--data", "/tmp/w"])
+            .unwrap()
+            .command
+        else {
+            panic!("not witness")
+        };
+        assert_eq!(args.listen, "127.0.0.1:7000");
+        assert_eq!(args.data, PathBuf::from("/tmp/w"));
+    }
+
+    #[test]
+    fn up_takes_a_witness_kind_and_etcd_endpoints() {
+        let Command::Up(args) = parse(&["up"]).unwrap().command else {
+            panic!("not up")
+        };
+        assert_eq!(args.witness, None);
+        let Command::Up(args) = parse(&["up", "--witness", "none"]).unwrap().command else {
+            panic!("not up")
+        };
+        assert_eq!(args.witness, Some(up::WitnessChoice::Without));
+        let Command::Up(args) = parse(&[
+            "up",
+            "--witness",
+            "etcd",
+            "--etcd-endpoints",
+            "http://127.0.0.1:2379,http://127.0.0.1:22379",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not up")
+        };
+        assert_eq!(args.witness, Some(up::WitnessChoice::Etcd));
+        assert_eq!(
+            args.etcd_endpoints,
+            ["http://127.0.0.1:2379", "http://127.0.0.1:22379"]
+        );
+        // etcd needs endpoints; unknown kinds are refused.
+        assert!(parse(&["up", "--witness", "etcd"]).is_err());
+        assert!(parse(&["up", "--witness", "zookeeper"]).is_err());
+    }
+
+    #[test]
+    fn the_help_documents_how_the_server_is_found() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains(".tandem.toml"), "{help}");
+        assert!(help.contains("~/.tandem/config.toml"), "{help}");
+        assert!(help.contains("TANDEM_URL"), "{help}");
+    }
+
+    #[test]
+    fn refusals_and_server_errors_map_to_the_documented_exit_codes() {
+        let api = |code: &str| {
+            anyhow::Error::from(ClientError::Api {
+                status: 400,
+                code: code.to_string(),
+                message: String::new(),
+            })
+        };
+        assert_eq!(exit_code(&api("RESOURCE_DOES_NOT_EXIST")), 3);
+        assert_eq!(exit_code(&api("INVALID_STATE")), 4);
+        assert_eq!(exit_code(&api("PERMISSION_DENIED")), 1);
+        let unreachable = anyhow::Error::from(ClientError::Transport {
+            url: "http://x".to_string(),
+            message: "refused".to_string(),
+        })
+        .context("cannot read the deployment's regions");
+        assert_eq!(exit_code(&unreachable), 5);
+        assert_eq!(exit_code(&Refusal::NotFound("x".to_string()).into()), 3);
+        assert_eq!(exit_code(&Refusal::Usage("x".to_string()).into()), 2);
+        assert_eq!(exit_code(&Refusal::Unreachable("x".to_string()).into()), 5);
     }
 }

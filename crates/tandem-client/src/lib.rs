@@ -2,13 +2,22 @@
 //! server, so everything the CLI can do, a user's script can do over HTTP.
 //!
 //! Architecture invariant: no access to a store or storage, only HTTP.
+//!
+//! Every method addresses the client's base URL, which may be the
+//! deployment's gateway or one region directly: a forced failover and the
+//! quarantine of divergent records are per region, so the CLI builds a client
+//! per region URL with [`TandemClient::at`].
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tandem_core::journal::JournalRecord;
 use tandem_core::merge::Conflict;
-use tandem_core::model::Workspace;
+use tandem_core::model::{Millis, Workspace};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -35,7 +44,100 @@ impl ClientError {
             _ => None,
         }
     }
+
+    /// Whether the server answered that the thing asked for does not exist.
+    pub fn is_not_found(&self) -> bool {
+        self.code() == Some("RESOURCE_DOES_NOT_EXIST")
+    }
 }
+
+/// One region of the deployment, as `GET /api/tandem/v1/regions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegionEntry {
+    pub name: String,
+    /// Where the region's API answers: the address to use for requests that
+    /// must reach this region itself.
+    pub url: String,
+    /// `primary` or `secondary`, as the answering region sees it.
+    #[serde(default)]
+    pub role: String,
+}
+
+/// What a failover did (`POST /api/tandem/v1/failover`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailoverReport {
+    /// The primary before the failover, when known.
+    pub from: Option<String>,
+    /// The new primary.
+    pub to: String,
+    /// The new primary's leadership epoch.
+    pub epoch: i64,
+    /// Planned (handover by the old primary) or forced (taken by the target).
+    pub planned: bool,
+    /// Planned: the old primary's journal head, every record of which the
+    /// new primary held before it took over.
+    pub records_confirmed: Option<i64>,
+    /// Whether the new epoch's fork holds every record the old primary had.
+    pub zero_loss: bool,
+    /// Forced: records of the last primary's journal the target lacked (as
+    /// last reported by it); they go to quarantine if that primary returns.
+    pub records_possibly_lost: Option<i64>,
+    pub duration_ms: u64,
+    /// Where the new epoch forked from each region's journal.
+    #[serde(default)]
+    pub fork: BTreeMap<String, i64>,
+}
+
+/// A journal record a region set aside because a newer epoch voided it (a
+/// deposed primary's write no one else had), kept until someone decides.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DivergentRecord {
+    /// `<origin region>-<origin seq>`: the same in every region holding it.
+    pub id: String,
+    /// Its position in the holding region's journal.
+    pub seq: i64,
+    pub voided_by_epoch: i64,
+    pub reason: String,
+    pub found_at: Millis,
+    /// `quarantined` or `applied`.
+    pub status: String,
+    /// For an artifact write, where its bytes are: `pending`, `kept` or `missing`.
+    #[serde(default)]
+    pub artifact_state: Option<String>,
+    /// The journal position, at the primary that re-applied it, of the new change.
+    #[serde(default)]
+    pub applied_seq: Option<i64>,
+    #[serde(default)]
+    pub applied_at: Option<Millis>,
+    pub record: JournalRecord,
+}
+
+/// One region's quarantine (`GET /api/tandem/v1/divergence`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionDivergence {
+    /// The region that answered, whose quarantine this is.
+    pub region: String,
+    pub records: Vec<DivergentRecord>,
+}
+
+/// One quarantined record and the region holding it
+/// (`GET /api/tandem/v1/divergence/{id}` and its `apply`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldDivergentRecord {
+    pub region: String,
+    pub record: DivergentRecord,
+}
+
+/// How long opening a connection may take. Commands that ask every region
+/// in turn must not hang on one that is partitioned away; requests
+/// themselves have no limit, since a planned failover waits for catch-up.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a read of a region's status or quarantine may take, answer
+/// included. A region that accepts connections but never answers (stopped,
+/// overloaded, or a gateway waiting on one) must not hang a command that asks
+/// every region; the gateway's own retries for a read last 15 s.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub type ClientResult<T> = Result<T, ClientError>;
 
@@ -52,9 +154,27 @@ impl TandemClient {
             url: base.clone(),
             message: error.to_string(),
         })?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .build()
+            .map_err(|error| ClientError::Transport {
+                url: base.clone(),
+                message: error.to_string(),
+            })?;
+        Ok(TandemClient { base, http })
+    }
+
+    /// A client of another base URL (typically one region of the
+    /// deployment) sharing this one's connection pool.
+    pub fn at(&self, base: &str) -> ClientResult<Self> {
+        let base = base.trim_end_matches('/').to_string();
+        url::Url::parse(&base).map_err(|error| ClientError::Transport {
+            url: base.clone(),
+            message: error.to_string(),
+        })?;
         Ok(TandemClient {
             base,
-            http: reqwest::Client::new(),
+            http: self.http.clone(),
         })
     }
 
@@ -69,7 +189,7 @@ impl TandemClient {
     async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> ClientResult<reqwest::Response> {
         let response = request.send().await.map_err(|error| ClientError::Transport {
             url: url.to_string(),
-            message: error.to_string(),
+            message: with_causes(&error),
         })?;
         if response.status().is_success() {
             return Ok(response);
@@ -133,11 +253,63 @@ impl TandemClient {
     /// lag, RPO per class.
     pub async fn regions(&self) -> ClientResult<Value> {
         let url = self.url("/api/tandem/v1/regions");
-        let response = self.send(self.http.get(&url), &url).await?;
+        let response = self.send(self.http.get(&url).timeout(READ_TIMEOUT), &url).await?;
         response
             .json()
             .await
             .map_err(|error| ClientError::Decode(error.to_string()))
+    }
+
+    /// The deployment's regions and their URLs, as the answering region
+    /// knows them from the deployment file.
+    pub async fn region_list(&self) -> ClientResult<Vec<RegionEntry>> {
+        let url = self.url("/api/tandem/v1/regions");
+        self.json(self.http.get(&url).timeout(READ_TIMEOUT), &url, "regions")
+            .await
+    }
+
+    /// Makes `to` the primary. Planned (`force = false`): sent to the current
+    /// primary (or the gateway), which hands over once `to` holds its whole
+    /// journal. Forced: sent to region `to` itself, which takes leadership
+    /// from a primary that is gone.
+    pub async fn failover(&self, to: &str, force: bool) -> ClientResult<FailoverReport> {
+        let url = self.url("/api/tandem/v1/failover");
+        let request = self.http.post(&url).json(&json!({ "to": to, "force": force }));
+        self.whole(request, &url).await
+    }
+
+    /// This region's quarantine: records a newer epoch voided.
+    pub async fn divergence(&self) -> ClientResult<RegionDivergence> {
+        let url = self.url("/api/tandem/v1/divergence");
+        self.whole(self.http.get(&url).timeout(READ_TIMEOUT), &url).await
+    }
+
+    /// One record of this region's quarantine; `RESOURCE_DOES_NOT_EXIST` when
+    /// this region does not hold it.
+    pub async fn divergent_record(&self, id: &str) -> ClientResult<HeldDivergentRecord> {
+        let url = self.url(&format!("/api/tandem/v1/divergence/{}", path_segment(id)));
+        self.whole(self.http.get(&url).timeout(READ_TIMEOUT), &url).await
+    }
+
+    /// Re-applies a quarantined record as a new change at the primary. Must
+    /// be sent to a region holding the record (it forwards to the primary).
+    pub async fn apply_divergent_record(&self, id: &str) -> ClientResult<HeldDivergentRecord> {
+        let url = self.url(&format!("/api/tandem/v1/divergence/{}/apply", path_segment(id)));
+        self.whole(self.http.post(&url), &url).await
+    }
+
+    /// Decodes the whole response body as `T`.
+    async fn whole<T: DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+        url: &str,
+    ) -> ClientResult<T> {
+        let response = self.send(request, url).await?;
+        let body: Value = response
+            .json()
+            .await
+            .map_err(|error| ClientError::Decode(error.to_string()))?;
+        serde_json::from_value(body).map_err(|error| ClientError::Decode(error.to_string()))
     }
 
     /// Conflicts between concurrent writes of hot-hot classes merged by this
@@ -205,5 +377,51 @@ impl TandemClient {
             serde_json::from_slice::<JournalRecord>(&line)
                 .map_err(|error| ClientError::Decode(error.to_string()))
         }))
+    }
+}
+
+/// An error and its causes, `: `-separated: reqwest's own message ("error
+/// sending request") says nothing of what went wrong (refused, timed out).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    message
+}
+
+/// Percent-encodes one path segment, so an id can never address another route.
+fn path_segment(value: &str) -> String {
+    let mut url = url::Url::parse("http://segment.invalid/").expect("a constant URL parses");
+    url.path_segments_mut()
+        .expect("an http URL has path segments")
+        .push(value);
+    url.path().trim_start_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("eastus-12"), "eastus-12");
+        assert_eq!(path_segment("../apply"), "..%2Fapply");
+        assert_eq!(path_segment("a b?c"), "a%20b%3Fc");
+    }
+
+    #[test]
+    fn a_client_at_another_url_keeps_its_own_base() {
+        let gateway = TandemClient::new("http://127.0.0.1:5080/").unwrap();
+        let region = gateway.at("http://127.0.0.1:6001/").unwrap();
+        assert_eq!(gateway.base_url(), "http://127.0.0.1:5080");
+        assert_eq!(region.base_url(), "http://127.0.0.1:6001");
+        assert!(gateway.at("not a url").is_err());
     }
 }

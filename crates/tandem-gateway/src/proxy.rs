@@ -392,7 +392,11 @@ impl Proxy {
                     "request not served; retrying once the deployment is observed again"
                 );
             }
-            tokio::time::sleep(pause).await;
+            let known = view.primary().map(|leader| leader.region.clone());
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.tracker.new_primary(known.as_deref()) => {}
+            }
             backoff = (backoff * 2).min(MAX_BACKOFF);
             view = self.tracker.refresh(view.version).await;
         }

@@ -345,6 +345,18 @@ impl PrimaryTracker {
         self.view.borrow().clone()
     }
 
+    /// Resolves once the view names a primary, and not `known`: a request
+    /// waiting out a failover goes on at once instead of at its next retry.
+    pub async fn new_primary(&self, known: Option<&str>) {
+        let mut views = self.view.subscribe();
+        let _ = views
+            .wait_for(|view| {
+                view.primary()
+                    .is_some_and(|leader| Some(leader.region.as_str()) != known)
+            })
+            .await;
+    }
+
     /// A view newer than version `seen`: the current one if it is already
     /// newer (another request or the poll loop refreshed meanwhile),
     /// otherwise a fresh observation.

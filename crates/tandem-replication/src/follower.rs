@@ -67,13 +67,6 @@ fn source_url(region: &Region, source: &str) -> Result<String, String> {
         .ok_or_else(|| format!("source region '{source}' is not in the deployment"))
 }
 
-fn authorized(region: &Region, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-    match region.secret() {
-        Some(secret) => request.bearer_auth(secret),
-        None => request,
-    }
-}
-
 async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
     let url = source_url(region, source)?;
     let position = region
@@ -85,7 +78,8 @@ async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
         .http
         .get(format!("{url}/api/tandem/v1/replication/journal"))
         .query(&[("after", position.to_string()), ("region", region.name.clone())]);
-    let response = authorized(region, request)
+    let response = region
+        .authorized(request)
         .send()
         .await
         .map_err(|error| format!("cannot reach {url}: {error}"))?;
@@ -169,7 +163,7 @@ async fn acknowledge(region: &Region, url: &str, applied: i64) {
         .http
         .post(format!("{url}/api/tandem/v1/replication/ack"))
         .json(&serde_json::json!({ "region": region.name, "applied": applied }));
-    if let Err(error) = authorized(region, request).send().await {
+    if let Err(error) = region.authorized(request).send().await {
         tracing::debug!(%error, "acknowledgement not delivered");
     }
 }
@@ -255,7 +249,8 @@ pub(crate) async fn copy_artifact(
             relative.as_str()
         ))
         .query(&[("sha256", sha256)]);
-    let response = authorized(region, request)
+    let response = region
+        .authorized(request)
         .send()
         .await
         .map_err(|e| format!("artifact {path}: {e}"))?;

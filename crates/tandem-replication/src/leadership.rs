@@ -9,7 +9,8 @@
 //!
 //! When nobody leads, the region that led last takes the lease back at once
 //! (a restart). Anyone else, in automatic mode, takes over only when the
-//! last primary stays unreachable for `grace_period` — or answers but has
+//! last primary stays unreachable for `grace_period` (counted from when its
+//! replication stream broke, so it overlaps the lease's lapse) — or answers but has
 //! stepped down and every record of its journal is here, when taking over
 //! loses nothing — and only if it lags at most `maximum_lag_on_failover`
 //! records and no reachable region holds more of the last primary's journal
@@ -171,7 +172,20 @@ async fn observe(region: &Arc<Region>, spec: &WitnessSpec, vacancy: &mut Vacancy
             .await;
         }
         Some(leader) => {
-            vacancy.unreachable_since = None;
+            // The grace period runs from when the primary stopped answering
+            // (its replication stream broke), even while its lease is still
+            // held: lease lapse and grace period overlap, so a lost primary
+            // is replaced max(ttl, grace) after it went, not their sum.
+            let connected = region
+                .follow_states()
+                .get(&leader.region)
+                .map(|state| state.connected)
+                .unwrap_or(true);
+            if connected {
+                vacancy.unreachable_since = None;
+            } else {
+                vacancy.unreachable_since.get_or_insert_with(Instant::now);
+            }
             vacancy.said = None;
             if region.primary_name() != leader.region || region.is_primary() {
                 step_down(region, Some(leader.region.clone()));
@@ -531,11 +545,7 @@ async fn hand_over(
             expected_epoch: lease.epoch,
             head,
         });
-    let request = match region.secret() {
-        Some(secret) => request.bearer_auth(secret),
-        None => request,
-    };
-    let response = request.send().await.map_err(|error| {
+    let response = region.authorized(request).send().await.map_err(|error| {
         Error::new(
             ErrorKind::Unavailable,
             format!("cannot reach region '{target}' to hand over: {error}"),
@@ -585,10 +595,20 @@ pub async fn promote(region: &Arc<Region>, request: PromoteRequest) -> Result<Pr
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let (epoch, fork) = seize_and_lead(region, &spec, Some(request.expected_epoch)).await?;
+    Ok(Promoted { epoch, fork })
+}
+
+/// Seizes the lease (from `expected_epoch` only, if given) and becomes primary.
+async fn seize_and_lead(
+    region: &Arc<Region>,
+    spec: &WitnessSpec,
+    expected_epoch: Option<u64>,
+) -> Result<(i64, BTreeMap<String, i64>), Error> {
     let witness = region.witness.clone().expect("witness");
     let started = Instant::now();
     let lease = witness
-        .seize(&region.name, spec.ttl, Some(request.expected_epoch))
+        .seize(&region.name, spec.ttl, expected_epoch)
         .await
         .map_err(|error| {
             Error::new(
@@ -597,10 +617,10 @@ pub async fn promote(region: &Arc<Region>, request: PromoteRequest) -> Result<Pr
             )
         })?;
     let epoch = lease.epoch as i64;
-    let fork = become_primary(region, &spec, lease, started)
+    let fork = become_primary(region, spec, lease, started)
         .await
         .map_err(Error::internal)?;
-    Ok(Promoted { epoch, fork })
+    Ok((epoch, fork))
 }
 
 /// `tandem failover --to THIS --force`: takes the lease whoever holds it.
@@ -618,20 +638,7 @@ pub async fn forced_failover(region: &Arc<Region>) -> Result<FailoverReport, Err
     let last = region.primary_name();
     let follow = region.follow_states().get(&last).cloned().unwrap_or_default();
     let began = Instant::now();
-    let witness = region.witness.clone().expect("witness");
-    let lease = witness
-        .seize(&region.name, spec.ttl, None)
-        .await
-        .map_err(|error| {
-            Error::new(
-                ErrorKind::Unavailable,
-                format!("the witness refused the takeover: {error}"),
-            )
-        })?;
-    let epoch = lease.epoch as i64;
-    let fork = become_primary(region, &spec, lease, began)
-        .await
-        .map_err(Error::internal)?;
+    let (epoch, fork) = seize_and_lead(region, &spec, None).await?;
     Ok(FailoverReport {
         from: (last != region.name).then_some(last),
         to: region.name.clone(),

@@ -280,6 +280,14 @@ impl Region {
         self.deployment.replication_secret.as_deref()
     }
 
+    /// `request` with the deployment's replication secret, if it has one.
+    pub(crate) fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.secret() {
+            Some(secret) => request.bearer_auth(secret),
+            None => request,
+        }
+    }
+
     /// The policy object the store and the API consult.
     pub fn policy(self: &Arc<Self>) -> Arc<dyn RegionPolicy> {
         Arc::new(Policy(self.clone()))

@@ -254,7 +254,12 @@ async fn artifact(
             )
         }
     };
-    match region.artifacts.get_stream(&key).await {
+    stream_bytes(&region, &key, StatusCode::GONE).await
+}
+
+/// Streams the bytes at `key`; `missing` is the status when there are none.
+async fn stream_bytes(region: &Region, key: &ArtifactKey, missing: StatusCode) -> Response {
+    match region.artifacts.get_stream(key).await {
         Ok((size, stream)) => (
             [
                 (header::CONTENT_LENGTH, size.to_string()),
@@ -263,7 +268,7 @@ async fn artifact(
             Body::from_stream(stream),
         )
             .into_response(),
-        Err(err) if err.is_not_found() => error(StatusCode::GONE, "RESOURCE_DOES_NOT_EXIST", err.to_string()),
+        Err(err) if err.is_not_found() => error(missing, "RESOURCE_DOES_NOT_EXIST", err.to_string()),
         Err(err) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL_ERROR",
@@ -607,22 +612,5 @@ async fn quarantined_bytes(
         Ok(key) => key,
         Err(error) => return refuse(error),
     };
-    match region.artifacts.get_stream(&key).await {
-        Ok((size, stream)) => (
-            [
-                (header::CONTENT_LENGTH, size.to_string()),
-                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            ],
-            Body::from_stream(stream),
-        )
-            .into_response(),
-        Err(err) if err.is_not_found() => {
-            error(StatusCode::NOT_FOUND, "RESOURCE_DOES_NOT_EXIST", err.to_string())
-        }
-        Err(err) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL_ERROR",
-            err.to_string(),
-        ),
-    }
+    stream_bytes(&region, &key, StatusCode::NOT_FOUND).await
 }

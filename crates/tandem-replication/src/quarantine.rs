@@ -137,11 +137,7 @@ pub(crate) async fn apply(region: &Region, id: &str) -> Result<DivergentRecord, 
                 holder: region.name.clone(),
                 record: entry.record.clone(),
             });
-        let request = match region.secret() {
-            Some(secret) => request.bearer_auth(secret),
-            None => request,
-        };
-        let response = request.send().await.map_err(|error| {
+        let response = region.authorized(request).send().await.map_err(|error| {
             Error::new(
                 ErrorKind::Unavailable,
                 format!("cannot reach the primary '{}': {error}", region.primary_name()),
@@ -253,11 +249,7 @@ async fn restore_bytes(
         let request = region
             .http
             .get(format!("{url}/api/tandem/v1/replication/quarantine/{id}"));
-        let request = match region.secret() {
-            Some(secret) => request.bearer_auth(secret),
-            None => request,
-        };
-        let response = request.send().await.map_err(|error| {
+        let response = region.authorized(request).send().await.map_err(|error| {
             Error::new(
                 ErrorKind::Unavailable,
                 format!("cannot fetch the bytes of '{id}' from '{holder}': {error}"),

@@ -1,0 +1,38 @@
+//! `tandem witness`: the embedded witness, for a deployment on one host.
+//! Parses arguments and calls `tandem_witness::serve_embedded`; the
+//! deployment file names it with `[witness] kind = "embedded"`,
+//! `url = "http://ADDR"`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+#[derive(clap::Args, Debug)]
+pub struct WitnessArgs {
+    /// Address to listen on; the deployment file's `[witness] url` points here.
+    #[arg(long, env = "TANDEM_WITNESS_LISTEN", default_value = "127.0.0.1:5070")]
+    pub listen: String,
+    /// Directory of the witness's state (its revision, hence the epochs,
+    /// survives restarts from here).
+    #[arg(long, env = "TANDEM_WITNESS_DATA")]
+    pub data: PathBuf,
+    /// Log format.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
+    pub log_format: String,
+}
+
+pub async fn run(
+    args: WitnessArgs,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    crate::init_logging(&args.log_format);
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("cannot create the witness data directory {}", args.data.display()))?;
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    tandem_witness::serve_embedded(listener, args.data, shutdown)
+        .await
+        .context("embedded witness failed")?;
+    Ok(())
+}
