@@ -60,6 +60,8 @@ pub const MAX_BUFFERED_BODY: u64 = 1024 * 1024;
 const MAX_INSPECTED_ERROR: u64 = 64 * 1024;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// How long a region may take to start answering a request (uploads aside).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The response header naming the region that answered.
 pub const REGION_HEADER: &str = "x-tandem-region";
@@ -428,7 +430,32 @@ impl Proxy {
         if let Some(body) = body.for_attempt() {
             request = request.body(body);
         }
-        let response = match request.send().await {
+        // A region that accepts connections but never answers (a stopped
+        // process) must not hold a request forever. Uploads are exempt: their
+        // answer comes only after the whole body went up.
+        let sent = if parts.method == axum::http::Method::PUT {
+            request.send().await
+        } else {
+            match tokio::time::timeout(ANSWER_TIMEOUT, request.send()).await {
+                Ok(sent) => sent,
+                Err(_) => {
+                    let description = format!("no answer within {}s", ANSWER_TIMEOUT.as_secs());
+                    self.tracker.mark_unreachable(&target.region, &description);
+                    if route.read {
+                        return Err(Outcome::Failed(Failure::Broken {
+                            region: target.region.clone(),
+                            error: description,
+                        }));
+                    }
+                    return Err(Outcome::Final(unavailable(format!(
+                        "region '{}' did not answer within {}s; the write may or may not have been applied",
+                        target.region,
+                        ANSWER_TIMEOUT.as_secs()
+                    ))));
+                }
+            }
+        };
+        let response = match sent {
             Ok(response) => response,
             Err(error) => {
                 let description = describe_transport_error(&error);
