@@ -496,11 +496,16 @@ mod optional_float {
     }
 }
 
-fn metric_of(message: MetricMessage, path: &str, now: i64) -> ApiResult<Metric> {
-    let key = required(message.key, &format!("{path}key"))?;
+/// A metric of a request; `path` names it in errors (`metrics[3].`), and is
+/// only formatted when there is an error to report.
+fn metric_of(message: MetricMessage, path: impl Fn() -> String, now: i64) -> ApiResult<Metric> {
+    let key = match message.key {
+        Some(key) if !key.is_empty() => key,
+        _ => return Err(ApiError::missing(&format!("{}key", path()))),
+    };
     let value = message
         .value
-        .ok_or_else(|| ApiError::missing(&format!("{path}value")))?;
+        .ok_or_else(|| ApiError::missing(&format!("{}value", path())))?;
     Ok(Metric {
         key,
         value,
@@ -554,7 +559,7 @@ async fn log_metric(
             model_id: request.model_id,
             _run_id: None,
         },
-        "",
+        String::new,
         now_millis(),
     )?;
     state
@@ -647,7 +652,7 @@ async fn log_batch(
         .metrics
         .into_iter()
         .enumerate()
-        .map(|(index, metric)| metric_of(metric, &format!("metrics[{index}]."), now))
+        .map(|(index, metric)| metric_of(metric, || format!("metrics[{index}]."), now))
         .collect::<ApiResult<Vec<_>>>()?;
     let params = tags_of(request.params, "params")?
         .into_iter()

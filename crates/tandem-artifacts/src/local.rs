@@ -9,9 +9,15 @@
 //! in the instant between check and use is out of scope (whoever can do that already has
 //! write access to the server's disk).
 
-use std::io;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use bytes::Bytes;
+use object_store::local::LocalFileSystem;
+
+use crate::error::{classify, Op};
 use crate::{ArtifactError, ArtifactKey, Listing};
 
 /// A local root directory, canonicalised once at open time (the root itself may be reached
@@ -19,11 +25,14 @@ use crate::{ArtifactError, ArtifactKey, Listing};
 #[derive(Debug, Clone)]
 pub(crate) struct LocalRoot {
     root: PathBuf,
+    /// The store rooted at `root`, for the one mapping of keys to file names
+    /// (`path_to_filesystem`) that every operation shares.
+    store: Arc<LocalFileSystem>,
 }
 
 impl LocalRoot {
-    pub(crate) fn new(root: PathBuf) -> Self {
-        LocalRoot { root }
+    pub(crate) fn new(root: PathBuf, store: Arc<LocalFileSystem>) -> Self {
+        LocalRoot { root, store }
     }
 
     /// Refuses `key` if any existing component of its path (the last one included) is a
@@ -32,14 +41,39 @@ impl LocalRoot {
     /// Also refuses names `LocalFileSystem` reserves for its staging files ("name#123"), which
     /// it would otherwise reject with an opaque error.
     pub(crate) async fn check(&self, key: &ArtifactKey) -> Result<(), ArtifactError> {
-        let file_name = key.as_str().rsplit('/').next().unwrap_or_default();
-        if is_staging_file(file_name) {
-            return Err(ArtifactError::invalid(
-                key.as_str(),
-                "local storage reserves names ending in '#' followed by digits",
-            ));
-        }
+        check_name(key)?;
         self.check_prefix(key).await
+    }
+
+    /// Writes a complete body to `key` in one trip to the blocking pool: the symlink check
+    /// of [`check`](Self::check), then the staged write `LocalFileSystem::put` performs (a
+    /// fresh "name#N" staging file, the bytes, a rename over the target), so nothing is
+    /// visible at `key` before all of `chunks` is in the file. Two trips (check, then put)
+    /// cost a small upload as much as the write itself.
+    pub(crate) async fn put_complete(
+        &self,
+        key: &ArtifactKey,
+        location: &object_store::path::Path,
+        chunks: Vec<Bytes>,
+    ) -> Result<(), ArtifactError> {
+        check_name(key)?;
+        let target = self
+            .store
+            .path_to_filesystem(location)
+            .map_err(|e| classify(e, key.as_str(), Op::Write))?;
+        let root = self.root.clone();
+        let key = key.as_str().to_string();
+        blocking(move || {
+            check_no_symlink(&root, &key)?;
+            write_staged(&target, &chunks).map_err(|source| {
+                let error = object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(source),
+                };
+                classify(error, &key, Op::Write)
+            })
+        })
+        .await
     }
 
     /// The symlink half of [`check`](Self::check), for keys used as listing prefixes (a
@@ -117,6 +151,57 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ArtifactError::backend_msg(format!("local storage task failed: {e}")))?
+}
+
+/// Refuses the names `LocalFileSystem` reserves for its staging files.
+fn check_name(key: &ArtifactKey) -> Result<(), ArtifactError> {
+    let file_name = key.as_str().rsplit('/').next().unwrap_or_default();
+    if is_staging_file(file_name) {
+        return Err(ArtifactError::invalid(
+            key.as_str(),
+            "local storage reserves names ending in '#' followed by digits",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `chunks` to a new staging file beside `target` and renames it over `target`,
+/// as `LocalFileSystem::put` does (same staging names, which listings skip); on failure
+/// the staging file is removed and `target` is untouched.
+fn write_staged(target: &Path, chunks: &[Bytes]) -> io::Result<()> {
+    let (mut file, staging) = create_staging_file(target)?;
+    let written = chunks.iter().try_for_each(|chunk| file.write_all(chunk));
+    // Closed before the rename, as LocalFileSystem does for FUSE filesystems that
+    // upload on close.
+    drop(file);
+    let result = written.and_then(|()| std::fs::rename(&staging, target));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    result
+}
+
+/// Creates `target#N` for the smallest free N, creating missing parent directories.
+fn create_staging_file(target: &Path) -> io::Result<(File, PathBuf)> {
+    let mut suffix: u64 = 1;
+    let mut created_parents = false;
+    loop {
+        let mut name = target.as_os_str().to_owned();
+        name.push(format!("#{suffix}"));
+        let staging = PathBuf::from(name);
+        match OpenOptions::new().write(true).create_new(true).open(&staging) {
+            Ok(file) => return Ok((file, staging)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => suffix += 1,
+            // Once only: if the directory vanishes again (a concurrent failed upload
+            // pruning it), report the error rather than loop.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && !created_parents => {
+                let parent = staging.parent().ok_or(e)?;
+                std::fs::create_dir_all(parent)?;
+                created_parents = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 fn check_no_symlink(root: &Path, key: &str) -> Result<(), ArtifactError> {

@@ -114,10 +114,11 @@ fn open_local(url: &Url, url_str: &str) -> Result<Opened, ArtifactError> {
         // Remove directories emptied by deletes, so listings don't show empty "dirs" that
         // an object store would not have.
         .with_automatic_cleanup(true);
+    let store = Arc::new(store);
     Ok(Opened {
-        store: Arc::new(store),
+        store: store.clone(),
         prefix: String::new(),
-        local: Some(LocalRoot::new(root)),
+        local: Some(LocalRoot::new(root, store)),
     })
 }
 

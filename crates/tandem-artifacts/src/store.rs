@@ -108,7 +108,8 @@ impl ArtifactStore {
     where
         S: Stream<Item = Result<Bytes, std::io::Error>> + Send + Unpin,
     {
-        self.check_local(key).await?;
+        // Local stores check the key when they write it (see `upload`), in the same trip
+        // to the blocking pool as the write itself.
         let location = self.location(key)?;
         upload::put_stream(&self.store, &location, key, body, max_size, self.local.as_ref()).await
     }

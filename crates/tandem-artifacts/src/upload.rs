@@ -48,11 +48,14 @@ where
 {
     let mut multipart: Option<PartWriter> = None;
     let result = stream_into(store, location, key, body, max_size, local, &mut multipart).await;
-    if result.is_err() {
+    if let Err(error) = &result {
         if let Some(writer) = multipart.take() {
             writer.abort().await;
         }
-        if let Some(local) = local {
+        // A refused key (a symlink on the way, a reserved or conflicting name) created
+        // no directories, and walking up a path that crosses a symlink must not happen.
+        let refused = matches!(error, ArtifactError::InvalidPath { .. });
+        if let (Some(local), false) = (local, refused) {
             local.prune_empty_parents(key).await;
         }
     }
@@ -99,6 +102,9 @@ where
                 head_len += chunk.len();
                 head.push(chunk);
                 if head_len > PART_SIZE {
+                    if let Some(local) = local {
+                        local.check(key).await?;
+                    }
                     let upload = store.put_multipart(location).await.map_err(write_err)?;
                     let cleanup = local.map(|l| (l.clone(), key.clone()));
                     let writer = multipart.insert(PartWriter::new(upload, cleanup));
@@ -113,12 +119,15 @@ where
     match multipart.take() {
         // finish() aborts the upload itself if completing fails.
         Some(writer) => writer.finish().await.map_err(write_err)?,
-        None => {
-            store
-                .put(location, PutPayload::from_iter(head))
-                .await
-                .map_err(write_err)?;
-        }
+        None => match local {
+            Some(local) => local.put_complete(key, location, head).await?,
+            None => {
+                store
+                    .put(location, PutPayload::from_iter(head))
+                    .await
+                    .map_err(write_err)?;
+            }
+        },
     }
     Ok(PutOutcome {
         size,

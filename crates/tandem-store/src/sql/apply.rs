@@ -719,13 +719,13 @@ async fn upsert_run_tag(tx: &mut Transaction<'_, Any>, run_id: &str, tag: &Tag) 
 
 /// Rows per multi-row INSERT: a whole 1000-metric batch in one statement
 /// (every statement is a round trip to the database's connection thread),
-/// well under both engines' bind-parameter limits (9 binds a row; SQLite
-/// allows 32766, PostgreSQL 65535).
+/// well under both engines' bind-parameter limits (at most 8 binds a row and
+/// one for the run; SQLite allows 32766, PostgreSQL 65535).
 const METRIC_ROWS_PER_STATEMENT: usize = 1000;
 
 /// A `VALUES` list of `rows` tuples of `columns` placeholders: anonymous `?`
-/// on SQLite (see `insert_metrics`), numbered `$n` elsewhere.
-fn values_list(rows: usize, columns: usize, anonymous: bool) -> String {
+/// on SQLite (see `insert_metrics`), numbered `$n` from `$first` elsewhere.
+fn values_list(rows: usize, columns: usize, first: usize, anonymous: bool) -> String {
     let mut sql = String::with_capacity(rows * columns * 4);
     for row in 0..rows {
         if row > 0 {
@@ -739,7 +739,7 @@ fn values_list(rows: usize, columns: usize, anonymous: bool) -> String {
             if anonymous {
                 sql.push('?');
             } else {
-                sql.push_str(&format!("${}", row * columns + column + 1));
+                sql.push_str(&format!("${}", first + row * columns + column));
             }
         }
         sql.push(')');
@@ -753,17 +753,45 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
     // statement's parameter count, which made binding a 900-parameter
     // statement quadratic (half the server's CPU in a 500-metric batch).
     let anonymous = (**tx).backend_name() == "SQLite";
-    for chunk in metrics.chunks(METRIC_ROWS_PER_STATEMENT) {
-        let mut sql = String::from(
-            "INSERT INTO metrics (run_id, key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest) VALUES ",
+    // Binding is most of the cost of a large insert (each text value is
+    // copied, and freed again), so the run id is bound once per statement,
+    // and metrics without a model or dataset, nearly all of them, bind no
+    // empty strings for those: they are rows of five values.
+    let (plain, extended): (Vec<&Metric>, Vec<&Metric>) = metrics.iter().partition(|metric| {
+        metric.model_id.is_none() && metric.dataset_name.is_none() && metric.dataset_digest.is_none()
+    });
+    for chunk in plain.chunks(METRIC_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO metrics (run_id, key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest) \
+             SELECT {}, column1, column2, column3, column4, column5, '', '', '' FROM (VALUES {}) AS batch WHERE true \
+             ON CONFLICT DO NOTHING",
+            if anonymous { "?" } else { "$1" },
+            values_list(chunk.len(), 5, 2, anonymous)
         );
-        sql.push_str(&values_list(chunk.len(), 9, anonymous));
-        sql.push_str(" ON CONFLICT DO NOTHING");
-        let mut query = sqlx::query(&sql);
+        let mut query = sqlx::query(&sql).bind(run_id);
         for metric in chunk {
             let (value, is_nan) = stored_value(metric.value);
             query = query
-                .bind(run_id)
+                .bind(&metric.key)
+                .bind(metric.timestamp)
+                .bind(metric.step)
+                .bind(value)
+                .bind(is_nan);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    for chunk in extended.chunks(METRIC_ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO metrics (run_id, key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest) \
+             SELECT {}, column1, column2, column3, column4, column5, column6, column7, column8 FROM (VALUES {}) AS batch WHERE true \
+             ON CONFLICT DO NOTHING",
+            if anonymous { "?" } else { "$1" },
+            values_list(chunk.len(), 8, 2, anonymous)
+        );
+        let mut query = sqlx::query(&sql).bind(run_id);
+        for metric in chunk {
+            let (value, is_nan) = stored_value(metric.value);
+            query = query
                 .bind(&metric.key)
                 .bind(metric.timestamp)
                 .bind(metric.step)
@@ -799,7 +827,7 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
              WHERE excluded.step > latest_metrics.step \
                 OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
                 OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND excluded.value > latest_metrics.value)",
-            values_list(chunk.len(), 6, anonymous)
+            values_list(chunk.len(), 6, 1, anonymous)
         );
         let mut query = sqlx::query(&sql);
         for metric in chunk {

@@ -35,6 +35,11 @@ const SQLITE: &[Migration] = &[
         description: "epochs, fencing and the divergence quarantine",
         sql: include_str!("../../migrations/sqlite/0004_failover.sql"),
     },
+    Migration {
+        version: 5,
+        description: "metrics, latest metrics and artifacts clustered on their primary keys",
+        sql: include_str!("../../migrations/sqlite/0005_without_rowid.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -58,10 +63,15 @@ const POSTGRES: &[Migration] = &[
         description: "epochs, fencing and the divergence quarantine",
         sql: include_str!("../../migrations/postgres/0004_failover.sql"),
     },
+    Migration {
+        version: 5,
+        description: "metrics, latest metrics and artifacts clustered on their primary keys",
+        sql: include_str!("../../migrations/postgres/0005_without_rowid.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {
@@ -73,16 +83,22 @@ pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     )
     .execute(pool)
     .await?;
-    let current: i64 = sqlx::query("SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations")
-        .fetch_one(pool)
+    let applied: Vec<i64> = sqlx::query("SELECT version FROM schema_migrations")
+        .fetch_all(pool)
         .await?
-        .try_get("version")?;
+        .iter()
+        .map(|row| row.try_get("version"))
+        .collect::<Result<_, _>>()?;
+    let current = applied.iter().copied().max().unwrap_or(0);
     if current > SCHEMA_VERSION {
         return Err(StoreError::Corrupt(format!(
             "the metadata schema is at version {current}, newer than this build's {SCHEMA_VERSION}; upgrade tandem"
         )));
     }
-    for migration in migrations.iter().filter(|m| m.version > current) {
+    // Every migration not yet recorded, in order: numbers are not always
+    // contiguous (versions written on parallel branches), so a store that
+    // already has a later version still receives an earlier one it lacks.
+    for migration in migrations.iter().filter(|m| !applied.contains(&m.version)) {
         let mut tx = pool.begin().await?;
         for statement in split_statements(migration.sql) {
             sqlx::query(&statement).execute(&mut *tx).await?;

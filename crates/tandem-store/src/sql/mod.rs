@@ -66,7 +66,12 @@ impl StoreOptions {
 
 /// The SQL implementation of [`crate::MetadataStore`].
 pub struct SqlStore {
+    /// Reads, and on PostgreSQL writes too.
     pool: AnyPool,
+    /// Where write transactions run: on SQLite a pool of exactly one
+    /// connection, whose page cache stays valid between writes (see
+    /// `open_with_clock`); on PostgreSQL the same pool as `pool`.
+    writer: AnyPool,
     backend: Backend,
     region: String,
     /// Serializes writers in this process. The journal head row serializes
@@ -169,33 +174,27 @@ impl SqlStore {
             "OFF" => "OFF",
             _ => "FULL",
         };
-        let pool = AnyPoolOptions::new()
-            .max_connections(options.max_connections.max(1))
-            // No ping before every checkout: it is a round trip per query
-            // (to SQLite's connection thread, or to PostgreSQL), and a
-            // broken connection fails its query with an error anyway.
-            .test_before_acquire(false)
-            .after_connect(move |connection, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        // WAL lets readers proceed beside the writer; LIKE must be
-                        // case-sensitive as MLflow's is (ILIKE is spelled out).
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL".to_string(),
-                            format!("PRAGMA synchronous = {synchronous}"),
-                            "PRAGMA busy_timeout = 10000".to_string(),
-                            "PRAGMA case_sensitive_like = ON".to_string(),
-                        ] {
-                            sqlx::query(&pragma).execute(&mut *connection).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .connect_with(connect)
-            .await
-            .map_err(StoreError::database)?;
+        let pool = connect_pool(
+            &connect,
+            backend,
+            synchronous,
+            options.max_connections.max(1),
+            false,
+        )
+        .await?;
         migrate::run(&pool, backend).await?;
+        // On SQLite every write goes through one connection of its own. In
+        // WAL mode a connection drops its whole page cache when it finds
+        // that another connection committed since its last transaction, so
+        // writes spread over the pool re-read every page they touch; the
+        // one writer connection keeps the pages of the B-trees it appends
+        // to (journal, metrics, their indexes) cached from write to write.
+        // Writers are serialized by `write_lock` anyway. PostgreSQL keeps
+        // no such per-connection cache: there the pool serves writes too.
+        let writer = match backend {
+            Backend::Sqlite => connect_pool(&connect, backend, synchronous, 1, true).await?,
+            Backend::Postgres => pool.clone(),
+        };
 
         let existing = sqlx::query("SELECT region, hlc FROM region_state WHERE id = 1")
             .fetch_optional(&pool)
@@ -229,6 +228,7 @@ impl SqlStore {
         let epoch: i64 = state.try_get("epoch")?;
         let store = SqlStore {
             pool,
+            writer,
             backend,
             region: options.region,
             write_lock: Mutex::new(()),
@@ -259,7 +259,7 @@ impl SqlStore {
         workspace_id: &str,
     ) -> StoreResult<(tokio::sync::MutexGuard<'_, ()>, WriteTx<'static>)> {
         let guard = self.write_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if self.backend == Backend::Postgres {
             // Other server processes may share this database: hold the journal
             // head from the start so validation reads see every earlier commit
@@ -490,6 +490,54 @@ pub(crate) fn decode_journal_row(row: &sqlx::any::AnyRow) -> StoreResult<Journal
             .transpose()
             .map_err(|error| StoreError::Corrupt(format!("journal record context: {error}")))?,
     })
+}
+
+/// A pool of at most `max_connections` connections to `connect`, set up for
+/// `backend` (on SQLite: WAL, the `synchronous` level, case-sensitive LIKE;
+/// for the `writer`, temporary storage in memory).
+async fn connect_pool(
+    connect: &AnyConnectOptions,
+    backend: Backend,
+    synchronous: &'static str,
+    max_connections: u32,
+    writer: bool,
+) -> StoreResult<AnyPool> {
+    AnyPoolOptions::new()
+        .max_connections(max_connections)
+        // No ping before every checkout: it is a round trip per query
+        // (to SQLite's connection thread, or to PostgreSQL), and a
+        // broken connection fails its query with an error anyway.
+        .test_before_acquire(false)
+        .after_connect(move |connection, _meta| {
+            Box::pin(async move {
+                if backend == Backend::Sqlite {
+                    // WAL lets readers proceed beside the writer; LIKE must be
+                    // case-sensitive as MLflow's is (ILIKE is spelled out).
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL".to_string(),
+                        format!("PRAGMA synchronous = {synchronous}"),
+                        "PRAGMA busy_timeout = 10000".to_string(),
+                        "PRAGMA case_sensitive_like = ON".to_string(),
+                    ] {
+                        sqlx::query(&pragma).execute(&mut *connection).await?;
+                    }
+                    if writer {
+                        // A multi-row insert keeps a statement journal (the
+                        // pages it changed, to undo it alone); past 64 KiB
+                        // SQLite spills it to a temporary file, created anew
+                        // for every large batch. The writer's statements are
+                        // inserts and updates, whose temporary data is small.
+                        sqlx::query("PRAGMA temp_store = MEMORY")
+                            .execute(&mut *connection)
+                            .await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .connect_with(connect.clone())
+        .await
+        .map_err(StoreError::database)
 }
 
 pub(crate) async fn insert_journal(tx: &mut Transaction<'_, Any>, record: &JournalRecord) -> StoreResult<()> {

@@ -46,6 +46,18 @@ pub fn proxied_artifact_path(uri: &str) -> Option<String> {
     Some(path.trim_matches('/').to_string())
 }
 
+/// Refuses changes to a run that is not active, in MLflow's words.
+fn ensure_active(info: &RunInfo) -> StoreResult<()> {
+    if info.lifecycle_stage != LifecycleStage::Active {
+        return Err(invalid(format!(
+            "The run {} must be in the 'active' state. Current state is {}.",
+            info.run_id,
+            info.lifecycle_stage.as_str()
+        )));
+    }
+    Ok(())
+}
+
 impl SqlStore {
     async fn ensure_experiment_active(
         &self,
@@ -71,12 +83,7 @@ impl SqlStore {
 
     async fn active_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<RunInfo> {
         let info = self.run_info_in(ws, run_id).await?;
-        if info.lifecycle_stage != LifecycleStage::Active {
-            return Err(invalid(format!(
-                "The run {run_id} must be in the 'active' state. Current state is {}.",
-                info.lifecycle_stage.as_str()
-            )));
-        }
+        ensure_active(&info)?;
         Ok(info)
     }
 
@@ -773,8 +780,16 @@ impl MetadataStore for SqlStore {
     ) -> StoreResult<()> {
         rules::validate_batch_limits(metrics.len(), params.len(), tags.len())?;
         rules::validate_param_keys_unique(&params)?;
+        // A batch repeats a few keys many times (a key per series, a metric per
+        // step): a key found valid once is valid again, so only its first
+        // occurrence pays for the checks of its name.
+        let mut valid_keys: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for (index, metric) in metrics.iter().enumerate() {
+            if metric.timestamp >= 0 && valid_keys.contains(metric.key.as_str()) {
+                continue;
+            }
             rules::validate_metric(metric, &format!("metrics[{index}]"))?;
+            valid_keys.insert(&metric.key);
         }
         for (index, param) in params.iter().enumerate() {
             rules::validate_param(param, &format!("params[{index}]"))?;
@@ -787,11 +802,18 @@ impl MetadataStore for SqlStore {
             return Ok(());
         }
         let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
-        self.active_run(ws, run_id).await?;
+        // Validated inside the write, on its connection: the state checked is
+        // the state written to, and on SQLite the writer's page cache holds
+        // these pages already.
+        let info = match load::run_info(&mut *write.tx, run_id).await? {
+            Some((workspace_id, info)) if workspace_id == ws.workspace_id => info,
+            _ => return Err(not_found(format!("Run with id={run_id} not found"))),
+        };
+        ensure_active(&info)?;
         if !params.is_empty() {
             let rows = sqlx::query("SELECT key, value FROM run_params WHERE run_id = $1")
                 .bind(run_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *write.tx)
                 .await?;
             for row in rows {
                 let key: String = row.try_get("key")?;

@@ -1,0 +1,5 @@
+-- Clustered tables, version 5: on SQLite `metrics`, `latest_metrics` and
+-- `artifacts` become WITHOUT ROWID tables, so a row is written into one
+-- B-tree instead of two. PostgreSQL has no such storage (a table is a heap
+-- beside its primary key index either way), so this version changes nothing
+-- here; it exists so both backends record the same schema version.
