@@ -12,6 +12,7 @@ Timings are short so the suite is quick: a 3 s lease renewed every second
 with 1 s per attempt (1 + 2 × 1 ≤ 3) and a 1 s grace period."""
 
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -333,9 +334,11 @@ def test_planned_failover_loses_nothing_and_fails_back(deployment):
         assert accepting(deployment.west.url) and not accepting(deployment.east.url)
         deployment.gateway.wait_for_primary("westus")
         ledger.wait_for_progress()
-        # And back.
-        answer = requests.post(f"{deployment.gateway.url}/api/tandem/v1/failover", json={"to": "eastus"}, timeout=60)
-        assert answer.status_code == 200 and answer.json()["zero_loss"], answer.text
+        # And back, with the CLI.
+        back = subprocess.run([deployment.binary, "failover", "--to", "eastus", "--json", "--url", deployment.gateway.url],
+                              capture_output=True, text=True, timeout=60)
+        assert back.returncode == 0, back.stderr
+        assert json.loads(back.stdout)["zero_loss"], back.stdout
         deployment.gateway.wait_for_primary("eastus")
         ledger.wait_for_progress()
     time.sleep(1)
@@ -391,6 +394,12 @@ def test_manual_mode_waits_for_a_forced_failover_and_quarantines_what_diverged(t
         wait_until(lambda: "after-force" in east_client.get_run(run_id).data.tags, 20, "eastus to catch up")
         assert "diverged" not in east_client.get_run(run_id).data.tags
         assert east_client.get_experiment_by_name("diverged-experiment") is None
+
+        # The CLI lists every region's quarantine, through the gateway alone.
+        listed = subprocess.run([deployment.binary, "divergence", "list", "--json", "--url", deployment.gateway.url],
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert sorted(entry["id"] for entry in json.loads(listed.stdout)["records"]) == sorted(r["id"] for r in records)
 
         # Applied on purpose, it reaches the primary and then every region.
         created = next(r for r in records if r["record"]["change"]["type"] == "experiment_created")
