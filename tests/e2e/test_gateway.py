@@ -185,6 +185,16 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
         for part in up_file["parts"]:
             assert not os.path.exists(f"/proc/{part['pid']}") or "zombie" in open(f"/proc/{part['pid']}/status").read().lower()
 
+    def stop_parts():
+        # If `tandem up` could not stop its parts, stop them by their pids.
+        up_file = directory / "up.json"
+        if up_file.exists():
+            for part in json.loads(up_file.read_text())["parts"]:
+                try:
+                    os.kill(part["pid"], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     process, first = up()
     try:
         assert [(part["name"], part["kind"]) for part in first["parts"]] == [
@@ -210,6 +220,7 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+            stop_parts()
 
     # Started again in the same directory: the same tracking URI, the same data.
     process, second = up()
@@ -221,3 +232,4 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+            stop_parts()
