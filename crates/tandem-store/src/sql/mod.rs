@@ -415,7 +415,12 @@ impl SqlStore {
         let current: i64 = sqlx::query_scalar("SELECT epoch FROM region_state WHERE id = 1")
             .fetch_one(&mut *write.tx)
             .await?;
-        if epoch <= current {
+        // A fresh store stands at epoch 1 with no epoch begun: a witness's
+        // first grant (the embedded witness's revision 1) may begin it.
+        let begun: Option<i64> = sqlx::query_scalar("SELECT MAX(epoch) FROM epochs")
+            .fetch_one(&mut *write.tx)
+            .await?;
+        if epoch < current || (epoch == current && begun.is_some()) {
             return Err(StoreError::Domain(tandem_core::Error::invalid(format!(
                 "cannot begin epoch {epoch}: this region already knows epoch {current}"
             ))));
