@@ -37,7 +37,6 @@ import http.client
 import json
 import os
 import secrets
-import select
 import shutil
 import signal
 import socket
@@ -49,6 +48,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import Proc, busy_cores, free_port, http_json, log, proc_cpu_s, read_line, table, tail  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_TARGET = os.environ.get("CARGO_TARGET_DIR", "/root/.cache/tandem-target-bench")
@@ -312,78 +314,16 @@ def proxy_main(target_port: int, one_way_ms: float) -> None:
 # --------------------------------------------------------------------------
 
 
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
-def busy_cores(seconds: float = 1.0) -> float:
-    """Cores kept busy by anything on the machine over `seconds` (/proc/stat)."""
-    def snap():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]
-    t0, i0 = snap()
-    time.sleep(seconds)
-    t1, i1 = snap()
-    return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(1, t1 - t0))
 
 
-def proc_cpu_s(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
 
 
-def http_json(method: str, url: str, body: dict | None = None, timeout: float = 10) -> dict:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"} if data else {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read() or b"{}")
 
 
-class Proc:
-    """A child process in its own session, stopped by signalling its pid
-    (SIGTERM, then SIGKILL after a bounded wait)."""
-
-    def __init__(self, name: str, argv: list[str], log_path: str, env: dict | None = None,
-                 stdin=subprocess.DEVNULL, stdout=None):
-        self.name, self.log_path = name, log_path
-        self._log = open(log_path, "ab")
-        self.proc = subprocess.Popen(argv, env=env, stdin=stdin,
-                                     stdout=stdout if stdout is not None else self._log,
-                                     stderr=self._log, start_new_session=True)
-        self.pid = self.proc.pid
-
-    def stop(self, timeout: float = 10) -> int | None:
-        if self.proc.poll() is None:
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                log(f"!! {self.name} (pid {self.pid}) did not stop within {timeout:.0f}s: SIGKILL")
-                try:
-                    os.kill(self.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                try:
-                    self.proc.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    pass
-        self._log.close()
-        return self.proc.returncode
 
 
 class TandemServer(Proc):
@@ -423,12 +363,6 @@ class TandemServer(Proc):
         return http_json("GET", self.url + "/api/tandem/v1/regions", timeout=5)
 
 
-def tail(path: str, lines: int = 20) -> str:
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:])
-    except OSError:
-        return ""
 
 
 class DelayProxy(Proc):
@@ -451,12 +385,6 @@ class DelayProxy(Proc):
         return {}
 
 
-def read_line(proc: subprocess.Popen, timeout: float) -> str:
-    """One line of a child's stdout, or '' after `timeout` s or at its exit."""
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        return ""
-    return proc.stdout.readline().decode(errors="replace").strip()
 
 
 def measure_rtt(port: int, samples: int = 7) -> float:
@@ -997,13 +925,6 @@ def fmt_ms(value) -> str:
     return "-" if value is None else f"{fmt(value)} ms"
 
 
-def table(rows: list[list[str]], out) -> None:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for i, row in enumerate(rows):
-        print("  ".join(c.ljust(w) if j == 0 else c.rjust(w) for j, (c, w) in enumerate(zip(row, widths))),
-              file=out)
-        if i == 0:
-            print("  ".join("-" * w for w in widths), file=out)
 
 
 def report(results: dict, args) -> None:

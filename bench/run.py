@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import busy_cores, free_port  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MIB = 1024 * 1024
@@ -337,10 +339,6 @@ def _same_file(a: str, b: str) -> bool:
 # --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def process_tree(root: int) -> list[int]:
@@ -449,16 +447,6 @@ class RssSampler(threading.Thread):
         self.sample()
 
 
-def busy_cores(seconds: float = 1.0) -> float:
-    """Cores kept busy by anything on the machine over `seconds` (/proc/stat)."""
-    def snap():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v), v[3] + v[4]  # total, idle + iowait
-    t0, i0 = snap()
-    time.sleep(seconds)
-    t1, i1 = snap()
-    return (os.cpu_count() or 1) * (1 - (i1 - i0) / max(1, t1 - t0))
 
 
 def settle(pid: int, timeout: float, window: float = 2.0) -> float:
