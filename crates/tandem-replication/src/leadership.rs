@@ -339,6 +339,11 @@ pub(crate) async fn become_primary(
         // the fork: the fork is exactly what this region holds.
         let _gate = region.apply_gate.write().await;
         *region.write_deadline.lock().expect("deadline lock poisoned") = None;
+        if previous != region.name {
+            // What this region never received (hot-cold classes) is not
+            // served until the hooks have restored it.
+            region.start_restoring();
+        }
         region.set_role(Role::Primary);
         region.store.begin_epoch(epoch).await
     };

@@ -103,6 +103,15 @@ pub struct ClassLag {
 pub trait PromotionHook: Send + Sync {
     /// This region became primary of `epoch`; `previous` led before it.
     async fn promoted(&self, epoch: i64, previous: Option<&str>);
+
+    /// Classes this hook restores when another region led before (the
+    /// `hot-cold` classes, from the backup archive): from the moment this
+    /// region leads until the hook calls [`Region::finish_restoring`], it
+    /// refuses their reads and writes with 503 rather than serve a state
+    /// that is not there yet or accept writes the restore would collide with.
+    fn restores(&self) -> Vec<AssetClass> {
+        Vec::new()
+    }
 }
 
 /// One region's replication runtime.
@@ -137,6 +146,9 @@ pub struct Region {
     pub(crate) apply_gate: tokio::sync::RwLock<()>,
     /// Run after every promotion of this region.
     promotion_hooks: RwLock<Vec<Arc<dyn PromotionHook>>>,
+    /// Classes a promotion hook is still restoring (see
+    /// [`PromotionHook::restores`]).
+    restoring: RwLock<std::collections::BTreeSet<AssetClass>>,
 }
 
 fn now_millis() -> i64 {
@@ -202,6 +214,7 @@ impl Region {
             role_changed: watch::channel(0).0,
             apply_gate: tokio::sync::RwLock::new(()),
             promotion_hooks: RwLock::new(Vec::new()),
+            restoring: RwLock::new(std::collections::BTreeSet::new()),
         }))
     }
 
@@ -215,6 +228,59 @@ impl Region {
 
     pub(crate) fn promotion_hooks(&self) -> Vec<Arc<dyn PromotionHook>> {
         self.promotion_hooks.read().expect("hooks lock poisoned").clone()
+    }
+
+    /// Marks the classes the promotion hooks restore as restoring; called
+    /// before the region accepts writes as the new primary.
+    pub(crate) fn start_restoring(&self) {
+        let classes: Vec<AssetClass> = self
+            .promotion_hooks()
+            .iter()
+            .flat_map(|hook| hook.restores())
+            .collect();
+        if !classes.is_empty() {
+            tracing::warn!(region = %self.name, ?classes, "restoring classes after the failover; they are unavailable until done");
+            self.restoring
+                .write()
+                .expect("restoring lock poisoned")
+                .extend(classes);
+        }
+    }
+
+    /// A promotion hook finished restoring `class` (successfully or not:
+    /// either way the region serves what it has from now on).
+    pub fn finish_restoring(&self, class: AssetClass) {
+        self.restoring
+            .write()
+            .expect("restoring lock poisoned")
+            .remove(&class);
+    }
+
+    /// Classes still being restored after a promotion.
+    pub fn restoring(&self) -> Vec<AssetClass> {
+        self.restoring
+            .read()
+            .expect("restoring lock poisoned")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    fn restoring_error(&self, class: AssetClass) -> Option<Error> {
+        self.restoring
+            .read()
+            .expect("restoring lock poisoned")
+            .contains(&class)
+            .then(|| {
+                Error::new(
+                    ErrorKind::Unavailable,
+                    format!(
+                        "region '{}' became primary and is restoring {} (hot-cold) from the backup archive; retry in a moment",
+                        self.name,
+                        class.as_str()
+                    ),
+                )
+            })
     }
 
     /// Changes the role; followers restart to follow the new primary.
@@ -504,6 +570,9 @@ impl Drop for AbortOnDrop {
 /// Whether a class's own limits (max_rpo) allow a write now.
 fn check_class(region: &Region, class: Option<AssetClass>) -> Result<(), Error> {
     let Some(class) = class else { return Ok(()) };
+    if let Some(error) = region.restoring_error(class) {
+        return Err(error);
+    }
     let lag = region
         .lag
         .read()
@@ -571,7 +640,10 @@ impl RegionPolicy for Policy {
     fn check_read(&self, class: AssetClass) -> Result<(), Error> {
         let region = &self.0;
         if region.is_primary() {
-            return Ok(());
+            return match region.restoring_error(class) {
+                Some(error) => Err(error),
+                None => Ok(()),
+            };
         }
         if region.deployment.policy(class).level == ContinuityLevel::HotCold {
             return Err(Error::new(

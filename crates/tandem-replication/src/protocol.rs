@@ -396,6 +396,7 @@ pub async fn status(region: &Region) -> serde_json::Value {
         "role": if region.is_primary() { "primary" } else { "secondary" },
         "accepting_writes": region.accepting_writes(),
         "handing_over": region.handing_over.load(std::sync::atomic::Ordering::Acquire),
+        "restoring": region.restoring(),
         "primary": primary,
         "epoch": epoch,
         "witness": region.deployment.witness.as_ref().map(|spec| json!({
