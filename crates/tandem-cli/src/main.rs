@@ -10,10 +10,12 @@
 //! `TANDEM_URL`, else the nearest `.tandem.toml` or `~/.tandem/config.toml`,
 //! else `http://127.0.0.1:5000`.
 
+mod backup;
 mod config;
 mod divergence;
 mod failover;
 mod gateway;
+mod progress;
 mod up;
 mod witness;
 
@@ -86,6 +88,8 @@ enum Command {
     /// Run the embedded witness that holds primary leadership for a
     /// deployment on one host (`[witness] kind = "embedded"`).
     Witness(witness::WitnessArgs),
+    /// Back up workspaces to any object-store URL, list and verify backups.
+    Backup(backup::BackupArgs),
 }
 
 #[derive(Args)]
@@ -313,6 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Witness(args) => witness::run(args, shutdown_signal()).await,
         Command::Failover(args) => failover::run(args).await,
         Command::Divergence(args) => divergence::run(args).await,
+        Command::Backup(args) => backup::run(args).await,
         Command::Status(args) => {
             let target = args.resolve()?;
             let status = target.client.regions().await?;

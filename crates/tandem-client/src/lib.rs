@@ -8,6 +8,8 @@
 //! quarantine of divergent records are per region, so the CLI builds a client
 //! per region URL with [`TandemClient::at`].
 
+mod backup;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 

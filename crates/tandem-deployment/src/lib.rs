@@ -169,6 +169,56 @@ pub struct Deployment {
     /// primary and only its operator can change that (by editing the file).
     pub witness: Option<WitnessSpec>,
     pub failover: FailoverPolicy,
+    /// Where every region archives its journal and scheduled backups go.
+    pub backup: Option<BackupPolicy>,
+}
+
+/// How often a region archives its journal when nothing says otherwise.
+pub const DEFAULT_ARCHIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// `[backup]`: continuous archiving of every region's journal (and the bytes
+/// of its artifacts) to a backup repository, and scheduled backups there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupPolicy {
+    /// The backup repository: any URL Tandem's storage opens.
+    pub url: String,
+    /// How long a region's journal may go unarchived: the RPO of a restore
+    /// from the archive, and of `hot-cold` classes at failover.
+    pub archive_interval: Duration,
+    /// Time between scheduled backups of every workspace, by the primary.
+    pub schedule: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupFile {
+    url: String,
+    archive_interval: Option<String>,
+    schedule: Option<String>,
+}
+
+fn parse_backup(file: BackupFile) -> Result<BackupPolicy> {
+    if file.url.trim().is_empty() {
+        return Err(DeploymentError::Invalid("[backup] url is empty".to_string()));
+    }
+    let archive_interval = file
+        .archive_interval
+        .as_deref()
+        .map(parse_duration)
+        .transpose()?
+        .unwrap_or(DEFAULT_ARCHIVE_INTERVAL);
+    if archive_interval.is_zero() {
+        return Err(DeploymentError::Invalid("[backup] archive_interval must be positive".to_string()));
+    }
+    let schedule = file.schedule.as_deref().map(parse_duration).transpose()?;
+    if schedule.is_some_and(|schedule| schedule.is_zero()) {
+        return Err(DeploymentError::Invalid("[backup] schedule must be positive".to_string()));
+    }
+    Ok(BackupPolicy {
+        url: file.url,
+        archive_interval,
+        schedule,
+    })
 }
 
 #[derive(Deserialize)]
@@ -184,6 +234,7 @@ struct DeploymentFile {
     replication_secret_file: Option<String>,
     witness: Option<WitnessFile>,
     failover: Option<FailoverFile>,
+    backup: Option<BackupFile>,
 }
 
 #[derive(Deserialize)]
@@ -478,6 +529,7 @@ impl Deployment {
         };
         let witness = file.witness.map(parse_witness).transpose()?;
         let failover = parse_failover(file.failover)?;
+        let backup = file.backup.map(parse_backup).transpose()?;
         Ok(Deployment {
             name: file.name,
             regions,
@@ -486,6 +538,7 @@ impl Deployment {
             replication_secret,
             witness,
             failover,
+            backup,
         })
     }
 
@@ -716,6 +769,22 @@ level = "hot-cold"
             let error = parse(&format!("{EXAMPLE}\n{section}")).unwrap_err().to_string();
             assert!(error.contains(expected), "expected '{expected}' in: {error}");
         }
+    }
+
+    #[test]
+    fn backup_section() {
+        let deployment = parse(&format!(
+            "{EXAMPLE}\n[backup]\nurl = \"file:///backups\"\narchive_interval = \"2s\"\nschedule = \"1h\"\n"
+        ))
+        .unwrap();
+        let backup = deployment.backup.unwrap();
+        assert_eq!(backup.url, "file:///backups");
+        assert_eq!(backup.archive_interval, Duration::from_secs(2));
+        assert_eq!(backup.schedule, Some(Duration::from_secs(3600)));
+        let error = parse(&format!("{EXAMPLE}\n[backup]\nurl = \"\"\n")).unwrap_err();
+        assert!(error.to_string().contains("url is empty"), "{error}");
+        let error = parse(&format!("{EXAMPLE}\n[backup]\nurl = \"x\"\nkeep = 3\n")).unwrap_err();
+        assert!(error.to_string().contains("keep"), "{error}");
     }
 
     #[test]

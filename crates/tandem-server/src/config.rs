@@ -60,6 +60,11 @@ pub struct ServerConfig {
     /// address the deployment file gives (a local proxy or a nearer etcd
     /// member): comma-separated URLs.
     pub witness_endpoints: Option<String>,
+    /// A backup repository this region archives its journal to, continuously
+    /// (the deployment file's `[backup] url` when not set here).
+    pub backup_url: Option<String>,
+    /// How often the journal is archived, when `backup_url` is set here.
+    pub archive_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -78,6 +83,8 @@ impl Default for ServerConfig {
             deployment: None,
             sync_timeout_ms: 10_000,
             witness_endpoints: None,
+            backup_url: None,
+            archive_interval_ms: 10_000,
         }
     }
 }
@@ -123,6 +130,15 @@ impl ServerConfig {
         }
         if let Some(value) = env("TANDEM_WITNESS_ENDPOINTS") {
             self.witness_endpoints = Some(value);
+        }
+        if let Some(value) = env("TANDEM_BACKUP_URL") {
+            self.backup_url = Some(value);
+        }
+        if let Some(value) = env("TANDEM_ARCHIVE_INTERVAL_MS") {
+            self.archive_interval_ms = value.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| ConfigError::Invalid {
+                name: "TANDEM_ARCHIVE_INTERVAL_MS".to_string(),
+                message: format!("'{value}' is not a positive number of milliseconds"),
+            })?;
         }
         if let Some(value) = env("TANDEM_DEPLOYMENT") {
             self.deployment = Some(PathBuf::from(value));

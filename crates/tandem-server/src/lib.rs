@@ -85,6 +85,18 @@ pub async fn serve(
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     let mut background = None;
+    let backups = tandem_backup::http::BackupService {
+        store: state.store.clone(),
+        storage: state.artifacts.clone(),
+        region: config.region.clone(),
+    };
+    // The deployment's `[backup]`, unless this region's config names its own.
+    let mut schedule = config.backup_url.clone().map(|url| tandem_backup::schedule::Schedule {
+        url,
+        archive_interval: std::time::Duration::from_millis(config.archive_interval_ms),
+        backups_every: None,
+        accepting_writes: Arc::new(|| true),
+    });
     let app = match &config.deployment {
         None => tandem_api::router(state),
         Some(path) => {
@@ -121,9 +133,27 @@ pub async fn serve(
             state.policy = policy;
             tracing::info!(region = %region.name, role = ?region.role(), "joined deployment {}", region.deployment.name);
             background = Some(tokio::spawn(region.clone().run(wait_for_stop(stopped.clone()))));
+            let accepting = region.clone();
+            let accepting_writes: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || accepting.accepting_writes());
+            match (&mut schedule, &region.deployment.backup) {
+                (Some(own), _) => own.accepting_writes = accepting_writes,
+                (None, Some(policy)) => {
+                    schedule = Some(tandem_backup::schedule::Schedule {
+                        url: policy.url.clone(),
+                        archive_interval: policy.archive_interval,
+                        backups_every: policy.schedule,
+                        accepting_writes,
+                    })
+                }
+                (None, None) => {}
+            }
             tandem_api::router(state).merge(tandem_replication::protocol::routes(region))
         }
     };
+    let app = app.merge(tandem_backup::http::routes(backups.clone()));
+    if let Some(schedule) = schedule {
+        tokio::spawn(tandem_backup::schedule::run(backups, schedule, wait_for_stop(stopped.clone())));
+    }
     tracing::info!(address = %listener.local_addr()?, "tandem server listening");
     // No Nagle delay: a response's headers and body go out in separate
     // writes, and without TCP_NODELAY the body waits for the client's

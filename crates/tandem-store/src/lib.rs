@@ -266,6 +266,9 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         workspace_id: Option<&str>,
         limit: i64,
     ) -> StoreResult<Vec<JournalRecord>>;
+    /// Records after `after`, in order, at most `limit`, each with whether
+    /// it was voided (fenced by a later epoch): what a backup archives.
+    async fn journal_entries_after(&self, after: i64, limit: i64) -> StoreResult<Vec<(JournalRecord, bool)>>;
     /// Applies a record written elsewhere (replay, replication, restore),
     /// appending it to this journal with its origin kept. Records from an
     /// origin already applied up to or past `origin_seq` are skipped, so

@@ -244,6 +244,23 @@ impl MetadataStore for SqlStore {
         rows.iter().map(super::decode_journal_row).collect()
     }
 
+    async fn journal_entries_after(&self, after: i64, limit: i64) -> StoreResult<Vec<(JournalRecord, bool)>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {} FROM journal WHERE seq > $1 ORDER BY seq LIMIT $2",
+            super::JOURNAL_COLUMNS
+        ))
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let voided: Option<i64> = row.try_get("voided")?;
+                Ok((super::decode_journal_row(row)?, voided.is_some()))
+            })
+            .collect()
+    }
+
     async fn apply_record(&self, record: &JournalRecord) -> StoreResult<bool> {
         let (_guard, mut write) = self.begin_write(&record.workspace_id).await?;
         let applied: Option<i64> =

@@ -1,0 +1,151 @@
+//! `tandem backup create|list|verify`: backups of a region's workspaces to
+//! any object-store URL, and their verification. The region does the work
+//! (it holds the store and the storage); the CLI follows its progress.
+
+use serde_json::Value;
+
+use crate::progress::ProgressLine;
+use crate::ClientArgs;
+
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    #[command(subcommand)]
+    pub command: BackupCommand,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(clap::Subcommand, Debug, PartialEq, Eq)]
+pub enum BackupCommand {
+    /// Back up the region's workspaces (or one) to a repository: full the
+    /// first time, then incremental (only what changed is copied).
+    Create {
+        /// The backup repository: file:///dir, s3://bucket/prefix, az://container/prefix, gs://…
+        #[arg(long, value_name = "URL")]
+        to: String,
+        /// Only this workspace (name or id).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// A full backup even if an incremental one could build on the last full one.
+        #[arg(long)]
+        full: bool,
+    },
+    /// List a repository's backups and journal archives.
+    List {
+        #[arg(long, value_name = "URL")]
+        from: String,
+    },
+    /// Check every object of every backup (or one) against its recorded size
+    /// and SHA-256; exits 1 when anything is missing or corrupt.
+    Verify {
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Only this backup (and its base).
+        #[arg(long)]
+        backup: Option<String>,
+    },
+}
+
+pub async fn run(args: BackupArgs) -> anyhow::Result<()> {
+    let target = args.client.resolve()?;
+    let client = &target.client;
+    let mut line = ProgressLine::new();
+    match args.command {
+        BackupCommand::Create { to, workspace, full } => {
+            let manifest = client
+                .create_backup(&to, workspace.as_deref(), full, |p| line.update(p))
+                .await;
+            line.finish();
+            let manifest = manifest?;
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&manifest)?);
+            } else {
+                println!("{}", describe_backup(&manifest));
+            }
+        }
+        BackupCommand::List { from } => {
+            let listing = client.list_backups(&from).await?;
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&listing)?);
+            } else {
+                print_listing(&listing);
+            }
+        }
+        BackupCommand::Verify { from, backup } => {
+            let report = client
+                .verify_backups(&from, backup.as_deref(), |p| line.update(p))
+                .await;
+            line.finish();
+            let report = report?;
+            let problems = report["problems"].as_array().cloned().unwrap_or_default();
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "checked {} backup(s): {} objects, {} bytes",
+                    report["backups"].as_array().map_or(0, Vec::len),
+                    report["objects_checked"],
+                    report["bytes_checked"]
+                );
+                for problem in &problems {
+                    println!(
+                        "PROBLEM {} {}: {}",
+                        problem["backup"].as_str().unwrap_or("-"),
+                        problem["object"].as_str().unwrap_or("-"),
+                        problem["problem"].as_str().unwrap_or("-")
+                    );
+                }
+            }
+            if !problems.is_empty() {
+                anyhow::bail!("{} problem(s) found in {from}", problems.len());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_backup(manifest: &Value) -> String {
+    let workspaces = manifest["workspaces"].as_array().cloned().unwrap_or_default();
+    let records: i64 = workspaces.iter().map(|w| w["records"].as_i64().unwrap_or(0)).sum();
+    let artifacts: usize = workspaces.iter().map(|w| w["artifacts"].as_array().map_or(0, Vec::len)).sum();
+    format!(
+        "backup {} ({}) of region {} at journal position {}: {} workspace(s), {records} records, {artifacts} artifacts; copied {} new blob(s), {} bytes",
+        manifest["id"].as_str().unwrap_or("?"),
+        manifest["kind"].as_str().unwrap_or("?"),
+        manifest["region"].as_str().unwrap_or("?"),
+        manifest["position"],
+        workspaces.len(),
+        manifest["copied_blobs"],
+        manifest["copied_bytes"],
+    )
+}
+
+fn print_listing(listing: &Value) {
+    println!("repository {} (format {})", listing["repository"].as_str().unwrap_or("?"), listing["format"]);
+    for archive in listing["archives"].as_array().into_iter().flatten() {
+        println!(
+            "journal archive of {}: {} segment(s), records {}..{}",
+            archive["region"].as_str().unwrap_or("?"),
+            archive["segments"],
+            archive["first_seq"],
+            archive["last_seq"]
+        );
+    }
+    println!("{:<28} {:<12} {:<10} {:>9}  WORKSPACES", "ID", "KIND", "REGION", "POSITION");
+    for backup in listing["backups"].as_array().into_iter().flatten() {
+        let names: Vec<&str> = backup["workspaces"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|w| w["name"].as_str())
+            .collect();
+        println!(
+            "{:<28} {:<12} {:<10} {:>9}  {}",
+            backup["id"].as_str().unwrap_or("?"),
+            backup["kind"].as_str().unwrap_or("?"),
+            backup["region"].as_str().unwrap_or("?"),
+            backup["position"],
+            names.join(", ")
+        );
+    }
+}
