@@ -22,8 +22,15 @@ use crate::model::{
 
 /// The journal format this build writes. Version 2 added `seen` (the causal
 /// context of writes to multi-writer classes); version 1 records have none
-/// and read unchanged.
-pub const FORMAT_VERSION: i32 = 2;
+/// and read unchanged. Version 3 made `registered_model_deleted` and
+/// `model_version_deleted` soft deletes (recoverable during the workspace's
+/// retention); in records of format 2 and older they were hard deletes and
+/// are read as [`Change::RegisteredModelPurged`] / [`Change::ModelVersionPurged`].
+pub const FORMAT_VERSION: i32 = 3;
+
+/// The first format in which `registered_model_deleted` and
+/// `model_version_deleted` are soft deletes.
+pub const SOFT_DELETE_FORMAT: i32 = 3;
 
 /// One record of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,11 +74,30 @@ impl JournalRecord {
                 "journal record has format {format}, newer than this build's {FORMAT_VERSION}"
             ));
         }
-        serde_json::from_str(payload).map_err(|err| format!("undecodable journal payload: {err}"))
+        let change =
+            serde_json::from_str(payload).map_err(|err| format!("undecodable journal payload: {err}"))?;
+        Ok(if format < SOFT_DELETE_FORMAT {
+            upgrade_hard_delete(change)
+        } else {
+            change
+        })
     }
 
     pub fn encode_change(change: &Change) -> String {
         serde_json::to_string(change).expect("journal changes always encode")
+    }
+}
+
+/// Before format 3 a registered model's or a model version's deletion
+/// removed it for good: read it as the purge it was (artifacts were never
+/// removed by it, hence `keep_artifacts`).
+fn upgrade_hard_delete(change: Change) -> Change {
+    match change {
+        Change::RegisteredModelDeleted { name, time } => Change::RegisteredModelPurged { name, time },
+        Change::ModelVersionDeleted { name, version, time } => {
+            Change::ModelVersionPurged { name, version, time }
+        }
+        other => other,
     }
 }
 
@@ -94,6 +120,62 @@ pub enum Change {
         time: Millis,
     },
     WorkspaceRestored {
+        time: Millis,
+    },
+    /// Retention and purge protection of the workspace. Purge protection
+    /// never goes from on to off (the store refuses it; `apply` keeps it on
+    /// whatever a record says, so even a forged record cannot lift it).
+    WorkspaceRetentionSet {
+        retention_days: i64,
+        purge_protection: bool,
+        time: Millis,
+    },
+    /// The workspace and every row of it are gone for good. With
+    /// `keep_artifacts` false, every region removes the workspace's
+    /// artifacts (never its files) from its own storage.
+    WorkspacePurged {
+        keep_artifacts: bool,
+        time: Millis,
+    },
+    /// A deleted experiment is gone with its runs and logged models.
+    ExperimentPurged {
+        experiment_id: String,
+        keep_artifacts: bool,
+        time: Millis,
+    },
+    RunPurged {
+        run_id: String,
+        keep_artifacts: bool,
+        time: Millis,
+    },
+    LoggedModelRestored {
+        model_id: String,
+        time: Millis,
+    },
+    LoggedModelPurged {
+        model_id: String,
+        keep_artifacts: bool,
+        time: Millis,
+    },
+    RegisteredModelRestored {
+        name: String,
+        time: Millis,
+    },
+    /// A registered model is gone with its versions, tags and aliases (a
+    /// version's files belong to its run or logged model, so no artifact
+    /// is removed).
+    RegisteredModelPurged {
+        name: String,
+        time: Millis,
+    },
+    ModelVersionRestored {
+        name: String,
+        version: String,
+        time: Millis,
+    },
+    ModelVersionPurged {
+        name: String,
+        version: String,
         time: Millis,
     },
 
@@ -377,6 +459,8 @@ impl Change {
             | Change::WorkspaceUpdated { .. }
             | Change::WorkspaceDeleted { .. }
             | Change::WorkspaceRestored { .. }
+            | Change::WorkspaceRetentionSet { .. }
+            | Change::WorkspacePurged { .. }
             | Change::EpochBegan { .. } => None,
             Change::RegisteredModelCreated { .. }
             | Change::RegisteredModelRenamed { .. }
@@ -391,7 +475,11 @@ impl Change {
             | Change::ModelVersionStageSet { .. }
             | Change::ModelVersionDeleted { .. }
             | Change::ModelVersionTagSet { .. }
-            | Change::ModelVersionTagDeleted { .. } => Some(AssetClass::Registry),
+            | Change::ModelVersionTagDeleted { .. }
+            | Change::RegisteredModelRestored { .. }
+            | Change::RegisteredModelPurged { .. }
+            | Change::ModelVersionRestored { .. }
+            | Change::ModelVersionPurged { .. } => Some(AssetClass::Registry),
             _ => Some(AssetClass::Tracking),
         }
     }
@@ -441,6 +529,16 @@ impl Change {
             Change::ArtifactWritten { .. } => "artifact_written",
             Change::ArtifactDeleted { .. } => "artifact_deleted",
             Change::EpochBegan { .. } => "epoch_began",
+            Change::WorkspaceRetentionSet { .. } => "workspace_retention_set",
+            Change::WorkspacePurged { .. } => "workspace_purged",
+            Change::ExperimentPurged { .. } => "experiment_purged",
+            Change::RunPurged { .. } => "run_purged",
+            Change::LoggedModelRestored { .. } => "logged_model_restored",
+            Change::LoggedModelPurged { .. } => "logged_model_purged",
+            Change::RegisteredModelRestored { .. } => "registered_model_restored",
+            Change::RegisteredModelPurged { .. } => "registered_model_purged",
+            Change::ModelVersionRestored { .. } => "model_version_restored",
+            Change::ModelVersionPurged { .. } => "model_version_purged",
         }
     }
 }
@@ -490,6 +588,47 @@ mod tests {
         };
         assert!(metrics[0].value.is_nan());
         assert_eq!(metrics[1].value, f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn registry_deletes_of_format_2_and_older_read_as_purges() {
+        let model = r#"{"type":"registered_model_deleted","name":"m","time":5}"#;
+        let version = r#"{"type":"model_version_deleted","name":"m","version":"2","time":6}"#;
+        for format in [1, 2] {
+            assert_eq!(
+                JournalRecord::decode_change(format, model).unwrap(),
+                Change::RegisteredModelPurged {
+                    name: "m".into(),
+                    time: 5
+                }
+            );
+            assert_eq!(
+                JournalRecord::decode_change(format, version).unwrap(),
+                Change::ModelVersionPurged {
+                    name: "m".into(),
+                    version: "2".into(),
+                    time: 6
+                }
+            );
+        }
+        // From format 3 on they are soft deletes, read as written.
+        assert_eq!(
+            JournalRecord::decode_change(3, model).unwrap(),
+            Change::RegisteredModelDeleted {
+                name: "m".into(),
+                time: 5
+            }
+        );
+        assert_eq!(
+            JournalRecord::decode_change(3, version).unwrap().kind(),
+            "model_version_deleted"
+        );
+        // Other kinds are untouched by the upgrade.
+        let run = r#"{"type":"run_deleted","run_id":"r","time":1}"#;
+        assert_eq!(
+            JournalRecord::decode_change(2, run).unwrap().kind(),
+            "run_deleted"
+        );
     }
 
     #[test]

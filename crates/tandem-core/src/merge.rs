@@ -96,7 +96,28 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         | WorkspaceUpdated { .. }
         | WorkspaceDeleted { .. }
         | WorkspaceRestored { .. }
+        | WorkspaceRetentionSet { .. }
+        | WorkspacePurged { .. }
         | EpochBegan { .. } => Vec::new(),
+        // A purge removes the item for good, as the hard deletes of format 2
+        // did: a tombstone on the item's own register, which beats any
+        // concurrent write to it. Soft deletes and recoveries are a
+        // lifecycle register (`…/life`) under it, like experiments and runs.
+        ExperimentPurged { experiment_id, .. } => vec![Touch::delete(experiment_key(experiment_id))],
+        RunPurged { run_id, .. } => vec![Touch::delete(format!("run/{run_id}"))],
+        LoggedModelRestored { model_id, .. } => vec![Touch::write(format!("lm/{model_id}/life"))],
+        LoggedModelPurged { model_id, .. } => vec![Touch::delete(format!("lm/{model_id}"))],
+        RegisteredModelRestored { name, .. } => {
+            vec![Touch::write(format!("rm/{name}/life")).within(&[registered_model_key(name)])]
+        }
+        RegisteredModelPurged { name, .. } => vec![Touch::delete(registered_model_key(name))],
+        ModelVersionRestored { name, version, .. } => {
+            vec![Touch::write(format!("mv/{name}/{version}/life"))
+                .within(&[registered_model_key(name), model_version_key(name, version)])]
+        }
+        ModelVersionPurged { name, version, .. } => {
+            vec![Touch::delete(model_version_key(name, version)).within(&[registered_model_key(name)])]
+        }
         ExperimentCreated {
             experiment_id, tags, ..
         } => {
@@ -184,7 +205,9 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         RegisteredModelUpdated { name, .. } => {
             vec![Touch::write(format!("rm/{name}/description")).within(&[registered_model_key(name)])]
         }
-        RegisteredModelDeleted { name, .. } => vec![Touch::delete(registered_model_key(name))],
+        RegisteredModelDeleted { name, .. } => {
+            vec![Touch::delete(format!("rm/{name}/life")).within(&[registered_model_key(name)])]
+        }
         RegisteredModelTagSet { name, tag } => {
             vec![Touch::write(format!("rm/{name}/tag/{}", tag.key)).within(&[registered_model_key(name)])]
         }
@@ -227,7 +250,8 @@ pub fn touches(change: &Change) -> Vec<Touch> {
             })
             .collect(),
         ModelVersionDeleted { name, version, .. } => {
-            vec![Touch::delete(model_version_key(name, version)).within(&[registered_model_key(name)])]
+            vec![Touch::delete(format!("mv/{name}/{version}/life"))
+                .within(&[registered_model_key(name), model_version_key(name, version)])]
         }
         ModelVersionTagSet { name, version, tag } => {
             vec![Touch::write(format!("mv/{name}/{version}/tag/{}", tag.key))
