@@ -85,6 +85,7 @@ pub async fn serve(
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     let mut background = None;
+    let (store, artifacts) = (state.store.clone(), state.artifacts.clone());
     let app = match &config.deployment {
         None => tandem_api::router(state),
         Some(path) => {
@@ -124,6 +125,17 @@ pub async fn serve(
             tandem_api::router(state).merge(tandem_replication::protocol::routes(region))
         }
     };
+    // Started after the region's policy is installed in the store: the
+    // automatic purge only runs where local writes are accepted.
+    let retention = tokio::spawn(tandem_api::tasks::run(
+        store,
+        artifacts,
+        tandem_api::tasks::RetentionIntervals {
+            purge: std::time::Duration::from_millis(config.purge_interval_ms),
+            gc: std::time::Duration::from_millis(config.gc_interval_ms),
+        },
+        wait_for_stop(stopped.clone()),
+    ));
     tracing::info!(address = %listener.local_addr()?, "tandem server listening");
     // No Nagle delay: a response's headers and body go out in separate
     // writes, and without TCP_NODELAY the body waits for the client's
@@ -137,6 +149,7 @@ pub async fn serve(
     if let Some(task) = background {
         let _ = task.await;
     }
+    let _ = retention.await;
     tracing::info!("tandem server stopped");
     Ok(())
 }
