@@ -11,6 +11,7 @@
 //! else `http://127.0.0.1:5000`.
 
 mod config;
+mod deleted;
 mod divergence;
 mod failover;
 mod gateway;
@@ -60,9 +61,12 @@ struct Cli {
 enum Command {
     /// Run one region's server (MLflow REST API, artifact proxy, Tandem API).
     Server(ServerArgs),
-    /// Create, inspect, list and delete workspaces.
+    /// Create, inspect, list, update, delete, recover and purge workspaces.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// List, recover and purge the deleted items of a workspace.
+    #[command(subcommand)]
+    Deleted(deleted::DeletedCommand),
     /// Print the journal as newline-delimited JSON.
     Journal(JournalArgs),
     /// Start a whole deployment on this host (an embedded witness, the regions and a gateway as
@@ -213,6 +217,14 @@ enum WorkspaceCommand {
         name: String,
         #[arg(long, default_value = "")]
         description: String,
+        /// Days a deleted item (or the deleted workspace) is kept before it
+        /// is purged, 1 to 90 (default 14).
+        #[arg(long)]
+        retention_days: Option<i64>,
+        /// Turn purge protection on: nothing is purged before its retention
+        /// ends, and it cannot be turned off.
+        #[arg(long)]
+        purge_protection: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -230,9 +242,40 @@ enum WorkspaceCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Delete a workspace.
+    /// Delete a workspace (softly: kept for its retention, recoverable).
     Delete {
         name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Recover a deleted workspace (by name or id).
+    Recover {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Purge a deleted workspace for good (refused under purge protection
+    /// before its retention ends); its artifacts are removed from storage
+    /// unless --keep-artifacts (its files always stay).
+    Purge {
+        name: String,
+        /// Leave the workspace's artifacts in storage.
+        #[arg(long)]
+        keep_artifacts: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a workspace's description, retention or purge protection.
+    Update {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// 1 to 90.
+        #[arg(long)]
+        retention_days: Option<i64>,
+        /// Turn purge protection on (it cannot be turned off).
+        #[arg(long)]
+        purge_protection: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -308,6 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => run_server(args).await,
         Command::Workspace(command) => run_workspace(command).await,
+        Command::Deleted(command) => deleted::run(command).await,
         Command::Up(args) => up::run(args, shutdown_signal()).await,
         Command::Gateway(args) => gateway::run(args, shutdown_signal()).await,
         Command::Witness(args) => witness::run(args, shutdown_signal()).await,
@@ -523,11 +567,43 @@ async fn run_workspace(command: WorkspaceCommand) -> anyhow::Result<()> {
         WorkspaceCommand::Create {
             name,
             description,
+            retention_days,
+            purge_protection,
             client,
         } => {
             let target = client.resolve()?;
-            let workspace = target.client.create_workspace(&name, &description).await?;
+            let workspace = target
+                .client
+                .create_workspace_with(
+                    &name,
+                    &description,
+                    retention_days,
+                    purge_protection.then_some(true),
+                )
+                .await?;
             print_workspace(&workspace, target.json)
+        }
+        WorkspaceCommand::Recover { name, client } => deleted::recover_workspace(&name, &client).await,
+        WorkspaceCommand::Purge {
+            name,
+            keep_artifacts,
+            client,
+        } => deleted::purge_workspace(&name, keep_artifacts, &client).await,
+        WorkspaceCommand::Update {
+            name,
+            description,
+            retention_days,
+            purge_protection,
+            client,
+        } => {
+            deleted::update_workspace(
+                &name,
+                description.as_deref(),
+                retention_days,
+                purge_protection,
+                &client,
+            )
+            .await
         }
         WorkspaceCommand::Get { name, client } => {
             let target = client.resolve()?;

@@ -8,6 +8,10 @@
 //! quarantine of divergent records are per region, so the CLI builds a client
 //! per region URL with [`TandemClient::at`].
 
+mod retention;
+
+pub use retention::DeletedItem;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
