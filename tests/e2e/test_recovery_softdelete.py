@@ -193,3 +193,70 @@ def test_a_purge_removes_artifacts_from_storage_unless_kept(server, tmp_path):
     expect_error("RESOURCE_DOES_NOT_EXIST", client.get_run, runs[1])
     queue = requests.get(f"{server.url}/api/tandem/v1/gc", timeout=30).json()
     assert queue["pending"] == []
+
+
+def test_delete_recover_and_purge_are_the_same_in_both_regions(tmp_path):
+    """Deletes, recoveries and purges replicate like any change; every
+    region collects the purged artifacts from its own storage."""
+    from cluster import make_cluster
+    from conftest import _tandem_bin
+
+    root = tmp_path / "cluster"
+    root.mkdir()
+    cluster = make_cluster(_tandem_bin(), root)
+    try:
+        primary, secondary = cluster.primary, cluster.secondaries[0]
+        name = unique("ws")
+        created = requests.post(f"{primary.url}/api/tandem/v1/workspaces", json={"name": name}, timeout=30)
+        assert created.status_code == 201, created.text
+        workspace_id = created.json()["workspace"]["workspace_id"]
+        uri = f"{primary.url}/w/{name}"
+        writer = MlflowClient(uri, uri)
+        run_id = writer.create_run(writer.create_experiment(unique("exp"))).info.run_id
+        payload = tmp_path / "weights.bin"
+        payload.write_bytes(os.urandom(4096))
+        writer.log_artifact(run_id, str(payload))
+        model = unique("model")
+        writer.create_registered_model(model)
+        writer.create_model_version(model, "s3://bucket/model", run_id=run_id)
+        writer.set_registered_model_alias(model, "prod", "1")
+
+        def stored(region):
+            artifacts = region.data / "artifacts" / "workspaces" / workspace_id / "artifacts"
+            return [path for path in artifacts.rglob("*") if path.is_file()] if artifacts.exists() else []
+
+        def reader(region):
+            return MlflowClient(f"{region.url}/w/{name}", f"{region.url}/w/{name}")
+
+        cluster.wait_caught_up()
+        assert len(stored(secondary)) == 1
+        writer.delete_registered_model(model)
+        cluster.wait_caught_up()
+        for region in (primary, secondary):
+            expect_error("RESOURCE_DOES_NOT_EXIST", reader(region).get_registered_model, model)
+            listed = requests.get(f"{region.url}/api/tandem/v1/workspaces/{name}/deleted", timeout=30).json()
+            assert [(i["kind"], i["id"]) for i in listed["deleted"]] == [("registered_model", model)], region.name
+        # A secondary takes no local deletes, recoveries or purges.
+        refused = requests.post(
+            f"{secondary.url}/api/tandem/v1/workspaces/{name}/deleted/registered_model/{model}/recover", timeout=30
+        )
+        assert refused.status_code == 403, refused.text
+        tandem(primary, "deleted", "recover", "registered_model", model, "--workspace", name)
+        cluster.wait_caught_up()
+        for region in (primary, secondary):
+            assert reader(region).get_model_version_by_alias(model, "prod").version == "1", region.name
+
+        tandem(primary, "workspace", "delete", name)
+        cluster.wait_caught_up()
+        for region in (primary, secondary):
+            workspace = requests.get(f"{region.url}/api/tandem/v1/workspaces/{workspace_id}", timeout=30).json()
+            assert workspace["workspace"]["lifecycle_stage"] == "deleted", region.name
+            expect_error("RESOURCE_DOES_NOT_EXIST", reader(region).get_run, run_id)
+        tandem(primary, "workspace", "purge", name)
+        cluster.wait_caught_up()
+        for region in (primary, secondary):
+            gone = requests.get(f"{region.url}/api/tandem/v1/workspaces/{workspace_id}", timeout=30)
+            assert gone.status_code == 404, (region.name, gone.text)
+            wait_until(lambda region=region: not stored(region), f"{region.name} to collect the purged artifacts")
+    finally:
+        cluster.close()
