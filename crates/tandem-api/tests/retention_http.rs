@@ -489,3 +489,78 @@ async fn purged_artifacts_are_collected_but_files_stay() {
         vec![notebook.as_str().to_string()]
     );
 }
+
+#[tokio::test]
+async fn an_upload_racing_the_purge_of_its_run_leaves_no_bytes_behind() {
+    use bytes::Bytes;
+    let server = server().await;
+    let run = server
+        .ok(
+            "POST",
+            "/api/2.0/mlflow/runs/create",
+            json!({"experiment_id": "0"}),
+        )
+        .await;
+    let run_id = run["run"]["info"]["run_id"].as_str().unwrap().to_string();
+    // A body that sends one chunk, says so, and waits to be told to finish:
+    // by its first chunk the owner check has passed.
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel::<()>();
+    let body = futures::stream::unfold(
+        (0, Some(started_tx), Some(finish_rx)),
+        |(step, started, finish)| async move {
+            match step {
+                0 => {
+                    let _ = started.unwrap().send(());
+                    Some((
+                        Ok::<_, std::io::Error>(Bytes::from(vec![1u8; 4096])),
+                        (1, None, finish),
+                    ))
+                }
+                1 => {
+                    let _ = finish.unwrap().await;
+                    Some((Ok(Bytes::from(vec![2u8; 4096])), (2, None, None)))
+                }
+                _ => None,
+            }
+        },
+    );
+    let request = Request::builder()
+        .method("PUT")
+        .uri(format!(
+            "/api/2.0/mlflow-artifacts/artifacts/0/{run_id}/artifacts/big.bin"
+        ))
+        .body(Body::from_stream(body))
+        .unwrap();
+    let upload = tokio::spawn(server.app.clone().oneshot(request));
+    started_rx.await.unwrap();
+
+    let ws = server.store.resolve_workspace("default").await.unwrap();
+    server.store.delete_run(&ws, &run_id).await.unwrap();
+    server
+        .store
+        .purge_deleted(&ws, tandem_store::retention::DeletedKind::Run, &run_id, false)
+        .await
+        .unwrap();
+    // The purge's collection runs first: nothing is there yet.
+    assert_eq!(
+        tandem_api::tasks::collect_garbage(server.store.as_ref(), &server.artifacts).await,
+        1
+    );
+    finish_tx.send(()).unwrap();
+    let response = upload.await.unwrap().unwrap();
+    assert!(!response.status().is_success(), "{}", response.status());
+    assert_eq!(
+        server
+            .stored_keys(&format!("workspaces/{}", ws.workspace_id))
+            .await,
+        Vec::<String>::new(),
+        "the upload finished after the purge must not leave its bytes"
+    );
+    assert!(server
+        .store
+        .list_artifact_entries(&ws, "")
+        .await
+        .unwrap()
+        .is_empty());
+}
