@@ -32,8 +32,11 @@ pub const FORMAT_VERSION: i32 = 3;
 /// `model_version_deleted` are soft deletes.
 pub const SOFT_DELETE_FORMAT: i32 = 3;
 
-/// One record of the journal.
+/// One record of the journal. Decoding a whole record (the replication
+/// stream, the quarantine) upgrades its change from the record's `format`,
+/// like [`JournalRecord::decode_change`] does for a stored payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawJournalRecord")]
 pub struct JournalRecord {
     /// Gap-free, strictly increasing position in this region's journal.
     pub seq: i64,
@@ -63,6 +66,43 @@ pub struct JournalRecord {
     /// conflict, resolved by [`crate::merge`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen: Option<std::collections::BTreeMap<String, i64>>,
+}
+
+/// A record as written, before its change is upgraded to this build's format.
+#[derive(Deserialize)]
+struct RawJournalRecord {
+    seq: i64,
+    workspace_id: String,
+    hlc: u64,
+    origin_region: String,
+    origin_seq: i64,
+    epoch: i64,
+    format: i32,
+    recorded_at: Millis,
+    change: Change,
+    #[serde(default)]
+    seen: Option<std::collections::BTreeMap<String, i64>>,
+}
+
+impl From<RawJournalRecord> for JournalRecord {
+    fn from(raw: RawJournalRecord) -> Self {
+        JournalRecord {
+            seq: raw.seq,
+            workspace_id: raw.workspace_id,
+            hlc: raw.hlc,
+            origin_region: raw.origin_region,
+            origin_seq: raw.origin_seq,
+            epoch: raw.epoch,
+            format: raw.format,
+            recorded_at: raw.recorded_at,
+            change: if raw.format < SOFT_DELETE_FORMAT {
+                upgrade_hard_delete(raw.change)
+            } else {
+                raw.change
+            },
+            seen: raw.seen,
+        }
+    }
 }
 
 impl JournalRecord {
@@ -628,6 +668,24 @@ mod tests {
         assert_eq!(
             JournalRecord::decode_change(2, run).unwrap().kind(),
             "run_deleted"
+        );
+    }
+
+    #[test]
+    fn whole_records_of_format_2_upgrade_their_registry_deletes() {
+        let record = |format: i32| {
+            format!(
+                r#"{{"seq":1,"workspace_id":"w","hlc":1,"origin_region":"r","origin_seq":1,"epoch":1,"format":{format},"recorded_at":1,"change":{{"type":"registered_model_deleted","name":"m","time":5}}}}"#
+            )
+        };
+        let old: JournalRecord = serde_json::from_str(&record(2)).unwrap();
+        assert_eq!(old.change.kind(), "registered_model_purged");
+        let new: JournalRecord = serde_json::from_str(&record(3)).unwrap();
+        assert_eq!(new.change.kind(), "registered_model_deleted");
+        // And a record round-trips unchanged.
+        assert_eq!(
+            serde_json::from_str::<JournalRecord>(&serde_json::to_string(&new).unwrap()).unwrap(),
+            new
         );
     }
 
