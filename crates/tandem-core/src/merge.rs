@@ -88,6 +88,42 @@ pub fn experiment_name_claim(name: &str) -> String {
     format!("expname/{name}")
 }
 
+/// The registers of the items `change` writes inside: a purge of one of
+/// them (a tombstone on its register) that the change's writer had not
+/// seen means nothing of the change applies, its append-only parts
+/// (metrics, inputs) included — they would not have survived the purge in
+/// the region that ordered it first. Absence is not enough: an owner
+/// written in a third region may simply not have arrived yet.
+pub fn owners(change: &Change) -> Vec<String> {
+    use Change::*;
+    let run = |run_id: &str| vec![format!("run/{run_id}")];
+    let logged_model = |model_id: &str| vec![format!("lm/{model_id}")];
+    match change {
+        RunCreated { experiment_id, .. } | LoggedModelCreated { experiment_id, .. } => {
+            vec![experiment_key(experiment_id)]
+        }
+        ExperimentRenamed { experiment_id, .. }
+        | ExperimentDeleted { experiment_id, .. }
+        | ExperimentRestored { experiment_id, .. }
+        | ExperimentTagSet { experiment_id, .. }
+        | ExperimentTagDeleted { experiment_id, .. } => vec![experiment_key(experiment_id)],
+        RunUpdated { run_id, .. }
+        | RunDeleted { run_id, .. }
+        | RunRestored { run_id }
+        | RunDataLogged { run_id, .. }
+        | RunTagDeleted { run_id, .. }
+        | RunInputsLogged { run_id, .. }
+        | RunOutputsLogged { run_id, .. } => run(run_id),
+        LoggedModelUpdated { model_id, .. }
+        | LoggedModelTagsSet { model_id, .. }
+        | LoggedModelTagDeleted { model_id, .. }
+        | LoggedModelParamsLogged { model_id, .. }
+        | LoggedModelDeleted { model_id, .. }
+        | LoggedModelRestored { model_id, .. } => logged_model(model_id),
+        _ => Vec::new(),
+    }
+}
+
 /// The registers `change` writes. Empty for append-only changes.
 pub fn touches(change: &Change) -> Vec<Touch> {
     use Change::*;

@@ -71,6 +71,7 @@ scenarios!(
     automatic_purge_after_retention,
     gc_queue_retries_and_drains,
     replay_rebuilds_state_with_deleted_and_purged_items,
+    hot_hot_purges_converge_with_concurrent_writes,
 );
 
 async fn open(backend: Backend) -> Option<(support::Harness, Arc<FakeClock>)> {
@@ -920,4 +921,122 @@ async fn replay_rebuilds_state_with_deleted_and_purged_items(backend: Backend) {
         target.finish().await;
     }
     harness.finish().await;
+}
+
+/// A region of a deployment where every class is hot-hot.
+struct HotHot(u64);
+
+impl RegionPolicy for HotHot {
+    fn check_write(&self, _class: Option<AssetClass>) -> Result<(), tandem_core::Error> {
+        Ok(())
+    }
+    fn multi_writer(&self, _class: AssetClass) -> bool {
+        true
+    }
+    fn id_stripe(&self) -> Option<tandem_core::merge::IdStripe> {
+        Some(tandem_core::merge::IdStripe {
+            slot: self.0,
+            stride: 2,
+        })
+    }
+}
+
+async fn deliver(from: &dyn MetadataStore, to: &dyn MetadataStore) {
+    let source = from.journal_position().await.unwrap().region;
+    let position = to.replication_position(&source).await.unwrap();
+    for record in from.journal_after(position, None, i64::MAX / 2).await.unwrap() {
+        to.apply_replicated(&source, &record, true).await.unwrap();
+    }
+}
+
+async fn hot_hot_purges_converge_with_concurrent_writes(backend: Backend) {
+    let Some((a_harness, _clock)) = open(backend).await else {
+        return;
+    };
+    let Some(b_harness) = support::Harness::empty(backend, "region-b").await else {
+        return;
+    };
+    let (a, b) = (a_harness.store.clone(), b_harness.store.clone());
+    a.set_policy(Arc::new(HotHot(0)));
+    b.set_policy(Arc::new(HotHot(1)));
+    let ws = a.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    let run = a
+        .create_run(
+            &ws,
+            CreateRun {
+                experiment_id: "0".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .info
+        .run_id;
+    a.create_registered_model(&ws, "clf", "", vec![], "")
+        .await
+        .unwrap();
+    a.delete_run(&ws, &run).await.unwrap();
+    deliver(a.as_ref(), b.as_ref()).await;
+
+    // Concurrently: a purges the run and the model; b recovers the run and
+    // writes to it (tags, params, metrics), and writes to the model.
+    a.purge_deleted(&ws, DeletedKind::Run, &run, false).await.unwrap();
+    a.delete_registered_model(&ws, "clf").await.unwrap();
+    a.purge_deleted(&ws, DeletedKind::RegisteredModel, "clf", false)
+        .await
+        .unwrap();
+    b.recover_deleted(&ws, DeletedKind::Run, &run).await.unwrap();
+    let metric = Metric {
+        key: "loss".into(),
+        value: 0.5,
+        timestamp: 1,
+        step: 0,
+        dataset_name: None,
+        dataset_digest: None,
+        model_id: None,
+        run_id: None,
+    };
+    b.log_batch(
+        &ws,
+        &run,
+        vec![metric],
+        vec![Param {
+            key: "p".into(),
+            value: "1".into(),
+        }],
+        vec![Tag::new("t", "v")],
+    )
+    .await
+    .unwrap();
+    b.set_registered_model_tag(&ws, "clf", Tag::new("late", "1"))
+        .await
+        .unwrap();
+
+    deliver(a.as_ref(), b.as_ref()).await;
+    deliver(b.as_ref(), a.as_ref()).await;
+    assert_eq!(a.dump_state().await.unwrap(), b.dump_state().await.unwrap());
+    for store in [&a, &b] {
+        assert_eq!(
+            kind(store.get_run(&ws, &run).await.unwrap_err()),
+            ErrorKind::ResourceDoesNotExist,
+            "the purge wins"
+        );
+        assert_eq!(
+            kind(store.get_registered_model(&ws, "clf").await.unwrap_err()),
+            ErrorKind::ResourceDoesNotExist
+        );
+    }
+    let registers = |conflicts: Vec<tandem_core::merge::Conflict>| {
+        let mut keys: Vec<String> = conflicts.into_iter().map(|c| c.register).collect();
+        keys.sort();
+        keys
+    };
+    let conflicts_a = registers(a.list_conflicts(None, 100).await.unwrap());
+    assert_eq!(conflicts_a, registers(b.list_conflicts(None, 100).await.unwrap()));
+    assert!(
+        conflicts_a.contains(&format!("run/{run}/tag/t")),
+        "{conflicts_a:?}"
+    );
+    b_harness.finish().await;
+    a_harness.finish().await;
 }
