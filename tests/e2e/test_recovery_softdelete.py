@@ -36,8 +36,15 @@ def tandem_json(server, *args: str):
 
 
 def workspace_files(server, workspace_id: str, area: str = "artifacts") -> set[str]:
-    prefix = f"workspaces/{workspace_id}/{area}/"
-    return {path for path in server.stored_files() if path.startswith(prefix)}
+    """Files under a workspace's area of the server's storage. os.walk, not
+    rglob: the collector may remove directories while we look."""
+    root = server.data / "artifacts"
+    top = root / "workspaces" / workspace_id / area
+    return {
+        os.path.relpath(os.path.join(directory, name), root)
+        for directory, _, names in os.walk(top)
+        for name in names
+    }
 
 
 def wait_until(condition, what: str, seconds: float = GC_WAIT_SECONDS):
@@ -126,6 +133,8 @@ def test_workspaces_are_deleted_recovered_and_purged_with_the_cli(server, tmp_pa
     # Listed only with --deleted; the name is reserved (exit 4, naming the id).
     assert name not in [w["name"] for w in tandem_json(server, "workspace", "list")]
     assert name in [w["name"] for w in tandem_json(server, "workspace", "list", "--deleted")]
+    listed_all = {w["name"]: w["lifecycle_stage"] for w in tandem_json(server, "workspace", "list", "--all")}
+    assert listed_all[name] == "deleted" and listed_all["default"] == "active"
     refused = tandem(server, "workspace", "create", name, expect=4)
     assert workspace_id in refused and "recover" in refused
 
@@ -223,7 +232,7 @@ def test_delete_recover_and_purge_are_the_same_in_both_regions(tmp_path):
 
         def stored(region):
             artifacts = region.data / "artifacts" / "workspaces" / workspace_id / "artifacts"
-            return [path for path in artifacts.rglob("*") if path.is_file()] if artifacts.exists() else []
+            return [os.path.join(directory, name) for directory, _, names in os.walk(artifacts) for name in names]
 
         def reader(region):
             return MlflowClient(f"{region.url}/w/{name}", f"{region.url}/w/{name}")

@@ -237,8 +237,11 @@ enum WorkspaceCommand {
     /// List workspaces.
     List {
         /// List deleted workspaces instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all")]
         deleted: bool,
+        /// List active and deleted workspaces.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -615,9 +618,13 @@ async fn run_workspace(command: WorkspaceCommand) -> anyhow::Result<()> {
             let workspace = target.client.delete_workspace(&name).await?;
             print_workspace(&workspace, target.json)
         }
-        WorkspaceCommand::List { deleted, client } => {
+        WorkspaceCommand::List { deleted, all, client } => {
             let target = client.resolve()?;
-            let workspaces = target.client.list_workspaces(deleted).await?;
+            let workspaces = if all {
+                target.client.list_all_workspaces().await?
+            } else {
+                target.client.list_workspaces(deleted).await?
+            };
             if target.json {
                 println!("{}", serde_json::to_string_pretty(&workspaces)?);
             } else {

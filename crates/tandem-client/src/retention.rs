@@ -80,6 +80,13 @@ impl TandemClient {
         .await
     }
 
+    /// Every workspace, active and deleted.
+    pub async fn list_all_workspaces(&self) -> ClientResult<Vec<Workspace>> {
+        let url = self.url("/api/tandem/v1/workspaces");
+        let request = self.http.get(&url).query(&[("all", true)]);
+        self.json(request, &url, "workspaces").await
+    }
+
     pub async fn recover_workspace(&self, name: &str) -> ClientResult<Workspace> {
         let url = self.url(&format!("/api/tandem/v1/workspaces/{}/recover", segment(name)));
         self.json(self.http.post(&url), &url, "workspace").await
