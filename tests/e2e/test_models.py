@@ -4,6 +4,7 @@ registry's own operations on lightweight versions."""
 
 import numpy as np
 import mlflow
+import requests
 import mlflow.pyfunc
 import mlflow.sklearn
 import pytest
@@ -197,6 +198,16 @@ def test_rename_tags_search_and_delete(tracking_uri, client):
     expect_error("RESOURCE_DOES_NOT_EXIST", client.get_registered_model, new_name)
     assert client.search_registered_models(f"name = '{new_name}'") == []
     assert client.search_model_versions(f"name = '{new_name}'") == []
+    # Deletion is soft: the name stays reserved by the deleted model until it
+    # is purged (test_recovery_softdelete.py covers recovery).
+    error = expect_error("RESOURCE_ALREADY_EXISTS", client.create_registered_model, new_name)
+    assert "deleted registered model" in error.message
+    purged = requests.post(
+        f"{tracking_uri}/api/tandem/v1/workspaces/default/deleted/registered_model/{new_name}/purge",
+        json={},
+        timeout=30,
+    )
+    assert purged.status_code == 200, purged.text
     # The name is free again.
     client.create_registered_model(new_name)
     fresh = client.get_registered_model(new_name)

@@ -68,10 +68,26 @@ async fn upload_artifact(
         .artifacts
         .put_stream(&key, Box::pin(stream), state.limits.max_artifact_size)
         .await?;
-    state
+    if let Err(error) = state
         .store
         .record_artifact(&ws, path.as_str(), outcome.size as i64, &outcome.sha256)
-        .await?;
+        .await
+    {
+        // The owner was purged while the bytes were streaming (the store
+        // checks it again under its writer lock): nothing will ever index
+        // these bytes, so remove them rather than leave them behind.
+        if let tandem_store::StoreError::Domain(domain) = &error {
+            if matches!(
+                domain.kind,
+                tandem_core::ErrorKind::PermissionDenied | tandem_core::ErrorKind::ResourceDoesNotExist
+            ) {
+                if let Err(cleanup) = state.artifacts.delete(&key).await {
+                    tracing::warn!(key = key.as_str(), %cleanup, "could not remove an orphaned upload");
+                }
+            }
+        }
+        return Err(error.into());
+    }
     tracing::debug!(workspace = %ws.name, path = path.as_str(), size = outcome.size, sha256 = %outcome.sha256, "stored artifact");
     Ok(Json(json!({})))
 }

@@ -17,7 +17,9 @@ mod artifacts;
 pub mod error;
 pub mod extract;
 mod models;
+mod retention;
 mod tandem;
+pub mod tasks;
 mod tracking;
 
 use std::sync::Arc;
@@ -119,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .merge(scoped())
         .nest("/w/{workspace}", scoped())
         .merge(tandem::routes())
+        .merge(retention::routes())
         // Bodies are read by our extractors with their own limits (JSON) or
         // streamed without buffering (artifacts).
         .layer(DefaultBodyLimit::disable())

@@ -31,7 +31,9 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route(
             "/api/tandem/v1/workspaces/{name}",
-            get(get_workspace).delete(delete_workspace),
+            get(get_workspace)
+                .delete(delete_workspace)
+                .patch(crate::retention::update_workspace),
         )
         .route("/api/tandem/v1/journal", get(journal))
         .route("/api/tandem/v1/region", get(region))
@@ -117,6 +119,10 @@ struct CreateWorkspaceRequest {
     name: Option<String>,
     #[serde(default)]
     description: Option<String>,
+    #[serde(default)]
+    retention_days: Option<i64>,
+    #[serde(default)]
+    purge_protection: Option<bool>,
 }
 
 async fn create_workspace(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
@@ -129,7 +135,14 @@ async fn create_workspace(State(state): State<AppState>, body: axum::body::Bytes
         .ok_or_else(|| ApiError::missing("name"))?;
     let workspace = state
         .store
-        .create_workspace(&name, &request.description.unwrap_or_default())
+        .create_workspace_with(
+            &name,
+            &request.description.unwrap_or_default(),
+            tandem_store::retention::WorkspaceSettings {
+                retention_days: request.retention_days,
+                purge_protection: request.purge_protection,
+            },
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -139,7 +152,9 @@ async fn create_workspace(State(state): State<AppState>, body: axum::body::Bytes
 }
 
 async fn get_workspace(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    let workspace = state.store.get_workspace(&name).await?;
+    // By name or id, deleted workspaces included (they show their
+    // deletion time and when they will be purged).
+    let workspace = state.store.find_workspace(&name).await?;
     Ok(Json(json!({ "workspace": workspace })))
 }
 

@@ -12,6 +12,7 @@
 
 mod backup;
 mod config;
+mod deleted;
 mod divergence;
 mod failover;
 mod gateway;
@@ -62,9 +63,12 @@ struct Cli {
 enum Command {
     /// Run one region's server (MLflow REST API, artifact proxy, Tandem API).
     Server(ServerArgs),
-    /// Create, inspect, list and delete workspaces.
+    /// Create, inspect, list, update, delete, recover and purge workspaces.
     #[command(subcommand)]
     Workspace(WorkspaceCommand),
+    /// List, recover and purge the deleted items of a workspace.
+    #[command(subcommand)]
+    Deleted(deleted::DeletedCommand),
     /// Print the journal as newline-delimited JSON.
     Journal(JournalArgs),
     /// Start a whole deployment on this host (an embedded witness, the regions and a gateway as
@@ -217,6 +221,14 @@ enum WorkspaceCommand {
         name: String,
         #[arg(long, default_value = "")]
         description: String,
+        /// Days a deleted item (or the deleted workspace) is kept before it
+        /// is purged, 1 to 90 (default 14).
+        #[arg(long)]
+        retention_days: Option<i64>,
+        /// Turn purge protection on: nothing is purged before its retention
+        /// ends, and it cannot be turned off.
+        #[arg(long)]
+        purge_protection: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -229,14 +241,48 @@ enum WorkspaceCommand {
     /// List workspaces.
     List {
         /// List deleted workspaces instead.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "all")]
         deleted: bool,
+        /// List active and deleted workspaces.
+        #[arg(long)]
+        all: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// Delete a workspace.
+    /// Delete a workspace (softly: kept for its retention, recoverable).
     Delete {
         name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Recover a deleted workspace (by name or id).
+    Recover {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Purge a deleted workspace for good (refused under purge protection
+    /// before its retention ends); its artifacts are removed from storage
+    /// unless --keep-artifacts (its files always stay).
+    Purge {
+        name: String,
+        /// Leave the workspace's artifacts in storage.
+        #[arg(long)]
+        keep_artifacts: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Change a workspace's description, retention or purge protection.
+    Update {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// 1 to 90.
+        #[arg(long)]
+        retention_days: Option<i64>,
+        /// Turn purge protection on (it cannot be turned off).
+        #[arg(long)]
+        purge_protection: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -312,6 +358,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => run_server(args).await,
         Command::Workspace(command) => run_workspace(command).await,
+        Command::Deleted(command) => deleted::run(command).await,
         Command::Up(args) => up::run(args, shutdown_signal()).await,
         Command::Gateway(args) => gateway::run(args, shutdown_signal()).await,
         Command::Witness(args) => witness::run(args, shutdown_signal()).await,
@@ -528,11 +575,43 @@ async fn run_workspace(command: WorkspaceCommand) -> anyhow::Result<()> {
         WorkspaceCommand::Create {
             name,
             description,
+            retention_days,
+            purge_protection,
             client,
         } => {
             let target = client.resolve()?;
-            let workspace = target.client.create_workspace(&name, &description).await?;
+            let workspace = target
+                .client
+                .create_workspace_with(
+                    &name,
+                    &description,
+                    retention_days,
+                    purge_protection.then_some(true),
+                )
+                .await?;
             print_workspace(&workspace, target.json)
+        }
+        WorkspaceCommand::Recover { name, client } => deleted::recover_workspace(&name, &client).await,
+        WorkspaceCommand::Purge {
+            name,
+            keep_artifacts,
+            client,
+        } => deleted::purge_workspace(&name, keep_artifacts, &client).await,
+        WorkspaceCommand::Update {
+            name,
+            description,
+            retention_days,
+            purge_protection,
+            client,
+        } => {
+            deleted::update_workspace(
+                &name,
+                description.as_deref(),
+                retention_days,
+                purge_protection,
+                &client,
+            )
+            .await
         }
         WorkspaceCommand::Get { name, client } => {
             let target = client.resolve()?;
@@ -544,9 +623,13 @@ async fn run_workspace(command: WorkspaceCommand) -> anyhow::Result<()> {
             let workspace = target.client.delete_workspace(&name).await?;
             print_workspace(&workspace, target.json)
         }
-        WorkspaceCommand::List { deleted, client } => {
+        WorkspaceCommand::List { deleted, all, client } => {
             let target = client.resolve()?;
-            let workspaces = target.client.list_workspaces(deleted).await?;
+            let workspaces = if all {
+                target.client.list_all_workspaces().await?
+            } else {
+                target.client.list_workspaces(deleted).await?
+            };
             if target.json {
                 println!("{}", serde_json::to_string_pretty(&workspaces)?);
             } else {

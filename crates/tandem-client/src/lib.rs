@@ -9,6 +9,9 @@
 //! per region URL with [`TandemClient::at`].
 
 mod backup;
+mod retention;
+
+pub use retention::DeletedItem;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

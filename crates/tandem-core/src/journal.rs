@@ -22,11 +22,21 @@ use crate::model::{
 
 /// The journal format this build writes. Version 2 added `seen` (the causal
 /// context of writes to multi-writer classes); version 1 records have none
-/// and read unchanged.
-pub const FORMAT_VERSION: i32 = 2;
+/// and read unchanged. Version 3 made `registered_model_deleted` and
+/// `model_version_deleted` soft deletes (recoverable during the workspace's
+/// retention); in records of format 2 and older they were hard deletes and
+/// are read as [`Change::RegisteredModelPurged`] / [`Change::ModelVersionPurged`].
+pub const FORMAT_VERSION: i32 = 3;
 
-/// One record of the journal.
+/// The first format in which `registered_model_deleted` and
+/// `model_version_deleted` are soft deletes.
+pub const SOFT_DELETE_FORMAT: i32 = 3;
+
+/// One record of the journal. Decoding a whole record (the replication
+/// stream, the quarantine) upgrades its change from the record's `format`,
+/// like [`JournalRecord::decode_change`] does for a stored payload.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawJournalRecord")]
 pub struct JournalRecord {
     /// Gap-free, strictly increasing position in this region's journal.
     pub seq: i64,
@@ -58,6 +68,43 @@ pub struct JournalRecord {
     pub seen: Option<std::collections::BTreeMap<String, i64>>,
 }
 
+/// A record as written, before its change is upgraded to this build's format.
+#[derive(Deserialize)]
+struct RawJournalRecord {
+    seq: i64,
+    workspace_id: String,
+    hlc: u64,
+    origin_region: String,
+    origin_seq: i64,
+    epoch: i64,
+    format: i32,
+    recorded_at: Millis,
+    change: Change,
+    #[serde(default)]
+    seen: Option<std::collections::BTreeMap<String, i64>>,
+}
+
+impl From<RawJournalRecord> for JournalRecord {
+    fn from(raw: RawJournalRecord) -> Self {
+        JournalRecord {
+            seq: raw.seq,
+            workspace_id: raw.workspace_id,
+            hlc: raw.hlc,
+            origin_region: raw.origin_region,
+            origin_seq: raw.origin_seq,
+            epoch: raw.epoch,
+            format: raw.format,
+            recorded_at: raw.recorded_at,
+            change: if raw.format < SOFT_DELETE_FORMAT {
+                upgrade_hard_delete(raw.change)
+            } else {
+                raw.change
+            },
+            seen: raw.seen,
+        }
+    }
+}
+
 impl JournalRecord {
     /// Decodes a stored payload written in format `format`. Older formats are
     /// upgraded here, newer ones refused.
@@ -67,11 +114,30 @@ impl JournalRecord {
                 "journal record has format {format}, newer than this build's {FORMAT_VERSION}"
             ));
         }
-        serde_json::from_str(payload).map_err(|err| format!("undecodable journal payload: {err}"))
+        let change =
+            serde_json::from_str(payload).map_err(|err| format!("undecodable journal payload: {err}"))?;
+        Ok(if format < SOFT_DELETE_FORMAT {
+            upgrade_hard_delete(change)
+        } else {
+            change
+        })
     }
 
     pub fn encode_change(change: &Change) -> String {
         serde_json::to_string(change).expect("journal changes always encode")
+    }
+}
+
+/// Before format 3 a registered model's or a model version's deletion
+/// removed it for good: read it as the purge it was (artifacts were never
+/// removed by it, hence `keep_artifacts`).
+fn upgrade_hard_delete(change: Change) -> Change {
+    match change {
+        Change::RegisteredModelDeleted { name, time } => Change::RegisteredModelPurged { name, time },
+        Change::ModelVersionDeleted { name, version, time } => {
+            Change::ModelVersionPurged { name, version, time }
+        }
+        other => other,
     }
 }
 
@@ -94,6 +160,62 @@ pub enum Change {
         time: Millis,
     },
     WorkspaceRestored {
+        time: Millis,
+    },
+    /// Retention and purge protection of the workspace. Purge protection
+    /// never goes from on to off (the store refuses it; `apply` keeps it on
+    /// whatever a record says, so even a forged record cannot lift it).
+    WorkspaceRetentionSet {
+        retention_days: i64,
+        purge_protection: bool,
+        time: Millis,
+    },
+    /// The workspace and every row of it are gone for good. With
+    /// `keep_artifacts` false, every region removes the workspace's
+    /// artifacts (never its files) from its own storage.
+    WorkspacePurged {
+        keep_artifacts: bool,
+        time: Millis,
+    },
+    /// A deleted experiment is gone with its runs and logged models.
+    ExperimentPurged {
+        experiment_id: String,
+        keep_artifacts: bool,
+        time: Millis,
+    },
+    RunPurged {
+        run_id: String,
+        keep_artifacts: bool,
+        time: Millis,
+    },
+    LoggedModelRestored {
+        model_id: String,
+        time: Millis,
+    },
+    LoggedModelPurged {
+        model_id: String,
+        keep_artifacts: bool,
+        time: Millis,
+    },
+    RegisteredModelRestored {
+        name: String,
+        time: Millis,
+    },
+    /// A registered model is gone with its versions, tags and aliases (a
+    /// version's files belong to its run or logged model, so no artifact
+    /// is removed).
+    RegisteredModelPurged {
+        name: String,
+        time: Millis,
+    },
+    ModelVersionRestored {
+        name: String,
+        version: String,
+        time: Millis,
+    },
+    ModelVersionPurged {
+        name: String,
+        version: String,
         time: Millis,
     },
 
@@ -377,6 +499,8 @@ impl Change {
             | Change::WorkspaceUpdated { .. }
             | Change::WorkspaceDeleted { .. }
             | Change::WorkspaceRestored { .. }
+            | Change::WorkspaceRetentionSet { .. }
+            | Change::WorkspacePurged { .. }
             | Change::EpochBegan { .. } => None,
             Change::RegisteredModelCreated { .. }
             | Change::RegisteredModelRenamed { .. }
@@ -391,7 +515,11 @@ impl Change {
             | Change::ModelVersionStageSet { .. }
             | Change::ModelVersionDeleted { .. }
             | Change::ModelVersionTagSet { .. }
-            | Change::ModelVersionTagDeleted { .. } => Some(AssetClass::Registry),
+            | Change::ModelVersionTagDeleted { .. }
+            | Change::RegisteredModelRestored { .. }
+            | Change::RegisteredModelPurged { .. }
+            | Change::ModelVersionRestored { .. }
+            | Change::ModelVersionPurged { .. } => Some(AssetClass::Registry),
             _ => Some(AssetClass::Tracking),
         }
     }
@@ -441,6 +569,16 @@ impl Change {
             Change::ArtifactWritten { .. } => "artifact_written",
             Change::ArtifactDeleted { .. } => "artifact_deleted",
             Change::EpochBegan { .. } => "epoch_began",
+            Change::WorkspaceRetentionSet { .. } => "workspace_retention_set",
+            Change::WorkspacePurged { .. } => "workspace_purged",
+            Change::ExperimentPurged { .. } => "experiment_purged",
+            Change::RunPurged { .. } => "run_purged",
+            Change::LoggedModelRestored { .. } => "logged_model_restored",
+            Change::LoggedModelPurged { .. } => "logged_model_purged",
+            Change::RegisteredModelRestored { .. } => "registered_model_restored",
+            Change::RegisteredModelPurged { .. } => "registered_model_purged",
+            Change::ModelVersionRestored { .. } => "model_version_restored",
+            Change::ModelVersionPurged { .. } => "model_version_purged",
         }
     }
 }
@@ -490,6 +628,65 @@ mod tests {
         };
         assert!(metrics[0].value.is_nan());
         assert_eq!(metrics[1].value, f64::NEG_INFINITY);
+    }
+
+    #[test]
+    fn registry_deletes_of_format_2_and_older_read_as_purges() {
+        let model = r#"{"type":"registered_model_deleted","name":"m","time":5}"#;
+        let version = r#"{"type":"model_version_deleted","name":"m","version":"2","time":6}"#;
+        for format in [1, 2] {
+            assert_eq!(
+                JournalRecord::decode_change(format, model).unwrap(),
+                Change::RegisteredModelPurged {
+                    name: "m".into(),
+                    time: 5
+                }
+            );
+            assert_eq!(
+                JournalRecord::decode_change(format, version).unwrap(),
+                Change::ModelVersionPurged {
+                    name: "m".into(),
+                    version: "2".into(),
+                    time: 6
+                }
+            );
+        }
+        // From format 3 on they are soft deletes, read as written.
+        assert_eq!(
+            JournalRecord::decode_change(3, model).unwrap(),
+            Change::RegisteredModelDeleted {
+                name: "m".into(),
+                time: 5
+            }
+        );
+        assert_eq!(
+            JournalRecord::decode_change(3, version).unwrap().kind(),
+            "model_version_deleted"
+        );
+        // Other kinds are untouched by the upgrade.
+        let run = r#"{"type":"run_deleted","run_id":"r","time":1}"#;
+        assert_eq!(
+            JournalRecord::decode_change(2, run).unwrap().kind(),
+            "run_deleted"
+        );
+    }
+
+    #[test]
+    fn whole_records_of_format_2_upgrade_their_registry_deletes() {
+        let record = |format: i32| {
+            format!(
+                r#"{{"seq":1,"workspace_id":"w","hlc":1,"origin_region":"r","origin_seq":1,"epoch":1,"format":{format},"recorded_at":1,"change":{{"type":"registered_model_deleted","name":"m","time":5}}}}"#
+            )
+        };
+        let old: JournalRecord = serde_json::from_str(&record(2)).unwrap();
+        assert_eq!(old.change.kind(), "registered_model_purged");
+        let new: JournalRecord = serde_json::from_str(&record(3)).unwrap();
+        assert_eq!(new.change.kind(), "registered_model_deleted");
+        // And a record round-trips unchanged.
+        assert_eq!(
+            serde_json::from_str::<JournalRecord>(&serde_json::to_string(&new).unwrap()).unwrap(),
+            new
+        );
     }
 
     #[test]

@@ -88,6 +88,42 @@ pub fn experiment_name_claim(name: &str) -> String {
     format!("expname/{name}")
 }
 
+/// The registers of the items `change` writes inside: a purge of one of
+/// them (a tombstone on its register) that the change's writer had not
+/// seen means nothing of the change applies, its append-only parts
+/// (metrics, inputs) included — they would not have survived the purge in
+/// the region that ordered it first. Absence is not enough: an owner
+/// written in a third region may simply not have arrived yet.
+pub fn owners(change: &Change) -> Vec<String> {
+    use Change::*;
+    let run = |run_id: &str| vec![format!("run/{run_id}")];
+    let logged_model = |model_id: &str| vec![format!("lm/{model_id}")];
+    match change {
+        RunCreated { experiment_id, .. } | LoggedModelCreated { experiment_id, .. } => {
+            vec![experiment_key(experiment_id)]
+        }
+        ExperimentRenamed { experiment_id, .. }
+        | ExperimentDeleted { experiment_id, .. }
+        | ExperimentRestored { experiment_id, .. }
+        | ExperimentTagSet { experiment_id, .. }
+        | ExperimentTagDeleted { experiment_id, .. } => vec![experiment_key(experiment_id)],
+        RunUpdated { run_id, .. }
+        | RunDeleted { run_id, .. }
+        | RunRestored { run_id }
+        | RunDataLogged { run_id, .. }
+        | RunTagDeleted { run_id, .. }
+        | RunInputsLogged { run_id, .. }
+        | RunOutputsLogged { run_id, .. } => run(run_id),
+        LoggedModelUpdated { model_id, .. }
+        | LoggedModelTagsSet { model_id, .. }
+        | LoggedModelTagDeleted { model_id, .. }
+        | LoggedModelParamsLogged { model_id, .. }
+        | LoggedModelDeleted { model_id, .. }
+        | LoggedModelRestored { model_id, .. } => logged_model(model_id),
+        _ => Vec::new(),
+    }
+}
+
 /// The registers `change` writes. Empty for append-only changes.
 pub fn touches(change: &Change) -> Vec<Touch> {
     use Change::*;
@@ -96,7 +132,28 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         | WorkspaceUpdated { .. }
         | WorkspaceDeleted { .. }
         | WorkspaceRestored { .. }
+        | WorkspaceRetentionSet { .. }
+        | WorkspacePurged { .. }
         | EpochBegan { .. } => Vec::new(),
+        // A purge removes the item for good, as the hard deletes of format 2
+        // did: a tombstone on the item's own register, which beats any
+        // concurrent write to it. Soft deletes and recoveries are a
+        // lifecycle register (`…/life`) under it, like experiments and runs.
+        ExperimentPurged { experiment_id, .. } => vec![Touch::delete(experiment_key(experiment_id))],
+        RunPurged { run_id, .. } => vec![Touch::delete(format!("run/{run_id}"))],
+        LoggedModelRestored { model_id, .. } => vec![Touch::write(format!("lm/{model_id}/life"))],
+        LoggedModelPurged { model_id, .. } => vec![Touch::delete(format!("lm/{model_id}"))],
+        RegisteredModelRestored { name, .. } => {
+            vec![Touch::write(format!("rm/{name}/life")).within(&[registered_model_key(name)])]
+        }
+        RegisteredModelPurged { name, .. } => vec![Touch::delete(registered_model_key(name))],
+        ModelVersionRestored { name, version, .. } => {
+            vec![Touch::write(format!("mv/{name}/{version}/life"))
+                .within(&[registered_model_key(name), model_version_key(name, version)])]
+        }
+        ModelVersionPurged { name, version, .. } => {
+            vec![Touch::delete(model_version_key(name, version)).within(&[registered_model_key(name)])]
+        }
         ExperimentCreated {
             experiment_id, tags, ..
         } => {
@@ -184,7 +241,9 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         RegisteredModelUpdated { name, .. } => {
             vec![Touch::write(format!("rm/{name}/description")).within(&[registered_model_key(name)])]
         }
-        RegisteredModelDeleted { name, .. } => vec![Touch::delete(registered_model_key(name))],
+        RegisteredModelDeleted { name, .. } => {
+            vec![Touch::delete(format!("rm/{name}/life")).within(&[registered_model_key(name)])]
+        }
         RegisteredModelTagSet { name, tag } => {
             vec![Touch::write(format!("rm/{name}/tag/{}", tag.key)).within(&[registered_model_key(name)])]
         }
@@ -227,7 +286,8 @@ pub fn touches(change: &Change) -> Vec<Touch> {
             })
             .collect(),
         ModelVersionDeleted { name, version, .. } => {
-            vec![Touch::delete(model_version_key(name, version)).within(&[registered_model_key(name)])]
+            vec![Touch::delete(format!("mv/{name}/{version}/life"))
+                .within(&[registered_model_key(name), model_version_key(name, version)])]
         }
         ModelVersionTagSet { name, version, tag } => {
             vec![Touch::write(format!("mv/{name}/{version}/tag/{}", tag.key))

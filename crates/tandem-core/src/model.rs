@@ -137,6 +137,31 @@ pub struct Workspace {
     pub lifecycle_stage: LifecycleStage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletion_time: Option<Millis>,
+    /// Days a deleted item (or the deleted workspace) is kept before it is
+    /// purged automatically.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: i64,
+    /// Once on, never off: nothing of the workspace is purged before its
+    /// retention ends.
+    #[serde(default)]
+    pub purge_protection: bool,
+    /// deletion_time + retention: when a deleted workspace is purged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub purge_after: Option<Millis>,
+}
+
+pub const DEFAULT_RETENTION_DAYS: i64 = 14;
+pub const MIN_RETENTION_DAYS: i64 = 1;
+pub const MAX_RETENTION_DAYS: i64 = 90;
+pub const DAY_MILLIS: i64 = 24 * 60 * 60 * 1000;
+
+fn default_retention_days() -> i64 {
+    DEFAULT_RETENTION_DAYS
+}
+
+/// When an item deleted at `deletion_time` may be purged.
+pub fn purge_after(deletion_time: Millis, retention_days: i64) -> Millis {
+    deletion_time.saturating_add(retention_days.saturating_mul(DAY_MILLIS))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -516,4 +541,37 @@ pub struct ArtifactEntry {
     pub size: i64,
     pub sha256: String,
     pub created_at: Millis,
+}
+
+/// `millis` since the epoch as an RFC 3339 UTC timestamp (to the second),
+/// for messages that name a date.
+pub fn format_utc(millis: Millis) -> String {
+    let seconds = millis.div_euclid(1000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod format_tests {
+    #[test]
+    fn utc_dates_format_like_rfc3339() {
+        assert_eq!(super::format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_utc(1_795_342_683_000), "2026-11-22T10:18:03Z");
+        assert_eq!(super::format_utc(951_782_400_000), "2000-02-29T00:00:00Z");
+    }
 }

@@ -65,6 +65,12 @@ pub struct ServerConfig {
     pub backup_url: Option<String>,
     /// How often the journal is archived, when `backup_url` is set here.
     pub archive_interval_ms: u64,
+    /// How often the automatic purge looks for items past their
+    /// workspace's retention, in milliseconds (default one minute).
+    pub purge_interval_ms: u64,
+    /// How often the garbage collector drains the queue of purged
+    /// artifacts, in milliseconds.
+    pub gc_interval_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +91,8 @@ impl Default for ServerConfig {
             witness_endpoints: None,
             backup_url: None,
             archive_interval_ms: 10_000,
+            purge_interval_ms: 60_000,
+            gc_interval_ms: 5_000,
         }
     }
 }
@@ -127,6 +135,22 @@ impl ServerConfig {
                 name: "TANDEM_SYNC_TIMEOUT_MS".to_string(),
                 message: format!("'{value}' is not a number of milliseconds"),
             })?;
+        }
+        for (name, target) in [
+            ("TANDEM_PURGE_INTERVAL_MS", &mut self.purge_interval_ms),
+            ("TANDEM_GC_INTERVAL_MS", &mut self.gc_interval_ms),
+        ] {
+            if let Some(value) = env(name) {
+                *target =
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|ms: &u64| *ms > 0)
+                        .ok_or_else(|| ConfigError::Invalid {
+                            name: name.to_string(),
+                            message: format!("'{value}' is not a positive number of milliseconds"),
+                        })?;
+            }
         }
         if let Some(value) = env("TANDEM_WITNESS_ENDPOINTS") {
             self.witness_endpoints = Some(value);
@@ -254,6 +278,21 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(config.metadata_url().unwrap(), "postgres://u:p@h/db");
+    }
+
+    #[test]
+    fn retention_intervals_default_and_come_from_the_environment() {
+        let mut config = ServerConfig::default();
+        assert_eq!((config.purge_interval_ms, config.gc_interval_ms), (60_000, 5_000));
+        config
+            .apply_env(|name| (name == "TANDEM_PURGE_INTERVAL_MS").then(|| "250".to_string()))
+            .unwrap();
+        assert_eq!(config.purge_interval_ms, 250);
+        let error = config
+            .apply_env(|name| (name == "TANDEM_GC_INTERVAL_MS").then(|| "0".to_string()))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("TANDEM_GC_INTERVAL_MS"), "{error}");
     }
 
     #[test]

@@ -97,6 +97,7 @@ pub async fn serve(
         backups_every: None,
         accepting_writes: Arc::new(|| true),
     });
+    let (store, artifacts) = (state.store.clone(), state.artifacts.clone());
     let app = match &config.deployment {
         None => tandem_api::router(state),
         Some(path) => {
@@ -154,6 +155,17 @@ pub async fn serve(
     if let Some(schedule) = schedule {
         tokio::spawn(tandem_backup::schedule::run(backups, schedule, wait_for_stop(stopped.clone())));
     }
+    // Started after the region's policy is installed in the store: the
+    // automatic purge only runs where local writes are accepted.
+    let retention = tokio::spawn(tandem_api::tasks::run(
+        store,
+        artifacts,
+        tandem_api::tasks::RetentionIntervals {
+            purge: std::time::Duration::from_millis(config.purge_interval_ms),
+            gc: std::time::Duration::from_millis(config.gc_interval_ms),
+        },
+        wait_for_stop(stopped.clone()),
+    ));
     tracing::info!(address = %listener.local_addr()?, "tandem server listening");
     // No Nagle delay: a response's headers and body go out in separate
     // writes, and without TCP_NODELAY the body waits for the client's
@@ -167,6 +179,7 @@ pub async fn serve(
     if let Some(task) = background {
         let _ = task.await;
     }
+    let _ = retention.await;
     tracing::info!("tandem server stopped");
     Ok(())
 }

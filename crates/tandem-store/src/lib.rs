@@ -14,6 +14,7 @@
 //! (embedded default) and PostgreSQL. Only this crate imports sqlx.
 
 mod error;
+pub mod retention;
 mod sql;
 
 pub use error::{StoreError, StoreResult, WriteOutcome};
@@ -566,4 +567,52 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn delete_artifact(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<()>;
     async fn list_artifact_entries(&self, ws: &WorkspaceRef, prefix: &str)
         -> StoreResult<Vec<ArtifactEntry>>;
+
+    // Soft delete with retention (see `retention`).
+    /// Creates a workspace with its retention settings, in one write.
+    async fn create_workspace_with(
+        &self,
+        name: &str,
+        description: &str,
+        settings: retention::WorkspaceSettings,
+    ) -> StoreResult<Workspace>;
+    /// A workspace by name or id, active or deleted.
+    async fn find_workspace(&self, name_or_id: &str) -> StoreResult<Workspace>;
+    /// Changes an active workspace's description, retention or purge
+    /// protection (which never turns off again).
+    async fn update_workspace(
+        &self,
+        name: &str,
+        update: retention::WorkspaceUpdate,
+    ) -> StoreResult<Workspace>;
+    async fn recover_workspace(&self, name_or_id: &str) -> StoreResult<Workspace>;
+    /// Removes a deleted workspace and every row of it for good (refused
+    /// under purge protection before its retention ends).
+    async fn purge_workspace(&self, name_or_id: &str, keep_artifacts: bool) -> StoreResult<Workspace>;
+    /// Deleted items of an active workspace, oldest deletion first.
+    async fn list_deleted(&self, ws: &WorkspaceRef) -> StoreResult<Vec<retention::DeletedItem>>;
+    async fn recover_deleted(
+        &self,
+        ws: &WorkspaceRef,
+        kind: retention::DeletedKind,
+        id: &str,
+    ) -> StoreResult<()>;
+    async fn purge_deleted(
+        &self,
+        ws: &WorkspaceRef,
+        kind: retention::DeletedKind,
+        id: &str,
+        keep_artifacts: bool,
+    ) -> StoreResult<()>;
+    /// Purges every workspace and item whose retention ended (by the
+    /// store's clock). Does nothing where local writes are refused: a
+    /// secondary receives the primary's purges by replication.
+    async fn purge_expired(&self) -> StoreResult<retention::PurgeReport>;
+    /// Garbage-collection queue entries due now, at most `limit`.
+    async fn gc_due(&self, limit: i64) -> StoreResult<Vec<retention::GcEntry>>;
+    /// Every entry of the queue, due or not (status and tests).
+    async fn gc_pending(&self) -> StoreResult<Vec<retention::GcEntry>>;
+    async fn gc_done(&self, prefix: &str) -> StoreResult<()>;
+    /// Records a failed attempt; the entry is retried after `retry_after_ms`.
+    async fn gc_failed(&self, prefix: &str, error: &str, retry_after_ms: i64) -> StoreResult<()>;
 }

@@ -1601,7 +1601,17 @@ async fn hot_hot_regions_converge_and_record_conflicts(harness: &support::Harnes
     b.update_registered_model(&ws, "m", "described in b")
         .await
         .unwrap();
+    // Deletion is soft since journal format 3; the purge is what removes
+    // the model for good, and what a concurrent write conflicts with.
     a.delete_registered_model(&ws, "gone").await.unwrap();
+    a.purge_deleted(
+        &ws,
+        tandem_store::retention::DeletedKind::RegisteredModel,
+        "gone",
+        false,
+    )
+    .await
+    .unwrap();
     b.set_registered_model_tag(&ws, "gone", Tag::new("t", "late"))
         .await
         .unwrap();

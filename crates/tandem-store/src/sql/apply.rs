@@ -26,6 +26,9 @@ pub(crate) async fn apply(
     workspace_id: &str,
     change: &Change,
 ) -> StoreResult<()> {
+    if super::retention_apply::apply(tx, workspace_id, change).await? {
+        return Ok(());
+    }
     let conn = &mut **tx;
     match change {
         Change::WorkspaceCreated {
@@ -120,7 +123,7 @@ pub(crate) async fn apply(
         }
         Change::ExperimentDeleted { experiment_id, time } => {
             sqlx::query(
-                "UPDATE experiments SET lifecycle_stage = 'deleted', last_update_time = CASE WHEN last_update_time > $1 THEN last_update_time ELSE $1 END WHERE workspace_id = $2 AND experiment_id = $3",
+                "UPDATE experiments SET lifecycle_stage = 'deleted', deletion_time = $1, last_update_time = CASE WHEN last_update_time > $1 THEN last_update_time ELSE $1 END WHERE workspace_id = $2 AND experiment_id = $3",
             )
             .bind(time)
             .bind(workspace_id)
@@ -139,7 +142,7 @@ pub(crate) async fn apply(
         }
         Change::ExperimentRestored { experiment_id, time } => {
             sqlx::query(
-                "UPDATE experiments SET lifecycle_stage = 'active', last_update_time = CASE WHEN last_update_time > $1 THEN last_update_time ELSE $1 END WHERE workspace_id = $2 AND experiment_id = $3",
+                "UPDATE experiments SET lifecycle_stage = 'active', deletion_time = NULL, last_update_time = CASE WHEN last_update_time > $1 THEN last_update_time ELSE $1 END WHERE workspace_id = $2 AND experiment_id = $3",
             )
             .bind(time)
             .bind(workspace_id)
@@ -384,7 +387,7 @@ pub(crate) async fn apply(
             touch_logged_model(tx, model_id, *time).await?;
         }
         Change::LoggedModelDeleted { model_id, time } => {
-            sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', last_updated_time = CASE WHEN last_updated_time > $1 THEN last_updated_time ELSE $1 END WHERE model_id = $2")
+            sqlx::query("UPDATE logged_models SET lifecycle_stage = 'deleted', deletion_time = $1, last_updated_time = CASE WHEN last_updated_time > $1 THEN last_updated_time ELSE $1 END WHERE model_id = $2")
                 .bind(time)
                 .bind(model_id)
                 .execute(conn)
@@ -445,22 +448,17 @@ pub(crate) async fn apply(
                 .execute(conn)
                 .await?;
         }
-        Change::RegisteredModelDeleted { name, .. } => {
-            for table in [
-                "registered_models",
-                "registered_model_tags",
-                "registered_model_aliases",
-                "model_versions",
-                "model_version_tags",
-            ] {
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE workspace_id = $1 AND name = $2"
-                ))
-                .bind(workspace_id)
-                .bind(name)
-                .execute(&mut **tx)
-                .await?;
-            }
+        // Soft since journal format 3 (older records read as purges): the
+        // model and its versions are hidden until recovered or purged.
+        Change::RegisteredModelDeleted { name, time } => {
+            sqlx::query(
+                "UPDATE registered_models SET deletion_time = $1 WHERE workspace_id = $2 AND name = $3",
+            )
+            .bind(time)
+            .bind(workspace_id)
+            .bind(name)
+            .execute(conn)
+            .await?;
         }
         Change::RegisteredModelTagSet { name, tag } => {
             upsert_registered_model_tag(tx, workspace_id, name, tag).await?;
@@ -585,18 +583,18 @@ pub(crate) async fn apply(
             }
             touch_registered_model(tx, workspace_id, name, *time).await?;
         }
+        // Soft since journal format 3: aliases pointing to the version stay,
+        // hidden, and come back with it unless reassigned meanwhile.
         Change::ModelVersionDeleted { name, version, time } => {
-            let number = version.parse::<i64>().unwrap_or_default();
-            for table in ["model_versions", "model_version_tags", "registered_model_aliases"] {
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE workspace_id = $1 AND name = $2 AND version = $3"
-                ))
-                .bind(workspace_id)
-                .bind(name)
-                .bind(number)
-                .execute(&mut **tx)
-                .await?;
-            }
+            sqlx::query(
+                "UPDATE model_versions SET deletion_time = $1 WHERE workspace_id = $2 AND name = $3 AND version = $4",
+            )
+            .bind(time)
+            .bind(workspace_id)
+            .bind(name)
+            .bind(version.parse::<i64>().unwrap_or_default())
+            .execute(&mut **tx)
+            .await?;
             touch_registered_model(tx, workspace_id, name, *time).await?;
         }
         Change::ModelVersionTagSet { name, version, tag } => {
@@ -639,6 +637,17 @@ pub(crate) async fn apply(
             .execute(conn)
             .await?;
         }
+        // Applied by `retention_apply` above.
+        Change::WorkspaceRetentionSet { .. }
+        | Change::WorkspacePurged { .. }
+        | Change::ExperimentPurged { .. }
+        | Change::RunPurged { .. }
+        | Change::LoggedModelRestored { .. }
+        | Change::LoggedModelPurged { .. }
+        | Change::RegisteredModelRestored { .. }
+        | Change::RegisteredModelPurged { .. }
+        | Change::ModelVersionRestored { .. }
+        | Change::ModelVersionPurged { .. } => {}
         Change::EpochBegan {
             epoch,
             primary,

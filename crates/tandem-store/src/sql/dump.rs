@@ -31,6 +31,8 @@ const TABLES: &[(&str, &[(&str, ColumnType)])] = {
                 ("lifecycle_stage", Text),
                 ("deletion_time", Int),
                 ("next_experiment_id", Int),
+                ("retention_days", Int),
+                ("purge_protection", Int),
             ],
         ),
         (
@@ -43,6 +45,7 @@ const TABLES: &[(&str, &[(&str, ColumnType)])] = {
                 ("lifecycle_stage", Text),
                 ("creation_time", Int),
                 ("last_update_time", Int),
+                ("deletion_time", Int),
             ],
         ),
         (
@@ -128,6 +131,7 @@ const TABLES: &[(&str, &[(&str, ColumnType)])] = {
                 ("creation_time", Int),
                 ("last_updated_time", Int),
                 ("lifecycle_stage", Text),
+                ("deletion_time", Int),
             ],
         ),
         (
@@ -148,6 +152,7 @@ const TABLES: &[(&str, &[(&str, ColumnType)])] = {
                 ("creation_time", Int),
                 ("last_updated_time", Int),
                 ("next_version", Int),
+                ("deletion_time", Int),
             ],
         ),
         (
@@ -186,6 +191,7 @@ const TABLES: &[(&str, &[(&str, ColumnType)])] = {
                 ("status", Text),
                 ("status_message", Text),
                 ("model_id", Text),
+                ("deletion_time", Int),
             ],
         ),
         (

@@ -48,11 +48,19 @@ pub(crate) fn workspace_from_row(row: &AnyRow) -> StoreResult<Workspace> {
         last_update_time: row.try_get("last_update_time")?,
         lifecycle_stage: stage(&row.try_get::<String, _>("lifecycle_stage")?)?,
         deletion_time: row.try_get("deletion_time")?,
+        retention_days: row.try_get("retention_days")?,
+        purge_protection: row.try_get::<i64, _>("purge_protection")? != 0,
+        purge_after: row.try_get::<Option<i64>, _>("deletion_time")?.map(|time| {
+            purge_after(
+                time,
+                row.try_get("retention_days").unwrap_or(DEFAULT_RETENTION_DAYS),
+            )
+        }),
     })
 }
 
 pub(crate) const WORKSPACE_COLUMNS: &str =
-    "workspace_id, name, description, creation_time, last_update_time, lifecycle_stage, deletion_time";
+    "workspace_id, name, description, creation_time, last_update_time, lifecycle_stage, deletion_time, retention_days, purge_protection";
 
 pub(crate) async fn experiment<'e, E>(
     executor: E,
@@ -413,6 +421,20 @@ where
         .collect()
 }
 
+/// Soft-deleted versions, and every version of a soft-deleted registered
+/// model, are absent to MLflow's API: this condition (on `v`) keeps them out.
+pub(crate) const LIVE_VERSION: &str =
+    "AND v.deletion_time IS NULL AND EXISTS (SELECT 1 FROM registered_models lm \
+     WHERE lm.workspace_id = v.workspace_id AND lm.name = v.name AND lm.deletion_time IS NULL)";
+
+/// Aliases of live versions only: an alias pointing to a deleted version is
+/// hidden (its row stays, so it comes back when the version is recovered,
+/// unless it was reassigned meanwhile).
+const LIVE_ALIASES: &str = "SELECT a.name, a.alias, a.version FROM registered_model_aliases a WHERE a.workspace_id = $1 \
+     AND EXISTS (SELECT 1 FROM model_versions v WHERE v.workspace_id = a.workspace_id AND v.name = a.name AND v.version = a.version \
+     AND v.deletion_time IS NULL AND EXISTS (SELECT 1 FROM registered_models lm WHERE lm.workspace_id = v.workspace_id \
+     AND lm.name = v.name AND lm.deletion_time IS NULL)) ORDER BY a.alias";
+
 pub(crate) async fn model_versions_where<'e, E>(
     executor: E,
     workspace_id: &str,
@@ -426,7 +448,7 @@ where
         executor,
         &format!(
             "SELECT name, version, creation_time, last_updated_time, user_id, current_stage, description, source, run_id, run_link, status, status_message, model_id \
-             FROM model_versions v WHERE v.workspace_id = $1 {condition} ORDER BY name, version"
+             FROM model_versions v WHERE v.workspace_id = $1 {LIVE_VERSION} {condition} ORDER BY name, version"
         ),
         workspace_id,
         arguments,
@@ -438,7 +460,7 @@ where
     let mut tags: HashMap<(String, i64), Vec<Tag>> = HashMap::new();
     let tag_sql = format!(
         "SELECT t.name, t.version, t.key, t.value FROM model_version_tags t WHERE t.workspace_id = $1 AND EXISTS \
-         (SELECT 1 FROM model_versions v WHERE v.workspace_id = $1 AND v.name = t.name AND v.version = t.version {condition}) ORDER BY t.key"
+         (SELECT 1 FROM model_versions v WHERE v.workspace_id = $1 AND v.name = t.name AND v.version = t.version {LIVE_VERSION} {condition}) ORDER BY t.key"
     );
     for row in fetch(executor, &tag_sql, workspace_id, arguments).await? {
         tags.entry((row.try_get("name")?, row.try_get("version")?))
@@ -449,12 +471,10 @@ where
             });
     }
     let mut aliases: HashMap<(String, i64), Vec<String>> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT name, alias, version FROM registered_model_aliases WHERE workspace_id = $1 ORDER BY alias",
-    )
-    .bind(workspace_id.to_string())
-    .fetch_all(executor)
-    .await?
+    for row in sqlx::query(LIVE_ALIASES)
+        .bind(workspace_id.to_string())
+        .fetch_all(executor)
+        .await?
     {
         aliases
             .entry((row.try_get("name")?, row.try_get("version")?))
@@ -501,7 +521,7 @@ where
     let rows = fetch(
         executor,
         &format!(
-            "SELECT name, description, user_id, creation_time, last_updated_time FROM registered_models m WHERE m.workspace_id = $1 {condition} ORDER BY name"
+            "SELECT name, description, user_id, creation_time, last_updated_time FROM registered_models m WHERE m.workspace_id = $1 AND m.deletion_time IS NULL {condition} ORDER BY name"
         ),
         workspace_id,
         arguments,
@@ -523,12 +543,10 @@ where
         });
     }
     let mut aliases: HashMap<String, Vec<RegisteredModelAlias>> = HashMap::new();
-    for row in sqlx::query(
-        "SELECT name, alias, version FROM registered_model_aliases WHERE workspace_id = $1 ORDER BY alias",
-    )
-    .bind(workspace_id.to_string())
-    .fetch_all(executor)
-    .await?
+    for row in sqlx::query(LIVE_ALIASES)
+        .bind(workspace_id.to_string())
+        .fetch_all(executor)
+        .await?
     {
         aliases
             .entry(row.try_get("name")?)

@@ -25,6 +25,20 @@ pub(crate) async fn apply_record(tx: &mut Transaction<'_, Any>, record: &Journal
     }
     let workspace_id = record.workspace_id.as_str();
     let touches = merge::touches(&record.change);
+    // Written to an item another region purged concurrently: none of it
+    // applies (see `merge::owners`), and each register it writes is a
+    // conflict the purge won, as the region that purged after applying it
+    // records too.
+    let owners = merge::owners(&record.change);
+    if let Some(purge) = deleted_parent(tx, workspace_id, &owners, &Version::of(record, Op::Write)).await? {
+        for touch in &touches {
+            let incoming = Version::of(record, touch.op);
+            if !purge.saw(&incoming) {
+                record_conflict(tx, record, &touch.key, &purge, &incoming).await?;
+            }
+        }
+        return Ok(());
+    }
     let mut applies: BTreeMap<String, bool> = BTreeMap::new();
     let mut conflicts: Vec<(String, Version, Version)> = Vec::new();
     for touch in &touches {
@@ -278,7 +292,12 @@ async fn registers_inside(
 ) -> StoreResult<Vec<(String, Version)>> {
     let prefixes: Vec<String> = if let Some(name) = object.strip_prefix("rm/") {
         vec![format!("rm/{name}/"), format!("mv/{name}/")]
-    } else if object.starts_with("mv/") {
+    } else if ["mv/", "run/", "lm/", "exp/"]
+        .iter()
+        .any(|kind| object.starts_with(kind))
+    {
+        // Purged runs, logged models and experiments (format 3) hold
+        // registers inside them too.
         vec![format!("{object}/")]
     } else {
         return Ok(Vec::new());

@@ -40,6 +40,11 @@ const SQLITE: &[Migration] = &[
         description: "metrics, latest metrics and artifacts clustered on their primary keys",
         sql: include_str!("../../migrations/sqlite/0005_without_rowid.sql"),
     },
+    Migration {
+        version: 6,
+        description: "soft delete with retention, purge protection and the garbage-collection queue",
+        sql: include_str!("../../migrations/sqlite/0006_retention.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -68,10 +73,15 @@ const POSTGRES: &[Migration] = &[
         description: "metrics, latest metrics and artifacts clustered on their primary keys",
         sql: include_str!("../../migrations/postgres/0005_without_rowid.sql"),
     },
+    Migration {
+        version: 6,
+        description: "soft delete with retention, purge protection and the garbage-collection queue",
+        sql: include_str!("../../migrations/postgres/0006_retention.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

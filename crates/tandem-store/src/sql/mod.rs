@@ -10,6 +10,8 @@ mod merge;
 mod migrate;
 mod ops;
 mod replication;
+mod retention;
+mod retention_apply;
 
 pub use ops::proxied_artifact_path;
 

@@ -102,12 +102,13 @@ impl SqlStore {
     }
 
     async fn registered_model_exists(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<()> {
-        let found: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM registered_models WHERE workspace_id = $1 AND name = $2")
-                .bind(&ws.workspace_id)
-                .bind(name)
-                .fetch_optional(&self.pool)
-                .await?;
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM registered_models WHERE workspace_id = $1 AND name = $2 AND deletion_time IS NULL",
+        )
+        .bind(&ws.workspace_id)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
         match found {
             Some(_) => Ok(()),
             None => Err(not_found(format!("Registered Model with name={name} not found"))),
@@ -388,9 +389,11 @@ impl MetadataStore for SqlStore {
             return Err(StoreError::Domain(match existing.lifecycle_stage {
                 LifecycleStage::Active => Error::already_exists(format!("Workspace '{name}' already exists")),
                 LifecycleStage::Deleted => Error::already_exists(format!(
-                    "Workspace name '{name}' is reserved by deleted workspace {} (deleted at {}); recover or purge it first",
+                    "Workspace name '{name}' is reserved by deleted workspace {} (deleted at {}, kept until {}); {}",
                     existing.workspace_id,
-                    existing.deletion_time.unwrap_or_default()
+                    format_utc(existing.deletion_time.unwrap_or_default()),
+                    format_utc(existing.purge_after.unwrap_or_default()),
+                    super::retention::recovery_hint(&existing)
                 )),
             }));
         }
@@ -447,7 +450,10 @@ impl MetadataStore for SqlStore {
         if name == DEFAULT_WORKSPACE {
             return Err(invalid("The default workspace cannot be deleted".to_string()));
         }
-        let workspace = self.get_workspace(name).await?;
+        let workspace = match self.get_workspace(name).await {
+            Ok(workspace) => workspace,
+            Err(_) => return Err(self.explain_missing_workspace(name).await),
+        };
         let ws = WorkspaceRef {
             workspace_id: workspace.workspace_id.clone(),
             name: name.to_string(),
@@ -455,9 +461,7 @@ impl MetadataStore for SqlStore {
         let time = self.now();
         self.write_one(&ws, Change::WorkspaceDeleted { time }).await?;
         tracing::info!(workspace = name, workspace_id = %workspace.workspace_id, "deleted workspace");
-        self.workspace_row(name, ViewType::DeletedOnly)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("deleted workspace vanished".to_string()))
+        self.find_workspace_impl(&workspace.workspace_id).await
     }
 
     async fn resolve_workspace(&self, name: &str) -> StoreResult<WorkspaceRef> {
@@ -483,7 +487,7 @@ impl MetadataStore for SqlStore {
                 workspace_id,
                 name: name.to_string(),
             }),
-            None => Err(not_found(format!("Workspace '{name}' does not exist"))),
+            None => Err(self.explain_missing_workspace(name).await),
         }
     }
 
@@ -1188,6 +1192,7 @@ impl MetadataStore for SqlStore {
                 "Registered Model (name={name}) already exists."
             ))));
         }
+        self.ensure_model_name_not_reserved(ws, name).await?;
         let time = self.now();
         self.write_one(
             ws,
@@ -1240,6 +1245,9 @@ impl MetadataStore for SqlStore {
             return Err(StoreError::Domain(Error::already_exists(format!(
                 "Registered Model (name={new_name}) already exists."
             ))));
+        }
+        if name != new_name {
+            self.ensure_model_name_not_reserved(ws, new_name).await?;
         }
         let time = self.now();
         self.write_one(
@@ -1577,7 +1585,7 @@ impl MetadataStore for SqlStore {
     ) -> StoreResult<String> {
         let existing = self.model_version_in(ws, name, version).await?;
         let location: String = sqlx::query_scalar(
-            "SELECT storage_location FROM model_versions WHERE workspace_id = $1 AND name = $2 AND version = CAST($3 AS BIGINT)",
+            "SELECT storage_location FROM model_versions v WHERE v.workspace_id = $1 AND v.name = $2 AND v.version = CAST($3 AS BIGINT) AND v.deletion_time IS NULL",
         )
         .bind(&ws.workspace_id)
         .bind(name)
@@ -1775,9 +1783,14 @@ impl MetadataStore for SqlStore {
         size: i64,
         sha256: &str,
     ) -> StoreResult<()> {
-        let time = self.now();
-        self.write_one(
-            ws,
+        // Checked again under the writer lock: an upload that passed the
+        // owner check before its run or logged model was purged must not be
+        // journaled (the API then removes the bytes it wrote).
+        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        self.check_artifact_owner(ws, path, false).await?;
+        let time = write.now;
+        self.record(
+            &mut write,
             Change::ArtifactWritten {
                 path: path.to_string(),
                 size,
@@ -1785,7 +1798,8 @@ impl MetadataStore for SqlStore {
                 time,
             },
         )
-        .await
+        .await?;
+        Self::commit(write).await
     }
 
     async fn delete_artifact(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<()> {
@@ -1796,6 +1810,78 @@ impl MetadataStore for SqlStore {
             },
         )
         .await
+    }
+
+    async fn create_workspace_with(
+        &self,
+        name: &str,
+        description: &str,
+        settings: crate::retention::WorkspaceSettings,
+    ) -> StoreResult<Workspace> {
+        self.create_workspace_with_impl(name, description, settings).await
+    }
+
+    async fn find_workspace(&self, name_or_id: &str) -> StoreResult<Workspace> {
+        self.find_workspace_impl(name_or_id).await
+    }
+
+    async fn update_workspace(
+        &self,
+        name: &str,
+        update: crate::retention::WorkspaceUpdate,
+    ) -> StoreResult<Workspace> {
+        self.update_workspace_impl(name, update).await
+    }
+
+    async fn recover_workspace(&self, name_or_id: &str) -> StoreResult<Workspace> {
+        self.recover_workspace_impl(name_or_id).await
+    }
+
+    async fn purge_workspace(&self, name_or_id: &str, keep_artifacts: bool) -> StoreResult<Workspace> {
+        self.purge_workspace_impl(name_or_id, keep_artifacts).await
+    }
+
+    async fn list_deleted(&self, ws: &WorkspaceRef) -> StoreResult<Vec<crate::retention::DeletedItem>> {
+        self.list_deleted_impl(ws).await
+    }
+
+    async fn recover_deleted(
+        &self,
+        ws: &WorkspaceRef,
+        kind: crate::retention::DeletedKind,
+        id: &str,
+    ) -> StoreResult<()> {
+        self.recover_deleted_impl(ws, kind, id).await
+    }
+
+    async fn purge_deleted(
+        &self,
+        ws: &WorkspaceRef,
+        kind: crate::retention::DeletedKind,
+        id: &str,
+        keep_artifacts: bool,
+    ) -> StoreResult<()> {
+        self.purge_deleted_impl(ws, kind, id, keep_artifacts).await
+    }
+
+    async fn purge_expired(&self) -> StoreResult<crate::retention::PurgeReport> {
+        self.purge_expired_impl().await
+    }
+
+    async fn gc_due(&self, limit: i64) -> StoreResult<Vec<crate::retention::GcEntry>> {
+        self.gc_entries(true, limit).await
+    }
+
+    async fn gc_pending(&self) -> StoreResult<Vec<crate::retention::GcEntry>> {
+        self.gc_entries(false, i64::MAX).await
+    }
+
+    async fn gc_done(&self, prefix: &str) -> StoreResult<()> {
+        self.gc_done_impl(prefix).await
+    }
+
+    async fn gc_failed(&self, prefix: &str, error: &str, retry_after_ms: i64) -> StoreResult<()> {
+        self.gc_failed_impl(prefix, error, retry_after_ms).await
     }
 
     async fn list_artifact_entries(

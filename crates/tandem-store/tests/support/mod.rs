@@ -52,7 +52,31 @@ impl Harness {
         Self::open(backend, region, false).await
     }
 
+    /// A store as a server opens it, whose time is `clock`'s.
+    #[allow(dead_code)]
+    pub async fn with_clock(backend: Backend, clock: Arc<dyn tandem_store::Clock>) -> Option<Harness> {
+        Self::open_clocked(backend, "test-region", true, Some(clock)).await
+    }
+
     async fn open(backend: Backend, region: &str, bootstrap: bool) -> Option<Harness> {
+        Self::open_clocked(backend, region, bootstrap, None).await
+    }
+
+    async fn open_clocked(
+        backend: Backend,
+        region: &str,
+        bootstrap: bool,
+        clock: Option<Arc<dyn tandem_store::Clock>>,
+    ) -> Option<Harness> {
+        let open = |options: StoreOptions| {
+            let clock = clock.clone();
+            async move {
+                match clock {
+                    Some(clock) => SqlStore::open_with_clock(options, clock).await,
+                    None => SqlStore::open(options).await,
+                }
+            }
+        };
         let options = |url: String| {
             let mut options = StoreOptions::new(url, region);
             options.bootstrap_default_workspace = bootstrap;
@@ -62,7 +86,7 @@ impl Harness {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("metadata.db").display());
-                let store = SqlStore::open(options(url)).await.unwrap();
+                let store = open(options(url)).await.unwrap();
                 Some(Harness {
                     backend,
                     store: Arc::new(store),
@@ -82,7 +106,7 @@ impl Harness {
                     Some(slash) if slash > "postgres://".len() => format!("{}/{database}", &base[..slash]),
                     _ => format!("{base}/{database}"),
                 };
-                let store = SqlStore::open(options(url)).await.unwrap();
+                let store = open(options(url)).await.unwrap();
                 Some(Harness {
                     backend,
                     store: Arc::new(store),

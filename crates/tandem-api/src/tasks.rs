@@ -1,0 +1,137 @@
+//! The region's background tasks of retention, placed here because they need
+//! both the store and the storage: the automatic purge (items past their
+//! workspace's retention, only where local writes are accepted — a
+//! secondary receives the primary's purges by replication), and the garbage
+//! collector that removes purged items' artifacts from this region's
+//! storage, draining the store's `gc_queue`.
+//!
+//! The collector is idempotent (a prefix already gone is fine; the entry is
+//! removed only after its prefix is), retries failures with exponential
+//! backoff, and resumes after a restart from the queue, which is in the
+//! database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tandem_artifacts::{ArtifactKey, ArtifactStore};
+use tandem_store::MetadataStore;
+
+/// Entries taken from the queue per pass.
+const GC_BATCH: i64 = 100;
+/// Longest wait before retrying a prefix that failed.
+const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
+
+/// How often the tasks run.
+#[derive(Debug, Clone, Copy)]
+pub struct RetentionIntervals {
+    pub purge: Duration,
+    pub gc: Duration,
+}
+
+impl Default for RetentionIntervals {
+    fn default() -> Self {
+        RetentionIntervals {
+            purge: Duration::from_secs(60),
+            gc: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Only prefixes of a workspace's artifacts are ever collected: never its
+/// files (`workspaces/<id>/files/`, kept for salvage) nor anything else.
+fn collectable(prefix: &str) -> Option<ArtifactKey> {
+    let rest = prefix.strip_prefix("workspaces/")?;
+    let (workspace_id, under) = rest.split_once('/')?;
+    if workspace_id.is_empty() || !(under == "artifacts/" || under.starts_with("artifacts/")) {
+        return None;
+    }
+    ArtifactKey::parse(prefix.trim_end_matches('/')).ok()
+}
+
+/// One pass of the collector: removes every due prefix; returns how many
+/// entries were completed.
+pub async fn collect_garbage(store: &dyn MetadataStore, artifacts: &ArtifactStore) -> usize {
+    let entries = match store.gc_due(GC_BATCH).await {
+        Ok(entries) => entries,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the garbage-collection queue");
+            return 0;
+        }
+    };
+    let mut done = 0;
+    for entry in entries {
+        let Some(key) = collectable(&entry.prefix) else {
+            // Never delete what is not a workspace's artifacts; drop the entry.
+            tracing::error!(prefix = %entry.prefix, "refusing to collect a prefix outside a workspace's artifacts");
+            let _ = store.gc_done(&entry.prefix).await;
+            continue;
+        };
+        match artifacts.delete_prefix(&key).await {
+            Ok(removed) => {
+                tracing::info!(prefix = %entry.prefix, removed, "collected purged artifacts");
+                match store.gc_done(&entry.prefix).await {
+                    Ok(()) => done += 1,
+                    Err(error) => {
+                        tracing::warn!(prefix = %entry.prefix, %error, "cannot update the gc queue")
+                    }
+                }
+            }
+            Err(error) => {
+                let backoff = (1000_i64 << entry.attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
+                tracing::warn!(prefix = %entry.prefix, attempts = entry.attempts + 1, %error, "garbage collection failed; will retry");
+                let _ = store.gc_failed(&entry.prefix, &error.to_string(), backoff).await;
+            }
+        }
+    }
+    done
+}
+
+/// Runs the automatic purge and the collector until `stop` resolves.
+pub async fn run(
+    store: Arc<dyn MetadataStore>,
+    artifacts: ArtifactStore,
+    intervals: RetentionIntervals,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let mut purge = tokio::time::interval(intervals.purge);
+    let mut gc = tokio::time::interval(intervals.gc);
+    purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = purge.tick() => {
+                if let Err(error) = store.purge_expired().await {
+                    tracing::warn!(%error, "automatic purge failed; will retry");
+                }
+                // Collect at once what the purge queued.
+                collect_garbage(store.as_ref(), &artifacts).await;
+            }
+            _ = gc.tick() => {
+                collect_garbage(store.as_ref(), &artifacts).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collectable;
+
+    #[test]
+    fn only_artifacts_of_a_workspace_are_collectable() {
+        assert!(collectable("workspaces/w1/artifacts/").is_some());
+        assert!(collectable("workspaces/w1/artifacts/0/abc/artifacts/").is_some());
+        for refused in [
+            "workspaces/w1/files/",
+            "workspaces/w1/",
+            "workspaces//artifacts/",
+            "quarantine/x/",
+            "workspaces/w1/artifactsX/",
+            "workspaces/w1/artifacts/../files/",
+        ] {
+            assert!(collectable(refused).is_none(), "{refused}");
+        }
+    }
+}

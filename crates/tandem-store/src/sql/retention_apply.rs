@@ -1,0 +1,296 @@
+//! Applying the changes of soft delete with retention: recoveries, retention
+//! settings and purges. Called from [`super::apply::apply`] like every other
+//! change, so local writes, replays and replicated records all pass here.
+//!
+//! A purge with `keep_artifacts` false also queues the storage prefixes of
+//! what it removed in `gc_queue`: region-local bookkeeping (not state, not
+//! journaled), so every region that applies the purge collects its own
+//! storage, and a replay re-queues prefixes that are then found empty.
+
+use sqlx::{Any, Transaction};
+use tandem_core::journal::Change;
+
+use super::ops::proxied_artifact_path;
+use crate::error::StoreResult;
+
+/// Every row of a workspace, child tables first. A table added later that
+/// holds workspace rows (the file share's `files`) is one line here.
+const WORKSPACE_ROWS: &[&str] = &[
+    "DELETE FROM run_params WHERE run_id IN (SELECT run_id FROM runs WHERE workspace_id = $1)",
+    "DELETE FROM run_tags WHERE run_id IN (SELECT run_id FROM runs WHERE workspace_id = $1)",
+    "DELETE FROM metrics WHERE run_id IN (SELECT run_id FROM runs WHERE workspace_id = $1)",
+    "DELETE FROM latest_metrics WHERE run_id IN (SELECT run_id FROM runs WHERE workspace_id = $1)",
+    "DELETE FROM run_dataset_inputs WHERE run_id IN (SELECT run_id FROM runs WHERE workspace_id = $1)",
+    "DELETE FROM run_model_inputs WHERE run_id IN (SELECT run_id FROM runs WHERE workspace_id = $1)",
+    "DELETE FROM run_model_outputs WHERE run_id IN (SELECT run_id FROM runs WHERE workspace_id = $1)",
+    "DELETE FROM logged_model_tags WHERE model_id IN (SELECT model_id FROM logged_models WHERE workspace_id = $1)",
+    "DELETE FROM logged_model_params WHERE model_id IN (SELECT model_id FROM logged_models WHERE workspace_id = $1)",
+    "DELETE FROM runs WHERE workspace_id = $1",
+    "DELETE FROM logged_models WHERE workspace_id = $1",
+    "DELETE FROM experiment_tags WHERE workspace_id = $1",
+    "DELETE FROM experiments WHERE workspace_id = $1",
+    "DELETE FROM model_version_tags WHERE workspace_id = $1",
+    "DELETE FROM model_versions WHERE workspace_id = $1",
+    "DELETE FROM registered_model_aliases WHERE workspace_id = $1",
+    "DELETE FROM registered_model_tags WHERE workspace_id = $1",
+    "DELETE FROM registered_models WHERE workspace_id = $1",
+    "DELETE FROM artifacts WHERE workspace_id = $1",
+    "DELETE FROM workspaces WHERE workspace_id = $1",
+];
+
+const RUN_ROWS: &[&str] = &[
+    "run_params",
+    "run_tags",
+    "metrics",
+    "latest_metrics",
+    "run_dataset_inputs",
+    "run_model_inputs",
+    "run_model_outputs",
+    "runs",
+];
+
+const LOGGED_MODEL_ROWS: &[&str] = &["logged_model_tags", "logged_model_params", "logged_models"];
+
+/// The storage prefix of a workspace's artifacts (never its files).
+pub(crate) fn workspace_artifacts_prefix(workspace_id: &str) -> String {
+    format!("workspaces/{workspace_id}/artifacts/")
+}
+
+/// Applies `change` if it is one of retention's; returns whether it was.
+pub(crate) async fn apply(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    change: &Change,
+) -> StoreResult<bool> {
+    match change {
+        Change::WorkspaceRetentionSet {
+            retention_days,
+            purge_protection,
+            time,
+        } => {
+            // Purge protection only ever turns on.
+            sqlx::query(
+                "UPDATE workspaces SET retention_days = $1, purge_protection = CASE WHEN purge_protection <> 0 THEN 1 ELSE $2 END, \
+                 last_update_time = CASE WHEN last_update_time > $3 THEN last_update_time ELSE $3 END WHERE workspace_id = $4",
+            )
+            .bind(retention_days)
+            .bind(i64::from(*purge_protection))
+            .bind(time)
+            .bind(workspace_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::WorkspacePurged { keep_artifacts, time } => {
+            for statement in WORKSPACE_ROWS {
+                sqlx::query(statement)
+                    .bind(workspace_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            if !keep_artifacts {
+                enqueue(tx, workspace_id, &workspace_artifacts_prefix(workspace_id), *time).await?;
+            }
+        }
+        Change::ExperimentPurged {
+            experiment_id,
+            keep_artifacts,
+            time,
+        } => {
+            let runs: Vec<String> =
+                sqlx::query_scalar("SELECT run_id FROM runs WHERE workspace_id = $1 AND experiment_id = $2")
+                    .bind(workspace_id)
+                    .bind(experiment_id)
+                    .fetch_all(&mut **tx)
+                    .await?;
+            for run_id in runs {
+                purge_run(tx, workspace_id, &run_id, *keep_artifacts, *time).await?;
+            }
+            let models: Vec<String> = sqlx::query_scalar(
+                "SELECT model_id FROM logged_models WHERE workspace_id = $1 AND experiment_id = $2",
+            )
+            .bind(workspace_id)
+            .bind(experiment_id)
+            .fetch_all(&mut **tx)
+            .await?;
+            for model_id in models {
+                purge_logged_model(tx, workspace_id, &model_id, *keep_artifacts, *time).await?;
+            }
+            for table in ["experiment_tags", "experiments"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE workspace_id = $1 AND experiment_id = $2"
+                ))
+                .bind(workspace_id)
+                .bind(experiment_id)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Change::RunPurged {
+            run_id,
+            keep_artifacts,
+            time,
+        } => purge_run(tx, workspace_id, run_id, *keep_artifacts, *time).await?,
+        Change::LoggedModelRestored { model_id, time } => {
+            sqlx::query(
+                "UPDATE logged_models SET lifecycle_stage = 'active', deletion_time = NULL, \
+                 last_updated_time = CASE WHEN last_updated_time > $1 THEN last_updated_time ELSE $1 END WHERE model_id = $2",
+            )
+            .bind(time)
+            .bind(model_id)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::LoggedModelPurged {
+            model_id,
+            keep_artifacts,
+            time,
+        } => purge_logged_model(tx, workspace_id, model_id, *keep_artifacts, *time).await?,
+        Change::RegisteredModelRestored { name, .. } => {
+            sqlx::query(
+                "UPDATE registered_models SET deletion_time = NULL WHERE workspace_id = $1 AND name = $2",
+            )
+            .bind(workspace_id)
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::RegisteredModelPurged { name, .. } => {
+            for table in [
+                "registered_models",
+                "registered_model_tags",
+                "registered_model_aliases",
+                "model_versions",
+                "model_version_tags",
+            ] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE workspace_id = $1 AND name = $2"
+                ))
+                .bind(workspace_id)
+                .bind(name)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        Change::ModelVersionRestored { name, version, .. } => {
+            sqlx::query(
+                "UPDATE model_versions SET deletion_time = NULL WHERE workspace_id = $1 AND name = $2 AND version = $3",
+            )
+            .bind(workspace_id)
+            .bind(name)
+            .bind(version.parse::<i64>().unwrap_or_default())
+            .execute(&mut **tx)
+            .await?;
+        }
+        Change::ModelVersionPurged { name, version, .. } => {
+            let number = version.parse::<i64>().unwrap_or_default();
+            for table in ["model_versions", "model_version_tags", "registered_model_aliases"] {
+                sqlx::query(&format!(
+                    "DELETE FROM {table} WHERE workspace_id = $1 AND name = $2 AND version = $3"
+                ))
+                .bind(workspace_id)
+                .bind(name)
+                .bind(number)
+                .execute(&mut **tx)
+                .await?;
+            }
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+async fn purge_run(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    run_id: &str,
+    keep_artifacts: bool,
+    time: i64,
+) -> StoreResult<()> {
+    let uri: Option<String> =
+        sqlx::query_scalar("SELECT artifact_uri FROM runs WHERE run_id = $1 AND workspace_id = $2")
+            .bind(run_id)
+            .bind(workspace_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+    for table in RUN_ROWS {
+        sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1"))
+            .bind(run_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    forget_artifacts(tx, workspace_id, uri.as_deref(), keep_artifacts, time).await
+}
+
+async fn purge_logged_model(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    model_id: &str,
+    keep_artifacts: bool,
+    time: i64,
+) -> StoreResult<()> {
+    let uri: Option<String> = sqlx::query_scalar(
+        "SELECT artifact_uri FROM logged_models WHERE model_id = $1 AND workspace_id = $2",
+    )
+    .bind(model_id)
+    .bind(workspace_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    for table in LOGGED_MODEL_ROWS {
+        sqlx::query(&format!("DELETE FROM {table} WHERE model_id = $1"))
+            .bind(model_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    forget_artifacts(tx, workspace_id, uri.as_deref(), keep_artifacts, time).await
+}
+
+/// Removes the artifact index rows under a purged owner's root and, unless
+/// they are kept, queues the root for collection. Roots outside the proxy's
+/// storage (an experiment's custom location) are not this region's to remove.
+async fn forget_artifacts(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    artifact_uri: Option<&str>,
+    keep_artifacts: bool,
+    time: i64,
+) -> StoreResult<()> {
+    let Some(root) = artifact_uri.and_then(proxied_artifact_path) else {
+        return Ok(());
+    };
+    if root.is_empty() {
+        return Ok(());
+    }
+    let under = format!("{root}/");
+    sqlx::query(
+        "DELETE FROM artifacts WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, CAST($3 AS INTEGER)) = $4)",
+    )
+    .bind(workspace_id)
+    .bind(&root)
+    .bind(under.len() as i64)
+    .bind(&under)
+    .execute(&mut **tx)
+    .await?;
+    if !keep_artifacts {
+        let prefix = format!("{}{under}", workspace_artifacts_prefix(workspace_id));
+        enqueue(tx, workspace_id, &prefix, time).await?;
+    }
+    Ok(())
+}
+
+async fn enqueue(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    prefix: &str,
+    time: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO gc_queue (prefix, workspace_id, enqueued_at, attempts, next_attempt_at) VALUES ($1, $2, $3, 0, 0) \
+         ON CONFLICT (prefix) DO NOTHING",
+    )
+    .bind(prefix)
+    .bind(workspace_id)
+    .bind(time)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
