@@ -6,3 +6,4 @@
 //! other module reads and writes it only through the types there.
 
 pub mod format;
+pub mod restore;

@@ -10,6 +10,7 @@ mod merge;
 mod migrate;
 mod ops;
 mod replication;
+mod restore;
 
 pub use ops::proxied_artifact_path;
 

@@ -1781,6 +1781,14 @@ impl MetadataStore for SqlStore {
         .await
     }
 
+    async fn begin_restore<'a>(
+        &'a self,
+        workspace_id: &str,
+        name: &str,
+    ) -> StoreResult<Box<dyn RestoreSession + 'a>> {
+        self.start_restore(workspace_id, name).await
+    }
+
     async fn list_artifact_entries(
         &self,
         ws: &WorkspaceRef,
