@@ -344,20 +344,25 @@ pub async fn restore(
         total: total_objects,
         unit: "objects",
     });
-    let (position, position_recorded_at) = match (last, &plan.base) {
-        (Some(last), _) if at.is_some() || last.0 == plan.bound => last,
-        (_, Some(base)) if at.is_some() || base.position == plan.bound => (base.position, base.position_recorded_at),
-        _ => {
-            let manifest = match &request.point {
-                RestorePoint::Backup(id) => repository.manifest(id).await?,
-                _ => {
-                    return Err(RestoreError::Incomplete(format!(
-                        "the archive of {} does not hold seq {}",
-                        plan.region, plan.bound
-                    )))
-                }
-            };
-            (manifest.position, manifest.position_recorded_at)
+    let (position, position_recorded_at) = match (&request.point, last, &plan.base) {
+        (RestorePoint::At(_), Some(last), _) => last,
+        (RestorePoint::At(_), None, Some(base)) => (base.position, base.position_recorded_at),
+        (RestorePoint::At(at), None, None) => {
+            return Err(RestoreError::NotFound(format!(
+                "nothing of {} was recorded at or before {}",
+                plan.region,
+                time_text(*at)
+            )))
+        }
+        (_, Some(last), _) if last.0 == plan.bound => last,
+        (_, _, Some(base)) if base.position == plan.bound => (base.position, base.position_recorded_at),
+        (_, last, _) => {
+            return Err(RestoreError::Incomplete(format!(
+                "the archive of {} does not reach seq {}: it ends at seq {}",
+                plan.region,
+                plan.bound,
+                last.map_or(plan.base_position, |last| last.0)
+            )))
         }
     };
     plan.bound = position;
@@ -395,11 +400,16 @@ pub async fn restore(
     check_target_free(store, &target_id, &target_name).await?;
 
     // The workspace's records at the position: how many, and its artifacts.
+    let mut rewriter = select::Rewriter {
+        target_id: target_id.clone(),
+        target_name: target_name.clone(),
+        ids: request.as_name.is_some().then(select::IdMap::default),
+    };
     let mut artifacts = ArtifactSet::default();
     let mut records: u64 = 0;
     plan.scan(&repository, |record| {
         if select::kept(&record, &source_id, &fencing) {
-            artifacts.observe(&record.record.change);
+            artifacts.observe(&rewriter.apply(record.record.change));
             records += 1;
         }
         Ok(())
@@ -423,7 +433,8 @@ pub async fn restore(
             &repository,
             &plan,
             &fencing,
-            (&source_id, &target_id, &target_name),
+            &source_id,
+            &mut rewriter,
             records,
             progress,
         )
@@ -604,11 +615,14 @@ async fn write_metadata(
     repository: &Repository,
     plan: &Plan,
     fencing: &Fencing,
-    (source_id, target_id, target_name): (&str, &str, &str),
+    source_id: &str,
+    rewriter: &mut select::Rewriter,
     total: u64,
     progress: &(dyn Fn(Progress) + Send + Sync),
 ) -> Result<i64, RestoreError> {
-    let mut session = store.begin_restore(target_id, target_name).await?;
+    let mut session = store
+        .begin_restore(&rewriter.target_id, &rewriter.target_name)
+        .await?;
     let mut chunk: Vec<Change> = Vec::with_capacity(CHUNK);
     let mut done: u64 = 0;
     let mut last = plan.base_position;
@@ -618,7 +632,7 @@ async fn write_metadata(
             if !plan.admit(index, record.record.seq, &mut last) || !select::kept(&record, source_id, fencing) {
                 continue;
             }
-            chunk.push(select::rewrite(record.record.change, target_id, target_name));
+            chunk.push(rewriter.apply(record.record.change));
             if chunk.len() == CHUNK {
                 done += chunk.len() as u64;
                 session.apply(std::mem::take(&mut chunk)).await?;

@@ -63,6 +63,117 @@ pub(crate) fn rewrite(change: Change, target_id: &str, target_name: &str) -> Cha
     }
 }
 
+/// New identities for a restore as a new workspace (`--as`). Run and
+/// logged model ids are unique across a region's workspaces (they are the
+/// keys of `runs` and `logged_models`), so a copy beside its original needs
+/// its own: every run and logged model the records create gets a fresh id,
+/// and every reference to it — in any string of any later change: artifact
+/// URIs and paths, `runs:/<id>/…` sources, `mlflow.parentRunId` tags — is
+/// rewritten, so the copy is the original's state with only its ids renamed.
+/// Ids are 32 lowercase hex characters (`m-` and 32 for logged models);
+/// references are found as whole 32-hex tokens, which is what makes them
+/// recognisable anywhere without knowing each field.
+#[derive(Debug, Default)]
+pub(crate) struct IdMap {
+    /// Old 32-hex token → new one.
+    tokens: std::collections::HashMap<String, String>,
+}
+
+fn hex32(text: &str) -> Option<&str> {
+    (text.len() == 32 && text.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))).then_some(text)
+}
+
+impl IdMap {
+    /// `change` with the identities of this copy, learning new ones from
+    /// the creations it sees (the same map gives the same ids on every pass).
+    pub fn rename(&mut self, change: Change) -> Change {
+        let created = match &change {
+            Change::RunCreated { run_id, .. } => hex32(run_id),
+            Change::LoggedModelCreated { model_id, .. } => model_id.strip_prefix("m-").and_then(hex32),
+            _ => None,
+        };
+        if let Some(token) = created {
+            self.tokens
+                .entry(token.to_string())
+                .or_insert_with(tandem_core::ids::new_run_id);
+        }
+        if self.tokens.is_empty() {
+            return change;
+        }
+        let mut value = serde_json::to_value(&change).expect("changes encode");
+        if !self.rewrite_value(&mut value) {
+            return change;
+        }
+        serde_json::from_value(value).expect("a renamed change decodes as the change it was")
+    }
+
+    fn rewrite_value(&self, value: &mut serde_json::Value) -> bool {
+        match value {
+            serde_json::Value::String(text) => match self.rewrite_text(text) {
+                Some(renamed) => {
+                    *text = renamed;
+                    true
+                }
+                None => false,
+            },
+            serde_json::Value::Array(items) => items.iter_mut().fold(false, |changed, item| self.rewrite_value(item) | changed),
+            serde_json::Value::Object(fields) => fields
+                .values_mut()
+                .fold(false, |changed, item| self.rewrite_value(item) | changed),
+            _ => false,
+        }
+    }
+
+    /// `text` with every known 32-hex token renamed, or `None` if it has none.
+    fn rewrite_text(&self, text: &str) -> Option<String> {
+        let bytes = text.as_bytes();
+        let mut out: Option<String> = None;
+        let mut copied = 0;
+        let mut index = 0;
+        while index < bytes.len() {
+            if !matches!(bytes[index], b'0'..=b'9' | b'a'..=b'f') {
+                index += 1;
+                continue;
+            }
+            let start = index;
+            while index < bytes.len() && matches!(bytes[index], b'0'..=b'9' | b'a'..=b'f') {
+                index += 1;
+            }
+            if index - start == 32 {
+                if let Some(new) = self.tokens.get(&text[start..index]) {
+                    let out = out.get_or_insert_with(String::new);
+                    out.push_str(&text[copied..start]);
+                    out.push_str(new);
+                    copied = index;
+                }
+            }
+        }
+        out.map(|mut out| {
+            out.push_str(&text[copied..]);
+            out
+        })
+    }
+}
+
+/// The full rewrite of a restore: the target's workspace identity, and for
+/// a copy (`--as`) new run and logged model ids.
+#[derive(Debug)]
+pub(crate) struct Rewriter {
+    pub target_id: String,
+    pub target_name: String,
+    pub ids: Option<IdMap>,
+}
+
+impl Rewriter {
+    pub fn apply(&mut self, change: Change) -> Change {
+        let change = rewrite(change, &self.target_id, &self.target_name);
+        match &mut self.ids {
+            Some(ids) => ids.rename(change),
+            None => change,
+        }
+    }
+}
+
 /// The artifacts of a workspace as its records leave them: path → (size, sha256).
 #[derive(Debug, Default)]
 pub(crate) struct ArtifactSet(pub BTreeMap<String, (i64, String)>);
@@ -170,6 +281,43 @@ mod tests {
             }
         );
         assert_eq!(rewrite(tag("x"), "new", "n"), tag("x"));
+    }
+
+    #[test]
+    fn a_copy_renames_its_runs_everywhere_they_are_named() {
+        let run = "0123456789abcdef0123456789abcdef";
+        let mut ids = IdMap::default();
+        let created = ids.rename(Change::RunCreated {
+            run_id: run.to_string(),
+            experiment_id: "1".to_string(),
+            run_name: "r".to_string(),
+            user_id: "u".to_string(),
+            start_time: Some(1),
+            artifact_uri: format!("mlflow-artifacts:/1/{run}/artifacts"),
+            tags: vec![],
+        });
+        let Change::RunCreated { run_id, artifact_uri, .. } = created else {
+            panic!("still a run creation")
+        };
+        assert_ne!(run_id, run);
+        assert_eq!(artifact_uri, format!("mlflow-artifacts:/1/{run_id}/artifacts"));
+        let written = ids.rename(Change::ArtifactWritten {
+            path: format!("1/{run}/artifacts/model.pkl"),
+            size: 1,
+            // A digest is 64 hex characters: not a 32-hex token, kept.
+            sha256: format!("{run}{run}"),
+            time: 1,
+        });
+        assert_eq!(
+            written,
+            Change::ArtifactWritten {
+                path: format!("1/{run_id}/artifacts/model.pkl"),
+                size: 1,
+                sha256: format!("{run}{run}"),
+                time: 1,
+            }
+        );
+        assert_eq!(ids.rename(tag("x")), tag("x"));
     }
 
     #[test]
