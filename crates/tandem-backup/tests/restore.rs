@@ -66,7 +66,12 @@ async fn archive(
         format: format::REPOSITORY_FORMAT,
         created_at: 1,
     };
-    put(repo, format::REPOSITORY_INFO_KEY, serde_json::to_vec(&info).unwrap()).await;
+    put(
+        repo,
+        format::REPOSITORY_INFO_KEY,
+        serde_json::to_vec(&info).unwrap(),
+    )
+    .await;
     let records = store.journal_after(0, None, 1_000_000).await.unwrap();
     for content in contents {
         put(repo, &format::blob_key(&sha256(content)), content.clone()).await;
@@ -90,7 +95,10 @@ async fn archive(
     }
     let mut workspaces = BTreeMap::new();
     for record in &records {
-        if let Change::WorkspaceCreated { workspace_id, name, .. } = &record.change {
+        if let Change::WorkspaceCreated {
+            workspace_id, name, ..
+        } = &record.change
+        {
             workspaces.insert(workspace_id.clone(), name.clone());
         }
     }
@@ -124,7 +132,12 @@ async fn archive(
             copied_bytes: 0,
             copied_blobs: 0,
         };
-        put(repo, &format::manifest_key(&id), serde_json::to_vec(&manifest).unwrap()).await;
+        put(
+            repo,
+            &format::manifest_key(&id),
+            serde_json::to_vec(&manifest).unwrap(),
+        )
+        .await;
         ids.push(id);
     }
     ids
@@ -142,7 +155,9 @@ async fn workspace_dump(store: &dyn MetadataStore, workspace_id: &str) -> Vec<(S
             let cell = |index: usize| row[index].as_str().unwrap_or_default().to_string();
             match table.as_str() {
                 "runs" if cell(1) == workspace_id => names.push((cell(0), format!("RUN:{}", cell(3)))),
-                "logged_models" if cell(1) == workspace_id => names.push((cell(0), format!("MODEL:{}", cell(3)))),
+                "logged_models" if cell(1) == workspace_id => {
+                    names.push((cell(0), format!("MODEL:{}", cell(3))))
+                }
                 "workspaces" if cell(0) == workspace_id => workspace_name = Some(cell(1)),
                 _ => {}
             }
@@ -185,12 +200,17 @@ struct Target {
 }
 
 fn admin_url() -> String {
-    std::env::var("TANDEM_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    std::env::var("TANDEM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
 async fn admin(sql: &str) {
     sqlx::any::install_default_drivers();
-    let pool = AnyPoolOptions::new().max_connections(1).connect(&admin_url()).await.unwrap();
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url())
+        .await
+        .unwrap();
     sqlx::query(sql).execute(&pool).await.unwrap();
     pool.close().await;
 }
@@ -200,7 +220,10 @@ impl Target {
     async fn open(backend: Backend, region: &str, bootstrap: bool) -> Target {
         let dir = tempfile::tempdir().unwrap();
         let (url, database) = match backend {
-            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("metadata.db").display()), None),
+            Backend::Sqlite => (
+                format!("sqlite://{}", dir.path().join("metadata.db").display()),
+                None,
+            ),
             Backend::Postgres => {
                 static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 let database = format!(
@@ -241,7 +264,11 @@ impl Target {
 
     async fn objects(&self) -> Vec<String> {
         match self.storage.list_recursive(None).await {
-            Ok(listing) => listing.into_iter().filter(|entry| !entry.is_dir).map(|entry| entry.path).collect(),
+            Ok(listing) => listing
+                .into_iter()
+                .filter(|entry| !entry.is_dir)
+                .map(|entry| entry.path)
+                .collect(),
             Err(_) => vec![],
         }
     }
@@ -262,7 +289,11 @@ struct Source {
 
 async fn write_artifact(source: &Target, ws: &WorkspaceRef, path: &str, bytes: &[u8]) {
     let target = workspace_artifact_key(&ws.workspace_id, Some(&key(path))).unwrap();
-    source.storage.put_bytes(&target, Bytes::from(bytes.to_vec())).await.unwrap();
+    source
+        .storage
+        .put_bytes(&target, Bytes::from(bytes.to_vec()))
+        .await
+        .unwrap();
     source
         .store
         .record_artifact(ws, path, bytes.len() as i64, &sha256(bytes))
@@ -325,7 +356,11 @@ async fn source() -> Source {
     write_artifact(&region, &ws, &artifact, b"first model").await;
     let mut contents = vec![b"first model".to_vec()];
     let first_position = position(store.as_ref()).await;
-    let first = (first_position.0, first_position.1, workspace_dump(store.as_ref(), &ws.workspace_id).await);
+    let first = (
+        first_position.0,
+        first_position.1,
+        workspace_dump(store.as_ref(), &ws.workspace_id).await,
+    );
     // Distinct recorded_at for the second half (the clock's resolution is 1 ms).
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     store
@@ -337,7 +372,11 @@ async fn source() -> Source {
     // Another workspace's records are in the same journal: never restored.
     store.create_workspace("other", "").await.unwrap();
     let second_position = position(store.as_ref()).await;
-    let second = (second_position.0, second_position.1, workspace_dump(store.as_ref(), &ws.workspace_id).await);
+    let second = (
+        second_position.0,
+        second_position.1,
+        workspace_dump(store.as_ref(), &ws.workspace_id).await,
+    );
     assert_ne!(first.2, second.2);
     Source {
         region,
@@ -365,7 +404,10 @@ fn quiet(_: Progress) {}
 
 async fn restored(target: &Target, name: &str) -> (String, Vec<(String, Vec<String>)>) {
     let workspace = target.store.get_workspace(name).await.unwrap();
-    (workspace.workspace_id.clone(), workspace_dump(target.store.as_ref(), &workspace.workspace_id).await)
+    (
+        workspace.workspace_id.clone(),
+        workspace_dump(target.store.as_ref(), &workspace.workspace_id).await,
+    )
 }
 
 async fn read(storage: &ArtifactStore, path: &ArtifactKey) -> Vec<u8> {
@@ -382,7 +424,15 @@ async fn restores_a_full_backup_and_points_in_time(backend: Backend) {
     let repo_dir = tempfile::tempdir().unwrap();
     let repo_url = format!("file://{}", repo_dir.path().display());
     let repo = ArtifactStore::open(&repo_url, &Default::default()).unwrap();
-    let backups = archive(source.region.store.as_ref(), &source.contents, &repo, "eastus", 3, &[source.first.0]).await;
+    let backups = archive(
+        source.region.store.as_ref(),
+        &source.contents,
+        &repo,
+        "eastus",
+        3,
+        &[source.first.0],
+    )
+    .await;
 
     // The backup itself, in place, into another region.
     let target = Target::open(backend, "westus", false).await;
@@ -394,7 +444,10 @@ async fn restores_a_full_backup_and_points_in_time(backend: Backend) {
     )
     .await
     .unwrap();
-    assert_eq!(outcome.workspace_id, source.ws.workspace_id, "in place keeps the id");
+    assert_eq!(
+        outcome.workspace_id, source.ws.workspace_id,
+        "in place keeps the id"
+    );
     assert_eq!((outcome.position, outcome.artifacts), (source.first.0, 1));
     let (id, dump) = restored(&target, "team").await;
     assert_eq!(dump, source.first.2);
@@ -410,12 +463,19 @@ async fn restores_a_full_backup_and_points_in_time(backend: Backend) {
     let target = Target::open(backend, "westus", false).await;
     let mut by_seq = request(&repo_url, RestorePoint::Seq(source.second.0));
     by_seq.as_name = Some("team-by-seq".to_string());
-    restore(target.store.as_ref(), &target.storage, &by_seq, &quiet).await.unwrap();
+    restore(target.store.as_ref(), &target.storage, &by_seq, &quiet)
+        .await
+        .unwrap();
     assert_eq!(restored(&target, "team-by-seq").await.1, source.second.2);
     let mut at_first = request(&repo_url, RestorePoint::At(source.first.1 + 5));
     at_first.as_name = Some("team-at-first".to_string());
-    let outcome = restore(target.store.as_ref(), &target.storage, &at_first, &quiet).await.unwrap();
-    assert_eq!(outcome.position, source.first.0, "the last record before the time");
+    let outcome = restore(target.store.as_ref(), &target.storage, &at_first, &quiet)
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome.position, source.first.0,
+        "the last record before the time"
+    );
     let (id, dump) = restored(&target, "team-at-first").await;
     assert_eq!(dump, source.first.2);
     let runs: Vec<_> = target
@@ -429,9 +489,17 @@ async fn restores_a_full_backup_and_points_in_time(backend: Backend) {
         .1;
     assert_eq!(runs.len(), 2, "each copy has its own run: {runs:?}");
     let prefix = format!("workspaces/{id}/artifacts/");
-    let copies: Vec<_> = target.objects().await.into_iter().filter(|path| path.starts_with(&prefix)).collect();
+    let copies: Vec<_> = target
+        .objects()
+        .await
+        .into_iter()
+        .filter(|path| path.starts_with(&prefix))
+        .collect();
     assert_eq!(copies.len(), 1, "{copies:?}");
-    assert!(!copies[0].contains(&source.artifact), "the copy's run has its own id: {copies:?}");
+    assert!(
+        !copies[0].contains(&source.artifact),
+        "the copy's run has its own id: {copies:?}"
+    );
     assert_eq!(read(&target.storage, &key(&copies[0])).await, b"first model");
     target.finish().await;
     source.region.finish().await;
@@ -451,19 +519,39 @@ async fn restores_into_postgres() {
 }
 
 /// A repository of the source, and a fresh SQLite target region.
-async fn setup() -> (Source, tempfile::TempDir, String, ArtifactStore, Vec<String>, Target) {
+async fn setup() -> (
+    Source,
+    tempfile::TempDir,
+    String,
+    ArtifactStore,
+    Vec<String>,
+    Target,
+) {
     let source = source().await;
     let repo_dir = tempfile::tempdir().unwrap();
     let repo_url = format!("file://{}", repo_dir.path().display());
     let repo = ArtifactStore::open(&repo_url, &Default::default()).unwrap();
-    let backups = archive(source.region.store.as_ref(), &source.contents, &repo, "eastus", 3, &[source.first.0]).await;
+    let backups = archive(
+        source.region.store.as_ref(),
+        &source.contents,
+        &repo,
+        "eastus",
+        3,
+        &[source.first.0],
+    )
+    .await;
     let target = Target::open(Backend::Sqlite, "westus", false).await;
     (source, repo_dir, repo_url, repo, backups, target)
 }
 
 /// Nothing was written: no workspace, no journal record, no stored object.
 async fn untouched(target: &Target) {
-    assert!(target.store.list_workspaces(tandem_core::model::ViewType::All).await.unwrap().is_empty());
+    assert!(target
+        .store
+        .list_workspaces(tandem_core::model::ViewType::All)
+        .await
+        .unwrap()
+        .is_empty());
     assert!(target.store.journal_after(0, None, 10).await.unwrap().is_empty());
     assert_eq!(target.objects().await, Vec::<String>::new());
 }
@@ -474,7 +562,9 @@ async fn a_corrupt_blob_is_refused_and_nothing_is_written() {
     // Same size, other bytes: found only while copying, after the object
     // was written at the target, which must be removed again.
     let blob = key(&format::blob_key(&sha256(&source.contents[1])));
-    repo.put_bytes(&blob, Bytes::from_static(b"second, bitter model")).await.unwrap();
+    repo.put_bytes(&blob, Bytes::from_static(b"second, bitter model"))
+        .await
+        .unwrap();
     let error = restore(
         target.store.as_ref(),
         &target.storage,
@@ -484,7 +574,10 @@ async fn a_corrupt_blob_is_refused_and_nothing_is_written() {
     .await
     .unwrap_err();
     assert!(matches!(error, RestoreError::Corrupt(_)), "{error:?}");
-    assert!(error.to_string().contains(blob.as_str()), "names the object: {error}");
+    assert!(
+        error.to_string().contains(blob.as_str()),
+        "names the object: {error}"
+    );
     untouched(&target).await;
     target.finish().await;
     source.region.finish().await;
@@ -510,7 +603,10 @@ async fn a_corrupt_segment_is_refused_and_nothing_is_written() {
     .await
     .unwrap_err();
     assert!(matches!(error, RestoreError::Corrupt(_)), "{error:?}");
-    assert!(error.to_string().contains(segment.as_str()), "names the segment: {error}");
+    assert!(
+        error.to_string().contains(segment.as_str()),
+        "names the segment: {error}"
+    );
     untouched(&target).await;
     target.finish().await;
     source.region.finish().await;
@@ -531,12 +627,18 @@ async fn a_missing_segment_or_a_short_archive_is_refused() {
     .await
     .unwrap_err();
     assert!(
-        error.to_string().contains(&format!("the archive of eastus ends at seq {}", source.second.0)),
+        error
+            .to_string()
+            .contains(&format!("the archive of eastus ends at seq {}", source.second.0)),
         "{error}"
     );
     // A gap: the last segment but one (data and description) removed.
     let last_but_one = &listing[listing.len() - 4];
-    let stem = last_but_one.path.trim_end_matches(".json").trim_end_matches(".ndjson").to_string();
+    let stem = last_but_one
+        .path
+        .trim_end_matches(".json")
+        .trim_end_matches(".ndjson")
+        .to_string();
     repo.delete(&key(&format!("{stem}.json"))).await.unwrap();
     repo.delete(&key(&format!("{stem}.ndjson"))).await.unwrap();
     let error = restore(
@@ -558,15 +660,31 @@ async fn a_missing_segment_or_a_short_archive_is_refused() {
 async fn existing_objects_with_other_bytes_are_kept_unless_overwrite() {
     let (source, _dir, repo_url, _repo, backups, target) = setup().await;
     let stored = workspace_artifact_key(&source.ws.workspace_id, Some(&key(&source.artifact))).unwrap();
-    target.storage.put_bytes(&stored, Bytes::from_static(b"somebody else's")).await.unwrap();
+    target
+        .storage
+        .put_bytes(&stored, Bytes::from_static(b"somebody else's"))
+        .await
+        .unwrap();
     let mut asked = request(&repo_url, RestorePoint::Backup(backups[0].clone()));
-    let error = restore(target.store.as_ref(), &target.storage, &asked, &quiet).await.unwrap_err();
+    let error = restore(target.store.as_ref(), &target.storage, &asked, &quiet)
+        .await
+        .unwrap_err();
     assert_eq!(error.error_code(), "RESOURCE_ALREADY_EXISTS", "{error}");
-    assert!(error.to_string().contains(&source.artifact), "lists the paths: {error}");
+    assert!(
+        error.to_string().contains(&source.artifact),
+        "lists the paths: {error}"
+    );
     assert_eq!(read(&target.storage, &stored).await, b"somebody else's");
-    assert!(target.store.list_workspaces(tandem_core::model::ViewType::All).await.unwrap().is_empty());
+    assert!(target
+        .store
+        .list_workspaces(tandem_core::model::ViewType::All)
+        .await
+        .unwrap()
+        .is_empty());
     asked.overwrite = true;
-    restore(target.store.as_ref(), &target.storage, &asked, &quiet).await.unwrap();
+    restore(target.store.as_ref(), &target.storage, &asked, &quiet)
+        .await
+        .unwrap();
     assert_eq!(read(&target.storage, &stored).await, b"first model");
     target.finish().await;
     source.region.finish().await;
@@ -578,21 +696,104 @@ async fn in_place_needs_the_id_and_name_free_and_a_copy_goes_beside_the_original
     let store = source.region.store.clone();
     let asked = request(&repo_url, RestorePoint::Backup(backups[0].clone()));
     // The original still exists (active, then deleted): in place is refused.
-    let error = restore(store.as_ref(), &source.region.storage, &asked, &quiet).await.unwrap_err();
+    let error = restore(store.as_ref(), &source.region.storage, &asked, &quiet)
+        .await
+        .unwrap_err();
     assert_eq!(error.error_code(), "RESOURCE_ALREADY_EXISTS", "{error}");
     store.delete_workspace("team").await.unwrap();
-    let error = restore(store.as_ref(), &source.region.storage, &asked, &quiet).await.unwrap_err();
+    let error = restore(store.as_ref(), &source.region.storage, &asked, &quiet)
+        .await
+        .unwrap_err();
     assert_eq!(error.error_code(), "RESOURCE_ALREADY_EXISTS", "{error}");
     assert!(error.to_string().contains("recover it, purge it"), "{error}");
     // As a copy beside the (deleted) original, in the same region.
     let mut copy = asked.clone();
     copy.as_name = Some("team-copy".to_string());
-    let outcome = restore(store.as_ref(), &source.region.storage, &copy, &quiet).await.unwrap();
+    let outcome = restore(store.as_ref(), &source.region.storage, &copy, &quiet)
+        .await
+        .unwrap();
     assert_ne!(outcome.workspace_id, source.ws.workspace_id);
     assert_eq!(restored(&source.region, "team-copy").await.1, source.first.2);
     // The original is untouched by its copy.
-    let workspaces = store.list_workspaces(tandem_core::model::ViewType::All).await.unwrap();
-    assert!(workspaces.iter().any(|workspace| workspace.workspace_id == source.ws.workspace_id));
+    let workspaces = store
+        .list_workspaces(tandem_core::model::ViewType::All)
+        .await
+        .unwrap();
+    assert!(workspaces
+        .iter()
+        .any(|workspace| workspace.workspace_id == source.ws.workspace_id));
+    target.finish().await;
+    source.region.finish().await;
+}
+
+async fn post_restore(target: &Target, body: serde_json::Value) -> (u16, Vec<serde_json::Value>) {
+    use tower::ServiceExt;
+    let app = tandem_backup::restore::http::routes(target.store.clone(), target.storage.clone());
+    let response = app
+        .oneshot(
+            axum::http::Request::post("/api/tandem/v1/restores")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let lines = String::from_utf8(bytes.to_vec())
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    (status, lines)
+}
+
+#[tokio::test]
+async fn the_route_streams_progress_then_the_result_or_the_error() {
+    let (source, _dir, repo_url, _repo, backups, target) = setup().await;
+    let (status, lines) = post_restore(
+        &target,
+        serde_json::json!({"from": repo_url, "workspace": "team", "backup": backups[0], "as": "restored"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (last, progress) = lines.split_last().unwrap();
+    assert!(
+        !progress.is_empty() && progress.iter().all(|line| line.get("progress").is_some()),
+        "{lines:?}"
+    );
+    assert!(progress.iter().any(|line| line["progress"]["unit"] == "records"));
+    assert_eq!(last["result"]["workspace"], "restored", "{lines:?}");
+    assert_eq!(last["result"]["position"], source.first.0);
+    assert_eq!(restored(&target, "restored").await.1, source.first.2);
+
+    // Refused while running: the stream ends with the error.
+    let (status, lines) = post_restore(
+        &target,
+        serde_json::json!({"from": repo_url, "workspace": "team", "backup": backups[0], "as": "restored"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        lines.last().unwrap()["error"]["error_code"],
+        "RESOURCE_ALREADY_EXISTS",
+        "{lines:?}"
+    );
+    // Refused before starting: a status code and one error object.
+    let (status, lines) =
+        post_restore(&target, serde_json::json!({"from": repo_url, "seq": 1, "at": 5})).await;
+    assert_eq!(status, 400);
+    assert_eq!(lines[0]["error"]["error_code"], "INVALID_PARAMETER_VALUE");
+    let (status, lines) =
+        post_restore(&target, serde_json::json!({"from": repo_url, "backup": "nope"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        lines.last().unwrap()["error"]["error_code"],
+        "RESOURCE_DOES_NOT_EXIST",
+        "{lines:?}"
+    );
     target.finish().await;
     source.region.finish().await;
 }

@@ -86,7 +86,10 @@ pub async fn serve(
     };
     let mut background = None;
     let app = match &config.deployment {
-        None => tandem_api::router(state),
+        None => {
+            let restores = tandem_backup::restore::http::routes(state.store.clone(), state.artifacts.clone());
+            tandem_api::router(state).merge(restores)
+        }
         Some(path) => {
             let mut deployment = Deployment::from_file(path).map_err(|error| ConfigError::Invalid {
                 name: "deployment".to_string(),
@@ -121,7 +124,12 @@ pub async fn serve(
             state.policy = policy;
             tracing::info!(region = %region.name, role = ?region.role(), "joined deployment {}", region.deployment.name);
             background = Some(tokio::spawn(region.clone().run(wait_for_stop(stopped.clone()))));
-            tandem_api::router(state).merge(tandem_replication::protocol::routes(region))
+            // Restores write through the store, whose policy (installed
+            // above) accepts them only where local writes are accepted.
+            let restores = tandem_backup::restore::http::routes(state.store.clone(), state.artifacts.clone());
+            tandem_api::router(state)
+                .merge(tandem_replication::protocol::routes(region))
+                .merge(restores)
         }
     };
     tracing::info!(address = %listener.local_addr()?, "tandem server listening");

@@ -22,7 +22,7 @@
 //! storage; the metadata transaction commits last or not at all.
 
 mod error;
-// pub mod http;
+pub mod http;
 mod repo;
 mod select;
 
@@ -174,9 +174,10 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
                 (base, manifest.segments.clone())
             }
         };
-        let snapshot = base.snapshot.clone().ok_or_else(|| {
-            RestoreError::Corrupt(format!("full backup '{}' has no snapshot", base.id))
-        })?;
+        let snapshot = base
+            .snapshot
+            .clone()
+            .ok_or_else(|| RestoreError::Corrupt(format!("full backup '{}' has no snapshot", base.id)))?;
         let mut objects = vec![snapshot];
         objects.extend(segments);
         return Ok(Plan {
@@ -214,16 +215,21 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
     let base_position = base.as_ref().map_or(0, |base| base.position);
     let mut objects = Vec::new();
     if let Some(base) = &base {
-        objects.push(base.snapshot.clone().ok_or_else(|| {
-            RestoreError::Corrupt(format!("full backup '{}' has no snapshot", base.id))
-        })?);
+        objects.push(
+            base.snapshot
+                .clone()
+                .ok_or_else(|| RestoreError::Corrupt(format!("full backup '{}' has no snapshot", base.id)))?,
+        );
     }
     let has_snapshot = !objects.is_empty();
 
     // The archived segments after the base, contiguous up to the target.
     let segments = repository.segments(&region).await?;
     let mut expected = base_position + 1;
-    let mut end: (i64, Millis) = (base_position, base.as_ref().map_or(0, |base| base.position_recorded_at));
+    let mut end: (i64, Millis) = (
+        base_position,
+        base.as_ref().map_or(0, |base| base.position_recorded_at),
+    );
     let mut reached = false;
     for segment in &segments {
         if match request.point {
@@ -253,7 +259,9 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
     let bound = match request.point {
         RestorePoint::Seq(seq) => {
             if seq < 1 {
-                return Err(RestoreError::Invalid(format!("seq must be at least 1, not {seq}")));
+                return Err(RestoreError::Invalid(format!(
+                    "seq must be at least 1, not {seq}"
+                )));
             }
             if expected <= seq {
                 return Err(RestoreError::Incomplete(format!(
@@ -312,7 +320,6 @@ pub async fn restore(
         RestorePoint::At(at) => Some(at),
         _ => None,
     };
-    let total_objects = plan.objects.len() as u64;
     {
         let base_position = plan.base_position;
         plan.scan(&repository, |record| {
@@ -330,7 +337,10 @@ pub async fn restore(
                 last = Some((record.seq, record.recorded_at));
             }
             fencing.observe(record);
-            if let Change::WorkspaceCreated { workspace_id, name, .. } = &record.change {
+            if let Change::WorkspaceCreated {
+                workspace_id, name, ..
+            } = &record.change
+            {
                 names.insert(name.clone(), workspace_id.clone());
             }
             read += 1;
@@ -338,11 +348,12 @@ pub async fn restore(
         })
         .await?;
     }
+    // Every record object read through and its digest checked.
     progress(Progress {
         phase: "verify",
-        done: total_objects,
-        total: total_objects,
-        unit: "objects",
+        done: read,
+        total: read,
+        unit: "records",
     });
     let (position, position_recorded_at) = match (&request.point, last, &plan.base) {
         (RestorePoint::At(_), Some(last), _) => last,
@@ -629,7 +640,8 @@ async fn write_metadata(
     for (index, object) in plan.objects.iter().enumerate() {
         let mut reader = repository.records(object).await?;
         while let Some(record) = reader.next().await? {
-            if !plan.admit(index, record.record.seq, &mut last) || !select::kept(&record, source_id, fencing) {
+            if !plan.admit(index, record.record.seq, &mut last) || !select::kept(&record, source_id, fencing)
+            {
                 continue;
             }
             chunk.push(rewriter.apply(record.record.change));

@@ -16,13 +16,15 @@ pub(crate) struct Repository {
 }
 
 pub(crate) fn key(path: &str) -> Result<ArtifactKey, RestoreError> {
-    ArtifactKey::parse(path).map_err(|error| RestoreError::Corrupt(format!("bad repository key '{path}': {error}")))
+    ArtifactKey::parse(path)
+        .map_err(|error| RestoreError::Corrupt(format!("bad repository key '{path}': {error}")))
 }
 
 impl Repository {
     pub async fn open(url: &str, options: &HashMap<String, String>) -> Result<Repository, RestoreError> {
-        let storage = ArtifactStore::open(url, options)
-            .map_err(|error| RestoreError::Invalid(format!("cannot open backup repository '{url}': {error}")))?;
+        let storage = ArtifactStore::open(url, options).map_err(|error| {
+            RestoreError::Invalid(format!("cannot open backup repository '{url}': {error}"))
+        })?;
         let repository = Repository {
             storage,
             url: url.to_string(),
@@ -59,7 +61,10 @@ impl Repository {
     pub async fn manifests(&self) -> Result<Vec<BackupManifest>, RestoreError> {
         let listing = self.list("backups").await?;
         let mut manifests = Vec::new();
-        for path in listing.into_iter().filter(|path| path.ends_with("/manifest.json")) {
+        for path in listing
+            .into_iter()
+            .filter(|path| path.ends_with("/manifest.json"))
+        {
             if let Some(bytes) = self.read_small(&path).await? {
                 manifests.push(format::decode::<BackupManifest>(&path, &bytes)?);
             }
@@ -70,9 +75,10 @@ impl Repository {
 
     pub async fn manifest(&self, id: &str) -> Result<BackupManifest, RestoreError> {
         let path = format::manifest_key(id);
-        let bytes = self.read_small(&path).await?.ok_or_else(|| {
-            RestoreError::NotFound(format!("backup '{id}' does not exist in {}", self.url))
-        })?;
+        let bytes = self
+            .read_small(&path)
+            .await?
+            .ok_or_else(|| RestoreError::NotFound(format!("backup '{id}' does not exist in {}", self.url)))?;
         Ok(format::decode(&path, &bytes)?)
     }
 
@@ -119,13 +125,17 @@ impl Repository {
     }
 
     pub async fn records(&self, object: &ObjectRef) -> Result<RecordReader, RestoreError> {
-        let (_, stream) = self.storage.get_stream(&key(&object.key)?).await.map_err(|error| {
-            if error.is_not_found() {
-                RestoreError::Incomplete(format!("{} is missing from the repository", object.key))
-            } else {
-                error.into()
-            }
-        })?;
+        let (_, stream) = self
+            .storage
+            .get_stream(&key(&object.key)?)
+            .await
+            .map_err(|error| {
+                if error.is_not_found() {
+                    RestoreError::Incomplete(format!("{} is missing from the repository", object.key))
+                } else {
+                    error.into()
+                }
+            })?;
         Ok(RecordReader {
             object: object.clone(),
             stream,

@@ -116,7 +116,9 @@ impl IdMap {
                 }
                 None => false,
             },
-            serde_json::Value::Array(items) => items.iter_mut().fold(false, |changed, item| self.rewrite_value(item) | changed),
+            serde_json::Value::Array(items) => items
+                .iter_mut()
+                .fold(false, |changed, item| self.rewrite_value(item) | changed),
             serde_json::Value::Object(fields) => fields
                 .values_mut()
                 .fold(false, |changed, item| self.rewrite_value(item) | changed),
@@ -181,7 +183,9 @@ pub(crate) struct ArtifactSet(pub BTreeMap<String, (i64, String)>);
 impl ArtifactSet {
     pub fn observe(&mut self, change: &Change) {
         match change {
-            Change::ArtifactWritten { path, size, sha256, .. } => {
+            Change::ArtifactWritten {
+                path, size, sha256, ..
+            } => {
                 self.0.insert(path.clone(), (*size, sha256.clone()));
             }
             Change::ArtifactDeleted { path } => {
@@ -200,7 +204,14 @@ impl ArtifactSet {
 mod tests {
     use super::*;
 
-    fn record(seq: i64, workspace: &str, origin: &str, origin_seq: i64, epoch: i64, change: Change) -> ArchivedRecord {
+    fn record(
+        seq: i64,
+        workspace: &str,
+        origin: &str,
+        origin_seq: i64,
+        epoch: i64,
+        change: Change,
+    ) -> ArchivedRecord {
         ArchivedRecord {
             record: JournalRecord {
                 seq,
@@ -253,14 +264,20 @@ mod tests {
         assert!(kept(&kept_change, "w", &fencing));
         assert!(!kept(&lost_change, "w", &fencing), "beyond the fork of epoch 2");
         assert!(kept(&later, "w", &fencing));
-        assert!(!kept(&epoch, DEPLOYMENT_RECORD, &fencing), "deployment records are never restored");
+        assert!(
+            !kept(&epoch, DEPLOYMENT_RECORD, &fencing),
+            "deployment records are never restored"
+        );
         assert!(!kept(&later, "other", &fencing));
         let mut voided = later.clone();
         voided.voided = true;
         assert!(!kept(&voided, "w", &fencing));
         let mut merged = lost_change.clone();
         merged.record.seen = Some(BTreeMap::new());
-        assert!(kept(&merged, "w", &fencing), "multi-writer changes merge, never fenced");
+        assert!(
+            kept(&merged, "w", &fencing),
+            "multi-writer changes merge, never fenced"
+        );
     }
 
     #[test]
@@ -296,7 +313,10 @@ mod tests {
             artifact_uri: format!("mlflow-artifacts:/1/{run}/artifacts"),
             tags: vec![],
         });
-        let Change::RunCreated { run_id, artifact_uri, .. } = created else {
+        let Change::RunCreated {
+            run_id, artifact_uri, ..
+        } = created
+        else {
             panic!("still a run creation")
         };
         assert_ne!(run_id, run);
@@ -332,7 +352,9 @@ mod tests {
         set.observe(&write("a", "1"));
         set.observe(&write("b", "2"));
         set.observe(&write("a", "3"));
-        set.observe(&Change::ArtifactDeleted { path: "b".to_string() });
+        set.observe(&Change::ArtifactDeleted {
+            path: "b".to_string(),
+        });
         assert_eq!(set.0, BTreeMap::from([("a".to_string(), (3, "3".to_string()))]));
     }
 }

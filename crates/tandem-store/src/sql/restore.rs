@@ -72,8 +72,9 @@ impl RestoreSession for SqlRestore<'_> {
                 // The workspace's row must come first, with the target's id
                 // and name: everything after it refers to it.
                 match &change {
-                    Change::WorkspaceCreated { workspace_id, name, .. }
-                        if *workspace_id == write.workspace_id && *name == self.name => {}
+                    Change::WorkspaceCreated {
+                        workspace_id, name, ..
+                    } if *workspace_id == write.workspace_id && *name == self.name => {}
                     other => {
                         return Err(StoreError::Domain(Error::invalid(format!(
                             "a restore begins with the creation of workspace '{}', not with {}",
@@ -82,7 +83,10 @@ impl RestoreSession for SqlRestore<'_> {
                         ))))
                     }
                 }
-            } else if matches!(change, Change::WorkspaceCreated { .. } | Change::EpochBegan { .. }) {
+            } else if matches!(
+                change,
+                Change::WorkspaceCreated { .. } | Change::EpochBegan { .. }
+            ) {
                 return Err(StoreError::Domain(Error::invalid(format!(
                     "a restore cannot write a second {}",
                     change.kind()
