@@ -14,6 +14,7 @@ mod config;
 mod divergence;
 mod failover;
 mod gateway;
+mod restore;
 mod up;
 mod witness;
 
@@ -86,6 +87,9 @@ enum Command {
     /// Run the embedded witness that holds primary leadership for a
     /// deployment on one host (`[witness] kind = "embedded"`).
     Witness(witness::WitnessArgs),
+    /// Backups: restore a workspace from a backup repository.
+    #[command(subcommand)]
+    Backup(restore::BackupCommand),
 }
 
 #[derive(Args)]
@@ -313,6 +317,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Witness(args) => witness::run(args, shutdown_signal()).await,
         Command::Failover(args) => failover::run(args).await,
         Command::Divergence(args) => divergence::run(args).await,
+        Command::Backup(command) => restore::run(command).await,
         Command::Status(args) => {
             let target = args.resolve()?;
             let status = target.client.regions().await?;
