@@ -203,15 +203,15 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
                 ))
             })?,
     };
-    let base = manifests
-        .into_iter()
-        .filter(|manifest| manifest.region == region && manifest.kind == BackupKind::Full)
-        .filter(|manifest| match request.point {
-            RestorePoint::Seq(seq) => manifest.position <= seq,
-            RestorePoint::At(at) => manifest.position_recorded_at <= at,
-            RestorePoint::Backup(_) => unreachable!("handled above"),
-        })
-        .next_back();
+    let base = manifests.into_iter().rfind(|manifest| {
+        manifest.region == region
+            && manifest.kind == BackupKind::Full
+            && match request.point {
+                RestorePoint::Seq(seq) => manifest.position <= seq,
+                RestorePoint::At(at) => manifest.position_recorded_at <= at,
+                RestorePoint::Backup(_) => unreachable!("handled above"),
+            }
+    });
     let base_position = base.as_ref().map_or(0, |base| base.position);
     let mut objects = Vec::new();
     if let Some(base) = &base {
@@ -621,6 +621,7 @@ async fn digest_of(storage: &ArtifactStore, key: &ArtifactKey) -> Result<String,
 }
 
 /// Streams the workspace's records into one metadata transaction.
+#[allow(clippy::too_many_arguments)]
 async fn write_metadata(
     store: &dyn MetadataStore,
     repository: &Repository,
