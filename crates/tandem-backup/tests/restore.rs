@@ -501,6 +501,16 @@ async fn restores_a_full_backup_and_points_in_time(backend: Backend) {
         "the copy's run has its own id: {copies:?}"
     );
     assert_eq!(read(&target.storage, &key(&copies[0])).await, b"first model");
+
+    // No point given: the latest state the repository holds (the backup,
+    // then every archived segment after it).
+    let mut latest = request(&repo_url, RestorePoint::Latest);
+    latest.as_name = Some("team-latest".to_string());
+    let outcome = restore(target.store.as_ref(), &target.storage, &latest, &quiet)
+        .await
+        .unwrap();
+    assert!(outcome.position >= source.second.0, "{outcome:?}");
+    assert_eq!(restored(&target, "team-latest").await.1, source.second.2);
     target.finish().await;
     source.region.finish().await;
 }

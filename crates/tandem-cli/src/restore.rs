@@ -1,6 +1,7 @@
-//! `tandem backup restore --from URL (--at TIME | --seq N | --backup ID)
+//! `tandem backup restore --from URL [--at TIME | --seq N | --backup ID]
 //! [--into REGION_URL] [--workspace W] [--as NEW] [--overwrite]`: rebuilds a
-//! workspace as it was at that moment, in the region at REGION_URL (default:
+//! workspace as it was at that moment (none given: the latest state the
+//! repository holds), in the region at REGION_URL (default:
 //! the configured URL). Progress goes to stderr; the result to stdout.
 
 use tandem_client::{RestoreSpec, TandemClient};
@@ -54,9 +55,6 @@ pub async fn run(command: BackupCommand) -> anyhow::Result<()> {
 }
 
 async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
-    if args.backup.is_none() && args.seq.is_none() && args.at.is_none() {
-        return Err(Refusal::Usage("give one of --backup ID, --seq N and --at TIME".to_string()).into());
-    }
     let target = args.client.resolve()?;
     let client: TandemClient = match &args.into {
         Some(url) => target

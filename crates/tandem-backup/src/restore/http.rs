@@ -82,9 +82,10 @@ impl RestoreBody {
             (Some(backup), None, None) => RestorePoint::Backup(backup),
             (None, Some(seq), None) => RestorePoint::Seq(seq),
             (None, None, Some(at)) => RestorePoint::At(at),
+            (None, None, None) => RestorePoint::Latest,
             _ => {
                 return Err(RestoreError::Invalid(
-                    "give exactly one of backup, seq and at".to_string(),
+                    "give at most one of backup, seq and at".to_string(),
                 ))
             }
         };
@@ -259,13 +260,16 @@ mod tests {
     }
 
     #[test]
-    fn exactly_one_point_is_given() {
+    fn at_most_one_point_is_given() {
         let body = |value: serde_json::Value| {
             serde_json::from_value::<RestoreBody>(value)
                 .unwrap()
                 .into_request()
         };
-        assert!(body(json!({"from": "file:///r"})).is_err());
+        assert_eq!(
+            body(json!({"from": "file:///r"})).unwrap().point,
+            RestorePoint::Latest
+        );
         assert!(body(json!({"from": "file:///r", "seq": 3, "backup": "b"})).is_err());
         assert_eq!(
             body(json!({"from": "file:///r", "seq": 3})).unwrap().point,

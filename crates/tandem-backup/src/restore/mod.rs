@@ -54,6 +54,9 @@ pub enum RestorePoint {
     /// The journal up to (not including) its first record recorded after
     /// this time: a prefix of the journal, so always a consistent state.
     At(Millis),
+    /// The latest state the repository holds: the newest full backup of the
+    /// region, then every archived segment after it (contiguous).
+    Latest,
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +212,7 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
             && match request.point {
                 RestorePoint::Seq(seq) => manifest.position <= seq,
                 RestorePoint::At(at) => manifest.position_recorded_at <= at,
+                RestorePoint::Latest => true,
                 RestorePoint::Backup(_) => unreachable!("handled above"),
             }
     });
@@ -234,6 +238,7 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
     for segment in &segments {
         if match request.point {
             RestorePoint::Seq(seq) => expected > seq,
+            RestorePoint::Latest => false,
             _ => reached,
         } {
             reached = true;
@@ -282,6 +287,15 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
                 )));
             }
             i64::MAX
+        }
+        RestorePoint::Latest => {
+            if end.0 < 1 {
+                return Err(RestoreError::NotFound(format!(
+                    "{} holds nothing of {region}: no backup and no archived journal",
+                    request.from
+                )));
+            }
+            end.0
         }
         RestorePoint::Backup(_) => unreachable!("handled above"),
     };
