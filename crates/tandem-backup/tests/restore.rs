@@ -12,7 +12,9 @@ use tandem_artifacts::{workspace_artifact_key, ArtifactKey, ArtifactStore};
 use tandem_backup::format::{
     self, ArchivedRecord, BackupKind, BackupManifest, ObjectRef, RepositoryInfo, SegmentInfo, WorkspaceEntry,
 };
-use tandem_backup::restore::{restore, Progress, RestoreError, RestorePoint, RestoreRequest};
+use tandem_backup::restore::{
+    restore, Progress, RecordSelection, RestoreError, RestorePoint, RestoreRequest,
+};
 use tandem_core::journal::Change;
 use tandem_core::model::{Metric, Param};
 use tandem_store::{CreateRun, MetadataStore, SqlStore, StoreOptions, WorkspaceRef};
@@ -552,6 +554,72 @@ async fn setup() -> (
     .await;
     let target = Target::open(Backend::Sqlite, "westus", false).await;
     (source, repo_dir, repo_url, repo, backups, target)
+}
+
+#[tokio::test]
+async fn the_record_selection_streams_the_journal_up_to_a_point() {
+    let (source, _dir, repo_url, _repo, _, target) = setup().await;
+    let journal = source.region.store.journal_after(0, None, 1000).await.unwrap();
+    let ws_id = source.ws.workspace_id.clone();
+
+    // One workspace, up to the first moment: its records, in journal order.
+    let selection = RecordSelection::open(
+        &repo_url,
+        &Default::default(),
+        RestorePoint::Seq(source.first.0),
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (selection.region.as_str(), selection.position),
+        ("eastus", source.first.0)
+    );
+    assert_eq!(selection.workspaces.get("team"), Some(&ws_id));
+    let mut seqs = Vec::new();
+    selection
+        .for_each(Some(&ws_id), |record| {
+            seqs.push(record.seq);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let expected: Vec<i64> = journal
+        .iter()
+        .filter(|record| record.workspace_id == ws_id && record.seq <= source.first.0)
+        .map(|record| record.seq)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(seqs, expected);
+
+    // Every workspace, latest: the other workspace's creation too, no
+    // deployment records.
+    let selection = RecordSelection::open(&repo_url, &Default::default(), RestorePoint::Latest, None)
+        .await
+        .unwrap();
+    assert_eq!(selection.position, source.second.0);
+    let mut records = Vec::new();
+    selection
+        .for_each(None, |record| {
+            records.push(record);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let expected: Vec<i64> = journal
+        .iter()
+        .filter(|record| record.workspace_id != tandem_core::journal::DEPLOYMENT_RECORD)
+        .map(|record| record.seq)
+        .collect();
+    assert_eq!(
+        records.iter().map(|record| record.seq).collect::<Vec<_>>(),
+        expected
+    );
+    assert!(records
+        .iter()
+        .any(|record| matches!(&record.change, Change::WorkspaceCreated { name, .. } if name == "other")));
+    target.finish().await;
+    source.region.finish().await;
 }
 
 /// Nothing was written: no workspace, no journal record, no stored object.

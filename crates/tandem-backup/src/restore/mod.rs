@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use futures::StreamExt;
 use serde::Serialize;
 use tandem_artifacts::{workspace_artifact_key, ArtifactKey, ArtifactStore};
-use tandem_core::journal::Change;
+use tandem_core::journal::{Change, JournalRecord, DEPLOYMENT_RECORD};
 use tandem_core::model::{Millis, ViewType};
 use tandem_store::{MetadataStore, StoreError, WriteOutcome};
 
@@ -309,28 +309,32 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
     })
 }
 
-/// Restores a workspace into `store` (metadata) and `storage` (the target
-/// region's default storage). `progress` is told how far it is.
-pub async fn restore(
-    store: &dyn MetadataStore,
-    storage: &ArtifactStore,
-    request: &RestoreRequest,
-    progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<RestoreOutcome, RestoreError> {
-    if let Some(name) = &request.as_name {
-        tandem_core::validation::validate_workspace_name(name)
-            .map_err(|error| RestoreError::Invalid(error.message))?;
-    }
-    let repository = Repository::open(&request.from, &request.repository_options).await?;
-    let mut plan = plan(&repository, request).await?;
+/// What the first pass over a plan's record objects learnt.
+struct Survey {
+    fencing: Fencing,
+    /// Workspace name → id, from every `workspace_created` read.
+    names: BTreeMap<String, String>,
+    position: i64,
+    position_recorded_at: Millis,
+}
 
+/// Reads every record object of `plan` through once, checking each one's
+/// size and SHA-256 before anything is written; learns the epochs (for
+/// fencing), the workspaces, and the exact position reached (for `At`: the
+/// last record recorded at or before the time), which bounds the plan.
+async fn survey(
+    repository: &Repository,
+    plan: &mut Plan,
+    point: &RestorePoint,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<Survey, RestoreError> {
     // Read everything once: digests first, and what the target needs to know.
     let mut fencing = Fencing::default();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
     let mut stopped = false;
     let mut last: Option<(i64, Millis)> = None;
     let mut read: u64 = 0;
-    let at = match request.point {
+    let at = match *point {
         RestorePoint::At(at) => Some(at),
         _ => None,
     };
@@ -369,7 +373,7 @@ pub async fn restore(
         total: read,
         unit: "records",
     });
-    let (position, position_recorded_at) = match (&request.point, last, &plan.base) {
+    let (position, position_recorded_at) = match (point, last, &plan.base) {
         (RestorePoint::At(_), Some(last), _) => last,
         (RestorePoint::At(_), None, Some(base)) => (base.position, base.position_recorded_at),
         (RestorePoint::At(at), None, None) => {
@@ -391,6 +395,118 @@ pub async fn restore(
         }
     };
     plan.bound = position;
+    Ok(Survey {
+        fencing,
+        names,
+        position,
+        position_recorded_at,
+    })
+}
+
+/// The records of a repository up to a moment, selected the way a restore
+/// selects them: a public reader for other parts (e.g. failover restoring
+/// hot-cold classes from another region's archive). [`RecordSelection::open`]
+/// plans the objects and reads every one through once, checking its size and
+/// SHA-256 (a mismatch, a gap or a short archive is an error before any
+/// record is handed out); [`RecordSelection::for_each`] then streams the
+/// selected records in journal order, holding one record at a time.
+pub struct RecordSelection {
+    repository: Repository,
+    plan: Plan,
+    fencing: Fencing,
+    /// The region whose journal the position counts in.
+    pub region: String,
+    /// The last position selected, and when it was recorded.
+    pub position: i64,
+    pub position_recorded_at: Millis,
+    /// Workspace name → id, of every workspace created up to the position.
+    pub workspaces: BTreeMap<String, String>,
+}
+
+impl RecordSelection {
+    /// `point` as in a restore; `region` chooses the journal for `Seq`,
+    /// `At` and `Latest` (default: the newest backup's region).
+    pub async fn open(
+        from: &str,
+        options: &HashMap<String, String>,
+        point: RestorePoint,
+        region: Option<String>,
+    ) -> Result<RecordSelection, RestoreError> {
+        let repository = Repository::open(from, options).await?;
+        let request = RestoreRequest {
+            from: from.to_string(),
+            repository_options: options.clone(),
+            workspace: None,
+            point,
+            region,
+            as_name: None,
+            overwrite: false,
+        };
+        let mut plan = plan(&repository, &request).await?;
+        let survey = survey(&repository, &mut plan, &request.point, &|_| {}).await?;
+        Ok(RecordSelection {
+            region: plan.region.clone(),
+            repository,
+            plan,
+            fencing: survey.fencing,
+            position: survey.position,
+            position_recorded_at: survey.position_recorded_at,
+            workspaces: survey.names,
+        })
+    }
+
+    /// Streams the selected records in journal order: each position once,
+    /// none voided when archived, none fenced by a later epoch's fork, no
+    /// deployment records (`epoch_began`; read only for fencing), and, when
+    /// `workspace_id` is given, only that workspace's. Every object is
+    /// checked against its digest again as it is read (an object changed
+    /// since `open` is an error, after the records read before it).
+    pub async fn for_each(
+        &self,
+        workspace_id: Option<&str>,
+        mut each: impl FnMut(JournalRecord) -> Result<(), RestoreError>,
+    ) -> Result<(), RestoreError> {
+        self.plan
+            .scan(&self.repository, |record| {
+                let wanted = match workspace_id {
+                    Some(id) => select::kept(&record, id, &self.fencing),
+                    None => {
+                        record.record.workspace_id != DEPLOYMENT_RECORD
+                            && !record.voided
+                            && !self.fencing.fenced(&record.record)
+                    }
+                };
+                if wanted {
+                    each(record.record)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+    }
+}
+
+/// Restores a workspace into `store` (metadata) and `storage` (the target
+/// region's default storage). `progress` is told how far it is.
+pub async fn restore(
+    store: &dyn MetadataStore,
+    storage: &ArtifactStore,
+    request: &RestoreRequest,
+    progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<RestoreOutcome, RestoreError> {
+    if let Some(name) = &request.as_name {
+        tandem_core::validation::validate_workspace_name(name)
+            .map_err(|error| RestoreError::Invalid(error.message))?;
+    }
+    let repository = Repository::open(&request.from, &request.repository_options).await?;
+    let mut plan = plan(&repository, request).await?;
+
+    let Survey {
+        fencing,
+        names,
+        position,
+        position_recorded_at,
+    } = survey(&repository, &mut plan, &request.point, progress).await?;
 
     // The workspace: named, or the only one the backup holds.
     let name = match &request.workspace {
