@@ -340,7 +340,7 @@ async fn survey(
     };
     {
         let base_position = plan.base_position;
-        plan.scan(&repository, |record| {
+        plan.scan(repository, |record| {
             let record = &record.record;
             if stopped {
                 return Ok(());
