@@ -622,6 +622,87 @@ async fn the_record_selection_streams_the_journal_up_to_a_point() {
     source.region.finish().await;
 }
 
+#[tokio::test]
+async fn voided_and_fenced_records_are_not_selected() {
+    let (source, _dir, repo_url, repo, _, target) = setup().await;
+    let journal = source.region.store.journal_after(0, None, 1000).await.unwrap();
+    let ws_id = source.ws.workspace_id.clone();
+    let head = journal.last().unwrap().seq;
+    let model = journal
+        .iter()
+        .rev()
+        .find(|record| record.workspace_id == ws_id)
+        .unwrap()
+        .clone();
+    let origin = journal.iter().map(|record| record.origin_seq).max().unwrap();
+    let change = |seq: i64, epoch: i64| tandem_core::journal::JournalRecord {
+        seq,
+        origin_seq: origin + (seq - head),
+        epoch,
+        seen: None,
+        ..model.clone()
+    };
+    // A change of epoch E beyond the fork of epoch E+1 (fenced: it was
+    // voided after it was archived), then E+1 begins, then a change voided
+    // when archived, then one that stays.
+    let fenced = change(head + 1, model.epoch);
+    let mut began = change(head + 2, model.epoch + 1);
+    began.workspace_id = tandem_core::journal::DEPLOYMENT_RECORD.to_string();
+    began.change = Change::EpochBegan {
+        epoch: model.epoch + 1,
+        primary: model.origin_region.clone(),
+        fork: BTreeMap::from([(model.origin_region.clone(), origin)]),
+        time: model.recorded_at,
+    };
+    let voided = change(head + 3, model.epoch + 1);
+    let kept = change(head + 4, model.epoch + 1);
+    let mut bytes = Vec::new();
+    for (record, voided) in [(&fenced, false), (&began, false), (&voided, true), (&kept, false)] {
+        let archived = ArchivedRecord {
+            record: record.clone(),
+            voided,
+        };
+        bytes.extend_from_slice(&serde_json::to_vec(&archived).unwrap());
+        bytes.push(b'\n');
+    }
+    let (data, meta) = format::segment_keys("eastus", head + 1, head + 4);
+    let object = put(&repo, &data, bytes).await;
+    let info = SegmentInfo {
+        format: format::REPOSITORY_FORMAT,
+        region: "eastus".to_string(),
+        first_seq: head + 1,
+        last_seq: head + 4,
+        records: 4,
+        bytes: object.bytes,
+        sha256: object.sha256,
+        first_recorded_at: model.recorded_at,
+        last_recorded_at: model.recorded_at,
+    };
+    put(&repo, &meta, serde_json::to_vec(&info).unwrap()).await;
+
+    let selection = RecordSelection::open(&repo_url, &Default::default(), RestorePoint::Latest, None)
+        .await
+        .unwrap();
+    assert_eq!(selection.position, head + 4);
+    let mut seqs = Vec::new();
+    selection
+        .for_each(Some(&ws_id), |record| {
+            seqs.push(record.seq);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let mut expected: Vec<i64> = journal
+        .iter()
+        .filter(|record| record.workspace_id == ws_id)
+        .map(|record| record.seq)
+        .collect();
+    expected.push(head + 4);
+    assert_eq!(seqs, expected, "neither the fenced nor the voided change");
+    target.finish().await;
+    source.region.finish().await;
+}
+
 /// Nothing was written: no workspace, no journal record, no stored object.
 async fn untouched(target: &Target) {
     assert!(target
