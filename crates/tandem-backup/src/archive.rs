@@ -62,14 +62,21 @@ pub async fn archive_until(
     let lock = archive_lock(repo.url(), region);
     let _guard = lock.lock().await;
     repo.init(now_millis()).await?;
-    let mut last = repo.segments(region).await?.last().map(|segment| segment.last_seq).unwrap_or(0);
+    let mut last = repo
+        .segments(region)
+        .await?
+        .last()
+        .map(|segment| segment.last_seq)
+        .unwrap_or(0);
     let mut outcome = ArchiveOutcome {
         archived_to: last,
         ..ArchiveOutcome::default()
     };
     let total = (upto - last).max(0);
     while last < upto {
-        let entries = store.journal_entries_after(last, SEGMENT_RECORDS.min(upto - last)).await?;
+        let entries = store
+            .journal_entries_after(last, SEGMENT_RECORDS.min(upto - last))
+            .await?;
         if entries.is_empty() {
             break;
         }
@@ -87,14 +94,19 @@ pub async fn archive_until(
         for archived in records.iter().filter(|archived| !archived.voided) {
             // FileWritten (the workspace file share) is archived here the
             // same way once it exists: its bytes by digest.
-            if let Change::ArtifactWritten { path, size, sha256, .. } = &archived.record.change {
+            if let Change::ArtifactWritten {
+                path, size, sha256, ..
+            } = &archived.record.change
+            {
                 match copy_blob(storage, repo, &archived.record.workspace_id, path, *size, sha256).await? {
                     Copied::Already => {}
                     Copied::Now(bytes) => {
                         outcome.copied_blobs += 1;
                         outcome.copied_bytes += bytes;
                     }
-                    Copied::Missing => outcome.missing.push(format!("{}/{path}", archived.record.workspace_id)),
+                    Copied::Missing => outcome
+                        .missing
+                        .push(format!("{}/{path}", archived.record.workspace_id)),
                 }
             }
         }
@@ -118,7 +130,12 @@ pub async fn archive_until(
         outcome.records += info.records;
         last = info.last_seq;
         outcome.archived_to = last;
-        progress(Progress::new("archiving journal", total - (upto - last).max(0), total, "records"));
+        progress(Progress::new(
+            "archiving journal",
+            total - (upto - last).max(0),
+            total,
+            "records",
+        ));
     }
     if !outcome.missing.is_empty() {
         tracing::warn!(repository = %repo.url(), missing = ?outcome.missing, "artifacts changed before they were archived");

@@ -17,8 +17,8 @@ use tandem_store::MetadataStore;
 use crate::archive::{archive_until, copy_blob, Copied};
 use crate::error::{BackupError, BackupResult};
 use crate::format::{
-    blob_key, manifest_key, segment_keys, snapshot_key, ArchivedRecord, BackupKind, BackupManifest, ContentEntry,
-    ObjectRef, WorkspaceEntry, REPOSITORY_FORMAT,
+    blob_key, manifest_key, segment_keys, snapshot_key, ArchivedRecord, BackupKind, BackupManifest,
+    ContentEntry, ObjectRef, WorkspaceEntry, REPOSITORY_FORMAT,
 };
 use crate::repo::Repository;
 use crate::{now_millis, Progress, ProgressFn};
@@ -47,7 +47,9 @@ impl Tracked {
         self.records += 1;
         match &record.change {
             Change::WorkspaceCreated { name, .. } => self.name = name.clone(),
-            Change::ArtifactWritten { path, size, sha256, .. } => {
+            Change::ArtifactWritten {
+                path, size, sha256, ..
+            } => {
                 self.artifacts.insert(
                     path.clone(),
                     ContentEntry {
@@ -95,7 +97,11 @@ pub async fn create_backup(
                 .iter()
                 .find(|w| &w.workspace_id == wanted)
                 .or_else(|| workspaces.iter().find(|w| &w.name == wanted))
-                .ok_or_else(|| BackupError::not_found(format!("Workspace '{wanted}' does not exist in region '{region}'")))?;
+                .ok_or_else(|| {
+                    BackupError::not_found(format!(
+                        "Workspace '{wanted}' does not exist in region '{region}'"
+                    ))
+                })?;
             Some((found.workspace_id.clone(), found.name.clone()))
         }
     };
@@ -110,7 +116,10 @@ pub async fn create_backup(
             .await?
             .into_iter()
             .filter(|m| {
-                m.kind == BackupKind::Full && m.region == region && m.workspace == scope_name && m.position <= position
+                m.kind == BackupKind::Full
+                    && m.region == region
+                    && m.workspace == scope_name
+                    && m.position <= position
             })
             .max_by_key(|m| m.position)
     };
@@ -120,7 +129,8 @@ pub async fn create_backup(
     let mut position_recorded_at = 0;
     let (snapshot, segments, from) = match &base {
         None => {
-            let snapshot = write_snapshot(store, repo, &id, position, &scope_id, &mut tracked, progress).await?;
+            let snapshot =
+                write_snapshot(store, repo, &id, position, &scope_id, &mut tracked, progress).await?;
             (Some(snapshot), Vec::new(), 0)
         }
         Some(base) => {
@@ -130,7 +140,11 @@ pub async fn create_backup(
                     Tracked {
                         name: entry.name.clone(),
                         records: entry.records,
-                        artifacts: entry.artifacts.iter().map(|a| (a.path.clone(), a.clone())).collect(),
+                        artifacts: entry
+                            .artifacts
+                            .iter()
+                            .map(|a| (a.path.clone(), a.clone()))
+                            .collect(),
                     },
                 );
             }
@@ -152,12 +166,17 @@ pub async fn create_backup(
     // the snapshot did). Either way the tracked state is at the position.
     let mut after = if base.is_some() { from } else { position };
     while after < position {
-        let page = store.journal_entries_after(after, PAGE.min(position - after)).await?;
+        let page = store
+            .journal_entries_after(after, PAGE.min(position - after))
+            .await?;
         let Some((last, _)) = page.last() else { break };
         after = last.seq;
         for (record, voided) in &page {
             if in_scope(record, *voided, &scope_id) {
-                tracked.entry(record.workspace_id.clone()).or_default().apply(record);
+                tracked
+                    .entry(record.workspace_id.clone())
+                    .or_default()
+                    .apply(record);
             }
         }
     }
@@ -198,7 +217,11 @@ pub async fn create_backup(
     let manifest = BackupManifest {
         format: REPOSITORY_FORMAT,
         id: id.clone(),
-        kind: if base.is_some() { BackupKind::Incremental } else { BackupKind::Full },
+        kind: if base.is_some() {
+            BackupKind::Incremental
+        } else {
+            BackupKind::Full
+        },
         base: base.as_ref().map(|b| b.id.clone()),
         region: region.to_string(),
         position,
@@ -242,14 +265,22 @@ async fn write_snapshot(
     let produce = async {
         let mut after = 0;
         while after < position {
-            let page = store.journal_entries_after(after, PAGE.min(position - after)).await?;
+            let page = store
+                .journal_entries_after(after, PAGE.min(position - after))
+                .await?;
             let Some((last, _)) = page.last() else { break };
             after = last.seq;
             let mut lines = Vec::new();
             for (record, voided) in page {
                 if in_scope(&record, voided, scope) {
-                    tracked.entry(record.workspace_id.clone()).or_default().apply(&record);
-                    let archived = ArchivedRecord { record, voided: false };
+                    tracked
+                        .entry(record.workspace_id.clone())
+                        .or_default()
+                        .apply(&record);
+                    let archived = ArchivedRecord {
+                        record,
+                        voided: false,
+                    };
                     serde_json::to_writer(&mut lines, &archived).expect("records always encode");
                     lines.push(b'\n');
                 }

@@ -51,3 +51,4 @@ pub(crate) fn now_millis() -> i64 {
         .map(|elapsed| elapsed.as_millis() as i64)
         .unwrap_or(0)
 }
+pub mod restore;

@@ -31,8 +31,9 @@ impl Repository {
         if url.trim().is_empty() {
             return Err(BackupError::invalid("the backup repository URL is empty"));
         }
-        let storage = ArtifactStore::open(url, &HashMap::new())
-            .map_err(|error| BackupError::invalid(format!("cannot open backup repository '{url}': {error}")))?;
+        let storage = ArtifactStore::open(url, &HashMap::new()).map_err(|error| {
+            BackupError::invalid(format!("cannot open backup repository '{url}': {error}"))
+        })?;
         Ok(Repository {
             storage,
             url: url.to_string(),
@@ -70,16 +71,21 @@ impl Repository {
 
     /// The repository's description; an error if `url` holds none.
     pub async fn info(&self) -> BackupResult<RepositoryInfo> {
-        self.read_json::<RepositoryInfo>(REPOSITORY_INFO_KEY).await?.ok_or_else(|| {
-            BackupError::not_found(format!(
-                "'{}' is not a Tandem backup repository (no {REPOSITORY_INFO_KEY})",
-                self.url
-            ))
-        })
+        self.read_json::<RepositoryInfo>(REPOSITORY_INFO_KEY)
+            .await?
+            .ok_or_else(|| {
+                BackupError::not_found(format!(
+                    "'{}' is not a Tandem backup repository (no {REPOSITORY_INFO_KEY})",
+                    self.url
+                ))
+            })
     }
 
     pub async fn head(&self, key: &str) -> BackupResult<Option<u64>> {
-        self.storage.head(&self.key(key)?).await.map_err(|error| self.failed(error))
+        self.storage
+            .head(&self.key(key)?)
+            .await
+            .map_err(|error| self.failed(error))
     }
 
     /// The whole object, or None if it does not exist. For small documents.
@@ -100,10 +106,9 @@ impl Repository {
     /// Reads an object and checks it against its reference (size and
     /// SHA-256): the repository's content is never trusted unverified.
     pub async fn read_verified(&self, object: &ObjectRef) -> BackupResult<Vec<u8>> {
-        let bytes = self
-            .read(&object.key)
-            .await?
-            .ok_or_else(|| BackupError::corrupt(format!("{} is missing from the backup repository", object.key)))?;
+        let bytes = self.read(&object.key).await?.ok_or_else(|| {
+            BackupError::corrupt(format!("{} is missing from the backup repository", object.key))
+        })?;
         let digest = hex::encode(Sha256::digest(&bytes));
         if bytes.len() as i64 != object.bytes || digest != object.sha256 {
             return Err(BackupError::corrupt(format!(
@@ -119,7 +124,9 @@ impl Repository {
 
     pub async fn read_json<T: DeserializeOwned>(&self, key: &str) -> BackupResult<Option<T>> {
         match self.read(key).await? {
-            Some(bytes) => decode(key, &bytes).map(Some).map_err(|error| BackupError::corrupt(error.0)),
+            Some(bytes) => decode(key, &bytes)
+                .map(Some)
+                .map_err(|error| BackupError::corrupt(error.0)),
             None => Ok(None),
         }
     }
@@ -186,13 +193,20 @@ impl Repository {
     /// The archived segments of `region`'s journal, in order.
     pub async fn segments(&self, region: &str) -> BackupResult<Vec<SegmentInfo>> {
         let prefix = segment_prefix(region);
-        let listing = match self.storage.list(Some(&self.key(prefix.trim_end_matches('/'))?)).await {
+        let listing = match self
+            .storage
+            .list(Some(&self.key(prefix.trim_end_matches('/'))?))
+            .await
+        {
             Ok(listing) => listing,
             Err(ArtifactError::NotFound { .. }) => return Ok(Vec::new()),
             Err(error) => return Err(self.failed(error)),
         };
         let mut segments = Vec::new();
-        for entry in listing.into_iter().filter(|entry| !entry.is_dir && entry.path.ends_with(".json")) {
+        for entry in listing
+            .into_iter()
+            .filter(|entry| !entry.is_dir && entry.path.ends_with(".json"))
+        {
             if let Some(info) = self.read_json::<SegmentInfo>(&entry.path).await? {
                 segments.push(info);
             }

@@ -45,7 +45,16 @@ pub async fn run(service: BackupService, schedule: Schedule, stop: impl Future<O
                 }
             };
             if head != archived {
-                match archive_until(service.store.as_ref(), &service.storage, &repo, &service.region, head, &no_progress).await {
+                match archive_until(
+                    service.store.as_ref(),
+                    &service.storage,
+                    &repo,
+                    &service.region,
+                    head,
+                    &no_progress,
+                )
+                .await
+                {
                     Ok(outcome) => archived = outcome.archived_to,
                     Err(error) => tracing::warn!(%error, "archiving the journal failed; retrying"),
                 }
@@ -54,8 +63,15 @@ pub async fn run(service: BackupService, schedule: Schedule, stop: impl Future<O
                 if last_backup.elapsed() >= every && (schedule.accepting_writes)() {
                     last_backup = Instant::now();
                     let options = CreateOptions::default();
-                    if let Err(error) =
-                        create_backup(service.store.as_ref(), &service.storage, &service.region, &repo, &options, &no_progress).await
+                    if let Err(error) = create_backup(
+                        service.store.as_ref(),
+                        &service.storage,
+                        &service.region,
+                        &repo,
+                        &options,
+                        &no_progress,
+                    )
+                    .await
                     {
                         tracing::warn!(%error, "scheduled backup failed");
                     }

@@ -36,7 +36,11 @@ impl VerifyReport {
 }
 
 /// Verifies every backup of the repository, or one (with its base).
-pub async fn verify(repo: &Repository, backup: Option<&str>, progress: ProgressFn<'_>) -> BackupResult<VerifyReport> {
+pub async fn verify(
+    repo: &Repository,
+    backup: Option<&str>,
+    progress: ProgressFn<'_>,
+) -> BackupResult<VerifyReport> {
     repo.info().await?;
     let mut report = VerifyReport {
         repository: repo.url().to_string(),
@@ -76,7 +80,11 @@ pub async fn verify(repo: &Repository, backup: Option<&str>, progress: ProgressF
         report.backups.push(id.clone());
         let mut objects: Vec<ObjectRef> = manifest.snapshot.iter().cloned().collect();
         objects.extend(manifest.segments.iter().cloned());
-        for entry in manifest.workspaces.iter().flat_map(|w| w.artifacts.iter().chain(w.files.iter())) {
+        for entry in manifest
+            .workspaces
+            .iter()
+            .flat_map(|w| w.artifacts.iter().chain(w.files.iter()))
+        {
             objects.push(ObjectRef {
                 key: blob_key(&entry.sha256),
                 bytes: entry.size,
@@ -101,13 +109,22 @@ pub async fn verify(repo: &Repository, backup: Option<&str>, progress: ProgressF
             }
         }
         report.problems.extend(chain_problems(repo, manifest).await?);
-        progress(Progress::new("verifying backups", done as i64 + 1, total, "backups"));
+        progress(Progress::new(
+            "verifying backups",
+            done as i64 + 1,
+            total,
+            "backups",
+        ));
     }
     Ok(report)
 }
 
 /// None when the object is there with the recorded size and digest.
-async fn check(repo: &Repository, object: &ObjectRef, report: &mut VerifyReport) -> BackupResult<Option<String>> {
+async fn check(
+    repo: &Repository,
+    object: &ObjectRef,
+    report: &mut VerifyReport,
+) -> BackupResult<Option<String>> {
     report.objects_checked += 1;
     Ok(match repo.hash(&object.key).await? {
         None => Some("missing".to_string()),
@@ -136,18 +153,27 @@ async fn chain_problems(repo: &Repository, manifest: &BackupManifest) -> BackupR
     match manifest.kind {
         BackupKind::Full => {
             if manifest.snapshot.is_none() {
-                problems.push(problem(manifest_key(&manifest.id), "a full backup without a snapshot".into()));
+                problems.push(problem(
+                    manifest_key(&manifest.id),
+                    "a full backup without a snapshot".into(),
+                ));
             }
         }
         BackupKind::Incremental => {
             let Some(base_id) = &manifest.base else {
-                problems.push(problem(manifest_key(&manifest.id), "an incremental backup without a base".into()));
+                problems.push(problem(
+                    manifest_key(&manifest.id),
+                    "an incremental backup without a base".into(),
+                ));
                 return Ok(problems);
             };
             let base = match repo.read_json::<BackupManifest>(&manifest_key(base_id)).await {
                 Ok(Some(base)) => base,
                 Ok(None) => {
-                    problems.push(problem(manifest_key(base_id), format!("its base backup {base_id} is missing")));
+                    problems.push(problem(
+                        manifest_key(base_id),
+                        format!("its base backup {base_id} is missing"),
+                    ));
                     return Ok(problems);
                 }
                 Err(error) => {
@@ -164,14 +190,21 @@ async fn chain_problems(repo: &Repository, manifest: &BackupManifest) -> BackupR
             let mut next = base.position + 1;
             for (first, last, key) in &ranges {
                 if *first > next {
-                    problems.push(problem(key.clone(), format!("gap in the journal: records {next} to {} are missing", first - 1)));
+                    problems.push(problem(
+                        key.clone(),
+                        format!("gap in the journal: records {next} to {} are missing", first - 1),
+                    ));
                 }
                 next = next.max(last + 1);
             }
             if next <= manifest.position {
                 problems.push(problem(
                     manifest_key(&manifest.id),
-                    format!("the segments end at {}, before the backup's position {}", next - 1, manifest.position),
+                    format!(
+                        "the segments end at {}, before the backup's position {}",
+                        next - 1,
+                        manifest.position
+                    ),
                 ));
             }
         }

@@ -7,15 +7,7 @@ use serde_json::Value;
 use crate::progress::ProgressLine;
 use crate::ClientArgs;
 
-#[derive(clap::Args, Debug)]
-pub struct BackupArgs {
-    #[command(subcommand)]
-    pub command: BackupCommand,
-    #[command(flatten)]
-    pub client: ClientArgs,
-}
-
-#[derive(clap::Subcommand, Debug, PartialEq, Eq)]
+#[derive(clap::Subcommand, Debug)]
 pub enum BackupCommand {
     /// Back up the region's workspaces (or one) to a repository: full the
     /// first time, then incremental (only what changed is copied).
@@ -29,11 +21,15 @@ pub enum BackupCommand {
         /// A full backup even if an incremental one could build on the last full one.
         #[arg(long)]
         full: bool,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// List a repository's backups and journal archives.
     List {
         #[arg(long, value_name = "URL")]
         from: String,
+        #[command(flatten)]
+        client: ClientArgs,
     },
     /// Check every object of every backup (or one) against its recorded size
     /// and SHA-256; exits 1 when anything is missing or corrupt.
@@ -43,15 +39,26 @@ pub enum BackupCommand {
         /// Only this backup (and its base).
         #[arg(long)]
         backup: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
     },
+    /// Rebuild a workspace as it was at a backup, a journal position or a
+    /// moment, in place or as a new workspace, in any region.
+    Restore(crate::restore::RestoreArgs),
 }
 
-pub async fn run(args: BackupArgs) -> anyhow::Result<()> {
-    let target = args.client.resolve()?;
-    let client = &target.client;
+pub async fn run(command: BackupCommand) -> anyhow::Result<()> {
     let mut line = ProgressLine::new();
-    match args.command {
-        BackupCommand::Create { to, workspace, full } => {
+    match command {
+        BackupCommand::Restore(args) => return crate::restore::restore(args).await,
+        BackupCommand::Create {
+            to,
+            workspace,
+            full,
+            client,
+        } => {
+            let target = client.resolve()?;
+            let client = &target.client;
             let manifest = client
                 .create_backup(&to, workspace.as_deref(), full, |p| line.update(p))
                 .await;
@@ -63,7 +70,9 @@ pub async fn run(args: BackupArgs) -> anyhow::Result<()> {
                 println!("{}", describe_backup(&manifest));
             }
         }
-        BackupCommand::List { from } => {
+        BackupCommand::List { from, client } => {
+            let target = client.resolve()?;
+            let client = &target.client;
             let listing = client.list_backups(&from).await?;
             if target.json {
                 println!("{}", serde_json::to_string_pretty(&listing)?);
@@ -71,7 +80,9 @@ pub async fn run(args: BackupArgs) -> anyhow::Result<()> {
                 print_listing(&listing);
             }
         }
-        BackupCommand::Verify { from, backup } => {
+        BackupCommand::Verify { from, backup, client } => {
+            let target = client.resolve()?;
+            let client = &target.client;
             let report = client
                 .verify_backups(&from, backup.as_deref(), |p| line.update(p))
                 .await;
@@ -106,8 +117,14 @@ pub async fn run(args: BackupArgs) -> anyhow::Result<()> {
 
 fn describe_backup(manifest: &Value) -> String {
     let workspaces = manifest["workspaces"].as_array().cloned().unwrap_or_default();
-    let records: i64 = workspaces.iter().map(|w| w["records"].as_i64().unwrap_or(0)).sum();
-    let artifacts: usize = workspaces.iter().map(|w| w["artifacts"].as_array().map_or(0, Vec::len)).sum();
+    let records: i64 = workspaces
+        .iter()
+        .map(|w| w["records"].as_i64().unwrap_or(0))
+        .sum();
+    let artifacts: usize = workspaces
+        .iter()
+        .map(|w| w["artifacts"].as_array().map_or(0, Vec::len))
+        .sum();
     format!(
         "backup {} ({}) of region {} at journal position {}: {} workspace(s), {records} records, {artifacts} artifacts; copied {} new blob(s), {} bytes",
         manifest["id"].as_str().unwrap_or("?"),
@@ -121,7 +138,11 @@ fn describe_backup(manifest: &Value) -> String {
 }
 
 fn print_listing(listing: &Value) {
-    println!("repository {} (format {})", listing["repository"].as_str().unwrap_or("?"), listing["format"]);
+    println!(
+        "repository {} (format {})",
+        listing["repository"].as_str().unwrap_or("?"),
+        listing["format"]
+    );
     for archive in listing["archives"].as_array().into_iter().flatten() {
         println!(
             "journal archive of {}: {} segment(s), records {}..{}",
@@ -131,7 +152,10 @@ fn print_listing(listing: &Value) {
             archive["last_seq"]
         );
     }
-    println!("{:<28} {:<12} {:<10} {:>9}  WORKSPACES", "ID", "KIND", "REGION", "POSITION");
+    println!(
+        "{:<28} {:<12} {:<10} {:>9}  WORKSPACES",
+        "ID", "KIND", "REGION", "POSITION"
+    );
     for backup in listing["backups"].as_array().into_iter().flatten() {
         let names: Vec<&str> = backup["workspaces"]
             .as_array()

@@ -17,6 +17,7 @@ mod divergence;
 mod failover;
 mod gateway;
 mod progress;
+mod restore;
 mod up;
 mod witness;
 
@@ -92,8 +93,9 @@ enum Command {
     /// Run the embedded witness that holds primary leadership for a
     /// deployment on one host (`[witness] kind = "embedded"`).
     Witness(witness::WitnessArgs),
-    /// Back up workspaces to any object-store URL, list and verify backups.
-    Backup(backup::BackupArgs),
+    /// Back up workspaces to any object-store URL, list, verify and restore backups.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
 }
 
 #[derive(Args)]
@@ -364,7 +366,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Witness(args) => witness::run(args, shutdown_signal()).await,
         Command::Failover(args) => failover::run(args).await,
         Command::Divergence(args) => divergence::run(args).await,
-        Command::Backup(args) => backup::run(args).await,
+        Command::Backup(command) => backup::run(command).await,
         Command::Status(args) => {
             let target = args.resolve()?;
             let status = target.client.regions().await?;

@@ -67,6 +67,9 @@ mod tests {
             super::render("copying", 5, 10, "files"),
             "copying [###############               ]  50% 5/10 files"
         );
-        assert_eq!(super::render("archiving", 3, 0, "records"), "archiving: 3 records");
+        assert_eq!(
+            super::render("archiving", 3, 0, "records"),
+            "archiving: 3 records"
+        );
     }
 }

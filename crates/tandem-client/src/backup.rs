@@ -39,7 +39,10 @@ impl TandemClient {
                 } else if let Some(error) = value.get("error") {
                     return Err(ClientError::Api {
                         status: 200,
-                        code: error["error_code"].as_str().unwrap_or("INTERNAL_ERROR").to_string(),
+                        code: error["error_code"]
+                            .as_str()
+                            .unwrap_or("INTERNAL_ERROR")
+                            .to_string(),
                         message: error["message"].as_str().unwrap_or_default().to_string(),
                     });
                 }
@@ -60,12 +63,15 @@ impl TandemClient {
         on_progress: impl FnMut(&Value),
     ) -> ClientResult<Value> {
         let body = json!({ "to": to, "workspace": workspace, "full": full });
-        self.ndjson_operation("/api/tandem/v1/backups", body, on_progress).await
+        self.ndjson_operation("/api/tandem/v1/backups", body, on_progress)
+            .await
     }
 
     pub async fn list_backups(&self, from: &str) -> ClientResult<Value> {
         let url = self.url("/api/tandem/v1/backups");
-        let response = self.send(self.http.get(&url).query(&[("from", from)]), &url).await?;
+        let response = self
+            .send(self.http.get(&url).query(&[("from", from)]), &url)
+            .await?;
         response
             .json()
             .await
@@ -79,6 +85,7 @@ impl TandemClient {
         on_progress: impl FnMut(&Value),
     ) -> ClientResult<Value> {
         let body = json!({ "from": from, "backup": backup });
-        self.ndjson_operation("/api/tandem/v1/backups/verify", body, on_progress).await
+        self.ndjson_operation("/api/tandem/v1/backups/verify", body, on_progress)
+            .await
     }
 }

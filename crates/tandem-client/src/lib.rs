@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tandem_core::journal::JournalRecord;
 use tandem_core::merge::Conflict;
+mod restore;
+pub use restore::{RestoreProgress, RestoreResult, RestoreSpec};
+
 use tandem_core::model::{Millis, Workspace};
 
 #[derive(Debug, thiserror::Error)]

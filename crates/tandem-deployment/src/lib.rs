@@ -208,11 +208,15 @@ fn parse_backup(file: BackupFile) -> Result<BackupPolicy> {
         .transpose()?
         .unwrap_or(DEFAULT_ARCHIVE_INTERVAL);
     if archive_interval.is_zero() {
-        return Err(DeploymentError::Invalid("[backup] archive_interval must be positive".to_string()));
+        return Err(DeploymentError::Invalid(
+            "[backup] archive_interval must be positive".to_string(),
+        ));
     }
     let schedule = file.schedule.as_deref().map(parse_duration).transpose()?;
     if schedule.is_some_and(|schedule| schedule.is_zero()) {
-        return Err(DeploymentError::Invalid("[backup] schedule must be positive".to_string()));
+        return Err(DeploymentError::Invalid(
+            "[backup] schedule must be positive".to_string(),
+        ));
     }
     Ok(BackupPolicy {
         url: file.url,

@@ -159,10 +159,15 @@ impl ServerConfig {
             self.backup_url = Some(value);
         }
         if let Some(value) = env("TANDEM_ARCHIVE_INTERVAL_MS") {
-            self.archive_interval_ms = value.parse().ok().filter(|ms| *ms > 0).ok_or_else(|| ConfigError::Invalid {
-                name: "TANDEM_ARCHIVE_INTERVAL_MS".to_string(),
-                message: format!("'{value}' is not a positive number of milliseconds"),
-            })?;
+            self.archive_interval_ms =
+                value
+                    .parse()
+                    .ok()
+                    .filter(|ms| *ms > 0)
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "TANDEM_ARCHIVE_INTERVAL_MS".to_string(),
+                        message: format!("'{value}' is not a positive number of milliseconds"),
+                    })?;
         }
         if let Some(value) = env("TANDEM_DEPLOYMENT") {
             self.deployment = Some(PathBuf::from(value));

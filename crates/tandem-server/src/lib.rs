@@ -91,12 +91,15 @@ pub async fn serve(
         region: config.region.clone(),
     };
     // The deployment's `[backup]`, unless this region's config names its own.
-    let mut schedule = config.backup_url.clone().map(|url| tandem_backup::schedule::Schedule {
-        url,
-        archive_interval: std::time::Duration::from_millis(config.archive_interval_ms),
-        backups_every: None,
-        accepting_writes: Arc::new(|| true),
-    });
+    let mut schedule = config
+        .backup_url
+        .clone()
+        .map(|url| tandem_backup::schedule::Schedule {
+            url,
+            archive_interval: std::time::Duration::from_millis(config.archive_interval_ms),
+            backups_every: None,
+            accepting_writes: Arc::new(|| true),
+        });
     let (store, artifacts) = (state.store.clone(), state.artifacts.clone());
     let app = match &config.deployment {
         None => tandem_api::router(state),
@@ -135,7 +138,8 @@ pub async fn serve(
             tracing::info!(region = %region.name, role = ?region.role(), "joined deployment {}", region.deployment.name);
             background = Some(tokio::spawn(region.clone().run(wait_for_stop(stopped.clone()))));
             let accepting = region.clone();
-            let accepting_writes: Arc<dyn Fn() -> bool + Send + Sync> = Arc::new(move || accepting.accepting_writes());
+            let accepting_writes: Arc<dyn Fn() -> bool + Send + Sync> =
+                Arc::new(move || accepting.accepting_writes());
             match (&mut schedule, &region.deployment.backup) {
                 (Some(own), _) => own.accepting_writes = accepting_writes,
                 (None, Some(policy)) => {
@@ -151,9 +155,19 @@ pub async fn serve(
             tandem_api::router(state).merge(tandem_replication::protocol::routes(region))
         }
     };
+    // Restores write through the store, whose policy (installed above with
+    // a deployment) accepts them only where local writes are accepted.
+    let app = app.merge(tandem_backup::restore::http::routes(
+        store.clone(),
+        artifacts.clone(),
+    ));
     let app = app.merge(tandem_backup::http::routes(backups.clone()));
     if let Some(schedule) = schedule {
-        tokio::spawn(tandem_backup::schedule::run(backups, schedule, wait_for_stop(stopped.clone())));
+        tokio::spawn(tandem_backup::schedule::run(
+            backups,
+            schedule,
+            wait_for_stop(stopped.clone()),
+        ));
     }
     // Started after the region's policy is installed in the store: the
     // automatic purge only runs where local writes are accepted.

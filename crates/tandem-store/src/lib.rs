@@ -615,4 +615,26 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn gc_done(&self, prefix: &str) -> StoreResult<()>;
     /// Records a failed attempt; the entry is retried after `retry_after_ms`.
     async fn gc_failed(&self, prefix: &str, error: &str, retry_after_ms: i64) -> StoreResult<()>;
+    // Restore (tandem-backup).
+    /// Begins restoring workspace `workspace_id` named `name` in ONE
+    /// transaction: refused (already exists) if a workspace, active or
+    /// deleted, holds the id or the name. The session's first change must be
+    /// that workspace's creation; nothing is visible before `commit`, and a
+    /// session dropped uncommitted rolls everything back.
+    async fn begin_restore<'a>(
+        &'a self,
+        workspace_id: &str,
+        name: &str,
+    ) -> StoreResult<Box<dyn RestoreSession + 'a>>;
+}
+
+/// A restore under way (see [`MetadataStore::begin_restore`]): changes are
+/// fed in chunks so a large workspace never sits in memory whole. Each one
+/// is journaled as a new local change of this region (the region's policy
+/// decides per change class) and applied as any change is.
+#[async_trait]
+pub trait RestoreSession: Send {
+    async fn apply(&mut self, changes: Vec<tandem_core::journal::Change>) -> StoreResult<()>;
+    /// Commits the restore; returns how many changes it wrote.
+    async fn commit(self: Box<Self>) -> StoreResult<i64>;
 }

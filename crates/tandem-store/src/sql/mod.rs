@@ -10,6 +10,7 @@ mod merge;
 mod migrate;
 mod ops;
 mod replication;
+mod restore;
 mod retention;
 mod retention_apply;
 

@@ -1884,6 +1884,14 @@ impl MetadataStore for SqlStore {
         self.gc_failed_impl(prefix, error, retry_after_ms).await
     }
 
+    async fn begin_restore<'a>(
+        &'a self,
+        workspace_id: &str,
+        name: &str,
+    ) -> StoreResult<Box<dyn RestoreSession + 'a>> {
+        self.start_restore(workspace_id, name).await
+    }
+
     async fn list_artifact_entries(
         &self,
         ws: &WorkspaceRef,

@@ -1,0 +1,285 @@
+//! `POST /api/tandem/v1/restores` on the TARGET region: runs a restore and
+//! answers a stream of NDJSON lines, one JSON object each:
+//! `{"progress": {phase, done, total, unit}}` while it runs, then one
+//! `{"result": RestoreOutcome}` or `{"error": {error_code, message}}`.
+//! The restore goes on if the client disconnects: it is all or nothing
+//! either way, and its outcome is visible in the workspace list.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use tandem_artifacts::ArtifactStore;
+use tandem_core::model::Millis;
+use tandem_store::MetadataStore;
+
+use super::{restore, RestoreError, RestorePoint, RestoreRequest};
+
+pub const RESTORES_PATH: &str = "/api/tandem/v1/restores";
+
+#[derive(Clone)]
+struct Target {
+    store: Arc<dyn MetadataStore>,
+    storage: ArtifactStore,
+}
+
+/// The restore routes of a region whose metadata is `store` and whose
+/// default storage is `storage`; merged into the server's router.
+pub fn routes(store: Arc<dyn MetadataStore>, storage: ArtifactStore) -> Router {
+    Router::new()
+        .route(RESTORES_PATH, post(start))
+        .with_state(Target { store, storage })
+}
+
+/// The request body (also what `tandem-client` sends).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreBody {
+    pub from: String,
+    #[serde(default)]
+    pub workspace: Option<String>,
+    #[serde(default)]
+    pub backup: Option<String>,
+    #[serde(default)]
+    pub seq: Option<i64>,
+    /// RFC 3339 text or milliseconds since the epoch.
+    #[serde(default)]
+    pub at: Option<serde_json::Value>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default, rename = "as")]
+    pub as_name: Option<String>,
+    #[serde(default)]
+    pub overwrite: bool,
+    /// The repository object store's options (credentials, endpoint).
+    #[serde(default)]
+    pub options: std::collections::HashMap<String, String>,
+}
+
+impl RestoreBody {
+    pub fn into_request(self) -> Result<RestoreRequest, RestoreError> {
+        let at = match &self.at {
+            None => None,
+            Some(serde_json::Value::Number(number)) => Some(number.as_i64().ok_or_else(|| {
+                RestoreError::Invalid(format!(
+                    "at must be whole milliseconds since the epoch, not {number}"
+                ))
+            })?),
+            Some(serde_json::Value::String(text)) => Some(parse_time(text)?),
+            Some(other) => {
+                return Err(RestoreError::Invalid(format!(
+                    "at must be an RFC 3339 time or milliseconds since the epoch, not {other}"
+                )))
+            }
+        };
+        let point = match (self.backup, self.seq, at) {
+            (Some(backup), None, None) => RestorePoint::Backup(backup),
+            (None, Some(seq), None) => RestorePoint::Seq(seq),
+            (None, None, Some(at)) => RestorePoint::At(at),
+            (None, None, None) => RestorePoint::Latest,
+            _ => {
+                return Err(RestoreError::Invalid(
+                    "give at most one of backup, seq and at".to_string(),
+                ))
+            }
+        };
+        if self.region.is_some() && matches!(point, RestorePoint::Backup(_)) {
+            return Err(RestoreError::Invalid(
+                "region chooses the journal of seq or at; a backup names its own".to_string(),
+            ));
+        }
+        Ok(RestoreRequest {
+            from: self.from,
+            repository_options: self.options,
+            workspace: self.workspace,
+            point,
+            region: self.region,
+            as_name: self.as_name,
+            overwrite: self.overwrite,
+        })
+    }
+}
+
+fn status(error: &RestoreError) -> StatusCode {
+    use tandem_core::ErrorKind::*;
+    match error.kind() {
+        InvalidParameterValue | BadRequest => StatusCode::BAD_REQUEST,
+        ResourceDoesNotExist => StatusCode::NOT_FOUND,
+        ResourceAlreadyExists | InvalidState => StatusCode::CONFLICT,
+        PermissionDenied => StatusCode::FORBIDDEN,
+        RequestLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+        NotPrimary | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn error_line(error: &RestoreError) -> serde_json::Value {
+    json!({ "error": { "error_code": error.error_code(), "message": error.to_string() } })
+}
+
+async fn start(
+    State(target): State<Target>,
+    body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    // A malformed request is answered at once, with its status code.
+    let request = match body {
+        Ok(Json(body)) => body.into_request(),
+        Err(rejection) => Err(RestoreError::Invalid(rejection.body_text())),
+    };
+    let request = match request {
+        Ok(request) => request,
+        Err(error) => return (status(&error), Json(error_line(&error))).into_response(),
+    };
+    let (lines, receiver) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
+    tokio::spawn(async move {
+        let progress_lines = lines.clone();
+        let progress = move |progress: super::Progress| {
+            let _ = progress_lines.send(json!({ "progress": progress }));
+        };
+        let outcome = restore(target.store.as_ref(), &target.storage, &request, &progress).await;
+        let last = match outcome {
+            Ok(outcome) => json!({ "result": outcome }),
+            Err(error) => {
+                tracing::warn!(error = %error, "restore failed");
+                error_line(&error)
+            }
+        };
+        let _ = lines.send(last);
+    });
+    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
+        let line = receiver.recv().await?;
+        let mut text = line.to_string();
+        text.push('\n');
+        Some((
+            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(text)),
+            receiver,
+        ))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
+        .body(Body::from_stream(stream))
+        .expect("a valid response")
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time
+/// (`2026-11-22T10:39:25Z`, `2026-11-22T10:39:25.250+01:00`) or of a plain
+/// number of milliseconds.
+pub fn parse_time(text: &str) -> Result<Millis, RestoreError> {
+    let invalid = || {
+        RestoreError::Invalid(format!(
+            "'{text}' is not an RFC 3339 time (2026-11-22T10:39:25Z) or milliseconds since the epoch"
+        ))
+    };
+    if let Ok(millis) = text.parse::<i64>() {
+        return Ok(millis);
+    }
+    let bytes = text.as_bytes();
+    if bytes.len() < 20
+        || bytes[4] != b'-'
+        || bytes[7] != b'-'
+        || !matches!(bytes[10], b'T' | b't' | b' ')
+        || bytes[13] != b':'
+        || bytes[16] != b':'
+    {
+        return Err(invalid());
+    }
+    let number = |range: std::ops::Range<usize>| -> Result<i64, RestoreError> {
+        let part = text.get(range).ok_or_else(invalid)?;
+        if !part.bytes().all(|byte| byte.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        part.parse::<i64>().map_err(|_| invalid())
+    };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
+        return Err(invalid());
+    }
+    let mut rest = &text[19..];
+    let mut millis = 0;
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(invalid());
+        }
+        let first3 = format!("{:0<3}", &fraction[..digits.min(3)]);
+        millis = first3.parse::<i64>().map_err(|_| invalid())?;
+        rest = &fraction[digits..];
+    }
+    let offset_minutes = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
+            let hours: i64 = rest[1..3].parse().map_err(|_| invalid())?;
+            let minutes: i64 = rest[4..6].parse().map_err(|_| invalid())?;
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (hours * 60 + minutes)
+        }
+        _ => return Err(invalid()),
+    };
+    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+    // days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
+    Ok(seconds * 1000 + millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_rfc3339_or_milliseconds() {
+        assert_eq!(parse_time("1970-01-01T00:00:00Z").unwrap(), 0);
+        assert_eq!(parse_time("2026-11-22T10:39:25Z").unwrap(), 1_795_343_965_000);
+        assert_eq!(
+            parse_time("2026-11-22T11:39:25.25+01:00").unwrap(),
+            1_795_343_965_250
+        );
+        assert_eq!(parse_time("1795343965000").unwrap(), 1_795_343_965_000);
+        for bad in [
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-11-22T10:39:25",
+            "2026-11-22T10:39:25.Z",
+        ] {
+            assert!(parse_time(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn at_most_one_point_is_given() {
+        let body = |value: serde_json::Value| {
+            serde_json::from_value::<RestoreBody>(value)
+                .unwrap()
+                .into_request()
+        };
+        assert_eq!(
+            body(json!({"from": "file:///r"})).unwrap().point,
+            RestorePoint::Latest
+        );
+        assert!(body(json!({"from": "file:///r", "seq": 3, "backup": "b"})).is_err());
+        assert_eq!(
+            body(json!({"from": "file:///r", "seq": 3})).unwrap().point,
+            RestorePoint::Seq(3)
+        );
+        assert_eq!(
+            body(json!({"from": "file:///r", "at": "1970-01-01T00:00:01Z", "as": "copy"}))
+                .unwrap()
+                .point,
+            RestorePoint::At(1000)
+        );
+    }
+}
