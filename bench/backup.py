@@ -119,7 +119,7 @@ def fill(args, url: str, label: str, metric_points: int, artifact_bytes: int) ->
 def tandem(args, url: str, *argv: str) -> tuple[dict, float]:
     """Runs a `tandem` CLI command with --json; its result and wall time."""
     t0 = time.perf_counter()
-    out = subprocess.run([args.tandem_bin, "--url", url, *argv, "--json"], stdout=subprocess.PIPE,
+    out = subprocess.run([args.tandem_bin, *argv, "--url", url, "--json"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=args.worker_timeout)
     elapsed = time.perf_counter() - t0
     if out.returncode != 0:

@@ -26,7 +26,7 @@ from support import unique
 
 
 def cli(binary: str, url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([binary, "--url", url, *args], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([binary, *args, "--url", url], capture_output=True, text=True, timeout=300)
     if check:
         assert result.returncode == 0, f"tandem {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
     return result
@@ -181,9 +181,13 @@ def test_point_in_time_restore_between_two_writes(servers, tmp_path):
 
     restored = cli_json(binary, server.url, "backup", "restore", "--from", repository, "--workspace", workspace,
                         "--at", str(between), "--as", f"{workspace}-at")
+    # A copy beside its original gets its own run ids (run ids are unique
+    # in a region): find the run by its experiment.
     at = MlflowClient(f"{server.url}/w/{workspace}-at")
-    assert [(m.step, m.value) for m in at.get_metric_history(run, "m")] == expected_then
-    assert "after" not in at.get_run(run).data.tags
+    (copy,) = at.search_runs([experiment])
+    assert copy.info.run_id != run
+    assert [(m.step, m.value) for m in at.get_metric_history(copy.info.run_id, "m")] == expected_then
+    assert "after" not in copy.data.tags
     assert restored["position_recorded_at"] <= between
 
     # The same moment by journal position: the record of the first metric.
@@ -194,12 +198,14 @@ def test_point_in_time_restore_between_two_writes(servers, tmp_path):
     cli_json(binary, server.url, "backup", "restore", "--from", repository, "--workspace", workspace,
              "--seq", str(first_metric), "--as", f"{workspace}-seq")
     by_seq = MlflowClient(f"{server.url}/w/{workspace}-seq")
-    assert [(m.step, m.value) for m in by_seq.get_metric_history(run, "m")] == expected_then
+    (copy,) = by_seq.search_runs([experiment])
+    assert [(m.step, m.value) for m in by_seq.get_metric_history(copy.info.run_id, "m")] == expected_then
     # And the latest state, for contrast.
     latest = cli_json(binary, server.url, "backup", "restore", "--from", repository, "--workspace", workspace,
                       "--as", f"{workspace}-now")
     now = MlflowClient(f"{server.url}/w/{workspace}-now")
-    assert [(m.step, m.value) for m in now.get_metric_history(run, "m")] == [(0, 1.0), (1, 2.0)]
+    (copy,) = now.search_runs([experiment])
+    assert [(m.step, m.value) for m in now.get_metric_history(copy.info.run_id, "m")] == [(0, 1.0), (1, 2.0)]
     assert latest["records"] > restored["records"]
 
 
