@@ -13,7 +13,8 @@ pub struct RestoreArgs {
     /// The backup repository's URL (file://, s3://, az://, gs://).
     #[arg(long, value_name = "URL")]
     pub from: String,
-    /// Restore the state of this backup.
+    /// Restore the state of this backup. With none of --backup, --seq and
+    /// --at: the latest state the repository holds.
     #[arg(long, value_name = "ID", conflicts_with_all = ["seq", "at"])]
     pub backup: Option<String>,
     /// Restore the state at this position of the region's journal.
