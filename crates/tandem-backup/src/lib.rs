@@ -10,6 +10,7 @@ pub mod archive;
 pub mod create;
 pub mod error;
 pub mod format;
+pub mod hot_cold;
 pub mod http;
 pub mod repo;
 pub mod schedule;

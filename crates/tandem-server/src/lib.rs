@@ -136,7 +136,6 @@ pub async fn serve(
             state.store.set_policy(policy.clone());
             state.policy = policy;
             tracing::info!(region = %region.name, role = ?region.role(), "joined deployment {}", region.deployment.name);
-            background = Some(tokio::spawn(region.clone().run(wait_for_stop(stopped.clone()))));
             let accepting = region.clone();
             let accepting_writes: Arc<dyn Fn() -> bool + Send + Sync> =
                 Arc::new(move || accepting.accepting_writes());
@@ -152,6 +151,24 @@ pub async fn serve(
                 }
                 (None, None) => {}
             }
+            // Hot-cold classes come back from the archive at failover.
+            let hot_cold: std::collections::BTreeSet<_> = tandem_core::journal::AssetClass::ALL
+                .into_iter()
+                .filter(|class| {
+                    region.deployment.policy(*class).level == tandem_deployment::ContinuityLevel::HotCold
+                })
+                .collect();
+            if let (Some(schedule), false) = (&schedule, hot_cold.is_empty()) {
+                region.on_promotion(Arc::new(tandem_backup::hot_cold::HotColdRestore {
+                    store: region.store.clone(),
+                    storage: region.artifacts.clone(),
+                    url: schedule.url.clone(),
+                    classes: hot_cold,
+                    region: Arc::downgrade(&region),
+                }));
+            }
+            // Hooks are registered before the region runs: none misses a promotion.
+            background = Some(tokio::spawn(region.clone().run(wait_for_stop(stopped.clone()))));
             tandem_api::router(state).merge(tandem_replication::protocol::routes(region))
         }
     };

@@ -270,6 +270,12 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Records after `after`, in order, at most `limit`, each with whether
     /// it was voided (fenced by a later epoch): what a backup archives.
     async fn journal_entries_after(&self, after: i64, limit: i64) -> StoreResult<Vec<(JournalRecord, bool)>>;
+    /// Applies a record read from another region's archive (the `hot-cold`
+    /// classes restored at failover), with its origin kept, unless this
+    /// region already holds that exact change. Unlike `apply_record` it does
+    /// not assume an origin's changes arrive in order: the archive fills in
+    /// what replication skipped. Returns whether it was applied.
+    async fn apply_archived(&self, record: &JournalRecord) -> StoreResult<bool>;
     /// Applies a record written elsewhere (replay, replication, restore),
     /// appending it to this journal with its origin kept. Records from an
     /// origin already applied up to or past `origin_seq` are skipped, so

@@ -33,9 +33,25 @@ pub(crate) async fn fork_point(tx: &mut Transaction<'_, Any>) -> StoreResult<BTr
     )
     .fetch_all(&mut **tx)
     .await?;
-    rows.iter()
+    let mut fork: BTreeMap<String, i64> = rows
+        .iter()
         .map(|row| Ok((row.try_get("origin_region")?, row.try_get("origin_seq")?)))
-        .collect()
+        .collect::<StoreResult<_>>()?;
+    // A region that followed a source's journal passed over the records of
+    // classes it does not replicate (hot-cold): they are part of the history
+    // it continues (restored from the archive at failover), so the fork of
+    // the source's own changes reaches as far as it followed.
+    let positions = sqlx::query("SELECT source_region, position FROM replication_positions")
+        .fetch_all(&mut **tx)
+        .await?;
+    for row in &positions {
+        let source: String = row.try_get("source_region")?;
+        let position: i64 = row.try_get("position")?;
+        if let Some(held) = fork.get_mut(&source) {
+            *held = (*held).max(position);
+        }
+    }
+    Ok(fork)
 }
 
 fn decode_fork(text: &str) -> StoreResult<BTreeMap<String, i64>> {

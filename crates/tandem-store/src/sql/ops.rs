@@ -262,6 +262,22 @@ impl MetadataStore for SqlStore {
             .collect()
     }
 
+    async fn apply_archived(&self, record: &JournalRecord) -> StoreResult<bool> {
+        let (_guard, mut write) = self.begin_write(&record.workspace_id).await?;
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM journal WHERE origin_region = $1 AND origin_seq = $2")
+                .bind(&record.origin_region)
+                .bind(record.origin_seq)
+                .fetch_optional(&mut *write.tx)
+                .await?;
+        if known.is_some() {
+            return Ok(false);
+        }
+        self.append_foreign(&mut write, record).await?;
+        Self::commit(write).await?;
+        Ok(true)
+    }
+
     async fn apply_record(&self, record: &JournalRecord) -> StoreResult<bool> {
         let (_guard, mut write) = self.begin_write(&record.workspace_id).await?;
         let applied: Option<i64> =

@@ -1,0 +1,159 @@
+//! `hot-cold` classes at failover: they are not replicated continuously, so
+//! a region that becomes primary after another one restores them from that
+//! region's journal archive (and the artifact bytes archived with it) before
+//! it serves them. Meanwhile the region refuses their reads and writes with
+//! 503 ([`PromotionHook::restores`]).
+//!
+//! Every change of those classes the archive holds and this region lacks is
+//! applied, in archive order, with its origin kept. The new epoch's fork
+//! counts only what this region had journaled, so when the old primary
+//! returns it lists those changes in its divergence quarantine although the
+//! new primary holds them (known limit: applying one from there again is
+//! harmless, it is recognised by origin). What the old primary wrote after
+//! its last archived segment is lost: the archive interval is those
+//! classes' RPO.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Weak};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use tandem_artifacts::{workspace_artifact_key, ArtifactKey, ArtifactStore};
+use tandem_core::journal::{AssetClass, Change, JournalRecord};
+use tandem_replication::{PromotionHook, Region};
+use tandem_store::MetadataStore;
+
+use crate::format::blob_key;
+use crate::repo::Repository;
+use crate::restore::{RecordSelection, RestorePoint};
+
+pub struct HotColdRestore {
+    pub store: Arc<dyn MetadataStore>,
+    pub storage: ArtifactStore,
+    /// The backup repository every region archives its journal to.
+    pub url: String,
+    pub classes: BTreeSet<AssetClass>,
+    /// Weak: the region owns its hooks.
+    pub region: Weak<Region>,
+}
+
+#[async_trait]
+impl PromotionHook for HotColdRestore {
+    fn restores(&self) -> Vec<AssetClass> {
+        self.classes.iter().copied().collect()
+    }
+
+    async fn promoted(&self, epoch: i64, previous: Option<&str>) {
+        if let Some(previous) = previous {
+            match self.restore_from(previous).await {
+                Ok(restored) => tracing::warn!(
+                    from = previous,
+                    epoch,
+                    restored,
+                    classes = ?self.classes,
+                    "restored the hot-cold classes from the journal archive"
+                ),
+                Err(error) => tracing::error!(
+                    from = previous,
+                    epoch,
+                    %error,
+                    "could not restore the hot-cold classes from the journal archive; serving what this region holds"
+                ),
+            }
+        }
+        if let Some(region) = self.region.upgrade() {
+            for class in &self.classes {
+                region.finish_restoring(*class);
+            }
+        }
+    }
+}
+
+impl HotColdRestore {
+    async fn restore_from(&self, previous: &str) -> Result<i64, String> {
+        let selection = RecordSelection::open(
+            &self.url,
+            &HashMap::new(),
+            RestorePoint::Latest,
+            Some(previous.to_string()),
+        )
+        .await
+        .map_err(|error| error.to_string())?;
+        let mut wanted: Vec<JournalRecord> = Vec::new();
+        selection
+            .for_each(None, |record| {
+                if record
+                    .change
+                    .asset_class()
+                    .is_some_and(|class| self.classes.contains(&class))
+                {
+                    wanted.push(record);
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|error| error.to_string())?;
+        let repo = Repository::open(&self.url).map_err(|error| error.to_string())?;
+        let mut restored = 0;
+        for record in wanted {
+            if self
+                .store
+                .knows_change(&record.origin_region, record.origin_seq)
+                .await
+                .map_err(|error| error.to_string())?
+            {
+                continue;
+            }
+            if let Change::ArtifactWritten {
+                path, size, sha256, ..
+            } = &record.change
+            {
+                self.copy_in(&repo, &record.workspace_id, path, *size, sha256)
+                    .await?;
+            }
+            if self
+                .store
+                .apply_archived(&record)
+                .await
+                .map_err(|error| error.to_string())?
+            {
+                restored += 1;
+            }
+        }
+        Ok(restored)
+    }
+
+    /// Puts an archived artifact's bytes where the record says they are,
+    /// verified against the record's digest.
+    async fn copy_in(
+        &self,
+        repo: &Repository,
+        workspace_id: &str,
+        path: &str,
+        size: i64,
+        sha256: &str,
+    ) -> Result<(), String> {
+        let source = repo.key(&blob_key(sha256)).map_err(|error| error.to_string())?;
+        let (_, stream) = repo
+            .storage()
+            .get_stream(&source)
+            .await
+            .map_err(|error| format!("artifact {path} ({sha256}) is not in the archive: {error}"))?;
+        let relative = ArtifactKey::parse(path).map_err(|error| error.to_string())?;
+        let target =
+            workspace_artifact_key(workspace_id, Some(&relative)).map_err(|error| error.to_string())?;
+        let body = Box::pin(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
+        let written = self
+            .storage
+            .put_stream(&target, body, None)
+            .await
+            .map_err(|error| error.to_string())?;
+        if written.sha256 != sha256 || written.size as i64 != size {
+            let _ = self.storage.delete(&target).await;
+            return Err(format!(
+                "archived artifact {path} does not match its digest {sha256}"
+            ));
+        }
+        Ok(())
+    }
+}

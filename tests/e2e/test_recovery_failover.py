@@ -1,0 +1,99 @@
+"""Hot-cold classes at failover: not replicated continuously, they come back
+in the new primary from the old primary's journal archive (and the artifact
+bytes archived with it), with two real regions and a real etcd witness."""
+
+import hashlib
+import json
+import time
+
+import mlflow
+import requests
+
+from cluster import Etcd, make_cluster
+from conftest import _tandem_bin
+
+WITNESS = 'ttl = "3s"\nrenew_interval = "1s"\nretry_timeout = "1s"'
+
+
+def status(url: str) -> dict | None:
+    try:
+        return requests.get(f"{url}/api/tandem/v1/regions", timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return None
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def archived_to(repository, region: str) -> int:
+    infos = [json.loads(p.read_text()) for p in (repository / "journal" / region).glob("*.json")]
+    return max((info["last_seq"] for info in infos), default=0)
+
+
+def test_hot_cold_tracking_is_restored_from_the_archive_at_failover(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    binary = _tandem_bin()
+    root = tmp_path / "deployment"
+    root.mkdir()
+    repository = tmp_path / "repository"
+    classes = (
+        '[classes.tracking]\nlevel = "hot-cold"\n\n'
+        f'[backup]\nurl = "file://{repository}"\narchive_interval = "300ms"\n'
+    )
+    etcd = Etcd(root)
+    etcd.start()
+    cluster = None
+    try:
+        cluster = make_cluster(binary, root, classes=classes, witness=etcd, witness_settings=WITNESS,
+                               failover='grace_period = "1s"')
+        east, west = cluster.region("eastus"), cluster.region("westus")
+        wait_until(lambda: (s := status(east.url)) and s.get("accepting_writes"), 20, "eastus to lead")
+
+        client = mlflow.MlflowClient(east.url)
+        experiment = client.create_experiment("cold-experiment")
+        run = client.create_run(experiment, run_name="cold-run").info.run_id
+        client.log_param(run, "alpha", "0.5")
+        for step in range(20):
+            client.log_metric(run, "loss", 1.0 / (step + 1), step=step)
+        report = tmp_path / "report.txt"
+        report.write_text("hot-cold bytes\n" * 500)
+        client.log_artifact(run, str(report))
+        client.set_terminated(run)
+        expected_digest = hashlib.sha256(report.read_bytes()).hexdigest()
+
+        # The secondary holds none of it: the class is not replicated.
+        refused = requests.get(f"{west.url}/api/2.0/mlflow/runs/get", params={"run_id": run}, timeout=5)
+        assert refused.status_code == 403, refused.text
+
+        head = status(east.url)["journal_head"]
+        wait_until(lambda: archived_to(repository, "eastus") >= head, 20, "eastus's journal to be archived")
+        assert (repository / "blobs").exists(), "the artifact's bytes were not archived"
+
+        cluster.stop(east, hard=True)
+        wait_until(lambda: (s := status(west.url)) and s.get("accepting_writes"), 30, "westus to take over")
+        restored = wait_until(lambda: (s := status(west.url)) and s.get("restoring") == [] and s, 30,
+                              "westus to restore the hot-cold classes")
+        assert restored["primary"] == "westus"
+
+        west_client = mlflow.MlflowClient(west.url)
+        got = west_client.get_run(run)
+        assert got.info.run_name == "cold-run" and got.info.status == "FINISHED"
+        assert got.data.params == {"alpha": "0.5"}
+        history = west_client.get_metric_history(run, "loss")
+        assert [m.step for m in history] == list(range(20))
+        local = west_client.download_artifacts(run, "report.txt", str(tmp_path / "down"))
+        assert hashlib.sha256(open(local, "rb").read()).hexdigest() == expected_digest
+        # And the class takes writes again at the new primary.
+        west_client.log_metric(run, "after_failover", 1.0)
+    finally:
+        if cluster is not None:
+            cluster.close()
+        etcd.stop()
