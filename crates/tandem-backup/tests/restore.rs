@@ -956,3 +956,98 @@ async fn the_route_streams_progress_then_the_result_or_the_error() {
     target.finish().await;
     source.region.finish().await;
 }
+
+/// The real writer (`create_backup`, `verify`) and the restore together: a
+/// full backup, a change, an incremental backup that copies only the new
+/// artifact, a restore of the latest state equal to the source's, and a
+/// corrupted blob found by verify.
+#[tokio::test]
+async fn backups_written_by_create_restore_and_verify() {
+    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::format::BackupKind;
+    use tandem_backup::repo::Repository;
+
+    fn writer_quiet(_: tandem_backup::Progress) {}
+    let source = source().await;
+    let store = source.region.store.clone();
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo_url = format!("file://{}", repo_dir.path().display());
+    let repo = Repository::open(&repo_url).unwrap();
+    let options = CreateOptions {
+        workspace: Some("team".to_string()),
+        full: false,
+    };
+    let full = create_backup(
+        store.as_ref(),
+        &source.region.storage,
+        "eastus",
+        &repo,
+        &options,
+        &writer_quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(full.kind, BackupKind::Full);
+    assert_eq!(full.position, source.second.0);
+    assert_eq!(full.workspaces.len(), 1, "only the workspace asked for");
+    assert_eq!(full.workspaces[0].artifacts.len(), 1);
+
+    // A 1% change: one more metric and one more artifact.
+    let extra = source.artifact.replace("model.txt", "extra.txt");
+    write_artifact(&source.region, &source.ws, &extra, b"a new artifact").await;
+    let incremental = create_backup(
+        store.as_ref(),
+        &source.region.storage,
+        "eastus",
+        &repo,
+        &options,
+        &writer_quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(incremental.kind, BackupKind::Incremental);
+    assert_eq!(incremental.base.as_deref(), Some(full.id.as_str()));
+    assert_eq!(incremental.copied_blobs, 1, "only the new artifact is copied");
+    assert_eq!(incremental.copied_bytes, b"a new artifact".len() as i64);
+    assert!(incremental.snapshot.is_none() && !incremental.segments.is_empty());
+    let expected = workspace_dump(store.as_ref(), &source.ws.workspace_id).await;
+
+    let report = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.backups.len(), 2);
+
+    let target = Target::open(Backend::Sqlite, "westus", false).await;
+    let outcome = restore(
+        target.store.as_ref(),
+        &target.storage,
+        &request(&repo_url, RestorePoint::Backup(incremental.id.clone())),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.artifacts, 2);
+    let (_, dump) = restored(&target, "team").await;
+    assert_eq!(dump, expected);
+    target.finish().await;
+
+    // Flip one byte of the new artifact's blob: verify names it.
+    let blob = repo_dir.path().join(format::blob_key(&sha256(b"a new artifact")));
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&blob, bytes).unwrap();
+    let report = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+        .await
+        .unwrap();
+    assert!(!report.ok());
+    assert!(
+        report
+            .problems
+            .iter()
+            .all(|p| p.object == format::blob_key(&sha256(b"a new artifact"))),
+        "{:?}",
+        report.problems
+    );
+    source.region.finish().await;
+}
