@@ -159,6 +159,9 @@ async fn observe(region: &Arc<Region>, spec: &WitnessSpec, vacancy: &mut Vacancy
             return;
         }
     };
+    if region.promoting.load(Ordering::Acquire) {
+        return;
+    }
     match leader {
         Some(leader) if leader.region == region.name => {
             // An earlier run of this region holds it (a restart within the
@@ -611,6 +614,17 @@ async fn seize_and_lead(
     expected_epoch: Option<u64>,
 ) -> Result<(i64, BTreeMap<String, i64>), Error> {
     let witness = region.witness.clone().expect("witness");
+    // From the seizure until the lease is ours in `region.leadership`, the
+    // run loop would see itself named leader without holding the lease and
+    // take it over again under another epoch: it waits.
+    region.promoting.store(true, Ordering::Release);
+    struct Promoting<'a>(&'a Region);
+    impl Drop for Promoting<'_> {
+        fn drop(&mut self) {
+            self.0.promoting.store(false, Ordering::Release);
+        }
+    }
+    let _promoting = Promoting(region);
     let started = Instant::now();
     let lease = witness
         .seize(&region.name, spec.ttl, expected_epoch)

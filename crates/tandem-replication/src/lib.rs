@@ -139,6 +139,9 @@ pub struct Region {
     pub(crate) write_deadline: Mutex<Option<Instant>>,
     /// Set while a planned failover hands leadership to another region.
     pub(crate) handing_over: AtomicBool,
+    /// Set while a promote or forced failover seizes the lease and becomes
+    /// primary (see `leadership::seize_and_lead`).
+    pub(crate) promoting: AtomicBool,
     /// Bumped on every change of role or primary; followers restart on it.
     role_changed: watch::Sender<u64>,
     /// Followers apply under the read side; becoming primary takes the write
@@ -211,6 +214,7 @@ impl Region {
             leadership: Mutex::new(None),
             write_deadline: Mutex::new(None),
             handing_over: AtomicBool::new(false),
+            promoting: AtomicBool::new(false),
             role_changed: watch::channel(0).0,
             apply_gate: tokio::sync::RwLock::new(()),
             promotion_hooks: RwLock::new(Vec::new()),
