@@ -21,6 +21,26 @@ from pathlib import Path
 import requests
 
 
+def status(url: str) -> dict | None:
+    """A region's view of the deployment, or None if it does not answer."""
+    try:
+        return requests.get(f"{url}/api/tandem/v1/regions", timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return None
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
+    """The first truthy value of `condition()`, polled for at most `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

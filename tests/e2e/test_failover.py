@@ -21,7 +21,7 @@ import mlflow
 import pytest
 import requests
 
-from cluster import Etcd, make_cluster, start_gateway
+from cluster import Etcd, make_cluster, start_gateway, status, wait_until
 from conftest import _tandem_bin
 
 TTL = 3.0
@@ -32,23 +32,6 @@ CLASSES = '[classes.registry]\nlevel = "hot-warm"\nsync = true\n'
 def MlflowClient(url: str) -> mlflow.MlflowClient:
     return mlflow.MlflowClient(tracking_uri=url, registry_uri=url)
 
-
-def status(url: str) -> dict | None:
-    try:
-        return requests.get(f"{url}/api/tandem/v1/regions", timeout=2).json()
-    except (requests.RequestException, ValueError):
-        return None
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def accepting(url: str) -> bool:

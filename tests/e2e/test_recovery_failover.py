@@ -4,33 +4,15 @@ bytes archived with it), with two real regions and a real etcd witness."""
 
 import hashlib
 import json
-import time
 
 import mlflow
 import requests
 
-from cluster import Etcd, make_cluster
+from cluster import Etcd, make_cluster, status, wait_until
 from conftest import _tandem_bin
 
 WITNESS = 'ttl = "3s"\nrenew_interval = "1s"\nretry_timeout = "1s"'
 
-
-def status(url: str) -> dict | None:
-    try:
-        return requests.get(f"{url}/api/tandem/v1/regions", timeout=2).json()
-    except (requests.RequestException, ValueError):
-        return None
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def archived_to(repository, region: str) -> int:
