@@ -1051,3 +1051,76 @@ async fn backups_written_by_create_restore_and_verify() {
     );
     source.region.finish().await;
 }
+
+/// A repository written by format 1 (`tests/fixtures/repository-v1`, one
+/// full and one incremental backup of workspace "team" with its segments
+/// and blobs) is still verified and restored by this build. Regenerate it
+/// (only when the writer's format 1 output changes, never for a newer
+/// format) with `TANDEM_REGENERATE_FIXTURE=1 cargo test -p tandem-backup fixture`.
+#[tokio::test]
+async fn fixture_of_format_1_still_verifies_and_restores() {
+    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::repo::Repository;
+
+    fn writer_quiet(_: tandem_backup::Progress) {}
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repository-v1");
+    let url = format!("file://{}", dir.display());
+    if std::env::var_os("TANDEM_REGENERATE_FIXTURE").is_some() {
+        let _ = std::fs::remove_dir_all(&dir);
+        let source = source().await;
+        let repo = Repository::open(&url).unwrap();
+        let options = CreateOptions {
+            workspace: Some("team".to_string()),
+            full: false,
+        };
+        let store = source.region.store.clone();
+        create_backup(
+            store.as_ref(),
+            &source.region.storage,
+            "eastus",
+            &repo,
+            &options,
+            &writer_quiet,
+        )
+        .await
+        .unwrap();
+        let extra = source.artifact.replace("model.txt", "extra.txt");
+        write_artifact(&source.region, &source.ws, &extra, b"a new artifact").await;
+        create_backup(
+            store.as_ref(),
+            &source.region.storage,
+            "eastus",
+            &repo,
+            &options,
+            &writer_quiet,
+        )
+        .await
+        .unwrap();
+        source.region.finish().await;
+    }
+    let repo = Repository::open(&url).unwrap();
+    assert_eq!(repo.info().await.unwrap().format, 1);
+    let report = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+    assert_eq!(report.backups.len(), 2);
+
+    let target = Target::open(Backend::Sqlite, "westus", false).await;
+    let outcome = restore(
+        target.store.as_ref(),
+        &target.storage,
+        &request(&url, RestorePoint::Latest),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.artifacts, 2);
+    let workspace = target.store.get_workspace("team").await.unwrap();
+    let stored = target.objects().await;
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(stored
+        .iter()
+        .all(|path| path.starts_with(&format!("workspaces/{}/", workspace.workspace_id))));
+    target.finish().await;
+}
