@@ -141,29 +141,32 @@ async fn download_artifact(
 ) -> ApiResult<Response> {
     let path = artifact_path(&params)?;
     let key = storage_key(&ws, Some(&path))?;
-    let file_name = path
-        .as_str()
-        .rsplit('/')
-        .next()
-        .unwrap_or("artifact")
-        .replace('"', "");
+    serve_bytes(&state, &key, path.as_str(), &headers).await
+}
+
+/// Streams the bytes at `key` as a download named after the last segment of
+/// `path`, honouring a single `Range` (artifacts, the file share, salvage).
+pub(crate) async fn serve_bytes(
+    state: &AppState,
+    key: &ArtifactKey,
+    path: &str,
+    headers: &HeaderMap,
+) -> ApiResult<Response> {
+    let file_name = path.rsplit('/').next().unwrap_or("artifact").replace('"', "");
     let mut response_headers = HeaderMap::new();
-    response_headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(path.as_str())),
-    );
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(path)));
     if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\"")) {
         response_headers.insert(header::CONTENT_DISPOSITION, disposition);
     }
     response_headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     if headers.contains_key(header::RANGE) {
-        let size = state.artifacts.head(&key).await?.ok_or_else(|| {
+        let size = state.artifacts.head(key).await?.ok_or_else(|| {
             ApiError::from(ArtifactError::NotFound {
-                path: path.as_str().to_string(),
+                path: path.to_string(),
             })
         })?;
-        if let Some((start, end)) = parse_range(&headers, size) {
-            let bytes = state.artifacts.get_range(&key, start, end).await?;
+        if let Some((start, end)) = parse_range(headers, size) {
+            let bytes = state.artifacts.get_range(key, start, end).await?;
             response_headers.insert(
                 header::CONTENT_RANGE,
                 HeaderValue::from_str(&format!("bytes {start}-{}/{size}", end - 1)).expect("ascii header"),
@@ -176,7 +179,7 @@ async fn download_artifact(
         )
             .into_response());
     }
-    let (size, stream) = state.artifacts.get_stream(&key).await?;
+    let (size, stream) = state.artifacts.get_stream(key).await?;
     response_headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
     Ok((StatusCode::OK, response_headers, Body::from_stream(stream)).into_response())
 }

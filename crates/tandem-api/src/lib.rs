@@ -5,7 +5,8 @@
 //!   for any workspace under `/w/<workspace>/`;
 //! - MLflow's artifact proxy (`/api/2.0/mlflow-artifacts/…`), streaming bytes
 //!   between the client and the region's storage;
-//! - the Tandem API (`/api/tandem/v1/…`): workspaces and the journal.
+//! - the Tandem API (`/api/tandem/v1/…`): workspaces, the journal, the
+//!   workspace file share and its salvage.
 //!
 //! Architecture invariant: this is the only crate that knows HTTP and JSON
 //! request shapes. It holds no state of its own; every change goes through
@@ -16,6 +17,7 @@
 mod artifacts;
 pub mod error;
 pub mod extract;
+mod files;
 mod models;
 mod retention;
 mod tandem;
@@ -79,6 +81,8 @@ fn class_of_path(path: &str) -> Option<AssetClass> {
         Some(AssetClass::Registry)
     } else if path.contains("/mlflow/") || path.contains("/mlflow-artifacts/") {
         Some(AssetClass::Tracking)
+    } else if path.starts_with("/api/tandem/v1/workspaces/") && path.contains("/files") {
+        Some(AssetClass::Files)
     } else {
         None
     }
@@ -122,6 +126,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/w/{workspace}", scoped())
         .merge(tandem::routes())
         .merge(retention::routes())
+        .merge(files::routes())
         // Bodies are read by our extractors with their own limits (JSON) or
         // streamed without buffering (artifacts).
         .layer(DefaultBodyLimit::disable())

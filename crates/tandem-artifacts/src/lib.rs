@@ -51,7 +51,28 @@ pub fn workspace_artifact_key(
     workspace_id: &str,
     path: Option<&ArtifactKey>,
 ) -> Result<ArtifactKey, ArtifactError> {
-    let root = ArtifactKey::parse(&format!("workspaces/{workspace_id}/artifacts"))?;
+    workspace_area_key(workspace_id, "artifacts", path)
+}
+
+/// The storage key of a path of a workspace's file share:
+/// `workspaces/<workspace_id>/files/<path>`. Purging the workspace leaves
+/// this prefix in place (files are salvaged from it) until storage is purged
+/// explicitly.
+pub fn workspace_file_key(
+    workspace_id: &str,
+    path: Option<&ArtifactKey>,
+) -> Result<ArtifactKey, ArtifactError> {
+    workspace_area_key(workspace_id, "files", path)
+}
+
+/// `workspaces/<workspace_id>/<area>/<path>`: `area` is `artifacts` or
+/// `files` (see [`workspace_artifact_key`], [`workspace_file_key`]).
+pub fn workspace_area_key(
+    workspace_id: &str,
+    area: &str,
+    path: Option<&ArtifactKey>,
+) -> Result<ArtifactKey, ArtifactError> {
+    let root = ArtifactKey::parse(&format!("workspaces/{workspace_id}/{area}"))?;
     match path {
         Some(path) => root.join(path.as_str()),
         None => Ok(root),

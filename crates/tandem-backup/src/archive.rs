@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tandem_artifacts::{workspace_artifact_key, ArtifactKey, ArtifactStore};
-use tandem_core::journal::Change;
+use tandem_artifacts::{workspace_area_key, ArtifactKey, ArtifactStore};
+use tandem_core::journal::WrittenContent;
 use tandem_store::MetadataStore;
 
 use crate::error::{BackupError, BackupResult};
@@ -92,21 +92,21 @@ pub async fn archive_until(
             }
         }
         for archived in records.iter().filter(|archived| !archived.voided) {
-            // FileWritten (the workspace file share) is archived here the
-            // same way once it exists: its bytes by digest.
-            if let Change::ArtifactWritten {
-                path, size, sha256, ..
-            } = &archived.record.change
-            {
-                match copy_blob(storage, repo, &archived.record.workspace_id, path, *size, sha256).await? {
+            // Artifacts and files of the workspace file share alike: their
+            // bytes by digest.
+            if let Some(content) = archived.record.change.written_content() {
+                let workspace_id = &archived.record.workspace_id;
+                match copy_blob(storage, repo, workspace_id, content).await? {
                     Copied::Already => {}
                     Copied::Now(bytes) => {
                         outcome.copied_blobs += 1;
                         outcome.copied_bytes += bytes;
                     }
-                    Copied::Missing => outcome
-                        .missing
-                        .push(format!("{}/{path}", archived.record.workspace_id)),
+                    Copied::Missing => outcome.missing.push(format!(
+                        "{workspace_id}/{}/{}",
+                        content.area.as_str(),
+                        content.path
+                    )),
                 }
             }
         }
@@ -155,16 +155,17 @@ pub(crate) async fn copy_blob(
     storage: &ArtifactStore,
     repo: &Repository,
     workspace_id: &str,
-    path: &str,
-    size: i64,
-    sha256: &str,
+    content: WrittenContent<'_>,
 ) -> BackupResult<Copied> {
+    let (size, sha256) = (content.size, content.sha256);
     let key = blob_key(sha256);
     if repo.head(&key).await? == Some(size as u64) {
         return Ok(Copied::Already);
     }
-    let relative = ArtifactKey::parse(path).map_err(|error| BackupError::corrupt(error.to_string()))?;
-    let source = workspace_artifact_key(workspace_id, Some(&relative)).map_err(BackupError::storage)?;
+    let relative =
+        ArtifactKey::parse(content.path).map_err(|error| BackupError::corrupt(error.to_string()))?;
+    let source = workspace_area_key(workspace_id, content.area.as_str(), Some(&relative))
+        .map_err(BackupError::storage)?;
     let stream = match storage.get_stream(&source).await {
         Ok((_, stream)) => stream,
         Err(error) if error.is_not_found() => return Ok(Copied::Missing),

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use tandem_artifacts::ArtifactStore;
-use tandem_core::journal::{Change, JournalRecord};
+use tandem_core::journal::{Change, ContentArea, JournalRecord, WrittenContent};
 use tandem_core::model::ViewType;
 use tandem_store::MetadataStore;
 
@@ -40,32 +40,35 @@ struct Tracked {
     name: String,
     records: i64,
     artifacts: BTreeMap<String, ContentEntry>,
+    files: BTreeMap<String, ContentEntry>,
 }
 
 impl Tracked {
+    fn area(&mut self, area: ContentArea) -> &mut BTreeMap<String, ContentEntry> {
+        match area {
+            ContentArea::Artifacts => &mut self.artifacts,
+            ContentArea::Files => &mut self.files,
+        }
+    }
+
     fn apply(&mut self, record: &JournalRecord) {
         self.records += 1;
-        match &record.change {
-            Change::WorkspaceCreated { name, .. } => self.name = name.clone(),
-            Change::ArtifactWritten {
-                path, size, sha256, ..
-            } => {
-                self.artifacts.insert(
-                    path.clone(),
-                    ContentEntry {
-                        path: path.clone(),
-                        size: *size,
-                        sha256: sha256.clone(),
-                    },
-                );
-            }
+        if let Change::WorkspaceCreated { name, .. } = &record.change {
+            self.name = name.clone();
+        } else if let Some(content) = record.change.written_content() {
+            self.area(content.area).insert(
+                content.path.to_string(),
+                ContentEntry {
+                    path: content.path.to_string(),
+                    size: content.size,
+                    sha256: content.sha256.to_string(),
+                },
+            );
+        } else if let Some((area, path)) = record.change.deleted_content() {
             // A deleted path takes everything under it (as storage does).
-            Change::ArtifactDeleted { path } => {
-                let below = format!("{path}/");
-                self.artifacts
-                    .retain(|key, _| key != path && !key.starts_with(&below));
-            }
-            _ => {}
+            let below = format!("{path}/");
+            self.area(area)
+                .retain(|key, _| key != path && !key.starts_with(&below));
         }
     }
 }
@@ -145,6 +148,7 @@ pub async fn create_backup(
                             .iter()
                             .map(|a| (a.path.clone(), a.clone()))
                             .collect(),
+                        files: entry.files.iter().map(|f| (f.path.clone(), f.clone())).collect(),
                     },
                 );
             }
@@ -186,18 +190,33 @@ pub async fn create_backup(
         }
     }
 
-    // Every artifact at the position must be in blobs/: the archiver copied
-    // those it met; copy what it could not have (a backup into a new place).
-    let total: i64 = tracked.values().map(|t| t.artifacts.len() as i64).sum();
+    // Every artifact and file at the position must be in blobs/: the
+    // archiver copied those it met; copy what it could not have (a backup
+    // into a new place).
+    let total: i64 = tracked
+        .values()
+        .map(|t| (t.artifacts.len() + t.files.len()) as i64)
+        .sum();
     let (mut copied_blobs, mut copied_bytes) = (archived.copied_blobs, archived.copied_bytes);
     let mut done = 0;
     for (workspace_id, state) in &tracked {
-        for entry in state.artifacts.values() {
+        let contents = state
+            .artifacts
+            .values()
+            .map(|entry| (ContentArea::Artifacts, entry))
+            .chain(state.files.values().map(|entry| (ContentArea::Files, entry)));
+        for (area, entry) in contents {
             done += 1;
             if repo.head(&blob_key(&entry.sha256)).await? == Some(entry.size as u64) {
                 continue;
             }
-            match copy_blob(storage, repo, workspace_id, &entry.path, entry.size, &entry.sha256).await? {
+            let content = WrittenContent {
+                area,
+                path: &entry.path,
+                size: entry.size,
+                sha256: &entry.sha256,
+            };
+            match copy_blob(storage, repo, workspace_id, content).await? {
                 Copied::Already => {}
                 Copied::Now(bytes) => {
                     copied_blobs += 1;
@@ -205,12 +224,13 @@ pub async fn create_backup(
                 }
                 Copied::Missing => {
                     return Err(BackupError::conflict(format!(
-                        "artifact '{}' of workspace {workspace_id} changed after journal position {position} before its content was archived; create the backup again",
+                        "{} '{}' of workspace {workspace_id} changed after journal position {position} before its content was archived; create the backup again",
+                        if area == ContentArea::Files { "file" } else { "artifact" },
                         entry.path
                     )))
                 }
             }
-            progress(Progress::new("copying artifacts", done, total, "files"));
+            progress(Progress::new("copying artifacts and files", done, total, "files"));
         }
     }
 
@@ -235,7 +255,7 @@ pub async fn create_backup(
                 name: state.name,
                 records: state.records,
                 artifacts: state.artifacts.into_values().collect(),
-                files: Vec::new(),
+                files: state.files.into_values().collect(),
             })
             .collect(),
         snapshot,

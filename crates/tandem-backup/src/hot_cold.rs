@@ -18,8 +18,8 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use tandem_artifacts::{workspace_artifact_key, ArtifactKey, ArtifactStore};
-use tandem_core::journal::{AssetClass, Change, JournalRecord};
+use tandem_artifacts::{workspace_area_key, ArtifactKey, ArtifactStore};
+use tandem_core::journal::{AssetClass, ContentArea, JournalRecord, WrittenContent};
 use tandem_replication::{PromotionHook, Region};
 use tandem_store::MetadataStore;
 
@@ -104,12 +104,16 @@ impl HotColdRestore {
             {
                 continue;
             }
-            if let Change::ArtifactWritten {
-                path, size, sha256, ..
-            } = &record.change
-            {
-                self.copy_in(&repo, &record.workspace_id, path, *size, sha256)
-                    .await?;
+            if let Some(content) = record.change.written_content() {
+                self.copy_in(&repo, &record.workspace_id, content).await?;
+            } else if let Some((area, path)) = record.change.deleted_content() {
+                let target = content_key(&record.workspace_id, area, path)?;
+                for result in [
+                    self.storage.delete(&target).await,
+                    self.storage.delete_prefix(&target).await.map(|_| ()),
+                ] {
+                    result.map_err(|error| error.to_string())?;
+                }
             }
             if self
                 .store
@@ -123,37 +127,38 @@ impl HotColdRestore {
         Ok(restored)
     }
 
-    /// Puts an archived artifact's bytes where the record says they are,
-    /// verified against the record's digest.
+    /// Puts an archived artifact's or file's bytes where the record says
+    /// they are, verified against the record's digest.
     async fn copy_in(
         &self,
         repo: &Repository,
         workspace_id: &str,
-        path: &str,
-        size: i64,
-        sha256: &str,
+        content: WrittenContent<'_>,
     ) -> Result<(), String> {
+        let (path, sha256) = (content.path, content.sha256);
         let source = repo.key(&blob_key(sha256)).map_err(|error| error.to_string())?;
         let (_, stream) = repo
             .storage()
             .get_stream(&source)
             .await
-            .map_err(|error| format!("artifact {path} ({sha256}) is not in the archive: {error}"))?;
-        let relative = ArtifactKey::parse(path).map_err(|error| error.to_string())?;
-        let target =
-            workspace_artifact_key(workspace_id, Some(&relative)).map_err(|error| error.to_string())?;
+            .map_err(|error| format!("{path} ({sha256}) is not in the archive: {error}"))?;
+        let target = content_key(workspace_id, content.area, path)?;
         let body = Box::pin(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
         let written = self
             .storage
             .put_stream(&target, body, None)
             .await
             .map_err(|error| error.to_string())?;
-        if written.sha256 != sha256 || written.size as i64 != size {
+        if written.sha256 != sha256 || written.size as i64 != content.size {
             let _ = self.storage.delete(&target).await;
-            return Err(format!(
-                "archived artifact {path} does not match its digest {sha256}"
-            ));
+            return Err(format!("archived {path} does not match its digest {sha256}"));
         }
         Ok(())
     }
+}
+
+/// `workspaces/<id>/<area>/<path>`.
+fn content_key(workspace_id: &str, area: ContentArea, path: &str) -> Result<ArtifactKey, String> {
+    let relative = ArtifactKey::parse(path).map_err(|error| error.to_string())?;
+    workspace_area_key(workspace_id, area.as_str(), Some(&relative)).map_err(|error| error.to_string())
 }

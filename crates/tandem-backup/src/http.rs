@@ -175,7 +175,7 @@ async fn list(Query(query): Query<Value>) -> Response {
                     "id": m.id, "kind": m.kind, "base": m.base, "region": m.region, "position": m.position,
                     "position_recorded_at": m.position_recorded_at, "created_at": m.created_at,
                     "workspace": m.workspace,
-                    "workspaces": m.workspaces.iter().map(|w| json!({"workspace_id": w.workspace_id, "name": w.name, "records": w.records, "artifacts": w.artifacts.len()})).collect::<Vec<_>>(),
+                    "workspaces": m.workspaces.iter().map(|w| json!({"workspace_id": w.workspace_id, "name": w.name, "records": w.records, "artifacts": w.artifacts.len(), "files": w.files.len()})).collect::<Vec<_>>(),
                     "copied_bytes": m.copied_bytes, "copied_blobs": m.copied_blobs,
                 })
             })

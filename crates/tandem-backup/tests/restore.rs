@@ -1124,3 +1124,150 @@ async fn fixture_of_format_1_still_verifies_and_restores() {
         .all(|path| path.starts_with(&format!("workspaces/{}/", workspace.workspace_id))));
     target.finish().await;
 }
+
+async fn write_file(source: &Target, ws: &WorkspaceRef, path: &str, bytes: &[u8]) {
+    let target = tandem_artifacts::workspace_file_key(&ws.workspace_id, Some(&key(path))).unwrap();
+    source.store.check_file_write(ws, path).await.unwrap();
+    source
+        .storage
+        .put_bytes(&target, Bytes::from(bytes.to_vec()))
+        .await
+        .unwrap();
+    source
+        .store
+        .record_file(ws, path, bytes.len() as i64, &sha256(bytes))
+        .await
+        .unwrap();
+}
+
+/// Workspace files are backed up (manifest `files`, bytes in `blobs/`) and
+/// restored to any point: a directory deleted after the point is whole
+/// again there, and absent at the latest state, in the index and in storage.
+#[tokio::test]
+async fn workspace_files_are_backed_up_and_restored_to_a_point() {
+    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::repo::Repository;
+
+    fn writer_quiet(_: tandem_backup::Progress) {}
+    let source = source().await;
+    let store = source.region.store.clone();
+    write_file(
+        &source.region,
+        &source.ws,
+        "notebooks/eda.ipynb",
+        b"{\"cells\": []}",
+    )
+    .await;
+    write_file(&source.region, &source.ws, "notebooks/data/x.csv", b"a,b\n1,2\n").await;
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo_url = format!("file://{}", repo_dir.path().display());
+    let repo = Repository::open(&repo_url).unwrap();
+    let options = CreateOptions {
+        workspace: Some("team".to_string()),
+        full: false,
+    };
+    let full = create_backup(
+        store.as_ref(),
+        &source.region.storage,
+        "eastus",
+        &repo,
+        &options,
+        &writer_quiet,
+    )
+    .await
+    .unwrap();
+    let paths: Vec<&str> = full.workspaces[0].files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(paths, ["notebooks/data/x.csv", "notebooks/eda.ipynb"]);
+    let (with_notebooks, _) = position(store.as_ref()).await;
+
+    let removed = store.delete_file(&source.ws, "notebooks").await.unwrap();
+    assert_eq!(removed.len(), 2);
+    write_file(&source.region, &source.ws, "README.md", b"# team").await;
+    let incremental = create_backup(
+        store.as_ref(),
+        &source.region.storage,
+        "eastus",
+        &repo,
+        &options,
+        &writer_quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        incremental.copied_blobs, 1,
+        "only the new file's bytes are copied"
+    );
+    let paths: Vec<&str> = incremental.workspaces[0]
+        .files
+        .iter()
+        .map(|f| f.path.as_str())
+        .collect();
+    assert_eq!(paths, ["README.md"]);
+    let report = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{:?}", report.problems);
+
+    let stored_files = |target: &Target, workspace_id: String| {
+        let storage = target.storage.clone();
+        async move {
+            let root = tandem_artifacts::workspace_file_key(&workspace_id, None).unwrap();
+            let mut found = BTreeMap::new();
+            if let Ok(listing) = storage.list_recursive(Some(&root)).await {
+                for entry in listing.into_iter().filter(|entry| !entry.is_dir) {
+                    let bytes = read(&storage, &key(&entry.path)).await;
+                    found.insert(entry.path, bytes);
+                }
+            }
+            found
+        }
+    };
+
+    // At the point between the two backups: the notebooks, not the README.
+    let target = Target::open(Backend::Sqlite, "westus", false).await;
+    let outcome = restore(
+        target.store.as_ref(),
+        &target.storage,
+        &request(&repo_url, RestorePoint::Seq(with_notebooks)),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.files, 2);
+    let workspace = target.store.get_workspace("team").await.unwrap();
+    let ws = WorkspaceRef {
+        workspace_id: workspace.workspace_id.clone(),
+        name: workspace.name.clone(),
+    };
+    let listed: Vec<String> = target
+        .store
+        .list_files(&ws, "")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.path)
+        .collect();
+    assert_eq!(listed, ["notebooks/data/x.csv", "notebooks/eda.ipynb"]);
+    let bytes = stored_files(&target, workspace.workspace_id.clone()).await;
+    assert_eq!(bytes.len(), 2, "{bytes:?}");
+    assert!(bytes.values().any(|b| b == b"{\"cells\": []}"));
+    assert!(bytes.values().any(|b| b == b"a,b\n1,2\n"));
+    target.finish().await;
+
+    // The latest state: the directory is gone, the README is there.
+    let target = Target::open(Backend::Sqlite, "westus", false).await;
+    let outcome = restore(
+        target.store.as_ref(),
+        &target.storage,
+        &request(&repo_url, RestorePoint::Latest),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.files, 1);
+    let workspace = target.store.get_workspace("team").await.unwrap();
+    let bytes = stored_files(&target, workspace.workspace_id.clone()).await;
+    assert_eq!(bytes.into_values().collect::<Vec<_>>(), [b"# team".to_vec()]);
+    target.finish().await;
+    source.region.finish().await;
+}

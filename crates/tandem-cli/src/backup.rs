@@ -121,12 +121,15 @@ fn describe_backup(manifest: &Value) -> String {
         .iter()
         .map(|w| w["records"].as_i64().unwrap_or(0))
         .sum();
-    let artifacts: usize = workspaces
-        .iter()
-        .map(|w| w["artifacts"].as_array().map_or(0, Vec::len))
-        .sum();
+    let count = |key: &str| -> usize {
+        workspaces
+            .iter()
+            .map(|w| w[key].as_array().map_or(0, Vec::len))
+            .sum()
+    };
+    let (artifacts, files) = (count("artifacts"), count("files"));
     format!(
-        "backup {} ({}) of region {} at journal position {}: {} workspace(s), {records} records, {artifacts} artifacts; copied {} new blob(s), {} bytes",
+        "backup {} ({}) of region {} at journal position {}: {} workspace(s), {records} records, {artifacts} artifacts, {files} files; copied {} new blob(s), {} bytes",
         manifest["id"].as_str().unwrap_or("?"),
         manifest["kind"].as_str().unwrap_or("?"),
         manifest["region"].as_str().unwrap_or("?"),

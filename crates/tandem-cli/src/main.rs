@@ -15,6 +15,7 @@ mod config;
 mod deleted;
 mod divergence;
 mod failover;
+mod files;
 mod gateway;
 mod progress;
 mod restore;
@@ -34,7 +35,7 @@ use tandem_server::ServerConfig;
 /// How client commands find their server, shown by `tandem --help`.
 const CONFIG_HELP: &str = "\
 Finding the server: client commands (status, conflicts, workspace, journal, failover,
-divergence) talk to the URL given by, in order of precedence:
+divergence, backup, files) talk to the URL given by, in order of precedence:
   1. --url URL
   2. the TANDEM_URL environment variable
   3. `url` in the client config file: the nearest .tandem.toml in the working directory
@@ -96,6 +97,10 @@ enum Command {
     /// Back up workspaces to any object-store URL, list, verify and restore backups.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// The workspace file share (upload, list, download, delete) and salvage
+    /// of a deleted or purged workspace's files.
+    #[command(subcommand)]
+    Files(files::FilesCommand),
 }
 
 #[derive(Args)]
@@ -200,6 +205,8 @@ pub(crate) enum Refusal {
     Usage(String),
     /// Exit 3.
     NotFound(String),
+    /// Exit 4: something in the way (a local file that exists).
+    Conflict(String),
     /// Exit 5.
     Unreachable(String),
 }
@@ -207,9 +214,10 @@ pub(crate) enum Refusal {
 impl std::fmt::Display for Refusal {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Refusal::Usage(message) | Refusal::NotFound(message) | Refusal::Unreachable(message) => {
-                formatter.write_str(message)
-            }
+            Refusal::Usage(message)
+            | Refusal::NotFound(message)
+            | Refusal::Conflict(message)
+            | Refusal::Unreachable(message) => formatter.write_str(message),
         }
     }
 }
@@ -341,6 +349,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         return match refusal {
             Refusal::Usage(_) => 2,
             Refusal::NotFound(_) => 3,
+            Refusal::Conflict(_) => 4,
             Refusal::Unreachable(_) => 5,
         };
     }
@@ -367,6 +376,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Failover(args) => failover::run(args).await,
         Command::Divergence(args) => divergence::run(args).await,
         Command::Backup(command) => backup::run(command).await,
+        Command::Files(command) => files::run(command).await,
         Command::Status(args) => {
             let target = args.resolve()?;
             let status = target.client.regions().await?;

@@ -75,13 +75,14 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {
         println!(
-            "restored workspace '{}' ({}) as of {} seq {}: {} records, {} artifacts ({} bytes)",
+            "restored workspace '{}' ({}) as of {} seq {}: {} records, {} artifacts and {} files ({} bytes)",
             result.workspace,
             result.workspace_id,
             result.source_region,
             result.position,
             result.records,
             result.artifacts,
+            result.files,
             result.bytes
         );
     }

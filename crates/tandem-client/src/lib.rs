@@ -9,7 +9,10 @@
 //! per region URL with [`TandemClient::at`].
 
 mod backup;
+mod files;
 mod retention;
+
+pub use files::{Download, FileListing, SalvageListing, SalvagedFile};
 
 pub use retention::DeletedItem;
 

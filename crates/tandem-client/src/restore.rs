@@ -46,6 +46,9 @@ pub struct RestoreResult {
     pub position_recorded_at: Millis,
     pub records: i64,
     pub artifacts: u64,
+    /// Files of the workspace's file share (absent from older servers).
+    #[serde(default)]
+    pub files: u64,
     pub bytes: u64,
 }
 

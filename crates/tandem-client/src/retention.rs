@@ -19,7 +19,7 @@ pub struct DeletedItem {
 }
 
 /// Encodes one path segment (a model version id holds a `/`).
-fn segment(value: &str) -> String {
+pub(crate) fn segment(value: &str) -> String {
     let mut encoded = String::with_capacity(value.len());
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {

@@ -26,7 +26,9 @@ use crate::model::{
 /// `model_version_deleted` soft deletes (recoverable during the workspace's
 /// retention); in records of format 2 and older they were hard deletes and
 /// are read as [`Change::RegisteredModelPurged`] / [`Change::ModelVersionPurged`].
-pub const FORMAT_VERSION: i32 = 3;
+/// Version 4 added `file_written` and `file_deleted` (the workspace file
+/// share); older records read unchanged.
+pub const FORMAT_VERSION: i32 = 4;
 
 /// The first format in which `registered_model_deleted` and
 /// `model_version_deleted` are soft deletes.
@@ -433,6 +435,21 @@ pub enum Change {
         path: String,
     },
 
+    /// A file of the workspace's file share (notebooks and other files) was
+    /// written: its content is in the region's storage under `path`, relative
+    /// to the share's root `workspaces/<id>/files/`. Copied and backed up by
+    /// digest like an artifact.
+    FileWritten {
+        path: String,
+        size: i64,
+        sha256: String,
+        time: Millis,
+    },
+    /// A file, or a whole directory of the file share, was deleted.
+    FileDeleted {
+        path: String,
+    },
+
     /// A region became primary: the first record of every epoch, written
     /// by the new primary (workspace id empty: it belongs to the
     /// deployment). `fork` is, for every origin region, the highest
@@ -449,12 +466,49 @@ pub enum Change {
     },
 }
 
+/// Where in a workspace's storage a change's bytes live: its MLflow
+/// artifacts (`workspaces/<id>/artifacts/`) or its file share
+/// (`workspaces/<id>/files/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContentArea {
+    Artifacts,
+    Files,
+}
+
+impl ContentArea {
+    /// The directory under `workspaces/<id>/`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContentArea::Artifacts => "artifacts",
+            ContentArea::Files => "files",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<ContentArea> {
+        match value {
+            "artifacts" => Some(ContentArea::Artifacts),
+            "files" => Some(ContentArea::Files),
+            _ => None,
+        }
+    }
+}
+
+/// See [`Change::written_content`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenContent<'a> {
+    pub area: ContentArea,
+    pub path: &'a str,
+    pub size: i64,
+    pub sha256: &'a str,
+}
+
 /// The workspace id of deployment-wide records ([`Change::EpochBegan`]).
 pub const DEPLOYMENT_RECORD: &str = "";
 
 /// The asset classes a deployment sets continuity levels for. Artifacts
 /// belong to the class of what owns them (today: runs and logged models,
-/// hence tracking).
+/// hence tracking); the file share is the `files` class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AssetClass {
@@ -520,7 +574,43 @@ impl Change {
             | Change::RegisteredModelPurged { .. }
             | Change::ModelVersionRestored { .. }
             | Change::ModelVersionPurged { .. } => Some(AssetClass::Registry),
+            Change::FileWritten { .. } | Change::FileDeleted { .. } => Some(AssetClass::Files),
             _ => Some(AssetClass::Tracking),
+        }
+    }
+
+    /// The bytes a change put in the region's storage, if it is an artifact
+    /// or file write: replication copies them, backups keep them, restores
+    /// put them back, all by digest.
+    pub fn written_content(&self) -> Option<WrittenContent<'_>> {
+        match self {
+            Change::ArtifactWritten {
+                path, size, sha256, ..
+            } => Some(WrittenContent {
+                area: ContentArea::Artifacts,
+                path,
+                size: *size,
+                sha256,
+            }),
+            Change::FileWritten {
+                path, size, sha256, ..
+            } => Some(WrittenContent {
+                area: ContentArea::Files,
+                path,
+                size: *size,
+                sha256,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The storage path (a file or a directory) a change removed, if it is an
+    /// artifact or file delete.
+    pub fn deleted_content(&self) -> Option<(ContentArea, &str)> {
+        match self {
+            Change::ArtifactDeleted { path } => Some((ContentArea::Artifacts, path)),
+            Change::FileDeleted { path } => Some((ContentArea::Files, path)),
+            _ => None,
         }
     }
 
@@ -568,6 +658,8 @@ impl Change {
             Change::ModelVersionTagDeleted { .. } => "model_version_tag_deleted",
             Change::ArtifactWritten { .. } => "artifact_written",
             Change::ArtifactDeleted { .. } => "artifact_deleted",
+            Change::FileWritten { .. } => "file_written",
+            Change::FileDeleted { .. } => "file_deleted",
             Change::EpochBegan { .. } => "epoch_began",
             Change::WorkspaceRetentionSet { .. } => "workspace_retention_set",
             Change::WorkspacePurged { .. } => "workspace_purged",

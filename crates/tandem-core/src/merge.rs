@@ -299,6 +299,8 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         }
         ArtifactWritten { path, .. } => vec![Touch::write(format!("art/{path}"))],
         ArtifactDeleted { path } => vec![Touch::delete(format!("art/{path}"))],
+        FileWritten { path, .. } => vec![Touch::write(format!("file/{path}"))],
+        FileDeleted { path } => vec![Touch::delete(format!("file/{path}"))],
     }
 }
 

@@ -543,6 +543,16 @@ pub struct ArtifactEntry {
     pub created_at: Millis,
 }
 
+/// A file of a workspace's file share: its path relative to the share's
+/// root, size, digest and when it was last written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub size: i64,
+    pub sha256: String,
+    pub modified_at: Millis,
+}
+
 /// `millis` since the epoch as an RFC 3339 UTC timestamp (to the second),
 /// for messages that name a date.
 pub fn format_utc(millis: Millis) -> String {

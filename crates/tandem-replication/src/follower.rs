@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Deserialize;
-use tandem_artifacts::ArtifactKey;
-use tandem_core::journal::{Change, JournalRecord};
+use tandem_core::journal::{Change, ContentArea, JournalRecord};
 
 use crate::{AbortOnDrop, Region};
 
@@ -184,24 +183,26 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
             .await
             .map_err(|error| format!("cannot check record {} from {source}: {error}", record.seq))?;
     if replicate && !known {
-        match &record.change {
-            Change::ArtifactWritten {
-                path, size, sha256, ..
-            } => {
-                copy_artifact(region, source, url, &record.workspace_id, path, *size, sha256).await?;
-            }
-            Change::ArtifactDeleted { path } => {
-                let relative = ArtifactKey::parse(path).map_err(|e| e.to_string())?;
-                let key = tandem_artifacts::workspace_artifact_key(&record.workspace_id, Some(&relative))
-                    .map_err(|e| e.to_string())?;
-                region.artifacts.delete(&key).await.map_err(|e| e.to_string())?;
-                region
-                    .artifacts
-                    .delete_prefix(&key)
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            _ => {}
+        if let Some(content) = record.change.written_content() {
+            copy_content(
+                region,
+                source,
+                url,
+                &record.workspace_id,
+                content.area,
+                content.path,
+                content.size,
+                content.sha256,
+            )
+            .await?;
+        } else if let Some((area, path)) = record.change.deleted_content() {
+            let key = crate::content::storage_key(&record.workspace_id, area, path)?;
+            region.artifacts.delete(&key).await.map_err(|e| e.to_string())?;
+            region
+                .artifacts
+                .delete_prefix(&key)
+                .await
+                .map_err(|e| e.to_string())?;
         }
     }
     let _gate = region.apply_gate.read().await;
@@ -215,10 +216,7 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
         .await
         .map_err(|error| format!("cannot apply record {} from {source}: {error}", record.seq))?;
     drop(_gate);
-    if matches!(
-        record.change,
-        Change::EpochBegan { .. } | Change::ArtifactWritten { .. }
-    ) {
+    if matches!(record.change, Change::EpochBegan { .. }) || record.change.written_content().is_some() {
         // A new epoch may have voided artifact writes, and an artifact write
         // may have arrived fenced: their bytes leave the visible paths.
         crate::quarantine::keep_pending_bytes(region).await;
@@ -226,46 +224,53 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
     Ok(())
 }
 
-/// Copies one artifact from the source's storage into ours, verifying its
-/// size and digest. If the source has since overwritten or deleted it, the
-/// content this record describes no longer exists anywhere; the later record
-/// that replaced it carries the bytes, so nothing is copied now.
-pub(crate) async fn copy_artifact(
+/// Copies one artifact or file from the source's storage into ours,
+/// verifying its size and digest. If the source has since overwritten or
+/// deleted it, the content this record describes no longer exists anywhere;
+/// the later record that replaced it carries the bytes, so nothing is copied
+/// now.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn copy_content(
     region: &Region,
     source: &str,
     url: &str,
     workspace_id: &str,
+    area: ContentArea,
     path: &str,
     size: i64,
     sha256: &str,
 ) -> Result<(), String> {
-    let relative = ArtifactKey::parse(path).map_err(|error| format!("artifact path '{path}': {error}"))?;
-    let key =
-        tandem_artifacts::workspace_artifact_key(workspace_id, Some(&relative)).map_err(|e| e.to_string())?;
+    let key = crate::content::storage_key(workspace_id, area, path)?;
+    let noun = crate::content::noun(area);
+    let relative = key
+        .as_str()
+        .strip_prefix(&format!("workspaces/{workspace_id}/{}/", area.as_str()))
+        .unwrap_or(path)
+        .to_string();
     let request = region
         .http
         .get(format!(
-            "{url}/api/tandem/v1/replication/artifacts/{workspace_id}/{}",
-            relative.as_str()
+            "{url}/api/tandem/v1/replication/{}/{workspace_id}/{relative}",
+            area.as_str()
         ))
         .query(&[("sha256", sha256)]);
     let response = region
         .authorized(request)
         .send()
         .await
-        .map_err(|e| format!("artifact {path}: {e}"))?;
+        .map_err(|e| format!("{noun} {path}: {e}"))?;
     match response.status().as_u16() {
         200 => {}
         409 | 410 => {
             tracing::info!(
                 path,
-                "artifact superseded at the source; a later record carries its content"
+                "{noun} superseded at the source; a later record carries its content"
             );
             return Ok(());
         }
         status => {
             let body = response.text().await.unwrap_or_default();
-            return Err(format!("artifact {path}: source answered {status}: {body}"));
+            return Err(format!("{noun} {path}: source answered {status}: {body}"));
         }
     }
     let body = response
@@ -275,12 +280,12 @@ pub(crate) async fn copy_artifact(
         .artifacts
         .put_stream(&key, Box::pin(body), None)
         .await
-        .map_err(|error| format!("artifact {path}: {error}"))?;
+        .map_err(|error| format!("{noun} {path}: {error}"))?;
     if outcome.size as i64 != size || outcome.sha256 != sha256 {
         // Leave nothing unverified behind: the record will be retried.
         let _ = region.artifacts.delete(&key).await;
         return Err(format!(
-            "artifact {path} failed verification: expected {size} bytes with sha256 {sha256}, got {} bytes with sha256 {}",
+            "{noun} {path} failed verification: expected {size} bytes with sha256 {sha256}, got {} bytes with sha256 {}",
             outcome.size, outcome.sha256
         ));
     }

@@ -25,6 +25,7 @@
 //! collide are allocated from per-region stripes: region `i` of `n` (its
 //! position in the deployment file) takes the numbers `k` with `k % n == i`.
 
+mod content;
 pub mod follower;
 pub mod leadership;
 pub mod protocol;

@@ -6,7 +6,8 @@
 //!   second when idle;
 //! - `GET /api/tandem/v1/replication/artifacts/{workspace_id}/{path}?sha256=D`:
 //!   an artifact's bytes by workspace id (409 if the content is no longer D,
-//!   410 if it is gone);
+//!   410 if it is gone), and the same for a file of the file share under
+//!   `…/replication/files/…`;
 //! - `POST /api/tandem/v1/replication/ack {"region", "applied"}`.
 //!
 //! - `POST /api/tandem/v1/replication/promote {"from", "expected_epoch", "head"}`:
@@ -37,7 +38,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use tandem_artifacts::ArtifactKey;
-use tandem_store::WorkspaceRef;
+use tandem_core::journal::ContentArea;
 
 use crate::{now_millis, Region, Role};
 
@@ -50,6 +51,10 @@ pub fn routes(region: Arc<Region>) -> Router {
         .route(
             "/api/tandem/v1/replication/artifacts/{workspace_id}/{*path}",
             get(artifact),
+        )
+        .route(
+            "/api/tandem/v1/replication/files/{workspace_id}/{*path}",
+            get(file),
         )
         .route("/api/tandem/v1/replication/ack", post(ack))
         .route("/api/tandem/v1/replication/promote", post(promote))
@@ -197,44 +202,54 @@ async fn artifact(
     Path(params): Path<HashMap<String, String>>,
     Query(query): Query<ArtifactQuery>,
 ) -> Response {
-    if let Some(response) = unauthorized(&region, &headers) {
+    content(&region, &headers, &params, &query, ContentArea::Artifacts).await
+}
+
+async fn file(
+    State(region): State<Arc<Region>>,
+    headers: HeaderMap,
+    Path(params): Path<HashMap<String, String>>,
+    Query(query): Query<ArtifactQuery>,
+) -> Response {
+    content(&region, &headers, &params, &query, ContentArea::Files).await
+}
+
+/// An artifact's or file's bytes, if they are still the content `sha256`
+/// names.
+async fn content(
+    region: &Region,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    query: &ArtifactQuery,
+    area: ContentArea,
+) -> Response {
+    if let Some(response) = unauthorized(region, headers) {
         return response;
     }
     let workspace_id = params.get("workspace_id").cloned().unwrap_or_default();
     let path = params.get("path").cloned().unwrap_or_default();
-    let relative = match ArtifactKey::parse(&path) {
-        Ok(relative) => relative,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_PARAMETER_VALUE",
-                err.to_string(),
-            )
-        }
-    };
-    let ws = WorkspaceRef {
-        workspace_id: workspace_id.clone(),
-        name: String::new(),
+    let key = match crate::content::storage_key(&workspace_id, area, &path) {
+        Ok(key) => key,
+        Err(err) => return error(StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE", err),
     };
     if let Some(expected) = &query.sha256 {
-        match region.store.list_artifact_entries(&ws, relative.as_str()).await {
-            Ok(entries) => match entries.iter().find(|entry| entry.path == relative.as_str()) {
-                Some(entry) if &entry.sha256 == expected => {}
-                Some(_) => {
-                    return error(
-                        StatusCode::CONFLICT,
-                        "RESOURCE_CONFLICT",
-                        "the artifact was overwritten since",
-                    )
-                }
-                None => {
-                    return error(
-                        StatusCode::GONE,
-                        "RESOURCE_DOES_NOT_EXIST",
-                        "the artifact was deleted since",
-                    )
-                }
-            },
+        let noun = crate::content::noun(area);
+        match crate::content::recorded(region, &workspace_id, area, &path).await {
+            Ok(Some((_, sha256))) if &sha256 == expected => {}
+            Ok(Some(_)) => {
+                return error(
+                    StatusCode::CONFLICT,
+                    "RESOURCE_CONFLICT",
+                    format!("the {noun} was overwritten since"),
+                )
+            }
+            Ok(None) => {
+                return error(
+                    StatusCode::GONE,
+                    "RESOURCE_DOES_NOT_EXIST",
+                    format!("the {noun} was deleted since"),
+                )
+            }
             Err(err) => {
                 return error(
                     StatusCode::INTERNAL_SERVER_ERROR,
@@ -244,17 +259,7 @@ async fn artifact(
             }
         }
     }
-    let key = match tandem_artifacts::workspace_artifact_key(&workspace_id, Some(&relative)) {
-        Ok(key) => key,
-        Err(err) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "INVALID_PARAMETER_VALUE",
-                err.to_string(),
-            )
-        }
-    };
-    stream_bytes(&region, &key, StatusCode::GONE).await
+    stream_bytes(region, &key, StatusCode::GONE).await
 }
 
 /// Streams the bytes at `key`; `missing` is the status when there are none.

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tandem_artifacts::ArtifactKey;
-use tandem_core::journal::{Change, JournalRecord};
+use tandem_core::journal::JournalRecord;
 use tandem_core::{Error, ErrorKind};
 use tandem_store::DivergentRecord;
 
@@ -56,54 +56,44 @@ pub(crate) async fn keep_pending_bytes(region: &Region) {
 }
 
 async fn keep_bytes(region: &Region, entry: &DivergentRecord) -> Result<(), Error> {
-    let Change::ArtifactWritten {
-        path, size, sha256, ..
-    } = &entry.record.change
-    else {
+    let Some(content) = entry.record.change.written_content() else {
         return Ok(());
     };
+    let (area, path, size, sha256) = (content.area, content.path, content.size, content.sha256);
     let workspace_id = &entry.record.workspace_id;
-    let relative = ArtifactKey::parse(path).map_err(internal)?;
-    let key = tandem_artifacts::workspace_artifact_key(workspace_id, Some(&relative)).map_err(internal)?;
+    let key = crate::content::storage_key(workspace_id, area, path).map_err(internal)?;
     let kept = bytes_key(&entry.id)?;
     let state = match region.artifacts.head(&key).await.map_err(internal)? {
-        Some(found) if found as i64 == *size => {
+        Some(found) if found as i64 == size => {
             region.artifacts.copy(&key, &kept).await.map_err(internal)?;
             "kept"
         }
         _ => "missing",
     };
     // The path now holds what the state says it holds, or nothing.
-    let ws = tandem_store::WorkspaceRef {
-        workspace_id: workspace_id.clone(),
-        name: String::new(),
-    };
-    let recorded = region
-        .store
-        .list_artifact_entries(&ws, path)
+    let recorded = crate::content::recorded(region, workspace_id, area, path)
         .await
-        .map_err(internal)?
-        .into_iter()
-        .find(|artifact| &artifact.path == path);
+        .map_err(internal)?;
     match recorded {
         None => region.artifacts.delete(&key).await.map_err(internal)?,
-        Some(artifact) if &artifact.sha256 != sha256 => {
+        Some((recorded_size, recorded_sha256)) if recorded_sha256 != sha256 => {
             // An earlier write's content is the right one: fetch it again.
             let source = region.primary_name();
             let url = region.primary_url();
-            if let Err(error) = crate::follower::copy_artifact(
+            if let Err(error) = crate::follower::copy_content(
                 region,
                 &source,
                 &url,
                 workspace_id,
+                area,
                 path,
-                artifact.size,
-                &artifact.sha256,
+                recorded_size,
+                &recorded_sha256,
             )
             .await
             {
                 region.artifacts.delete(&key).await.map_err(internal)?;
-                tracing::warn!(%path, %error, "removed a quarantined artifact's bytes; the earlier content could not be fetched again");
+                tracing::warn!(%path, %error, "removed a quarantined write's bytes; the earlier content could not be fetched again");
             }
         }
         Some(_) => {}
@@ -113,7 +103,7 @@ async fn keep_bytes(region: &Region, entry: &DivergentRecord) -> Result<(), Erro
         .set_divergence_artifact_state(&entry.id, state)
         .await
         .map_err(internal)?;
-    tracing::info!(id = %entry.id, %path, state, "quarantined artifact write's bytes moved aside");
+    tracing::info!(id = %entry.id, %path, state, "quarantined {} write's bytes moved aside", crate::content::noun(area));
     Ok(())
 }
 
@@ -191,41 +181,31 @@ pub(crate) async fn reapply_here(
         ));
     }
     let id = format!("{}-{}", record.origin_region, record.origin_seq);
-    let Change::ArtifactWritten {
-        path, size, sha256, ..
-    } = &record.change
-    else {
+    let Some(content) = record.change.written_content() else {
         return region.store.reapply_divergent(record).await.map_err(store_error);
     };
-    restore_bytes(region, holder, &id, &record.workspace_id, path, *size, sha256).await?;
+    let key = crate::content::storage_key(&record.workspace_id, content.area, content.path)
+        .map_err(Error::invalid)?;
+    restore_bytes(region, holder, &id, &key, content.size, content.sha256).await?;
     match region.store.reapply_divergent(record).await {
         Ok(seq) => Ok(seq),
         Err(error) => {
             // Leave no bytes the state does not describe.
-            if let Ok(relative) = ArtifactKey::parse(path) {
-                if let Ok(key) =
-                    tandem_artifacts::workspace_artifact_key(&record.workspace_id, Some(&relative))
-                {
-                    let _ = region.artifacts.delete(&key).await;
-                }
-            }
+            let _ = region.artifacts.delete(&key).await;
             Err(store_error(error))
         }
     }
 }
 
-/// Puts a quarantined artifact write's bytes back at its path, verified.
+/// Puts a quarantined write's bytes back at its storage key, verified.
 async fn restore_bytes(
     region: &Region,
     holder: &str,
     id: &str,
-    workspace_id: &str,
-    path: &str,
+    key: &ArtifactKey,
     size: i64,
     sha256: &str,
 ) -> Result<(), Error> {
-    let relative = ArtifactKey::parse(path).map_err(|error| Error::invalid(error.to_string()))?;
-    let key = tandem_artifacts::workspace_artifact_key(workspace_id, Some(&relative)).map_err(internal)?;
     let kept = bytes_key(id)?;
     let outcome = if holder == region.name {
         let (_, stream) = region.artifacts.get_stream(&kept).await.map_err(|error| {
@@ -237,7 +217,7 @@ async fn restore_bytes(
         let stream = stream.map(|chunk| chunk.map_err(std::io::Error::other));
         region
             .artifacts
-            .put_stream(&key, Box::pin(stream), None)
+            .put_stream(key, Box::pin(stream), None)
             .await
             .map_err(internal)?
     } else {
@@ -269,12 +249,12 @@ async fn restore_bytes(
             .map(|chunk| chunk.map_err(std::io::Error::other));
         region
             .artifacts
-            .put_stream(&key, Box::pin(body), None)
+            .put_stream(key, Box::pin(body), None)
             .await
             .map_err(internal)?
     };
     if outcome.size as i64 != size || outcome.sha256 != sha256 {
-        let _ = region.artifacts.delete(&key).await;
+        let _ = region.artifacts.delete(key).await;
         return Err(Error::new(
             ErrorKind::InvalidState,
             format!(

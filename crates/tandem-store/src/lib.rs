@@ -574,6 +574,25 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn list_artifact_entries(&self, ws: &WorkspaceRef, prefix: &str)
         -> StoreResult<Vec<ArtifactEntry>>;
 
+    // The workspace file share (the index; bytes at `workspaces/<id>/files/`).
+    /// Refuses a write to `path` before its bytes are stored: the workspace
+    /// is not active, or `path` is a directory or lies under a file.
+    async fn check_file_write(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<()>;
+    /// Journals a file written at `path` (checked again under the writer
+    /// lock).
+    async fn record_file(
+        &self,
+        ws: &WorkspaceRef,
+        path: &str,
+        size: i64,
+        sha256: &str,
+    ) -> StoreResult<FileEntry>;
+    /// Deletes a file or a directory (every file under it); returns what it
+    /// removed, or not-found when nothing is there.
+    async fn delete_file(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<Vec<FileEntry>>;
+    /// The files at or under `prefix` (all of them for ""), in path order.
+    async fn list_files(&self, ws: &WorkspaceRef, prefix: &str) -> StoreResult<Vec<FileEntry>>;
+
     // Soft delete with retention (see `retention`).
     /// Creates a workspace with its retention settings, in one write.
     async fn create_workspace_with(

@@ -30,8 +30,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
 use serde::Serialize;
-use tandem_artifacts::{workspace_artifact_key, ArtifactKey, ArtifactStore};
-use tandem_core::journal::{Change, JournalRecord, DEPLOYMENT_RECORD};
+use tandem_artifacts::{workspace_area_key, ArtifactKey, ArtifactStore};
+use tandem_core::journal::{Change, ContentArea, JournalRecord, DEPLOYMENT_RECORD};
 use tandem_core::model::{Millis, ViewType};
 use tandem_store::{MetadataStore, StoreError, WriteOutcome};
 
@@ -99,8 +99,10 @@ pub struct RestoreOutcome {
     pub position_recorded_at: Millis,
     /// Changes written (each a journal record of the target region).
     pub records: i64,
-    /// Artifacts the workspace holds at the position, and their bytes.
+    /// Artifacts and files (of its file share) the workspace holds at the
+    /// position, and their bytes together.
     pub artifacts: u64,
+    pub files: u64,
     pub bytes: u64,
 }
 
@@ -587,7 +589,8 @@ pub async fn restore(
             position,
             position_recorded_at,
             records: written,
-            artifacts: artifacts.0.len() as u64,
+            artifacts: artifacts.count(ContentArea::Artifacts),
+            files: artifacts.count(ContentArea::Files),
             bytes,
         })
     }
@@ -634,7 +637,8 @@ async fn check_target_free(
     Ok(())
 }
 
-/// Copies the artifacts' blobs to the target workspace's keys. Refuses
+/// Copies the blobs of the artifacts and files to the target workspace's
+/// keys. Refuses
 /// before copying anything if a blob is missing or if an object at a target
 /// key holds other bytes (unless `overwrite`). Keys it creates are pushed to
 /// `created` as they are written, for the caller to delete on failure.
@@ -648,7 +652,7 @@ async fn copy_content(
     created: &mut Vec<ArtifactKey>,
 ) -> Result<u64, RestoreError> {
     struct Copy {
-        path: String,
+        what: String,
         size: i64,
         sha256: String,
         blob: ArtifactKey,
@@ -657,40 +661,45 @@ async fn copy_content(
     }
     let mut copies = Vec::new();
     let mut conflicts = Vec::new();
-    for (path, (size, sha256)) in &artifacts.0 {
+    for ((area, path), (size, sha256)) in &artifacts.0 {
+        let noun = match area {
+            ContentArea::Artifacts => "artifact",
+            ContentArea::Files => "file",
+        };
+        let what = format!("{noun} '{path}'");
         if sha256.len() < 4 || !sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
             return Err(RestoreError::Corrupt(format!(
-                "artifact '{path}' has no valid SHA-256 in the journal ('{sha256}')"
+                "{what} has no valid SHA-256 in the journal ('{sha256}')"
             )));
         }
         let blob = repo::key(&format::blob_key(sha256))?;
         match repository.storage.head(&blob).await? {
             None => {
                 return Err(RestoreError::Incomplete(format!(
-                    "the blob of artifact '{path}' ({}) is missing from the repository",
+                    "the blob of {what} ({}) is missing from the repository",
                     blob
                 )))
             }
             Some(found) if found as i64 != *size => {
                 return Err(RestoreError::Corrupt(format!(
-                    "{blob} (artifact '{path}') is corrupt: {found} bytes, the journal recorded {size}"
+                    "{blob} ({what}) is corrupt: {found} bytes, the journal recorded {size}"
                 )))
             }
             Some(_) => {}
         }
         let relative = ArtifactKey::parse(path)
-            .map_err(|error| RestoreError::Corrupt(format!("artifact path '{path}': {error}")))?;
-        let target = workspace_artifact_key(target_id, Some(&relative))?;
+            .map_err(|error| RestoreError::Corrupt(format!("{noun} path '{path}': {error}")))?;
+        let target = workspace_area_key(target_id, area.as_str(), Some(&relative))?;
         let exists = match storage.head(&target).await? {
             None => false,
             Some(_) if digest_of(storage, &target).await? == *sha256 => continue,
             Some(_) => {
-                conflicts.push(path.clone());
+                conflicts.push(format!("{}/{path}", area.as_str()));
                 true
             }
         };
         copies.push(Copy {
-            path: path.clone(),
+            what,
             size: *size,
             sha256: sha256.clone(),
             blob,
@@ -705,9 +714,6 @@ async fn copy_content(
             conflicts.join(", ")
         )));
     }
-    // The workspace file share's files (Change::FileWritten, at
-    // `workspaces/<id>/files/<path>`) are copied here like artifacts once
-    // that change exists: same blob layout, another target key.
     let total: u64 = copies.iter().map(|copy| copy.size as u64).sum();
     let mut done: u64 = 0;
     progress(Progress {
@@ -725,8 +731,8 @@ async fn copy_content(
         let written = storage.put_stream(&copy.target, body, None).await?;
         if written.sha256 != copy.sha256 || written.size as i64 != copy.size {
             return Err(RestoreError::Corrupt(format!(
-                "{} (artifact '{}') is corrupt: {} bytes with SHA-256 {}, the journal recorded {} bytes with SHA-256 {}",
-                copy.blob, copy.path, written.size, written.sha256, copy.size, copy.sha256
+                "{} ({}) is corrupt: {} bytes with SHA-256 {}, the journal recorded {} bytes with SHA-256 {}",
+                copy.blob, copy.what, written.size, written.sha256, copy.size, copy.sha256
             )));
         }
         done += written.size;

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use tandem_core::journal::{Change, JournalRecord, DEPLOYMENT_RECORD};
+use tandem_core::journal::{Change, ContentArea, JournalRecord, DEPLOYMENT_RECORD};
 
 use crate::format::ArchivedRecord;
 
@@ -176,27 +176,29 @@ impl Rewriter {
     }
 }
 
-/// The artifacts of a workspace as its records leave them: path → (size, sha256).
+/// The artifacts and files of a workspace as its records leave them:
+/// (area, path) → (size, sha256).
 #[derive(Debug, Default)]
-pub(crate) struct ArtifactSet(pub BTreeMap<String, (i64, String)>);
+pub(crate) struct ArtifactSet(pub BTreeMap<(ContentArea, String), (i64, String)>);
 
 impl ArtifactSet {
     pub fn observe(&mut self, change: &Change) {
-        match change {
-            Change::ArtifactWritten {
-                path, size, sha256, ..
-            } => {
-                self.0.insert(path.clone(), (*size, sha256.clone()));
-            }
-            Change::ArtifactDeleted { path } => {
-                self.0.remove(path);
-            }
-            // The workspace file share (Change::FileWritten, bytes at
-            // `workspaces/<id>/files/<path>`) is being built in parallel:
-            // once it lands, its files are tracked here like artifacts and
-            // copied by `restore::copy_content` to the file share's key.
-            _ => {}
+        if let Some(content) = change.written_content() {
+            self.0.insert(
+                (content.area, content.path.to_string()),
+                (content.size, content.sha256.to_string()),
+            );
+        } else if let Some((area, path)) = change.deleted_content() {
+            // A deleted path takes everything under it (as storage does).
+            let below = format!("{path}/");
+            self.0
+                .retain(|(a, key), _| *a != area || (key != path && !key.starts_with(&below)));
         }
+    }
+
+    /// How many entries of `area` there are.
+    pub fn count(&self, area: ContentArea) -> u64 {
+        self.0.keys().filter(|(a, _)| *a == area).count() as u64
     }
 }
 
@@ -341,7 +343,7 @@ mod tests {
     }
 
     #[test]
-    fn artifacts_follow_writes_and_deletes() {
+    fn artifacts_and_files_follow_writes_and_deletes() {
         let mut set = ArtifactSet::default();
         let write = |path: &str, sha: &str| Change::ArtifactWritten {
             path: path.to_string(),
@@ -349,12 +351,40 @@ mod tests {
             sha256: sha.to_string(),
             time: 1,
         };
+        let file = |path: &str, sha: &str| Change::FileWritten {
+            path: path.to_string(),
+            size: 4,
+            sha256: sha.to_string(),
+            time: 1,
+        };
         set.observe(&write("a", "1"));
         set.observe(&write("b", "2"));
         set.observe(&write("a", "3"));
+        set.observe(&write("d/x", "4"));
+        set.observe(&write("dx", "5"));
+        set.observe(&file("b", "6"));
+        set.observe(&file("d/y", "7"));
         set.observe(&Change::ArtifactDeleted {
             path: "b".to_string(),
         });
-        assert_eq!(set.0, BTreeMap::from([("a".to_string(), (3, "3".to_string()))]));
+        set.observe(&Change::ArtifactDeleted {
+            path: "d".to_string(),
+        });
+        let artifact = |path: &str| (ContentArea::Artifacts, path.to_string());
+        let shared = |path: &str| (ContentArea::Files, path.to_string());
+        assert_eq!(
+            set.0,
+            BTreeMap::from([
+                (artifact("a"), (3, "3".to_string())),
+                (artifact("dx"), (3, "5".to_string())),
+                (shared("b"), (4, "6".to_string())),
+                (shared("d/y"), (4, "7".to_string())),
+            ])
+        );
+        set.observe(&Change::FileDeleted {
+            path: "d".to_string(),
+        });
+        assert_eq!(set.count(ContentArea::Files), 1);
+        assert_eq!(set.count(ContentArea::Artifacts), 2);
     }
 }

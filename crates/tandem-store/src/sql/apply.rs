@@ -670,6 +670,36 @@ pub(crate) async fn apply(
             .execute(&mut **tx)
             .await?;
         }
+        Change::FileWritten {
+            path,
+            size,
+            sha256,
+            time,
+        } => {
+            sqlx::query(
+                "INSERT INTO files (workspace_id, path, size, sha256, modified_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (workspace_id, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, modified_at = excluded.modified_at",
+            )
+            .bind(workspace_id)
+            .bind(path)
+            .bind(size)
+            .bind(sha256)
+            .bind(time)
+            .execute(conn)
+            .await?;
+        }
+        Change::FileDeleted { path } => {
+            let prefix = format!("{}/", path.trim_end_matches('/'));
+            sqlx::query(
+                "DELETE FROM files WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, CAST($3 AS INTEGER)) = $4)",
+            )
+            .bind(workspace_id)
+            .bind(path)
+            .bind(prefix.len() as i64)
+            .bind(&prefix)
+            .execute(conn)
+            .await?;
+        }
         Change::ArtifactDeleted { path } => {
             // A path names a file or a whole directory.
             let prefix = format!("{}/", path.trim_end_matches('/'));

@@ -214,6 +214,16 @@ const TABLES: &[(&str, &[(&str, ColumnType)])] = {
                 ("created_at", Int),
             ],
         ),
+        (
+            "files",
+            &[
+                ("workspace_id", Text),
+                ("path", Text),
+                ("size", Int),
+                ("sha256", Text),
+                ("modified_at", Int),
+            ],
+        ),
     ]
 };
 

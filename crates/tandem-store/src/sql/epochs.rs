@@ -103,7 +103,7 @@ pub(crate) async fn quarantine(
         record.epoch,
         primary.unwrap_or_default()
     );
-    let artifact_state = matches!(record.change, Change::ArtifactWritten { .. }).then_some("pending");
+    let artifact_state = record.change.written_content().is_some().then_some("pending");
     sqlx::query(
         "INSERT INTO divergence (divergence_id, seq, workspace_id, origin_region, origin_seq, record_epoch, voided_by_epoch, kind, record, reason, found_at, status, artifact_state) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'quarantined', $12) ON CONFLICT (divergence_id) DO NOTHING",

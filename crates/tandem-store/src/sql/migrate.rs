@@ -45,6 +45,11 @@ const SQLITE: &[Migration] = &[
         description: "soft delete with retention, purge protection and the garbage-collection queue",
         sql: include_str!("../../migrations/sqlite/0006_retention.sql"),
     },
+    Migration {
+        version: 7,
+        description: "the workspace file share",
+        sql: include_str!("../../migrations/sqlite/0007_files.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -78,10 +83,15 @@ const POSTGRES: &[Migration] = &[
         description: "soft delete with retention, purge protection and the garbage-collection queue",
         sql: include_str!("../../migrations/postgres/0006_retention.sql"),
     },
+    Migration {
+        version: 7,
+        description: "the workspace file share",
+        sql: include_str!("../../migrations/postgres/0007_files.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

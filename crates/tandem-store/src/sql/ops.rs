@@ -1908,6 +1908,28 @@ impl MetadataStore for SqlStore {
         self.start_restore(workspace_id, name).await
     }
 
+    async fn check_file_write(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<()> {
+        self.check_file_conflicts(ws, path, None).await
+    }
+
+    async fn record_file(
+        &self,
+        ws: &WorkspaceRef,
+        path: &str,
+        size: i64,
+        sha256: &str,
+    ) -> StoreResult<FileEntry> {
+        self.record_file_impl(ws, path, size, sha256).await
+    }
+
+    async fn delete_file(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<Vec<FileEntry>> {
+        self.delete_file_impl(ws, path).await
+    }
+
+    async fn list_files(&self, ws: &WorkspaceRef, prefix: &str) -> StoreResult<Vec<FileEntry>> {
+        self.files_under(ws, prefix, None).await
+    }
+
     async fn list_artifact_entries(
         &self,
         ws: &WorkspaceRef,

@@ -35,6 +35,8 @@ const WORKSPACE_ROWS: &[&str] = &[
     "DELETE FROM registered_model_tags WHERE workspace_id = $1",
     "DELETE FROM registered_models WHERE workspace_id = $1",
     "DELETE FROM artifacts WHERE workspace_id = $1",
+    // The rows only: the bytes stay in storage to be salvaged.
+    "DELETE FROM files WHERE workspace_id = $1",
     "DELETE FROM workspaces WHERE workspace_id = $1",
 ];
 
