@@ -47,11 +47,39 @@ fn archive_lock(repository: &str, region: &str) -> Arc<tokio::sync::Mutex<()>> {
         .clone()
 }
 
+/// Writers of a repository in this process share it; `prune` takes it
+/// alone, so no archiver here can count on a blob (present when it looked)
+/// that a prune is about to delete.
+pub(crate) fn repository_lock(repository: &str) -> Arc<tokio::sync::RwLock<()>> {
+    static LOCKS: Mutex<Option<HashMap<String, Arc<tokio::sync::RwLock<()>>>>> = Mutex::new(None);
+    let mut locks = LOCKS.lock().expect("repository locks poisoned");
+    locks
+        .get_or_insert_with(HashMap::new)
+        .entry(repository.to_string())
+        .or_default()
+        .clone()
+}
+
 /// Archives `region`'s journal up to `upto` (or as far as it goes) after
 /// what the repository already holds, copying the bytes of every artifact
 /// the new records wrote. Segments are written data first, then their
 /// description, so a segment without its `.json` is ignored and rewritten.
 pub async fn archive_until(
+    store: &dyn MetadataStore,
+    storage: &ArtifactStore,
+    repo: &Repository,
+    region: &str,
+    upto: i64,
+    progress: ProgressFn<'_>,
+) -> BackupResult<ArchiveOutcome> {
+    let shared = repository_lock(repo.url());
+    let _shared = shared.read().await;
+    archive_sharing(store, storage, repo, region, upto, progress).await
+}
+
+/// [`archive_until`] for a caller that holds [`repository_lock`] shared
+/// already (a second `read()` could wait behind a queued prune forever).
+pub(crate) async fn archive_sharing(
     store: &dyn MetadataStore,
     storage: &ArtifactStore,
     repo: &Repository,

@@ -14,7 +14,7 @@ use tandem_core::journal::{Change, ContentArea, JournalRecord, WrittenContent};
 use tandem_core::model::ViewType;
 use tandem_store::MetadataStore;
 
-use crate::archive::{archive_until, copy_blob, Copied};
+use crate::archive::{archive_sharing, copy_blob, repository_lock, Copied};
 use crate::error::{BackupError, BackupResult};
 use crate::format::{
     blob_key, manifest_key, segment_keys, snapshot_key, ArchivedRecord, BackupKind, BackupManifest,
@@ -111,7 +111,11 @@ pub async fn create_backup(
     let scope_id = scope.as_ref().map(|(id, _)| id.clone());
     let scope_name = scope.as_ref().map(|(_, name)| name.clone());
 
-    let archived = archive_until(store, storage, repo, region, position, progress).await?;
+    // Shared with other writers for the whole backup: a blob found present
+    // below must stay so until the manifest naming it is written.
+    let shared = repository_lock(repo.url());
+    let _shared = shared.read().await;
+    let archived = archive_sharing(store, storage, repo, region, position, progress).await?;
     let base = if options.full {
         None
     } else {

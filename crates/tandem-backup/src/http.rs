@@ -2,7 +2,8 @@
 //!
 //! - `POST /api/tandem/v1/backups` `{to, workspace?, full?}`: create a backup;
 //! - `GET /api/tandem/v1/backups?from=URL`: the repository's backups;
-//! - `POST /api/tandem/v1/backups/verify` `{from, backup?}`.
+//! - `POST /api/tandem/v1/backups/verify` `{from, backup?}`;
+//! - `POST /api/tandem/v1/backups/prune` `{from, keep?, ttl?, dry_run?}`.
 //!
 //! Long operations answer NDJSON, one JSON object per line:
 //! `{"progress": {phase, done, total, unit}}` lines as the work goes, then
@@ -25,6 +26,7 @@ use tandem_store::MetadataStore;
 
 use crate::create::{create_backup, CreateOptions};
 use crate::error::BackupError;
+use crate::prune::{parse_ttl, prune, Retention};
 use crate::repo::Repository;
 use crate::verify::verify;
 use crate::Progress;
@@ -41,6 +43,7 @@ pub fn routes(service: BackupService) -> Router {
     Router::new()
         .route("/api/tandem/v1/backups", get(list).post(create))
         .route("/api/tandem/v1/backups/verify", post(verify_backups))
+        .route("/api/tandem/v1/backups/prune", post(prune_backups))
         .with_state(service)
 }
 
@@ -208,6 +211,47 @@ async fn verify_backups(body: Bytes) -> Response {
     };
     ndjson(move |progress| async move {
         let report = verify(&repo, request.backup.as_deref(), progress.as_ref()).await?;
+        Ok(serde_json::to_value(report).expect("reports encode"))
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PruneRequest {
+    from: String,
+    #[serde(default)]
+    keep: Option<u32>,
+    /// A duration: `30d`, `12h`, …
+    #[serde(default)]
+    ttl: Option<String>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+async fn prune_backups(State(service): State<BackupService>, body: Bytes) -> Response {
+    let request: PruneRequest = match decode(&body) {
+        Ok(request) => request,
+        Err(error) => return refuse(error),
+    };
+    let checked = (|| {
+        let ttl = request.ttl.as_deref().map(parse_ttl).transpose()?;
+        let retention = Retention::new(request.keep, ttl)?;
+        Ok::<_, BackupError>((Repository::open(&request.from)?, retention))
+    })();
+    let (repo, retention) = match checked {
+        Ok(checked) => checked,
+        Err(error) => return refuse(error),
+    };
+    ndjson(move |progress| async move {
+        let report = prune(
+            &repo,
+            Some(&service.storage),
+            retention,
+            crate::now_millis(),
+            request.dry_run,
+            progress.as_ref(),
+        )
+        .await?;
         Ok(serde_json::to_value(report).expect("reports encode"))
     })
 }

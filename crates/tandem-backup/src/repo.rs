@@ -228,7 +228,8 @@ impl Repository {
                 manifests.push(manifest);
             }
         }
-        manifests.sort_by(|a, b| a.id.cmp(&b.id));
+        // Ids have second resolution: creation time orders them.
+        manifests.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
         Ok(manifests)
     }
 

@@ -8,8 +8,11 @@ use std::time::{Duration, Instant};
 
 use crate::archive::archive_until;
 use crate::create::{create_backup, CreateOptions};
+use crate::error::BackupResult;
+use crate::format::BackupKind;
 use crate::http::BackupService;
 use crate::no_progress;
+use crate::prune::{prune, Retention};
 use crate::repo::Repository;
 
 pub struct Schedule {
@@ -17,6 +20,10 @@ pub struct Schedule {
     pub archive_interval: Duration,
     /// Time between scheduled full-or-incremental backups of every workspace.
     pub backups_every: Option<Duration>,
+    /// Every `full_every`-th scheduled backup is full (at least 1).
+    pub full_every: u32,
+    /// Applied after every scheduled backup, when it says what to keep.
+    pub retention: Option<Retention>,
     /// Whether this region accepts local writes now (the primary does).
     pub accepting_writes: Arc<dyn Fn() -> bool + Send + Sync>,
 }
@@ -62,7 +69,16 @@ pub async fn run(service: BackupService, schedule: Schedule, stop: impl Future<O
             if let Some(every) = schedule.backups_every {
                 if last_backup.elapsed() >= every && (schedule.accepting_writes)() {
                     last_backup = Instant::now();
-                    let options = CreateOptions::default();
+                    let options = CreateOptions {
+                        workspace: None,
+                        full: match needs_full(&repo, &service.region, schedule.full_every).await {
+                            Ok(full) => full,
+                            Err(error) => {
+                                tracing::warn!(%error, "cannot read the backup repository; scheduled backup skipped");
+                                continue;
+                            }
+                        },
+                    };
                     if let Err(error) = create_backup(
                         service.store.as_ref(),
                         &service.storage,
@@ -74,6 +90,19 @@ pub async fn run(service: BackupService, schedule: Schedule, stop: impl Future<O
                     .await
                     {
                         tracing::warn!(%error, "scheduled backup failed");
+                    } else if let Some(retention) = schedule.retention {
+                        let pruned = prune(
+                            &repo,
+                            Some(&service.storage),
+                            retention,
+                            crate::now_millis(),
+                            false,
+                            &no_progress,
+                        )
+                        .await;
+                        if let Err(error) = pruned {
+                            tracing::warn!(%error, "pruning the backup repository failed; retrying after the next backup");
+                        }
                     }
                 }
             }
@@ -83,4 +112,22 @@ pub async fn run(service: BackupService, schedule: Schedule, stop: impl Future<O
         _ = work => {}
         _ = stop => {}
     }
+}
+
+/// Whether the next scheduled backup of `region` is a full one: when
+/// `full_every - 1` backups of the region's series followed its newest
+/// full one (or there is none).
+async fn needs_full(repo: &Repository, region: &str, full_every: u32) -> BackupResult<bool> {
+    let manifests = repo.manifests().await?;
+    let series: Vec<_> = manifests
+        .iter()
+        .filter(|m| m.region == region && m.workspace.is_none())
+        .collect();
+    let since_full = series
+        .iter()
+        .rev()
+        .take_while(|m| m.kind != BackupKind::Full)
+        .count();
+    let has_full = series.iter().any(|m| m.kind == BackupKind::Full);
+    Ok(!has_full || since_full + 1 >= full_every.max(1) as usize)
 }

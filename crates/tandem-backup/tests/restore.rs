@@ -1271,3 +1271,212 @@ async fn workspace_files_are_backed_up_and_restored_to_a_point() {
     target.finish().await;
     source.region.finish().await;
 }
+
+/// Retention: `keep` prunes old backups, the archive behind the oldest kept
+/// full backup and the blobs only they needed; a dry run deletes nothing;
+/// what is kept still verifies and restores; a restore before the kept
+/// window is refused clearly; a second prune finds nothing; archiving goes
+/// on after the last segment.
+#[tokio::test]
+async fn prune_keeps_what_retention_says_and_what_it_needs() {
+    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::prune::{prune, Retention};
+    use tandem_backup::repo::Repository;
+
+    fn writer_quiet(_: tandem_backup::Progress) {}
+    let source = source().await;
+    let store = source.region.store.clone();
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo_url = format!("file://{}", repo_dir.path().display());
+    let repo = Repository::open(&repo_url).unwrap();
+    let backup = |full: bool| {
+        let (store, storage, repo) = (store.clone(), source.region.storage.clone(), repo.clone());
+        async move {
+            let options = CreateOptions {
+                workspace: None,
+                full,
+            };
+            create_backup(store.as_ref(), &storage, "eastus", &repo, &options, &writer_quiet)
+                .await
+                .unwrap()
+        }
+    };
+    // Bytes only the first full backup's era knows: written, then deleted.
+    let old = source.artifact.replace("model.txt", "old.txt");
+    write_artifact(&source.region, &source.ws, &old, b"bytes of a bygone era").await;
+    let f1 = backup(false).await;
+    store.delete_artifact(&source.ws, &old).await.unwrap();
+    let kept1 = source.artifact.replace("model.txt", "one.txt");
+    write_artifact(&source.region, &source.ws, &kept1, b"still here one").await;
+    let i1 = backup(false).await;
+    let f2 = backup(true).await;
+    let kept2 = source.artifact.replace("model.txt", "two.txt");
+    write_artifact(&source.region, &source.ws, &kept2, b"still here two").await;
+    let i2 = backup(false).await;
+    assert_eq!(
+        (f1.kind, i1.kind, f2.kind, i2.kind),
+        (
+            BackupKind::Full,
+            BackupKind::Incremental,
+            BackupKind::Full,
+            BackupKind::Incremental
+        )
+    );
+    assert_eq!(i2.base.as_deref(), Some(f2.id.as_str()));
+    let expected = workspace_dump(store.as_ref(), &source.ws.workspace_id).await;
+    let old_blob = repo_dir
+        .path()
+        .join(format::blob_key(&sha256(b"bytes of a bygone era")));
+    assert!(old_blob.exists());
+    let segments_before = repo.segments("eastus").await.unwrap();
+    // One per backup that found new records (f2 found none after i1).
+    assert_eq!(segments_before.len(), 3);
+
+    let retention = Retention::new(Some(2), None).unwrap();
+    let now = i2.created_at + 1;
+    let dry = prune(&repo, None, retention, now, true, &writer_quiet)
+        .await
+        .unwrap();
+    assert_eq!(dry.pruned, [f1.id.clone(), i1.id.clone()]);
+    assert_eq!(dry.kept, [f2.id.clone(), i2.id.clone()]);
+    assert_eq!((dry.segments_deleted, dry.blobs_deleted), (2, 1), "{dry:?}");
+    assert_eq!(
+        repo.manifests().await.unwrap().len(),
+        4,
+        "a dry run deletes nothing"
+    );
+    assert!(old_blob.exists());
+
+    let report = prune(
+        &repo,
+        Some(&source.region.storage),
+        retention,
+        now,
+        false,
+        &writer_quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.pruned, dry.pruned);
+    assert_eq!((report.segments_deleted, report.blobs_deleted), (2, 1));
+    assert!(report.bytes_freed > 0 && report.dangling.is_empty(), "{report:?}");
+    let ids: Vec<String> = repo
+        .manifests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(ids, [f2.id.clone(), i2.id.clone()]);
+    assert!(!old_blob.exists(), "the bygone bytes are gone");
+    assert!(!repo_dir.path().join("backups").join(&f1.id).exists());
+    let segments = repo.segments("eastus").await.unwrap();
+    assert_eq!(
+        segments,
+        segments_before[2..].to_vec(),
+        "only the last segment is left"
+    );
+    let verified = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+        .await
+        .unwrap();
+    assert!(verified.ok(), "{:?}", verified.problems);
+
+    // The kept window restores exactly; before it, a clear refusal.
+    let target = Target::open(Backend::Sqlite, "westus", false).await;
+    restore(
+        target.store.as_ref(),
+        &target.storage,
+        &request(&repo_url, RestorePoint::Latest),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(restored(&target, "team").await.1, expected);
+    let refused = restore(
+        target.store.as_ref(),
+        &target.storage,
+        &request(&repo_url, RestorePoint::Seq(f1.position)),
+        &quiet,
+    )
+    .await
+    .unwrap_err();
+    assert!(refused.to_string().contains("gap"), "{refused}");
+    target.finish().await;
+
+    let again = prune(
+        &repo,
+        Some(&source.region.storage),
+        retention,
+        now,
+        false,
+        &writer_quiet,
+    )
+    .await
+    .unwrap();
+    assert!(
+        again.pruned.is_empty() && again.segments_deleted == 0 && again.blobs_deleted == 0,
+        "{again:?}"
+    );
+
+    // Archiving continues after the last segment, not from the beginning.
+    write_artifact(
+        &source.region,
+        &source.ws,
+        &kept2.replace("two", "three"),
+        b"three",
+    )
+    .await;
+    let i3 = backup(false).await;
+    assert_eq!(i3.base.as_deref(), Some(f2.id.as_str()));
+    let segments = repo.segments("eastus").await.unwrap();
+    assert_eq!(segments.len(), 2);
+    assert_eq!(segments[1].first_seq, segments[0].last_seq + 1);
+    assert!(tandem_backup::verify::verify(&repo, None, &writer_quiet)
+        .await
+        .unwrap()
+        .ok());
+    source.region.finish().await;
+}
+
+/// The base of a workspace's restore is a full backup that holds it: a
+/// newer full backup of another workspace is not.
+#[tokio::test]
+async fn a_full_backup_of_another_workspace_is_not_a_base() {
+    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::repo::Repository;
+
+    fn writer_quiet(_: tandem_backup::Progress) {}
+    let source = source().await;
+    let store = source.region.store.clone();
+    // source() made workspace "other" beside "team".
+    let repo_dir = tempfile::tempdir().unwrap();
+    let repo_url = format!("file://{}", repo_dir.path().display());
+    let repo = Repository::open(&repo_url).unwrap();
+    let options = CreateOptions {
+        workspace: Some("other".to_string()),
+        full: true,
+    };
+    create_backup(
+        store.as_ref(),
+        &source.region.storage,
+        "eastus",
+        &repo,
+        &options,
+        &writer_quiet,
+    )
+    .await
+    .unwrap();
+    let expected = workspace_dump(store.as_ref(), &source.ws.workspace_id).await;
+    let target = Target::open(Backend::Sqlite, "westus", false).await;
+    restore(
+        target.store.as_ref(),
+        &target.storage,
+        &request(&repo_url, RestorePoint::Latest),
+        &quiet,
+    )
+    .await
+    .unwrap();
+    assert_eq!(restored(&target, "team").await.1, expected);
+    target.finish().await;
+    source.region.finish().await;
+}

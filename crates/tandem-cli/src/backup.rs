@@ -1,4 +1,4 @@
-//! `tandem backup create|list|verify`: backups of a region's workspaces to
+//! `tandem backup create|list|verify|prune`: backups of a region's workspaces to
 //! any object-store URL, and their verification. The region does the work
 //! (it holds the store and the storage); the CLI follows its progress.
 
@@ -39,6 +39,25 @@ pub enum BackupCommand {
         /// Only this backup (and its base).
         #[arg(long)]
         backup: Option<String>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Delete old backups, the archived journal behind them and the blobs
+    /// only they needed: keeps the newest --keep backups of each series
+    /// (region and workspace) and every backup younger than --ttl; the
+    /// newest backup and the bases of kept incrementals always stay.
+    Prune {
+        #[arg(long, value_name = "URL")]
+        from: String,
+        /// Keep the newest N backups of each series.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        keep: Option<u32>,
+        /// Keep every backup younger than this (30d, 12h, 90m, …).
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        /// Say what would be deleted; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -109,6 +128,57 @@ pub async fn run(command: BackupCommand) -> anyhow::Result<()> {
             }
             if !problems.is_empty() {
                 anyhow::bail!("{} problem(s) found in {from}", problems.len());
+            }
+        }
+        BackupCommand::Prune {
+            from,
+            keep,
+            ttl,
+            dry_run,
+            client,
+        } => {
+            if keep.is_none() && ttl.is_none() {
+                return Err(crate::Refusal::Usage(
+                    "say what to keep: --keep N, --ttl DURATION, or both".to_string(),
+                )
+                .into());
+            }
+            let target = client.resolve()?;
+            let report = target
+                .client
+                .prune_backups(&from, keep, ttl.as_deref(), dry_run, |p| line.update(p))
+                .await;
+            line.finish();
+            let report = report?;
+            if target.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                let ids = |key: &str| -> String {
+                    let ids: Vec<&str> = report[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .collect();
+                    if ids.is_empty() {
+                        "none".to_string()
+                    } else {
+                        ids.join(", ")
+                    }
+                };
+                println!(
+                    "{} {} backup(s), {} journal segment(s), {} blob(s): {} bytes",
+                    if dry_run { "would delete" } else { "deleted" },
+                    report["pruned"].as_array().map_or(0, Vec::len),
+                    report["segments_deleted"],
+                    report["blobs_deleted"],
+                    report["bytes_freed"]
+                );
+                println!("pruned: {}", ids("pruned"));
+                println!("kept:   {}", ids("kept"));
+                if let Some(dangling) = report["dangling"].as_array().filter(|d| !d.is_empty()) {
+                    println!("WARNING {} blob(s) another region reused while they were pruned; run `tandem backup verify`", dangling.len());
+                }
             }
         }
     }

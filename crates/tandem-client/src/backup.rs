@@ -1,4 +1,4 @@
-//! Backups: create, list and verify, over the NDJSON progress protocol of
+//! Backups: create, list, verify and prune, over the NDJSON progress protocol of
 //! `/api/tandem/v1/backups` (progress lines, then a result or an error).
 
 use futures::StreamExt;
@@ -64,6 +64,22 @@ impl TandemClient {
     ) -> ClientResult<Value> {
         let body = json!({ "to": to, "workspace": workspace, "full": full });
         self.ndjson_operation("/api/tandem/v1/backups", body, on_progress)
+            .await
+    }
+
+    /// Applies a retention (`keep` newest backups of each series, or those
+    /// younger than `ttl`, e.g. "30d") to a repository; `dry_run` reports
+    /// what would go without deleting.
+    pub async fn prune_backups(
+        &self,
+        from: &str,
+        keep: Option<u32>,
+        ttl: Option<&str>,
+        dry_run: bool,
+        on_progress: impl FnMut(&Value),
+    ) -> ClientResult<Value> {
+        let body = json!({ "from": from, "keep": keep, "ttl": ttl, "dry_run": dry_run });
+        self.ndjson_operation("/api/tandem/v1/backups/prune", body, on_progress)
             .await
     }
 

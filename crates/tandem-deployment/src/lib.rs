@@ -187,7 +187,19 @@ pub struct BackupPolicy {
     pub archive_interval: Duration,
     /// Time between scheduled backups of every workspace, by the primary.
     pub schedule: Option<Duration>,
+    /// Every `full_every`-th scheduled backup is a full one (the others are
+    /// incremental on it), so old backups and the archive behind them can
+    /// be pruned.
+    pub full_every: u32,
+    /// Retention: keep the newest `keep` backups of each series...
+    pub keep: Option<u32>,
+    /// ...and (either rule keeps a backup) every backup younger than `ttl`.
+    /// With neither, nothing is pruned.
+    pub ttl: Option<Duration>,
 }
+
+/// Scheduled backups between two full ones, plus one, when nothing says otherwise.
+pub const DEFAULT_FULL_EVERY: u32 = 7;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -195,6 +207,9 @@ struct BackupFile {
     url: String,
     archive_interval: Option<String>,
     schedule: Option<String>,
+    full_every: Option<u32>,
+    keep: Option<u32>,
+    ttl: Option<String>,
 }
 
 fn parse_backup(file: BackupFile) -> Result<BackupPolicy> {
@@ -218,10 +233,29 @@ fn parse_backup(file: BackupFile) -> Result<BackupPolicy> {
             "[backup] schedule must be positive".to_string(),
         ));
     }
+    if file.full_every == Some(0) {
+        return Err(DeploymentError::Invalid(
+            "[backup] full_every must be at least 1 (1: every scheduled backup is full)".to_string(),
+        ));
+    }
+    if file.keep == Some(0) {
+        return Err(DeploymentError::Invalid(
+            "[backup] keep must be at least 1: the newest backup is always kept".to_string(),
+        ));
+    }
+    let ttl = file.ttl.as_deref().map(parse_duration).transpose()?;
+    if ttl.is_some_and(|ttl| ttl.is_zero()) {
+        return Err(DeploymentError::Invalid(
+            "[backup] ttl must be positive".to_string(),
+        ));
+    }
     Ok(BackupPolicy {
         url: file.url,
         archive_interval,
         schedule,
+        full_every: file.full_every.unwrap_or(DEFAULT_FULL_EVERY),
+        keep: file.keep,
+        ttl,
     })
 }
 
@@ -282,7 +316,7 @@ struct ClassFile {
     max_rpo: Option<String>,
 }
 
-/// Parses durations written as `500ms`, `5s`, `2m` or `1h`.
+/// Parses durations written as `500ms`, `5s`, `2m`, `1h` or `30d`.
 pub fn parse_duration(value: &str) -> Result<Duration> {
     let value = value.trim();
     let split = value
@@ -297,9 +331,10 @@ pub fn parse_duration(value: &str) -> Result<Duration> {
         "s" | "" => number,
         "m" => number * 60.0,
         "h" => number * 3600.0,
+        "d" => number * 86_400.0,
         other => {
             return Err(invalid(format!(
-                "unknown duration unit '{other}' in '{value}': use ms, s, m or h"
+                "unknown duration unit '{other}' in '{value}': use ms, s, m, h or d"
             )))
         }
     };
@@ -787,8 +822,27 @@ level = "hot-cold"
         assert_eq!(backup.schedule, Some(Duration::from_secs(3600)));
         let error = parse(&format!("{EXAMPLE}\n[backup]\nurl = \"\"\n")).unwrap_err();
         assert!(error.to_string().contains("url is empty"), "{error}");
-        let error = parse(&format!("{EXAMPLE}\n[backup]\nurl = \"x\"\nkeep = 3\n")).unwrap_err();
-        assert!(error.to_string().contains("keep"), "{error}");
+        assert_eq!(backup.full_every, DEFAULT_FULL_EVERY);
+        assert_eq!((backup.keep, backup.ttl), (None, None));
+        let deployment = parse(&format!(
+            "{EXAMPLE}\n[backup]\nurl = \"x\"\nkeep = 3\nttl = \"30d\"\nfull_every = 2\n"
+        ))
+        .unwrap();
+        let backup = deployment.backup.unwrap();
+        assert_eq!(backup.keep, Some(3));
+        assert_eq!(backup.ttl, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(backup.full_every, 2);
+        for (extra, expected) in [
+            ("keep = 0", "keep must be at least 1"),
+            ("ttl = \"0s\"", "ttl must be positive"),
+            ("ttl = \"3 weeks\"", "unknown duration unit"),
+            ("full_every = 0", "full_every must be at least 1"),
+            ("keep = -1", "keep"),
+            ("retain = 3", "retain"),
+        ] {
+            let error = parse(&format!("{EXAMPLE}\n[backup]\nurl = \"x\"\n{extra}\n")).unwrap_err();
+            assert!(error.to_string().contains(expected), "{extra}: {error}");
+        }
     }
 
     #[test]

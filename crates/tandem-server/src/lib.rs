@@ -98,6 +98,8 @@ pub async fn serve(
             url,
             archive_interval: std::time::Duration::from_millis(config.archive_interval_ms),
             backups_every: None,
+            full_every: tandem_deployment::DEFAULT_FULL_EVERY,
+            retention: None,
             accepting_writes: Arc::new(|| true),
         });
     let (store, artifacts) = (state.store.clone(), state.artifacts.clone());
@@ -146,6 +148,13 @@ pub async fn serve(
                         url: policy.url.clone(),
                         archive_interval: policy.archive_interval,
                         backups_every: policy.schedule,
+                        full_every: policy.full_every,
+                        retention: (policy.keep.is_some() || policy.ttl.is_some()).then_some(
+                            tandem_backup::prune::Retention {
+                                keep: policy.keep,
+                                ttl: policy.ttl,
+                            },
+                        ),
                         accepting_writes,
                     })
                 }

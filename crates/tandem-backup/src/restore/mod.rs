@@ -160,6 +160,19 @@ fn time_text(millis: Millis) -> String {
     format!("{millis} ms since the epoch")
 }
 
+/// Whether a full backup holds every record of `workspace` up to its
+/// position: one of the whole region, or of that workspace (by name or id).
+/// A full backup of another workspace cannot be the base of its restore.
+fn covers(manifest: &BackupManifest, workspace: Option<&str>) -> bool {
+    match (&manifest.workspace, workspace) {
+        (None, _) | (_, None) => true,
+        (Some(_), Some(wanted)) => manifest
+            .workspaces
+            .iter()
+            .any(|entry| entry.name == wanted || entry.workspace_id == wanted),
+    }
+}
+
 async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan, RestoreError> {
     if let RestorePoint::Backup(id) = &request.point {
         let manifest = repository.manifest(id).await?;
@@ -211,6 +224,7 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
     let base = manifests.into_iter().rfind(|manifest| {
         manifest.region == region
             && manifest.kind == BackupKind::Full
+            && covers(manifest, request.workspace.as_deref())
             && match request.point {
                 RestorePoint::Seq(seq) => manifest.position <= seq,
                 RestorePoint::At(at) => manifest.position_recorded_at <= at,
