@@ -303,6 +303,24 @@ async fn write_artifact(source: &Target, ws: &WorkspaceRef, path: &str, bytes: &
         .unwrap();
 }
 
+/// A backup of region "eastus" (`source`) into `repo`.
+async fn back_up(
+    source: &Target,
+    repo: &tandem_backup::repo::Repository,
+    options: &tandem_backup::create::CreateOptions,
+) -> BackupManifest {
+    tandem_backup::create::create_backup(
+        source.store.as_ref(),
+        &source.storage,
+        "eastus",
+        repo,
+        options,
+        &tandem_backup::no_progress,
+    )
+    .await
+    .unwrap()
+}
+
 async fn position(store: &dyn MetadataStore) -> (i64, i64) {
     let head = store.journal_position().await.unwrap().head;
     let last = store.journal_after(head - 1, None, 1).await.unwrap();
@@ -963,7 +981,7 @@ async fn the_route_streams_progress_then_the_result_or_the_error() {
 /// corrupted blob found by verify.
 #[tokio::test]
 async fn backups_written_by_create_restore_and_verify() {
-    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::create::CreateOptions;
     use tandem_backup::format::BackupKind;
     use tandem_backup::repo::Repository;
 
@@ -977,16 +995,7 @@ async fn backups_written_by_create_restore_and_verify() {
         workspace: Some("team".to_string()),
         full: false,
     };
-    let full = create_backup(
-        store.as_ref(),
-        &source.region.storage,
-        "eastus",
-        &repo,
-        &options,
-        &writer_quiet,
-    )
-    .await
-    .unwrap();
+    let full = back_up(&source.region, &repo, &options).await;
     assert_eq!(full.kind, BackupKind::Full);
     assert_eq!(full.position, source.second.0);
     assert_eq!(full.workspaces.len(), 1, "only the workspace asked for");
@@ -995,16 +1004,7 @@ async fn backups_written_by_create_restore_and_verify() {
     // A 1% change: one more metric and one more artifact.
     let extra = source.artifact.replace("model.txt", "extra.txt");
     write_artifact(&source.region, &source.ws, &extra, b"a new artifact").await;
-    let incremental = create_backup(
-        store.as_ref(),
-        &source.region.storage,
-        "eastus",
-        &repo,
-        &options,
-        &writer_quiet,
-    )
-    .await
-    .unwrap();
+    let incremental = back_up(&source.region, &repo, &options).await;
     assert_eq!(incremental.kind, BackupKind::Incremental);
     assert_eq!(incremental.base.as_deref(), Some(full.id.as_str()));
     assert_eq!(incremental.copied_blobs, 1, "only the new artifact is copied");
@@ -1059,7 +1059,7 @@ async fn backups_written_by_create_restore_and_verify() {
 /// format) with `TANDEM_REGENERATE_FIXTURE=1 cargo test -p tandem-backup fixture`.
 #[tokio::test]
 async fn fixture_of_format_1_still_verifies_and_restores() {
-    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::create::CreateOptions;
     use tandem_backup::repo::Repository;
 
     fn writer_quiet(_: tandem_backup::Progress) {}
@@ -1073,29 +1073,10 @@ async fn fixture_of_format_1_still_verifies_and_restores() {
             workspace: Some("team".to_string()),
             full: false,
         };
-        let store = source.region.store.clone();
-        create_backup(
-            store.as_ref(),
-            &source.region.storage,
-            "eastus",
-            &repo,
-            &options,
-            &writer_quiet,
-        )
-        .await
-        .unwrap();
+        back_up(&source.region, &repo, &options).await;
         let extra = source.artifact.replace("model.txt", "extra.txt");
         write_artifact(&source.region, &source.ws, &extra, b"a new artifact").await;
-        create_backup(
-            store.as_ref(),
-            &source.region.storage,
-            "eastus",
-            &repo,
-            &options,
-            &writer_quiet,
-        )
-        .await
-        .unwrap();
+        back_up(&source.region, &repo, &options).await;
         source.region.finish().await;
     }
     let repo = Repository::open(&url).unwrap();
@@ -1145,7 +1126,7 @@ async fn write_file(source: &Target, ws: &WorkspaceRef, path: &str, bytes: &[u8]
 /// again there, and absent at the latest state, in the index and in storage.
 #[tokio::test]
 async fn workspace_files_are_backed_up_and_restored_to_a_point() {
-    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::create::CreateOptions;
     use tandem_backup::repo::Repository;
 
     fn writer_quiet(_: tandem_backup::Progress) {}
@@ -1166,16 +1147,7 @@ async fn workspace_files_are_backed_up_and_restored_to_a_point() {
         workspace: Some("team".to_string()),
         full: false,
     };
-    let full = create_backup(
-        store.as_ref(),
-        &source.region.storage,
-        "eastus",
-        &repo,
-        &options,
-        &writer_quiet,
-    )
-    .await
-    .unwrap();
+    let full = back_up(&source.region, &repo, &options).await;
     let paths: Vec<&str> = full.workspaces[0].files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(paths, ["notebooks/data/x.csv", "notebooks/eda.ipynb"]);
     let (with_notebooks, _) = position(store.as_ref()).await;
@@ -1183,16 +1155,7 @@ async fn workspace_files_are_backed_up_and_restored_to_a_point() {
     let removed = store.delete_file(&source.ws, "notebooks").await.unwrap();
     assert_eq!(removed.len(), 2);
     write_file(&source.region, &source.ws, "README.md", b"# team").await;
-    let incremental = create_backup(
-        store.as_ref(),
-        &source.region.storage,
-        "eastus",
-        &repo,
-        &options,
-        &writer_quiet,
-    )
-    .await
-    .unwrap();
+    let incremental = back_up(&source.region, &repo, &options).await;
     assert_eq!(
         incremental.copied_blobs, 1,
         "only the new file's bytes are copied"
@@ -1279,7 +1242,7 @@ async fn workspace_files_are_backed_up_and_restored_to_a_point() {
 /// on after the last segment.
 #[tokio::test]
 async fn prune_keeps_what_retention_says_and_what_it_needs() {
-    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::create::CreateOptions;
     use tandem_backup::prune::{prune, Retention};
     use tandem_backup::repo::Repository;
 
@@ -1289,18 +1252,11 @@ async fn prune_keeps_what_retention_says_and_what_it_needs() {
     let repo_dir = tempfile::tempdir().unwrap();
     let repo_url = format!("file://{}", repo_dir.path().display());
     let repo = Repository::open(&repo_url).unwrap();
-    let backup = |full: bool| {
-        let (store, storage, repo) = (store.clone(), source.region.storage.clone(), repo.clone());
-        async move {
-            let options = CreateOptions {
-                workspace: None,
-                full,
-            };
-            create_backup(store.as_ref(), &storage, "eastus", &repo, &options, &writer_quiet)
-                .await
-                .unwrap()
-        }
-    };
+    let choices = [false, true].map(|full| CreateOptions {
+        workspace: None,
+        full,
+    });
+    let backup = |full: bool| back_up(&source.region, &repo, &choices[usize::from(full)]);
     // Bytes only the first full backup's era knows: written, then deleted.
     let old = source.artifact.replace("model.txt", "old.txt");
     write_artifact(&source.region, &source.ws, &old, b"bytes of a bygone era").await;
@@ -1442,10 +1398,9 @@ async fn prune_keeps_what_retention_says_and_what_it_needs() {
 /// newer full backup of another workspace is not.
 #[tokio::test]
 async fn a_full_backup_of_another_workspace_is_not_a_base() {
-    use tandem_backup::create::{create_backup, CreateOptions};
+    use tandem_backup::create::CreateOptions;
     use tandem_backup::repo::Repository;
 
-    fn writer_quiet(_: tandem_backup::Progress) {}
     let source = source().await;
     let store = source.region.store.clone();
     // source() made workspace "other" beside "team".
@@ -1456,16 +1411,7 @@ async fn a_full_backup_of_another_workspace_is_not_a_base() {
         workspace: Some("other".to_string()),
         full: true,
     };
-    create_backup(
-        store.as_ref(),
-        &source.region.storage,
-        "eastus",
-        &repo,
-        &options,
-        &writer_quiet,
-    )
-    .await
-    .unwrap();
+    back_up(&source.region, &repo, &options).await;
     let expected = workspace_dump(store.as_ref(), &source.ws.workspace_id).await;
     let target = Target::open(Backend::Sqlite, "westus", false).await;
     restore(

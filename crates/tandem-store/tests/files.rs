@@ -4,6 +4,7 @@
 //! deleted workspace, purge, and the journal replay proof.
 
 #[allow(dead_code)]
+#[macro_use]
 mod support;
 
 use support::Backend;
@@ -11,27 +12,6 @@ use tandem_core::journal::{AssetClass, Change};
 use tandem_core::model::*;
 use tandem_core::ErrorKind;
 use tandem_store::*;
-
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
-}
 
 scenarios!(
     files_are_written_listed_and_deleted,

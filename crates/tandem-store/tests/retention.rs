@@ -5,6 +5,7 @@
 //! journal replay proof with deleted and purged items.
 
 #[allow(dead_code)]
+#[macro_use]
 mod support;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -41,27 +42,6 @@ fn kind(error: StoreError) -> ErrorKind {
 
 fn message(error: StoreError) -> String {
     error.to_string()
-}
-
-macro_rules! scenarios {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Sqlite).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::Backend::Postgres).await;
-                }
-            )*
-        }
-    };
 }
 
 scenarios!(

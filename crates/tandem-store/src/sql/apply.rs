@@ -4,7 +4,7 @@
 //! the change or from state the change's predecessors wrote.
 
 use sqlx::{Any, Transaction};
-use tandem_core::journal::Change;
+use tandem_core::journal::{Change, ContentArea};
 use tandem_core::model::{Metric, Tag};
 
 use crate::error::StoreResult;
@@ -619,20 +619,18 @@ pub(crate) async fn apply(
             .await?;
         }
 
-        Change::ArtifactWritten {
-            path,
-            size,
-            sha256,
-            time,
-        } => {
-            sqlx::query(
-                "INSERT INTO artifacts (workspace_id, path, size, sha256, created_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (workspace_id, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, created_at = excluded.created_at",
-            )
+        // The artifact index and the file share's index: one shape.
+        Change::ArtifactWritten { time, .. } | Change::FileWritten { time, .. } => {
+            let content = change.written_content().expect("both write content");
+            let (table, stamp) = content_table(content.area);
+            sqlx::query(&format!(
+                "INSERT INTO {table} (workspace_id, path, size, sha256, {stamp}) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (workspace_id, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, {stamp} = excluded.{stamp}"
+            ))
             .bind(workspace_id)
-            .bind(path)
-            .bind(size)
-            .bind(sha256)
+            .bind(content.path)
+            .bind(content.size)
+            .bind(content.sha256)
             .bind(time)
             .execute(conn)
             .await?;
@@ -670,42 +668,14 @@ pub(crate) async fn apply(
             .execute(&mut **tx)
             .await?;
         }
-        Change::FileWritten {
-            path,
-            size,
-            sha256,
-            time,
-        } => {
-            sqlx::query(
-                "INSERT INTO files (workspace_id, path, size, sha256, modified_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (workspace_id, path) DO UPDATE SET size = excluded.size, sha256 = excluded.sha256, modified_at = excluded.modified_at",
-            )
-            .bind(workspace_id)
-            .bind(path)
-            .bind(size)
-            .bind(sha256)
-            .bind(time)
-            .execute(conn)
-            .await?;
-        }
-        Change::FileDeleted { path } => {
-            let prefix = format!("{}/", path.trim_end_matches('/'));
-            sqlx::query(
-                "DELETE FROM files WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, CAST($3 AS INTEGER)) = $4)",
-            )
-            .bind(workspace_id)
-            .bind(path)
-            .bind(prefix.len() as i64)
-            .bind(&prefix)
-            .execute(conn)
-            .await?;
-        }
-        Change::ArtifactDeleted { path } => {
+        Change::ArtifactDeleted { .. } | Change::FileDeleted { .. } => {
             // A path names a file or a whole directory.
+            let (area, path) = change.deleted_content().expect("both delete content");
+            let (table, _) = content_table(area);
             let prefix = format!("{}/", path.trim_end_matches('/'));
-            sqlx::query(
-                "DELETE FROM artifacts WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, CAST($3 AS INTEGER)) = $4)",
-            )
+            sqlx::query(&format!(
+                "DELETE FROM {table} WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, CAST($3 AS INTEGER)) = $4)"
+            ))
             .bind(workspace_id)
             .bind(path)
             .bind(prefix.len() as i64)
@@ -715,6 +685,14 @@ pub(crate) async fn apply(
         }
     }
     Ok(())
+}
+
+/// The index table of a content area and its time column.
+fn content_table(area: ContentArea) -> (&'static str, &'static str) {
+    match area {
+        ContentArea::Artifacts => ("artifacts", "created_at"),
+        ContentArea::Files => ("files", "modified_at"),
+    }
 }
 
 async fn upsert_experiment_tag(

@@ -1,6 +1,30 @@
 //! Test harness: opens a store on a backend, in a place the test owns, and
 //! removes it afterwards.
 
+/// Declares, for each scenario `async fn name(backend: Backend)` of the
+/// including file, one test per backend (`sqlite::name`, `postgres::name`).
+#[allow(unused_macros)] // conformance.rs declares its own shape
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
 use std::sync::Arc;
 
 use sqlx::any::AnyPoolOptions;
