@@ -79,3 +79,43 @@ def test_hot_cold_tracking_is_restored_from_the_archive_at_failover(tmp_path, mo
         if cluster is not None:
             cluster.close()
         etcd.stop()
+
+
+def test_a_planned_failover_archives_first_and_loses_no_hot_cold_change(tmp_path, monkeypatch):
+    """With an archive interval far longer than the test, only the archiving
+    the planned failover does before handing over can bring the hot-cold
+    changes to the new primary."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    binary = _tandem_bin()
+    root = tmp_path / "deployment"
+    root.mkdir()
+    repository = tmp_path / "repository"
+    classes = (
+        '[classes.tracking]\nlevel = "hot-cold"\n\n'
+        f'[backup]\nurl = "file://{repository}"\narchive_interval = "1h"\n'
+    )
+    etcd = Etcd(root)
+    etcd.start()
+    cluster = None
+    try:
+        cluster = make_cluster(binary, root, classes=classes, witness=etcd, witness_settings=WITNESS)
+        east, west = cluster.region("eastus"), cluster.region("westus")
+        wait_until(lambda: (s := status(east.url)) and s.get("accepting_writes"), 20, "eastus to lead")
+        client = mlflow.MlflowClient(east.url)
+        run = client.create_run(client.create_experiment("planned-cold")).info.run_id
+        for step in range(10):
+            client.log_metric(run, "loss", 1.0 / (step + 1), step=step)
+        assert archived_to(repository, "eastus") == 0, "nothing is archived before the failover"
+
+        answer = requests.post(f"{east.url}/api/tandem/v1/failover", json={"to": "westus"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["zero_loss"], answer.text
+        assert archived_to(repository, "eastus") >= answer.json()["records_confirmed"]
+        wait_until(lambda: (s := status(west.url)) and s.get("restoring") == [] and s.get("accepting_writes"), 30,
+                   "westus to lead with the hot-cold classes restored")
+        history = mlflow.MlflowClient(west.url).get_metric_history(run, "loss")
+        assert [m.step for m in history] == list(range(10))
+    finally:
+        if cluster is not None:
+            cluster.close()
+        etcd.stop()

@@ -9,9 +9,10 @@
 //! counts only what this region had journaled, so when the old primary
 //! returns it lists those changes in its divergence quarantine although the
 //! new primary holds them (known limit: applying one from there again is
-//! harmless, it is recognised by origin). What the old primary wrote after
-//! its last archived segment is lost: the archive interval is those
-//! classes' RPO.
+//! harmless, it is recognised by origin). At an unplanned failover what the
+//! old primary wrote after its last archived segment is lost: the archive
+//! interval is those classes' RPO. A planned failover archives the old
+//! primary's journal to its end before handing over, and loses nothing.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Weak};
@@ -19,10 +20,11 @@ use std::sync::{Arc, Weak};
 use async_trait::async_trait;
 use futures::StreamExt;
 use tandem_artifacts::{workspace_area_key, ArtifactKey, ArtifactStore};
-use tandem_core::journal::{AssetClass, ContentArea, JournalRecord, WrittenContent};
+use tandem_core::journal::{AssetClass, ContentArea, WrittenContent};
 use tandem_replication::{PromotionHook, Region};
 use tandem_store::MetadataStore;
 
+use crate::archive::archive_until;
 use crate::format::blob_key;
 use crate::repo::Repository;
 use crate::restore::{RecordSelection, RestorePoint};
@@ -41,6 +43,33 @@ pub struct HotColdRestore {
 impl PromotionHook for HotColdRestore {
     fn restores(&self) -> Vec<AssetClass> {
         self.classes.iter().copied().collect()
+    }
+
+    /// A planned failover archives this region's journal up to its last
+    /// record first: the new primary restores the hot-cold classes from the
+    /// archive, so nothing of them is lost (an unplanned one loses what the
+    /// archive interval had not archived yet).
+    async fn before_handover(&self, head: i64) -> Result<(), String> {
+        let region = self.region.upgrade().ok_or("the region is shutting down")?;
+        let repo = Repository::open(&self.url).map_err(|error| error.to_string())?;
+        let outcome = archive_until(
+            self.store.as_ref(),
+            &self.storage,
+            &repo,
+            &region.name,
+            head,
+            &crate::no_progress,
+        )
+        .await
+        .map_err(|error| format!("archiving the journal before handing over: {error}"))?;
+        if outcome.archived_to < head {
+            return Err(format!(
+                "the journal archive ends at {} after archiving, not at the head {head}",
+                outcome.archived_to
+            ));
+        }
+        tracing::info!(region = %region.name, head, segments = outcome.segments, "archived the journal before handing over");
+        Ok(())
     }
 
     async fn promoted(&self, epoch: i64, previous: Option<&str>) {
@@ -79,23 +108,15 @@ impl HotColdRestore {
         )
         .await
         .map_err(|error| error.to_string())?;
-        let mut wanted: Vec<JournalRecord> = Vec::new();
-        selection
-            .for_each(None, |record| {
-                if record
-                    .change
-                    .asset_class()
-                    .is_some_and(|class| self.classes.contains(&class))
-                {
-                    wanted.push(record);
-                }
-                Ok(())
-            })
-            .await
-            .map_err(|error| error.to_string())?;
         let repo = Repository::open(&self.url).map_err(|error| error.to_string())?;
         let mut restored = 0;
-        for record in wanted {
+        // One record at a time: the archive may hold millions of them.
+        let mut records = selection.cursor(None);
+        while let Some(record) = records.next().await.map_err(|error| error.to_string())? {
+            let class = record.change.asset_class();
+            if !class.is_some_and(|class| self.classes.contains(&class)) {
+                continue;
+            }
             if self
                 .store
                 .knows_change(&record.origin_region, record.origin_seq)

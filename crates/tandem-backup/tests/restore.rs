@@ -636,6 +636,24 @@ async fn the_record_selection_streams_the_journal_up_to_a_point() {
     assert!(records
         .iter()
         .any(|record| matches!(&record.change, Change::WorkspaceCreated { name, .. } if name == "other")));
+    // The cursor pulls the same records, for one workspace or all.
+    for workspace in [None, Some(ws_id.as_str())] {
+        let mut pulled = Vec::new();
+        let mut cursor = selection.cursor(workspace);
+        while let Some(record) = cursor.next().await.unwrap() {
+            pulled.push(record.seq);
+        }
+        let mut pushed = Vec::new();
+        selection
+            .for_each(workspace, |record| {
+                pushed.push(record.seq);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert!(!pulled.is_empty());
+        assert_eq!(pulled, pushed, "{workspace:?}");
+    }
     target.finish().await;
     source.region.finish().await;
 }

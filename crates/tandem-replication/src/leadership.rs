@@ -523,6 +523,17 @@ async fn hand_over(
         .await
         .map_err(|e| Error::internal(e.to_string()))?
         .head;
+    for hook in region.promotion_hooks() {
+        hook.before_handover(head).await.map_err(|message| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "preparing the hand-over failed, the failover is abandoned and '{}' leads on: {message}",
+                    region.name
+                ),
+            )
+        })?;
+    }
     let deadline = tokio::time::Instant::now() + HANDOVER_TIMEOUT;
     let mut acknowledgements = region.acknowledged.subscribe();
     loop {

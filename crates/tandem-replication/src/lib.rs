@@ -113,6 +113,16 @@ pub trait PromotionHook: Send + Sync {
     fn restores(&self) -> Vec<AssetClass> {
         Vec::new()
     }
+
+    /// At the primary of a planned failover, after its writes stopped and
+    /// drained (its journal ends at `head`), before the target is asked to
+    /// take over: what the new primary's hooks will need from this region
+    /// (the hot-cold classes archive the journal up to `head`, so a planned
+    /// failover loses none of them). An error abandons the failover and
+    /// this region leads on.
+    async fn before_handover(&self, _head: i64) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// One region's replication runtime.

@@ -484,21 +484,79 @@ impl RecordSelection {
     ) -> Result<(), RestoreError> {
         self.plan
             .scan(&self.repository, |record| {
-                let wanted = match workspace_id {
-                    Some(id) => select::kept(&record, id, &self.fencing),
-                    None => {
-                        record.record.workspace_id != DEPLOYMENT_RECORD
-                            && !record.voided
-                            && !self.fencing.fenced(&record.record)
-                    }
-                };
-                if wanted {
+                if self.wanted(&record, workspace_id) {
                     each(record.record)
                 } else {
                     Ok(())
                 }
             })
             .await
+    }
+
+    /// The same records as [`RecordSelection::for_each`], pulled one at a
+    /// time: for a consumer that awaits between records (and so cannot be a
+    /// callback), still holding one record at a time.
+    pub fn cursor(&self, workspace_id: Option<&str>) -> RecordCursor<'_> {
+        RecordCursor {
+            selection: self,
+            workspace_id: workspace_id.map(str::to_string),
+            index: 0,
+            reader: None,
+            last: self.plan.base_position,
+        }
+    }
+
+    fn wanted(&self, record: &format::ArchivedRecord, workspace_id: Option<&str>) -> bool {
+        match workspace_id {
+            Some(id) => select::kept(record, id, &self.fencing),
+            None => {
+                record.record.workspace_id != DEPLOYMENT_RECORD
+                    && !record.voided
+                    && !self.fencing.fenced(&record.record)
+            }
+        }
+    }
+}
+
+/// See [`RecordSelection::cursor`].
+pub struct RecordCursor<'a> {
+    selection: &'a RecordSelection,
+    workspace_id: Option<String>,
+    /// The plan's object being read, and its reader once opened.
+    index: usize,
+    reader: Option<repo::RecordReader>,
+    last: i64,
+}
+
+impl RecordCursor<'_> {
+    pub async fn next(&mut self) -> Result<Option<JournalRecord>, RestoreError> {
+        let selection = self.selection;
+        loop {
+            let reader = match &mut self.reader {
+                Some(reader) => reader,
+                None => {
+                    let Some(object) = selection.plan.objects.get(self.index) else {
+                        return Ok(None);
+                    };
+                    self.reader.insert(selection.repository.records(object).await?)
+                }
+            };
+            match reader.next().await? {
+                Some(record) => {
+                    if selection
+                        .plan
+                        .admit(self.index, record.record.seq, &mut self.last)
+                        && selection.wanted(&record, self.workspace_id.as_deref())
+                    {
+                        return Ok(Some(record.record));
+                    }
+                }
+                None => {
+                    self.reader = None;
+                    self.index += 1;
+                }
+            }
+        }
     }
 }
 

@@ -152,7 +152,7 @@ impl Repository {
 }
 
 /// The records of one object, line by line, in bounded memory.
-pub(crate) struct RecordReader {
+pub struct RecordReader {
     object: ObjectRef,
     stream: futures::stream::BoxStream<'static, Result<bytes::Bytes, tandem_artifacts::ArtifactError>>,
     hasher: Sha256,
