@@ -37,6 +37,12 @@ impl BackupError {
         BackupError::Domain(DomainError::new(ErrorKind::InvalidState, message.into()))
     }
 
+    /// The repository does not hold what is needed (an archive that ends
+    /// before the point asked for, a gap, a missing blob).
+    pub fn incomplete(message: impl Into<String>) -> Self {
+        BackupError::Domain(DomainError::new(ErrorKind::InvalidState, message.into()))
+    }
+
     pub fn conflict(message: impl Into<String>) -> Self {
         BackupError::Domain(DomainError::new(ErrorKind::ResourceAlreadyExists, message.into()))
     }
@@ -59,5 +65,17 @@ impl BackupError {
             BackupError::Repository { .. } | BackupError::Storage(_) => ErrorKind::Unavailable,
             BackupError::Store(_) => ErrorKind::Internal,
         }
+    }
+}
+
+impl From<ArtifactError> for BackupError {
+    fn from(error: ArtifactError) -> Self {
+        BackupError::storage(error)
+    }
+}
+
+impl From<crate::format::FormatError> for BackupError {
+    fn from(error: crate::format::FormatError) -> Self {
+        BackupError::corrupt(error.0)
     }
 }

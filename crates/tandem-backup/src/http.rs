@@ -65,7 +65,7 @@ fn status_of(kind: ErrorKind) -> StatusCode {
     }
 }
 
-fn refuse(error: BackupError) -> Response {
+pub(crate) fn refuse(error: BackupError) -> Response {
     (status_of(error.kind()), Json(error_json(&error))).into_response()
 }
 
@@ -74,7 +74,7 @@ fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, BackupError>
 }
 
 /// Runs `work` in the background and streams its progress and outcome.
-fn ndjson<F, Fut>(work: F) -> Response
+pub(crate) fn ndjson<F, Fut>(work: F) -> Response
 where
     F: FnOnce(Arc<dyn Fn(Progress) + Send + Sync>) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<Value, BackupError>> + Send + 'static,

@@ -38,7 +38,7 @@ use tandem_core::model::Millis;
 use crate::archive::{copy_blob, repository_lock, Copied};
 use crate::error::{BackupError, BackupResult};
 use crate::format::{segment_keys, ArchivedRecord, BackupKind, BackupManifest, SegmentInfo};
-use crate::repo::Repository;
+use crate::repo::{segment_object, Repository};
 use crate::{Progress, ProgressFn};
 
 /// Which backups to keep. A backup is kept when either rule keeps it.
@@ -151,23 +151,14 @@ fn prunable_segments<'a>(
 }
 
 /// The records of a segment that write content, with their digests
-/// (the segment checked against its description first).
+/// (streamed; the segment checked against its description at the end).
 async fn segment_digests(
     repo: &Repository,
-    region: &str,
     segment: &SegmentInfo,
 ) -> BackupResult<Vec<(String, ArchivedRecord)>> {
-    let key = segment_keys(region, segment.first_seq, segment.last_seq).0;
-    let object = crate::format::ObjectRef {
-        key: key.clone(),
-        bytes: segment.bytes,
-        sha256: segment.sha256.clone(),
-    };
-    let bytes = repo.read_verified(&object).await?;
+    let mut reader = repo.records(&segment_object(segment)).await?;
     let mut found = Vec::new();
-    for line in bytes.split(|byte| *byte == b'\n').filter(|line| !line.is_empty()) {
-        let archived: ArchivedRecord = serde_json::from_slice(line)
-            .map_err(|error| BackupError::corrupt(format!("{key}: a record does not decode: {error}")))?;
+    while let Some(archived) = reader.next().await? {
         if let Some(content) = archived.record.change.written_content() {
             found.push((content.sha256.to_string(), archived));
         }
@@ -222,7 +213,7 @@ pub async fn prune(
             if doomed.contains(&segment.first_seq) {
                 doomed_segments.push((region.clone(), segment));
             } else {
-                for (digest, _) in segment_digests(repo, region, &segment).await? {
+                for (digest, _) in segment_digests(repo, &segment).await? {
                     referenced.insert(digest);
                 }
                 read += 1;
@@ -297,7 +288,7 @@ pub async fn prune(
                 if known_segments.contains(&info) {
                     continue;
                 }
-                for (digest, archived) in segment_digests(repo, &region, &segment).await? {
+                for (digest, archived) in segment_digests(repo, &segment).await? {
                     if !deleted.contains(&digest) {
                         continue;
                     }

@@ -14,8 +14,8 @@ use tandem_core::model::Millis;
 
 use crate::error::{BackupError, BackupResult};
 use crate::format::{
-    decode, manifest_key, segment_prefix, BackupManifest, ObjectRef, RepositoryInfo, SegmentInfo,
-    REPOSITORY_FORMAT, REPOSITORY_INFO_KEY,
+    decode, manifest_key, segment_keys, segment_prefix, ArchivedRecord, BackupManifest, ObjectRef,
+    RepositoryInfo, SegmentInfo, REPOSITORY_FORMAT, REPOSITORY_INFO_KEY,
 };
 
 #[derive(Debug, Clone)]
@@ -28,10 +28,16 @@ impl Repository {
     /// Opens the repository at `url`. Cloud credentials come from the
     /// standard environment variables of each store (object_store's).
     pub fn open(url: &str) -> BackupResult<Repository> {
+        Repository::open_with(url, &HashMap::new())
+    }
+
+    /// [`Repository::open`] with the object store's options (credentials,
+    /// endpoint; object_store's keys).
+    pub fn open_with(url: &str, options: &HashMap<String, String>) -> BackupResult<Repository> {
         if url.trim().is_empty() {
             return Err(BackupError::invalid("the backup repository URL is empty"));
         }
-        let storage = ArtifactStore::open(url, &HashMap::new()).map_err(|error| {
+        let storage = ArtifactStore::open(url, options).map_err(|error| {
             BackupError::invalid(format!("cannot open backup repository '{url}': {error}"))
         })?;
         Ok(Repository {
@@ -242,6 +248,47 @@ impl Repository {
             .ok_or_else(|| BackupError::not_found(format!("no backup '{id}' in {}", self.url)))
     }
 
+    /// Streams the records of `object` to `each`, in order, checking the
+    /// object's size and digest. A mismatch is reported only once the whole
+    /// object was read, so a caller that must not act on a corrupt object
+    /// reads it through once before acting (see `restore::restore`).
+    pub async fn for_each_record(
+        &self,
+        object: &ObjectRef,
+        mut each: impl FnMut(ArchivedRecord) -> Result<(), BackupError>,
+    ) -> Result<(), BackupError> {
+        let mut reader = self.records(object).await?;
+        while let Some(record) = reader.next().await? {
+            each(record)?;
+        }
+        Ok(())
+    }
+
+    pub async fn records(&self, object: &ObjectRef) -> Result<RecordReader, BackupError> {
+        let (_, stream) = self
+            .storage
+            .get_stream(&self.key(&object.key)?)
+            .await
+            .map_err(|error| {
+                if error.is_not_found() {
+                    BackupError::incomplete(format!("{} is missing from the repository", object.key))
+                } else {
+                    error.into()
+                }
+            })?;
+        Ok(RecordReader {
+            object: object.clone(),
+            stream,
+            hasher: Sha256::new(),
+            size: 0,
+            pending: Vec::new(),
+            start: 0,
+            line_number: 0,
+            broken: None,
+            finished: false,
+        })
+    }
+
     /// Names of the "directories" directly under `prefix`.
     pub async fn children(&self, prefix: &str) -> BackupResult<Vec<String>> {
         let listing = match self.storage.list(Some(&self.key(prefix)?)).await {
@@ -254,5 +301,96 @@ impl Repository {
             .filter(|entry| entry.is_dir)
             .filter_map(|entry| entry.path.rsplit('/').next().map(str::to_string))
             .collect())
+    }
+}
+
+/// The records of one object, line by line, in bounded memory.
+pub struct RecordReader {
+    object: ObjectRef,
+    stream: futures::stream::BoxStream<'static, Result<bytes::Bytes, tandem_artifacts::ArtifactError>>,
+    hasher: Sha256,
+    size: i64,
+    pending: Vec<u8>,
+    /// Where the unread part of `pending` begins.
+    start: usize,
+    line_number: usize,
+    /// The first undecodable line: reported at the end, because a digest
+    /// mismatch, if there is one, is the better explanation.
+    broken: Option<String>,
+    finished: bool,
+}
+
+impl RecordReader {
+    /// The next record; at the end, checks the object's size and digest.
+    pub async fn next(&mut self) -> Result<Option<ArchivedRecord>, BackupError> {
+        loop {
+            if let Some(end) = self.pending[self.start..].iter().position(|byte| *byte == b'\n') {
+                let line = self.start..self.start + end;
+                self.start += end + 1;
+                if let Some(record) = self.decode(line) {
+                    return Ok(Some(record));
+                }
+                continue;
+            }
+            if self.finished {
+                if self.start < self.pending.len() {
+                    let line = self.start..self.pending.len();
+                    self.start = self.pending.len();
+                    if let Some(record) = self.decode(line) {
+                        return Ok(Some(record));
+                    }
+                }
+                return self.check().map(|()| None);
+            }
+            self.pending.drain(..self.start);
+            self.start = 0;
+            match self.stream.next().await {
+                Some(chunk) => {
+                    let chunk = chunk?;
+                    self.hasher.update(&chunk);
+                    self.size += chunk.len() as i64;
+                    self.pending.extend_from_slice(&chunk);
+                }
+                None => self.finished = true,
+            }
+        }
+    }
+
+    fn decode(&mut self, line: std::ops::Range<usize>) -> Option<ArchivedRecord> {
+        self.line_number += 1;
+        let line = &self.pending[line];
+        if self.broken.is_some() || line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        match serde_json::from_slice::<ArchivedRecord>(line) {
+            Ok(record) => Some(record),
+            Err(error) => {
+                self.broken = Some(format!("{} line {}: {error}", self.object.key, self.line_number));
+                None
+            }
+        }
+    }
+
+    fn check(&mut self) -> Result<(), BackupError> {
+        let digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        if self.size != self.object.bytes || digest != self.object.sha256 {
+            return Err(BackupError::corrupt(format!(
+                "{} is corrupt: {} bytes with SHA-256 {digest}, the repository recorded {} bytes with SHA-256 {}",
+                self.object.key, self.size, self.object.bytes, self.object.sha256
+            )));
+        }
+        match self.broken.take() {
+            Some(message) => Err(BackupError::corrupt(format!("undecodable record in {message}"))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The [`ObjectRef`] of an archived segment.
+pub(crate) fn segment_object(segment: &SegmentInfo) -> ObjectRef {
+    ObjectRef {
+        key: segment_keys(&segment.region, segment.first_seq, segment.last_seq).0,
+        bytes: segment.bytes,
+        sha256: segment.sha256.clone(),
     }
 }

@@ -49,7 +49,12 @@ impl TandemClient {
             }
             match stream.next().await {
                 Some(Ok(chunk)) => buffer.extend_from_slice(&chunk),
-                Some(Err(error)) => return Err(broken(format!("the operation's answer broke off: {error}"))),
+                Some(Err(error)) => {
+                    return Err(broken(format!(
+                        "the operation's answer broke off ({}); the operation itself goes on or ended at the server",
+                        crate::with_causes(&error)
+                    )))
+                }
                 None => return Err(broken("the server ended the answer without a result".to_string())),
             }
         }

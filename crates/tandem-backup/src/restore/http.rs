@@ -7,19 +7,17 @@
 
 use std::sync::Arc;
 
-use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 use tandem_artifacts::ArtifactStore;
 use tandem_core::model::Millis;
 use tandem_store::MetadataStore;
 
-use super::{restore, RestoreError, RestorePoint, RestoreRequest};
+use super::{restore, BackupError, RestorePoint, RestoreRequest};
+use crate::http::{ndjson, refuse};
 
 pub const RESTORES_PATH: &str = "/api/tandem/v1/restores";
 
@@ -63,17 +61,17 @@ pub struct RestoreBody {
 }
 
 impl RestoreBody {
-    pub fn into_request(self) -> Result<RestoreRequest, RestoreError> {
+    pub fn into_request(self) -> Result<RestoreRequest, BackupError> {
         let at = match &self.at {
             None => None,
             Some(serde_json::Value::Number(number)) => Some(number.as_i64().ok_or_else(|| {
-                RestoreError::Invalid(format!(
+                BackupError::invalid(format!(
                     "at must be whole milliseconds since the epoch, not {number}"
                 ))
             })?),
             Some(serde_json::Value::String(text)) => Some(parse_time(text)?),
             Some(other) => {
-                return Err(RestoreError::Invalid(format!(
+                return Err(BackupError::invalid(format!(
                     "at must be an RFC 3339 time or milliseconds since the epoch, not {other}"
                 )))
             }
@@ -84,13 +82,13 @@ impl RestoreBody {
             (None, None, Some(at)) => RestorePoint::At(at),
             (None, None, None) => RestorePoint::Latest,
             _ => {
-                return Err(RestoreError::Invalid(
+                return Err(BackupError::invalid(
                     "give at most one of backup, seq and at".to_string(),
                 ))
             }
         };
         if self.region.is_some() && matches!(point, RestorePoint::Backup(_)) {
-            return Err(RestoreError::Invalid(
+            return Err(BackupError::invalid(
                 "region chooses the journal of seq or at; a backup names its own".to_string(),
             ));
         }
@@ -106,23 +104,6 @@ impl RestoreBody {
     }
 }
 
-fn status(error: &RestoreError) -> StatusCode {
-    use tandem_core::ErrorKind::*;
-    match error.kind() {
-        InvalidParameterValue | BadRequest => StatusCode::BAD_REQUEST,
-        ResourceDoesNotExist => StatusCode::NOT_FOUND,
-        ResourceAlreadyExists | InvalidState => StatusCode::CONFLICT,
-        PermissionDenied => StatusCode::FORBIDDEN,
-        RequestLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-        NotPrimary | Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-fn error_line(error: &RestoreError) -> serde_json::Value {
-    json!({ "error": { "error_code": error.error_code(), "message": error.to_string() } })
-}
-
 async fn start(
     State(target): State<Target>,
     body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,
@@ -130,50 +111,30 @@ async fn start(
     // A malformed request is answered at once, with its status code.
     let request = match body {
         Ok(Json(body)) => body.into_request(),
-        Err(rejection) => Err(RestoreError::Invalid(rejection.body_text())),
+        Err(rejection) => Err(BackupError::invalid(rejection.body_text())),
     };
     let request = match request {
         Ok(request) => request,
-        Err(error) => return (status(&error), Json(error_line(&error))).into_response(),
+        Err(error) => return refuse(error),
     };
-    let (lines, receiver) = tokio::sync::mpsc::unbounded_channel::<serde_json::Value>();
-    tokio::spawn(async move {
-        let progress_lines = lines.clone();
-        let progress = move |progress: super::Progress| {
-            let _ = progress_lines.send(json!({ "progress": progress }));
-        };
-        let outcome = restore(target.store.as_ref(), &target.storage, &request, &progress).await;
-        let last = match outcome {
-            Ok(outcome) => json!({ "result": outcome }),
-            Err(error) => {
-                tracing::warn!(error = %error, "restore failed");
-                error_line(&error)
-            }
-        };
-        let _ = lines.send(last);
-    });
-    let stream = futures::stream::unfold(receiver, |mut receiver| async move {
-        let line = receiver.recv().await?;
-        let mut text = line.to_string();
-        text.push('\n');
-        Some((
-            Ok::<_, std::convert::Infallible>(bytes::Bytes::from(text)),
-            receiver,
-        ))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "application/x-ndjson")
-        .body(Body::from_stream(stream))
-        .expect("a valid response")
+    ndjson(move |progress| async move {
+        let outcome = restore(
+            target.store.as_ref(),
+            &target.storage,
+            &request,
+            progress.as_ref(),
+        )
+        .await?;
+        Ok(serde_json::to_value(outcome).expect("outcomes encode"))
+    })
 }
 
 /// Milliseconds since the epoch of an RFC 3339 time
 /// (`2026-11-22T10:39:25Z`, `2026-11-22T10:39:25.250+01:00`) or of a plain
 /// number of milliseconds.
-pub fn parse_time(text: &str) -> Result<Millis, RestoreError> {
+pub fn parse_time(text: &str) -> Result<Millis, BackupError> {
     let invalid = || {
-        RestoreError::Invalid(format!(
+        BackupError::invalid(format!(
             "'{text}' is not an RFC 3339 time (2026-11-22T10:39:25Z) or milliseconds since the epoch"
         ))
     };
@@ -190,7 +151,7 @@ pub fn parse_time(text: &str) -> Result<Millis, RestoreError> {
     {
         return Err(invalid());
     }
-    let number = |range: std::ops::Range<usize>| -> Result<i64, RestoreError> {
+    let number = |range: std::ops::Range<usize>| -> Result<i64, BackupError> {
         let part = text.get(range).ok_or_else(invalid)?;
         if !part.bytes().all(|byte| byte.is_ascii_digit()) {
             return Err(invalid());
@@ -239,6 +200,7 @@ pub fn parse_time(text: &str) -> Result<Millis, RestoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn times_are_rfc3339_or_milliseconds() {

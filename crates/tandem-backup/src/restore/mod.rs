@@ -21,9 +21,7 @@
 //! Any failure after step 4 began deletes what this restore created in
 //! storage; the metadata transaction commits last or not at all.
 
-mod error;
 pub mod http;
-mod repo;
 mod select;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,8 +33,9 @@ use tandem_core::journal::{Change, ContentArea, JournalRecord, DEPLOYMENT_RECORD
 use tandem_core::model::{Millis, ViewType};
 use tandem_store::{MetadataStore, StoreError, WriteOutcome};
 
-pub use error::RestoreError;
-use repo::Repository;
+pub use crate::error::BackupError;
+use crate::repo::{segment_object, RecordReader, Repository};
+pub use crate::Progress;
 use select::{ArtifactSet, Fencing};
 
 use crate::format::{self, BackupKind, BackupManifest, ObjectRef};
@@ -75,16 +74,6 @@ pub struct RestoreRequest {
     pub as_name: Option<String>,
     /// Replace objects at the target's storage keys that hold other bytes.
     pub overwrite: bool,
-}
-
-/// How far a restore is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Progress {
-    pub phase: &'static str,
-    pub done: u64,
-    pub total: u64,
-    /// `records` or `bytes`.
-    pub unit: &'static str,
 }
 
 /// What a restore did.
@@ -138,8 +127,8 @@ impl Plan {
     async fn scan(
         &self,
         repository: &Repository,
-        mut each: impl FnMut(format::ArchivedRecord) -> Result<(), RestoreError>,
-    ) -> Result<(), RestoreError> {
+        mut each: impl FnMut(format::ArchivedRecord) -> Result<(), BackupError>,
+    ) -> Result<(), BackupError> {
         let mut last = self.base_position;
         for (index, object) in self.objects.iter().enumerate() {
             repository
@@ -173,18 +162,18 @@ fn covers(manifest: &BackupManifest, workspace: Option<&str>) -> bool {
     }
 }
 
-async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan, RestoreError> {
+async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan, BackupError> {
     if let RestorePoint::Backup(id) = &request.point {
         let manifest = repository.manifest(id).await?;
         let (base, segments) = match manifest.kind {
             BackupKind::Full => (manifest.clone(), Vec::new()),
             BackupKind::Incremental => {
                 let base_id = manifest.base.clone().ok_or_else(|| {
-                    RestoreError::Corrupt(format!("incremental backup '{id}' names no base backup"))
+                    BackupError::corrupt(format!("incremental backup '{id}' names no base backup"))
                 })?;
                 let base = repository.manifest(&base_id).await?;
                 if base.kind != BackupKind::Full || base.region != manifest.region {
-                    return Err(RestoreError::Corrupt(format!(
+                    return Err(BackupError::corrupt(format!(
                         "incremental backup '{id}' builds on '{base_id}', which is not a full backup of region {}",
                         manifest.region
                     )));
@@ -195,7 +184,7 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
         let snapshot = base
             .snapshot
             .clone()
-            .ok_or_else(|| RestoreError::Corrupt(format!("full backup '{}' has no snapshot", base.id)))?;
+            .ok_or_else(|| BackupError::corrupt(format!("full backup '{}' has no snapshot", base.id)))?;
         let mut objects = vec![snapshot];
         objects.extend(segments);
         return Ok(Plan {
@@ -215,7 +204,7 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
             .last()
             .map(|manifest| manifest.region.clone())
             .ok_or_else(|| {
-                RestoreError::Invalid(format!(
+                BackupError::invalid(format!(
                     "{} holds no backup: name the region whose archived journal to restore from (region)",
                     request.from
                 ))
@@ -238,7 +227,7 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
         objects.push(
             base.snapshot
                 .clone()
-                .ok_or_else(|| RestoreError::Corrupt(format!("full backup '{}' has no snapshot", base.id)))?,
+                .ok_or_else(|| BackupError::corrupt(format!("full backup '{}' has no snapshot", base.id)))?,
         );
     }
     let has_snapshot = !objects.is_empty();
@@ -264,13 +253,13 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
             continue;
         }
         if segment.first_seq > expected {
-            return Err(RestoreError::Incomplete(format!(
+            return Err(BackupError::incomplete(format!(
                 "the archive of {region} has a gap: seq {expected} to {} are missing (the next segment begins at seq {})",
                 segment.first_seq - 1,
                 segment.first_seq
             )));
         }
-        objects.push(repo::segment_object(segment));
+        objects.push(segment_object(segment));
         expected = segment.last_seq + 1;
         end = (segment.last_seq, segment.last_recorded_at);
         if let RestorePoint::At(at) = request.point {
@@ -280,12 +269,10 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
     let bound = match request.point {
         RestorePoint::Seq(seq) => {
             if seq < 1 {
-                return Err(RestoreError::Invalid(format!(
-                    "seq must be at least 1, not {seq}"
-                )));
+                return Err(BackupError::invalid(format!("seq must be at least 1, not {seq}")));
             }
             if expected <= seq {
-                return Err(RestoreError::Incomplete(format!(
+                return Err(BackupError::incomplete(format!(
                     "the archive of {region} ends at seq {} (recorded at {}), before seq {seq}",
                     end.0,
                     time_text(end.1)
@@ -295,7 +282,7 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
         }
         RestorePoint::At(at) => {
             if !reached {
-                return Err(RestoreError::Incomplete(format!(
+                return Err(BackupError::incomplete(format!(
                     "the archive of {region} ends at seq {} (recorded at {}), before {}: what happened up to then is not archived yet",
                     end.0,
                     time_text(end.1),
@@ -306,7 +293,7 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
         }
         RestorePoint::Latest => {
             if end.0 < 1 {
-                return Err(RestoreError::NotFound(format!(
+                return Err(BackupError::not_found(format!(
                     "{} holds nothing of {region}: no backup and no archived journal",
                     request.from
                 )));
@@ -343,7 +330,7 @@ async fn survey(
     plan: &mut Plan,
     point: &RestorePoint,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<Survey, RestoreError> {
+) -> Result<Survey, BackupError> {
     // Read everything once: digests first, and what the target needs to know.
     let mut fencing = Fencing::default();
     let mut names: BTreeMap<String, String> = BTreeMap::new();
@@ -383,17 +370,12 @@ async fn survey(
         .await?;
     }
     // Every record object read through and its digest checked.
-    progress(Progress {
-        phase: "verify",
-        done: read,
-        total: read,
-        unit: "records",
-    });
+    progress(Progress::new("verify", read as i64, read as i64, "records"));
     let (position, position_recorded_at) = match (point, last, &plan.base) {
         (RestorePoint::At(_), Some(last), _) => last,
         (RestorePoint::At(_), None, Some(base)) => (base.position, base.position_recorded_at),
         (RestorePoint::At(at), None, None) => {
-            return Err(RestoreError::NotFound(format!(
+            return Err(BackupError::not_found(format!(
                 "nothing of {} was recorded at or before {}",
                 plan.region,
                 time_text(*at)
@@ -402,7 +384,7 @@ async fn survey(
         (_, Some(last), _) if last.0 == plan.bound => last,
         (_, _, Some(base)) if base.position == plan.bound => (base.position, base.position_recorded_at),
         (_, last, _) => {
-            return Err(RestoreError::Incomplete(format!(
+            return Err(BackupError::incomplete(format!(
                 "the archive of {} does not reach seq {}: it ends at seq {}",
                 plan.region,
                 plan.bound,
@@ -447,8 +429,9 @@ impl RecordSelection {
         options: &HashMap<String, String>,
         point: RestorePoint,
         region: Option<String>,
-    ) -> Result<RecordSelection, RestoreError> {
-        let repository = Repository::open(from, options).await?;
+    ) -> Result<RecordSelection, BackupError> {
+        let repository = Repository::open_with(from, options)?;
+        repository.info().await?;
         let request = RestoreRequest {
             from: from.to_string(),
             repository_options: options.clone(),
@@ -480,8 +463,8 @@ impl RecordSelection {
     pub async fn for_each(
         &self,
         workspace_id: Option<&str>,
-        mut each: impl FnMut(JournalRecord) -> Result<(), RestoreError>,
-    ) -> Result<(), RestoreError> {
+        mut each: impl FnMut(JournalRecord) -> Result<(), BackupError>,
+    ) -> Result<(), BackupError> {
         self.plan
             .scan(&self.repository, |record| {
                 if self.wanted(&record, workspace_id) {
@@ -524,12 +507,12 @@ pub struct RecordCursor<'a> {
     workspace_id: Option<String>,
     /// The plan's object being read, and its reader once opened.
     index: usize,
-    reader: Option<repo::RecordReader>,
+    reader: Option<RecordReader>,
     last: i64,
 }
 
 impl RecordCursor<'_> {
-    pub async fn next(&mut self) -> Result<Option<JournalRecord>, RestoreError> {
+    pub async fn next(&mut self) -> Result<Option<JournalRecord>, BackupError> {
         let selection = self.selection;
         loop {
             let reader = match &mut self.reader {
@@ -567,12 +550,13 @@ pub async fn restore(
     storage: &ArtifactStore,
     request: &RestoreRequest,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<RestoreOutcome, RestoreError> {
+) -> Result<RestoreOutcome, BackupError> {
     if let Some(name) = &request.as_name {
         tandem_core::validation::validate_workspace_name(name)
-            .map_err(|error| RestoreError::Invalid(error.message))?;
+            .map_err(|error| BackupError::invalid(error.message))?;
     }
-    let repository = Repository::open(&request.from, &request.repository_options).await?;
+    let repository = Repository::open_with(&request.from, &request.repository_options)?;
+    repository.info().await?;
     let mut plan = plan(&repository, request).await?;
 
     let Survey {
@@ -593,7 +577,7 @@ pub async fn restore(
             match single {
                 Some(name) => name,
                 None => {
-                    return Err(RestoreError::Invalid(format!(
+                    return Err(BackupError::invalid(format!(
                         "name the workspace to restore (workspace): {} held {} at seq {position}",
                         plan.region,
                         names.keys().cloned().collect::<Vec<_>>().join(", ")
@@ -603,7 +587,7 @@ pub async fn restore(
         }
     };
     let source_id = names.get(&name).cloned().ok_or_else(|| {
-        RestoreError::NotFound(format!(
+        BackupError::not_found(format!(
             "workspace '{name}' did not exist in {} at seq {position}",
             plan.region
         ))
@@ -654,7 +638,7 @@ pub async fn restore(
             progress,
         )
         .await?;
-        Ok::<_, RestoreError>(RestoreOutcome {
+        Ok::<_, BackupError>(RestoreOutcome {
             workspace: target_name.clone(),
             workspace_id: target_id.clone(),
             source_region: plan.region.clone(),
@@ -670,7 +654,7 @@ pub async fn restore(
     if let Err(error) = &outcome {
         let unknown = matches!(
             error,
-            RestoreError::Store(StoreError::Database {
+            BackupError::Store(StoreError::Database {
                 outcome: WriteOutcome::Unknown,
                 ..
             })
@@ -692,7 +676,7 @@ async fn check_target_free(
     store: &dyn MetadataStore,
     target_id: &str,
     target_name: &str,
-) -> Result<(), RestoreError> {
+) -> Result<(), BackupError> {
     for workspace in store.list_workspaces(ViewType::All).await? {
         if workspace.workspace_id == target_id || workspace.name == target_name {
             let deleted = if workspace.deletion_time.is_some() {
@@ -700,7 +684,7 @@ async fn check_target_free(
             } else {
                 " (restore as a new workspace with --as)"
             };
-            return Err(RestoreError::AlreadyExists(format!(
+            return Err(BackupError::conflict(format!(
                 "cannot restore workspace '{target_name}' ({target_id}): workspace '{}' ({}) holds its id or name{deleted}",
                 workspace.name, workspace.workspace_id
             )));
@@ -722,7 +706,7 @@ async fn copy_content(
     overwrite: bool,
     progress: &(dyn Fn(Progress) + Send + Sync),
     created: &mut Vec<ArtifactKey>,
-) -> Result<u64, RestoreError> {
+) -> Result<u64, BackupError> {
     struct Copy {
         what: String,
         size: i64,
@@ -740,27 +724,27 @@ async fn copy_content(
         };
         let what = format!("{noun} '{path}'");
         if sha256.len() < 4 || !sha256.bytes().all(|byte| byte.is_ascii_hexdigit()) {
-            return Err(RestoreError::Corrupt(format!(
+            return Err(BackupError::corrupt(format!(
                 "{what} has no valid SHA-256 in the journal ('{sha256}')"
             )));
         }
-        let blob = repo::key(&format::blob_key(sha256))?;
-        match repository.storage.head(&blob).await? {
+        let blob = repository.key(&format::blob_key(sha256))?;
+        match repository.storage().head(&blob).await? {
             None => {
-                return Err(RestoreError::Incomplete(format!(
+                return Err(BackupError::incomplete(format!(
                     "the blob of {what} ({}) is missing from the repository",
                     blob
                 )))
             }
             Some(found) if found as i64 != *size => {
-                return Err(RestoreError::Corrupt(format!(
+                return Err(BackupError::corrupt(format!(
                     "{blob} ({what}) is corrupt: {found} bytes, the journal recorded {size}"
                 )))
             }
             Some(_) => {}
         }
         let relative = ArtifactKey::parse(path)
-            .map_err(|error| RestoreError::Corrupt(format!("{noun} path '{path}': {error}")))?;
+            .map_err(|error| BackupError::corrupt(format!("{noun} path '{path}': {error}")))?;
         let target = workspace_area_key(target_id, area.as_str(), Some(&relative))?;
         let exists = match storage.head(&target).await? {
             None => false,
@@ -780,7 +764,7 @@ async fn copy_content(
         });
     }
     if !conflicts.is_empty() && !overwrite {
-        return Err(RestoreError::AlreadyExists(format!(
+        return Err(BackupError::conflict(format!(
             "{} object(s) already exist at the target with other content (restore with overwrite to replace them): {}",
             conflicts.len(),
             conflicts.join(", ")
@@ -788,37 +772,27 @@ async fn copy_content(
     }
     let total: u64 = copies.iter().map(|copy| copy.size as u64).sum();
     let mut done: u64 = 0;
-    progress(Progress {
-        phase: "artifacts",
-        done,
-        total,
-        unit: "bytes",
-    });
+    progress(Progress::new("artifacts", done as i64, total as i64, "bytes"));
     for copy in copies {
-        let (_, stream) = repository.storage.get_stream(&copy.blob).await?;
+        let (_, stream) = repository.storage().get_stream(&copy.blob).await?;
         let body = stream.map(|chunk| chunk.map_err(|error| std::io::Error::other(error.to_string())));
         if !copy.exists {
             created.push(copy.target.clone());
         }
         let written = storage.put_stream(&copy.target, body, None).await?;
         if written.sha256 != copy.sha256 || written.size as i64 != copy.size {
-            return Err(RestoreError::Corrupt(format!(
+            return Err(BackupError::corrupt(format!(
                 "{} ({}) is corrupt: {} bytes with SHA-256 {}, the journal recorded {} bytes with SHA-256 {}",
                 copy.blob, copy.what, written.size, written.sha256, copy.size, copy.sha256
             )));
         }
         done += written.size;
-        progress(Progress {
-            phase: "artifacts",
-            done,
-            total,
-            unit: "bytes",
-        });
+        progress(Progress::new("artifacts", done as i64, total as i64, "bytes"));
     }
     Ok(total)
 }
 
-async fn digest_of(storage: &ArtifactStore, key: &ArtifactKey) -> Result<String, RestoreError> {
+async fn digest_of(storage: &ArtifactStore, key: &ArtifactKey) -> Result<String, BackupError> {
     use sha2::{Digest, Sha256};
     let (_, mut stream) = storage.get_stream(key).await?;
     let mut hasher = Sha256::new();
@@ -839,7 +813,7 @@ async fn write_metadata(
     rewriter: &mut select::Rewriter,
     total: u64,
     progress: &(dyn Fn(Progress) + Send + Sync),
-) -> Result<i64, RestoreError> {
+) -> Result<i64, BackupError> {
     let mut session = store
         .begin_restore(&rewriter.target_id, &rewriter.target_name)
         .await?;
@@ -857,22 +831,12 @@ async fn write_metadata(
             if chunk.len() == CHUNK {
                 done += chunk.len() as u64;
                 session.apply(std::mem::take(&mut chunk)).await?;
-                progress(Progress {
-                    phase: "metadata",
-                    done,
-                    total,
-                    unit: "records",
-                });
+                progress(Progress::new("metadata", done as i64, total as i64, "records"));
             }
         }
     }
     done += chunk.len() as u64;
     session.apply(chunk).await?;
-    progress(Progress {
-        phase: "metadata",
-        done,
-        total,
-        unit: "records",
-    });
+    progress(Progress::new("metadata", done as i64, total as i64, "records"));
     Ok(session.commit().await?)
 }
