@@ -301,6 +301,14 @@ async fn write_artifact(source: &Target, ws: &WorkspaceRef, path: &str, bytes: &
         .unwrap();
 }
 
+/// An empty backup repository in a directory the test owns.
+fn repository() -> (tempfile::TempDir, String, tandem_backup::repo::Repository) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", dir.path().display());
+    let repo = tandem_backup::repo::Repository::open(&url).unwrap();
+    (dir, url, repo)
+}
+
 /// A backup of region "eastus" (`source`) into `repo`.
 async fn back_up(
     source: &Target,
@@ -1004,14 +1012,10 @@ async fn the_route_streams_progress_then_the_result_or_the_error() {
 async fn backups_written_by_create_restore_and_verify() {
     use tandem_backup::create::CreateOptions;
     use tandem_backup::format::BackupKind;
-    use tandem_backup::repo::Repository;
 
-    fn writer_quiet(_: tandem_backup::Progress) {}
     let source = source().await;
     let store = source.region.store.clone();
-    let repo_dir = tempfile::tempdir().unwrap();
-    let repo_url = format!("file://{}", repo_dir.path().display());
-    let repo = Repository::open(&repo_url).unwrap();
+    let (repo_dir, repo_url, repo) = repository();
     let options = CreateOptions {
         workspace: Some("team".to_string()),
         full: false,
@@ -1033,7 +1037,7 @@ async fn backups_written_by_create_restore_and_verify() {
     assert!(incremental.snapshot.is_none() && !incremental.segments.is_empty());
     let expected = workspace_dump(store.as_ref(), &source.ws.workspace_id).await;
 
-    let report = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+    let report = tandem_backup::verify::verify(&repo, None, &tandem_backup::no_progress)
         .await
         .unwrap();
     assert!(report.ok(), "{:?}", report.problems);
@@ -1058,7 +1062,7 @@ async fn backups_written_by_create_restore_and_verify() {
     let mut bytes = std::fs::read(&blob).unwrap();
     bytes[0] ^= 0xff;
     std::fs::write(&blob, bytes).unwrap();
-    let report = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+    let report = tandem_backup::verify::verify(&repo, None, &tandem_backup::no_progress)
         .await
         .unwrap();
     assert!(!report.ok());
@@ -1083,7 +1087,6 @@ async fn fixture_of_format_1_still_verifies_and_restores() {
     use tandem_backup::create::CreateOptions;
     use tandem_backup::repo::Repository;
 
-    fn writer_quiet(_: tandem_backup::Progress) {}
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/repository-v1");
     let url = format!("file://{}", dir.display());
     if std::env::var_os("TANDEM_REGENERATE_FIXTURE").is_some() {
@@ -1102,7 +1105,7 @@ async fn fixture_of_format_1_still_verifies_and_restores() {
     }
     let repo = Repository::open(&url).unwrap();
     assert_eq!(repo.info().await.unwrap().format, 1);
-    let report = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+    let report = tandem_backup::verify::verify(&repo, None, &tandem_backup::no_progress)
         .await
         .unwrap();
     assert!(report.ok(), "{:?}", report.problems);
@@ -1148,9 +1151,7 @@ async fn write_file(source: &Target, ws: &WorkspaceRef, path: &str, bytes: &[u8]
 #[tokio::test]
 async fn workspace_files_are_backed_up_and_restored_to_a_point() {
     use tandem_backup::create::CreateOptions;
-    use tandem_backup::repo::Repository;
 
-    fn writer_quiet(_: tandem_backup::Progress) {}
     let source = source().await;
     let store = source.region.store.clone();
     write_file(
@@ -1161,9 +1162,7 @@ async fn workspace_files_are_backed_up_and_restored_to_a_point() {
     )
     .await;
     write_file(&source.region, &source.ws, "notebooks/data/x.csv", b"a,b\n1,2\n").await;
-    let repo_dir = tempfile::tempdir().unwrap();
-    let repo_url = format!("file://{}", repo_dir.path().display());
-    let repo = Repository::open(&repo_url).unwrap();
+    let (_repo_dir, repo_url, repo) = repository();
     let options = CreateOptions {
         workspace: Some("team".to_string()),
         full: false,
@@ -1187,7 +1186,7 @@ async fn workspace_files_are_backed_up_and_restored_to_a_point() {
         .map(|f| f.path.as_str())
         .collect();
     assert_eq!(paths, ["README.md"]);
-    let report = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+    let report = tandem_backup::verify::verify(&repo, None, &tandem_backup::no_progress)
         .await
         .unwrap();
     assert!(report.ok(), "{:?}", report.problems);
@@ -1265,14 +1264,10 @@ async fn workspace_files_are_backed_up_and_restored_to_a_point() {
 async fn prune_keeps_what_retention_says_and_what_it_needs() {
     use tandem_backup::create::CreateOptions;
     use tandem_backup::prune::{prune, Retention};
-    use tandem_backup::repo::Repository;
 
-    fn writer_quiet(_: tandem_backup::Progress) {}
     let source = source().await;
     let store = source.region.store.clone();
-    let repo_dir = tempfile::tempdir().unwrap();
-    let repo_url = format!("file://{}", repo_dir.path().display());
-    let repo = Repository::open(&repo_url).unwrap();
+    let (repo_dir, repo_url, repo) = repository();
     let choices = [false, true].map(|full| CreateOptions {
         workspace: None,
         full,
@@ -1311,7 +1306,7 @@ async fn prune_keeps_what_retention_says_and_what_it_needs() {
 
     let retention = Retention::new(Some(2), None).unwrap();
     let now = i2.created_at + 1;
-    let dry = prune(&repo, None, retention, now, true, &writer_quiet)
+    let dry = prune(&repo, None, retention, now, true, &tandem_backup::no_progress)
         .await
         .unwrap();
     assert_eq!(dry.pruned, [f1.id.clone(), i1.id.clone()]);
@@ -1330,7 +1325,7 @@ async fn prune_keeps_what_retention_says_and_what_it_needs() {
         retention,
         now,
         false,
-        &writer_quiet,
+        &tandem_backup::no_progress,
     )
     .await
     .unwrap();
@@ -1353,7 +1348,7 @@ async fn prune_keeps_what_retention_says_and_what_it_needs() {
         segments_before[2..].to_vec(),
         "only the last segment is left"
     );
-    let verified = tandem_backup::verify::verify(&repo, None, &writer_quiet)
+    let verified = tandem_backup::verify::verify(&repo, None, &tandem_backup::no_progress)
         .await
         .unwrap();
     assert!(verified.ok(), "{:?}", verified.problems);
@@ -1386,7 +1381,7 @@ async fn prune_keeps_what_retention_says_and_what_it_needs() {
         retention,
         now,
         false,
-        &writer_quiet,
+        &tandem_backup::no_progress,
     )
     .await
     .unwrap();
@@ -1408,10 +1403,12 @@ async fn prune_keeps_what_retention_says_and_what_it_needs() {
     let segments = repo.segments("eastus").await.unwrap();
     assert_eq!(segments.len(), 2);
     assert_eq!(segments[1].first_seq, segments[0].last_seq + 1);
-    assert!(tandem_backup::verify::verify(&repo, None, &writer_quiet)
-        .await
-        .unwrap()
-        .ok());
+    assert!(
+        tandem_backup::verify::verify(&repo, None, &tandem_backup::no_progress)
+            .await
+            .unwrap()
+            .ok()
+    );
     source.region.finish().await;
 }
 
@@ -1420,14 +1417,11 @@ async fn prune_keeps_what_retention_says_and_what_it_needs() {
 #[tokio::test]
 async fn a_full_backup_of_another_workspace_is_not_a_base() {
     use tandem_backup::create::CreateOptions;
-    use tandem_backup::repo::Repository;
 
     let source = source().await;
     let store = source.region.store.clone();
     // source() made workspace "other" beside "team".
-    let repo_dir = tempfile::tempdir().unwrap();
-    let repo_url = format!("file://{}", repo_dir.path().display());
-    let repo = Repository::open(&repo_url).unwrap();
+    let (_repo_dir, repo_url, repo) = repository();
     let options = CreateOptions {
         workspace: Some("other".to_string()),
         full: true,
