@@ -1372,7 +1372,14 @@ async fn prune_keeps_what_retention_says_and_what_it_needs() {
     )
     .await
     .unwrap_err();
-    assert!(refused.to_string().contains("gap"), "{refused}");
+    assert!(
+        refused.to_string().contains("pruned by its retention"),
+        "{refused}"
+    );
+    assert!(
+        refused.to_string().contains(&f2.id),
+        "names the earliest backup: {refused}"
+    );
     target.finish().await;
 
     let again = prune(

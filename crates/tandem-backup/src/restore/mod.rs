@@ -210,6 +210,15 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
                 ))
             })?,
     };
+    // The oldest backup a restore of this workspace can start from: before
+    // it, retention may have pruned the archive.
+    let oldest = manifests
+        .iter()
+        .filter(|m| {
+            m.region == region && m.kind == BackupKind::Full && covers(m, request.workspace.as_deref())
+        })
+        .min_by_key(|m| m.position)
+        .map(|m| (m.id.clone(), m.position, m.position_recorded_at));
     let base = manifests.into_iter().rfind(|manifest| {
         manifest.region == region
             && manifest.kind == BackupKind::Full
@@ -253,6 +262,13 @@ async fn plan(repository: &Repository, request: &RestoreRequest) -> Result<Plan,
             continue;
         }
         if segment.first_seq > expected {
+            if let (None, Some((id, position, recorded_at))) = (&base, &oldest) {
+                return Err(BackupError::incomplete(format!(
+                    "the repository no longer holds {region}'s journal before seq {} (pruned by its retention): the earliest point it restores is backup '{id}' at seq {position} (recorded at {})",
+                    segment.first_seq,
+                    time_text(*recorded_at)
+                )));
+            }
             return Err(BackupError::incomplete(format!(
                 "the archive of {region} has a gap: seq {expected} to {} are missing (the next segment begins at seq {})",
                 segment.first_seq - 1,
