@@ -2,6 +2,7 @@
 in the new primary from the old primary's journal archive (and the artifact
 bytes archived with it), with two real regions and a real etcd witness."""
 
+import contextlib
 import hashlib
 import json
 
@@ -14,30 +15,42 @@ from conftest import _tandem_bin
 WITNESS = 'ttl = "3s"\nrenew_interval = "1s"\nretry_timeout = "1s"'
 
 
-
 def archived_to(repository, region: str) -> int:
     infos = [json.loads(p.read_text()) for p in (repository / "journal" / region).glob("*.json")]
     return max((info["last_seq"] for info in infos), default=0)
 
 
-def test_hot_cold_tracking_is_restored_from_the_archive_at_failover(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    binary = _tandem_bin()
+@contextlib.contextmanager
+def hot_cold_deployment(tmp_path, archive_interval: str, failover: str = ""):
+    """Two regions with tracking `hot-cold`, archiving every
+    `archive_interval` to a repository, a real etcd witness; yields the
+    cluster (eastus leading) and the repository's directory."""
     root = tmp_path / "deployment"
     root.mkdir()
     repository = tmp_path / "repository"
     classes = (
         '[classes.tracking]\nlevel = "hot-cold"\n\n'
-        f'[backup]\nurl = "file://{repository}"\narchive_interval = "300ms"\n'
+        f'[backup]\nurl = "file://{repository}"\narchive_interval = "{archive_interval}"\n'
     )
     etcd = Etcd(root)
     etcd.start()
     cluster = None
     try:
-        cluster = make_cluster(binary, root, classes=classes, witness=etcd, witness_settings=WITNESS,
-                               failover='grace_period = "1s"')
-        east, west = cluster.region("eastus"), cluster.region("westus")
+        cluster = make_cluster(_tandem_bin(), root, classes=classes, witness=etcd, witness_settings=WITNESS,
+                               failover=failover)
+        east = cluster.region("eastus")
         wait_until(lambda: (s := status(east.url)) and s.get("accepting_writes"), 20, "eastus to lead")
+        yield cluster, repository
+    finally:
+        if cluster is not None:
+            cluster.close()
+        etcd.stop()
+
+
+def test_hot_cold_tracking_is_restored_from_the_archive_at_failover(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with hot_cold_deployment(tmp_path, "300ms", failover='grace_period = "1s"') as (cluster, repository):
+        east, west = cluster.region("eastus"), cluster.region("westus")
 
         client = mlflow.MlflowClient(east.url)
         experiment = client.create_experiment("cold-experiment")
@@ -75,10 +88,6 @@ def test_hot_cold_tracking_is_restored_from_the_archive_at_failover(tmp_path, mo
         assert hashlib.sha256(open(local, "rb").read()).hexdigest() == expected_digest
         # And the class takes writes again at the new primary.
         west_client.log_metric(run, "after_failover", 1.0)
-    finally:
-        if cluster is not None:
-            cluster.close()
-        etcd.stop()
 
 
 def test_a_planned_failover_archives_first_and_loses_no_hot_cold_change(tmp_path, monkeypatch):
@@ -86,21 +95,8 @@ def test_a_planned_failover_archives_first_and_loses_no_hot_cold_change(tmp_path
     the planned failover does before handing over can bring the hot-cold
     changes to the new primary."""
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    binary = _tandem_bin()
-    root = tmp_path / "deployment"
-    root.mkdir()
-    repository = tmp_path / "repository"
-    classes = (
-        '[classes.tracking]\nlevel = "hot-cold"\n\n'
-        f'[backup]\nurl = "file://{repository}"\narchive_interval = "1h"\n'
-    )
-    etcd = Etcd(root)
-    etcd.start()
-    cluster = None
-    try:
-        cluster = make_cluster(binary, root, classes=classes, witness=etcd, witness_settings=WITNESS)
+    with hot_cold_deployment(tmp_path, "1h") as (cluster, repository):
         east, west = cluster.region("eastus"), cluster.region("westus")
-        wait_until(lambda: (s := status(east.url)) and s.get("accepting_writes"), 20, "eastus to lead")
         client = mlflow.MlflowClient(east.url)
         run = client.create_run(client.create_experiment("planned-cold")).info.run_id
         for step in range(10):
@@ -115,7 +111,3 @@ def test_a_planned_failover_archives_first_and_loses_no_hot_cold_change(tmp_path
                    "westus to lead with the hot-cold classes restored")
         history = mlflow.MlflowClient(west.url).get_metric_history(run, "loss")
         assert [m.step for m in history] == list(range(10))
-    finally:
-        if cluster is not None:
-            cluster.close()
-        etcd.stop()

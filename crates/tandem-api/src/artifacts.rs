@@ -199,8 +199,7 @@ async fn delete_artifact(
     // file, and the bytes left behind are garbage for collection rather than
     // a listed artifact that cannot be read.
     state.store.delete_artifact(&ws, path.as_str()).await?;
-    state.artifacts.delete(&key).await?;
-    state.artifacts.delete_prefix(&key).await?;
+    state.artifacts.delete_path(&key).await?;
     Ok(Json(json!({})))
 }
 

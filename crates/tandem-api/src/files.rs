@@ -50,7 +50,10 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// A file share path: relative, normalized, no `..` (see [`ArtifactKey`]).
 fn file_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {
-    let path = params.get("path").map(String::as_str).unwrap_or("");
+    parse_file_path(params.get("path").map(String::as_str).unwrap_or(""))
+}
+
+fn parse_file_path(path: &str) -> ApiResult<ArtifactKey> {
     if path.trim_matches('/').is_empty() {
         return Err(ApiError::invalid("a file path is required"));
     }
@@ -150,8 +153,7 @@ async fn delete_file(
     // files and what is left in storage is only reachable by salvage.
     let removed = state.store.delete_file(&ws, path.as_str()).await?;
     let key = file_key(&ws.workspace_id, Some(&path))?;
-    state.artifacts.delete(&key).await?;
-    state.artifacts.delete_prefix(&key).await?;
+    state.artifacts.delete_path(&key).await?;
     Ok(Json(json!({ "deleted": removed })))
 }
 
@@ -168,9 +170,7 @@ async fn list_files(
 ) -> ApiResult<Json<Value>> {
     let prefix = match query.path.as_deref().map(|p| p.trim_matches('/')) {
         None | Some("") => String::new(),
-        Some(path) => file_path(&HashMap::from([("path".to_string(), path.to_string())]))?
-            .as_str()
-            .to_string(),
+        Some(path) => parse_file_path(path)?.as_str().to_string(),
     };
     let files = state.store.list_files(&ws, &prefix).await?;
     let bytes: i64 = files.iter().map(|file| file.size).sum();

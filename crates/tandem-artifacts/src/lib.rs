@@ -65,6 +65,16 @@ pub fn workspace_file_key(
     workspace_area_key(workspace_id, "files", path)
 }
 
+/// [`workspace_area_key`] of a path as the journal records it (text,
+/// checked here like any key: no `..`, no absolute path).
+pub fn workspace_content_key(
+    workspace_id: &str,
+    area: &str,
+    path: &str,
+) -> Result<ArtifactKey, ArtifactError> {
+    workspace_area_key(workspace_id, area, Some(&ArtifactKey::parse(path)?))
+}
+
 /// `workspaces/<workspace_id>/<area>/<path>`: `area` is `artifacts` or
 /// `files` (see [`workspace_artifact_key`], [`workspace_file_key`]).
 pub fn workspace_area_key(

@@ -311,6 +311,16 @@ impl ArtifactStore {
         Ok(deleted)
     }
 
+    /// Deletes what a path names: the object at `key` (a file) and every
+    /// object under it (a directory). Idempotent; returns how many objects
+    /// went. The one way to carry out a journaled delete of an artifact or
+    /// file-share path.
+    pub async fn delete_path(&self, key: &ArtifactKey) -> Result<u64, ArtifactError> {
+        let existed = self.head(key).await?.is_some();
+        self.delete(key).await?;
+        Ok(u64::from(existed) + self.delete_prefix(key).await?)
+    }
+
     /// Server-side copy where the backend supports it.
     ///
     /// Overwrites `to`. On local disks the copy is a hard link, which is safe because objects

@@ -95,6 +95,7 @@ async fn conformance(store: &ArtifactStore, local_root: Option<&Path>) {
     listing(store).await;
     delete_idempotent(store).await;
     delete_prefix(store).await;
+    delete_path(store).await;
     copy(store).await;
     ranges(store).await;
     too_large(store).await;
@@ -359,6 +360,39 @@ async fn delete_idempotent(store: &ArtifactStore) {
         Some(4),
         "[{url}]"
     );
+}
+
+async fn delete_path(store: &ArtifactStore) {
+    let url = store.url();
+    for path in ["dpath/file", "dpath/dir/a", "dpath/dir/b/c", "dpath/dirx"] {
+        store
+            .put_bytes(&key(path), Bytes::from_static(b"data"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        store.delete_path(&key("dpath/file")).await.unwrap(),
+        1,
+        "[{url}] a file"
+    );
+    assert_absent(store, &key("dpath/file")).await;
+    assert_eq!(
+        store.delete_path(&key("dpath/dir")).await.unwrap(),
+        2,
+        "[{url}] a directory"
+    );
+    assert_absent(store, &key("dpath/dir/b/c")).await;
+    assert_eq!(
+        store.head(&key("dpath/dirx")).await.unwrap(),
+        Some(4),
+        "[{url}] a sibling with the same leading characters is kept"
+    );
+    assert_eq!(
+        store.delete_path(&key("dpath/dir")).await.unwrap(),
+        0,
+        "[{url}] idempotent"
+    );
+    store.delete_path(&key("dpath")).await.unwrap();
 }
 
 async fn delete_prefix(store: &ArtifactStore) {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use tandem_artifacts::{workspace_area_key, ArtifactKey, ArtifactStore};
+use tandem_artifacts::{workspace_content_key, ArtifactStore};
 use tandem_core::journal::WrittenContent;
 use tandem_store::MetadataStore;
 
@@ -190,10 +190,8 @@ pub(crate) async fn copy_blob(
     if repo.head(&key).await? == Some(size as u64) {
         return Ok(Copied::Already);
     }
-    let relative =
-        ArtifactKey::parse(content.path).map_err(|error| BackupError::corrupt(error.to_string()))?;
-    let source = workspace_area_key(workspace_id, content.area.as_str(), Some(&relative))
-        .map_err(BackupError::storage)?;
+    let source = workspace_content_key(workspace_id, content.area.as_str(), content.path)
+        .map_err(|error| BackupError::corrupt(error.to_string()))?;
     let stream = match storage.get_stream(&source).await {
         Ok((_, stream)) => stream,
         Err(error) if error.is_not_found() => return Ok(Copied::Missing),

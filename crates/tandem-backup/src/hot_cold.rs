@@ -19,8 +19,8 @@ use std::sync::{Arc, Weak};
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use tandem_artifacts::{workspace_area_key, ArtifactKey, ArtifactStore};
-use tandem_core::journal::{AssetClass, ContentArea, WrittenContent};
+use tandem_artifacts::{workspace_content_key, ArtifactStore};
+use tandem_core::journal::{AssetClass, WrittenContent};
 use tandem_replication::{PromotionHook, Region};
 use tandem_store::MetadataStore;
 
@@ -128,13 +128,12 @@ impl HotColdRestore {
             if let Some(content) = record.change.written_content() {
                 self.copy_in(&repo, &record.workspace_id, content).await?;
             } else if let Some((area, path)) = record.change.deleted_content() {
-                let target = content_key(&record.workspace_id, area, path)?;
-                for result in [
-                    self.storage.delete(&target).await,
-                    self.storage.delete_prefix(&target).await.map(|_| ()),
-                ] {
-                    result.map_err(|error| error.to_string())?;
-                }
+                let target = workspace_content_key(&record.workspace_id, area.as_str(), path)
+                    .map_err(|error| error.to_string())?;
+                self.storage
+                    .delete_path(&target)
+                    .await
+                    .map_err(|error| error.to_string())?;
             }
             if self
                 .store
@@ -163,7 +162,8 @@ impl HotColdRestore {
             .get_stream(&source)
             .await
             .map_err(|error| format!("{path} ({sha256}) is not in the archive: {error}"))?;
-        let target = content_key(workspace_id, content.area, path)?;
+        let target = workspace_content_key(workspace_id, content.area.as_str(), path)
+            .map_err(|error| error.to_string())?;
         let body = Box::pin(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
         let written = self
             .storage
@@ -176,10 +176,4 @@ impl HotColdRestore {
         }
         Ok(())
     }
-}
-
-/// `workspaces/<id>/<area>/<path>`.
-fn content_key(workspace_id: &str, area: ContentArea, path: &str) -> Result<ArtifactKey, String> {
-    let relative = ArtifactKey::parse(path).map_err(|error| error.to_string())?;
-    workspace_area_key(workspace_id, area.as_str(), Some(&relative)).map_err(|error| error.to_string())
 }

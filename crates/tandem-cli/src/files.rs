@@ -179,15 +179,14 @@ pub(crate) async fn run(command: FilesCommand) -> anyhow::Result<()> {
                 };
                 plan.push((file.path.clone(), local, file.size as u64));
             }
-            refuse_existing(&plan, overwrite)?;
-            let total = plan.iter().map(|(_, _, size)| size).sum();
-            let mut bar = Bar::new("downloading", total);
-            for (remote, local, size) in &plan {
-                let download = target.client.download_file(&workspace, remote).await?;
-                save(download, local, *size, &mut bar).await?;
-            }
-            bar.finish();
-            report_saved(target.json, &plan)
+            fetch_all(
+                &target.client,
+                Source::Share(&workspace),
+                &plan,
+                overwrite,
+                target.json,
+            )
+            .await
         }
         FilesCommand::Delete {
             path,
@@ -248,15 +247,14 @@ pub(crate) async fn run(command: FilesCommand) -> anyhow::Result<()> {
                     file.size,
                 ));
             }
-            refuse_existing(&plan, overwrite)?;
-            let total = plan.iter().map(|(_, _, size)| size).sum();
-            let mut bar = Bar::new("salvaging", total);
-            for (remote, local, size) in &plan {
-                let download = target.client.salvage_download(&workspace_id, remote).await?;
-                save(download, local, *size, &mut bar).await?;
-            }
-            bar.finish();
-            report_saved(target.json, &plan)
+            fetch_all(
+                &target.client,
+                Source::Salvage(&workspace_id),
+                &plan,
+                overwrite,
+                target.json,
+            )
+            .await
         }
         FilesCommand::PurgeStorage {
             workspace_id,
@@ -367,6 +365,41 @@ fn relative_local(remote: &str) -> anyhow::Result<PathBuf> {
         ));
     }
     Ok(path)
+}
+
+/// Where downloaded files come from.
+enum Source<'a> {
+    /// A workspace's file share, by workspace name.
+    Share(&'a str),
+    /// What storage holds for a workspace id (salvage).
+    Salvage(&'a str),
+}
+
+/// Downloads every `(remote, local, size)` of `plan`, refusing first if a
+/// local file is in the way (unless `overwrite`), with one progress bar.
+async fn fetch_all(
+    client: &TandemClient,
+    source: Source<'_>,
+    plan: &[(String, PathBuf, u64)],
+    overwrite: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    refuse_existing(plan, overwrite)?;
+    let total = plan.iter().map(|(_, _, size)| size).sum();
+    let label = match source {
+        Source::Share(_) => "downloading",
+        Source::Salvage(_) => "salvaging",
+    };
+    let mut bar = Bar::new(label, total);
+    for (remote, local, size) in plan {
+        let download = match source {
+            Source::Share(workspace) => client.download_file(workspace, remote).await?,
+            Source::Salvage(workspace_id) => client.salvage_download(workspace_id, remote).await?,
+        };
+        save(download, local, *size, &mut bar).await?;
+    }
+    bar.finish();
+    report_saved(json, plan)
 }
 
 fn refuse_existing<T>(plan: &[(String, PathBuf, T)], overwrite: bool) -> anyhow::Result<()> {

@@ -11,10 +11,8 @@ use crate::Region;
 
 /// The storage key of `path` in `area` of a workspace.
 pub(crate) fn storage_key(workspace_id: &str, area: ContentArea, path: &str) -> Result<ArtifactKey, String> {
-    let relative =
-        ArtifactKey::parse(path).map_err(|error| format!("{} path '{path}': {error}", noun(area)))?;
-    tandem_artifacts::workspace_area_key(workspace_id, area.as_str(), Some(&relative))
-        .map_err(|e| e.to_string())
+    tandem_artifacts::workspace_content_key(workspace_id, area.as_str(), path)
+        .map_err(|error| format!("{} path '{path}': {error}", noun(area)))
 }
 
 /// "artifact" or "file", for messages.

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Deserialize;
-use tandem_core::journal::{Change, ContentArea, JournalRecord};
+use tandem_core::journal::{Change, JournalRecord, WrittenContent};
 
 use crate::{AbortOnDrop, Region};
 
@@ -184,23 +184,12 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
             .map_err(|error| format!("cannot check record {} from {source}: {error}", record.seq))?;
     if replicate && !known {
         if let Some(content) = record.change.written_content() {
-            copy_content(
-                region,
-                source,
-                url,
-                &record.workspace_id,
-                content.area,
-                content.path,
-                content.size,
-                content.sha256,
-            )
-            .await?;
+            copy_content(region, source, url, &record.workspace_id, content).await?;
         } else if let Some((area, path)) = record.change.deleted_content() {
             let key = crate::content::storage_key(&record.workspace_id, area, path)?;
-            region.artifacts.delete(&key).await.map_err(|e| e.to_string())?;
             region
                 .artifacts
-                .delete_prefix(&key)
+                .delete_path(&key)
                 .await
                 .map_err(|e| e.to_string())?;
         }
@@ -229,17 +218,14 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
 /// deleted it, the content this record describes no longer exists anywhere;
 /// the later record that replaced it carries the bytes, so nothing is copied
 /// now.
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn copy_content(
     region: &Region,
     source: &str,
     url: &str,
     workspace_id: &str,
-    area: ContentArea,
-    path: &str,
-    size: i64,
-    sha256: &str,
+    content: WrittenContent<'_>,
 ) -> Result<(), String> {
+    let (area, path, size, sha256) = (content.area, content.path, content.size, content.sha256);
     let key = crate::content::storage_key(workspace_id, area, path)?;
     let noun = crate::content::noun(area);
     let relative = key

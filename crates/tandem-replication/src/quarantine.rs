@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use tandem_artifacts::ArtifactKey;
-use tandem_core::journal::JournalRecord;
+use tandem_core::journal::{JournalRecord, WrittenContent};
 use tandem_core::{Error, ErrorKind};
 use tandem_store::DivergentRecord;
 
@@ -80,17 +80,14 @@ async fn keep_bytes(region: &Region, entry: &DivergentRecord) -> Result<(), Erro
             // An earlier write's content is the right one: fetch it again.
             let source = region.primary_name();
             let url = region.primary_url();
-            if let Err(error) = crate::follower::copy_content(
-                region,
-                &source,
-                &url,
-                workspace_id,
+            let earlier = WrittenContent {
                 area,
                 path,
-                recorded_size,
-                &recorded_sha256,
-            )
-            .await
+                size: recorded_size,
+                sha256: &recorded_sha256,
+            };
+            if let Err(error) =
+                crate::follower::copy_content(region, &source, &url, workspace_id, earlier).await
             {
                 region.artifacts.delete(&key).await.map_err(internal)?;
                 tracing::warn!(%path, %error, "removed a quarantined write's bytes; the earlier content could not be fetched again");

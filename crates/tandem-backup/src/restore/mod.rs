@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use futures::StreamExt;
 use serde::Serialize;
-use tandem_artifacts::{workspace_area_key, ArtifactKey, ArtifactStore};
+use tandem_artifacts::{workspace_content_key, ArtifactKey, ArtifactStore};
 use tandem_core::journal::{Change, ContentArea, JournalRecord, DEPLOYMENT_RECORD};
 use tandem_core::model::{Millis, ViewType};
 use tandem_store::{MetadataStore, StoreError, WriteOutcome};
@@ -759,9 +759,8 @@ async fn copy_content(
             }
             Some(_) => {}
         }
-        let relative = ArtifactKey::parse(path)
+        let target = workspace_content_key(target_id, area.as_str(), path)
             .map_err(|error| BackupError::corrupt(format!("{noun} path '{path}': {error}")))?;
-        let target = workspace_area_key(target_id, area.as_str(), Some(&relative))?;
         let exists = match storage.head(&target).await? {
             None => false,
             Some(_) if digest_of(storage, &target).await? == *sha256 => continue,
