@@ -50,6 +50,11 @@ const SQLITE: &[Migration] = &[
         description: "the workspace file share",
         sql: include_str!("../../migrations/sqlite/0007_files.sql"),
     },
+    Migration {
+        version: 8,
+        description: "metric points keyed by step before timestamp",
+        sql: include_str!("../../migrations/sqlite/0008_metrics_by_step.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -88,10 +93,15 @@ const POSTGRES: &[Migration] = &[
         description: "the workspace file share",
         sql: include_str!("../../migrations/postgres/0007_files.sql"),
     },
+    Migration {
+        version: 8,
+        description: "metric points keyed by step before timestamp",
+        sql: include_str!("../../migrations/postgres/0008_metrics_by_step.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

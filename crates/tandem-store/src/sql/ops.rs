@@ -46,6 +46,55 @@ pub fn proxied_artifact_path(uri: &str) -> Option<String> {
     Some(path.trim_matches('/').to_string())
 }
 
+/// Refuses `path` unless it lies inside the artifact root of a run or an
+/// active logged model of `ws` (an active run if `for_write`), read on `conn`.
+async fn artifact_owner_check(
+    conn: &mut sqlx::AnyConnection,
+    ws: &WorkspaceRef,
+    path: &str,
+    for_write: bool,
+) -> StoreResult<()> {
+    let path = path.trim_matches('/');
+    for segment in path.split('/') {
+        let owner_root = if segment.len() == 32 && segment.chars().all(|c| c.is_ascii_hexdigit()) {
+            match load::run_info(&mut *conn, segment).await? {
+                Some((workspace_id, info)) if workspace_id == ws.workspace_id => {
+                    if for_write && info.lifecycle_stage != LifecycleStage::Active {
+                        return Err(invalid(format!(
+                            "The run {segment} must be in the 'active' state. Current state is deleted."
+                        )));
+                    }
+                    proxied_artifact_path(&info.artifact_uri)
+                }
+                _ => None,
+            }
+        } else if segment.starts_with("m-") {
+            let uri: Option<String> = sqlx::query_scalar(
+                "SELECT artifact_uri FROM logged_models WHERE model_id = $1 AND workspace_id = $2 AND lifecycle_stage = 'active'",
+            )
+            .bind(segment)
+            .bind(&ws.workspace_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+            uri.as_deref().and_then(proxied_artifact_path)
+        } else {
+            None
+        };
+        if let Some(root) = owner_root {
+            if path == root || path.starts_with(&format!("{root}/")) {
+                return Ok(());
+            }
+        }
+    }
+    Err(StoreError::Domain(Error::new(
+        tandem_core::ErrorKind::PermissionDenied,
+        format!(
+            "artifact path '{path}' is not inside the artifact root of a run or logged model of workspace '{}'",
+            ws.name
+        ),
+    )))
+}
+
 /// Refuses changes to a run that is not active, in MLflow's words.
 fn ensure_active(info: &RunInfo) -> StoreResult<()> {
     if info.lifecycle_stage != LifecycleStage::Active {
@@ -1755,41 +1804,8 @@ impl MetadataStore for SqlStore {
     }
 
     async fn check_artifact_owner(&self, ws: &WorkspaceRef, path: &str, for_write: bool) -> StoreResult<()> {
-        let path = path.trim_matches('/');
-        let denied = || {
-            StoreError::Domain(Error::new(
-                tandem_core::ErrorKind::PermissionDenied,
-                format!("artifact path '{path}' is not inside the artifact root of a run or logged model of workspace '{}'", ws.name),
-            ))
-        };
-        for segment in path.split('/') {
-            let owner_root = if segment.len() == 32 && segment.chars().all(|c| c.is_ascii_hexdigit()) {
-                match load::run_info(&self.pool, segment).await? {
-                    Some((workspace_id, info)) if workspace_id == ws.workspace_id => {
-                        if for_write && info.lifecycle_stage != LifecycleStage::Active {
-                            return Err(invalid(format!(
-                                "The run {segment} must be in the 'active' state. Current state is deleted."
-                            )));
-                        }
-                        proxied_artifact_path(&info.artifact_uri)
-                    }
-                    _ => None,
-                }
-            } else if segment.starts_with("m-") {
-                match self.logged_model_in(ws, segment).await {
-                    Ok(model) => proxied_artifact_path(&model.info.artifact_uri),
-                    Err(_) => None,
-                }
-            } else {
-                None
-            };
-            if let Some(root) = owner_root {
-                if path == root || path.starts_with(&format!("{root}/")) {
-                    return Ok(());
-                }
-            }
-        }
-        Err(denied())
+        let mut conn = self.pool.acquire().await?;
+        artifact_owner_check(&mut conn, ws, path, for_write).await
     }
 
     async fn record_artifact(
@@ -1802,8 +1818,9 @@ impl MetadataStore for SqlStore {
         // Checked again under the writer lock: an upload that passed the
         // owner check before its run or logged model was purged must not be
         // journaled (the API then removes the bytes it wrote).
+        // On the write's own connection, so the check costs no second one.
         let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
-        self.check_artifact_owner(ws, path, false).await?;
+        artifact_owner_check(&mut write.tx, ws, path, false).await?;
         let time = write.now;
         self.record(
             &mut write,

@@ -39,6 +39,9 @@ pub enum Backend {
 pub struct Harness {
     pub backend: Backend,
     pub store: Arc<dyn MetadataStore>,
+    /// Where the store's database is, to open it again or reach it directly.
+    pub url: String,
+    region: String,
     _dir: Option<tempfile::TempDir>,
     postgres_database: Option<String>,
 }
@@ -110,10 +113,12 @@ impl Harness {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}", dir.path().join("metadata.db").display());
-                let store = open(options(url)).await.unwrap();
+                let store = open(options(url.clone())).await.unwrap();
                 Some(Harness {
                     backend,
                     store: Arc::new(store),
+                    url,
+                    region: region.to_string(),
                     _dir: Some(dir),
                     postgres_database: None,
                 })
@@ -130,15 +135,45 @@ impl Harness {
                     Some(slash) if slash > "postgres://".len() => format!("{}/{database}", &base[..slash]),
                     _ => format!("{base}/{database}"),
                 };
-                let store = open(options(url)).await.unwrap();
+                let store = open(options(url.clone())).await.unwrap();
                 Some(Harness {
                     backend,
                     store: Arc::new(store),
+                    url,
+                    region: region.to_string(),
                     _dir: None,
                     postgres_database: Some(database),
                 })
             }
         }
+    }
+
+    /// Closes the store and opens its database again, as a restarted server
+    /// does (pending migrations run).
+    #[allow(dead_code)]
+    pub async fn reopen(&mut self) {
+        let store = SqlStore::open(StoreOptions::new(self.url.clone(), self.region.clone()))
+            .await
+            .unwrap();
+        self.store = Arc::new(store);
+    }
+
+    /// Runs `statements` on the store's database directly, outside the
+    /// store, in one transaction: for tests that set up what only an older
+    /// build could have written.
+    #[allow(dead_code)]
+    pub async fn execute(&self, statements: &[&str]) {
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        for statement in statements {
+            sqlx::query(statement).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        pool.close().await;
     }
 
     /// Drops what the harness created.
