@@ -9,7 +9,7 @@ mod support;
 
 use std::sync::Arc;
 
-use support::Backend;
+use support::{metric, Backend};
 use tandem_core::journal::{AssetClass, JournalRecord};
 use tandem_core::model::*;
 use tandem_core::ErrorKind;
@@ -17,19 +17,6 @@ use tandem_store::*;
 
 fn kind(error: StoreError) -> ErrorKind {
     error.kind()
-}
-
-fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
-    Metric {
-        key: key.to_string(),
-        value,
-        timestamp,
-        step,
-        dataset_name: None,
-        dataset_digest: None,
-        model_id: None,
-        run_id: None,
-    }
 }
 
 fn param(key: &str, value: &str) -> Param {

@@ -6,24 +6,11 @@
 #[macro_use]
 mod support;
 
-use support::Backend;
+use support::{metric, Backend};
 use tandem_core::model::*;
 use tandem_store::*;
 
 scenarios!(metrics_keyed_by_timestamp_are_rekeyed_by_step);
-
-fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> Metric {
-    Metric {
-        key: key.to_string(),
-        value,
-        timestamp,
-        step,
-        dataset_name: None,
-        dataset_digest: None,
-        model_id: None,
-        run_id: None,
-    }
-}
 
 /// The `metrics` table as versions 5 to 7 keyed it: timestamp before step.
 fn version_7_metrics(backend: Backend) -> Vec<&'static str> {

@@ -190,6 +190,21 @@ impl Harness {
     }
 }
 
+/// A metric point with no model or dataset.
+#[allow(dead_code)]
+pub fn metric(key: &str, value: f64, timestamp: i64, step: i64) -> tandem_core::model::Metric {
+    tandem_core::model::Metric {
+        key: key.to_string(),
+        value,
+        timestamp,
+        step,
+        dataset_name: None,
+        dataset_digest: None,
+        model_id: None,
+        run_id: None,
+    }
+}
+
 fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
