@@ -38,17 +38,7 @@ impl ApiError {
     }
 
     pub fn status(&self) -> StatusCode {
-        match self.kind {
-            ErrorKind::InvalidParameterValue | ErrorKind::ResourceAlreadyExists | ErrorKind::BadRequest => {
-                StatusCode::BAD_REQUEST
-            }
-            ErrorKind::ResourceDoesNotExist => StatusCode::NOT_FOUND,
-            ErrorKind::PermissionDenied | ErrorKind::NotPrimary => StatusCode::FORBIDDEN,
-            ErrorKind::RequestLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            // MLflow answers INVALID_STATE with 500 too.
-            ErrorKind::InvalidState | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
@@ -76,6 +66,13 @@ impl From<StoreError> for ApiError {
                     format!("metadata database error ({hint}): {message}"),
                 )
             }
+            StoreError::Full { message } => {
+                tracing::error!(%message, "metadata storage is full");
+                ApiError::new(
+                    ErrorKind::StorageFull,
+                    format!("metadata storage is full; nothing was written: {message}"),
+                )
+            }
             StoreError::Corrupt(message) => {
                 tracing::error!(%message, "corrupt metadata");
                 ApiError::new(ErrorKind::Internal, format!("corrupt metadata: {message}"))
@@ -94,7 +91,7 @@ impl From<ArtifactError> for ApiError {
             ArtifactError::StorageFull { .. } => {
                 tracing::error!(%error, "artifact storage is full");
                 ApiError::new(
-                    ErrorKind::Internal,
+                    ErrorKind::StorageFull,
                     format!("artifact storage is full; nothing was written: {error}"),
                 )
             }

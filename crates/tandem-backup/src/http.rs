@@ -53,16 +53,7 @@ pub fn error_json(error: &BackupError) -> Value {
 }
 
 fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidParameterValue | ErrorKind::ResourceAlreadyExists | ErrorKind::BadRequest => {
-            StatusCode::BAD_REQUEST
-        }
-        ErrorKind::ResourceDoesNotExist => StatusCode::NOT_FOUND,
-        ErrorKind::PermissionDenied | ErrorKind::NotPrimary => StatusCode::FORBIDDEN,
-        ErrorKind::RequestLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::InvalidState | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 pub(crate) fn refuse(error: BackupError) -> Response {

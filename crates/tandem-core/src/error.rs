@@ -23,6 +23,9 @@ pub enum ErrorKind {
     /// class's maximum RPO, or did not confirm a synchronous write in time).
     /// The client may retry later.
     Unavailable,
+    /// The server's storage (metadata database or artifact store) has no
+    /// room. Nothing was written; retrying helps only once space is freed.
+    StorageFull,
     Internal,
 }
 
@@ -40,7 +43,27 @@ impl ErrorKind {
             // 4xx and not retried by the client: it must go to the primary.
             ErrorKind::NotPrimary => "PERMISSION_DENIED",
             ErrorKind::Unavailable => "TEMPORARILY_UNAVAILABLE",
+            ErrorKind::StorageFull => "RESOURCE_EXHAUSTED",
             ErrorKind::Internal => "INTERNAL_ERROR",
+        }
+    }
+
+    /// The HTTP status this kind is answered with: MLflow's for its codes.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidParameterValue | ErrorKind::ResourceAlreadyExists | ErrorKind::BadRequest => {
+                400
+            }
+            ErrorKind::ResourceDoesNotExist => 404,
+            ErrorKind::PermissionDenied | ErrorKind::NotPrimary => 403,
+            ErrorKind::RequestLimitExceeded => 429,
+            ErrorKind::Unavailable => 503,
+            // 507 Insufficient Storage: not among the statuses the MLflow
+            // client retries, so a full disk fails the call at once instead
+            // of after minutes of backoff.
+            ErrorKind::StorageFull => 507,
+            // MLflow answers INVALID_STATE with 500 too.
+            ErrorKind::InvalidState | ErrorKind::Internal => 500,
         }
     }
 }

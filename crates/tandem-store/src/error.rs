@@ -23,6 +23,10 @@ pub enum StoreError {
     /// The database failed.
     #[error("metadata database error ({outcome:?}): {message}")]
     Database { message: String, outcome: WriteOutcome },
+    /// The database's storage has no room (SQLite's SQLITE_FULL, an ENOSPC
+    /// under it, PostgreSQL's disk_full): the transaction was rolled back.
+    #[error("metadata storage is full: {message}")]
+    Full { message: String },
     /// The journal or a stored row could not be decoded.
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
@@ -32,20 +36,44 @@ impl StoreError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Domain(error) => error.kind,
+            StoreError::Full { .. } => ErrorKind::StorageFull,
             StoreError::Database { .. } | StoreError::Corrupt(_) => ErrorKind::Internal,
         }
     }
     pub fn database(error: sqlx::Error) -> Self {
+        if is_full(&error) {
+            return StoreError::Full {
+                message: error.to_string(),
+            };
+        }
         StoreError::Database {
             message: error.to_string(),
             outcome: WriteOutcome::Aborted,
         }
     }
+    /// A failed commit: its outcome is unknown, unless the database said it
+    /// had no room, which both SQLite and PostgreSQL answer by rolling back.
     pub fn commit(error: sqlx::Error) -> Self {
+        if is_full(&error) {
+            return StoreError::Full {
+                message: error.to_string(),
+            };
+        }
         StoreError::Database {
             message: error.to_string(),
             outcome: WriteOutcome::Unknown,
         }
+    }
+}
+
+/// Whether `error` says the database's storage is full.
+fn is_full(error: &sqlx::Error) -> bool {
+    match error {
+        // SQLite reports SQLITE_FULL (13) as its code; PostgreSQL
+        // disk_full (53100), e.g. "could not extend file".
+        sqlx::Error::Database(database) => matches!(database.code().as_deref(), Some("13") | Some("53100")),
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::StorageFull || io.raw_os_error() == Some(28),
+        _ => false,
     }
 }
 
