@@ -1,7 +1,11 @@
 """The HTTP surface below the client: informational endpoints, malformed
-requests, oversized bodies and artifact path traversal, sent raw."""
+requests, oversized bodies, artifact path traversal and uploads cut off
+mid-body, sent raw."""
 
 import json
+import os
+import socket
+import time
 
 import pytest
 import requests
@@ -155,3 +159,62 @@ def test_artifact_path_traversal_is_refused(server, artifact_run):
     status, body = raw_request(server.url, "GET", f"{base}/ok.txt")
     assert (status, body) == (200, b"fine")
     assert len(server.stored_files() - before) == 1
+
+
+def _journal(server) -> list[dict]:
+    text = requests.get(f"{server.url}/api/tandem/v1/journal?after=0", timeout=30).text
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+def _vanish_mid_upload(server, path: str, declared: int, sent: int) -> None:
+    """Starts a PUT of `declared` bytes, sends `sent` of them, and closes."""
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(
+            f"PUT {path} HTTP/1.1\r\nHost: {server.host}:{server.port}\r\n"
+            f"Content-Type: application/octet-stream\r\nContent-Length: {declared}\r\n\r\n".encode()
+        )
+        chunk = os.urandom(64 * 1024)
+        remaining = sent
+        while remaining > 0:
+            piece = chunk[: min(remaining, len(chunk))]
+            sock.sendall(piece)
+            remaining -= len(piece)
+        sock.shutdown(socket.SHUT_WR)
+        sock.settimeout(30)
+        try:
+            sock.recv(65536)  # the server's refusal, or its close
+        except OSError:
+            pass
+
+
+def test_a_client_that_vanishes_mid_upload_leaves_nothing_and_keeps_the_old_bytes(server, artifact_run):
+    experiment_id, run_id = artifact_run
+    base = f"/api/2.0/mlflow-artifacts/artifacts/{experiment_id}/{run_id}/artifacts"
+    status, body = raw_request(server.url, "PUT", f"{base}/model.bin", b"version one")
+    assert status == 200, body
+    before = server.stored_files()
+    journal_before = _journal(server)
+
+    # A new file and an overwrite, each cut off a quarter of the way in.
+    _vanish_mid_upload(server, f"{base}/new.bin", 8 * 1024 * 1024, 2 * 1024 * 1024)
+    _vanish_mid_upload(server, f"{base}/model.bin", 8 * 1024 * 1024, 2 * 1024 * 1024)
+
+    # The server notices the body ended short; give it a bounded moment.
+    deadline = time.monotonic() + 10
+    while server.stored_files() != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.stored_files() == before, "no partial or staged file remains"
+    status, body = raw_request(server.url, "GET", f"{base}/model.bin")
+    assert (status, body) == (200, b"version one"), "the interrupted overwrite kept the old bytes"
+    status, _ = raw_request(server.url, "GET", f"{base}/new.bin")
+    assert status == 404
+    listed = requests.get(
+        f"{server.url}/api/2.0/mlflow-artifacts/artifacts",
+        params={"path": f"{experiment_id}/{run_id}/artifacts"},
+        timeout=30,
+    ).json()
+    assert [entry["path"] for entry in listed.get("files", [])] == ["model.bin"]
+    since = _journal(server)[len(journal_before):]
+    assert [record for record in since if run_id in json.dumps(record)] == [], (
+        "nothing of the interrupted uploads was journaled"
+    )
