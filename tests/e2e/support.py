@@ -6,6 +6,7 @@ import uuid
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from mlflow.exceptions import MlflowException
 
 
@@ -34,6 +35,12 @@ def raw_request(base_url: str, method: str, path: str, body: bytes | None = None
         return response.status, response.read()
     finally:
         connection.close()
+
+
+def journal(url: str) -> list[dict]:
+    """Every record of the server's journal, in order."""
+    text = requests.get(f"{url}/api/tandem/v1/journal?after=0", timeout=30).text
+    return [json.loads(line) for line in text.splitlines() if line]
 
 
 def error_json(body: bytes) -> dict:

@@ -8,7 +8,6 @@ SQLite only: the metadata database must live on the small disk, and the
 PostgreSQL server's data directory is not the test's to fill.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from conftest import _start, _stop, _tandem_bin
-from support import error_json
+from support import error_json, journal
 
 DISK_MB = 8
 
@@ -80,11 +79,6 @@ def fill(disk: Path) -> Path:
     except OSError:
         pass
     return filler
-
-
-def journal(url: str) -> list[dict]:
-    text = requests.get(f"{url}/api/tandem/v1/journal?after=0", timeout=30).text
-    return [json.loads(line) for line in text.splitlines() if line]
 
 
 def staged_or_partial(server) -> list[str]:

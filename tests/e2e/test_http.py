@@ -10,7 +10,7 @@ import time
 import pytest
 import requests
 
-from support import error_json, raw_request, unique
+from support import error_json, journal, raw_request, unique
 
 
 def test_health_version_and_server_info(server):
@@ -161,11 +161,6 @@ def test_artifact_path_traversal_is_refused(server, artifact_run):
     assert len(server.stored_files() - before) == 1
 
 
-def _journal(server) -> list[dict]:
-    text = requests.get(f"{server.url}/api/tandem/v1/journal?after=0", timeout=30).text
-    return [json.loads(line) for line in text.splitlines() if line]
-
-
 def _vanish_mid_upload(server, path: str, declared: int, sent: int) -> None:
     """Starts a PUT of `declared` bytes, sends `sent` of them, and closes."""
     with socket.create_connection((server.host, server.port), timeout=30) as sock:
@@ -193,7 +188,7 @@ def test_a_client_that_vanishes_mid_upload_leaves_nothing_and_keeps_the_old_byte
     status, body = raw_request(server.url, "PUT", f"{base}/model.bin", b"version one")
     assert status == 200, body
     before = server.stored_files()
-    journal_before = _journal(server)
+    journal_before = journal(server.url)
 
     # A new file and an overwrite, each cut off a quarter of the way in.
     _vanish_mid_upload(server, f"{base}/new.bin", 8 * 1024 * 1024, 2 * 1024 * 1024)
@@ -214,7 +209,7 @@ def test_a_client_that_vanishes_mid_upload_leaves_nothing_and_keeps_the_old_byte
         timeout=30,
     ).json()
     assert [entry["path"] for entry in listed.get("files", [])] == ["model.bin"]
-    since = _journal(server)[len(journal_before):]
+    since = journal(server.url)[len(journal_before):]
     assert [record for record in since if run_id in json.dumps(record)] == [], (
         "nothing of the interrupted uploads was journaled"
     )

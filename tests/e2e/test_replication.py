@@ -18,7 +18,7 @@ import requests
 
 from cluster import make_cluster
 from conftest import _database_url, _psql, _tandem_bin
-from support import expect_error, unique
+from support import expect_error, journal, unique
 
 
 def MlflowClient(url: str) -> mlflow.MlflowClient:
@@ -131,11 +131,6 @@ def refused_write(url: str, path: str, body: dict) -> dict:
     response = requests.post(f"{url}/api/2.0/mlflow/{path}", json=body, timeout=30)
     assert response.status_code == 503, response.text
     return response.json()
-
-
-def journal(url: str) -> list[dict]:
-    text = requests.get(f"{url}/api/tandem/v1/journal?after=0", timeout=30).text
-    return [json.loads(line) for line in text.splitlines() if line]
 
 
 def test_restarts_of_either_side_resume_with_no_gap_and_no_duplicate(clusters):
