@@ -84,3 +84,85 @@ impl From<sqlx::Error> for StoreError {
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    /// A database's error reply with a given code, as a driver reports it.
+    #[derive(Debug)]
+    struct Reply(&'static str);
+
+    impl std::fmt::Display for Reply {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Reply {}
+
+    impl sqlx::error::DatabaseError for Reply {
+        fn message(&self) -> &str {
+            "refused"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn reply(code: &'static str) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(Reply(code)))
+    }
+
+    #[test]
+    fn full_storage_is_told_apart_from_other_failures() {
+        // SQLITE_FULL, PostgreSQL's disk_full, and ENOSPC from the OS.
+        for error in [
+            reply("13"),
+            reply("53100"),
+            sqlx::Error::Io(std::io::Error::from_raw_os_error(28)),
+        ] {
+            assert!(matches!(StoreError::database(error), StoreError::Full { .. }));
+        }
+        assert!(matches!(
+            StoreError::commit(reply("53100")),
+            StoreError::Full { .. }
+        ));
+        assert_eq!(StoreError::database(reply("13")).kind(), ErrorKind::StorageFull);
+        // SQLITE_CONSTRAINT, unique_violation, a reset connection: not full,
+        // and a failed commit's outcome stays unknown.
+        for error in [
+            reply("19"),
+            reply("23505"),
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        ] {
+            assert!(matches!(
+                StoreError::database(error),
+                StoreError::Database {
+                    outcome: WriteOutcome::Aborted,
+                    ..
+                }
+            ));
+        }
+        assert!(matches!(
+            StoreError::commit(reply("08006")),
+            StoreError::Database {
+                outcome: WriteOutcome::Unknown,
+                ..
+            }
+        ));
+    }
+}
