@@ -74,10 +74,6 @@ def fill(disk: Path) -> Path:
                 out.flush()
         except OSError:
             pass
-    try:
-        os.truncate(filler, filler.stat().st_size)  # drop a half-written tail
-    except OSError:
-        pass
     return filler
 
 
