@@ -69,6 +69,7 @@ pub async fn collect_garbage(store: &dyn MetadataStore, artifacts: &ArtifactStor
         match artifacts.delete_prefix(&key).await {
             Ok(removed) => {
                 tracing::info!(prefix = %entry.prefix, removed, "collected purged artifacts");
+                metrics::counter!("tandem_gc_prefixes_total", "outcome" => "deleted").increment(1);
                 match store.gc_done(&entry.prefix).await {
                     Ok(()) => done += 1,
                     Err(error) => {
@@ -79,6 +80,7 @@ pub async fn collect_garbage(store: &dyn MetadataStore, artifacts: &ArtifactStor
             Err(error) => {
                 let backoff = (1000_i64 << entry.attempts.clamp(0, 20)).min(MAX_BACKOFF_MS);
                 tracing::warn!(prefix = %entry.prefix, attempts = entry.attempts + 1, %error, "garbage collection failed; will retry");
+                metrics::counter!("tandem_gc_prefixes_total", "outcome" => "failed").increment(1);
                 let _ = store.gc_failed(&entry.prefix, &error.to_string(), backoff).await;
             }
         }
@@ -102,8 +104,12 @@ pub async fn run(
         tokio::select! {
             _ = &mut stop => return,
             _ = purge.tick() => {
-                if let Err(error) = store.purge_expired().await {
-                    tracing::warn!(%error, "automatic purge failed; will retry");
+                match store.purge_expired().await {
+                    Ok(report) => {
+                        metrics::counter!("tandem_purged_total", "kind" => "workspace").increment(report.workspaces as u64);
+                        metrics::counter!("tandem_purged_total", "kind" => "item").increment(report.items as u64);
+                    }
+                    Err(error) => tracing::warn!(%error, "automatic purge failed; will retry"),
                 }
                 // Collect at once what the purge queued.
                 collect_garbage(store.as_ref(), &artifacts).await;

@@ -87,6 +87,21 @@ pub(crate) async fn archive_sharing(
     upto: i64,
     progress: ProgressFn<'_>,
 ) -> BackupResult<ArchiveOutcome> {
+    let outcome = archive_locked(store, storage, repo, region, upto, progress).await;
+    if let Ok(archived) = &outcome {
+        metrics::counter!("tandem_archive_records_total").increment(archived.records.max(0) as u64);
+    }
+    outcome
+}
+
+async fn archive_locked(
+    store: &dyn MetadataStore,
+    storage: &ArtifactStore,
+    repo: &Repository,
+    region: &str,
+    upto: i64,
+    progress: ProgressFn<'_>,
+) -> BackupResult<ArchiveOutcome> {
     let lock = archive_lock(repo.url(), region);
     let _guard = lock.lock().await;
     repo.init(now_millis()).await?;

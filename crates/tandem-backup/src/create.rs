@@ -90,6 +90,28 @@ pub async fn create_backup(
     options: &CreateOptions,
     progress: ProgressFn<'_>,
 ) -> BackupResult<BackupManifest> {
+    let timer = std::time::Instant::now();
+    let made = create_backup_timed(store, storage, region, repo, options, progress).await;
+    let (kind, outcome) = match &made {
+        Ok(manifest) => (manifest.kind.label(), "created"),
+        Err(_) => ("unknown", "failed"),
+    };
+    metrics::counter!("tandem_backups_total", "kind" => kind, "outcome" => outcome).increment(1);
+    if made.is_ok() {
+        metrics::histogram!("tandem_backup_duration_seconds", "kind" => kind)
+            .record(timer.elapsed().as_secs_f64());
+    }
+    made
+}
+
+async fn create_backup_timed(
+    store: &dyn MetadataStore,
+    storage: &ArtifactStore,
+    region: &str,
+    repo: &Repository,
+    options: &CreateOptions,
+    progress: ProgressFn<'_>,
+) -> BackupResult<BackupManifest> {
     let started = now_millis();
     let position = store.journal_position().await?.head;
     let scope = match &options.workspace {

@@ -81,6 +81,16 @@ pub enum BackupKind {
     Incremental,
 }
 
+impl BackupKind {
+    /// The kind's name in metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            BackupKind::Full => "full",
+            BackupKind::Incremental => "incremental",
+        }
+    }
+}
+
 /// An object of the repository with its size and digest (checked by
 /// `verify` and before every restore).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -61,15 +61,18 @@ pub async fn restore(args: RestoreArgs) -> anyhow::Result<()> {
         as_name: args.as_name,
         overwrite: args.overwrite,
     };
+    let mut line = crate::progress::ProgressLine::new();
     let result = client
         .restore(&spec, |progress| {
-            eprint!(
-                "\r{:<10} {}/{} {}   ",
-                progress.phase, progress.done, progress.total, progress.unit
-            );
+            line.update(&serde_json::json!({
+                "phase": progress.phase,
+                "done": progress.done,
+                "total": progress.total,
+                "unit": progress.unit,
+            }))
         })
         .await;
-    eprintln!();
+    line.finish();
     let result = result?;
     if target.json {
         println!("{}", serde_json::to_string_pretty(&result)?);

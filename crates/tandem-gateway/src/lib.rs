@@ -141,13 +141,18 @@ impl Gateway {
         &self.proxy.tracker
     }
 
-    /// `/health`, `/gateway/status`, and everything else proxied.
+    /// `/health`, `/gateway/status`, the gateway's own `/metrics`, and
+    /// everything else proxied. Proxied requests are counted under a route
+    /// label naming their class and kind (`proxy tracking read`), not their
+    /// path.
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/health", get(|| async { "OK" }))
             .route("/gateway/status", get(status))
+            .route("/metrics", get(tandem_telemetry::metrics_handler))
             .fallback(forward)
-            .with_state(self.clone())
+            .with_state(self.clone());
+        tandem_telemetry::instrument(router, "gateway")
     }
 
     /// What the gateway knows: the primary, each region's health and role,
@@ -194,7 +199,17 @@ async fn status(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> 
 }
 
 async fn forward(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    gateway.proxy.handle(request).await.into_response()
+    let route = route::classify(request.method(), request.uri().path());
+    let label = format!(
+        "proxy {} {}",
+        route.class.map(|class| class.as_str()).unwrap_or("tandem"),
+        if route.read { "read" } else { "write" }
+    );
+    let mut response = gateway.proxy.handle(request).await.into_response();
+    response
+        .extensions_mut()
+        .insert(tandem_telemetry::RouteLabel(label));
+    response
 }
 
 /// Serves the gateway on `listener` until `shutdown` resolves, then finishes

@@ -45,6 +45,8 @@ pub async fn follow(region: Arc<Region>, source: String) {
         let before = records_applied(&region, &source);
         if let Err(error) = follow_once(&region, &source).await {
             tracing::warn!(region = %region.name, %source, %error, "replication stream interrupted; reconnecting");
+            metrics::counter!("tandem_replication_stream_restarts_total", "source" => source.clone())
+                .increment(1);
             region.update_follow(&source, |state| {
                 state.connected = false;
                 state.last_error = Some(error);
@@ -168,6 +170,7 @@ async fn acknowledge(region: &Region, url: &str, applied: i64) {
 }
 
 async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord) -> Result<(), String> {
+    let started = std::time::Instant::now();
     let replicate = record
         .change
         .asset_class()
@@ -205,6 +208,11 @@ async fn apply(region: &Region, source: &str, url: &str, record: &JournalRecord)
         .await
         .map_err(|error| format!("cannot apply record {} from {source}: {error}", record.seq))?;
     drop(_gate);
+    let source_label = source.to_string();
+    metrics::counter!("tandem_replication_records_applied_total", "source" => source_label.clone())
+        .increment(1);
+    metrics::histogram!("tandem_replication_apply_seconds", "source" => source_label)
+        .record(started.elapsed().as_secs_f64());
     if matches!(record.change, Change::EpochBegan { .. }) || record.change.written_content().is_some() {
         // A new epoch may have voided artifact writes, and an artifact write
         // may have arrived fenced: their bytes leave the visible paths.
@@ -275,6 +283,8 @@ pub(crate) async fn copy_content(
             outcome.size, outcome.sha256
         ));
     }
+    metrics::counter!("tandem_replication_content_bytes_total", "source" => source.to_string())
+        .increment(outcome.size);
     region.update_follow(source, |state| {
         state.artifacts_copied += 1;
         state.artifact_bytes_copied += outcome.size;

@@ -25,7 +25,6 @@
 //! /api/tandem/v1/divergence/{id}/apply`.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -433,79 +432,40 @@ async fn regions(State(region): State<Arc<Region>>) -> Json<serde_json::Value> {
     Json(status(&region).await)
 }
 
+/// `GET /metrics`: the process's series (requests, store, replication,
+/// backups, collection) with the deployment's gauges brought up to date
+/// first, from the same document `GET /api/tandem/v1/regions` answers.
 async fn metrics(State(region): State<Arc<Region>>) -> Response {
     let document = status(&region).await;
-    let this = &region.name;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP tandem_journal_head Last journal position of this region.\n# TYPE tandem_journal_head gauge"
-    );
-    let _ = writeln!(
-        out,
-        "tandem_journal_head{{region=\"{this}\"}} {}",
-        document["journal_head"]
-    );
-    let _ = writeln!(
-        out,
-        "# HELP tandem_epoch Leadership epoch of this region.\n# TYPE tandem_epoch gauge"
-    );
-    let _ = writeln!(out, "tandem_epoch{{region=\"{this}\"}} {}", document["epoch"]);
-    let _ = writeln!(
-        out,
-        "# HELP tandem_is_primary 1 if this region is the primary.\n# TYPE tandem_is_primary gauge"
-    );
-    let _ = writeln!(
-        out,
-        "tandem_is_primary{{region=\"{this}\"}} {}",
-        u8::from(region.is_primary())
-    );
-    let _ = writeln!(
-        out,
-        "# HELP tandem_replication_applied Journal position a secondary has applied.\n# TYPE tandem_replication_applied gauge\n\
-         # HELP tandem_replication_lag_records Records a secondary has not applied.\n# TYPE tandem_replication_lag_records gauge\n\
-         # HELP tandem_replication_lag_seconds Age of the oldest record a secondary lacks.\n# TYPE tandem_replication_lag_seconds gauge"
-    );
+    set_deployment_gauges(&region.name, region.is_primary(), &document);
+    tandem_telemetry::render()
+}
+
+/// Sets the gauges of the deployment's state as this region sees it.
+fn set_deployment_gauges(this: &str, primary: bool, document: &serde_json::Value) {
+    use metrics::gauge;
+    let number = |value: &serde_json::Value| value.as_f64().unwrap_or(0.0);
+    let this = this.to_string();
+    gauge!("tandem_journal_head", "region" => this.clone()).set(number(&document["journal_head"]));
+    gauge!("tandem_epoch", "region" => this.clone()).set(number(&document["epoch"]));
+    gauge!("tandem_is_primary", "region" => this.clone()).set(f64::from(u8::from(primary)));
     for entry in document["regions"].as_array().into_iter().flatten() {
         if entry.get("applied").is_none() {
             continue;
         }
-        let name = entry["name"].as_str().unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "tandem_replication_applied{{region=\"{name}\",reporter=\"{this}\"}} {}",
-            entry["applied"]
-        );
-        let _ = writeln!(
-            out,
-            "tandem_replication_lag_records{{region=\"{name}\",reporter=\"{this}\"}} {}",
-            entry["lag_records"]
-        );
-        let _ = writeln!(
-            out,
-            "tandem_replication_lag_seconds{{region=\"{name}\",reporter=\"{this}\"}} {}",
-            entry["lag_seconds"]
-        );
+        let name = entry["name"].as_str().unwrap_or_default().to_string();
+        let labels = [("region", name), ("reporter", this.clone())];
+        gauge!("tandem_replication_applied", &labels).set(number(&entry["applied"]));
+        gauge!("tandem_replication_lag_records", &labels).set(number(&entry["lag_records"]));
+        gauge!("tandem_replication_lag_seconds", &labels).set(number(&entry["lag_seconds"]));
     }
-    let _ = writeln!(
-        out,
-        "# HELP tandem_rpo_seconds Current RPO of an asset class.\n# TYPE tandem_rpo_seconds gauge\n\
-         # HELP tandem_writes_refused 1 while writes of the class are refused for lag past max_rpo.\n# TYPE tandem_writes_refused gauge"
-    );
     for class in document["classes"].as_array().into_iter().flatten() {
-        let name = class["class"].as_str().unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "tandem_rpo_seconds{{region=\"{this}\",class=\"{name}\"}} {}",
-            class["rpo_seconds"]
-        );
-        let refused = u8::from(class["refusing_writes"].as_bool().unwrap_or(false));
-        let _ = writeln!(
-            out,
-            "tandem_writes_refused{{region=\"{this}\",class=\"{name}\"}} {refused}"
-        );
+        let name = class["class"].as_str().unwrap_or_default().to_string();
+        let labels = [("region", this.clone()), ("class", name)];
+        gauge!("tandem_rpo_seconds", &labels).set(number(&class["rpo_seconds"]));
+        let refused = class["refusing_writes"].as_bool().unwrap_or(false);
+        gauge!("tandem_writes_refused", &labels).set(f64::from(u8::from(refused)));
     }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }
 
 fn refuse(error: tandem_core::Error) -> Response {

@@ -104,7 +104,11 @@ pub async fn serve(
         });
     let (store, artifacts) = (state.store.clone(), state.artifacts.clone());
     let app = match &config.deployment {
-        None => tandem_api::router(state),
+        // With a deployment, the replication routes serve /metrics (their
+        // gauges are read at each scrape); without one, the process's own.
+        None => {
+            tandem_api::router(state).route("/metrics", axum::routing::get(tandem_telemetry::metrics_handler))
+        }
         Some(path) => {
             let mut deployment = Deployment::from_file(path).map_err(|error| ConfigError::Invalid {
                 name: "deployment".to_string(),
@@ -188,6 +192,7 @@ pub async fn serve(
         artifacts.clone(),
     ));
     let app = app.merge(tandem_backup::http::routes(backups.clone()));
+    let app = tandem_telemetry::instrument(app, "region");
     if let Some(schedule) = schedule {
         tokio::spawn(tandem_backup::schedule::run(
             backups,

@@ -36,6 +36,16 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend's name in metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
 /// How to open a store.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
@@ -120,6 +130,10 @@ pub(crate) struct WriteTx<'a> {
     /// and a trigger advances `region_state` as records are inserted.
     next_seq: Option<i64>,
     workspace_names: Arc<WorkspaceNames>,
+    /// When the writer was taken and on which backend, for the store's
+    /// transaction and commit metrics.
+    started: std::time::Instant,
+    backend: Backend,
 }
 
 /// A cache of workspace name resolution, emptied whenever a workspace
@@ -282,6 +296,8 @@ impl SqlStore {
                 appended: Vec::new(),
                 next_seq: (self.backend == Backend::Sqlite).then(|| *self.head.borrow() + 1),
                 workspace_names: self.workspace_names.clone(),
+                started: std::time::Instant::now(),
+                backend: self.backend,
             },
         ))
     }
@@ -384,9 +400,22 @@ impl SqlStore {
             head,
             appended,
             workspace_names,
+            started,
+            backend,
             ..
         } = write;
-        tx.commit().await.map_err(StoreError::commit)?;
+        let backend = backend.as_str();
+        let committing = std::time::Instant::now();
+        let committed = tx.commit().await;
+        metrics::histogram!("tandem_store_commit_seconds", "backend" => backend)
+            .record(committing.elapsed().as_secs_f64());
+        metrics::histogram!("tandem_store_write_seconds", "backend" => backend)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = if committed.is_ok() { "committed" } else { "failed" };
+        metrics::counter!("tandem_store_commits_total", "backend" => backend, "outcome" => outcome)
+            .increment(1);
+        committed.map_err(StoreError::commit)?;
+        metrics::counter!("tandem_journal_records_total").increment(appended.len() as u64);
         if appended.iter().any(|(_, class)| class.is_none()) {
             workspace_names.invalidate();
         }

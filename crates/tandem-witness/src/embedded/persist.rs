@@ -38,6 +38,13 @@ pub(super) fn load(data_dir: &Path) -> Result<Option<PersistedState>> {
 
 /// Replaces the state file with `state`, durably.
 pub(super) fn store(data_dir: &Path, state: &PersistedState) -> Result<()> {
+    let started = std::time::Instant::now();
+    let stored = store_durably(data_dir, state);
+    metrics::histogram!("tandem_witness_persist_seconds").record(started.elapsed().as_secs_f64());
+    stored
+}
+
+fn store_durably(data_dir: &Path, state: &PersistedState) -> Result<()> {
     let temporary = data_dir.join(TEMPORARY_FILE_NAME);
     let path = data_dir.join(STATE_FILE_NAME);
     let bytes = serde_json::to_vec_pretty(state).expect("the state serializes");

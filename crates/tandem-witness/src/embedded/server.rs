@@ -75,13 +75,15 @@ impl EmbeddedWitnessServer {
 
     /// The witness's HTTP routes (see the `wire` module for the protocol).
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route(CAMPAIGN_PATH, post(campaign))
             .route(RENEW_PATH, post(renew))
             .route(RESIGN_PATH, post(resign))
             .route(SEIZE_PATH, post(seize))
             .route(LEADER_PATH, get(leader))
-            .with_state(self.shared.clone())
+            .route("/metrics", get(tandem_telemetry::metrics_handler))
+            .with_state(self.shared.clone());
+        tandem_telemetry::instrument(router, "witness")
     }
 
     /// Serves the witness on `listener` until `shutdown` resolves, then finishes the
