@@ -169,7 +169,10 @@ class Cluster:
     def secondaries(self) -> list[Region]:
         return self.regions[1:]
 
-    def start(self, region: Region):
+    def start(self, region: Region, ready: bool = True):
+        """Starts `region` and waits until it is ready to serve its role
+        (`/ready`: a secondary has caught up with its primary), or only until
+        it answers at all (`/health`) when `ready` is False."""
         arguments = [
             self.binary, "server",
             "--deployment", str(self.deployment),
@@ -183,17 +186,21 @@ class Cluster:
         region.process = subprocess.Popen(
             arguments, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env, **region.env}
         )
-        deadline = time.monotonic() + 20
+        path = "/ready" if ready else "/health"
+        deadline = time.monotonic() + 30
+        answer = "no answer"
         while time.monotonic() < deadline:
             if region.process.poll() is not None:
                 raise RuntimeError(f"{region.name} exited at start-up:\n{self.log_tail(region)}")
             try:
-                if requests.get(f"{region.url}/health", timeout=1).status_code == 200:
+                response = requests.get(f"{region.url}{path}", timeout=1)
+                if response.status_code == 200:
                     return
-            except requests.RequestException:
-                pass
+                answer = response.text
+            except requests.RequestException as error:
+                answer = str(error)
             time.sleep(0.05)
-        raise RuntimeError(f"{region.name} did not start:\n{self.log_tail(region)}")
+        raise RuntimeError(f"{region.name} did not answer {path} with 200 ({answer}):\n{self.log_tail(region)}")
 
     def stop(self, region: Region, hard: bool = False):
         process = region.process
@@ -221,6 +228,26 @@ class Cluster:
 
     def status(self, region: Region | None = None) -> dict:
         return requests.get(f"{(region or self.primary).url}/api/tandem/v1/regions", timeout=5).json()
+
+    def ready(self, region: Region) -> dict | None:
+        """`region`'s /ready document when it is ready, else None."""
+        try:
+            response = requests.get(f"{region.url}/ready", timeout=2)
+        except requests.RequestException:
+            return None
+        return response.json() if response.status_code == 200 else None
+
+    def wait_caught_up_with(self, region: Region, source: Region, timeout: float = 30.0):
+        """Until `region` follows `source` and has applied its whole journal
+        (as `source` reports its head now)."""
+        head = self.status(source)["journal_head"]
+
+        def applied():
+            document = status(region.url) or {}
+            this = next((r for r in document.get("regions", []) if r.get("this_region")), {})
+            return any(f["source"] == source.name and f["applied"] >= head for f in this.get("following", []))
+
+        wait_until(applied, timeout, f"{region.name} to apply {source.name}'s journal up to {head}")
 
     def wait_caught_up(self, timeout: float = 30.0):
         """Until every secondary has applied the primary's whole journal."""
@@ -259,7 +286,10 @@ class Cluster:
 
 def make_cluster(binary: str, root: Path, regions: int = 2, classes: str = "", secret: str = "s3cret",
                  metadata_urls: dict | None = None, env: dict | None = None, proxy_all: bool = False,
-                 witness: "Etcd | None" = None, witness_settings: str = "", failover: str = "") -> Cluster:
+                 witness: "Etcd | None" = None, witness_settings: str = "", failover: str = "",
+                 start: bool = True) -> Cluster:
+    """A deployment of `regions` regions, each started and ready in turn
+    (unless `start` is False: then the test starts them)."""
     names = ["eastus", "westus", "centralus"][:regions]
     members = []
     for name in names:
@@ -289,7 +319,7 @@ def make_cluster(binary: str, root: Path, regions: int = 2, classes: str = "", s
     cluster = Cluster(binary=binary, root=root, regions=members, deployment=deployment, proxy=proxy,
                       env=env or {}, proxies=proxies, witness_proxies=witness_proxies)
     try:
-        for member in members:
+        for member in members if start else []:
             cluster.start(member)
     except Exception:
         cluster.close()
@@ -362,7 +392,8 @@ def start_gateway(binary: str, deployment: Path, log: Path, failover_wait: str =
         if process.poll() is not None:
             raise RuntimeError(f"the gateway exited at start-up:\n{gateway.log_tail()}")
         try:
-            if requests.get(f"{gateway.url}/health", timeout=1).status_code == 200:
+            # Ready: it knows a primary (callers wait for the one they expect).
+            if requests.get(f"{gateway.url}/ready", timeout=1).status_code == 200:
                 break
         except requests.RequestException:
             pass

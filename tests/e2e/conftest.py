@@ -143,7 +143,8 @@ def _start(binary: str, backend: str, data: Path, log_path: Path, metadata_url: 
                 + server.log_tail()
             )
         try:
-            if requests.get(f"{server.url}/health", timeout=1).status_code == 200:
+            # Ready, not merely alive: its store answers and holds the default workspace.
+            if requests.get(f"{server.url}/ready", timeout=1).status_code == 200:
                 return server
         except requests.RequestException:
             pass

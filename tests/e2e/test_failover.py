@@ -238,7 +238,8 @@ def test_a_primary_stopped_past_its_lease_comes_back_fenced(deployment):
         wait_until(lambda: status(deployment.east.url)["primary"] == "westus", 15, "eastus to follow westus")
         ledger.wait_for_progress()
     deployment.epochs_have_one_primary()
-    time.sleep(2)  # eastus applies westus's journal
+    # eastus applies westus's journal (and quarantines what diverged).
+    deployment.cluster.wait_caught_up_with(deployment.east, deployment.west)
     deployment.check_ledger(ledger, deployment.west.url)
     assert "stale" not in MlflowClient(deployment.west.url).get_run(run_id).data.tags
 
@@ -250,6 +251,9 @@ def test_a_partition_between_regions_alone_does_not_fail_over(deployment):
         proxy.cut()
     direct = MlflowClient(deployment.east.url)
     direct.set_tag(run_id, "during-partition", "1")
+    # What is under test is that nothing happens: no takeover for three
+    # lease periods while the regions cannot see each other. There is no
+    # event to wait for, so the test waits out the period itself.
     time.sleep(3 * TTL)
     # The primary keeps its lease: nobody takes over, and it still writes.
     assert status(deployment.west.url)["primary"] == "eastus"
@@ -276,7 +280,7 @@ def test_a_primary_cut_from_the_witness_stops_writing_and_hands_over(deployment)
         wait_until(lambda: status(deployment.east.url)["primary"] == "westus", 20, "eastus to follow westus")
         ledger.wait_for_progress()
     deployment.epochs_have_one_primary()
-    time.sleep(2)
+    deployment.cluster.wait_caught_up_with(deployment.east, deployment.west)
     missing = deployment.check_ledger(ledger, deployment.west.url)
     # eastus answered and had stepped down with every record at westus:
     # the takeover lost nothing.
@@ -324,7 +328,7 @@ def test_planned_failover_loses_nothing_and_fails_back(deployment):
         assert json.loads(back.stdout)["zero_loss"], back.stdout
         deployment.gateway.wait_for_primary("eastus")
         ledger.wait_for_progress()
-    time.sleep(1)
+    deployment.cluster.wait_caught_up_with(deployment.west, deployment.east)
     for region in (deployment.east, deployment.west):
         missing = deployment.check_ledger(ledger, region.url) if region is deployment.east else []
         assert not missing, f"planned failover lost acknowledged writes: {missing}"
@@ -352,6 +356,9 @@ def test_manual_mode_waits_for_a_forced_failover_and_quarantines_what_diverged(t
         deployment.cluster.stop(deployment.east, hard=True)
         for proxy in deployment.cluster.proxies.values():
             proxy.heal()
+        # Under test is that nothing happens: in manual mode nobody takes
+        # over, even well past the lease and the grace period. There is no
+        # event to wait for, so the test waits out that time itself.
         time.sleep(2 * TTL + 2)
         assert not accepting(deployment.west.url), "manual mode: nobody takes over by itself"
 

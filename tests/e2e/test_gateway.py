@@ -190,6 +190,8 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
         up_file = directory / "up.json"
         if up_file.exists():
             for part in json.loads(up_file.read_text())["parts"]:
+                if part["pid"] is None:
+                    continue
                 try:
                     os.kill(part["pid"], signal.SIGKILL)
                 except ProcessLookupError:

@@ -158,6 +158,45 @@ def test_concurrent_writes_converge_in_every_region_with_conflicts_listed(cluste
     assert text.returncode == 0 and "delete wins" in text.stdout, text.stdout
 
 
+def test_a_region_serves_nothing_before_the_bootstrap_arrives_and_is_not_ready(tmp_path):
+    """A hot-hot region that joined the deployment empty refuses writes (503,
+    not 404 for the missing default workspace) and says it is not ready until
+    the primary's journal brings the bootstrap."""
+    cluster = make_cluster(_tandem_bin(), tmp_path, regions=2, classes=HOT_HOT, proxy_all=True, start=False)
+    try:
+        east, west = cluster.regions
+        cluster.start(east)
+        cluster.proxies["eastus"].cut()
+        cluster.start(west, ready=False)
+
+        answer = requests.get(f"{west.url}/ready", timeout=5)
+        assert answer.status_code == 503, answer.text
+        body = answer.json()
+        assert body["ready"] is False and body["error_code"] == "TEMPORARILY_UNAVAILABLE", body
+        failed = {check["name"]: check["detail"] for check in body["checks"] if not check["ok"]}
+        assert set(failed) == {"bootstrap", "caught_up"}, body
+        assert "'default' workspace is not here yet" in failed["bootstrap"], failed
+        assert "eastus" in failed["caught_up"], failed
+        assert requests.get(f"{west.url}/health", timeout=5).status_code == 200, "alive, though not ready"
+        assert requests.get(f"{west.url}/api/tandem/v1/regions", timeout=5).json()["ready"] is False
+
+        refused = requests.post(f"{west.url}/api/2.0/mlflow/experiments/create", json={"name": unique("early")},
+                                timeout=5)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error_code"] == "TEMPORARILY_UNAVAILABLE", refused.text
+        assert "not ready" in refused.json()["message"] and "default" in refused.json()["message"], refused.text
+        journal = requests.get(f"{west.url}/api/tandem/v1/journal", params={"after": 0}, timeout=5)
+        assert journal.status_code == 200 and journal.text.strip() == "", "nothing was written"
+
+        cluster.proxies["eastus"].heal()
+        document = wait_for(lambda: cluster.ready(west), "westus to be ready once the bootstrap arrives")
+        assert document["role"] == "secondary" and all(check["ok"] for check in document["checks"]), document
+        experiment_id = MlflowClient(west.url).create_experiment(unique("ready"))
+        wait_for(lambda: MlflowClient(east.url).get_experiment(experiment_id), "the write to reach eastus")
+    finally:
+        cluster.close()
+
+
 def test_every_region_serves_writes_and_status_shows_the_mesh(cluster):
     east, west = cluster.regions[:2]
     b = MlflowClient(west.url)

@@ -16,6 +16,11 @@ from support import error_json, journal, raw_request, unique
 def test_health_version_and_server_info(server):
     health = requests.get(f"{server.url}/health", timeout=10)
     assert (health.status_code, health.text) == (200, "OK")
+    # Ready, as distinct from alive: the store answers and holds the default workspace.
+    ready = requests.get(f"{server.url}/ready", timeout=10)
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["ready"] is True and ready.json()["role"] == "standalone"
+    assert [(check["name"], check["ok"]) for check in ready.json()["checks"]] == [("store", True), ("bootstrap", True)]
     version = requests.get(f"{server.url}/version", timeout=10)
     assert version.status_code == 200
     assert version.text.count(".") == 2

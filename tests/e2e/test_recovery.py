@@ -159,6 +159,13 @@ def test_backup_destroy_and_restore_into_another_region_and_postgres(servers, tm
         assert digest(target.url, workspace) == expected, f"restored into {name} differs"
 
 
+def next_millisecond(after: int) -> int:
+    """The wall clock in milliseconds, once it is past `after`."""
+    while (now := int(time.time() * 1000)) <= after:
+        time.sleep(0.001)
+    return now
+
+
 def test_point_in_time_restore_between_two_writes(servers, tmp_path):
     binary = _tandem_bin()
     server = servers("pitr")
@@ -169,9 +176,11 @@ def test_point_in_time_restore_between_two_writes(servers, tmp_path):
     experiment = client.create_experiment(unique("exp"))
     run = client.create_run(experiment).info.run_id
     client.log_metric(run, "m", 1.0, step=0)
-    time.sleep(0.05)
-    between = int(time.time() * 1000)
-    time.sleep(0.05)
+    # A point in time after the first write and before the second: the
+    # clock (milliseconds, as journal records carry) moves past it before
+    # the second write is sent.
+    between = next_millisecond(int(time.time() * 1000))
+    next_millisecond(between)
     client.log_metric(run, "m", 2.0, step=1)
     client.set_tag(run, "after", "yes")
     expected_then = [(0, 1.0)]

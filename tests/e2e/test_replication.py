@@ -16,7 +16,7 @@ import mlflow
 import pytest
 import requests
 
-from cluster import make_cluster
+from cluster import make_cluster, wait_until
 from conftest import _database_url, _psql, _tandem_bin
 from support import expect_error, journal, unique
 
@@ -151,9 +151,10 @@ def test_restarts_of_either_side_resume_with_no_gap_and_no_duplicate(clusters):
 
     thread = threading.Thread(target=writer, args=(0, 300))
     thread.start()
-    time.sleep(0.2)
+    wait_until(lambda: len(written) >= 30, 30, "writes under way")
     cluster.stop(cluster.secondaries[0], hard=True)  # kill -9 mid-stream
-    time.sleep(0.3)
+    # It stays down while the primary keeps writing.
+    wait_until(lambda: len(written) >= 80 or not thread.is_alive(), 30, "writes while the secondary is down")
     cluster.start(cluster.secondaries[0])
     thread.join()
     cluster.stop(cluster.primary)  # and restart the primary
@@ -182,7 +183,12 @@ def test_a_partition_heals_and_the_secondary_catches_up(clusters):
     cluster.proxy.cut()
     run_id = client.create_run(experiment_id).info.run_id
     client.log_param(run_id, "during", "partition")
-    time.sleep(1.0)
+    # westus has lost its stream from eastus: nothing written now can reach it.
+    def stream_lost():
+        this = next(r for r in cluster.status(cluster.secondaries[0])["regions"] if r.get("this_region"))
+        return not this["connected"]
+
+    wait_until(stream_lost, 10, "westus to lose its replication stream")
     expect_error("RESOURCE_DOES_NOT_EXIST", replica.get_run, run_id)
     westus = next(r for r in cluster.status()["regions"] if r["name"] == "westus")
     assert westus["lag_records"] >= 2
@@ -313,6 +319,8 @@ def test_tandem_up_runs_a_deployment_and_stops_it_cleanly(tmp_path):
                 process.wait()
         if (directory / "up.json").exists():
             for part in json.loads((directory / "up.json").read_text())["parts"]:
+                if part["pid"] is None:
+                    continue
                 try:
                     os.kill(part["pid"], signal.SIGKILL)
                 except ProcessLookupError:

@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 mod files;
 mod models;
+pub mod ready;
 mod retention;
 mod tandem;
 pub mod tasks;
@@ -61,12 +62,16 @@ pub struct AppState {
     pub artifacts: ArtifactStore,
     pub limits: Limits,
     pub policy: Arc<dyn RegionPolicy>,
+    /// What `/ready` answers: the region's own conditions when it is part
+    /// of a deployment.
+    pub readiness: Arc<dyn ready::ReadinessProbe>,
 }
 
 impl AppState {
     /// A region on its own (no deployment): every read and write allowed.
     pub fn standalone(store: Arc<dyn MetadataStore>, artifacts: ArtifactStore, limits: Limits) -> Self {
         AppState {
+            readiness: Arc::new(ready::StandaloneReadiness { store: store.clone() }),
             store,
             artifacts,
             limits,
@@ -88,11 +93,26 @@ fn class_of_path(path: &str) -> Option<AssetClass> {
     }
 }
 
-/// Applies the region policy around every request: reads of a class this
-/// region may not serve are refused; a successful write is acknowledged only
-/// when the policy says so (synchronous replication).
+/// Whether a request reads or writes workspace data (MLflow's API, the
+/// artifact proxy, workspaces and their files), as opposed to the region's
+/// own endpoints (health, status, replication, backups).
+fn workspace_scoped(path: &str) -> bool {
+    class_of_path(path).is_some() || path.starts_with("/w/") || path.starts_with("/api/tandem/v1/workspaces")
+}
+
+/// Applies the region policy around every request: workspace data is not
+/// served before the region holds the deployment's bootstrap; reads of a
+/// class this region may not serve are refused; a successful write is
+/// acknowledged only when the policy says so (synchronous replication).
 async fn region_policy(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let path = request.uri().path().to_string();
+    if workspace_scoped(&path) {
+        // Before this check, a hot-hot secondary that had not yet received
+        // the default workspace answered writes to it with 404.
+        if let Err(error) = state.policy.check_serving() {
+            return error::ApiError::from(error).into_response();
+        }
+    }
     let reads_only = request.method() == Method::GET
         || path.ends_with("/search")
         || path.ends_with("/get-latest-versions");

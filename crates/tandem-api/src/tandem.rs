@@ -1,5 +1,6 @@
 //! The Tandem API (`/api/tandem/v1`) and the server's informational
-//! endpoints (`/health`, `/version`, MLflow's `server-info`).
+//! endpoints (`/health`, `/ready` (see [`crate::ready`]), `/version`,
+//! MLflow's `server-info`).
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -22,6 +23,7 @@ const JOURNAL_PAGE: i64 = 1000;
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(|| async { "OK" }))
+        .route("/ready", get(crate::ready::ready))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))

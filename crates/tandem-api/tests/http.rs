@@ -483,3 +483,95 @@ async fn the_journal_streams_as_ndjson_from_any_position() {
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE");
 }
+
+#[tokio::test]
+async fn ready_is_distinct_from_alive() {
+    let server = server().await;
+    let (status, body) = server.json("GET", "/ready", Value::Null).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["role"], "standalone");
+    let checks: Vec<(&str, bool)> = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|check| (check["name"].as_str().unwrap(), check["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(checks, [("store", true), ("bootstrap", true)]);
+}
+
+/// A region policy whose region does not serve workspace data yet.
+struct NotYetServing;
+
+impl tandem_store::RegionPolicy for NotYetServing {
+    fn check_write(
+        &self,
+        _class: Option<tandem_core::journal::AssetClass>,
+    ) -> Result<(), tandem_core::Error> {
+        Ok(())
+    }
+
+    fn check_serving(&self) -> Result<(), tandem_core::Error> {
+        Err(tandem_core::Error::new(
+            tandem_core::ErrorKind::Unavailable,
+            "region 'westus' is not ready: the default workspace has not arrived",
+        ))
+    }
+}
+
+#[tokio::test]
+async fn a_region_that_does_not_serve_yet_refuses_workspace_requests_with_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("metadata.db").display());
+    let store: Arc<dyn MetadataStore> =
+        Arc::new(SqlStore::open(StoreOptions::new(url, "test")).await.unwrap());
+    let artifacts = ArtifactStore::open("memory://", &HashMap::new()).unwrap();
+    let mut state = AppState::standalone(store.clone(), artifacts, Limits::default());
+    state.policy = Arc::new(NotYetServing);
+    let server = Server {
+        app: router(state),
+        store: store.clone(),
+        _dir: dir,
+    };
+    let head = store.journal_position().await.unwrap().head;
+    for (method, uri, body) in [
+        (
+            "POST",
+            "/api/2.0/mlflow/experiments/create",
+            json!({"name": "early"}),
+        ),
+        (
+            "GET",
+            "/api/2.0/mlflow/experiments/get?experiment_id=0",
+            Value::Null,
+        ),
+        (
+            "POST",
+            "/w/default/api/2.0/mlflow/runs/search",
+            json!({"experiment_ids": ["0"]}),
+        ),
+        ("GET", "/api/tandem/v1/workspaces", Value::Null),
+    ] {
+        let (status, answer) = server.json(method, uri, body).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {uri}: {answer}"
+        );
+        assert_eq!(answer["error_code"], "TEMPORARILY_UNAVAILABLE", "{answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains("not ready"),
+            "{answer}"
+        );
+    }
+    assert_eq!(
+        store.journal_position().await.unwrap().head,
+        head,
+        "nothing was written"
+    );
+    // The region's own endpoints answer.
+    for uri in ["/health", "/version", "/api/tandem/v1/journal?after=0"] {
+        let (status, _) = server.call("GET", uri, Body::empty()).await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+    }
+}

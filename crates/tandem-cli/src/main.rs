@@ -493,10 +493,28 @@ fn print_status(status: &serde_json::Value, json: bool) -> anyhow::Result<()> {
         text(&status["primary"]),
         text(&status["epoch"])
     );
+    if status["ready"] == false {
+        let missing: Vec<String> = status["readiness"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|check| check["ok"] == false)
+            .map(|check| format!("{}: {}", text(&check["name"]), text(&check["detail"])))
+            .collect();
+        println!("{} is not ready: {}", text(&status["region"]), missing.join("; "));
+    }
     println!(
-        "\n{:<10} {:<10} {:<26} {:>9} {:>11} {:>10} {:>11}",
-        "REGION", "ROLE", "URL", "APPLIED", "LAG RECS", "LAG BYTES", "LAG SECS"
+        "\n{:<10} {:<10} {:<13} {:<26} {:>9} {:>11} {:>10} {:>11}",
+        "REGION", "ROLE", "STATE", "URL", "APPLIED", "LAG RECS", "LAG BYTES", "LAG SECS"
     );
+    // Links seen from the answering region: the journals it follows.
+    let following: Vec<&serde_json::Value> = status["regions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|region| region["this_region"] == true)
+        .flat_map(|region| region["following"].as_array().into_iter().flatten())
+        .collect();
     for region in status["regions"].as_array().into_iter().flatten() {
         let applied = region
             .get("applied")
@@ -504,9 +522,10 @@ fn print_status(status: &serde_json::Value, json: bool) -> anyhow::Result<()> {
             .cloned()
             .unwrap_or_default();
         println!(
-            "{:<10} {:<10} {:<26} {:>9} {:>11} {:>10} {:>11}",
+            "{:<10} {:<10} {:<13} {:<26} {:>9} {:>11} {:>10} {:>11}",
             text(&region["name"]),
             text(&region["role"]),
+            region_state(status, region, &following),
             text(&region["url"]),
             text(&applied),
             text(region.get("lag_records").unwrap_or(&serde_json::Value::Null)),
@@ -530,6 +549,30 @@ fn print_status(status: &serde_json::Value, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What the answering region knows of `region` now: its own readiness, a
+/// secondary's replication stream from it, or its stream to a source.
+fn region_state(
+    status: &serde_json::Value,
+    region: &serde_json::Value,
+    following: &[&serde_json::Value],
+) -> &'static str {
+    if region["this_region"] == true {
+        return match status["ready"].as_bool() {
+            Some(true) => "ready",
+            Some(false) => "not ready",
+            None => "-",
+        };
+    }
+    if let Some(streaming) = region["streaming"].as_bool() {
+        return if streaming { "streaming" } else { "not streaming" };
+    }
+    match following.iter().find(|state| state["source"] == region["name"]) {
+        Some(state) if state["connected"] == true => "connected",
+        Some(_) => "unreachable",
+        None => "-",
+    }
 }
 
 fn print_conflicts(conflicts: &[tandem_core::merge::Conflict], json: bool) -> anyhow::Result<()> {

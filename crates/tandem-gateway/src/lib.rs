@@ -7,8 +7,9 @@
 //! path ([`route`]) to the primary, or for what any region may serve, to a
 //! healthy region when the primary does not answer, and forwarded with its
 //! body streamed both ways ([`proxy`]). Requests that cannot have changed
-//! anything are retried across a failover. The gateway answers `/health`
-//! and `/gateway/status` (what it knows of each region) itself.
+//! anything are retried across a failover. The gateway answers `/health`,
+//! `/ready` (200 once it knows a primary) and `/gateway/status` (what it
+//! knows of each region) itself.
 //!
 //! Architecture invariant: the gateway holds no workspace state and knows no
 //! store, journal or storage. It reaches regions only over their public HTTP
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::serve::ListenerExt;
@@ -148,6 +150,7 @@ impl Gateway {
     pub fn router(self: &Arc<Self>) -> Router {
         let router = Router::new()
             .route("/health", get(|| async { "OK" }))
+            .route("/ready", get(ready))
             .route("/gateway/status", get(status))
             .route("/metrics", get(tandem_telemetry::metrics_handler))
             .fallback(forward)
@@ -191,6 +194,28 @@ impl Gateway {
             "regions": view.observation.regions,
             "classes": classes,
         })
+    }
+}
+
+/// `GET /ready`: 200 once the gateway knows a primary (it can serve writes
+/// as well as reads), 503 with what it knows of each region otherwise.
+async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
+    let view = gateway.tracker().view();
+    match view.primary() {
+        Some(leader) => (
+            StatusCode::OK,
+            Json(json!({ "ready": true, "primary": leader.region })),
+        )
+            .into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "ready": false,
+                "error_code": "TEMPORARILY_UNAVAILABLE",
+                "message": format!("not ready: no primary region is known ({})", view.summary()),
+            })),
+        )
+            .into_response(),
     }
 }
 
@@ -238,6 +263,17 @@ pub async fn serve_gateway(
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     let tracking = tokio::spawn(gateway.tracker().clone().run(wait_for_stop(stopped.clone())));
+    // Requests waiting out a failover give up as soon as the shutdown
+    // begins; the graceful shutdown below then waits only for requests a
+    // region is actually serving.
+    let waiting = {
+        let gateway = gateway.clone();
+        let stopped = wait_for_stop(stopped.clone());
+        tokio::spawn(async move {
+            stopped.await;
+            gateway.proxy.stop_waiting();
+        })
+    };
     tracing::info!(
         address = %listener.local_addr()?,
         deployment = %gateway.proxy.deployment.name,
@@ -258,6 +294,7 @@ pub async fn serve_gateway(
     .with_graceful_shutdown(wait_for_stop(stopped))
     .await?;
     let _ = tracking.await;
+    let _ = waiting.await;
     tracing::info!("tandem gateway stopped");
     Ok(())
 }

@@ -31,7 +31,10 @@
 //! the client gets a 503 telling it to retry. Retries stop after the
 //! configured failover wait (15 s by default), with a backoff from 100 ms
 //! to 1 s; a request that finds no region to serve it waits the same way
-//! for one to appear.
+//! for one to appear. When the gateway shuts down, waiting requests are
+//! answered 503 at once (a waiting request is one that no region took, so
+//! it certainly did not apply), so that stopping is not held up by a
+//! failover in progress.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -86,6 +89,10 @@ pub struct Proxy {
     pub(crate) tracker: Arc<PrimaryTracker>,
     http: reqwest::Client,
     failover_wait: Duration,
+    /// Set when the gateway shuts down: requests waiting to be retried give
+    /// up at once instead of holding the graceful shutdown for up to the
+    /// failover wait.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// A request body, kept in the form that says whether it can be sent again.
@@ -302,7 +309,19 @@ impl Proxy {
             tracker,
             http,
             failover_wait,
+            stopping: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// The gateway is shutting down: requests waiting for a region answer
+    /// now (503) rather than wait out the failover.
+    pub(crate) fn stop_waiting(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 
     /// Serves one client request: routes it, forwards it, retries it where
@@ -398,6 +417,18 @@ impl Proxy {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}
                 _ = self.tracker.new_primary(known.as_deref()) => {}
+                _ = self.stopped() => {
+                    tracing::info!(
+                        method = %parts.method,
+                        path = parts.uri.path(),
+                        reason = %failure.describe(),
+                        "the gateway is shutting down: not waiting for a region any longer"
+                    );
+                    return unavailable(format!(
+                        "the gateway is shutting down and {}: retry the request",
+                        failure.describe()
+                    ));
+                }
             }
             backoff = (backoff * 2).min(MAX_BACKOFF);
             view = self.tracker.refresh(view.version).await;

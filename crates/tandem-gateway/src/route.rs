@@ -298,6 +298,7 @@ mod tests {
             name: name.to_string(),
             url: format!("http://{name}"),
             healthy,
+            ready: Some(healthy),
             role: Some(role.to_string()),
             epoch: Some(1),
             reports_primary: Some("eastus".to_string()),

@@ -8,7 +8,9 @@
 //!
 //! [`PollingLeaderSource`] asks every region for its status (`GET
 //! /api/tandem/v1/regions`) and takes as primary the region that says it is
-//! primary with the highest epoch. With a witness in the deployment,
+//! primary with the highest epoch. A region that answers but says it is not
+//! ready (the document's `ready`, what its `/ready` says) counts as not
+//! healthy: no request goes to it until it is. With a witness in the deployment,
 //! [`WitnessLeaderSource`] follows the witness: the primary is the region
 //! the witness names, once that region reports it has begun the epoch and
 //! accepts writes; the polling still says which regions answer. While the
@@ -40,9 +42,14 @@ pub struct Leader {
 pub struct RegionReport {
     pub name: String,
     pub url: String,
-    /// Whether the region answered its status request: only healthy regions
-    /// receive requests.
+    /// Whether the region answered its status request and is ready (see
+    /// `ready`): only healthy regions receive requests.
     pub healthy: bool,
+    /// Whether the region said it is ready to serve its role (its status
+    /// document's `ready`; None if it did not answer or does not say). A
+    /// region that answers but is not ready (still catching up, no lease
+    /// settled) receives no requests.
+    pub ready: Option<bool>,
     /// `primary` or `secondary`, as the region reported itself.
     pub role: Option<String>,
     /// The epoch the region reported.
@@ -60,11 +67,16 @@ impl RegionReport {
             name: spec.name.clone(),
             url: spec.url.clone(),
             healthy: false,
+            ready: None,
             role: None,
             epoch: None,
             reports_primary: None,
             error: Some(error.into()),
         }
+    }
+
+    fn not_ready(&self) -> bool {
+        self.ready == Some(false)
     }
 
     fn claims_primary(&self) -> bool {
@@ -156,15 +168,40 @@ impl PollingLeaderSource {
                 format!("the server at {} answers as region '{answering}'", spec.url),
             );
         }
+        let ready = document["ready"].as_bool();
         RegionReport {
             name: spec.name.clone(),
             url: spec.url.clone(),
-            healthy: true,
+            // Regions of older versions do not say: they count as ready.
+            healthy: ready != Some(false),
+            ready,
             role: document["role"].as_str().map(str::to_string),
             epoch: document["epoch"].as_u64(),
             reports_primary: document["primary"].as_str().map(str::to_string),
-            error: None,
+            error: (ready == Some(false)).then(|| format!("not ready: {}", missing(&document))),
         }
+    }
+}
+
+/// What a region's status document says it lacks to be ready.
+fn missing(document: &serde_json::Value) -> String {
+    let failed: Vec<String> = document["readiness"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|check| check["ok"] == false)
+        .map(|check| {
+            format!(
+                "{}: {}",
+                check["name"].as_str().unwrap_or("?"),
+                check["detail"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    if failed.is_empty() {
+        "no reason given".to_string()
+    } else {
+        failed.join("; ")
     }
 }
 
@@ -289,6 +326,9 @@ impl DeploymentView {
             .regions
             .iter()
             .map(|report| match (&report.error, &report.role) {
+                (Some(error), Some(role)) if report.not_ready() => {
+                    format!("{} {role} ({error})", report.name)
+                }
                 (Some(error), _) => format!("{} unreachable ({error})", report.name),
                 (None, Some(role)) => match &report.reports_primary {
                     Some(primary) if primary != &report.name => {
@@ -429,6 +469,12 @@ impl PrimaryTracker {
                         role = report.role.as_deref().unwrap_or("unknown"),
                         "region answering"
                     );
+                } else if report.not_ready() {
+                    tracing::warn!(
+                        region = %report.name,
+                        reason = report.error.as_deref().unwrap_or("unknown"),
+                        "region answering but not ready: no requests go to it"
+                    );
                 } else {
                     tracing::warn!(
                         region = %report.name,
@@ -478,6 +524,7 @@ mod tests {
             name: name.to_string(),
             url: format!("http://{name}"),
             healthy: true,
+            ready: Some(true),
             role: Some(role.to_string()),
             epoch: Some(epoch),
             reports_primary: None,

@@ -72,6 +72,8 @@ async fn requests_to_a_primary_that_stopped_answering_wait_for_the_next_one() {
     let west = Arc::new(west);
     let promoted = west.clone();
     tokio::spawn(async move {
+        // The delay is the scenario, not a wait on the test's part: the
+        // write must already be waiting when the new primary appears.
         tokio::time::sleep(Duration::from_millis(700)).await;
         promoted.set_role("primary", 2, "westus");
     });
@@ -136,6 +138,7 @@ async fn reads_are_retried_after_a_broken_connection_and_writes_are_not() {
     let east = Arc::new(east);
     let recovering = east.clone();
     tokio::spawn(async move {
+        // The scenario: the region recovers while the read is being retried.
         tokio::time::sleep(Duration::from_millis(300)).await;
         recovering.set_mode(Mode::Serve);
     });
@@ -219,6 +222,7 @@ async fn unavailable_answers_are_retried_for_reads_and_returned_for_writes() {
     let east = Arc::new(east);
     let recovering = east.clone();
     tokio::spawn(async move {
+        // The scenario: the region recovers while the read is being retried.
         tokio::time::sleep(Duration::from_millis(400)).await;
         recovering.set_mode(Mode::Serve);
     });
@@ -281,4 +285,102 @@ async fn without_a_primary_writes_are_refused_after_the_failover_wait() {
     assert_eq!(status["primary"], serde_json::Value::Null);
     assert_eq!(status["regions"][0]["healthy"], false);
     assert_eq!(status["regions"][1]["healthy"], true);
+}
+
+#[tokio::test]
+async fn a_region_that_answers_but_is_not_ready_receives_no_requests() {
+    let east = StubRegion::start("eastus", "primary", 1, "eastus").await;
+    let west = StubRegion::start("westus", "secondary", 1, "eastus").await;
+    west.set_ready(false);
+    let mut config = GatewayConfig::new(stub_deployment(&[&east, &west], HOT_WARM));
+    config.poll_interval = Duration::from_millis(50);
+    config.failover_wait = Duration::from_secs(1);
+    let gateway = RunningGateway::start(config).await;
+    gateway.wait_for_primary(Some("eastus")).await;
+    let ready = http().get(format!("{}/ready", gateway.url)).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+
+    let status = gateway.status().await;
+    assert_eq!(status["regions"][1]["healthy"], false);
+    assert_eq!(status["regions"][1]["ready"], false);
+    let reason = status["regions"][1]["error"].as_str().unwrap();
+    assert!(
+        reason.contains("not ready: caught_up: catching up with 'eastus'"),
+        "{reason}"
+    );
+
+    // The primary stops; the secondary answers but is not ready: a read
+    // that could go to any healthy region finds none.
+    east.stop().await;
+    gateway.wait_for_primary(None).await;
+    let response = http()
+        .get(format!(
+            "{}/api/2.0/mlflow/experiments/get?experiment_id=0",
+            gateway.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(
+        west.received().is_empty(),
+        "nothing goes to a region that is not ready"
+    );
+    let ready = http().get(format!("{}/ready", gateway.url)).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("no primary region is known"), "{message}");
+    assert!(message.contains("westus secondary (not ready"), "{message}");
+
+    // Once it is ready, it serves the read.
+    west.set_ready(true);
+    let response = http()
+        .get(format!(
+            "{}/api/2.0/mlflow/experiments/get?experiment_id=0",
+            gateway.url
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()[REGION_HEADER], "westus");
+}
+
+#[tokio::test]
+async fn shutting_down_answers_requests_waiting_for_a_primary_at_once() {
+    let east = StubRegion::start("eastus", "primary", 1, "eastus").await;
+    let west = StubRegion::start("westus", "secondary", 1, "eastus").await;
+    let mut gateway = gateway(&[&east, &west], Duration::from_secs(60)).await;
+    east.stop().await;
+    let url = gateway.url.clone();
+    let waiting = tokio::spawn(async move {
+        http()
+            .post(format!("{url}/api/2.0/mlflow/runs/create"))
+            .json(&serde_json::json!({"experiment_id": "0"}))
+            .send()
+            .await
+            .unwrap()
+    });
+    // The write is waiting out the failover once the gateway has found
+    // eastus gone (it marks the region unreachable on the refused connection).
+    for _ in 0..200 {
+        if gateway.status().await["regions"][0]["healthy"] == false {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!waiting.is_finished(), "the write waits for a primary");
+
+    let stopping = Instant::now();
+    gateway.stop().await;
+    let took = stopping.elapsed();
+    assert!(took < Duration::from_secs(2), "the gateway took {took:?} to stop");
+    let response = waiting.await.unwrap();
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error_code"], "TEMPORARILY_UNAVAILABLE");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("shutting down"), "{message}");
+    assert!(west.received().is_empty(), "a write never goes to a secondary");
 }

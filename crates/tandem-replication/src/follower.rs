@@ -15,7 +15,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use tandem_core::journal::{Change, JournalRecord, WrittenContent};
 
-use crate::{AbortOnDrop, Region};
+use crate::{AbortOnDrop, FollowState, Region};
 
 /// With no record or heartbeat for this long, the stream is presumed dead
 /// (the source sends a heartbeat every second).
@@ -94,6 +94,10 @@ async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
         state.connected = true;
         state.last_error = None;
         state.applied = position;
+        // Caught up is measured again on every stream, against the head
+        // the source reports first.
+        state.caught_up = false;
+        state.catch_up_target = None;
     });
     let mut stream = response.bytes_stream();
     let mut pending: Vec<u8> = Vec::new();
@@ -121,14 +125,15 @@ async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
             let line: StreamLine = serde_json::from_slice(&line)
                 .map_err(|error| format!("undecodable replication line: {error}"))?;
             match line {
-                StreamLine::Heartbeat { head } => {
-                    region.update_follow(source, |state| state.source_head = head)
-                }
+                StreamLine::Heartbeat { head } => progress(region, source, |state| {
+                    state.source_head = head;
+                    state.catch_up_target.get_or_insert(head);
+                }),
                 StreamLine::Record(record) => {
                     apply(region, source, &url, &record).await?;
                     applied_position = record.seq;
                     advanced = true;
-                    region.update_follow(source, |state| {
+                    progress(region, source, |state| {
                         state.applied = record.seq;
                         state.source_head = state.source_head.max(record.seq);
                         state.records_applied += 1;
@@ -140,6 +145,25 @@ async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
         if advanced {
             applied_tx.send_replace(applied_position);
         }
+    }
+}
+
+/// Updates what this region knows of following `source`, and notes when it
+/// has caught up with the head `source` reported first on this stream.
+fn progress(region: &Region, source: &str, update: impl FnOnce(&mut FollowState)) {
+    let mut caught_up = false;
+    region.update_follow(source, |state| {
+        update(state);
+        if state
+            .catch_up_target
+            .is_some_and(|target| state.applied >= target)
+        {
+            state.caught_up = true;
+            caught_up = true;
+        }
+    });
+    if caught_up {
+        region.note_caught_up(source);
     }
 }
 

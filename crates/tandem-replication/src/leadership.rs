@@ -115,17 +115,21 @@ async fn renew(region: &Arc<Region>, spec: &WitnessSpec, lease: &Leadership) {
     let started = Instant::now();
     match tokio::time::timeout(spec.retry_timeout, witness.renew(lease)).await {
         Ok(Ok(())) => {
+            region.note_witness(Ok(()));
             *region.write_deadline.lock().expect("deadline lock poisoned") =
                 Some(started + spec.ttl - margin(spec));
         }
         Ok(Err(WitnessError::LeaseLost)) => {
+            region.note_witness(Ok(()));
             tracing::warn!(region = %region.name, epoch = lease.epoch, "the leadership lease is lost: stepping down");
             step_down(region, None);
         }
         Ok(Err(error)) => {
+            region.note_witness(Err(error.to_string()));
             tracing::warn!(region = %region.name, %error, "cannot renew the leadership lease; writes stop if it is not renewed in time");
         }
         Err(_) => {
+            region.note_witness(Err("renewing the lease timed out".to_string()));
             tracing::warn!(region = %region.name, "renewing the leadership lease timed out; writes stop if it is not renewed in time");
         }
     }
@@ -143,8 +147,12 @@ fn step_down(region: &Region, primary: Option<String>) {
 async fn observe(region: &Arc<Region>, spec: &WitnessSpec, vacancy: &mut Vacancy) {
     let witness = region.witness.clone().expect("witness");
     let leader = match tokio::time::timeout(spec.retry_timeout, witness.leader()).await {
-        Ok(Ok(leader)) => leader,
+        Ok(Ok(leader)) => {
+            region.note_witness(Ok(()));
+            leader
+        }
         Ok(Err(error)) => {
+            region.note_witness(Err(error.to_string()));
             vacancy.say(format!(
                 "region '{}' cannot reach the witness: {error}",
                 region.name
@@ -152,6 +160,7 @@ async fn observe(region: &Arc<Region>, spec: &WitnessSpec, vacancy: &mut Vacancy
             return;
         }
         Err(_) => {
+            region.note_witness(Err("timed out".to_string()));
             vacancy.say(format!(
                 "region '{}' cannot reach the witness: timed out",
                 region.name
@@ -364,7 +373,10 @@ pub(crate) async fn become_primary(
     region.handing_over.store(false, Ordering::Release);
     *region.write_deadline.lock().expect("deadline lock poisoned") = Some(started + spec.ttl - margin(spec));
     *region.leadership.lock().expect("leadership lock poisoned") = Some(lease);
+    region.note_witness(Ok(()));
+    region.note_leading();
     tracing::warn!(region = %region.name, epoch, ?fork, "primary of epoch {epoch}: accepting writes");
+    ensure_bootstrap(region).await;
     let previous = (previous != region.name).then_some(previous);
     for hook in region.promotion_hooks() {
         // Jobs of the lost region are resubmitted here, in the background:
@@ -373,6 +385,31 @@ pub(crate) async fn become_primary(
         tokio::spawn(async move { hook.promoted(epoch, previous.as_deref()).await });
     }
     Ok(fork)
+}
+
+/// A new primary that never received the bootstrap primary's first records
+/// (it took over before they reached it, so they are fenced now) creates
+/// the `default` workspace itself: nobody else can any more.
+async fn ensure_bootstrap(region: &Arc<Region>) {
+    if region.bootstrap().await.ok {
+        return;
+    }
+    match region
+        .store
+        .create_workspace(
+            tandem_store::DEFAULT_WORKSPACE,
+            "The default workspace, also served at the API root",
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::warn!(region = %region.name, "this primary lacked the deployment's bootstrap: created the default workspace");
+            region.bootstrap().await;
+        }
+        Err(error) => {
+            tracing::error!(region = %region.name, %error, "cannot create the default workspace this primary lacks")
+        }
+    }
 }
 
 /// Gives the lease back on a graceful stop, so that another region need not

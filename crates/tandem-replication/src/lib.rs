@@ -10,6 +10,11 @@
 //! passed its `max_rpo`, and holds the acknowledgement of a `sync` class's
 //! write until every secondary has applied it.
 //!
+//! Readiness ([`readiness`]): a region says whether it can serve its role
+//! (`/ready`, and `ready` in its status document): store, bootstrap data,
+//! settled leadership, caught up with its primary; it serves no workspace
+//! data before the bootstrap arrives.
+//!
 //! Architecture invariant: this crate writes state only through
 //! `MetadataStore::apply_replicated`, and only the records it read from the
 //! primary's journal. Its HTTP surface is the region-to-region protocol only,
@@ -30,6 +35,7 @@ pub mod follower;
 pub mod leadership;
 pub mod protocol;
 mod quarantine;
+mod readiness;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -83,6 +89,12 @@ pub struct FollowState {
     pub last_error: Option<String>,
     /// Origin time of the last record applied (ms since the epoch).
     pub last_applied_recorded_at: Option<i64>,
+    /// Whether, on the current stream, this region has applied the source's
+    /// journal up to the head the source reported when the stream opened.
+    pub caught_up: bool,
+    /// That head: what catching up means on the current stream.
+    #[serde(skip)]
+    pub catch_up_target: Option<i64>,
 }
 
 /// RPO of one class as last measured at the primary.
@@ -163,6 +175,14 @@ pub struct Region {
     /// Classes a promotion hook is still restoring (see
     /// [`PromotionHook::restores`]).
     restoring: RwLock<std::collections::BTreeSet<AssetClass>>,
+    /// Readiness (see [`readiness`]): the bootstrap data is here.
+    bootstrapped: AtomicBool,
+    /// The witness answered at least once since this region started.
+    witness_answered: AtomicBool,
+    /// Why the witness did not answer the last time it was asked.
+    witness_error: Mutex<Option<String>>,
+    /// The primary this region last caught up with (itself while it leads).
+    caught_up_with: Mutex<Option<String>>,
 }
 
 fn now_millis() -> i64 {
@@ -230,6 +250,10 @@ impl Region {
             apply_gate: tokio::sync::RwLock::new(()),
             promotion_hooks: RwLock::new(Vec::new()),
             restoring: RwLock::new(std::collections::BTreeSet::new()),
+            bootstrapped: AtomicBool::new(false),
+            witness_answered: AtomicBool::new(false),
+            witness_error: Mutex::new(None),
+            caught_up_with: Mutex::new(None),
         }))
     }
 
@@ -546,6 +570,13 @@ impl Region {
                 }
             }
         };
+        let bootstrapping = {
+            let region = self.clone();
+            async move {
+                region.watch_bootstrap().await;
+                std::future::pending::<()>().await
+            }
+        };
         let leading = {
             let region = self.clone();
             async move {
@@ -561,6 +592,7 @@ impl Region {
             _ = measuring => {}
             _ = following => {}
             _ = leading => {}
+            _ = bootstrapping => {}
         }
         self.stopping.send_replace(true);
         leadership::resign_on_shutdown(&self).await;
@@ -638,7 +670,14 @@ impl RegionPolicy for Policy {
                     ),
                 ))
             }
-            Role::Secondary { .. } => check_class(region, class),
+            Role::Secondary { .. } => {
+                // A hot-hot write at a region that has not received the
+                // bootstrap would be made against a state it lacks.
+                if let Some(error) = region.serving_error() {
+                    return Err(error);
+                }
+                check_class(region, class)
+            }
             Role::Primary => {
                 // Writes of a hot-hot class go on in every region whoever
                 // leads; everything else needs a certain lease.
@@ -649,6 +688,13 @@ impl RegionPolicy for Policy {
                 }
                 check_class(region, class)
             }
+        }
+    }
+
+    fn check_serving(&self) -> Result<(), Error> {
+        match self.0.serving_error() {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
     }
 

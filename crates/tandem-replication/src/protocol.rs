@@ -19,7 +19,7 @@
 //!
 //! These require `Authorization: Bearer <replication secret>` when the
 //! deployment has one. Also, for operators: `GET /api/tandem/v1/regions`
-//! (roles, positions, lag, RPO per class), `GET /metrics` (Prometheus),
+//! (roles, readiness, positions, lag, RPO per class), `GET /metrics` (Prometheus),
 //! `POST /api/tandem/v1/failover {"to", "force"}`, and the quarantine:
 //! `GET /api/tandem/v1/divergence[/{id}]`, `POST
 //! /api/tandem/v1/divergence/{id}/apply`.
@@ -142,47 +142,59 @@ async fn journal(
         peer: query.region.clone(),
     };
     let head = region.store.subscribe_head();
-    let stream = futures::stream::unfold((guard, head, after), |(guard, mut head, position)| async move {
-        loop {
-            let records = match guard.region.store.journal_after(position, None, PAGE).await {
-                Ok(records) => records,
-                Err(error) => {
-                    tracing::error!(%error, "cannot read the journal for replication");
-                    return Some((
-                        Err(std::io::Error::other(error.to_string())),
-                        (guard, head, position),
-                    ));
-                }
-            };
-            if let Some(last) = records.last() {
-                let next = last.seq;
-                let mut chunk = Vec::with_capacity(records.len() * 256);
-                for record in &records {
-                    serde_json::to_writer(&mut chunk, &json!({ "record": record })).expect("records encode");
+    // The first heartbeat goes out at once, not after a second of silence:
+    // the head it carries is what a follower must reach to be caught up
+    // (and ready).
+    let greeted = false;
+    let stream = futures::stream::unfold(
+        (guard, head, after, greeted),
+        |(guard, mut head, position, greeted)| async move {
+            loop {
+                let records = match guard.region.store.journal_after(position, None, PAGE).await {
+                    Ok(records) => records,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot read the journal for replication");
+                        return Some((
+                            Err(std::io::Error::other(error.to_string())),
+                            (guard, head, position, greeted),
+                        ));
+                    }
+                };
+                if let Some(last) = records.last() {
+                    let next = last.seq;
+                    let mut chunk = Vec::with_capacity(records.len() * 256);
+                    for record in &records {
+                        serde_json::to_writer(&mut chunk, &json!({ "record": record }))
+                            .expect("records encode");
+                        chunk.push(b'\n');
+                    }
+                    // The head as of now, so the follower knows how far behind it
+                    // is even while records keep coming (not only when idle).
+                    let current = (*head.borrow()).max(next);
+                    serde_json::to_writer(&mut chunk, &json!({ "heartbeat": { "head": current } }))
+                        .expect("heartbeats encode");
                     chunk.push(b'\n');
+                    return Some((Ok(bytes::Bytes::from(chunk)), (guard, head, next, true)));
                 }
-                // The head as of now, so the follower knows how far behind it
-                // is even while records keep coming (not only when idle).
-                let current = (*head.borrow()).max(next);
-                serde_json::to_writer(&mut chunk, &json!({ "heartbeat": { "head": current } }))
-                    .expect("heartbeats encode");
-                chunk.push(b'\n');
-                return Some((Ok(bytes::Bytes::from(chunk)), (guard, head, next)));
-            }
-            let region = guard.region.clone();
-            tokio::select! {
-                changed = head.changed() => match changed {
-                    Ok(()) => continue,
-                    Err(_) => return None,
-                },
-                _ = region.stopped() => return None,
-                _ = tokio::time::sleep(HEARTBEAT) => {
+                if !greeted {
                     let line = format!("{}\n", json!({ "heartbeat": { "head": *head.borrow() } }));
-                    return Some((Ok(bytes::Bytes::from(line)), (guard, head, position)));
+                    return Some((Ok(bytes::Bytes::from(line)), (guard, head, position, true)));
+                }
+                let region = guard.region.clone();
+                tokio::select! {
+                    changed = head.changed() => match changed {
+                        Ok(()) => continue,
+                        Err(_) => return None,
+                    },
+                    _ = region.stopped() => return None,
+                    _ = tokio::time::sleep(HEARTBEAT) => {
+                        let line = format!("{}\n", json!({ "heartbeat": { "head": *head.borrow() } }));
+                        return Some((Ok(bytes::Bytes::from(line)), (guard, head, position, true)));
+                    }
                 }
             }
-        }
-    });
+        },
+    );
     (
         [(header::CONTENT_TYPE, "application/x-ndjson")],
         Body::from_stream(stream),
@@ -376,6 +388,7 @@ pub async fn status(region: &Region) -> serde_json::Value {
         }
         regions.push(entry);
     }
+    let readiness = tandem_api::ready::ReadinessProbe::readiness(region).await;
     let lag = region.class_lag();
     let classes: Vec<_> = region
         .deployment
@@ -399,6 +412,9 @@ pub async fn status(region: &Region) -> serde_json::Value {
         "region": region.name,
         "role": if region.is_primary() { "primary" } else { "secondary" },
         "accepting_writes": region.accepting_writes(),
+        // What `/ready` says; the gateway routes only to ready regions.
+        "ready": readiness.ready,
+        "readiness": readiness.checks,
         "handing_over": region.handing_over.load(std::sync::atomic::Ordering::Acquire),
         "restoring": region.restoring(),
         "primary": primary,

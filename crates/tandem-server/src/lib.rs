@@ -141,6 +141,7 @@ pub async fn serve(
             let policy = region.policy();
             state.store.set_policy(policy.clone());
             state.policy = policy;
+            state.readiness = region.clone();
             tracing::info!(region = %region.name, role = ?region.role(), "joined deployment {}", region.deployment.name);
             let accepting = region.clone();
             let accepting_writes: Arc<dyn Fn() -> bool + Send + Sync> =

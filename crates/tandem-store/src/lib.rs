@@ -35,6 +35,12 @@ use tandem_core::search::{LoggedModelDataset, LoggedModelOrder, Page};
 pub trait RegionPolicy: Send + Sync {
     /// Whether a local write of `class` may happen now.
     fn check_write(&self, class: Option<AssetClass>) -> Result<(), tandem_core::Error>;
+    /// Whether this region may serve workspace data at all: a region that
+    /// joined a deployment starts empty and does not, until the bootstrap
+    /// data (the `default` workspace) has arrived from the primary.
+    fn check_serving(&self) -> Result<(), tandem_core::Error> {
+        Ok(())
+    }
     /// Whether this region may serve reads of `class` (a secondary does not
     /// serve a class it does not replicate continuously: its copy is stale).
     fn check_read(&self, _class: AssetClass) -> Result<(), tandem_core::Error> {

@@ -21,16 +21,25 @@ pub fn http() -> reqwest::Client {
 }
 
 pub async fn wait_healthy(url: &str) {
+    wait_for_200(url, "/health").await
+}
+
+/// Until `url` answers `/ready` (a region has caught up with its primary).
+pub async fn wait_ready(url: &str) {
+    wait_for_200(url, "/ready").await
+}
+
+async fn wait_for_200(url: &str, path: &str) {
     let http = http();
-    for _ in 0..200 {
-        if let Ok(response) = http.get(format!("{url}/health")).send().await {
+    for _ in 0..400 {
+        if let Ok(response) = http.get(format!("{url}{path}")).send().await {
             if response.status().is_success() {
                 return;
             }
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{url} did not become healthy");
+    panic!("{url}{path} did not answer 200 within 20s");
 }
 
 /// A running `tandem server`, in this process.
@@ -100,7 +109,7 @@ impl LiveDeployment {
             let task = tokio::spawn(tandem_server::serve(config, listener, async {
                 let _ = stopped.await;
             }));
-            wait_healthy(&url).await;
+            wait_ready(&url).await;
             regions.push(LiveRegion {
                 name,
                 url,
@@ -221,6 +230,9 @@ struct StubState {
     epoch: u64,
     primary: String,
     mode: Mode,
+    /// What its status says of its readiness (None: says nothing, as
+    /// regions of older versions).
+    ready: Option<bool>,
     received: Vec<Received>,
 }
 
@@ -249,6 +261,7 @@ impl StubRegion {
             } else {
                 Mode::Secondary
             },
+            ready: None,
             received: Vec::new(),
         }));
         let accepting = {
@@ -279,6 +292,11 @@ impl StubRegion {
         } else {
             Mode::Secondary
         };
+    }
+
+    /// Makes its status say it is (not) ready, with a reason when not.
+    pub fn set_ready(&self, ready: bool) {
+        self.state.lock().unwrap().ready = Some(ready);
     }
 
     pub fn set_mode(&self, mode: Mode) {
@@ -377,13 +395,21 @@ async fn stub_connection(mut socket: TcpStream, name: String, state: Arc<Mutex<S
     if path == "/api/tandem/v1/regions" {
         let document = {
             let state = state.lock().unwrap();
-            serde_json::json!({
+            let mut document = serde_json::json!({
                 "deployment": "stubs",
                 "region": name,
                 "role": state.role,
                 "primary": state.primary,
                 "epoch": state.epoch,
-            })
+            });
+            if let Some(ready) = state.ready {
+                document["ready"] = serde_json::json!(ready);
+                document["readiness"] = serde_json::json!([
+                    {"name": "store", "ok": true, "detail": "journal head 1, epoch 1"},
+                    {"name": "caught_up", "ok": ready, "detail": "catching up with 'eastus': applied 1 of 9"},
+                ]);
+            }
+            document
         };
         respond(&mut socket, "200 OK", &document).await;
         return;

@@ -20,7 +20,7 @@ use super::persist;
 use super::state::{GrantContext, Holder, WitnessState};
 use super::wire::{
     CampaignRequest, CampaignResponse, ErrorBody, LeaderResponse, LeaseRequest, SeizeRequest, WireLeaderInfo,
-    WireLeadership, CAMPAIGN_PATH, LEADER_PATH, RENEW_PATH, RESIGN_PATH, SEIZE_PATH,
+    WireLeadership, CAMPAIGN_PATH, HEALTH_PATH, LEADER_PATH, READY_PATH, RENEW_PATH, RESIGN_PATH, SEIZE_PATH,
 };
 use crate::error::{Result, WitnessError};
 use crate::leadership::{check_region, to_unix_ms};
@@ -40,6 +40,9 @@ struct Shared {
     /// few requests per second per region, and serial order is what makes a campaign
     /// atomic.
     state: Mutex<WitnessState>,
+    /// Why the state could not be written the last time it changed: the
+    /// witness grants nothing it cannot persist, so it is not ready.
+    persist_error: std::sync::Mutex<Option<String>>,
 }
 
 impl EmbeddedWitnessServer {
@@ -69,13 +72,18 @@ impl EmbeddedWitnessServer {
             shared: Arc::new(Shared {
                 data_dir,
                 state: Mutex::new(state),
+                persist_error: std::sync::Mutex::new(None),
             }),
         })
     }
 
-    /// The witness's HTTP routes (see the `wire` module for the protocol).
+    /// The witness's HTTP routes (see the `wire` module for the protocol),
+    /// `/health` (the process answers) and `/ready` (its state is loaded and
+    /// the last change to it was persisted).
     pub fn router(&self) -> Router {
         let router = Router::new()
+            .route(HEALTH_PATH, get(|| async { "OK" }))
+            .route(READY_PATH, get(ready))
             .route(CAMPAIGN_PATH, post(campaign))
             .route(RENEW_PATH, post(renew))
             .route(RESIGN_PATH, post(resign))
@@ -136,11 +144,13 @@ impl Shared {
         let persisted = next.persisted();
         if persisted != current.persisted() {
             let data_dir = self.data_dir.clone();
-            tokio::task::spawn_blocking(move || persist::store(&data_dir, &persisted))
+            let written = tokio::task::spawn_blocking(move || persist::store(&data_dir, &persisted))
                 .await
-                .map_err(|error| {
-                    WitnessError::Unavailable(format!("state writing task failed: {error}"))
-                })??;
+                .map_err(|error| WitnessError::Unavailable(format!("state writing task failed: {error}")))
+                .and_then(|written| written);
+            *self.persist_error.lock().expect("persist error lock poisoned") =
+                written.as_ref().err().map(|error| error.to_string());
+            written?;
         }
         *current = next;
         outcome
@@ -259,6 +269,34 @@ async fn resign(
     Ok(Json(serde_json::json!({})))
 }
 
+/// `GET /ready`: 200 while the witness can grant and persist leadership,
+/// 503 with the reason otherwise.
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    let revision = shared.state.lock().await.revision;
+    let persist_error = shared
+        .persist_error
+        .lock()
+        .expect("persist error lock poisoned")
+        .clone();
+    match persist_error {
+        None => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "ready": true, "revision": revision })),
+        )
+            .into_response(),
+        Some(error) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({
+                "ready": false,
+                "error_code": "TEMPORARILY_UNAVAILABLE",
+                "message": format!("not ready: the witness cannot persist its state: {error}"),
+                "revision": revision,
+            })),
+        )
+            .into_response(),
+    }
+}
+
 async fn leader(State(shared): State<Arc<Shared>>) -> ApiResult<LeaderResponse> {
     let now = Instant::now();
     let leader = shared
@@ -275,4 +313,58 @@ async fn leader(State(shared): State<Arc<Shared>>) -> ApiResult<LeaderResponse> 
         })
         .await?;
     Ok(Json(LeaderResponse { leader }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
+        let response = http.get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn ready_only_while_the_state_can_be_persisted() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("witness");
+        let server = EmbeddedWitnessServer::open(data.clone()).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        assert_eq!(
+            get(&http, &format!("{url}{HEALTH_PATH}")).await,
+            (200, "OK".to_string())
+        );
+        let (status, body) = get(&http, &format!("{url}{READY_PATH}")).await;
+        assert_eq!(status, 200, "{body}");
+
+        // Its data directory is replaced by a file: a grant cannot be
+        // persisted, so it is refused and the witness is not ready.
+        std::fs::remove_dir_all(&data).unwrap();
+        std::fs::write(&data, "not a directory").unwrap();
+        let campaign = |region: &'static str| {
+            http.post(format!("{url}{CAMPAIGN_PATH}"))
+                .json(&serde_json::json!({ "region": region, "ttl_seconds": 6 }))
+                .send()
+        };
+        assert_eq!(campaign("eastus").await.unwrap().status().as_u16(), 503);
+        let (status, body) = get(&http, &format!("{url}{READY_PATH}")).await;
+        assert_eq!(status, 503, "{body}");
+        assert!(body.contains("cannot persist its state"), "{body}");
+
+        // Writable again: the next grant is persisted and it is ready.
+        std::fs::remove_file(&data).unwrap();
+        std::fs::create_dir(&data).unwrap();
+        assert_eq!(campaign("westus").await.unwrap().status().as_u16(), 200);
+        let (status, body) = get(&http, &format!("{url}{READY_PATH}")).await;
+        assert_eq!(status, 200, "{body}");
+
+        let _ = stop.send(());
+        serving.await.unwrap().unwrap();
+    }
 }

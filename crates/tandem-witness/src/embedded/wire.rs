@@ -2,7 +2,7 @@
 //! server and [`super::HttpWitness`] so the two cannot drift apart.
 //!
 //! All under `/api/tandem/v1/witness/`: `POST campaign`, `POST renew`, `POST resign`,
-//! `POST seize`, `GET leader`. Times are milliseconds since the Unix epoch, TTLs seconds.
+//! `POST seize`, `GET leader`; and `GET /health`, `GET /ready` at the root. Times are milliseconds since the Unix epoch, TTLs seconds.
 //! A refused request answers with an error status and [`ErrorBody`].
 
 use std::time::Duration;
@@ -17,6 +17,9 @@ pub(super) const RENEW_PATH: &str = "/api/tandem/v1/witness/renew";
 pub(super) const RESIGN_PATH: &str = "/api/tandem/v1/witness/resign";
 pub(super) const SEIZE_PATH: &str = "/api/tandem/v1/witness/seize";
 pub(super) const LEADER_PATH: &str = "/api/tandem/v1/witness/leader";
+/// Liveness and readiness, as every Tandem process serves them.
+pub(super) const HEALTH_PATH: &str = "/health";
+pub(super) const READY_PATH: &str = "/ready";
 
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct CampaignRequest {

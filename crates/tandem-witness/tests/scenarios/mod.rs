@@ -142,6 +142,8 @@ pub async fn unrenewed_lease_expires_and_renew_then_fails(harness: &mut Harness)
     let (east, west) = (harness.client(), harness.client());
     let granted_at = Instant::now();
     let east_leadership = must_campaign(east.as_ref(), "eastus").await;
+    // Half the lease elapses without a renewal (the behaviour under test):
+    // the lease must still hold then, and lapse only after the TTL.
     tokio::time::sleep(TTL / 2).await;
     must_lead(west.as_ref(), &east_leadership).await;
     assert_eq!(west.campaign("westus", TTL).await.unwrap(), None);

@@ -1,10 +1,9 @@
 //! `tandem up`: a whole deployment on this host. Each region is its own
 //! `tandem server` process with its own data directory and port, joined by a
 //! generated deployment file, and a `tandem gateway` process in front of them
-//! is the tracking URI; `DIR/up.json` says where everything is. Ctrl-C (or
-//! SIGTERM) stops every part cleanly. Run again with the same directory, it
-//! restarts the same deployment on the same ports (the gateway's is kept in
-//! `DIR/gateway.listen`), with its data.
+//! is the tracking URI; `DIR/up.json` says where everything is. Run again
+//! with the same directory, it restarts the same deployment on the same
+//! ports (the gateway's is kept in `DIR/gateway.listen`), with its data.
 //!
 //! Leadership: by default an embedded witness (`tandem witness`, its state in
 //! `DIR/witness`, its address kept in `DIR/witness.listen`) starts first, and
@@ -13,15 +12,32 @@
 //! `--witness none` leaves the bootstrap primary in place for good. Once the
 //! deployment file exists, it decides: edit it rather than pass flags.
 //! `DIR/.tandem.toml` points the CLI, run in `DIR` or below, at the gateway.
+//!
+//! Start-up waits until every part is alive (`/health`) and ready
+//! (`/ready`). Then `up` supervises ([`supervise`]): a part that dies is
+//! reported and started again while the rest keeps running, so a killed
+//! primary fails over and comes back as a secondary; a crash-looping part is
+//! left down. Ctrl-C (or SIGTERM) stops every part cleanly: the gateway and
+//! the regions first, the witness last.
+
+mod parts;
+mod supervise;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
-use serde::Serialize;
-use tandem_deployment::WitnessKind;
-use tokio::process::{Child, Command};
+use anyhow::{bail, Context as _};
+use tandem_deployment::{FailoverMode, WitnessKind};
+use tokio::process::Child;
+
+use parts::{Kind, PartSpec, Probe};
+use supervise::{Board, PartStatus, RestartPolicy, State, UpFile};
+
+/// How long, after every part is alive, start-up waits for all of them to
+/// be ready before it reports the ones that are not and goes on.
+const READY_WITHIN: Duration = Duration::from_secs(60);
+/// The longest delay between two restarts of a part.
+const MAX_RESTART_DELAY: Duration = Duration::from_secs(30);
 
 #[derive(clap::Args)]
 pub struct UpArgs {
@@ -48,6 +64,21 @@ pub struct UpArgs {
         required_if_eq("witness", "etcd")
     )]
     pub etcd_endpoints: Vec<String>,
+    /// A part that exits this many times within --restart-window is left
+    /// down instead of being started again.
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub restart_limit: u32,
+    /// See --restart-limit (e.g. 60s, 5m).
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = duration)]
+    pub restart_window: Duration,
+    /// Delay before a part that died is started again; it doubles with each
+    /// exit within --restart-window, up to 30s.
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = duration)]
+    pub restart_delay: Duration,
+}
+
+fn duration(value: &str) -> Result<Duration, String> {
+    tandem_deployment::parse_duration(value).map_err(|error| error.to_string())
 }
 
 /// `tandem up --witness`.
@@ -72,27 +103,7 @@ impl WitnessChoice {
     }
 }
 
-/// The path the embedded witness answers a plain GET on (it has no /health).
-const WITNESS_PROBE_PATH: &str = "/api/tandem/v1/witness/leader";
-
 const REGION_NAMES: [&str; 3] = ["eastus", "westus", "centralus"];
-
-#[derive(Serialize)]
-struct Part {
-    name: String,
-    kind: &'static str,
-    pid: u32,
-    url: String,
-}
-
-#[derive(Serialize)]
-struct UpFile {
-    tracking_uri: String,
-    deployment: String,
-    /// The client config file pointing tandem commands at the gateway.
-    client_config: String,
-    parts: Vec<Part>,
-}
 
 fn free_port() -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
@@ -197,120 +208,129 @@ fn local_witness_listen(url: &str) -> Option<String> {
     matches!(host, "127.0.0.1" | "localhost" | "[::1]").then(|| address.to_string())
 }
 
-/// The path a part answers 200 on once it serves.
-fn probe_path(kind: &str) -> &'static str {
-    if kind == "witness" {
-        WITNESS_PROBE_PATH
-    } else {
-        "/health"
-    }
+/// Stops started parts: everything but the witness first (regions may
+/// still resign their leadership), then the witness.
+async fn stop_all(started: &mut [(PartSpec, Child)]) {
+    let (witnesses, others): (Vec<_>, Vec<_>) = started
+        .iter_mut()
+        .partition(|(spec, _)| spec.kind == Kind::Witness);
+    futures::future::join_all(others.into_iter().map(|(spec, child)| parts::stop(spec, child))).await;
+    futures::future::join_all(
+        witnesses
+            .into_iter()
+            .map(|(spec, child)| parts::stop(spec, child)),
+    )
+    .await;
 }
 
-async fn wait_healthy(name: &str, kind: &str, url: &str, child: &mut Child) -> anyhow::Result<()> {
-    let http = reqwest_free_get();
-    let path = probe_path(kind);
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait()? {
-            bail!("{name} at {url} exited during start-up ({status})");
-        }
-        if http(url, path).await {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("{name} at {url} did not answer {path} within 20s")
-}
-
-/// A minimal health probe over a raw TCP connection (the CLI reaches servers
-/// through tandem-client for everything else; this avoids a client per probe).
-fn reqwest_free_get(
-) -> impl Fn(&str, &'static str) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send>> {
-    |url: &str, path: &'static str| {
-        let address = url
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        Box::pin(async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let Ok(mut stream) = tokio::net::TcpStream::connect(&address).await else {
-                return false;
-            };
-            let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-            if stream.write_all(request.as_bytes()).await.is_err() {
-                return false;
-            }
-            let mut response = Vec::new();
-            let _ = tokio::time::timeout(Duration::from_secs(2), stream.read_to_end(&mut response)).await;
-            response.starts_with(b"HTTP/1.1 200")
-        })
-    }
-}
-
-/// "region eastus", "gateway": a part as messages name it.
-fn label(kind: &str, name: &str) -> String {
-    if kind == name {
-        kind.to_string()
-    } else {
-        format!("{kind} {name}")
-    }
-}
-
-fn terminate(child: &Child) {
-    if let Some(pid) = child.id() {
-        // SAFETY: sending a signal to a child process we started.
-        unsafe {
-            libc::kill(pid as libc::pid_t, libc::SIGTERM);
-        }
-    }
-}
-
-/// One started process of the deployment.
-struct Running {
-    name: String,
-    kind: &'static str,
-    url: String,
-    child: Child,
-}
-
-fn terminate_all(parts: &[Running]) {
-    for part in parts {
-        terminate(&part.child);
-    }
-}
-
-/// Stops `parts` (SIGTERM, then SIGKILL after 10 s).
-async fn stop(parts: &mut [Running]) {
-    terminate_all(parts);
-    for part in parts.iter_mut() {
-        if tokio::time::timeout(Duration::from_secs(10), part.child.wait())
-            .await
-            .is_err()
-        {
-            eprintln!(
-                "{} did not stop within 10s; killing it",
-                label(part.kind, &part.name)
-            );
-            let _ = part.child.kill().await;
-        }
-    }
-}
-
-/// Starts `tandem ARGS…` with its output in `DIR/NAME.log`.
-fn spawn_part(
-    executable: &Path,
+/// The parts of `deployment`, in start order: the embedded witness (when
+/// it is served here), the regions, the gateway.
+fn part_specs(
     dir: &Path,
-    name: &str,
-    arguments: &[&std::ffi::OsStr],
-) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-    let child = Command::new(executable)
-        .args(arguments)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()?;
-    Ok(child)
+    deployment_path: &Path,
+    deployment: &tandem_deployment::Deployment,
+) -> anyhow::Result<Vec<PartSpec>> {
+    let mut specs = Vec::new();
+    let log = |name: &str| dir.join(format!("{name}.log"));
+    // The witness first: regions campaign for leadership as they start.
+    if let Some(WitnessKind::Embedded { url }) = deployment.witness.as_ref().map(|spec| &spec.kind) {
+        if let Some(listen) = local_witness_listen(url) {
+            specs.push(PartSpec {
+                name: "witness".to_string(),
+                kind: Kind::Witness,
+                url: url.trim_end_matches('/').to_string(),
+                arguments: vec![
+                    "witness".into(),
+                    "--listen".into(),
+                    listen.into(),
+                    "--data".into(),
+                    dir.join("witness").into(),
+                ],
+                log: log("witness"),
+            });
+        }
+    }
+    for region in deployment.regions() {
+        specs.push(PartSpec {
+            name: region.name.clone(),
+            kind: Kind::Region,
+            url: region.url.clone(),
+            arguments: vec![
+                "server".into(),
+                "--deployment".into(),
+                deployment_path.into(),
+                "--region".into(),
+                region.name.clone().into(),
+                "--data".into(),
+                dir.join(&region.name).into(),
+                "--listen".into(),
+                region.url.trim_start_matches("http://").into(),
+            ],
+            log: log(&region.name),
+        });
+    }
+    // The gateway last: it finds the primary among regions that answer.
+    let gateway_listen = gateway_listen(dir)?;
+    specs.push(PartSpec {
+        name: "gateway".to_string(),
+        kind: Kind::Gateway,
+        url: format!("http://{gateway_listen}"),
+        arguments: vec![
+            "gateway".into(),
+            "--deployment".into(),
+            deployment_path.into(),
+            "--listen".into(),
+            gateway_listen.into(),
+        ],
+        log: log("gateway"),
+    });
+    Ok(specs)
+}
+
+/// Starts every part and waits until each answers `/health`; the witness
+/// must also be ready before the regions start. On failure, stops what was
+/// started.
+async fn start(
+    executable: &Path,
+    probe: &Probe,
+    specs: Vec<PartSpec>,
+) -> anyhow::Result<Vec<(PartSpec, Child)>> {
+    let mut started: Vec<(PartSpec, Child)> = Vec::new();
+    for spec in specs {
+        let child = match spec.spawn(executable) {
+            Ok(child) => child,
+            Err(error) => {
+                stop_all(&mut started).await;
+                return Err(error);
+            }
+        };
+        started.push((spec, child));
+        let (spec, child) = started.last_mut().expect("just pushed");
+        if spec.kind == Kind::Witness {
+            let waited = match probe.wait_alive(spec, child).await {
+                Ok(()) => probe
+                    .wait_ready(&spec.url, tokio::time::Instant::now() + parts::ALIVE_WITHIN)
+                    .await
+                    .map(|_| ())
+                    .map_err(|reason| anyhow::anyhow!("the witness is not ready: {reason}")),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = waited {
+                let log = spec.log.clone();
+                stop_all(&mut started).await;
+                bail!("{error:#}; see {}", log.display());
+            }
+        }
+    }
+    for index in 0..started.len() {
+        let (spec, child) = &mut started[index];
+        if let Err(error) = probe.wait_alive(spec, child).await {
+            let log = spec.log.clone();
+            stop_all(&mut started).await;
+            bail!("{error:#}; see {}", log.display());
+        }
+    }
+    Ok(started)
 }
 
 pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {
@@ -345,130 +365,78 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
         );
     }
     let executable = std::env::current_exe().context("cannot find the tandem executable")?;
-    let mut parts: Vec<Running> = Vec::new();
-
-    // The witness first: regions campaign for leadership as they start.
-    let mut witness_summary = match &deployment.witness {
+    let probe = Probe::new()?;
+    let specs = part_specs(&dir, &deployment_path, &deployment)?;
+    let witness_summary = match &deployment.witness {
         None => "no witness (the primary never changes)".to_string(),
         Some(spec) => match &spec.kind {
             WitnessKind::Etcd { endpoints } => format!("etcd at {} as the witness", endpoints.join(",")),
+            WitnessKind::Embedded { .. } if specs.iter().any(|spec| spec.kind == Kind::Witness) => {
+                "an embedded witness".to_string()
+            }
             WitnessKind::Embedded { url } => format!("the witness at {url} (not started here)"),
         },
     };
-    if let Some(WitnessKind::Embedded { url }) = deployment.witness.as_ref().map(|spec| &spec.kind) {
-        if let Some(listen) = local_witness_listen(url) {
-            let data = dir.join("witness");
-            let arguments: [&std::ffi::OsStr; 5] = [
-                "witness".as_ref(),
-                "--listen".as_ref(),
-                listen.as_ref(),
-                "--data".as_ref(),
-                data.as_os_str(),
-            ];
-            let child =
-                spawn_part(&executable, &dir, "witness", &arguments).context("cannot start the witness")?;
-            parts.push(Running {
-                name: "witness".to_string(),
-                kind: "witness",
-                url: url.clone(),
-                child,
-            });
-            let witness = &mut parts[0];
-            if let Err(error) = wait_healthy("witness", "witness", &witness.url, &mut witness.child).await {
-                stop(&mut parts).await;
-                bail!("{error:#}; see {}", dir.join("witness.log").display());
-            }
-            witness_summary = "an embedded witness".to_string();
-        }
-    }
 
-    for region in deployment.regions() {
-        let listen = region.url.trim_start_matches("http://").to_string();
-        let data = dir.join(&region.name);
-        let arguments: [&std::ffi::OsStr; 9] = [
-            "server".as_ref(),
-            "--deployment".as_ref(),
-            deployment_path.as_os_str(),
-            "--region".as_ref(),
-            region.name.as_ref(),
-            "--data".as_ref(),
-            data.as_os_str(),
-            "--listen".as_ref(),
-            listen.as_ref(),
-        ];
-        match spawn_part(&executable, &dir, &region.name, &arguments) {
-            Ok(child) => parts.push(Running {
-                name: region.name.clone(),
-                kind: "region",
-                url: region.url.clone(),
-                child,
-            }),
+    // Ctrl-C during start-up stops what was started (dropping a child kills it).
+    tokio::pin!(shutdown);
+    let starting = async {
+        let mut started = start(&executable, &probe, specs).await?;
+        let deadline = tokio::time::Instant::now() + READY_WITHIN;
+        // Per part, why it is not ready (None: ready).
+        let mut not_ready = Vec::new();
+        for (spec, _) in &started {
+            not_ready.push(probe.wait_ready(&spec.url, deadline).await.err());
+        }
+        let tracking_uri = started
+            .last()
+            .map(|(spec, _)| spec.url.clone())
+            .expect("the gateway is always started");
+        let client_config = match crate::config::write_project_config(&dir, &tracking_uri) {
+            Ok(path) => path,
             Err(error) => {
-                stop(&mut parts).await;
-                bail!("cannot start region {}: {error:#}", region.name);
+                stop_all(&mut started).await;
+                return Err(error);
             }
-        }
-    }
-    // The gateway last: it finds the primary among regions that answer.
-    let gateway_listen = gateway_listen(&dir)?;
-    let gateway_arguments: [&std::ffi::OsStr; 5] = [
-        "gateway".as_ref(),
-        "--deployment".as_ref(),
-        deployment_path.as_os_str(),
-        "--listen".as_ref(),
-        gateway_listen.as_ref(),
-    ];
-    match spawn_part(&executable, &dir, "gateway", &gateway_arguments) {
-        Ok(child) => parts.push(Running {
-            name: "gateway".to_string(),
-            kind: "gateway",
-            url: format!("http://{gateway_listen}"),
-            child,
-        }),
-        Err(error) => {
-            stop(&mut parts).await;
-            bail!("cannot start the gateway: {error:#}");
-        }
-    }
-    for index in 0..parts.len() {
-        let part = &mut parts[index];
-        if let Err(error) = wait_healthy(
-            &label(part.kind, &part.name),
-            part.kind,
-            &part.url,
-            &mut part.child,
-        )
-        .await
-        {
-            let log = dir.join(format!("{}.log", part.name));
-            stop(&mut parts).await;
-            bail!("{error:#}; see {}", log.display());
-        }
-    }
-    let tracking_uri = format!("http://{gateway_listen}");
-    let client_config = match crate::config::write_project_config(&dir, &tracking_uri) {
-        Ok(path) => path,
-        Err(error) => {
-            stop(&mut parts).await;
-            return Err(error);
+        };
+        anyhow::Ok((started, not_ready, tracking_uri, client_config))
+    };
+    let (started, not_ready, tracking_uri, client_config) = tokio::select! {
+        outcome = starting => outcome?,
+        _ = &mut shutdown => {
+            println!("Interrupted during start-up; stopped.");
+            return Ok(());
         }
     };
     let up = UpFile {
         tracking_uri,
         deployment: deployment_path.display().to_string(),
         client_config: client_config.display().to_string(),
-        parts: parts
+        parts: started
             .iter()
-            .map(|part| Part {
-                name: part.name.clone(),
-                kind: part.kind,
-                pid: part.child.id().unwrap_or(0),
-                url: part.url.clone(),
+            .zip(&not_ready)
+            .map(|((spec, child), not_ready)| PartStatus {
+                name: spec.name.clone(),
+                kind: spec.kind,
+                pid: child.id(),
+                url: spec.url.clone(),
+                state: if not_ready.is_none() {
+                    State::Running
+                } else {
+                    State::Starting
+                },
+                restarts: 0,
+                last_exit: None,
+                log: spec.log.display().to_string(),
             })
             .collect(),
     };
-    let up_path = dir.join("up.json");
-    std::fs::write(&up_path, serde_json::to_string_pretty(&up)?)?;
+    let board = Board::new(dir.join("up.json"), up.clone());
+    if let Err(error) = board.write() {
+        let mut started = started;
+        stop_all(&mut started).await;
+        return Err(error);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&up)?);
     } else {
@@ -480,14 +448,17 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
         for part in &up.parts {
             println!(
                 "  {:<10} {:<8} pid {:<7} {}",
-                part.name, part.kind, part.pid, part.url
+                part.name,
+                part.kind.as_str(),
+                part.pid.unwrap_or(0),
+                part.url
             );
         }
         println!("\n  export MLFLOW_TRACKING_URI={}", up.tracking_uri);
         println!(
             "\n  {} points tandem commands run in {} (or below) at the gateway:\n  \
              cd {} && tandem status\n  tandem status --url {}   (from anywhere)\n\n\
-             Logs and data in {}. Ctrl-C stops everything.",
+             Logs and data in {}. A part that dies is started again. Ctrl-C stops everything.",
             client_config.display(),
             dir.display(),
             dir.display(),
@@ -495,39 +466,88 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
             dir.display()
         );
     }
+    for ((spec, _), reason) in started.iter().zip(&not_ready) {
+        if let Some(reason) = reason {
+            eprintln!(
+                "warning: {} is running but not ready after {}s: {reason} (see {})",
+                spec.label(),
+                READY_WITHIN.as_secs(),
+                spec.log.display()
+            );
+        }
+    }
 
-    // Run until asked to stop or until a part dies (then stop the rest: a
-    // half-running deployment is worse than a stopped one).
-    let mut exited = None;
-    {
-        let watch_children = async {
-            loop {
-                for part in parts.iter_mut() {
-                    if let Ok(Some(status)) = part.child.try_wait() {
-                        return (label(part.kind, &part.name), status);
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+    // Supervise until asked to stop.
+    let failover_wait = deployment
+        .witness
+        .as_ref()
+        .filter(|_| deployment.failover.mode == FailoverMode::Automatic)
+        .map(|witness| witness.ttl + deployment.failover.grace_period + Duration::from_secs(10));
+    let context = supervise::Supervision {
+        executable,
+        probe,
+        board: board.clone(),
+        policy: RestartPolicy {
+            limit: args.restart_limit,
+            window: args.restart_window,
+            first_delay: args.restart_delay,
+            max_delay: MAX_RESTART_DELAY,
+        },
+        regions: deployment
+            .regions()
+            .iter()
+            .map(|region| (region.name.clone(), region.url.clone()))
+            .collect(),
+        failover_wait,
+    };
+    let (stop_parts, parts_stopping) = tokio::sync::watch::channel(false);
+    let (stop_witness, witness_stopping) = tokio::sync::watch::channel(false);
+    let mut others = Vec::new();
+    let mut witnesses = Vec::new();
+    for (index, ((spec, child), not_ready)) in started.into_iter().zip(not_ready).enumerate() {
+        let witness = spec.kind == Kind::Witness;
+        let stopping = if witness {
+            witness_stopping.clone()
+        } else {
+            parts_stopping.clone()
         };
-        tokio::select! {
-            _ = shutdown => {}
-            died = watch_children => exited = Some(died),
+        let task = tokio::spawn(supervise::supervise(
+            context.clone(),
+            index,
+            spec,
+            child,
+            not_ready.is_none(),
+            stopping,
+        ));
+        if witness {
+            witnesses.push(task);
+        } else {
+            others.push(task);
         }
     }
+    shutdown.await;
     // The witness last: regions stopping may still resign their leadership.
-    let witness_count = parts.iter().filter(|part| part.kind == "witness").count();
-    let (witnesses, others) = parts.split_at_mut(witness_count);
-    stop(others).await;
-    stop(witnesses).await;
-    let _ = std::fs::remove_file(&up_path);
-    match exited {
-        Some((name, status)) => bail!("{name} exited unexpectedly ({status}); stopped the deployment"),
-        None => {
-            println!("Tandem stopped.");
-            Ok(())
-        }
+    stop_parts.send_replace(true);
+    futures::future::join_all(others).await;
+    stop_witness.send_replace(true);
+    futures::future::join_all(witnesses).await;
+    let down: Vec<String> = board
+        .snapshot()
+        .parts
+        .iter()
+        .filter(|part| part.state == State::Down)
+        .map(|part| format!("{} {}", part.kind.as_str(), part.name))
+        .collect();
+    board.remove();
+    if down.is_empty() {
+        println!("Tandem stopped.");
+    } else {
+        println!(
+            "Tandem stopped ({} had been left down after crash-looping).",
+            down.join(", ")
+        );
     }
+    Ok(())
 }
 
 #[cfg(test)]
