@@ -4,8 +4,8 @@
 //! [`utoipa_axum::router::OpenApiRouter`] with `routes!(handler)`: the path
 //! and method a handler is routed on are the ones its `#[utoipa::path]`
 //! annotation documents, so the document cannot list a route the server does
-//! not serve, nor miss one (a test in `tandem-server` refuses plain
-//! `.route("/api/tandem/v1…")` registrations). Each crate that serves part of
+//! not serve, nor miss one (a test in `tandem-server` refuses Tandem API
+//! paths registered with axum's plain `route`). Each crate that serves part of
 //! the API (this one, replication, backups, restores) contributes its part;
 //! the server merges them with [`finish`] and serves the result at
 //! [`OPENAPI_PATH`].
