@@ -101,7 +101,12 @@ pub fn handler(doc: OpenApi) -> axum::routing::MethodRouter {
     let body = std::sync::Arc::new(doc.to_pretty_json().expect("an OpenAPI document serializes"));
     axum::routing::get(move || {
         let body = body.clone();
-        async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], body.as_ref().clone()) }
+        async move {
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                body.as_ref().clone(),
+            )
+        }
     })
 }
 
@@ -123,7 +128,10 @@ mod tests {
         let json = serde_json::to_value(&doc).unwrap();
         assert_eq!(json["info"]["title"], "Tandem API");
         let create = &json["paths"]["/api/tandem/v1/workspaces"]["post"];
-        assert!(create["responses"]["400"]["content"]["application/json"].is_object(), "{create}");
+        assert!(
+            create["responses"]["400"]["content"]["application/json"].is_object(),
+            "{create}"
+        );
         assert!(json["components"]["schemas"]["Workspace"].is_object());
     }
 }

@@ -6,8 +6,8 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use tandem_store::retention::{DeletedItem, DeletedKind, WorkspaceUpdate};
 use tandem_core::model::Workspace;
+use tandem_store::retention::{DeletedItem, DeletedKind, WorkspaceUpdate};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -189,7 +189,10 @@ pub(crate) async fn update_workspace(
         (status = 200, description = "Deleted items", body = DeletedList),
         (status = 404, description = "No such workspace", body = ErrorBody),
     ))]
-async fn list_deleted(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<DeletedList>> {
+async fn list_deleted(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<DeletedList>> {
     let ws = state.store.resolve_workspace(&name).await?;
     let deleted = state.store.list_deleted(&ws).await?;
     Ok(Json(DeletedList { deleted }))

@@ -97,7 +97,10 @@ struct ConflictsQuery {
         (status = 400, description = "Invalid parameter", body = ErrorBody),
         (status = 404, description = "No such workspace", body = ErrorBody),
     ))]
-async fn conflicts(State(state): State<AppState>, Query(query): Query<Value>) -> ApiResult<Json<ConflictList>> {
+async fn conflicts(
+    State(state): State<AppState>,
+    Query(query): Query<Value>,
+) -> ApiResult<Json<ConflictList>> {
     let query: ConflictsQuery = decode(query)?;
     let limit = query.limit.unwrap_or(1000);
     if limit <= 0 {

@@ -149,7 +149,7 @@ struct CreateRequest {
 }
 
 /// Creates a backup (full, or incremental on the repository's last one).
-#[utoipa::path(post, path = "/api/tandem/v1/backups", tag = TAG,
+#[utoipa::path(post, path = "/api/tandem/v1/backups", tag = TAG, operation_id = "create_backup",
     request_body = CreateRequest,
     responses(
         (status = 200, description = "NDJSON: progress lines, then the manifest or the error", content_type = "application/x-ndjson", body = StreamLine<BackupManifest>),
@@ -234,7 +234,7 @@ struct BackupListing {
 }
 
 /// The repository's backups and archived journals.
-#[utoipa::path(get, path = "/api/tandem/v1/backups", tag = TAG,
+#[utoipa::path(get, path = "/api/tandem/v1/backups", tag = TAG, operation_id = "list_backups",
     params(ListQuery),
     responses(
         (status = 200, description = "The repository's contents", body = BackupListing),

@@ -37,8 +37,10 @@ pub enum ServerError {
 /// workspace, file, journal and backup operations, and with a deployment
 /// the replication and failover ones.
 pub fn openapi(deployment: bool) -> utoipa::openapi::OpenApi {
-    let parts = vec![tandem_api::openapi_part(), tandem_backup::http::openapi_part()];
-    let _ = deployment; // REPLICATION-OPENAPI: the replication part follows.
+    let mut parts = vec![tandem_api::openapi_part(), tandem_backup::http::openapi_part()];
+    if deployment {
+        parts.push(tandem_replication::protocol::openapi_part());
+    }
     tandem_api::openapi::finish(parts)
 }
 

@@ -49,10 +49,26 @@ async fn every_documented_operation_is_routed() {
         .await
         .unwrap();
     let doc = tandem_server::openapi(false);
-    assert_eq!(served, serde_json::to_value(&doc).unwrap(), "the server serves its document");
+    assert_eq!(
+        served,
+        serde_json::to_value(&doc).unwrap(),
+        "the server serves its document"
+    );
 
     let operations = tandem_api::openapi::operations(&doc);
     assert!(operations.len() >= 20, "{operations:?}");
+    // Generated clients name their methods after operation ids.
+    let mut ids = std::collections::BTreeSet::new();
+    for deployment in [false, true] {
+        ids.clear();
+        let json = serde_json::to_value(tandem_server::openapi(deployment)).unwrap();
+        for item in json["paths"].as_object().unwrap().values() {
+            for operation in item.as_object().unwrap().values() {
+                let id = operation["operationId"].as_str().unwrap().to_string();
+                assert!(ids.insert(id.clone()), "operation id {id} is not unique");
+            }
+        }
+    }
     for (method, template) in operations {
         // Placeholders get a value no resource has: the handler answers
         // (404 with a body, 400, …) while the router would answer 404/405
@@ -100,7 +116,12 @@ fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
 fn no_tandem_api_route_bypasses_the_document() {
     let crates = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let mut files = Vec::new();
-    for krate in ["tandem-api", "tandem-backup", "tandem-replication", "tandem-server"] {
+    for krate in [
+        "tandem-api",
+        "tandem-backup",
+        "tandem-replication",
+        "tandem-server",
+    ] {
         rust_files(&crates.join(krate).join("src"), &mut files);
     }
     let mut offenders = Vec::new();
@@ -111,5 +132,8 @@ fn no_tandem_api_route_bypasses_the_document() {
             offenders.push(file.display().to_string());
         }
     }
-    assert!(offenders.is_empty(), "plain .route(\"/api/tandem/v1…\") in {offenders:?}");
+    assert!(
+        offenders.is_empty(),
+        "plain .route(\"/api/tandem/v1…\") in {offenders:?}"
+    );
 }

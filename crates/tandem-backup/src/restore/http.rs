@@ -123,7 +123,7 @@ impl RestoreBody {
 
 /// Restores a workspace from a backup repository, to a backup, a journal
 /// position or a time, in this region; all or nothing.
-#[utoipa::path(post, path = "/api/tandem/v1/restores", tag = TAG,
+#[utoipa::path(post, path = "/api/tandem/v1/restores", tag = TAG, operation_id = "restore",
     request_body = RestoreBody,
     responses(
         (status = 200, description = "NDJSON: progress lines, then the outcome or the error", content_type = "application/x-ndjson", body = StreamLine<RestoreOutcome>),
