@@ -21,31 +21,70 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
+use axum::Json;
 use futures::TryStreamExt;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 use tandem_artifacts::ArtifactKey;
-use tandem_core::model::LifecycleStage;
+use tandem_core::model::{FileEntry, LifecycleStage};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Ws;
+use crate::openapi::{tags, ErrorBody};
 use crate::AppState;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/tandem/v1/workspaces/{workspace}/files", get(list_files))
-        .route(
-            "/api/tandem/v1/workspaces/{workspace}/files/{*path}",
-            get(download_file).put(upload_file).delete(delete_file),
-        )
-        .route("/api/tandem/v1/salvage/{workspace_id}", delete(purge_storage))
-        .route("/api/tandem/v1/salvage/{workspace_id}/files", get(salvage_list))
-        .route(
-            "/api/tandem/v1/salvage/{workspace_id}/files/{*path}",
-            get(salvage_download),
-        )
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_files))
+        .routes(routes!(download_file, upload_file, delete_file))
+        .routes(routes!(purge_storage))
+        .routes(routes!(salvage_list))
+        .routes(routes!(salvage_download))
+}
+
+#[derive(Serialize, ToSchema)]
+struct FileWritten {
+    file: FileEntry,
+}
+
+#[derive(Serialize, ToSchema)]
+struct FilesDeleted {
+    /// The files removed (one, or every file under a directory).
+    deleted: Vec<FileEntry>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ShareListing {
+    workspace: String,
+    workspace_id: String,
+    files: Vec<FileEntry>,
+    /// Total size of the files listed.
+    bytes: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SalvageFile {
+    path: String,
+    size: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SalvageListing {
+    workspace_id: String,
+    /// `active`, `deleted` or `gone` (purged, or never known here).
+    workspace_state: String,
+    /// The workspace's name while it exists.
+    workspace: Option<String>,
+    files: Vec<SalvageFile>,
+    bytes: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct StoragePurged {
+    workspace_id: String,
+    removed_objects: u64,
 }
 
 /// A file share path: relative, normalized, no `..` (see [`ArtifactKey`]).
@@ -79,12 +118,25 @@ fn workspace_id(params: &HashMap<String, String>) -> ApiResult<String> {
     Ok(id)
 }
 
+/// Writes a file of the share (streamed, hashed; journaled once whole).
+#[utoipa::path(put, path = "/api/tandem/v1/workspaces/{workspace}/files/{*path}", tag = tags::FILES,
+    params(
+        ("workspace" = String, Path, description = "The workspace's name"),
+        ("path" = String, Path, description = "The file's path in the share (relative, no `..`)"),
+    ),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses(
+        (status = 200, description = "Stored", body = FileWritten),
+        (status = 400, description = "Invalid path, a directory in the way, or the upload was cut off", body = ErrorBody),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+        (status = 507, description = "Storage is full; nothing was written", body = ErrorBody),
+    ))]
 async fn upload_file(
     Ws(ws): Ws,
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
     body: Body,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FileWritten>> {
     let path = file_path(&params)?;
     state.store.check_file_write(&ws, path.as_str()).await?;
     let key = file_key(&ws.workspace_id, Some(&path))?;
@@ -101,7 +153,7 @@ async fn upload_file(
     {
         Ok(entry) => {
             tracing::info!(workspace = %ws.name, path = path.as_str(), size = outcome.size, sha256 = %outcome.sha256, "stored file");
-            Ok(Json(json!({ "file": entry })))
+            Ok(Json(FileWritten { file: entry }))
         }
         Err(error) => {
             // The workspace was deleted, or a conflicting path written, while
@@ -119,6 +171,17 @@ async fn upload_file(
     }
 }
 
+/// Reads a file of the share (`Range` supported).
+#[utoipa::path(get, path = "/api/tandem/v1/workspaces/{workspace}/files/{*path}", tag = tags::FILES,
+    params(
+        ("workspace" = String, Path, description = "The workspace's name"),
+        ("path" = String, Path, description = "The file's path in the share"),
+    ),
+    responses(
+        (status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "No such file", body = ErrorBody),
+    ))]
 async fn download_file(
     Ws(ws): Ws,
     State(state): State<AppState>,
@@ -143,43 +206,63 @@ async fn download_file(
     crate::artifacts::serve_bytes(&state, &key, path.as_str(), &headers).await
 }
 
+/// Deletes a file, or a directory with every file under it.
+#[utoipa::path(delete, path = "/api/tandem/v1/workspaces/{workspace}/files/{*path}", tag = tags::FILES,
+    params(
+        ("workspace" = String, Path, description = "The workspace's name"),
+        ("path" = String, Path, description = "A file's or a directory's path in the share"),
+    ),
+    responses(
+        (status = 200, description = "What was deleted", body = FilesDeleted),
+        (status = 404, description = "No such file", body = ErrorBody),
+    ))]
 async fn delete_file(
     Ws(ws): Ws,
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<FilesDeleted>> {
     let path = file_path(&params)?;
     // Journal first: if storage then fails, the index no longer lists the
     // files and what is left in storage is only reachable by salvage.
     let removed = state.store.delete_file(&ws, path.as_str()).await?;
     let key = file_key(&ws.workspace_id, Some(&path))?;
     state.artifacts.delete_path(&key).await?;
-    Ok(Json(json!({ "deleted": removed })))
+    Ok(Json(FilesDeleted { deleted: removed }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only the files at or under this path.
     path: Option<String>,
 }
 
+/// The files of a workspace's share, from its index.
+#[utoipa::path(get, path = "/api/tandem/v1/workspaces/{workspace}/files", tag = tags::FILES,
+    params(("workspace" = String, Path, description = "The workspace's name"), ListQuery),
+    responses(
+        (status = 200, description = "The files", body = ShareListing),
+        (status = 400, description = "Invalid path", body = ErrorBody),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
 async fn list_files(
     Ws(ws): Ws,
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ShareListing>> {
     let prefix = match query.path.as_deref().map(|p| p.trim_matches('/')) {
         None | Some("") => String::new(),
         Some(path) => parse_file_path(path)?.as_str().to_string(),
     };
     let files = state.store.list_files(&ws, &prefix).await?;
     let bytes: i64 = files.iter().map(|file| file.size).sum();
-    Ok(Json(json!({
-        "workspace": ws.name,
-        "workspace_id": ws.workspace_id,
-        "files": files,
-        "bytes": bytes,
-    })))
+    Ok(Json(ShareListing {
+        workspace: ws.name,
+        workspace_id: ws.workspace_id,
+        files,
+        bytes,
+    }))
 }
 
 /// The state of the workspace that owned a share: `active`, `deleted`, or
@@ -203,33 +286,54 @@ async fn owner_state(state: &AppState, workspace_id: &str) -> ApiResult<(&'stati
     }
 }
 
+/// What storage holds of a workspace's file share, read from storage itself
+/// (so it works after the workspace was deleted or purged).
+#[utoipa::path(get, path = "/api/tandem/v1/salvage/{workspace_id}/files", tag = tags::FILES,
+    params(("workspace_id" = String, Path, description = "The workspace's id")),
+    responses(
+        (status = 200, description = "The files storage holds", body = SalvageListing),
+        (status = 400, description = "Not a workspace id", body = ErrorBody),
+    ))]
 async fn salvage_list(
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SalvageListing>> {
     let workspace_id = workspace_id(&params)?;
     let root = file_key(&workspace_id, None)?;
     let strip = format!("{}/", root.as_str());
     let listing = state.artifacts.list_recursive(Some(&root)).await?;
-    let files: Vec<Value> = listing
+    let files: Vec<SalvageFile> = listing
         .iter()
         .filter(|entry| !entry.is_dir)
         .filter_map(|entry| {
             let path = entry.path.strip_prefix(&strip)?;
-            Some(json!({ "path": path, "size": entry.size.unwrap_or(0) }))
+            Some(SalvageFile {
+                path: path.to_string(),
+                size: entry.size.unwrap_or(0),
+            })
         })
         .collect();
     let bytes: u64 = listing.iter().filter_map(|entry| entry.size).sum();
     let (workspace_state, name) = owner_state(&state, &workspace_id).await?;
-    Ok(Json(json!({
-        "workspace_id": workspace_id,
-        "workspace_state": workspace_state,
-        "workspace": name,
-        "files": files,
-        "bytes": bytes,
-    })))
+    Ok(Json(SalvageListing {
+        workspace_id,
+        workspace_state: workspace_state.to_string(),
+        workspace: name,
+        files,
+        bytes,
+    }))
 }
 
+/// Reads a salvaged file (`Range` supported).
+#[utoipa::path(get, path = "/api/tandem/v1/salvage/{workspace_id}/files/{*path}", tag = tags::FILES,
+    params(
+        ("workspace_id" = String, Path, description = "The workspace's id"),
+        ("path" = String, Path, description = "The file's path in the share"),
+    ),
+    responses(
+        (status = 200, description = "The file's bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 404, description = "No such file", body = ErrorBody),
+    ))]
 async fn salvage_download(
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
@@ -243,10 +347,16 @@ async fn salvage_download(
 
 /// Removes everything the region's storage still holds for a workspace that
 /// no longer exists (its salvageable files, and artifacts a purge kept).
+#[utoipa::path(delete, path = "/api/tandem/v1/salvage/{workspace_id}", tag = tags::FILES,
+    params(("workspace_id" = String, Path, description = "The workspace's id")),
+    responses(
+        (status = 200, description = "Removed", body = StoragePurged),
+        (status = 400, description = "The workspace still exists (active or deleted)", body = ErrorBody),
+    ))]
 async fn purge_storage(
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StoragePurged>> {
     let workspace_id = workspace_id(&params)?;
     let (workspace_state, name) = owner_state(&state, &workspace_id).await?;
     if workspace_state != "gone" {
@@ -258,9 +368,10 @@ async fn purge_storage(
     let root = ArtifactKey::parse(&format!("workspaces/{workspace_id}")).map_err(ApiError::from)?;
     let removed = state.artifacts.delete_prefix(&root).await?;
     tracing::info!(%workspace_id, removed, "purged a workspace's storage");
-    Ok(Json(
-        json!({ "workspace_id": workspace_id, "removed_objects": removed }),
-    ))
+    Ok(Json(StoragePurged {
+        workspace_id,
+        removed_objects: removed as u64,
+    }))
 }
 
 #[cfg(test)]

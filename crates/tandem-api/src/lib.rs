@@ -19,6 +19,7 @@ pub mod error;
 pub mod extract;
 mod files;
 mod models;
+pub mod openapi;
 pub mod ready;
 mod retention;
 mod tandem;
@@ -132,6 +133,21 @@ async fn region_policy(State(state): State<AppState>, request: Request, next: Ne
     response
 }
 
+/// This crate's part of the Tandem API (`/api/tandem/v1`), with its
+/// OpenAPI document: workspaces, retention, files, the journal.
+fn tandem_api() -> utoipa_axum::router::OpenApiRouter<AppState> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .merge(tandem::routes())
+        .merge(retention::routes())
+        .merge(files::routes())
+}
+
+/// The OpenAPI document of this crate's part of the Tandem API, for
+/// [`openapi::finish`].
+pub fn openapi_part() -> utoipa::openapi::OpenApi {
+    tandem_api().split_for_parts().1
+}
+
 /// The whole API. Workspace-scoped routes are mounted twice: at the root for
 /// the default workspace, and under `/w/{workspace}`.
 pub fn router(state: AppState) -> Router {
@@ -144,9 +160,8 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(scoped())
         .nest("/w/{workspace}", scoped())
-        .merge(tandem::routes())
-        .merge(retention::routes())
-        .merge(files::routes())
+        .merge(tandem::info_routes())
+        .merge(tandem_api().split_for_parts().0)
         // Bodies are read by our extractors with their own limits (JSON) or
         // streamed without buffering (artifacts).
         .layer(DefaultBodyLimit::disable())

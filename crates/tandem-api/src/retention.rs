@@ -4,40 +4,80 @@
 //! garbage-collection queue, for operators and tests.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
-use tandem_store::retention::{DeletedKind, WorkspaceUpdate};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tandem_core::model::Workspace;
+use tandem_store::retention::{DeletedItem, DeletedKind, WorkspaceUpdate};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::decode_slice;
+use crate::openapi::{tags, ErrorBody};
+use crate::tandem::WorkspaceResponse;
 use crate::AppState;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/api/tandem/v1/workspaces/{name}/recover",
-            post(recover_workspace),
-        )
-        .route("/api/tandem/v1/workspaces/{name}/purge", post(purge_workspace))
-        .route("/api/tandem/v1/workspaces/{name}/deleted", get(list_deleted))
-        .route(
-            "/api/tandem/v1/workspaces/{name}/deleted/{kind}/{id}/recover",
-            post(recover_item),
-        )
-        .route(
-            "/api/tandem/v1/workspaces/{name}/deleted/{kind}/{id}/purge",
-            post(purge_item),
-        )
-        .route("/api/tandem/v1/gc", get(gc_queue))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(recover_workspace))
+        .routes(routes!(purge_workspace))
+        .routes(routes!(list_deleted))
+        .routes(routes!(recover_item))
+        .routes(routes!(purge_item))
+        .routes(routes!(gc_queue))
 }
 
-#[derive(Deserialize, Default)]
+/// The optional body of a purge: empty means every field at its default.
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PurgeRequest {
+    /// Forget the metadata but leave the stored bytes (to salvage them).
     #[serde(default)]
     keep_artifacts: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PurgedWorkspace {
+    workspace: Workspace,
+    purged: bool,
+    keep_artifacts: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DeletedList {
+    deleted: Vec<DeletedItem>,
+}
+
+/// Which item a call recovered or purged.
+#[derive(Serialize, ToSchema)]
+struct ItemRef {
+    kind: DeletedKind,
+    id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RecoveredItem {
+    recovered: ItemRef,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PurgedItem {
+    purged: ItemRef,
+    keep_artifacts: bool,
+}
+
+/// A storage prefix waiting to be removed.
+#[derive(Serialize, ToSchema)]
+struct GcPending {
+    prefix: String,
+    workspace_id: String,
+    attempts: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct GcQueue {
+    pending: Vec<GcPending>,
 }
 
 /// An optional JSON body: empty means every field at its default.
@@ -57,42 +97,70 @@ fn kind(value: &str) -> ApiResult<DeletedKind> {
     })
 }
 
+/// Recovers a deleted workspace with everything in it.
+#[utoipa::path(post, path = "/api/tandem/v1/workspaces/{name}/recover", tag = tags::RETENTION,
+    params(("name" = String, Path, description = "The workspace's name or id")),
+    responses(
+        (status = 200, description = "The recovered workspace", body = WorkspaceResponse),
+        (status = 400, description = "The workspace is not deleted, or its name is taken", body = ErrorBody),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
 async fn recover_workspace(
     State(state): State<AppState>,
     Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WorkspaceResponse>> {
     let workspace = state.store.recover_workspace(&name).await?;
-    Ok(Json(json!({ "workspace": workspace })))
+    Ok(Json(WorkspaceResponse { workspace }))
 }
 
+/// Purges a deleted workspace now: its metadata, and its stored bytes
+/// unless `keep_artifacts`.
+#[utoipa::path(post, path = "/api/tandem/v1/workspaces/{name}/purge", tag = tags::RETENTION,
+    params(("name" = String, Path, description = "The workspace's name or id")),
+    request_body(content = Option<PurgeRequest>, description = "Optional; empty means defaults"),
+    responses(
+        (status = 200, description = "Purged", body = PurgedWorkspace),
+        (status = 400, description = "Malformed request, the workspace is not deleted, or purge protection holds it", body = ErrorBody),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
 async fn purge_workspace(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PurgedWorkspace>> {
     let request = purge_request(&body)?;
     let workspace = state.store.purge_workspace(&name, request.keep_artifacts).await?;
-    Ok(Json(json!({
-        "workspace": workspace,
-        "purged": true,
-        "keep_artifacts": request.keep_artifacts,
-    })))
+    Ok(Json(PurgedWorkspace {
+        workspace,
+        purged: true,
+        keep_artifacts: request.keep_artifacts,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateWorkspaceRequest {
     description: Option<String>,
+    /// Days a deleted item is kept (1 to 90).
     retention_days: Option<i64>,
+    /// Once on, never off.
     purge_protection: Option<bool>,
 }
 
-/// `PATCH /api/tandem/v1/workspaces/{name}` (mounted on the workspace's route).
+/// Changes a workspace's description or retention settings.
+#[utoipa::path(patch, path = "/api/tandem/v1/workspaces/{name}", tag = tags::WORKSPACES,
+    params(("name" = String, Path, description = "The workspace's name or id")),
+    request_body = UpdateWorkspaceRequest,
+    responses(
+        (status = 200, description = "The updated workspace", body = WorkspaceResponse),
+        (status = 400, description = "Malformed or invalid request (nothing to update, retention out of range, turning purge protection off)", body = ErrorBody),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
 pub(crate) async fn update_workspace(
     State(state): State<AppState>,
     Path(name): Path<String>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WorkspaceResponse>> {
     let request: UpdateWorkspaceRequest = decode_slice(&body)?;
     if request.description.is_none() && request.retention_days.is_none() && request.purge_protection.is_none()
     {
@@ -111,30 +179,67 @@ pub(crate) async fn update_workspace(
             },
         )
         .await?;
-    Ok(Json(json!({ "workspace": workspace })))
+    Ok(Json(WorkspaceResponse { workspace }))
 }
 
-async fn list_deleted(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+/// The deleted items of a workspace, each with when it will be purged.
+#[utoipa::path(get, path = "/api/tandem/v1/workspaces/{name}/deleted", tag = tags::RETENTION,
+    params(("name" = String, Path, description = "The workspace's name or id")),
+    responses(
+        (status = 200, description = "Deleted items", body = DeletedList),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
+async fn list_deleted(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<DeletedList>> {
     let ws = state.store.resolve_workspace(&name).await?;
-    let items = state.store.list_deleted(&ws).await?;
-    Ok(Json(json!({ "deleted": items })))
+    let deleted = state.store.list_deleted(&ws).await?;
+    Ok(Json(DeletedList { deleted }))
 }
 
+/// Recovers a deleted item (an experiment with its runs, a run, a model…).
+#[utoipa::path(post, path = "/api/tandem/v1/workspaces/{name}/deleted/{kind}/{id}/recover", tag = tags::RETENTION,
+    params(
+        ("name" = String, Path, description = "The workspace's name or id"),
+        ("kind" = DeletedKind, Path, description = "What the item is"),
+        ("id" = String, Path, description = "The item's id (a model version: `name/version`)"),
+    ),
+    responses(
+        (status = 200, description = "Recovered", body = RecoveredItem),
+        (status = 400, description = "Unknown kind, or the item cannot be recovered", body = ErrorBody),
+        (status = 404, description = "No such deleted item", body = ErrorBody),
+    ))]
 async fn recover_item(
     State(state): State<AppState>,
     Path((name, kind_name, id)): Path<(String, String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RecoveredItem>> {
     let kind = kind(&kind_name)?;
     let ws = state.store.resolve_workspace(&name).await?;
     state.store.recover_deleted(&ws, kind, &id).await?;
-    Ok(Json(json!({ "recovered": { "kind": kind, "id": id } })))
+    Ok(Json(RecoveredItem {
+        recovered: ItemRef { kind, id },
+    }))
 }
 
+/// Purges a deleted item now.
+#[utoipa::path(post, path = "/api/tandem/v1/workspaces/{name}/deleted/{kind}/{id}/purge", tag = tags::RETENTION,
+    params(
+        ("name" = String, Path, description = "The workspace's name or id"),
+        ("kind" = DeletedKind, Path, description = "What the item is"),
+        ("id" = String, Path, description = "The item's id (a model version: `name/version`)"),
+    ),
+    request_body(content = Option<PurgeRequest>, description = "Optional; empty means defaults"),
+    responses(
+        (status = 200, description = "Purged", body = PurgedItem),
+        (status = 400, description = "Unknown kind, malformed body, or purge protection holds it", body = ErrorBody),
+        (status = 404, description = "No such deleted item", body = ErrorBody),
+    ))]
 async fn purge_item(
     State(state): State<AppState>,
     Path((name, kind_name, id)): Path<(String, String, String)>,
     body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PurgedItem>> {
     let kind = kind(&kind_name)?;
     let request = purge_request(&body)?;
     let ws = state.store.resolve_workspace(&name).await?;
@@ -142,23 +247,27 @@ async fn purge_item(
         .store
         .purge_deleted(&ws, kind, &id, request.keep_artifacts)
         .await?;
-    Ok(Json(json!({
-        "purged": { "kind": kind, "id": id },
-        "keep_artifacts": request.keep_artifacts,
-    })))
+    Ok(Json(PurgedItem {
+        purged: ItemRef { kind, id },
+        keep_artifacts: request.keep_artifacts,
+    }))
 }
 
-async fn gc_queue(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let entries = state.store.gc_pending().await?;
-    let entries: Vec<Value> = entries
+/// The region's garbage-collection queue: storage prefixes of purged items
+/// not yet removed.
+#[utoipa::path(get, path = "/api/tandem/v1/gc", tag = tags::RETENTION,
+    responses((status = 200, description = "Pending removals", body = GcQueue)))]
+async fn gc_queue(State(state): State<AppState>) -> ApiResult<Json<GcQueue>> {
+    let pending = state
+        .store
+        .gc_pending()
+        .await?
         .into_iter()
-        .map(|entry| {
-            json!({
-                "prefix": entry.prefix,
-                "workspace_id": entry.workspace_id,
-                "attempts": entry.attempts,
-            })
+        .map(|entry| GcPending {
+            prefix: entry.prefix,
+            workspace_id: entry.workspace_id,
+            attempts: entry.attempts,
         })
         .collect();
-    Ok(Json(json!({ "pending": entries })))
+    Ok(Json(GcQueue { pending }))
 }

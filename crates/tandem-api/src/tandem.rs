@@ -8,51 +8,99 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use tandem_core::model::ViewType;
+use tandem_core::merge::Conflict;
+use tandem_core::model::{ViewType, Workspace};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{decode, lenient};
+use crate::openapi::{tags, ErrorBody};
 use crate::AppState;
 
 /// Records fetched from the store per step of a journal stream: bounds the
 /// memory a stream holds however long the journal is.
 const JOURNAL_PAGE: i64 = 1000;
 
-pub(crate) fn routes() -> Router<AppState> {
+/// The server's informational endpoints (not part of the Tandem API's
+/// document: they are the same on every process).
+pub(crate) fn info_routes() -> Router<AppState> {
     Router::new()
         .route("/health", get(|| async { "OK" }))
         .route("/ready", get(crate::ready::ready))
         .route("/version", get(|| async { env!("CARGO_PKG_VERSION") }))
         .route("/api/3.0/mlflow/server-info", get(server_info))
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
-        .route(
-            "/api/tandem/v1/workspaces",
-            get(list_workspaces).post(create_workspace),
-        )
-        .route(
-            "/api/tandem/v1/workspaces/{name}",
-            get(get_workspace)
-                .delete(delete_workspace)
-                .patch(crate::retention::update_workspace),
-        )
-        .route("/api/tandem/v1/journal", get(journal))
-        .route("/api/tandem/v1/region", get(region))
-        .route("/api/tandem/v1/conflicts", get(conflicts))
 }
 
-#[derive(Deserialize)]
+/// Workspaces, the journal, the region's position and merge conflicts.
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_workspaces, create_workspace))
+        .routes(routes!(
+            get_workspace,
+            delete_workspace,
+            crate::retention::update_workspace
+        ))
+        .routes(routes!(journal))
+        .routes(routes!(region))
+        .routes(routes!(conflicts))
+}
+
+/// `{"workspace": …}`: the answer of every call on one workspace.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WorkspaceResponse {
+    pub workspace: Workspace,
+}
+
+#[derive(Serialize, ToSchema)]
+struct WorkspaceList {
+    workspaces: Vec<Workspace>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ConflictList {
+    conflicts: Vec<Conflict>,
+}
+
+/// Where this region's journal stands.
+#[derive(Serialize, ToSchema)]
+struct RegionPosition {
+    /// The region's name.
+    region: String,
+    /// The leadership epoch the region's journal is in.
+    epoch: i64,
+    /// The position of the newest record.
+    journal_head: i64,
+}
+
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ConflictsQuery {
+    /// Only this workspace's conflicts (name or id).
     workspace: Option<String>,
+    /// At most this many (default 1000).
     #[serde(default, deserialize_with = "lenient::int64_opt")]
     limit: Option<i64>,
 }
 
 /// Conflicts between concurrent writes of hot-hot classes that this region
 /// merged, newest first, each with both versions.
-async fn conflicts(State(state): State<AppState>, Query(query): Query<Value>) -> ApiResult<Json<Value>> {
+#[utoipa::path(get, path = "/api/tandem/v1/conflicts", tag = tags::JOURNAL,
+    params(ConflictsQuery),
+    responses(
+        (status = 200, description = "Conflicts, newest first", body = ConflictList),
+        (status = 400, description = "Invalid parameter", body = ErrorBody),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
+async fn conflicts(
+    State(state): State<AppState>,
+    Query(query): Query<Value>,
+) -> ApiResult<Json<ConflictList>> {
     let query: ConflictsQuery = decode(query)?;
     let limit = query.limit.unwrap_or(1000);
     if limit <= 0 {
@@ -63,7 +111,7 @@ async fn conflicts(State(state): State<AppState>, Query(query): Query<Value>) ->
         None => None,
     };
     let conflicts = state.store.list_conflicts(workspace_id.as_deref(), limit).await?;
-    Ok(Json(json!({ "conflicts": conflicts })))
+    Ok(Json(ConflictList { conflicts }))
 }
 
 /// A workspace's id from its name or id, deleted workspaces included.
@@ -92,19 +140,29 @@ async fn server_info() -> Json<Value> {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListWorkspacesQuery {
+    /// Only deleted workspaces (kept until their retention ends).
     #[serde(default, deserialize_with = "lenient::bool_opt")]
     deleted: Option<bool>,
+    /// Active and deleted workspaces.
     #[serde(default, deserialize_with = "lenient::bool_opt")]
     all: Option<bool>,
 }
 
+/// The workspaces: active ones, or deleted ones, or all.
+#[utoipa::path(get, path = "/api/tandem/v1/workspaces", tag = tags::WORKSPACES,
+    params(ListWorkspacesQuery),
+    responses(
+        (status = 200, description = "The workspaces", body = WorkspaceList),
+        (status = 400, description = "Invalid parameter", body = ErrorBody),
+    ))]
 async fn list_workspaces(
     State(state): State<AppState>,
     Query(query): Query<Value>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WorkspaceList>> {
     let query: ListWorkspacesQuery = decode(query)?;
     let view = match (query.all.unwrap_or(false), query.deleted.unwrap_or(false)) {
         (true, _) => ViewType::All,
@@ -112,21 +170,33 @@ async fn list_workspaces(
         (false, false) => ViewType::ActiveOnly,
     };
     let workspaces = state.store.list_workspaces(view).await?;
-    Ok(Json(json!({ "workspaces": workspaces })))
+    Ok(Json(WorkspaceList { workspaces }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateWorkspaceRequest {
+    /// The workspace's name, as it appears in URLs (`/w/<name>`).
+    #[schema(required)]
     name: Option<String>,
     #[serde(default)]
     description: Option<String>,
+    /// Days a deleted item is kept before it is purged (1 to 90; default 14).
     #[serde(default)]
     retention_days: Option<i64>,
+    /// Once on, never off: nothing is purged before its retention ends.
     #[serde(default)]
     purge_protection: Option<bool>,
 }
 
+/// Creates a workspace.
+#[utoipa::path(post, path = "/api/tandem/v1/workspaces", tag = tags::WORKSPACES,
+    request_body = CreateWorkspaceRequest,
+    responses(
+        (status = 201, description = "Created", body = WorkspaceResponse),
+        (status = 400, description = "Malformed or invalid request", body = ErrorBody),
+        (status = 409, description = "The name is taken", body = ErrorBody),
+    ))]
 async fn create_workspace(State(state): State<AppState>, body: axum::body::Bytes) -> ApiResult<Response> {
     let value: Value = serde_json::from_slice(&body)
         .map_err(|error| ApiError::bad_request(format!("Malformed JSON in request body: {error}")))?;
@@ -146,46 +216,77 @@ async fn create_workspace(State(state): State<AppState>, body: axum::body::Bytes
             },
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({ "workspace": workspace })).into_response(),
-    )
-        .into_response())
+    Ok((StatusCode::CREATED, Json(WorkspaceResponse { workspace })).into_response())
 }
 
-async fn get_workspace(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
-    // By name or id, deleted workspaces included (they show their
-    // deletion time and when they will be purged).
+/// A workspace by name or id, deleted workspaces included (they show their
+/// deletion time and when they will be purged).
+#[utoipa::path(get, path = "/api/tandem/v1/workspaces/{name}", tag = tags::WORKSPACES,
+    params(("name" = String, Path, description = "The workspace's name or id")),
+    responses(
+        (status = 200, description = "The workspace", body = WorkspaceResponse),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
+async fn get_workspace(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<WorkspaceResponse>> {
     let workspace = state.store.find_workspace(&name).await?;
-    Ok(Json(json!({ "workspace": workspace })))
+    Ok(Json(WorkspaceResponse { workspace }))
 }
 
-async fn delete_workspace(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+/// Deletes a workspace softly: it is kept, recoverable, until its retention
+/// ends.
+#[utoipa::path(delete, path = "/api/tandem/v1/workspaces/{name}", tag = tags::WORKSPACES,
+    params(("name" = String, Path, description = "The workspace's name or id")),
+    responses(
+        (status = 200, description = "The deleted workspace", body = WorkspaceResponse),
+        (status = 400, description = "The workspace cannot be deleted (the default workspace)", body = ErrorBody),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
+async fn delete_workspace(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<WorkspaceResponse>> {
     let workspace = state.store.delete_workspace(&name).await?;
-    Ok(Json(json!({ "workspace": workspace })))
+    Ok(Json(WorkspaceResponse { workspace }))
 }
 
-async fn region(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// This region's name, epoch and journal head.
+#[utoipa::path(get, path = "/api/tandem/v1/region", tag = tags::JOURNAL,
+    responses((status = 200, description = "Where the journal stands", body = RegionPosition)))]
+async fn region(State(state): State<AppState>) -> ApiResult<Json<RegionPosition>> {
     let position = state.store.journal_position().await?;
-    Ok(Json(json!({
-        "region": position.region,
-        "epoch": position.epoch,
-        "journal_head": position.head,
-    })))
+    Ok(Json(RegionPosition {
+        region: position.region,
+        epoch: position.epoch,
+        journal_head: position.head,
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct JournalQuery {
+    /// Records after this position (default 0: from the start).
     #[serde(default, deserialize_with = "lenient::int64_opt")]
     after: Option<i64>,
+    /// Only this workspace's records (name or id).
     workspace: Option<String>,
+    /// At most this many records.
     #[serde(default, deserialize_with = "lenient::int64_opt")]
     limit: Option<i64>,
 }
 
 /// Streams the journal after a position as newline-delimited JSON records,
 /// reading it page by page so a long journal never sits in memory.
+#[utoipa::path(get, path = "/api/tandem/v1/journal", tag = tags::JOURNAL,
+    params(JournalQuery),
+    responses(
+        (status = 200, description = "One journal record (JSON) per line", content_type = "application/x-ndjson", body = String),
+        (status = 400, description = "Invalid parameter", body = ErrorBody),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
 async fn journal(State(state): State<AppState>, Query(query): Query<Value>) -> ApiResult<Response> {
     let query: JournalQuery = decode(query)?;
     let after = query.after.unwrap_or(0);

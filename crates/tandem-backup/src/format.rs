@@ -71,7 +71,7 @@ pub struct SegmentInfo {
     pub last_recorded_at: Millis,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BackupKind {
     /// Holds a snapshot: the records of its workspaces up to `position`.
@@ -93,7 +93,7 @@ impl BackupKind {
 
 /// An object of the repository with its size and digest (checked by
 /// `verify` and before every restore).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectRef {
     pub key: String,
@@ -103,7 +103,7 @@ pub struct ObjectRef {
 
 /// An artifact or file of a workspace at the backup's position; its bytes
 /// are at [`blob_key`]`(sha256)`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContentEntry {
     /// Relative to the workspace's artifact root (or file share root).
@@ -112,7 +112,7 @@ pub struct ContentEntry {
     pub sha256: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkspaceEntry {
     pub workspace_id: String,
@@ -125,7 +125,7 @@ pub struct WorkspaceEntry {
 }
 
 /// `backups/<id>/manifest.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupManifest {
     pub format: u32,

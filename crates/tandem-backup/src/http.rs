@@ -16,20 +16,47 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tandem_artifacts::ArtifactStore;
+use tandem_core::model::Millis;
 use tandem_core::ErrorKind;
 use tandem_store::MetadataStore;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::create::{create_backup, CreateOptions};
 use crate::error::BackupError;
-use crate::prune::{parse_ttl, prune, Retention};
+use crate::format::{BackupKind, BackupManifest};
+use crate::prune::{parse_ttl, prune, PruneReport, Retention};
 use crate::repo::Repository;
-use crate::verify::verify;
+use crate::verify::{verify, VerifyReport};
 use crate::Progress;
+
+/// The OpenAPI tag of the backup and restore operations.
+pub(crate) const TAG: &str = "backups";
+
+/// MLflow's error JSON, as the API's other errors (same schema name, so
+/// the merged document holds one).
+#[derive(ToSchema)]
+#[allow(dead_code)] // A document type: the body is built by `error_json`.
+pub(crate) struct ErrorBody {
+    error_code: String,
+    message: String,
+}
+
+/// One line of a long operation's NDJSON answer: `progress` lines as the
+/// work goes, then one line with `result` or `error` (the HTTP status is
+/// sent before the outcome is known, so the last line is what counts).
+#[derive(ToSchema)]
+#[allow(dead_code)] // A document type: lines are built by `ndjson`.
+pub(crate) struct StreamLine<T> {
+    progress: Option<Progress>,
+    result: Option<T>,
+    error: Option<ErrorBody>,
+}
 
 /// What the endpoints work with: the region's store and storage.
 #[derive(Clone)]
@@ -39,12 +66,22 @@ pub struct BackupService {
     pub region: String,
 }
 
+fn api() -> OpenApiRouter<BackupService> {
+    OpenApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(verify_backups))
+        .routes(routes!(prune_backups))
+}
+
 pub fn routes(service: BackupService) -> Router {
-    Router::new()
-        .route("/api/tandem/v1/backups", get(list).post(create))
-        .route("/api/tandem/v1/backups/verify", post(verify_backups))
-        .route("/api/tandem/v1/backups/prune", post(prune_backups))
-        .with_state(service)
+    api().split_for_parts().0.with_state(service)
+}
+
+/// The OpenAPI document of the backup operations (restores included).
+pub fn openapi_part() -> utoipa::openapi::OpenApi {
+    let mut doc = api().split_for_parts().1;
+    doc.merge(crate::restore::http::openapi_part());
+    doc
 }
 
 /// MLflow's error JSON and status for a backup error.
@@ -98,16 +135,26 @@ where
         .expect("static response parts")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateRequest {
+    /// The repository: `file:///dir`, `s3://bucket/prefix`, `az://…`, `gs://…`.
     to: String,
+    /// Only this workspace (default: every workspace of the region).
     #[serde(default)]
     workspace: Option<String>,
+    /// A full backup even when an incremental one could build on the last.
     #[serde(default)]
     full: bool,
 }
 
+/// Creates a backup (full, or incremental on the repository's last one).
+#[utoipa::path(post, path = "/api/tandem/v1/backups", tag = TAG, operation_id = "create_backup",
+    request_body = CreateRequest,
+    responses(
+        (status = 200, description = "NDJSON: progress lines, then the manifest or the error", content_type = "application/x-ndjson", body = StreamLine<BackupManifest>),
+        (status = 400, description = "Malformed request or repository URL", body = ErrorBody),
+    ))]
 async fn create(State(service): State<BackupService>, body: Bytes) -> Response {
     let request: CreateRequest = match decode(&body) {
         Ok(request) => request,
@@ -135,12 +182,65 @@ async fn create(State(service): State<BackupService>, body: Bytes) -> Response {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// The repository's URL.
     from: String,
 }
 
+/// A workspace in a backup, summarized.
+#[derive(Serialize, ToSchema)]
+struct WorkspaceSummary {
+    workspace_id: String,
+    name: String,
+    records: i64,
+    artifacts: usize,
+    files: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BackupSummary {
+    id: String,
+    kind: BackupKind,
+    base: Option<String>,
+    region: String,
+    position: i64,
+    position_recorded_at: Millis,
+    created_at: Millis,
+    workspace: Option<String>,
+    workspaces: Vec<WorkspaceSummary>,
+    copied_bytes: i64,
+    copied_blobs: i64,
+}
+
+/// A region's archived journal in the repository.
+#[derive(Serialize, ToSchema)]
+struct ArchiveSummary {
+    region: String,
+    segments: usize,
+    first_seq: Option<i64>,
+    last_seq: Option<i64>,
+    last_recorded_at: Option<Millis>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct BackupListing {
+    repository: String,
+    format: u32,
+    backups: Vec<BackupSummary>,
+    archives: Vec<ArchiveSummary>,
+}
+
+/// The repository's backups and archived journals.
+#[utoipa::path(get, path = "/api/tandem/v1/backups", tag = TAG, operation_id = "list_backups",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The repository's contents", body = BackupListing),
+        (status = 400, description = "Malformed query or repository URL", body = ErrorBody),
+        (status = 404, description = "No repository there", body = ErrorBody),
+    ))]
 async fn list(Query(query): Query<Value>) -> Response {
     let query: ListQuery = match serde_json::from_value(query) {
         Ok(query) => query,
@@ -154,27 +254,46 @@ async fn list(Query(query): Query<Value>) -> Response {
         let mut archives = Vec::new();
         for region in regions {
             let segments = repo.segments(&region).await?;
-            archives.push(json!({
-                "region": region,
-                "segments": segments.len(),
-                "first_seq": segments.first().map(|s| s.first_seq),
-                "last_seq": segments.last().map(|s| s.last_seq),
-                "last_recorded_at": segments.last().map(|s| s.last_recorded_at),
-            }));
+            archives.push(ArchiveSummary {
+                segments: segments.len(),
+                first_seq: segments.first().map(|s| s.first_seq),
+                last_seq: segments.last().map(|s| s.last_seq),
+                last_recorded_at: segments.last().map(|s| s.last_recorded_at),
+                region,
+            });
         }
-        let backups: Vec<Value> = manifests
-            .iter()
-            .map(|m| {
-                json!({
-                    "id": m.id, "kind": m.kind, "base": m.base, "region": m.region, "position": m.position,
-                    "position_recorded_at": m.position_recorded_at, "created_at": m.created_at,
-                    "workspace": m.workspace,
-                    "workspaces": m.workspaces.iter().map(|w| json!({"workspace_id": w.workspace_id, "name": w.name, "records": w.records, "artifacts": w.artifacts.len(), "files": w.files.len()})).collect::<Vec<_>>(),
-                    "copied_bytes": m.copied_bytes, "copied_blobs": m.copied_blobs,
-                })
+        let backups = manifests
+            .into_iter()
+            .map(|m| BackupSummary {
+                workspaces: m
+                    .workspaces
+                    .iter()
+                    .map(|w| WorkspaceSummary {
+                        workspace_id: w.workspace_id.clone(),
+                        name: w.name.clone(),
+                        records: w.records,
+                        artifacts: w.artifacts.len(),
+                        files: w.files.len(),
+                    })
+                    .collect(),
+                id: m.id,
+                kind: m.kind,
+                base: m.base,
+                region: m.region,
+                position: m.position,
+                position_recorded_at: m.position_recorded_at,
+                created_at: m.created_at,
+                workspace: m.workspace,
+                copied_bytes: m.copied_bytes,
+                copied_blobs: m.copied_blobs,
             })
             .collect();
-        Ok::<_, BackupError>(json!({ "repository": repo.url(), "format": info.format, "backups": backups, "archives": archives }))
+        Ok::<_, BackupError>(BackupListing {
+            repository: repo.url().to_string(),
+            format: info.format,
+            backups,
+            archives,
+        })
     }
     .await;
     match outcome {
@@ -183,14 +302,23 @@ async fn list(Query(query): Query<Value>) -> Response {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerifyRequest {
+    /// The repository's URL.
     from: String,
+    /// Only this backup (with its base); default: every backup.
     #[serde(default)]
     backup: Option<String>,
 }
 
+/// Checks every object a backup needs: present, with its size and digest.
+#[utoipa::path(post, path = "/api/tandem/v1/backups/verify", tag = TAG,
+    request_body = VerifyRequest,
+    responses(
+        (status = 200, description = "NDJSON: progress lines, then the report or the error", content_type = "application/x-ndjson", body = StreamLine<VerifyReport>),
+        (status = 400, description = "Malformed request or repository URL", body = ErrorBody),
+    ))]
 async fn verify_backups(body: Bytes) -> Response {
     let request: VerifyRequest = match decode(&body) {
         Ok(request) => request,
@@ -206,19 +334,29 @@ async fn verify_backups(body: Bytes) -> Response {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PruneRequest {
+    /// The repository's URL.
     from: String,
+    /// Keep this many newest backups of each series.
     #[serde(default)]
     keep: Option<u32>,
-    /// A duration: `30d`, `12h`, …
+    /// Keep backups younger than this: `30d`, `12h`, …
     #[serde(default)]
     ttl: Option<String>,
+    /// Report what would be deleted, delete nothing.
     #[serde(default)]
     dry_run: bool,
 }
 
+/// Deletes the backups retention no longer keeps, and what only they used.
+#[utoipa::path(post, path = "/api/tandem/v1/backups/prune", tag = TAG,
+    request_body = PruneRequest,
+    responses(
+        (status = 200, description = "NDJSON: progress lines, then the report or the error", content_type = "application/x-ndjson", body = StreamLine<PruneReport>),
+        (status = 400, description = "Malformed request, retention or repository URL", body = ErrorBody),
+    ))]
 async fn prune_backups(State(service): State<BackupService>, body: Bytes) -> Response {
     let request: PruneRequest = match decode(&body) {
         Ok(request) => request,

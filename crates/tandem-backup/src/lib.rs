@@ -22,7 +22,7 @@ pub use error::{BackupError, BackupResult};
 use serde::Serialize;
 
 /// How far a long operation got, reported as it goes.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Progress {
     pub phase: String,
     pub done: i64,

@@ -69,7 +69,7 @@ impl Retention {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PruneReport {
     pub repository: String,
     /// Nothing was deleted: the report says what would have been.

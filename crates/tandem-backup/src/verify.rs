@@ -11,7 +11,7 @@ use crate::format::{blob_key, manifest_key, BackupKind, BackupManifest, ObjectRe
 use crate::repo::Repository;
 use crate::{Progress, ProgressFn};
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// The backup concerned, if the problem is one backup's.
     pub backup: Option<String>,
@@ -20,7 +20,7 @@ pub struct Problem {
     pub problem: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     pub repository: String,
     pub backups: Vec<String>,

@@ -480,19 +480,20 @@ pub fn retain(change: &Change, keep: &dyn Fn(&str) -> bool) -> Option<Change> {
 }
 
 /// One side of a conflict: the change and where it came from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ConflictSide {
     pub origin_region: String,
     pub origin_seq: i64,
     pub hlc: u64,
     /// The whole change as journaled (absent if the journal no longer holds
     /// it, for example after a restore that started past it).
+    #[schema(value_type = Option<Object>)]
     pub change: Option<Change>,
 }
 
 /// A conflict between concurrent writes of one register, as every region
 /// that merged them records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Conflict {
     /// Identical in every region: derived from the register and both sides.
     pub id: String,

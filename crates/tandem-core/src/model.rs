@@ -63,7 +63,7 @@ pub mod float_json {
 }
 
 /// MLflow's lifecycle stage of experiments and runs (a string in the protocol).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LifecycleStage {
     #[default]
@@ -126,7 +126,7 @@ impl Tag {
 /// A workspace: the unit of isolation. `name` appears in URLs (`/w/<name>`);
 /// `workspace_id` is stable and names its storage prefix, so storage outlives
 /// renames and deletes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Workspace {
     pub workspace_id: String,
     pub name: String,
@@ -545,7 +545,7 @@ pub struct ArtifactEntry {
 
 /// A file of a workspace's file share: its path relative to the share's
 /// root, size, digest and when it was last written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FileEntry {
     pub path: String,
     pub size: i64,

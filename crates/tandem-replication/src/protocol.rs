@@ -32,44 +32,69 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use tandem_api::openapi::{tags, ErrorBody};
 use tandem_artifacts::ArtifactKey;
 use tandem_core::journal::ContentArea;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::{now_millis, Region, Role};
 
 const PAGE: i64 = 500;
 const HEARTBEAT: Duration = Duration::from_secs(1);
 
+fn api() -> OpenApiRouter<Arc<Region>> {
+    OpenApiRouter::new()
+        .routes(routes!(journal))
+        .routes(routes!(artifact))
+        .routes(routes!(file))
+        .routes(routes!(ack))
+        .routes(routes!(promote))
+        .routes(routes!(reapply))
+        .routes(routes!(quarantined_bytes))
+        .routes(routes!(failover))
+        .routes(routes!(list_divergence))
+        .routes(routes!(get_divergence))
+        .routes(routes!(apply_divergence))
+        .routes(routes!(regions))
+}
+
 pub fn routes(region: Arc<Region>) -> Router {
-    Router::new()
-        .route("/api/tandem/v1/replication/journal", get(journal))
-        .route(
-            "/api/tandem/v1/replication/artifacts/{workspace_id}/{*path}",
-            get(artifact),
-        )
-        .route(
-            "/api/tandem/v1/replication/files/{workspace_id}/{*path}",
-            get(file),
-        )
-        .route("/api/tandem/v1/replication/ack", post(ack))
-        .route("/api/tandem/v1/replication/promote", post(promote))
-        .route("/api/tandem/v1/replication/reapply", post(reapply))
-        .route(
-            "/api/tandem/v1/replication/quarantine/{id}",
-            get(quarantined_bytes),
-        )
-        .route("/api/tandem/v1/failover", post(failover))
-        .route("/api/tandem/v1/divergence", get(list_divergence))
-        .route("/api/tandem/v1/divergence/{id}", get(get_divergence))
-        .route("/api/tandem/v1/divergence/{id}/apply", post(apply_divergence))
-        .route("/api/tandem/v1/regions", get(regions))
+    api()
+        .split_for_parts()
+        .0
         .route("/metrics", get(metrics))
         .with_state(region)
 }
+
+/// The name of the replication secret's security scheme in the document.
+const SECRET_SCHEME: &str = "replication_secret";
+
+/// The OpenAPI document of the replication, failover and quarantine
+/// operations, with the replication secret as a bearer scheme.
+pub fn openapi_part() -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+    let mut doc = api().split_for_parts().1;
+    doc.components
+        .get_or_insert_with(Default::default)
+        .add_security_scheme(
+            SECRET_SCHEME,
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    doc
+}
+
+/// A JSON document whose shape is the server's own (status reports,
+/// failover reports, journal records): documented as an object.
+#[derive(ToSchema)]
+#[schema(value_type = Object)]
+#[allow(dead_code)] // A document type.
+struct Document(serde_json::Value);
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
@@ -103,9 +128,12 @@ fn unauthorized(region: &Region, headers: &HeaderMap) -> Option<Response> {
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct JournalQuery {
+    /// Records after this position; also says the caller applied it.
     after: Option<i64>,
+    /// The following region's name.
     region: Option<String>,
 }
 
@@ -123,6 +151,15 @@ impl Drop for StreamGuard {
     }
 }
 
+/// The journal after a position, kept open: NDJSON lines `{"record": …}`,
+/// and `{"heartbeat": {"head": H}}` after each batch and every second idle.
+#[utoipa::path(get, path = "/api/tandem/v1/replication/journal", tag = tags::REPLICATION, operation_id = "replication_journal",
+    params(JournalQuery),
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "NDJSON stream of records and heartbeats", content_type = "application/x-ndjson", body = String),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+    ))]
 async fn journal(
     State(region): State<Arc<Region>>,
     headers: HeaderMap,
@@ -202,11 +239,27 @@ async fn journal(
         .into_response()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ArtifactQuery {
+    /// The content expected (409 if the bytes are no longer these).
     sha256: Option<String>,
 }
 
+/// An artifact's bytes by workspace id, for a following region.
+#[utoipa::path(get, path = "/api/tandem/v1/replication/artifacts/{workspace_id}/{*path}", tag = tags::REPLICATION, operation_id = "replication_artifact",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace's id"),
+        ("path" = String, Path, description = "The artifact's path in the workspace's storage"),
+        ArtifactQuery,
+    ),
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+        (status = 409, description = "The content is no longer the one asked for", body = ErrorBody),
+        (status = 410, description = "The artifact is gone", body = ErrorBody),
+    ))]
 async fn artifact(
     State(region): State<Arc<Region>>,
     headers: HeaderMap,
@@ -216,6 +269,20 @@ async fn artifact(
     content(&region, &headers, &params, &query, ContentArea::Artifacts).await
 }
 
+/// A file of the file share's bytes by workspace id, for a following region.
+#[utoipa::path(get, path = "/api/tandem/v1/replication/files/{workspace_id}/{*path}", tag = tags::REPLICATION, operation_id = "replication_file",
+    params(
+        ("workspace_id" = String, Path, description = "The workspace's id"),
+        ("path" = String, Path, description = "The file's path in the share"),
+        ArtifactQuery,
+    ),
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+        (status = 409, description = "The content is no longer the one asked for", body = ErrorBody),
+        (status = 410, description = "The file is gone", body = ErrorBody),
+    ))]
 async fn file(
     State(region): State<Arc<Region>>,
     headers: HeaderMap,
@@ -293,13 +360,24 @@ async fn stream_bytes(region: &Region, key: &ArtifactKey, missing: StatusCode) -
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct Ack {
+    /// The acknowledging region.
     region: String,
+    /// The position it applied durably.
     applied: i64,
 }
 
+/// A following region's acknowledgement of what it applied.
+#[utoipa::path(post, path = "/api/tandem/v1/replication/ack", tag = tags::REPLICATION, operation_id = "replication_ack",
+    request_body = Ack,
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "Recorded", body = Document),
+        (status = 400, description = "Unknown region or malformed body", body = ErrorBody),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+    ))]
 async fn ack(State(region): State<Arc<Region>>, headers: HeaderMap, Json(ack): Json<Ack>) -> Response {
     if let Some(response) = unauthorized(&region, &headers) {
         return response;
@@ -444,6 +522,10 @@ pub async fn status(region: &Region) -> serde_json::Value {
     })
 }
 
+/// The deployment as this region sees it: roles, readiness, journal
+/// positions, lag and RPO per class, epochs (what `tandem status` shows).
+#[utoipa::path(get, path = "/api/tandem/v1/regions", tag = tags::REPLICATION,
+    responses((status = 200, description = "The deployment's status", body = Document)))]
 async fn regions(State(region): State<Arc<Region>>) -> Json<serde_json::Value> {
     Json(status(&region).await)
 }
@@ -492,6 +574,15 @@ fn store_refusal(error: tandem_store::StoreError) -> Response {
     tandem_api::error::ApiError::from(error).into_response()
 }
 
+/// A planned failover's handover to this region (sent by the primary).
+#[utoipa::path(post, path = "/api/tandem/v1/replication/promote", tag = tags::REPLICATION,
+    request_body = Document,
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "Promoted", body = Document),
+        (status = 400, description = "Malformed request or stale epoch", body = ErrorBody),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+    ))]
 async fn promote(
     State(region): State<Arc<Region>>,
     headers: HeaderMap,
@@ -506,15 +597,24 @@ async fn promote(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FailoverRequest {
+    /// The region to make primary.
     to: String,
+    /// Take the lease whoever holds it (sent to the target itself).
     #[serde(default)]
     force: bool,
 }
 
 /// `tandem failover`: planned at the primary; forced at the target itself.
+#[utoipa::path(post, path = "/api/tandem/v1/failover", tag = tags::REPLICATION,
+    request_body = FailoverRequest,
+    responses(
+        (status = 200, description = "The failover's report", body = Document),
+        (status = 400, description = "Malformed request, or sent to the wrong region", body = ErrorBody),
+        (status = 409, description = "The failover cannot proceed now", body = ErrorBody),
+    ))]
 async fn failover(State(region): State<Arc<Region>>, Json(request): Json<FailoverRequest>) -> Response {
     let outcome = if request.force {
         if request.to != region.name {
@@ -538,6 +638,9 @@ async fn failover(State(region): State<Arc<Region>>, Json(request): Json<Failove
     }
 }
 
+/// The records this region holds in quarantine (written past a fork).
+#[utoipa::path(get, path = "/api/tandem/v1/divergence", tag = tags::REPLICATION,
+    responses((status = 200, description = "Quarantined records", body = Document)))]
 async fn list_divergence(State(region): State<Arc<Region>>) -> Response {
     match region.store.list_divergence().await {
         Ok(records) => Json(json!({ "region": region.name, "records": records })).into_response(),
@@ -545,6 +648,13 @@ async fn list_divergence(State(region): State<Arc<Region>>) -> Response {
     }
 }
 
+/// One quarantined record.
+#[utoipa::path(get, path = "/api/tandem/v1/divergence/{id}", tag = tags::REPLICATION,
+    params(("id" = String, Path, description = "The quarantined record's id")),
+    responses(
+        (status = 200, description = "The record", body = Document),
+        (status = 404, description = "No such record", body = ErrorBody),
+    ))]
 async fn get_divergence(State(region): State<Arc<Region>>, Path(id): Path<String>) -> Response {
     match region.store.get_divergence(&id).await {
         Ok(record) => Json(json!({ "region": region.name, "record": record })).into_response(),
@@ -554,6 +664,13 @@ async fn get_divergence(State(region): State<Arc<Region>>, Path(id): Path<String
 
 /// Re-applies a change this region holds in quarantine: here if this
 /// region is the primary, else by handing it to the primary.
+#[utoipa::path(post, path = "/api/tandem/v1/divergence/{id}/apply", tag = tags::REPLICATION,
+    params(("id" = String, Path, description = "The quarantined record's id")),
+    responses(
+        (status = 200, description = "Applied at the primary", body = Document),
+        (status = 400, description = "The change no longer applies", body = ErrorBody),
+        (status = 404, description = "No such record", body = ErrorBody),
+    ))]
 async fn apply_divergence(State(region): State<Arc<Region>>, Path(id): Path<String>) -> Response {
     match crate::quarantine::apply(&region, &id).await {
         Ok(record) => Json(json!({ "region": region.name, "record": record })).into_response(),
@@ -561,13 +678,24 @@ async fn apply_divergence(State(region): State<Arc<Region>>, Path(id): Path<Stri
     }
 }
 
-#[derive(Deserialize, serde::Serialize)]
+#[derive(Deserialize, serde::Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReapplyRequest {
+    /// The region that holds the record in quarantine.
     pub holder: String,
+    #[schema(value_type = Object)]
     pub record: tandem_core::journal::JournalRecord,
 }
 
+/// At the primary: re-applies a change another region holds in quarantine.
+#[utoipa::path(post, path = "/api/tandem/v1/replication/reapply", tag = tags::REPLICATION,
+    request_body = ReapplyRequest,
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "Applied; the new record's position", body = Document),
+        (status = 400, description = "The change no longer applies", body = ErrorBody),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+    ))]
 async fn reapply(
     State(region): State<Arc<Region>>,
     headers: HeaderMap,
@@ -582,6 +710,15 @@ async fn reapply(
     }
 }
 
+/// A quarantined artifact write's bytes.
+#[utoipa::path(get, path = "/api/tandem/v1/replication/quarantine/{id}", tag = tags::REPLICATION,
+    params(("id" = String, Path, description = "The quarantined record's id")),
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+        (status = 404, description = "No such bytes", body = ErrorBody),
+    ))]
 async fn quarantined_bytes(
     State(region): State<Arc<Region>>,
     headers: HeaderMap,

@@ -33,6 +33,17 @@ pub enum ServerError {
 }
 
 /// Opens the store and storage a configuration names.
+/// The Tandem API's OpenAPI document as this server serves it: the
+/// workspace, file, journal and backup operations, and with a deployment
+/// the replication and failover ones.
+pub fn openapi(deployment: bool) -> utoipa::openapi::OpenApi {
+    let mut parts = vec![tandem_api::openapi_part(), tandem_backup::http::openapi_part()];
+    if deployment {
+        parts.push(tandem_replication::protocol::openapi_part());
+    }
+    tandem_api::openapi::finish(parts)
+}
+
 pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> {
     if let Some(data) = &config.data {
         std::fs::create_dir_all(data)?;
@@ -193,6 +204,10 @@ pub async fn serve(
         artifacts.clone(),
     ));
     let app = app.merge(tandem_backup::http::routes(backups.clone()));
+    let app = app.route(
+        tandem_api::openapi::OPENAPI_PATH,
+        tandem_api::openapi::handler(openapi(config.deployment.is_some())),
+    );
     let app = tandem_telemetry::instrument(app, "region");
     if let Some(schedule) = schedule {
         tokio::spawn(tandem_backup::schedule::run(

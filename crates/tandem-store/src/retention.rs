@@ -7,7 +7,7 @@ use tandem_core::model::Millis;
 
 /// The kinds of items inside a workspace that can be deleted, recovered and
 /// purged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeletedKind {
     Experiment,
@@ -43,7 +43,7 @@ impl DeletedKind {
 
 /// One deleted item, kept until `purge_after`. A model version's id is
 /// `name/version`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeletedItem {
     pub kind: DeletedKind,
     pub id: String,

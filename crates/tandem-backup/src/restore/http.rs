@@ -9,15 +9,17 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::Response;
-use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
 use tandem_artifacts::ArtifactStore;
 use tandem_core::model::Millis;
 use tandem_store::MetadataStore;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::{restore, BackupError, RestorePoint, RestoreRequest};
-use crate::http::{ndjson, refuse};
+use super::{restore, BackupError, RestoreOutcome, RestorePoint, RestoreRequest};
+use crate::http::{ndjson, refuse, ErrorBody, StreamLine, TAG};
 
 pub const RESTORES_PATH: &str = "/api/tandem/v1/restores";
 
@@ -30,29 +32,44 @@ struct Target {
 /// The restore routes of a region whose metadata is `store` and whose
 /// default storage is `storage`; merged into the server's router.
 pub fn routes(store: Arc<dyn MetadataStore>, storage: ArtifactStore) -> Router {
-    Router::new()
-        .route(RESTORES_PATH, post(start))
-        .with_state(Target { store, storage })
+    api().split_for_parts().0.with_state(Target { store, storage })
+}
+
+fn api() -> OpenApiRouter<Target> {
+    OpenApiRouter::new().routes(routes!(start))
+}
+
+/// The OpenAPI document of the restore operation.
+pub(crate) fn openapi_part() -> utoipa::openapi::OpenApi {
+    api().split_for_parts().1
 }
 
 /// The request body (also what `tandem-client` sends).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreBody {
+    /// The repository's URL.
     pub from: String,
+    /// The workspace to restore (name or id, as the backup knows it).
     #[serde(default)]
     pub workspace: Option<String>,
+    /// Restore this backup's position.
     #[serde(default)]
     pub backup: Option<String>,
+    /// Restore the state at this journal position.
     #[serde(default)]
     pub seq: Option<i64>,
-    /// RFC 3339 text or milliseconds since the epoch.
+    /// Restore the state at this time: RFC 3339 text or milliseconds since the epoch.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     pub at: Option<serde_json::Value>,
+    /// Whose journal `seq` or `at` count in (default: the repository's only region).
     #[serde(default)]
     pub region: Option<String>,
+    /// Restore under this new name (a copy) instead of the original.
     #[serde(default, rename = "as")]
     pub as_name: Option<String>,
+    /// Replace an existing workspace of that name.
     #[serde(default)]
     pub overwrite: bool,
     /// The repository object store's options (credentials, endpoint).
@@ -104,6 +121,14 @@ impl RestoreBody {
     }
 }
 
+/// Restores a workspace from a backup repository, to a backup, a journal
+/// position or a time, in this region; all or nothing.
+#[utoipa::path(post, path = "/api/tandem/v1/restores", tag = TAG, operation_id = "restore",
+    request_body = RestoreBody,
+    responses(
+        (status = 200, description = "NDJSON: progress lines, then the outcome or the error", content_type = "application/x-ndjson", body = StreamLine<RestoreOutcome>),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+    ))]
 async fn start(
     State(target): State<Target>,
     body: Result<Json<RestoreBody>, axum::extract::rejection::JsonRejection>,

@@ -77,7 +77,7 @@ pub struct RestoreRequest {
 }
 
 /// What a restore did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct RestoreOutcome {
     /// The restored workspace's name and id in the target region.
     pub workspace: String,
