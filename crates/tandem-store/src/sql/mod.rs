@@ -5,6 +5,7 @@
 mod apply;
 mod dump;
 mod epochs;
+mod fingerprint;
 mod files;
 mod load;
 mod merge;
