@@ -41,7 +41,10 @@ fn text(value: &Value) -> String {
 }
 
 fn list(value: &Value) -> Vec<&Value> {
-    value.as_array().map(|items| items.iter().collect()).unwrap_or_default()
+    value
+        .as_array()
+        .map(|items| items.iter().collect())
+        .unwrap_or_default()
 }
 
 /// One line for the exit: what was wrong.
@@ -149,7 +152,13 @@ mod tests {
                                  "regions": {"eastus": "aa", "westus": "bb"}}]}]
         });
         let text = render(&report);
-        assert!(text.contains("differs: default tracking/run_params r1/lr  (eastus=aa westus=bb)"), "{text}");
-        assert_eq!(summary(&report), "the replicas are not proven equal: 1 object(s) differ in 1 workspace(s)");
+        assert!(
+            text.contains("differs: default tracking/run_params r1/lr  (eastus=aa westus=bb)"),
+            "{text}"
+        );
+        assert_eq!(
+            summary(&report),
+            "the replicas are not proven equal: 1 object(s) differ in 1 workspace(s)"
+        );
     }
 }

@@ -717,7 +717,10 @@ level = "hot-cold"
 
     #[test]
     fn verify_runs_every_six_hours_unless_told_otherwise() {
-        assert_eq!(parse(EXAMPLE).unwrap().verify_interval, Some(DEFAULT_VERIFY_INTERVAL));
+        assert_eq!(
+            parse(EXAMPLE).unwrap().verify_interval,
+            Some(DEFAULT_VERIFY_INTERVAL)
+        );
         let every = parse(&format!("{EXAMPLE}\n[verify]\ninterval = \"30m\"\n")).unwrap();
         assert_eq!(every.verify_interval, Some(Duration::from_secs(1800)));
         let off = parse(&format!("{EXAMPLE}\n[verify]\ninterval = \"off\"\n")).unwrap();

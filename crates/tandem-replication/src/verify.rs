@@ -133,7 +133,12 @@ async fn stored_digest(region: &Region, workspace_id: &str, row: &ContentRow) ->
 
 /// The rows of a content table: each artifact's or file's path and the
 /// digest of the bytes actually stored.
-async fn content_rows(region: &Region, workspace_id: &str, content: &[ContentRow], area: &str) -> Vec<RowDigest> {
+async fn content_rows(
+    region: &Region,
+    workspace_id: &str,
+    content: &[ContentRow],
+    area: &str,
+) -> Vec<RowDigest> {
     let mut rows = Vec::new();
     for row in content.iter().filter(|row| row.area == area) {
         rows.push(RowDigest {
@@ -202,7 +207,9 @@ async fn fingerprints_of(
     workspace_id: Option<&str>,
 ) -> Result<Vec<WorkspaceFingerprint>, String> {
     if peer == region.name {
-        return local_fingerprints(region, workspace_id).await.map_err(|error| error.to_string());
+        return local_fingerprints(region, workspace_id)
+            .await
+            .map_err(|error| error.to_string());
     }
     let url = peer_url(region, peer)?;
     let mut request = region
@@ -217,7 +224,9 @@ async fn fingerprints_of(
 
 async fn rows_of(region: &Region, peer: &str, workspace_id: &str, table: &str) -> Result<TableRows, String> {
     if peer == region.name {
-        return local_rows(region, workspace_id, table).await.map_err(|error| error.to_string());
+        return local_rows(region, workspace_id, table)
+            .await
+            .map_err(|error| error.to_string());
     }
     let url = peer_url(region, peer)?;
     let request = region
@@ -273,7 +282,12 @@ fn diff_rows(class: &str, table: &str, rows: &BTreeMap<String, TableRows>) -> Op
     for key in keys {
         let digests: BTreeMap<String, String> = by_region
             .iter()
-            .map(|(region, map)| ((*region).clone(), map.get(key).copied().unwrap_or(MISSING).to_string()))
+            .map(|(region, map)| {
+                (
+                    (*region).clone(),
+                    map.get(key).copied().unwrap_or(MISSING).to_string(),
+                )
+            })
             .collect();
         let distinct: BTreeSet<&String> = digests.values().collect();
         if distinct.len() > 1 {
@@ -330,7 +344,12 @@ pub async fn verify(region: &Region, workspace: Option<&str>) -> Result<VerifyRe
         ),
         None => None,
     };
-    let names: Vec<String> = region.deployment.regions().iter().map(|spec| spec.name.clone()).collect();
+    let names: Vec<String> = region
+        .deployment
+        .regions()
+        .iter()
+        .map(|spec| spec.name.clone())
+        .collect();
     let mut unreachable = BTreeMap::new();
     let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
     let mut reached: Vec<String> = Vec::new();
@@ -445,7 +464,10 @@ async fn compare_round(
     target: Option<&str>,
     pending: &mut BTreeMap<String, Pending>,
 ) {
-    let mut ids: BTreeSet<String> = gathered.values().flat_map(|by_id| by_id.keys().cloned()).collect();
+    let mut ids: BTreeSet<String> = gathered
+        .values()
+        .flat_map(|by_id| by_id.keys().cloned())
+        .collect();
     if let Some(target) = target {
         ids.insert(target.to_string());
     }
@@ -484,7 +506,9 @@ async fn compare_round(
                 .map(|(peer, fingerprint)| {
                     (
                         (*peer).clone(),
-                        fingerprint.and_then(|f| f.classes.get(&class)).map(|c| c.applied.clone()),
+                        fingerprint
+                            .and_then(|f| f.classes.get(&class))
+                            .map(|c| c.applied.clone()),
                     )
                 })
                 .collect();
@@ -625,13 +649,18 @@ mod tests {
 
     #[test]
     fn many_differences_are_counted_past_the_named_ones() {
-        let many: Vec<(String, String)> = (0..MAX_NAMED + 7).map(|i| (format!("k{i:03}"), "a".to_string())).collect();
+        let many: Vec<(String, String)> = (0..MAX_NAMED + 7)
+            .map(|i| (format!("k{i:03}"), "a".to_string()))
+            .collect();
         let many: Vec<(&str, &str)> = many.iter().map(|(k, d)| (k.as_str(), d.as_str())).collect();
         let mut by_region = BTreeMap::new();
         by_region.insert("eastus".to_string(), rows(1, &many));
         by_region.insert("westus".to_string(), rows(1, &[]));
         let differences = diff_rows("tracking", "metrics", &by_region).unwrap();
         assert_eq!(differences.len(), MAX_NAMED + 1);
-        assert_eq!(differences.last().unwrap().regions["eastus"], "7 more rows differ");
+        assert_eq!(
+            differences.last().unwrap().regions["eastus"],
+            "7 more rows differ"
+        );
     }
 }

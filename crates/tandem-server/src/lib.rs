@@ -197,7 +197,10 @@ pub async fn serve(
             if let Some(interval) = region.deployment.verify_interval {
                 // Ends with the runtime; verifying is read-only, so a
                 // verification cut short by shutdown leaves nothing behind.
-                tokio::spawn(tandem_replication::verify::run_periodically(region.clone(), interval));
+                tokio::spawn(tandem_replication::verify::run_periodically(
+                    region.clone(),
+                    interval,
+                ));
             }
             tandem_api::router(state).merge(tandem_replication::protocol::routes(region))
         }

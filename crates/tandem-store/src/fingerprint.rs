@@ -78,7 +78,7 @@ pub fn digest_row(values: &serde_json::Value) -> String {
 }
 
 /// Sorts rows, makes equal keys unique, and returns the table's digest.
-pub fn seal(rows: &mut Vec<RowDigest>) -> TableDigest {
+pub fn seal(rows: &mut [RowDigest]) -> TableDigest {
     rows.sort_by(|a, b| (&a.key, &a.digest).cmp(&(&b.key, &b.digest)));
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for row in rows.iter_mut() {
@@ -117,7 +117,10 @@ mod tests {
         let mut one = vec![row("b", "2"), row("a", "1"), row("a", "0")];
         let mut two = vec![row("a", "1"), row("a", "0"), row("b", "2")];
         assert_eq!(seal(&mut one), seal(&mut two));
-        assert_eq!(one.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(), ["a", "a#1", "b"]);
+        assert_eq!(
+            one.iter().map(|r| r.key.as_str()).collect::<Vec<_>>(),
+            ["a", "a#1", "b"]
+        );
         let mut changed = vec![row("a", "1"), row("a", "0"), row("b", "3")];
         assert_ne!(seal(&mut changed).digest, seal(&mut one.clone()).digest);
     }

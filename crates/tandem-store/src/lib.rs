@@ -291,7 +291,10 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn dump_state(&self) -> StoreResult<StateDump>;
     /// Fingerprints of every workspace (or one, by id), each read in one
     /// consistent snapshot (see [`fingerprint`]).
-    async fn fingerprints(&self, workspace_id: Option<&str>) -> StoreResult<Vec<fingerprint::WorkspaceFingerprint>>;
+    async fn fingerprints(
+        &self,
+        workspace_id: Option<&str>,
+    ) -> StoreResult<Vec<fingerprint::WorkspaceFingerprint>>;
     /// The rows of one state table of one workspace, with their digests.
     async fn fingerprint_rows(&self, workspace_id: &str, table: &str) -> StoreResult<fingerprint::TableRows>;
     /// Applies a record read from `source_region`'s journal (replication).

@@ -96,10 +96,10 @@ async fn applied(conn: &mut AnyConnection, workspace_id: &str) -> StoreResult<BT
         } else {
             class
         };
-        by_class
-            .entry(class)
-            .or_default()
-            .insert(row.try_get("origin_region")?, (row.try_get("high")?, row.try_get("records")?));
+        by_class.entry(class).or_default().insert(
+            row.try_get("origin_region")?,
+            (row.try_get("high")?, row.try_get("records")?),
+        );
     }
     Ok(by_class)
 }
@@ -126,7 +126,10 @@ async fn rows_of(
             .key
             .iter()
             .map(|column| {
-                let index = names.iter().position(|name| name == column).expect("key columns are columns");
+                let index = names
+                    .iter()
+                    .position(|name| name == column)
+                    .expect("key columns are columns");
                 match &record[index] {
                     serde_json::Value::String(text) => text.clone(),
                     other => other.to_string(),
@@ -173,10 +176,16 @@ pub(super) async fn fingerprints(
             .collect();
         let mut content = Vec::new();
         for (table, columns) in TABLES {
-            let spec = spec(table).ok_or_else(|| StoreError::Corrupt(format!("table {table} has no fingerprint spec")))?;
+            let spec = spec(table)
+                .ok_or_else(|| StoreError::Corrupt(format!("table {table} has no fingerprint spec")))?;
             let (mut digests, values) = rows_of(&mut tx, &workspace_id, table, columns, &spec).await?;
             if matches!(*table, "artifacts" | "files") {
-                let column = |name: &str| columns.iter().position(|(column, _)| *column == name).expect("column");
+                let column = |name: &str| {
+                    columns
+                        .iter()
+                        .position(|(column, _)| *column == name)
+                        .expect("column")
+                };
                 let (path, sha256) = (column("path"), column("sha256"));
                 for record in &values {
                     content.push(ContentRow {

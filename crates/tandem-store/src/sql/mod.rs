@@ -5,8 +5,8 @@
 mod apply;
 mod dump;
 mod epochs;
-mod fingerprint;
 mod files;
+mod fingerprint;
 mod load;
 mod merge;
 mod migrate;

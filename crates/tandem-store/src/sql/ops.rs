@@ -448,11 +448,18 @@ impl MetadataStore for SqlStore {
         super::dump::dump(&self.pool).await
     }
 
-    async fn fingerprints(&self, workspace_id: Option<&str>) -> StoreResult<Vec<crate::fingerprint::WorkspaceFingerprint>> {
+    async fn fingerprints(
+        &self,
+        workspace_id: Option<&str>,
+    ) -> StoreResult<Vec<crate::fingerprint::WorkspaceFingerprint>> {
         super::fingerprint::fingerprints(&self.pool, self.backend, workspace_id).await
     }
 
-    async fn fingerprint_rows(&self, workspace_id: &str, table: &str) -> StoreResult<crate::fingerprint::TableRows> {
+    async fn fingerprint_rows(
+        &self,
+        workspace_id: &str,
+        table: &str,
+    ) -> StoreResult<crate::fingerprint::TableRows> {
         super::fingerprint::table_rows(&self.pool, self.backend, workspace_id, table).await
     }
 
