@@ -20,6 +20,7 @@ mod gateway;
 mod progress;
 mod restore;
 mod up;
+mod verify;
 mod witness;
 
 use std::path::PathBuf;
@@ -88,6 +89,10 @@ enum Command {
     /// current primary) or, with --force, taken by the target when the
     /// primary is gone.
     Failover(failover::FailoverArgs),
+    /// Prove the replicas equal: every region fingerprints each workspace's
+    /// content (rows and stored bytes) and the differences are named. Exit 1
+    /// when anything differs or could not be compared.
+    Verify(verify::VerifyArgs),
     /// Inspect and re-apply records a failover voided: writes of a deposed
     /// primary that no other region had, kept in its quarantine.
     Divergence(divergence::DivergenceArgs),
@@ -375,6 +380,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Witness(args) => witness::run(args, shutdown_signal()).await,
         Command::Failover(args) => failover::run(args).await,
         Command::Divergence(args) => divergence::run(args).await,
+        Command::Verify(args) => verify::run(args).await,
         Command::Backup(command) => backup::run(command).await,
         Command::Files(command) => files::run(command).await,
         Command::Status(args) => {

@@ -289,6 +289,14 @@ impl TandemClient {
         self.whole(request, &url).await
     }
 
+    /// `tandem verify`: every region's replica of every workspace (or one)
+    /// compared; the report names what differs.
+    pub async fn verify(&self, workspace: Option<&str>) -> ClientResult<Value> {
+        let url = self.url("/api/tandem/v1/verify");
+        let request = self.http.post(&url).json(&json!({ "workspace": workspace }));
+        self.whole(request, &url).await
+    }
+
     /// This region's quarantine: records a newer epoch voided.
     pub async fn divergence(&self) -> ClientResult<RegionDivergence> {
         let url = self.url("/api/tandem/v1/divergence");

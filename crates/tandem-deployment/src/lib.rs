@@ -171,6 +171,35 @@ pub struct Deployment {
     pub failover: FailoverPolicy,
     /// Where every region archives its journal and scheduled backups go.
     pub backup: Option<BackupPolicy>,
+    /// `[verify] interval`: how often the primary proves every region's
+    /// replica equal to its own (`tandem verify`); None: only on demand.
+    pub verify_interval: Option<Duration>,
+}
+
+/// How often the primary verifies the replicas when nothing says otherwise.
+pub const DEFAULT_VERIFY_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyFile {
+    /// A duration (`6h`, `30m`), or `off`.
+    interval: Option<String>,
+}
+
+fn parse_verify(file: Option<VerifyFile>) -> Result<Option<Duration>> {
+    match file.and_then(|file| file.interval) {
+        None => Ok(Some(DEFAULT_VERIFY_INTERVAL)),
+        Some(text) if text == "off" => Ok(None),
+        Some(text) => {
+            let interval = parse_duration(&text)?;
+            if interval.is_zero() {
+                return Err(DeploymentError::Invalid(
+                    "[verify] interval must be positive, or \"off\"".to_string(),
+                ));
+            }
+            Ok(Some(interval))
+        }
+    }
 }
 
 /// How often a region archives its journal when nothing says otherwise.
@@ -273,6 +302,7 @@ struct DeploymentFile {
     witness: Option<WitnessFile>,
     failover: Option<FailoverFile>,
     backup: Option<BackupFile>,
+    verify: Option<VerifyFile>,
 }
 
 #[derive(Deserialize)]
@@ -569,6 +599,7 @@ impl Deployment {
         let witness = file.witness.map(parse_witness).transpose()?;
         let failover = parse_failover(file.failover)?;
         let backup = file.backup.map(parse_backup).transpose()?;
+        let verify_interval = parse_verify(file.verify)?;
         Ok(Deployment {
             name: file.name,
             regions,
@@ -578,6 +609,7 @@ impl Deployment {
             witness,
             failover,
             backup,
+            verify_interval,
         })
     }
 
@@ -681,6 +713,20 @@ level = "hot-cold"
 
     fn parse(text: &str) -> Result<Deployment> {
         Deployment::from_toml(text, Path::new("."))
+    }
+
+    #[test]
+    fn verify_runs_every_six_hours_unless_told_otherwise() {
+        assert_eq!(
+            parse(EXAMPLE).unwrap().verify_interval,
+            Some(DEFAULT_VERIFY_INTERVAL)
+        );
+        let every = parse(&format!("{EXAMPLE}\n[verify]\ninterval = \"30m\"\n")).unwrap();
+        assert_eq!(every.verify_interval, Some(Duration::from_secs(1800)));
+        let off = parse(&format!("{EXAMPLE}\n[verify]\ninterval = \"off\"\n")).unwrap();
+        assert_eq!(off.verify_interval, None);
+        assert!(parse(&format!("{EXAMPLE}\n[verify]\ninterval = \"0s\"\n")).is_err());
+        assert!(parse(&format!("{EXAMPLE}\n[verify]\nevery = \"1h\"\n")).is_err());
     }
 
     #[test]
@@ -816,6 +862,7 @@ level = "hot-cold"
             "{EXAMPLE}\n[backup]\nurl = \"file:///backups\"\narchive_interval = \"2s\"\nschedule = \"1h\"\n"
         ))
         .unwrap();
+        assert_eq!(deployment.verify_interval, Some(DEFAULT_VERIFY_INTERVAL));
         let backup = deployment.backup.unwrap();
         assert_eq!(backup.url, "file:///backups");
         assert_eq!(backup.archive_interval, Duration::from_secs(2));

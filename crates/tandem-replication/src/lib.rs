@@ -36,6 +36,7 @@ pub mod leadership;
 pub mod protocol;
 mod quarantine;
 mod readiness;
+pub mod verify;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -179,6 +180,8 @@ pub struct Region {
     bootstrapped: AtomicBool,
     /// The witness answered at least once since this region started.
     witness_answered: AtomicBool,
+    /// The last `tandem verify` this region ran.
+    pub(crate) last_verify: Mutex<Option<verify::VerifyReport>>,
     /// Why the witness did not answer the last time it was asked.
     witness_error: Mutex<Option<String>>,
     /// The primary this region last caught up with (itself while it leads).
@@ -252,6 +255,7 @@ impl Region {
             restoring: RwLock::new(std::collections::BTreeSet::new()),
             bootstrapped: AtomicBool::new(false),
             witness_answered: AtomicBool::new(false),
+            last_verify: Mutex::new(None),
             witness_error: Mutex::new(None),
             caught_up_with: Mutex::new(None),
         }))

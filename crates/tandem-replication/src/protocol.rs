@@ -62,6 +62,9 @@ fn api() -> OpenApiRouter<Arc<Region>> {
         .routes(routes!(get_divergence))
         .routes(routes!(apply_divergence))
         .routes(routes!(regions))
+        .routes(routes!(fingerprint))
+        .routes(routes!(fingerprint_rows))
+        .routes(routes!(run_verify, last_verify))
 }
 
 pub fn routes(region: Arc<Region>) -> Router {
@@ -732,4 +735,113 @@ async fn quarantined_bytes(
         Err(error) => return refuse(error),
     };
     stream_bytes(&region, &key, StatusCode::NOT_FOUND).await
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct FingerprintQuery {
+    /// Only this workspace (by id).
+    workspace_id: Option<String>,
+}
+
+/// This region's fingerprints of its workspaces, for `tandem verify`.
+#[utoipa::path(get, path = "/api/tandem/v1/replication/fingerprint", tag = tags::REPLICATION,
+    params(FingerprintQuery),
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "Per workspace and class: the changes held and each table's digest", body = Document),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+    ))]
+async fn fingerprint(
+    State(region): State<Arc<Region>>,
+    headers: HeaderMap,
+    Query(query): Query<FingerprintQuery>,
+) -> Response {
+    if let Some(response) = unauthorized(&region, &headers) {
+        return response;
+    }
+    match crate::verify::local_fingerprints(&region, query.workspace_id.as_deref()).await {
+        Ok(fingerprints) => Json(fingerprints).into_response(),
+        Err(error) => store_refusal(error),
+    }
+}
+
+/// One table's rows of one workspace, with their digests.
+#[utoipa::path(get, path = "/api/tandem/v1/replication/fingerprint/{workspace_id}/{table}", tag = tags::REPLICATION,
+    params(
+        ("workspace_id" = String, Path, description = "The workspace's id"),
+        ("table" = String, Path, description = "A state table, or `artifact_bytes` / `file_bytes`"),
+    ),
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "The rows' keys and digests", body = Document),
+        (status = 400, description = "Not a state table", body = ErrorBody),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+    ))]
+async fn fingerprint_rows(
+    State(region): State<Arc<Region>>,
+    headers: HeaderMap,
+    Path((workspace_id, table)): Path<(String, String)>,
+) -> Response {
+    if let Some(response) = unauthorized(&region, &headers) {
+        return response;
+    }
+    match crate::verify::local_rows(&region, &workspace_id, &table).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(error) => store_refusal(error),
+    }
+}
+
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct VerifyRequest {
+    /// Only this workspace (name or id).
+    #[serde(default)]
+    workspace: Option<String>,
+}
+
+/// `tandem verify`: compares every region's replica of every workspace (or
+/// one) and names the objects that differ.
+#[utoipa::path(post, path = "/api/tandem/v1/verify", tag = tags::REPLICATION,
+    request_body(content = Option<VerifyRequest>, description = "Optional; empty means every workspace"),
+    responses(
+        (status = 200, description = "The report (`ok`: every workspace equal in every region)", body = Document),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 404, description = "No such workspace", body = ErrorBody),
+    ))]
+async fn run_verify(State(region): State<Arc<Region>>, body: axum::body::Bytes) -> Response {
+    let request: VerifyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        VerifyRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(request) => request,
+            Err(error) => {
+                return refuse(tandem_core::Error::invalid(format!(
+                    "Malformed verify request: {error}"
+                )))
+            }
+        }
+    };
+    match crate::verify::verify(&region, request.workspace.as_deref()).await {
+        Ok(report) => Json(report).into_response(),
+        Err(error) => refuse(error),
+    }
+}
+
+/// The last verification this region ran (on demand or periodically).
+#[utoipa::path(get, path = "/api/tandem/v1/verify", tag = tags::REPLICATION,
+    responses(
+        (status = 200, description = "The last report", body = Document),
+        (status = 404, description = "This region has not verified yet", body = ErrorBody),
+    ))]
+async fn last_verify(State(region): State<Arc<Region>>) -> Response {
+    let last = region.last_verify.lock().unwrap().clone();
+    match last {
+        Some(report) => Json(report).into_response(),
+        None => refuse(tandem_core::Error::not_found(format!(
+            "region '{}' has not verified its replicas since it started",
+            region.name
+        ))),
+    }
 }

@@ -194,6 +194,14 @@ pub async fn serve(
             }
             // Hooks are registered before the region runs: none misses a promotion.
             background = Some(tokio::spawn(region.clone().run(wait_for_stop(stopped.clone()))));
+            if let Some(interval) = region.deployment.verify_interval {
+                // Ends with the runtime; verifying is read-only, so a
+                // verification cut short by shutdown leaves nothing behind.
+                tokio::spawn(tandem_replication::verify::run_periodically(
+                    region.clone(),
+                    interval,
+                ));
+            }
             tandem_api::router(state).merge(tandem_replication::protocol::routes(region))
         }
     };

@@ -14,6 +14,7 @@
 //! (embedded default) and PostgreSQL. Only this crate imports sqlx.
 
 mod error;
+pub mod fingerprint;
 pub mod retention;
 mod sql;
 
@@ -288,6 +289,14 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// re-delivery is harmless. Returns whether it was applied.
     async fn apply_record(&self, record: &JournalRecord) -> StoreResult<bool>;
     async fn dump_state(&self) -> StoreResult<StateDump>;
+    /// Fingerprints of every workspace (or one, by id), each read in one
+    /// consistent snapshot (see [`fingerprint`]).
+    async fn fingerprints(
+        &self,
+        workspace_id: Option<&str>,
+    ) -> StoreResult<Vec<fingerprint::WorkspaceFingerprint>>;
+    /// The rows of one state table of one workspace, with their digests.
+    async fn fingerprint_rows(&self, workspace_id: &str, table: &str) -> StoreResult<fingerprint::TableRows>;
     /// Applies a record read from `source_region`'s journal (replication).
     /// With `apply` false (a class this region does not replicate
     /// continuously) only the position advances. The position is kept in the

@@ -145,6 +145,27 @@ fn describe() {
         "tandem_writes_refused",
         "1 while writes of the class are refused for lag past max_rpo."
     );
+    describe_counter!(
+        "tandem_verify_runs_total",
+        "Verifications of the replicas, by outcome: equal, different, incomplete (a region unreachable or a workspace that kept changing)."
+    );
+    describe_histogram!(
+        "tandem_verify_seconds",
+        Unit::Seconds,
+        "Time a verification of every region's replicas takes."
+    );
+    describe_gauge!(
+        "tandem_verify_differences",
+        "Objects that differed between regions at the last verification."
+    );
+    describe_gauge!(
+        "tandem_verify_last_run_timestamp_seconds",
+        "When the last verification of the replicas finished (Unix time)."
+    );
+    describe_gauge!(
+        "tandem_verify_last_success_timestamp_seconds",
+        "When a verification last found every replica equal (Unix time)."
+    );
     describe_histogram!(
         "tandem_witness_persist_seconds",
         Unit::Seconds,

@@ -17,7 +17,7 @@ pub(crate) fn state_tables() -> impl Iterator<Item = &'static str> {
 
 /// Each state table with its columns, typed so the dump does not depend on
 /// how a backend reports column types.
-const TABLES: &[(&str, &[(&str, ColumnType)])] = {
+pub(super) const TABLES: &[(&str, &[(&str, ColumnType)])] = {
     use ColumnType::*;
     &[
         (
@@ -228,7 +228,7 @@ const TABLES: &[(&str, &[(&str, ColumnType)])] = {
 };
 
 #[derive(Clone, Copy)]
-enum ColumnType {
+pub(super) enum ColumnType {
     Text,
     Int,
     Real,
@@ -242,22 +242,27 @@ pub(super) async fn dump(pool: &AnyPool) -> StoreResult<StateDump> {
         let rows = sqlx::query(&sql).fetch_all(pool).await?;
         let mut values = Vec::with_capacity(rows.len());
         for row in rows {
-            let mut record = Vec::with_capacity(columns.len());
-            for (name, column_type) in columns.iter() {
-                let value = match column_type {
-                    ColumnType::Text => row.try_get::<Option<String>, _>(*name)?.map(Value::from),
-                    ColumnType::Int => row.try_get::<Option<i64>, _>(*name)?.map(Value::from),
-                    // Bit patterns, so that -0.0, infinities and NaN compare exactly.
-                    ColumnType::Real => row
-                        .try_get::<Option<f64>, _>(*name)?
-                        .map(|v| Value::from(format!("{:016x}", v.to_bits()))),
-                };
-                record.push(value.unwrap_or(Value::Null));
-            }
-            values.push(Value::Array(record));
+            values.push(Value::Array(row_values(&row, columns)?));
         }
         values.sort_by_key(|value| value.to_string());
         dump.push((table.to_string(), values));
     }
     Ok(dump)
+}
+
+/// A row's values, typed as the table declares them.
+pub(super) fn row_values(row: &sqlx::any::AnyRow, columns: &[(&str, ColumnType)]) -> StoreResult<Vec<Value>> {
+    let mut record = Vec::with_capacity(columns.len());
+    for (name, column_type) in columns.iter() {
+        let value = match column_type {
+            ColumnType::Text => row.try_get::<Option<String>, _>(*name)?.map(Value::from),
+            ColumnType::Int => row.try_get::<Option<i64>, _>(*name)?.map(Value::from),
+            // Bit patterns, so that -0.0, infinities and NaN compare exactly.
+            ColumnType::Real => row
+                .try_get::<Option<f64>, _>(*name)?
+                .map(|v| Value::from(format!("{:016x}", v.to_bits()))),
+        };
+        record.push(value.unwrap_or(Value::Null));
+    }
+    Ok(record)
 }

@@ -6,6 +6,7 @@ mod apply;
 mod dump;
 mod epochs;
 mod files;
+mod fingerprint;
 mod load;
 mod merge;
 mod migrate;

@@ -448,6 +448,21 @@ impl MetadataStore for SqlStore {
         super::dump::dump(&self.pool).await
     }
 
+    async fn fingerprints(
+        &self,
+        workspace_id: Option<&str>,
+    ) -> StoreResult<Vec<crate::fingerprint::WorkspaceFingerprint>> {
+        super::fingerprint::fingerprints(&self.pool, self.backend, workspace_id).await
+    }
+
+    async fn fingerprint_rows(
+        &self,
+        workspace_id: &str,
+        table: &str,
+    ) -> StoreResult<crate::fingerprint::TableRows> {
+        super::fingerprint::table_rows(&self.pool, self.backend, workspace_id, table).await
+    }
+
     async fn create_workspace(&self, name: &str, description: &str) -> StoreResult<Workspace> {
         rules::validate_workspace_name(name)?;
         if let Some(existing) = self.workspace_row(name, ViewType::All).await? {
