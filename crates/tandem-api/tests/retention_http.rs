@@ -134,7 +134,7 @@ async fn workspaces_delete_recover_purge_and_settings() {
             json!({"purge_protection": false}),
         )
         .await;
-    assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "INVALID_STATE");
+    assert_error(status, &body, StatusCode::CONFLICT, "INVALID_STATE");
     let (status, body) = server
         .json("PATCH", "/api/tandem/v1/workspaces/team", json!({"retention": 7}))
         .await;
@@ -187,7 +187,7 @@ async fn workspaces_delete_recover_purge_and_settings() {
             json!({"keep_artifacts": true}),
         )
         .await;
-    let message = assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "INVALID_STATE");
+    let message = assert_error(status, &body, StatusCode::CONFLICT, "INVALID_STATE");
     assert!(message.contains("cannot be purged before 20"), "{message}");
     let (status, body) = server
         .json(
@@ -196,7 +196,7 @@ async fn workspaces_delete_recover_purge_and_settings() {
             json!({"retention_days": 9}),
         )
         .await;
-    assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "INVALID_STATE");
+    assert_error(status, &body, StatusCode::CONFLICT, "INVALID_STATE");
     let body = server
         .ok(
             "POST",
@@ -220,7 +220,7 @@ async fn workspaces_delete_recover_purge_and_settings() {
     let (status, body) = server
         .json("POST", "/api/tandem/v1/workspaces/tmp/purge", Value::Null)
         .await;
-    assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "INVALID_STATE");
+    assert_error(status, &body, StatusCode::CONFLICT, "INVALID_STATE");
     server
         .ok("DELETE", "/api/tandem/v1/workspaces/tmp", Value::Null)
         .await;

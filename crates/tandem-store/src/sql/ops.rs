@@ -845,6 +845,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn search_runs(&self, ws: &WorkspaceRef, query: SearchRuns) -> StoreResult<Page<Run>> {
+        tandem_core::validation::validate_search_experiment_ids(&query.experiment_ids)?;
         search::validate_run_filter(&query.filter)?;
         if query.experiment_ids.is_empty() {
             return Ok(Page {
@@ -1235,6 +1236,7 @@ impl MetadataStore for SqlStore {
         if query.experiment_ids.is_empty() {
             return Err(invalid("Please specify at least one experiment ID.".to_string()));
         }
+        tandem_core::validation::validate_search_experiment_ids(&query.experiment_ids)?;
         let placeholders: Vec<String> = (0..query.experiment_ids.len())
             .map(|i| format!("${}", i + 2))
             .collect();
