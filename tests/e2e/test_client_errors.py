@@ -103,3 +103,24 @@ def test_malformed_requests_to_the_tandem_api_are_4xx(server, tmp_path):
         except (AssertionError, ValueError):
             wrong.append((method, path, response.status_code, response.text[:200]))
     assert not wrong, "\n".join(map(str, wrong))
+
+
+def test_an_experiment_cannot_put_its_artifacts_inside_another_runs(server, client, tmp_path):
+    """A location inside a run's artifacts would have its runs' bytes
+    collected when that run is purged: refused at creation, so a live run
+    never loses its artifacts to another's purge."""
+    from mlflow.exceptions import MlflowException
+
+    experiment_id = client.create_experiment(unique("outer"))
+    run_id = client.create_run(experiment_id).info.run_id
+    note = tmp_path / "note.txt"
+    note.write_text("kept\n")
+    client.log_artifact(run_id, str(note))
+    inside = f"mlflow-artifacts:/{experiment_id}/{run_id}/artifacts/nested"
+    with pytest.raises(MlflowException) as refused:
+        client.create_experiment(unique("nested"), artifact_location=inside)
+    assert refused.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert "inside the artifacts of an existing run" in refused.value.message
+    # Beside it is fine.
+    beside = client.create_experiment(unique("beside"), artifact_location=f"mlflow-artifacts:/{experiment_id}/beside")
+    assert client.get_experiment(beside).artifact_location.endswith(f"{experiment_id}/beside")
