@@ -48,6 +48,64 @@ fn collectable(prefix: &str) -> Option<ArtifactKey> {
     ArtifactKey::parse(prefix.trim_end_matches('/')).ok()
 }
 
+/// Removes what a purged owner left under `prefix`, sparing everything in
+/// the artifact root of an owner the workspace still has (a run of an
+/// experiment whose location lies inside the purged run's root): ownership
+/// is checked now, not only when the purge queued the prefix.
+async fn collect(
+    store: &dyn MetadataStore,
+    artifacts: &ArtifactStore,
+    workspace_id: &str,
+    prefix: &str,
+    key: &ArtifactKey,
+) -> Result<u64, String> {
+    let base = format!("workspaces/{workspace_id}/artifacts/");
+    let under = prefix.strip_prefix(&base).unwrap_or_default();
+    let protected = if under.is_empty() {
+        Vec::new()
+    } else {
+        store
+            .protected_artifact_roots(workspace_id, under)
+            .await
+            .map_err(|error| error.to_string())?
+    };
+    if protected.is_empty() {
+        return artifacts
+            .delete_prefix(key)
+            .await
+            .map_err(|error| error.to_string());
+    }
+    let listing = artifacts
+        .list_recursive(Some(key))
+        .await
+        .map_err(|error| error.to_string())?;
+    let mut removed = 0;
+    for entry in listing.iter().filter(|entry| !entry.is_dir) {
+        let Some(path) = entry.path.strip_prefix(&base) else {
+            continue;
+        };
+        if protected
+            .iter()
+            .any(|root| path == root || path.starts_with(&format!("{root}/")))
+        {
+            continue;
+        }
+        let object = ArtifactKey::parse(&entry.path).map_err(|error| error.to_string())?;
+        artifacts
+            .delete(&object)
+            .await
+            .map_err(|error| error.to_string())?;
+        removed += 1;
+    }
+    tracing::warn!(
+        prefix,
+        protected = ?protected,
+        "collected a purged root around artifacts other owners still hold"
+    );
+    metrics::counter!("tandem_gc_prefixes_total", "outcome" => "spared_live_owners").increment(1);
+    Ok(removed)
+}
+
 /// One pass of the collector: removes every due prefix; returns how many
 /// entries were completed.
 pub async fn collect_garbage(store: &dyn MetadataStore, artifacts: &ArtifactStore) -> usize {
@@ -66,7 +124,7 @@ pub async fn collect_garbage(store: &dyn MetadataStore, artifacts: &ArtifactStor
             let _ = store.gc_done(&entry.prefix).await;
             continue;
         };
-        match artifacts.delete_prefix(&key).await {
+        match collect(store, artifacts, &entry.workspace_id, &entry.prefix, &key).await {
             Ok(removed) => {
                 tracing::info!(prefix = %entry.prefix, removed, "collected purged artifacts");
                 metrics::counter!("tandem_gc_prefixes_total", "outcome" => "deleted").increment(1);

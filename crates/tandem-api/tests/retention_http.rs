@@ -134,7 +134,7 @@ async fn workspaces_delete_recover_purge_and_settings() {
             json!({"purge_protection": false}),
         )
         .await;
-    assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "INVALID_STATE");
+    assert_error(status, &body, StatusCode::CONFLICT, "INVALID_STATE");
     let (status, body) = server
         .json("PATCH", "/api/tandem/v1/workspaces/team", json!({"retention": 7}))
         .await;
@@ -187,7 +187,7 @@ async fn workspaces_delete_recover_purge_and_settings() {
             json!({"keep_artifacts": true}),
         )
         .await;
-    let message = assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "INVALID_STATE");
+    let message = assert_error(status, &body, StatusCode::CONFLICT, "INVALID_STATE");
     assert!(message.contains("cannot be purged before 20"), "{message}");
     let (status, body) = server
         .json(
@@ -196,7 +196,7 @@ async fn workspaces_delete_recover_purge_and_settings() {
             json!({"retention_days": 9}),
         )
         .await;
-    assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "INVALID_STATE");
+    assert_error(status, &body, StatusCode::CONFLICT, "INVALID_STATE");
     let body = server
         .ok(
             "POST",
@@ -220,7 +220,7 @@ async fn workspaces_delete_recover_purge_and_settings() {
     let (status, body) = server
         .json("POST", "/api/tandem/v1/workspaces/tmp/purge", Value::Null)
         .await;
-    assert_error(status, &body, StatusCode::INTERNAL_SERVER_ERROR, "INVALID_STATE");
+    assert_error(status, &body, StatusCode::CONFLICT, "INVALID_STATE");
     server
         .ok("DELETE", "/api/tandem/v1/workspaces/tmp", Value::Null)
         .await;
@@ -563,4 +563,124 @@ async fn an_upload_racing_the_purge_of_its_run_leaves_no_bytes_behind() {
         .await
         .unwrap()
         .is_empty());
+}
+
+/// An experiment whose location lies inside a run's artifacts is refused
+/// now, but may exist from before (or arrive from an older peer): purging
+/// the outer run must then spare the nested live run's bytes and index,
+/// and collect only the purged run's own.
+#[tokio::test]
+async fn collection_spares_a_live_run_nested_inside_a_purged_runs_root() {
+    let server = server().await;
+    let outer = server
+        .ok(
+            "POST",
+            "/api/2.0/mlflow/runs/create",
+            json!({"experiment_id": "0"}),
+        )
+        .await["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let upload = |path: String, bytes: Vec<u8>| {
+        let server = &server;
+        async move {
+            let (status, body) = server.call("PUT", &path, Body::from(bytes)).await;
+            assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        }
+    };
+    upload(
+        format!("/api/2.0/mlflow-artifacts/artifacts/0/{outer}/artifacts/model.bin"),
+        vec![1u8; 100],
+    )
+    .await;
+
+    // Refused through the API...
+    let nested_location = format!("mlflow-artifacts:/0/{outer}/artifacts/nested");
+    let (status, body) = server
+        .json(
+            "POST",
+            "/api/2.0/mlflow/experiments/create",
+            json!({"name": "nested", "artifact_location": nested_location}),
+        )
+        .await;
+    let message = assert_error(status, &body, StatusCode::BAD_REQUEST, "INVALID_PARAMETER_VALUE");
+    assert!(
+        message.contains("inside the artifacts of an existing run"),
+        "{message}"
+    );
+    // ...but it can arrive as a record another region accepted earlier.
+    let ws = server.store.resolve_workspace("default").await.unwrap();
+    let record = tandem_core::journal::JournalRecord {
+        seq: 0,
+        workspace_id: ws.workspace_id.clone(),
+        hlc: 1,
+        origin_region: "older-peer".to_string(),
+        origin_seq: 1,
+        epoch: 0,
+        format: tandem_core::journal::FORMAT_VERSION,
+        recorded_at: 1,
+        change: tandem_core::journal::Change::ExperimentCreated {
+            experiment_id: "77".to_string(),
+            name: "nested".to_string(),
+            artifact_location: nested_location,
+            tags: vec![],
+            time: 1,
+        },
+        seen: None,
+    };
+    assert!(server.store.apply_record(&record).await.unwrap());
+    let inner = server
+        .ok(
+            "POST",
+            "/api/2.0/mlflow/runs/create",
+            json!({"experiment_id": "77"}),
+        )
+        .await["run"]["info"]["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let inner_path = format!("0/{outer}/artifacts/nested/{inner}/artifacts/live.bin");
+    upload(
+        format!("/api/2.0/mlflow-artifacts/artifacts/{inner_path}"),
+        vec![2u8; 50],
+    )
+    .await;
+
+    server
+        .ok("POST", "/api/2.0/mlflow/runs/delete", json!({"run_id": outer}))
+        .await;
+    server
+        .ok(
+            "POST",
+            &format!("/api/tandem/v1/workspaces/default/deleted/run/{outer}/purge"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(
+        tandem_api::tasks::collect_garbage(server.store.as_ref(), &server.artifacts).await,
+        1
+    );
+    let root = format!("workspaces/{}/artifacts", ws.workspace_id);
+    assert_eq!(
+        server.stored_keys(&root).await,
+        vec![format!("{root}/{inner_path}")]
+    );
+    let (status, bytes) = server
+        .call(
+            "GET",
+            &format!("/api/2.0/mlflow-artifacts/artifacts/{inner_path}"),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!((status, bytes), (StatusCode::OK, vec![2u8; 50]));
+    // The live run's index survived the purge of the outer root.
+    let listed = server
+        .ok(
+            "GET",
+            &format!("/api/2.0/mlflow-artifacts/artifacts?path=0/{outer}/artifacts/nested/{inner}/artifacts"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(listed["files"][0]["path"], "live.bin", "{listed}");
 }

@@ -62,8 +62,12 @@ impl ErrorKind {
             // client retries, so a full disk fails the call at once instead
             // of after minutes of backoff.
             ErrorKind::StorageFull => 507,
-            // MLflow answers INVALID_STATE with 500 too.
-            ErrorKind::InvalidState | ErrorKind::Internal => 500,
+            // MLflow answers INVALID_STATE with 500, which its client
+            // retries for minutes; here it is always a refusal the caller
+            // can act on (the resource is not in a state that allows the
+            // request), so 409 Conflict: never retried, never a server fault.
+            ErrorKind::InvalidState => 409,
+            ErrorKind::Internal => 500,
         }
     }
 }

@@ -25,6 +25,21 @@ pub const MAX_DATASET_PROFILE_SIZE: usize = 16_777_215;
 pub const MAX_INPUT_TAG_KEY_SIZE: usize = 255;
 pub const MAX_INPUT_TAG_VALUE_SIZE: usize = 500;
 pub const MAX_RESULTS_PER_PAGE: i64 = 50_000;
+/// Experiments one search may name. MLflow's SQL store has no bound and
+/// fails inside the database past the engine's variable limit (SQLite:
+/// 32,766); a clear 400 up front, well under every engine's limit.
+pub const MAX_EXPERIMENT_IDS_PER_SEARCH: usize = 10_000;
+
+/// Refuses a search over more experiments than one statement may name.
+pub fn validate_search_experiment_ids(ids: &[String]) -> Result<()> {
+    if ids.len() > MAX_EXPERIMENT_IDS_PER_SEARCH {
+        return Err(Error::invalid(format!(
+            "A search may name at most {MAX_EXPERIMENT_IDS_PER_SEARCH} experiment_ids, got {}; search fewer experiments per call",
+            ids.len()
+        )));
+    }
+    Ok(())
+}
 /// MLflow's limit for `log-batch` request bodies.
 pub const MAX_BATCH_LOG_REQUEST_SIZE: usize = 1_000_000;
 pub const MAX_WORKSPACE_NAME_LENGTH: usize = 63;

@@ -653,6 +653,10 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Every entry of the queue, due or not (status and tests).
     async fn gc_pending(&self) -> StoreResult<Vec<retention::GcEntry>>;
     async fn gc_done(&self, prefix: &str) -> StoreResult<()>;
+    /// The artifact roots (paths in the workspace's proxied storage) of the
+    /// runs, logged models and model versions the workspace still has that
+    /// lie under `under` (ending in `/`): what collecting `under` must spare.
+    async fn protected_artifact_roots(&self, workspace_id: &str, under: &str) -> StoreResult<Vec<String>>;
     /// Records a failed attempt; the entry is retried after `retry_after_ms`.
     async fn gc_failed(&self, prefix: &str, error: &str, retry_after_ms: i64) -> StoreResult<()>;
     // Restore (tandem-backup).

@@ -586,6 +586,22 @@ impl MetadataStore for SqlStore {
             rules::validate_experiment_tag(tag)?;
         }
         let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        // An experiment whose runs would store their artifacts inside
+        // another run's (or logged model's) artifacts would lose them when
+        // that owner is purged and its root collected.
+        if let Some(path) = artifact_location.and_then(proxied_artifact_path) {
+            if !path.is_empty() {
+                let mut conn = self.pool.acquire().await?;
+                if artifact_owner_check(&mut conn, ws, &path, false).await.is_ok() {
+                    return Err(invalid(format!(
+                        "Artifact location '{}' lies inside the artifacts of an existing run or logged model; \
+                         an experiment's artifacts must not live inside another owner's, whose purge would remove them. \
+                         Choose a location outside every run's and logged model's artifacts (or leave it empty)",
+                        artifact_location.unwrap_or_default()
+                    )));
+                }
+            }
+        }
         if let Some(existing) = load::experiment_by_name(&self.pool, &ws.workspace_id, name).await? {
             let state = if existing.lifecycle_stage == LifecycleStage::Deleted {
                 " (deleted)"
@@ -845,6 +861,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn search_runs(&self, ws: &WorkspaceRef, query: SearchRuns) -> StoreResult<Page<Run>> {
+        tandem_core::validation::validate_search_experiment_ids(&query.experiment_ids)?;
         search::validate_run_filter(&query.filter)?;
         if query.experiment_ids.is_empty() {
             return Ok(Page {
@@ -1235,6 +1252,7 @@ impl MetadataStore for SqlStore {
         if query.experiment_ids.is_empty() {
             return Err(invalid("Please specify at least one experiment ID.".to_string()));
         }
+        tandem_core::validation::validate_search_experiment_ids(&query.experiment_ids)?;
         let placeholders: Vec<String> = (0..query.experiment_ids.len())
             .map(|i| format!("${}", i + 2))
             .collect();
@@ -1922,6 +1940,11 @@ impl MetadataStore for SqlStore {
 
     async fn gc_pending(&self) -> StoreResult<Vec<crate::retention::GcEntry>> {
         self.gc_entries(false, i64::MAX).await
+    }
+
+    async fn protected_artifact_roots(&self, workspace_id: &str, under: &str) -> StoreResult<Vec<String>> {
+        let mut conn = self.pool.acquire().await?;
+        super::retention_apply::protected_roots(&mut conn, workspace_id, under).await
     }
 
     async fn gc_done(&self, prefix: &str) -> StoreResult<()> {

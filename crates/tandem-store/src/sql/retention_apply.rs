@@ -7,7 +7,7 @@
 //! journaled), so every region that applies the purge collects its own
 //! storage, and a replay re-queues prefixes that are then found empty.
 
-use sqlx::{Any, Transaction};
+use sqlx::{Any, AnyConnection, Row, Transaction};
 use tandem_core::journal::Change;
 
 use super::ops::proxied_artifact_path;
@@ -263,6 +263,33 @@ async fn forget_artifacts(
         return Ok(());
     }
     let under = format!("{root}/");
+    // Another owner's artifacts may live under this root (an experiment's
+    // location inside a run's root, from before such locations were
+    // refused): their index rows stay, and the collector spares them.
+    let protected = protected_roots(tx, workspace_id, &under).await?;
+    if !protected.is_empty() {
+        let paths: Vec<String> = sqlx::query_scalar(
+            "SELECT path FROM artifacts WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, CAST($3 AS INTEGER)) = $4)",
+        )
+        .bind(workspace_id)
+        .bind(&root)
+        .bind(under.len() as i64)
+        .bind(&under)
+        .fetch_all(&mut **tx)
+        .await?;
+        for path in paths.iter().filter(|path| !is_protected(&protected, path)) {
+            sqlx::query("DELETE FROM artifacts WHERE workspace_id = $1 AND path = $2")
+                .bind(workspace_id)
+                .bind(path)
+                .execute(&mut **tx)
+                .await?;
+        }
+        if !keep_artifacts {
+            let prefix = format!("{}{under}", workspace_artifacts_prefix(workspace_id));
+            enqueue(tx, workspace_id, &prefix, time).await?;
+        }
+        return Ok(());
+    }
     sqlx::query(
         "DELETE FROM artifacts WHERE workspace_id = $1 AND (path = $2 OR substr(path, 1, CAST($3 AS INTEGER)) = $4)",
     )
@@ -295,4 +322,61 @@ async fn enqueue(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Whether `path` lies in (or is) one of `roots`.
+pub(crate) fn is_protected(roots: &[String], path: &str) -> bool {
+    roots
+        .iter()
+        .any(|root| path == root || path.starts_with(&format!("{root}/")))
+}
+
+/// `%` and `_` are LIKE's wildcards; `\\` escapes them.
+fn like_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// The artifact roots (paths in the workspace's proxied storage) of every
+/// run, logged model and model version still known to the workspace that
+/// lie strictly under `under` (a path ending in `/`): what collecting
+/// `under` must never remove. Deleted but unpurged owners count: they can
+/// still be recovered.
+pub(crate) async fn protected_roots(
+    conn: &mut AnyConnection,
+    workspace_id: &str,
+    under: &str,
+) -> StoreResult<Vec<String>> {
+    // LIKE narrows the rows (the URI holds the path after its scheme); the
+    // exact test is on the parsed path.
+    let pattern = format!("%{}%", like_escape(under.trim_end_matches('/')));
+    let queries = [
+        "SELECT artifact_uri AS uri FROM runs WHERE workspace_id = $1 AND artifact_uri LIKE $2 ESCAPE '\\'",
+        "SELECT artifact_uri AS uri FROM logged_models WHERE workspace_id = $1 AND artifact_uri LIKE $2 ESCAPE '\\'",
+        "SELECT storage_location AS uri FROM model_versions WHERE workspace_id = $1 AND storage_location LIKE $2 ESCAPE '\\'",
+        "SELECT source AS uri FROM model_versions WHERE workspace_id = $1 AND source LIKE $2 ESCAPE '\\'",
+    ];
+    let mut roots = Vec::new();
+    for query in queries {
+        let rows = sqlx::query(query)
+            .bind(workspace_id)
+            .bind(&pattern)
+            .fetch_all(&mut *conn)
+            .await?;
+        for row in rows {
+            let uri: Option<String> = row.try_get("uri")?;
+            if let Some(root) = uri.as_deref().and_then(proxied_artifact_path) {
+                if root.starts_with(under) && !roots.contains(&root) {
+                    roots.push(root);
+                }
+            }
+        }
+    }
+    Ok(roots)
 }
