@@ -24,6 +24,12 @@ pub struct FailoverArgs {
     /// the old primary returns).
     #[arg(long)]
     pub force: bool,
+    /// With --force: go ahead even though the primary still answers and
+    /// serves, losing the writes it acknowledged that REGION lacks (the
+    /// report counts them). Without it a forced failover over a healthy
+    /// primary is refused: use a planned failover, which loses nothing.
+    #[arg(long, requires = "force")]
+    pub accept_data_loss: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -42,13 +48,13 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<()> {
         let url = region_url(&regions, &args.to)?;
         let region = target.client.at(&url)?;
         region
-            .failover(&args.to, true)
+            .failover(&args.to, true, args.accept_data_loss)
             .await
             .with_context(|| format!("forced failover to '{}' at {url} failed", args.to))?
     } else {
         target
             .client
-            .failover(&args.to, false)
+            .failover(&args.to, false, false)
             .await
             .with_context(|| format!("planned failover to '{}' through {} failed", args.to, target.url))?
     };
@@ -103,22 +109,31 @@ pub fn describe(report: &FailoverReport) -> String {
             format!("{head}; zero loss NOT verified{confirmed}")
         }
     } else {
-        match report.records_possibly_lost {
-            Some(0) | None if report.zero_loss => {
-                format!(
-                    "{head}; no records lost ({to} had everything {from} last reported)",
-                    to = report.to
-                )
-            }
-            Some(lost) => format!(
-                "{head}; {lost} records possibly lost: what {to} lacked of {from}'s journal as {from} last reported it.\n\
-                 If {from} returns, they go to its quarantine: see `tandem divergence list`",
+        let accepted = if report.accepted_data_loss {
+            format!(" (forced over {from} while it still served, as --accept-data-loss allowed)")
+        } else {
+            String::new()
+        };
+        match (report.loss_known, report.records_possibly_lost) {
+            (true, Some(0)) => format!(
+                "{head}{accepted}; no records lost: {to} held everything {from} had",
                 to = report.to
             ),
-            None => format!(
-                "{head}; records possibly lost: unknown (no recent report from {from}).\n\
-                 If {from} returns, what it alone had goes to its quarantine: see `tandem divergence list`"
+            (true, Some(lost)) => format!(
+                "{head}{accepted}; {lost} records lost: {from} holds them past the new epoch's fork (counted in its journal).\n\
+                 They are in {from}'s quarantine: see `tandem divergence list`, `tandem divergence apply ID`"
             ),
+            _ => {
+                let bound = report
+                    .loss_lower_bound
+                    .map(|bound| format!("at least {bound}"))
+                    .unwrap_or_else(|| "unknown".to_string());
+                let reason = report.loss_reason.as_deref().unwrap_or("no answer from the old primary");
+                format!(
+                    "{head}{accepted}; records lost: {bound}, exact count unknown: {reason}.\n\
+                     If {from} returns, what it alone had goes to its quarantine: see `tandem divergence list`"
+                )
+            }
         }
     }
 }
@@ -136,6 +151,10 @@ mod tests {
             records_confirmed: planned.then_some(1234),
             zero_loss: planned,
             records_possibly_lost: (!planned).then_some(12),
+            loss_known: true,
+            loss_lower_bound: None,
+            loss_reason: None,
+            accepted_data_loss: false,
             duration_ms: 1234,
             fork: Default::default(),
         }
@@ -161,7 +180,7 @@ mod tests {
         let text = describe(&report(false));
         assert!(
             text.starts_with(
-                "forced failover eastus → westus done in 1.2 s, epoch 7; 12 records possibly lost"
+                "forced failover eastus → westus done in 1.2 s, epoch 7; 12 records lost: eastus holds them"
             ),
             "{text}"
         );
@@ -169,6 +188,19 @@ mod tests {
         nothing_lost.records_possibly_lost = Some(0);
         nothing_lost.zero_loss = true;
         assert!(describe(&nothing_lost).contains("no records lost"));
+        let mut unknown = report(false);
+        unknown.loss_known = false;
+        unknown.records_possibly_lost = None;
+        unknown.loss_lower_bound = Some(3);
+        unknown.loss_reason = Some("the old primary 'eastus' is unreachable (refused)".to_string());
+        let text = describe(&unknown);
+        assert!(
+            text.contains(
+                "records lost: at least 3, exact count unknown: the old primary 'eastus' is unreachable"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains(" 0 records"), "{text}");
     }
 
     #[test]

@@ -554,6 +554,15 @@ fn print_status(status: &serde_json::Value, json: bool) -> anyhow::Result<()> {
             text(&class["refusing_writes"])
         );
     }
+    if let Ok(report) =
+        serde_json::from_value::<tandem_client::FailoverReport>(status["last_failover"].clone())
+    {
+        println!(
+            "\nlast failover run by {}: {}",
+            text(&status["region"]),
+            failover::describe(&report)
+        );
+    }
     Ok(())
 }
 

@@ -90,9 +90,22 @@ pub struct FailoverReport {
     pub records_confirmed: Option<i64>,
     /// Whether the new epoch's fork holds every record the old primary had.
     pub zero_loss: bool,
-    /// Forced: records of the last primary's journal the target lacked (as
-    /// last reported by it); they go to quarantine if that primary returns.
+    /// Forced: records the old primary holds past the new epoch's fork,
+    /// counted in its journal once it stepped down (what its quarantine
+    /// takes); None when they could not be counted.
     pub records_possibly_lost: Option<i64>,
+    /// Whether `records_possibly_lost` is a count.
+    #[serde(default)]
+    pub loss_known: bool,
+    /// Loss unknown: at least this many records are lost.
+    #[serde(default)]
+    pub loss_lower_bound: Option<i64>,
+    /// Loss unknown: why.
+    #[serde(default)]
+    pub loss_reason: Option<String>,
+    /// Forced over a primary that was still serving, as the caller accepted.
+    #[serde(default)]
+    pub accepted_data_loss: bool,
     pub duration_ms: u64,
     /// Where the new epoch forked from each region's journal.
     #[serde(default)]
@@ -283,9 +296,19 @@ impl TandemClient {
     /// primary (or the gateway), which hands over once `to` holds its whole
     /// journal. Forced: sent to region `to` itself, which takes leadership
     /// from a primary that is gone.
-    pub async fn failover(&self, to: &str, force: bool) -> ClientResult<FailoverReport> {
+    /// `force` takes leadership at the target (send it to the target);
+    /// `accept_data_loss` lets it do so while the primary still serves.
+    pub async fn failover(
+        &self,
+        to: &str,
+        force: bool,
+        accept_data_loss: bool,
+    ) -> ClientResult<FailoverReport> {
         let url = self.url("/api/tandem/v1/failover");
-        let request = self.http.post(&url).json(&json!({ "to": to, "force": force }));
+        let request = self
+            .http
+            .post(&url)
+            .json(&json!({ "to": to, "force": force, "accept_data_loss": accept_data_loss }));
         self.whole(request, &url).await
     }
 

@@ -441,9 +441,25 @@ pub struct FailoverReport {
     pub records_confirmed: Option<i64>,
     /// Whether the new epoch's fork holds every record the old primary had.
     pub zero_loss: bool,
-    /// Forced: records of the last primary's journal this region lacked
-    /// (as last reported by it); they go to quarantine if it returns.
+    /// Forced: records the old primary holds past the new epoch's fork,
+    /// counted in its own journal once it stepped down: exactly what goes
+    /// to its quarantine when it rejoins. None when that could not be
+    /// counted (`loss_known` false, `loss_reason` says why).
     pub records_possibly_lost: Option<i64>,
+    /// Forced: whether `records_possibly_lost` is a count, not a guess.
+    #[serde(default)]
+    pub loss_known: bool,
+    /// Forced, loss unknown: at least this many records are lost (what the
+    /// old primary last reported holding beyond what this region applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_lower_bound: Option<i64>,
+    /// Forced, loss unknown: why it could not be counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_reason: Option<String>,
+    /// Forced over a primary that was reachable and healthy, as the caller
+    /// explicitly accepted.
+    #[serde(default)]
+    pub accepted_data_loss: bool,
     pub duration_ms: u64,
     pub fork: BTreeMap<String, i64>,
 }
@@ -527,10 +543,15 @@ pub async fn planned_failover(region: &Arc<Region>, target: &str) -> Result<Fail
         planned: true,
         records_confirmed: Some(head),
         zero_loss,
-        records_possibly_lost: None,
+        records_possibly_lost: zero_loss.then_some(0),
+        loss_known: zero_loss,
+        loss_lower_bound: None,
+        loss_reason: None,
+        accepted_data_loss: false,
         duration_ms: began.elapsed().as_millis() as u64,
         fork: promoted.fork,
     };
+    *region.last_failover.lock().unwrap() = Some(report.clone());
     if zero_loss {
         tracing::warn!(from = %region.name, to = target, epoch = report.epoch, head, "planned failover done: zero loss verified");
     } else {
@@ -691,7 +712,12 @@ async fn seize_and_lead(
 }
 
 /// `tandem failover --to THIS --force`: takes the lease whoever holds it.
-pub async fn forced_failover(region: &Arc<Region>) -> Result<FailoverReport, Error> {
+/// Refused while the primary is reachable and serving as primary, unless
+/// the caller accepts losing what it acknowledged and this region lacks
+/// (a planned failover loses nothing). The report counts that loss in the
+/// old primary's own journal once it has stepped down, or says why it
+/// cannot and gives a lower bound.
+pub async fn forced_failover(region: &Arc<Region>, accept_data_loss: bool) -> Result<FailoverReport, Error> {
     if region.witness.is_none() {
         return Err(not_configured());
     }
@@ -703,18 +729,44 @@ pub async fn forced_failover(region: &Arc<Region>) -> Result<FailoverReport, Err
     }
     let spec = spec(region);
     let last = region.primary_name();
+    let old = (last != region.name).then(|| last.clone());
+    let healthy = match &old {
+        Some(name) => crate::forced::primary_serving(region, name).await,
+        None => false,
+    };
+    if healthy && !accept_data_loss {
+        return Err(Error::new(
+            ErrorKind::InvalidState,
+            format!(
+                "the primary '{last}' is reachable and serving: forcing a failover would lose every write it \
+                 acknowledged that '{}' has not applied yet. Run a planned failover instead (`tandem failover \
+                 --to {}`, without --force), which loses nothing; or add --accept-data-loss to force it anyway",
+                region.name, region.name
+            ),
+        ));
+    }
     let follow = region.follow_states().get(&last).cloned().unwrap_or_default();
     let began = Instant::now();
     let (epoch, fork) = seize_and_lead(region, &spec, None).await?;
-    Ok(FailoverReport {
-        from: (last != region.name).then_some(last),
+    let loss = match &old {
+        Some(name) => crate::forced::count_beyond_fork(region, name, &fork, &spec, &follow, epoch).await,
+        None => crate::forced::Loss::unknown("no previous primary is known", None),
+    };
+    let report = FailoverReport {
+        from: old,
         to: region.name.clone(),
         epoch,
         planned: false,
         records_confirmed: None,
-        zero_loss: false,
-        records_possibly_lost: Some((follow.source_head - follow.applied).max(0)),
+        zero_loss: loss.counted == Some(0),
+        records_possibly_lost: loss.counted,
+        loss_known: loss.counted.is_some(),
+        loss_lower_bound: loss.lower_bound,
+        loss_reason: loss.reason,
+        accepted_data_loss: healthy,
         duration_ms: began.elapsed().as_millis() as u64,
         fork,
-    })
+    };
+    *region.last_failover.lock().unwrap() = Some(report.clone());
+    Ok(report)
 }

@@ -32,6 +32,7 @@
 
 mod content;
 pub mod follower;
+mod forced;
 pub mod leadership;
 pub mod protocol;
 mod quarantine;
@@ -182,6 +183,9 @@ pub struct Region {
     witness_answered: AtomicBool,
     /// The last `tandem verify` this region ran.
     pub(crate) last_verify: Mutex<Option<verify::VerifyReport>>,
+    /// The last failover this region ran (forced at the target, planned at
+    /// the old primary), for `tandem status`.
+    pub(crate) last_failover: Mutex<Option<leadership::FailoverReport>>,
     /// Why the witness did not answer the last time it was asked.
     witness_error: Mutex<Option<String>>,
     /// The primary this region last caught up with (itself while it leads).
@@ -256,6 +260,7 @@ impl Region {
             bootstrapped: AtomicBool::new(false),
             witness_answered: AtomicBool::new(false),
             last_verify: Mutex::new(None),
+            last_failover: Mutex::new(None),
             witness_error: Mutex::new(None),
             caught_up_with: Mutex::new(None),
         }))

@@ -62,6 +62,7 @@ fn api() -> OpenApiRouter<Arc<Region>> {
         .routes(routes!(get_divergence))
         .routes(routes!(apply_divergence))
         .routes(routes!(regions))
+        .routes(routes!(beyond_fork))
         .routes(routes!(fingerprint))
         .routes(routes!(fingerprint_rows))
         .routes(routes!(run_verify, last_verify))
@@ -522,6 +523,7 @@ pub async fn status(region: &Region) -> serde_json::Value {
         "regions": regions,
         "classes": classes,
         "epochs": region.store.epochs().await.unwrap_or_default(),
+        "last_failover": region.last_failover.lock().unwrap().clone(),
     })
 }
 
@@ -608,6 +610,10 @@ struct FailoverRequest {
     /// Take the lease whoever holds it (sent to the target itself).
     #[serde(default)]
     force: bool,
+    /// With `force`: proceed even though the primary is reachable and
+    /// serving, losing the writes it acknowledged that the target lacks.
+    #[serde(default)]
+    accept_data_loss: bool,
 }
 
 /// `tandem failover`: planned at the primary; forced at the target itself.
@@ -616,7 +622,7 @@ struct FailoverRequest {
     responses(
         (status = 200, description = "The failover's report", body = Document),
         (status = 400, description = "Malformed request, or sent to the wrong region", body = ErrorBody),
-        (status = 409, description = "The failover cannot proceed now", body = ErrorBody),
+        (status = 409, description = "The failover cannot proceed now (INVALID_STATE): for a forced one, the primary is reachable and serving and `accept_data_loss` is not set", body = ErrorBody),
     ))]
 async fn failover(State(region): State<Arc<Region>>, Json(request): Json<FailoverRequest>) -> Response {
     let outcome = if request.force {
@@ -631,7 +637,7 @@ async fn failover(State(region): State<Arc<Region>>, Json(request): Json<Failove
                 request.to, region.name
             )));
         }
-        crate::leadership::forced_failover(&region).await
+        crate::leadership::forced_failover(&region, request.accept_data_loss).await
     } else {
         crate::leadership::planned_failover(&region, &request.to).await
     };
@@ -843,5 +849,42 @@ async fn last_verify(State(region): State<Arc<Region>>) -> Response {
             "region '{}' has not verified its replicas since it started",
             region.name
         ))),
+    }
+}
+
+/// At a deposed primary: how many of its records the epoch `epoch`, forked
+/// at `fork`, fences (what its quarantine takes), for the new primary's
+/// forced-failover report.
+#[utoipa::path(post, path = "/api/tandem/v1/replication/beyond-fork", tag = tags::REPLICATION,
+    request_body = Document,
+    security(("replication_secret" = [])),
+    responses(
+        (status = 200, description = "`{region, records}`", body = Document),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Wrong or missing replication secret", body = ErrorBody),
+    ))]
+async fn beyond_fork(
+    State(region): State<Arc<Region>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(response) = unauthorized(&region, &headers) {
+        return response;
+    }
+    let request: crate::forced::BeyondForkRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => return refuse(tandem_core::Error::invalid(format!("Malformed request: {error}"))),
+    };
+    match region
+        .store
+        .records_beyond_fork(request.epoch, &request.fork)
+        .await
+    {
+        Ok(records) => Json(crate::forced::BeyondFork {
+            region: region.name.clone(),
+            records,
+        })
+        .into_response(),
+        Err(error) => store_refusal(error),
     }
 }

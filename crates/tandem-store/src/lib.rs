@@ -340,6 +340,14 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn history(&self) -> StoreResult<std::collections::BTreeMap<String, i64>>;
     /// The epochs this region knows, oldest first.
     async fn epochs(&self) -> StoreResult<Vec<EpochInfo>>;
+    /// How many records this region holds that epoch `epoch`, forked at
+    /// `fork`, fences: exactly what its quarantine takes (or took) when it
+    /// follows that epoch. What a forced failover to `epoch` lost here.
+    async fn records_beyond_fork(
+        &self,
+        epoch: i64,
+        fork: &std::collections::BTreeMap<String, i64>,
+    ) -> StoreResult<i64>;
     /// Returns once every local write that started before the call has
     /// committed or failed (a planned failover's barrier after writes stop).
     async fn drain_writes(&self);

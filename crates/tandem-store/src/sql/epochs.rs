@@ -185,6 +185,37 @@ pub(crate) async fn void_divergent(
     Ok(voided.len())
 }
 
+/// The records `void_divergent` takes (or took) for `epoch` forked at
+/// `fork`: of older epochs, not merged (`seen` unset), beyond the fork, and
+/// not voided by another epoch.
+pub(crate) async fn records_beyond_fork(
+    pool: &sqlx::AnyPool,
+    epoch: i64,
+    fork: &BTreeMap<String, i64>,
+) -> StoreResult<i64> {
+    let origins: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT origin_region FROM journal WHERE seen IS NULL AND epoch < $1 AND (voided IS NULL OR voided = $1)",
+    )
+    .bind(epoch)
+    .fetch_all(pool)
+    .await?;
+    let mut count = 0;
+    for origin in origins {
+        let kept = fork.get(&origin).copied().unwrap_or(0);
+        let beyond: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM journal WHERE seen IS NULL AND epoch < $1 AND (voided IS NULL OR voided = $1) \
+             AND origin_region = $2 AND origin_seq > $3",
+        )
+        .bind(epoch)
+        .bind(&origin)
+        .bind(kept)
+        .fetch_one(pool)
+        .await?;
+        count += beyond;
+    }
+    Ok(count)
+}
+
 /// Empties every table derived from the journal and applies the journal's
 /// records that are part of the state again, in order.
 async fn rebuild(tx: &mut Transaction<'_, Any>) -> StoreResult<()> {

@@ -400,6 +400,14 @@ impl MetadataStore for SqlStore {
         super::epochs::list_epochs(&self.pool).await
     }
 
+    async fn records_beyond_fork(
+        &self,
+        epoch: i64,
+        fork: &std::collections::BTreeMap<String, i64>,
+    ) -> StoreResult<i64> {
+        super::epochs::records_beyond_fork(&self.pool, epoch, fork).await
+    }
+
     async fn drain_writes(&self) {
         SqlStore::drain_writes(self).await
     }
