@@ -283,7 +283,14 @@ pub async fn serve_gateway(
     let limits = tandem_http::ServeLimits::from_env()
         .map_err(std::io::Error::other)?
         .fitted_to_fd_limit();
-    tandem_http::serve(listener, gateway.router(), limits, "gateway", wait_for_stop(stopped)).await?;
+    tandem_http::serve(
+        listener,
+        gateway.router(),
+        limits,
+        "gateway",
+        wait_for_stop(stopped),
+    )
+    .await?;
     let _ = tracking.await;
     let _ = waiting.await;
     tracing::info!("tandem gateway stopped");

@@ -138,7 +138,16 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
     rlimit::Resource::NOFILE.get()
 }
 
-const REFUSAL: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 101\r\n\r\n{\"error_code\":\"TEMPORARILY_UNAVAILABLE\",\"message\":\"too many connections: the server is at its cap\"}\n";
+/// MLflow's error JSON for a connection past the cap.
+const REFUSAL_BODY: &str = r#"{"error_code":"TEMPORARILY_UNAVAILABLE","message":"too many connections: the server is at its connection cap; retry shortly"}"#;
+
+fn refusal() -> Vec<u8> {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{REFUSAL_BODY}",
+        REFUSAL_BODY.len()
+    )
+    .into_bytes()
+}
 
 fn is_fd_exhaustion(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(code) if code == 24 || code == 23) // EMFILE, ENFILE
@@ -256,7 +265,7 @@ fn trim() {}
 /// Answers 503 to a connection over the cap, and closes it.
 async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
-        stream.write_all(REFUSAL).await?;
+        stream.write_all(&refusal()).await?;
         stream.shutdown().await
     })
     .await;
@@ -272,7 +281,8 @@ async fn serve_connection(
     let body_timeout = limits.body_timeout;
     let peer = stream.peer_addr().ok();
     let handler = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let mut request = request.map(|incoming| axum::body::Body::new(body::Stalling::new(incoming, body_timeout)));
+        let mut request =
+            request.map(|incoming| axum::body::Body::new(body::Stalling::new(incoming, body_timeout)));
         if let Some(peer) = peer {
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
         }
@@ -284,7 +294,9 @@ async fn serve_connection(
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_BUF)
         .keep_alive(true);
-    let connection = builder.serve_connection(TokioIo::new(stream), handler).with_upgrades();
+    let connection = builder
+        .serve_connection(TokioIo::new(stream), handler)
+        .with_upgrades();
     tokio::pin!(connection);
     let stop = async move {
         let _ = stopping.wait_for(|stop| *stop).await;
@@ -304,7 +316,8 @@ async fn serve_connection(
         } else {
             "error"
         };
-        metrics::counter!("tandem_http_connections_closed_total", "service" => service, "reason" => reason).increment(1);
+        metrics::counter!("tandem_http_connections_closed_total", "service" => service, "reason" => reason)
+            .increment(1);
         tracing::debug!(%error, reason, "connection closed");
     }
 }

@@ -178,12 +178,10 @@ impl ServerConfig {
             }
         }
         let mut limits = self.serve_limits();
-        limits
-            .apply_env(&env)
-            .map_err(|message| ConfigError::Invalid {
-                name: "serve limits".to_string(),
-                message,
-            })?;
+        limits.apply_env(&env).map_err(|message| ConfigError::Invalid {
+            name: "serve limits".to_string(),
+            message,
+        })?;
         self.max_connections = limits.max_connections;
         self.header_timeout_ms = limits.header_timeout.as_millis() as u64;
         self.body_timeout_ms = limits.body_timeout.as_millis() as u64;
@@ -318,6 +316,25 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(config.metadata_url().unwrap(), "postgres://u:p@h/db");
+    }
+
+    #[test]
+    fn uploads_are_limited_and_connections_bounded_by_default() {
+        let mut config = ServerConfig::default();
+        assert_eq!(config.max_artifact_size, Some(5 * 1024 * 1024 * 1024));
+        let limits = config.serve_limits();
+        assert_eq!(limits.max_connections, 10_000);
+        assert_eq!(limits.header_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(limits.body_timeout, std::time::Duration::from_secs(60));
+        let env = |name: &str| match name {
+            "TANDEM_MAX_CONNECTIONS" => Some("50".to_string()),
+            "TANDEM_BODY_TIMEOUT_MS" => Some("1500".to_string()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!((config.max_connections, config.body_timeout_ms), (50, 1500));
+        let zero = |name: &str| (name == "TANDEM_HEADER_TIMEOUT_MS").then(|| "0".to_string());
+        assert!(config.apply_env(zero).is_err(), "a zero timeout is refused");
     }
 
     #[test]
