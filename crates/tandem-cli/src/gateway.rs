@@ -35,6 +35,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     crate::init_logging(&args.log_format);
+    crate::raise_fd_limit();
     let deployment = Deployment::from_file(&args.deployment)?;
     let mut config = GatewayConfig::new(deployment);
     config.poll_interval = args.poll_interval;

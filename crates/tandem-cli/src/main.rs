@@ -410,6 +410,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// A serving process takes every file descriptor it is allowed: with the
+/// common soft limit of 1,024, a thousand idle sockets would otherwise
+/// exhaust it (the connection cap is fitted under the limit either way).
+pub(crate) fn raise_fd_limit() {
+    if let Err(error) = tandem_http::raise_nofile_limit() {
+        tracing::warn!(%error, "could not raise the open-file limit");
+    }
+}
+
 pub(crate) fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TANDEM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -428,6 +437,7 @@ pub(crate) fn init_logging(format: &str) {
 
 async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     init_logging(&args.log_format);
+    raise_fd_limit();
     let mut config = match &args.config {
         Some(path) => ServerConfig::from_file(path)?,
         None => ServerConfig::default(),

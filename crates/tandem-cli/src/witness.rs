@@ -26,6 +26,7 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     crate::init_logging(&args.log_format);
+    crate::raise_fd_limit();
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("cannot create the witness data directory {}", args.data.display()))?;
     let listener = tokio::net::TcpListener::bind(&args.listen)

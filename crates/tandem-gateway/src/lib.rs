@@ -24,7 +24,6 @@ pub mod route;
 pub mod tracker;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +31,6 @@ use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use serde_json::json;
 use tandem_core::journal::AssetClass;
@@ -280,18 +278,18 @@ pub async fn serve_gateway(
         regions = %gateway.proxy.deployment.regions().iter().map(|r| format!("{}={}", r.name, r.url)).collect::<Vec<_>>().join(", "),
         "tandem gateway listening"
     );
-    // No Nagle delay, as in the server: headers and body go out in separate
-    // writes.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(
+    // Connection cap, timeouts and fd-exhaustion-safe accepts as in the
+    // regions; the client's address reaches handlers as `ConnectInfo`.
+    let limits = tandem_http::ServeLimits::from_env()
+        .map_err(std::io::Error::other)?
+        .fitted_to_fd_limit();
+    tandem_http::serve(
         listener,
-        gateway
-            .router()
-            .into_make_service_with_connect_info::<SocketAddr>(),
+        gateway.router(),
+        limits,
+        "gateway",
+        wait_for_stop(stopped),
     )
-    .with_graceful_shutdown(wait_for_stop(stopped))
     .await?;
     let _ = tracking.await;
     let _ = waiting.await;

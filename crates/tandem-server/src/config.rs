@@ -21,6 +21,9 @@ pub enum ConfigError {
     Invalid { name: String, message: String },
 }
 
+/// The default largest upload: 5 GiB.
+pub const DEFAULT_MAX_ARTIFACT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
 /// Settings of one region's server.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -48,7 +51,8 @@ pub struct ServerConfig {
     pub sqlite_synchronous: String,
     /// Largest JSON request body, in bytes.
     pub max_json_body: usize,
-    /// Largest artifact upload, in bytes; none by default.
+    /// Largest artifact or file upload, in bytes (default 5 GiB; 0: no
+    /// limit). Bigger uploads are refused and nothing of them is kept.
     pub max_artifact_size: Option<u64>,
     /// The deployment file this region belongs to (regions, pairing,
     /// continuity levels). Without one the region runs on its own.
@@ -71,6 +75,14 @@ pub struct ServerConfig {
     /// How often the garbage collector drains the queue of purged
     /// artifacts, in milliseconds.
     pub gc_interval_ms: u64,
+    /// Connections served at once; more are answered 503
+    /// (`TANDEM_MAX_CONNECTIONS`; lowered to fit the fd limit).
+    pub max_connections: usize,
+    /// Time a request head may take to arrive, and longest idle time of a
+    /// keep-alive connection (`TANDEM_HEADER_TIMEOUT_MS`).
+    pub header_timeout_ms: u64,
+    /// Longest a request body may make no progress (`TANDEM_BODY_TIMEOUT_MS`).
+    pub body_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -85,7 +97,7 @@ impl Default for ServerConfig {
             artifacts_options: HashMap::new(),
             sqlite_synchronous: "FULL".to_string(),
             max_json_body: 16 * 1024 * 1024,
-            max_artifact_size: None,
+            max_artifact_size: Some(DEFAULT_MAX_ARTIFACT_SIZE),
             deployment: None,
             sync_timeout_ms: 10_000,
             witness_endpoints: None,
@@ -93,11 +105,24 @@ impl Default for ServerConfig {
             archive_interval_ms: 10_000,
             purge_interval_ms: 60_000,
             gc_interval_ms: 5_000,
+            max_connections: 10_000,
+            header_timeout_ms: 30_000,
+            body_timeout_ms: 60_000,
         }
     }
 }
 
 impl ServerConfig {
+    /// What the server allows its clients.
+    pub fn serve_limits(&self) -> tandem_http::ServeLimits {
+        tandem_http::ServeLimits {
+            max_connections: self.max_connections,
+            header_timeout: std::time::Duration::from_millis(self.header_timeout_ms),
+            body_timeout: std::time::Duration::from_millis(self.body_timeout_ms),
+            ..tandem_http::ServeLimits::default()
+        }
+    }
+
     /// Reads a TOML config file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|error| ConfigError::Read {
@@ -152,6 +177,14 @@ impl ServerConfig {
                         })?;
             }
         }
+        let mut limits = self.serve_limits();
+        limits.apply_env(&env).map_err(|message| ConfigError::Invalid {
+            name: "serve limits".to_string(),
+            message,
+        })?;
+        self.max_connections = limits.max_connections;
+        self.header_timeout_ms = limits.header_timeout.as_millis() as u64;
+        self.body_timeout_ms = limits.body_timeout.as_millis() as u64;
         if let Some(value) = env("TANDEM_WITNESS_ENDPOINTS") {
             self.witness_endpoints = Some(value);
         }
@@ -283,6 +316,25 @@ mod tests {
             ..ServerConfig::default()
         };
         assert_eq!(config.metadata_url().unwrap(), "postgres://u:p@h/db");
+    }
+
+    #[test]
+    fn uploads_are_limited_and_connections_bounded_by_default() {
+        let mut config = ServerConfig::default();
+        assert_eq!(config.max_artifact_size, Some(5 * 1024 * 1024 * 1024));
+        let limits = config.serve_limits();
+        assert_eq!(limits.max_connections, 10_000);
+        assert_eq!(limits.header_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(limits.body_timeout, std::time::Duration::from_secs(60));
+        let env = |name: &str| match name {
+            "TANDEM_MAX_CONNECTIONS" => Some("50".to_string()),
+            "TANDEM_BODY_TIMEOUT_MS" => Some("1500".to_string()),
+            _ => None,
+        };
+        config.apply_env(env).unwrap();
+        assert_eq!((config.max_connections, config.body_timeout_ms), (50, 1500));
+        let zero = |name: &str| (name == "TANDEM_HEADER_TIMEOUT_MS").then(|| "0".to_string());
+        assert!(config.apply_env(zero).is_err(), "a zero timeout is refused");
     }
 
     #[test]

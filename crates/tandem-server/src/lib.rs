@@ -12,7 +12,6 @@ pub use config::{ConfigError, ServerConfig};
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use tandem_api::{AppState, Limits};
 use tandem_artifacts::ArtifactStore;
 use tandem_deployment::Deployment;
@@ -72,7 +71,8 @@ pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> 
         artifacts,
         Limits {
             max_json_body: config.max_json_body,
-            max_artifact_size: config.max_artifact_size,
+            // 0 turns the limit off.
+            max_artifact_size: config.max_artifact_size.filter(|size| *size > 0),
         },
     ))
 }
@@ -235,16 +235,15 @@ pub async fn serve(
         },
         wait_for_stop(stopped.clone()),
     ));
-    tracing::info!(address = %listener.local_addr()?, "tandem server listening");
-    // No Nagle delay: a response's headers and body go out in separate
-    // writes, and without TCP_NODELAY the body waits for the client's
-    // delayed ACK (~40 ms per small download).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(wait_for_stop(stopped))
-        .await?;
+    let limits = config.serve_limits().fitted_to_fd_limit();
+    tracing::info!(
+        address = %listener.local_addr()?,
+        max_connections = limits.max_connections,
+        header_timeout_ms = limits.header_timeout.as_millis() as u64,
+        body_timeout_ms = limits.body_timeout.as_millis() as u64,
+        "tandem server listening"
+    );
+    tandem_http::serve(listener, app, limits, "region", wait_for_stop(stopped)).await?;
     if let Some(task) = background {
         let _ = task.await;
     }

@@ -10,7 +10,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio::sync::Mutex;
@@ -105,13 +104,11 @@ impl EmbeddedWitnessServer {
             .local_addr()
             .map_err(|error| WitnessError::Unavailable(format!("listener has no address: {error}")))?;
         tracing::info!(%address, "embedded witness listening");
-        // Responses are one small JSON body; without TCP_NODELAY they can wait for the
-        // client's delayed ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        axum::serve(listener, self.router())
-            .with_graceful_shutdown(shutdown)
+        // The connection cap, timeouts and TCP_NODELAY of every Tandem server.
+        let limits = tandem_http::ServeLimits::from_env()
+            .map_err(WitnessError::Unavailable)?
+            .fitted_to_fd_limit();
+        tandem_http::serve(listener, self.router(), limits, "witness", shutdown)
             .await
             .map_err(|error| WitnessError::Unavailable(format!("embedded witness server failed: {error}")))?;
         tracing::info!(%address, "embedded witness stopped");
