@@ -58,10 +58,16 @@ async fn upload_artifact(
     Ws(ws): Ws,
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let path = artifact_path(&params)?;
     state.store.check_artifact_owner(&ws, path.as_str(), true).await?;
+    // Refused before a byte is stored when the declared size cannot fit.
+    state
+        .store
+        .check_storage_quota(&ws, "artifacts", path.as_str(), crate::declared_length(&headers))
+        .await?;
     let key = storage_key(&ws, Some(&path))?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let outcome = state
@@ -79,7 +85,9 @@ async fn upload_artifact(
         if let tandem_store::StoreError::Domain(domain) = &error {
             if matches!(
                 domain.kind,
-                tandem_core::ErrorKind::PermissionDenied | tandem_core::ErrorKind::ResourceDoesNotExist
+                tandem_core::ErrorKind::PermissionDenied
+                    | tandem_core::ErrorKind::ResourceDoesNotExist
+                    | tandem_core::ErrorKind::StorageFull
             ) {
                 if let Err(cleanup) = state.artifacts.delete(&key).await {
                     tracing::warn!(key = key.as_str(), %cleanup, "could not remove an orphaned upload");

@@ -129,16 +129,21 @@ fn workspace_id(params: &HashMap<String, String>) -> ApiResult<String> {
         (status = 200, description = "Stored", body = FileWritten),
         (status = 400, description = "Invalid path, a directory in the way, or the upload was cut off", body = ErrorBody),
         (status = 404, description = "No such workspace", body = ErrorBody),
-        (status = 507, description = "Storage is full; nothing was written", body = ErrorBody),
+        (status = 507, description = "Storage is full, or the workspace's storage quota would be exceeded; nothing was written", body = ErrorBody),
     ))]
 async fn upload_file(
     Ws(ws): Ws,
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult<Json<FileWritten>> {
     let path = file_path(&params)?;
     state.store.check_file_write(&ws, path.as_str()).await?;
+    state
+        .store
+        .check_storage_quota(&ws, "files", path.as_str(), crate::declared_length(&headers))
+        .await?;
     let key = file_key(&ws.workspace_id, Some(&path))?;
     let existed = state.artifacts.head(&key).await?.is_some();
     let stream = body.into_data_stream().map_err(std::io::Error::other);

@@ -81,6 +81,15 @@ impl AppState {
     }
 }
 
+/// An upload's declared `Content-Length` (0 when absent: streamed).
+pub(crate) fn declared_length(headers: &axum::http::HeaderMap) -> i64 {
+    headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<i64>().ok())
+        .unwrap_or(0)
+}
+
 /// The asset class an MLflow route serves, for read checks.
 fn class_of_path(path: &str) -> Option<AssetClass> {
     if path.contains("/registered-models") || path.contains("/model-versions") {

@@ -145,9 +145,19 @@ struct UpdateWorkspaceRequest {
     retention_days: Option<i64>,
     /// Once on, never off.
     purge_protection: Option<bool>,
+    /// Bytes of artifacts and files the workspace may hold; `null` removes
+    /// the quota.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>)]
+    storage_quota: Option<Option<i64>>,
 }
 
-/// Changes a workspace's description or retention settings.
+/// A field that may be given as `null`: `Some(None)`, unlike absent (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(deserializer).map(Some)
+}
+
+/// Changes a workspace's description, retention settings or storage quota.
 #[utoipa::path(patch, path = "/api/tandem/v1/workspaces/{name}", tag = tags::WORKSPACES,
     params(("name" = String, Path, description = "The workspace's name or id")),
     request_body = UpdateWorkspaceRequest,
@@ -162,10 +172,13 @@ pub(crate) async fn update_workspace(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<WorkspaceResponse>> {
     let request: UpdateWorkspaceRequest = decode_slice(&body)?;
-    if request.description.is_none() && request.retention_days.is_none() && request.purge_protection.is_none()
+    if request.description.is_none()
+        && request.retention_days.is_none()
+        && request.purge_protection.is_none()
+        && request.storage_quota.is_none()
     {
         return Err(ApiError::invalid(
-            "nothing to update: give description, retention_days or purge_protection",
+            "nothing to update: give description, retention_days, purge_protection or storage_quota",
         ));
     }
     let workspace = state
@@ -176,6 +189,7 @@ pub(crate) async fn update_workspace(
                 description: request.description,
                 retention_days: request.retention_days,
                 purge_protection: request.purge_protection,
+                storage_quota: request.storage_quota,
             },
         )
         .await?;

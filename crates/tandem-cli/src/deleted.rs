@@ -151,14 +151,17 @@ pub(crate) async fn update_workspace(
     description: Option<&str>,
     retention_days: Option<i64>,
     purge_protection: bool,
+    storage_quota: Option<&str>,
     client: &ClientArgs,
 ) -> anyhow::Result<()> {
-    if description.is_none() && retention_days.is_none() && !purge_protection {
+    if description.is_none() && retention_days.is_none() && !purge_protection && storage_quota.is_none() {
         return Err(crate::Refusal::Usage(
-            "nothing to update: give --description, --retention-days or --purge-protection".to_string(),
+            "nothing to update: give --description, --retention-days, --purge-protection or --storage-quota"
+                .to_string(),
         )
         .into());
     }
+    let storage_quota = storage_quota.map(parse_quota).transpose()?;
     let target = client.resolve()?;
     let workspace = target
         .client
@@ -167,7 +170,23 @@ pub(crate) async fn update_workspace(
             description,
             retention_days,
             purge_protection.then_some(true),
+            storage_quota,
         )
         .await?;
     print_workspace(&workspace, target.json)
+}
+
+/// `10GiB`, `500 MB`, `1048576` (bytes), or `none` (no quota).
+pub(crate) fn parse_quota(text: &str) -> anyhow::Result<Option<i64>> {
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let size: bytesize::ByteSize = text.parse().map_err(|error| {
+        crate::Refusal::Usage(format!(
+            "--storage-quota '{text}' is not a size (like 10GiB, 500MB, 1048576) or none: {error}"
+        ))
+    })?;
+    i64::try_from(size.as_u64())
+        .map(Some)
+        .map_err(|_| crate::Refusal::Usage(format!("--storage-quota '{text}' is too large")).into())
 }

@@ -298,6 +298,10 @@ enum WorkspaceCommand {
         /// Turn purge protection on (it cannot be turned off).
         #[arg(long)]
         purge_protection: bool,
+        /// Bytes of artifacts and files the workspace may hold (`10GiB`,
+        /// `500MB`, `1048576`), or `none`; uploads past it are refused (507).
+        #[arg(long, value_name = "SIZE")]
+        storage_quota: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -640,8 +644,12 @@ fn print_workspace(workspace: &Workspace, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(workspace)?);
     } else {
+        let quota = workspace
+            .storage_quota
+            .map(|bytes| format!("\tquota {}", bytesize::ByteSize::b(bytes.max(0) as u64)))
+            .unwrap_or_default();
         println!(
-            "{}\t{}\t{}",
+            "{}\t{}\t{}{quota}",
             workspace.name,
             workspace.workspace_id,
             workspace.lifecycle_stage.as_str()
@@ -682,6 +690,7 @@ async fn run_workspace(command: WorkspaceCommand) -> anyhow::Result<()> {
             description,
             retention_days,
             purge_protection,
+            storage_quota,
             client,
         } => {
             deleted::update_workspace(
@@ -689,6 +698,7 @@ async fn run_workspace(command: WorkspaceCommand) -> anyhow::Result<()> {
                 description.as_deref(),
                 retention_days,
                 purge_protection,
+                storage_quota.as_deref(),
                 &client,
             )
             .await

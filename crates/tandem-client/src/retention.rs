@@ -60,6 +60,7 @@ impl TandemClient {
         description: Option<&str>,
         retention_days: Option<i64>,
         purge_protection: Option<bool>,
+        storage_quota: Option<Option<i64>>,
     ) -> ClientResult<Workspace> {
         let url = self.url(&format!("/api/tandem/v1/workspaces/{}", segment(name)));
         let mut body = Map::new();
@@ -71,6 +72,9 @@ impl TandemClient {
         }
         if let Some(protection) = purge_protection {
             body.insert("purge_protection".into(), json!(protection));
+        }
+        if let Some(quota) = storage_quota {
+            body.insert("storage_quota".into(), json!(quota));
         }
         self.json(
             self.http.patch(&url).json(&Value::Object(body)),

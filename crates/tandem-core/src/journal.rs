@@ -27,8 +27,9 @@ use crate::model::{
 /// retention); in records of format 2 and older they were hard deletes and
 /// are read as [`Change::RegisteredModelPurged`] / [`Change::ModelVersionPurged`].
 /// Version 4 added `file_written` and `file_deleted` (the workspace file
-/// share); older records read unchanged.
-pub const FORMAT_VERSION: i32 = 4;
+/// share); older records read unchanged. Version 5 added
+/// `workspace_quota_set`; older records read unchanged.
+pub const FORMAT_VERSION: i32 = 5;
 
 /// The first format in which `registered_model_deleted` and
 /// `model_version_deleted` are soft deletes.
@@ -170,6 +171,12 @@ pub enum Change {
     WorkspaceRetentionSet {
         retention_days: i64,
         purge_protection: bool,
+        time: Millis,
+    },
+    /// The workspace's storage quota: bytes of artifacts and files it may
+    /// hold (None: no quota). Format 5.
+    WorkspaceQuotaSet {
+        storage_quota: Option<i64>,
         time: Millis,
     },
     /// The workspace and every row of it are gone for good. With
@@ -554,6 +561,7 @@ impl Change {
             | Change::WorkspaceDeleted { .. }
             | Change::WorkspaceRestored { .. }
             | Change::WorkspaceRetentionSet { .. }
+            | Change::WorkspaceQuotaSet { .. }
             | Change::WorkspacePurged { .. }
             | Change::EpochBegan { .. } => None,
             Change::RegisteredModelCreated { .. }
@@ -662,6 +670,7 @@ impl Change {
             Change::FileDeleted { .. } => "file_deleted",
             Change::EpochBegan { .. } => "epoch_began",
             Change::WorkspaceRetentionSet { .. } => "workspace_retention_set",
+            Change::WorkspaceQuotaSet { .. } => "workspace_quota_set",
             Change::WorkspacePurged { .. } => "workspace_purged",
             Change::ExperimentPurged { .. } => "experiment_purged",
             Change::RunPurged { .. } => "run_purged",

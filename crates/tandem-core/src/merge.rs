@@ -133,6 +133,7 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         | WorkspaceDeleted { .. }
         | WorkspaceRestored { .. }
         | WorkspaceRetentionSet { .. }
+        | WorkspaceQuotaSet { .. }
         | WorkspacePurged { .. }
         | EpochBegan { .. } => Vec::new(),
         // A purge removes the item for good, as the hard deletes of format 2

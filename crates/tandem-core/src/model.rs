@@ -148,6 +148,9 @@ pub struct Workspace {
     /// deletion_time + retention: when a deleted workspace is purged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub purge_after: Option<Millis>,
+    /// Bytes of artifacts and files the workspace may hold (none: no quota).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_quota: Option<i64>,
 }
 
 pub const DEFAULT_RETENTION_DAYS: i64 = 14;

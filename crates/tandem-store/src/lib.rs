@@ -661,6 +661,17 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Every entry of the queue, due or not (status and tests).
     async fn gc_pending(&self) -> StoreResult<Vec<retention::GcEntry>>;
     async fn gc_done(&self, prefix: &str) -> StoreResult<()>;
+    /// Refuses (507 `RESOURCE_EXHAUSTED`) a write of `size` bytes at `path`
+    /// of `area` (`artifacts` or `files`) that would take the workspace past
+    /// its storage quota; checked before an upload streams, and again when
+    /// it is recorded.
+    async fn check_storage_quota(
+        &self,
+        ws: &WorkspaceRef,
+        area: &str,
+        path: &str,
+        size: i64,
+    ) -> StoreResult<()>;
     /// The artifact roots (paths in the workspace's proxied storage) of the
     /// runs, logged models and model versions the workspace still has that
     /// lie under `under` (ending in `/`): what collecting `under` must spare.

@@ -66,6 +66,8 @@ pub struct WorkspaceUpdate {
     pub description: Option<String>,
     pub retention_days: Option<i64>,
     pub purge_protection: Option<bool>,
+    /// `Some(None)` removes the quota; `Some(Some(bytes))` sets it.
+    pub storage_quota: Option<Option<i64>>,
 }
 
 /// A storage prefix of purged items waiting to be removed from this

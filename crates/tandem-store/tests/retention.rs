@@ -548,6 +548,7 @@ async fn workspace_retention_reservation_and_protection(backend: Backend) {
         description: None,
         retention_days: days,
         purge_protection: protection,
+        storage_quota: None,
     };
     assert_eq!(
         kind(

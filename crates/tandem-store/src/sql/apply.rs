@@ -637,6 +637,7 @@ pub(crate) async fn apply(
         }
         // Applied by `retention_apply` above.
         Change::WorkspaceRetentionSet { .. }
+        | Change::WorkspaceQuotaSet { .. }
         | Change::WorkspacePurged { .. }
         | Change::ExperimentPurged { .. }
         | Change::RunPurged { .. }

@@ -33,6 +33,7 @@ pub(super) const TABLES: &[(&str, &[(&str, ColumnType)])] = {
                 ("next_experiment_id", Int),
                 ("retention_days", Int),
                 ("purge_protection", Int),
+                ("storage_quota", Int),
             ],
         ),
         (

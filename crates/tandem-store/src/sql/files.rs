@@ -100,6 +100,7 @@ impl SqlStore {
         // deleted, or a conflicting file written, while the bytes streamed.
         let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
         self.check_file_conflicts(ws, path, Some(&mut write.tx)).await?;
+        super::retention_apply::check_quota(&mut write.tx, &ws.workspace_id, "files", path, size).await?;
         let time = write.now;
         self.record(
             &mut write,

@@ -50,6 +50,7 @@ pub(crate) fn workspace_from_row(row: &AnyRow) -> StoreResult<Workspace> {
         deletion_time: row.try_get("deletion_time")?,
         retention_days: row.try_get("retention_days")?,
         purge_protection: row.try_get::<i64, _>("purge_protection")? != 0,
+        storage_quota: row.try_get("storage_quota")?,
         purge_after: row.try_get::<Option<i64>, _>("deletion_time")?.map(|time| {
             purge_after(
                 time,
@@ -60,7 +61,7 @@ pub(crate) fn workspace_from_row(row: &AnyRow) -> StoreResult<Workspace> {
 }
 
 pub(crate) const WORKSPACE_COLUMNS: &str =
-    "workspace_id, name, description, creation_time, last_update_time, lifecycle_stage, deletion_time, retention_days, purge_protection";
+    "workspace_id, name, description, creation_time, last_update_time, lifecycle_stage, deletion_time, retention_days, purge_protection, storage_quota";
 
 pub(crate) async fn experiment<'e, E>(
     executor: E,

@@ -1862,6 +1862,7 @@ impl MetadataStore for SqlStore {
         // On the write's own connection, so the check costs no second one.
         let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
         artifact_owner_check(&mut write.tx, ws, path, false).await?;
+        super::retention_apply::check_quota(&mut write.tx, &ws.workspace_id, "artifacts", path, size).await?;
         let time = write.now;
         self.record(
             &mut write,
@@ -1948,6 +1949,18 @@ impl MetadataStore for SqlStore {
 
     async fn gc_pending(&self) -> StoreResult<Vec<crate::retention::GcEntry>> {
         self.gc_entries(false, i64::MAX).await
+    }
+
+    async fn check_storage_quota(
+        &self,
+        ws: &WorkspaceRef,
+        area: &str,
+        path: &str,
+        size: i64,
+    ) -> StoreResult<()> {
+        let table = if area == "files" { "files" } else { "artifacts" };
+        let mut conn = self.pool.acquire().await?;
+        super::retention_apply::check_quota(&mut conn, &ws.workspace_id, table, path, size).await
     }
 
     async fn protected_artifact_roots(&self, workspace_id: &str, under: &str) -> StoreResult<Vec<String>> {

@@ -153,6 +153,17 @@ impl SqlStore {
             )
             .await?;
         }
+        if let Some(storage_quota) = update.storage_quota {
+            if storage_quota.is_some_and(|bytes| bytes < 0) {
+                return Err(domain(Error::invalid(
+                    "storage_quota must be a number of bytes (0 or more), or null for none".to_string(),
+                )));
+            }
+            if storage_quota != workspace.storage_quota {
+                self.record(&mut write, Change::WorkspaceQuotaSet { storage_quota, time })
+                    .await?;
+            }
+        }
         Self::commit(write).await?;
         self.find_workspace_impl(&ws.workspace_id).await
     }

@@ -82,6 +82,17 @@ pub(crate) async fn apply(
             .execute(&mut **tx)
             .await?;
         }
+        Change::WorkspaceQuotaSet { storage_quota, time } => {
+            sqlx::query(
+                "UPDATE workspaces SET storage_quota = $1, \
+                 last_update_time = CASE WHEN last_update_time > $2 THEN last_update_time ELSE $2 END WHERE workspace_id = $3",
+            )
+            .bind(storage_quota)
+            .bind(time)
+            .bind(workspace_id)
+            .execute(&mut **tx)
+            .await?;
+        }
         Change::WorkspacePurged { keep_artifacts, time } => {
             for statement in WORKSPACE_ROWS {
                 sqlx::query(statement)
@@ -379,4 +390,69 @@ pub(crate) async fn protected_roots(
         }
     }
     Ok(roots)
+}
+
+/// Bytes of artifacts and files workspace `workspace_id` holds.
+pub(crate) async fn storage_used(conn: &mut AnyConnection, workspace_id: &str) -> StoreResult<i64> {
+    let artifacts: Option<i64> =
+        sqlx::query_scalar("SELECT CAST(SUM(size) AS BIGINT) FROM artifacts WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let files: Option<i64> =
+        sqlx::query_scalar("SELECT CAST(SUM(size) AS BIGINT) FROM files WHERE workspace_id = $1")
+            .bind(workspace_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(artifacts.unwrap_or(0) + files.unwrap_or(0))
+}
+
+/// Refuses a write of `size` bytes at `path` of `table` (`artifacts` or
+/// `files`) that would take the workspace past its storage quota (what is
+/// at `path` now is replaced, so it does not count). Run under the writer
+/// lock, so concurrent uploads cannot pass it together.
+pub(crate) async fn check_quota(
+    conn: &mut AnyConnection,
+    workspace_id: &str,
+    table: &str,
+    path: &str,
+    size: i64,
+) -> StoreResult<()> {
+    let row = sqlx::query("SELECT name, storage_quota FROM workspaces WHERE workspace_id = $1")
+        .bind(workspace_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else {
+        return Ok(());
+    };
+    let Some(quota) = row.try_get::<Option<i64>, _>("storage_quota")? else {
+        return Ok(());
+    };
+    let name: String = row.try_get("name")?;
+    let replaced: Option<i64> = sqlx::query_scalar(&format!(
+        "SELECT size FROM {table} WHERE workspace_id = $1 AND path = $2"
+    ))
+    .bind(workspace_id)
+    .bind(path)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let used = storage_used(conn, workspace_id).await?;
+    let after = used - replaced.unwrap_or(0) + size;
+    if after > quota {
+        return Err(crate::StoreError::Domain(tandem_core::Error::new(
+            tandem_core::ErrorKind::StorageFull,
+            quota_message(&name, quota, used, size),
+        )));
+    }
+    Ok(())
+}
+
+/// What a refusal for the quota says: the quota, the usage, the request,
+/// and how to get room.
+pub(crate) fn quota_message(name: &str, quota: i64, used: i64, size: i64) -> String {
+    format!(
+        "Workspace '{name}' is over its storage quota: {quota} bytes allowed, {used} in use, this upload needs {size}; \
+         nothing was written. Delete (and purge) artifacts or files, or raise the quota: \
+         tandem workspace update {name} --storage-quota <bytes>"
+    )
 }
