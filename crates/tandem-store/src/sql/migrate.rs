@@ -55,6 +55,11 @@ const SQLITE: &[Migration] = &[
         description: "metric points keyed by step before timestamp",
         sql: include_str!("../../migrations/sqlite/0008_metrics_by_step.sql"),
     },
+    Migration {
+        version: 12,
+        description: "a scratch row for the diagnostics' write probe",
+        sql: include_str!("../../migrations/sqlite/0012_diagnostics.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -98,10 +103,15 @@ const POSTGRES: &[Migration] = &[
         description: "metric points keyed by step before timestamp",
         sql: include_str!("../../migrations/postgres/0008_metrics_by_step.sql"),
     },
+    Migration {
+        version: 12,
+        description: "a scratch row for the diagnostics' write probe",
+        sql: include_str!("../../migrations/postgres/0012_diagnostics.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 12;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

@@ -1909,6 +1909,10 @@ impl MetadataStore for SqlStore {
         self.gc_entries(false, i64::MAX).await
     }
 
+    async fn probe_write(&self) -> StoreResult<()> {
+        self.probe_write_impl().await
+    }
+
     async fn gc_done(&self, prefix: &str) -> StoreResult<()> {
         self.gc_done_impl(prefix).await
     }
