@@ -81,7 +81,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 
 /// Checks the bearer token against the replication secret, in time that
 /// does not depend on where they differ; the refusal to send, if any.
-fn unauthorized(region: &Region, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn unauthorized(region: &Region, headers: &HeaderMap) -> Option<Response> {
     let secret = region.secret()?;
     let presented = headers
         .get(header::AUTHORIZATION)
