@@ -729,12 +729,12 @@ level = "hot-cold"
         assert_ne!(changed.digest(), deployment.digest());
         assert_eq!(changed.definition()["classes"]["tracking"]["max_rpo_ms"], 10_000);
         // A region reaching the witness its own way keeps the file's digest.
-        let with_witness = format!(
-            "{EXAMPLE}\n[witness]\nkind = \"etcd\"\nendpoints = [\"http://10.0.0.9:2379\"]\n"
-        );
+        let with_witness =
+            format!("{EXAMPLE}\n[witness]\nkind = \"etcd\"\nendpoints = [\"http://10.0.0.9:2379\"]\n");
         let mut here = parse(&with_witness).unwrap();
         let digest = here.digest().to_string();
-        here.reach_witness_at(vec!["http://127.0.0.1:12379".to_string()]).unwrap();
+        here.reach_witness_at(vec!["http://127.0.0.1:12379".to_string()])
+            .unwrap();
         assert_eq!(here.digest(), digest);
     }
 
