@@ -260,7 +260,7 @@ fn diagnostic_sources(
         tls: tandem_core::diagnostics::TlsReport {
             configured: false,
             certificate_not_after_ms: None,
-            detail: "tandem server serves plain HTTP (it has no TLS settings)".to_string(),
+            detail: "tandem server has no TLS settings and serves plain HTTP".to_string(),
         },
     })
 }

@@ -618,7 +618,7 @@ pub fn check_backups(inputs: &Inputs) -> Check {
     let mut summary = format!("repository {} (as {} sees it)", report.repository, region.name);
     if let Some((workspace, at)) = oldest {
         summary.push_str(&format!(
-            ": every workspace backed up, the oldest newest backup is {workspace}'s, {} old",
+            ": every workspace has a backup, the stalest is {workspace}'s from {} ago",
             duration((inputs.now_ms - at) as f64)
         ));
     }
@@ -800,7 +800,7 @@ pub fn check_tls(inputs: &Inputs) -> Check {
             .first()
             .map(|(_, diagnostics)| diagnostics.tls.detail.clone())
             .unwrap_or_default();
-        return skip(NAME, format!("not applicable: {} ({detail})", plain.join(", ")));
+        return skip(NAME, format!("not applicable to {}: {detail}", plain.join(", ")));
     }
     findings.finish()
 }

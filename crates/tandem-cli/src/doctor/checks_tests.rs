@@ -553,7 +553,9 @@ fn tls_does_not_apply_to_plain_http_and_expiry_is_checked_where_it_does() {
     let check = check_tls(&healthy());
     assert_eq!(check.status, Status::Skip);
     assert!(
-        check.reason.starts_with("not applicable: eastus, westus"),
+        check
+            .reason
+            .starts_with("not applicable to eastus, westus: plain HTTP"),
         "{check:?}"
     );
 
