@@ -285,7 +285,7 @@ async fn probe_peers(region: &Region) -> Vec<PeerProbe> {
                     };
                     (outcome, Some(format!("{status}: {message}")))
                 }
-                Err(error) => (PeerOutcome::Unreachable, Some(with_causes(&error))),
+                Err(error) => (PeerOutcome::Unreachable, Some(root_cause(&error))),
             };
             PeerProbe {
                 region: spec.name.clone(),
@@ -320,18 +320,13 @@ async fn report_backups(sources: &DiagnosticSources) -> Option<BackupReport> {
     )
 }
 
-/// An error and its causes: reqwest's own message ("error sending
-/// request") does not say whether the connection was refused or timed out.
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut message = error.to_string();
-    let mut cause = error.source();
-    while let Some(inner) = cause {
-        let text = inner.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = inner.source();
+/// The innermost cause of an error: reqwest's own message ("error sending
+/// request for url …") hides whether the connection was refused or timed
+/// out, which is what the operator needs to read.
+fn root_cause(error: &dyn std::error::Error) -> String {
+    let mut innermost = error;
+    while let Some(inner) = innermost.source() {
+        innermost = inner;
     }
-    message
+    innermost.to_string()
 }

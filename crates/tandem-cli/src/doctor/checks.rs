@@ -127,6 +127,19 @@ impl Findings {
         self.note(Status::Fail, message, Some(fix));
     }
 
+    /// Regions that did not report: what they would have said is not
+    /// known, and the regions check already fails for them, so this check
+    /// says no more than skip.
+    fn unknown_for(&mut self, regions: &[&str]) {
+        if !regions.is_empty() {
+            self.note(
+                Status::Skip,
+                format!("not known for {}: no report", regions.join(", ")),
+                None,
+            );
+        }
+    }
+
     fn finish(self) -> Check {
         let status = self
             .found
@@ -289,12 +302,7 @@ pub fn check_witness(inputs: &Inputs) -> Check {
             _ => "nobody".to_string(),
         });
     }
-    for name in inputs.undiagnosed() {
-        findings.warn(
-            format!("not known for {name}: it did not report"),
-            "see the regions check",
-        );
-    }
+    findings.unknown_for(&inputs.undiagnosed());
     if !timings.is_empty() {
         findings.pass(format!(
             "reached from every region that reported ({}); leader {}",
@@ -504,12 +512,7 @@ pub fn check_storage(inputs: &Inputs) -> Check {
         ));
     }
     findings.pass(summary);
-    for name in inputs.undiagnosed() {
-        findings.warn(
-            format!("not known for {name}: it did not report"),
-            "see the regions check",
-        );
-    }
+    findings.unknown_for(&inputs.undiagnosed());
     findings.finish()
 }
 
@@ -671,12 +674,7 @@ pub fn check_deployment_files(inputs: &Inputs) -> Check {
         names.join(", "),
         &reference.deployment_digest[..reference.deployment_digest.len().min(12)]
     ));
-    for name in inputs.undiagnosed() {
-        findings.warn(
-            format!("not known for {name}: it did not report"),
-            "see the regions check",
-        );
-    }
+    findings.unknown_for(&inputs.undiagnosed());
     findings.finish()
 }
 
@@ -744,12 +742,7 @@ pub fn check_replication_secret(inputs: &Inputs) -> Check {
     if !accepted.is_empty() {
         findings.pass(format!("accepted {}", accepted.join(", ")));
     }
-    for name in inputs.undiagnosed() {
-        findings.warn(
-            format!("not known whether {name} can use its secret: it did not report"),
-            "see the regions check",
-        );
-    }
+    findings.unknown_for(&inputs.undiagnosed());
     findings.finish()
 }
 

@@ -144,9 +144,13 @@ async fn collect(client: &TandemClient, regions: Vec<(String, String)>) -> Input
     }
 }
 
+/// What went wrong, shortly: for a transport error its innermost cause
+/// (`Connection refused (os error 111)`), the part the operator acts on.
 fn describe(error: tandem_client::ClientError) -> String {
     match error {
-        tandem_client::ClientError::Transport { message, .. } => message,
+        tandem_client::ClientError::Transport { message, .. } => {
+            message.rsplit(": ").next().unwrap_or(&message).to_string()
+        }
         other => other.to_string(),
     }
 }
