@@ -302,7 +302,6 @@ pub fn check_witness(inputs: &Inputs) -> Check {
             _ => "nobody".to_string(),
         });
     }
-    findings.unknown_for(&inputs.undiagnosed());
     if !timings.is_empty() {
         findings.pass(format!(
             "reached from every region that reported ({}); leader {}",
@@ -310,6 +309,7 @@ pub fn check_witness(inputs: &Inputs) -> Check {
             leaders.into_iter().collect::<Vec<_>>().join(" / ")
         ));
     }
+    findings.unknown_for(&inputs.undiagnosed());
     findings.finish()
 }
 
