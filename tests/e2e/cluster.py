@@ -130,6 +130,9 @@ class Region:
     metadata_url: str | None = None
     process: subprocess.Popen | None = None
     env: dict = field(default_factory=dict)
+    # A deployment file of this region's own instead of the cluster's (a
+    # region whose file differs, e.g. in its secret).
+    deployment: Path | None = None
 
     @property
     def url(self) -> str:
@@ -175,7 +178,7 @@ class Cluster:
         it answers at all (`/health`) when `ready` is False."""
         arguments = [
             self.binary, "server",
-            "--deployment", str(self.deployment),
+            "--deployment", str(region.deployment or self.deployment),
             "--region", region.name,
             "--data", str(region.data),
             "--listen", f"127.0.0.1:{region.port}",

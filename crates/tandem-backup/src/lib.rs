@@ -15,6 +15,7 @@ pub mod http;
 pub mod prune;
 pub mod repo;
 pub mod schedule;
+pub mod status;
 pub mod verify;
 
 pub use error::{BackupError, BackupResult};

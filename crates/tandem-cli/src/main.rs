@@ -14,6 +14,7 @@ mod backup;
 mod config;
 mod deleted;
 mod divergence;
+mod doctor;
 mod failover;
 mod files;
 mod gateway;
@@ -35,8 +36,8 @@ use tandem_server::ServerConfig;
 
 /// How client commands find their server, shown by `tandem --help`.
 const CONFIG_HELP: &str = "\
-Finding the server: client commands (status, conflicts, workspace, journal, failover,
-divergence, backup, files) talk to the URL given by, in order of precedence:
+Finding the server: client commands (status, doctor, conflicts, workspace, journal,
+failover, divergence, backup, files) talk to the URL given by, in order of precedence:
   1. --url URL
   2. the TANDEM_URL environment variable
   3. `url` in the client config file: the nearest .tandem.toml in the working directory
@@ -82,6 +83,11 @@ enum Command {
     Gateway(gateway::GatewayArgs),
     /// Show the deployment: each region's role, epoch, position, lag and RPO.
     Status(ClientArgs),
+    /// Would a failover succeed now? Checks every region (reachable and ready,
+    /// witness, clocks, lag and RPO, storage, backups, deployment files,
+    /// replication secret, TLS) and says pass, warn or fail with the reason and
+    /// the fix; exits 1 when a check fails.
+    Doctor(doctor::DoctorArgs),
     /// List conflicts between concurrent writes in hot-hot classes, with both
     /// versions and how each was resolved.
     Conflicts(ConflictsArgs),
@@ -385,6 +391,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Failover(args) => failover::run(args).await,
         Command::Divergence(args) => divergence::run(args).await,
         Command::Verify(args) => verify::run(args).await,
+        Command::Doctor(args) => doctor::run(args).await,
         Command::Backup(command) => backup::run(command).await,
         Command::Files(command) => files::run(command).await,
         Command::Status(args) => {

@@ -23,6 +23,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use tandem_core::diagnostics::{RegionDiagnostics, DIAGNOSTICS_FORMAT};
 use tandem_core::journal::JournalRecord;
 use tandem_core::merge::Conflict;
 mod restore;
@@ -290,6 +291,24 @@ impl TandemClient {
         let url = self.url("/api/tandem/v1/regions");
         self.json(self.http.get(&url).timeout(READ_TIMEOUT), &url, "regions")
             .await
+    }
+
+    /// What this region sees of its own part in a failover: its clock, the
+    /// witness, its storage, its peers' view of its secret, its backups,
+    /// its deployment's digest (`tandem doctor`). Must be sent to the
+    /// region itself, not the gateway.
+    pub async fn diagnostics(&self) -> ClientResult<RegionDiagnostics> {
+        let url = self.url("/api/tandem/v1/diagnostics");
+        let diagnostics: RegionDiagnostics = self
+            .whole(self.http.get(&url).timeout(READ_TIMEOUT), &url)
+            .await?;
+        if diagnostics.format > DIAGNOSTICS_FORMAT {
+            return Err(ClientError::Decode(format!(
+                "diagnostics format {} is newer than this client's {DIAGNOSTICS_FORMAT}; upgrade tandem",
+                diagnostics.format
+            )));
+        }
+        Ok(diagnostics)
     }
 
     /// Makes `to` the primary. Planned (`force = false`): sent to the current

@@ -16,6 +16,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tandem_core::journal::AssetClass;
 
+mod definition;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DeploymentError {
     #[error("cannot read deployment file {path}: {message}")]
@@ -174,6 +176,10 @@ pub struct Deployment {
     /// `[verify] interval`: how often the primary proves every region's
     /// replica equal to its own (`tandem verify`); None: only on demand.
     pub verify_interval: Option<Duration>,
+    /// The definition as the file gave it (see [`Deployment::definition`]).
+    definition: serde_json::Value,
+    /// SHA-256 of `definition` (see [`Deployment::digest`]).
+    digest: String,
 }
 
 /// How often the primary verifies the replicas when nothing says otherwise.
@@ -600,7 +606,7 @@ impl Deployment {
         let failover = parse_failover(file.failover)?;
         let backup = file.backup.map(parse_backup).transpose()?;
         let verify_interval = parse_verify(file.verify)?;
-        Ok(Deployment {
+        let mut deployment = Deployment {
             name: file.name,
             regions,
             primary: file.primary,
@@ -610,7 +616,30 @@ impl Deployment {
             failover,
             backup,
             verify_interval,
-        })
+            definition: serde_json::Value::Null,
+            digest: String::new(),
+        };
+        // Taken from the file as parsed, before any region-local override
+        // (`reach_witness_at`), so regions that loaded the same file agree.
+        deployment.definition = definition::canonical(&deployment);
+        deployment.digest = definition::digest(&deployment.definition);
+        Ok(deployment)
+    }
+
+    /// The deployment as its file defines it, in one canonical JSON form
+    /// (durations in milliseconds, every default filled in): two files that
+    /// mean the same thing give the same definition whatever their layout
+    /// and comments. The replication secret is left out — only whether
+    /// there is one — so the definition can be shown to anyone; whether
+    /// regions share the secret is proven by using it, not by comparing it.
+    pub fn definition(&self) -> &serde_json::Value {
+        &self.definition
+    }
+
+    /// SHA-256 (hex) of [`Deployment::definition`]: regions that loaded
+    /// equivalent files report the same digest.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     pub fn regions(&self) -> &[RegionSpec] {
@@ -727,6 +756,32 @@ level = "hot-cold"
         assert_eq!(off.verify_interval, None);
         assert!(parse(&format!("{EXAMPLE}\n[verify]\ninterval = \"0s\"\n")).is_err());
         assert!(parse(&format!("{EXAMPLE}\n[verify]\nevery = \"1h\"\n")).is_err());
+    }
+
+    #[test]
+    fn the_digest_follows_meaning_not_layout_and_never_shows_the_secret() {
+        let deployment = parse(EXAMPLE).unwrap();
+        assert_eq!(deployment.digest().len(), 64);
+        // Comments, order of sections and a trailing slash mean nothing.
+        let rearranged = format!("# a comment\n{}", EXAMPLE.replace("5001/", "5001"));
+        assert_eq!(parse(&rearranged).unwrap().digest(), deployment.digest());
+        // Another secret is not a different definition (it is proven by use)...
+        let other_secret = EXAMPLE.replace("s3cret", "other");
+        assert_eq!(parse(&other_secret).unwrap().digest(), deployment.digest());
+        assert!(!deployment.definition().to_string().contains("s3cret"));
+        assert_eq!(deployment.definition()["replication_secret"], true);
+        // ...but a changed setting is, and the definition says where.
+        let changed = parse(&EXAMPLE.replace("max_rpo = \"5s\"", "max_rpo = \"10s\"")).unwrap();
+        assert_ne!(changed.digest(), deployment.digest());
+        assert_eq!(changed.definition()["classes"]["tracking"]["max_rpo_ms"], 10_000);
+        // A region reaching the witness its own way keeps the file's digest.
+        let with_witness =
+            format!("{EXAMPLE}\n[witness]\nkind = \"etcd\"\nendpoints = [\"http://10.0.0.9:2379\"]\n");
+        let mut here = parse(&with_witness).unwrap();
+        let digest = here.digest().to_string();
+        here.reach_witness_at(vec!["http://127.0.0.1:12379".to_string()])
+            .unwrap();
+        assert_eq!(here.digest(), digest);
     }
 
     #[test]

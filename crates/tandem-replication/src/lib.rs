@@ -31,6 +31,7 @@
 //! position in the deployment file) takes the numbers `k` with `k % n == i`.
 
 mod content;
+pub mod diagnostics;
 pub mod follower;
 mod forced;
 pub mod leadership;

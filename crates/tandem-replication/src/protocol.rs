@@ -84,6 +84,7 @@ const SECRET_SCHEME: &str = "replication_secret";
 pub fn openapi_part() -> utoipa::openapi::OpenApi {
     use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
     let mut doc = api().split_for_parts().1;
+    doc.merge(crate::diagnostics::openapi_part());
     doc.components
         .get_or_insert_with(Default::default)
         .add_security_scheme(
@@ -98,7 +99,7 @@ pub fn openapi_part() -> utoipa::openapi::OpenApi {
 #[derive(ToSchema)]
 #[schema(value_type = Object)]
 #[allow(dead_code)] // A document type.
-struct Document(serde_json::Value);
+pub(crate) struct Document(serde_json::Value);
 
 fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
@@ -110,7 +111,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 
 /// Checks the bearer token against the replication secret, in time that
 /// does not depend on where they differ; the refusal to send, if any.
-fn unauthorized(region: &Region, headers: &HeaderMap) -> Option<Response> {
+pub(crate) fn unauthorized(region: &Region, headers: &HeaderMap) -> Option<Response> {
     let secret = region.secret()?;
     let presented = headers
         .get(header::AUTHORIZATION)

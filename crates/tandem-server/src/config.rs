@@ -264,6 +264,43 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The local directories this region writes to, each with what lives
+    /// there (`data`, `metadata` for an SQLite database, `artifacts` for
+    /// `file://` storage), each directory once: the volumes whose free
+    /// space the region's diagnostics report.
+    pub fn local_volumes(&self) -> Vec<(String, PathBuf)> {
+        let mut volumes: Vec<(String, PathBuf)> = Vec::new();
+        let mut add = |label: &str, path: PathBuf| {
+            if !volumes.iter().any(|(_, known)| known == &path) {
+                volumes.push((label.to_string(), path));
+            }
+        };
+        if let Some(data) = &self.data {
+            add("data", absolute(data));
+        }
+        if let Ok(url) = self.metadata_url() {
+            let path = url
+                .strip_prefix("sqlite://")
+                .or_else(|| url.strip_prefix("sqlite:"))
+                .map(|rest| rest.split('?').next().unwrap_or(rest));
+            if let Some(directory) = path.and_then(|path| Path::new(path).parent()) {
+                if !directory.as_os_str().is_empty() {
+                    add("metadata", absolute(directory));
+                }
+            }
+        }
+        if let Some(path) = self
+            .artifacts_url()
+            .ok()
+            .and_then(|url| url.strip_prefix("file://").map(PathBuf::from))
+        {
+            add("artifacts", absolute(&path));
+        }
+        volumes
+    }
+}
+
 fn absolute(path: &Path) -> PathBuf {
     if path.is_absolute() {
         path.to_path_buf()
@@ -277,6 +314,37 @@ fn absolute(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn local_volumes_are_the_directories_written_each_once() {
+        let config = ServerConfig {
+            data: Some(PathBuf::from("/srv/tandem")),
+            ..ServerConfig::default()
+        };
+        let labels: Vec<(String, PathBuf)> = config.local_volumes();
+        assert_eq!(
+            labels,
+            vec![
+                ("data".to_string(), PathBuf::from("/srv/tandem")),
+                ("artifacts".to_string(), PathBuf::from("/srv/tandem/artifacts")),
+            ]
+        );
+        let elsewhere = ServerConfig {
+            metadata_url: Some("sqlite:///var/db/tandem.db?mode=rwc".to_string()),
+            artifacts_url: Some("s3://bucket/tandem".to_string()),
+            ..ServerConfig::default()
+        };
+        assert_eq!(
+            elsewhere.local_volumes(),
+            vec![("metadata".to_string(), PathBuf::from("/var/db"))]
+        );
+        let postgres = ServerConfig {
+            metadata_url: Some("postgres://u@h/db".to_string()),
+            artifacts_url: Some("memory://".to_string()),
+            ..ServerConfig::default()
+        };
+        assert!(postgres.local_volumes().is_empty());
+    }
 
     #[test]
     fn file_then_environment() {

@@ -176,6 +176,10 @@ pub async fn serve(
                 }
                 (None, None) => {}
             }
+            let diagnostics = tandem_replication::diagnostics::routes(
+                region.clone(),
+                diagnostic_sources(&config, &region, schedule.as_ref())?,
+            );
             // Hot-cold classes come back from the archive at failover.
             let hot_cold: std::collections::BTreeSet<_> = tandem_core::journal::AssetClass::ALL
                 .into_iter()
@@ -202,7 +206,9 @@ pub async fn serve(
                     interval,
                 ));
             }
-            tandem_api::router(state).merge(tandem_replication::protocol::routes(region))
+            tandem_api::router(state)
+                .merge(tandem_replication::protocol::routes(region))
+                .merge(diagnostics)
         }
     };
     // Restores write through the store, whose policy (installed above with
@@ -250,6 +256,35 @@ pub async fn serve(
     let _ = retention.await;
     tracing::info!("tandem server stopped");
     Ok(())
+}
+
+/// What a region's diagnostics need from its configuration: its local
+/// volumes, its database's name, its backup repository, its TLS (none: the
+/// server speaks plain HTTP; TLS, where there is any, ends in front of it).
+fn diagnostic_sources(
+    config: &ServerConfig,
+    region: &Region,
+    schedule: Option<&tandem_backup::schedule::Schedule>,
+) -> Result<tandem_replication::diagnostics::DiagnosticSources, ServerError> {
+    let backups = schedule.map(|schedule| {
+        Arc::new(tandem_backup::status::RepositoryStatus {
+            store: region.store.clone(),
+            region: region.name.clone(),
+            url: schedule.url.clone(),
+            schedule: schedule.backups_every,
+            archive_interval: schedule.archive_interval,
+        }) as Arc<dyn tandem_replication::diagnostics::BackupReporter>
+    });
+    Ok(tandem_replication::diagnostics::DiagnosticSources {
+        volumes: config.local_volumes(),
+        metadata_target: redact(&config.metadata_url()?),
+        backups,
+        tls: tandem_core::diagnostics::TlsReport {
+            configured: false,
+            certificate_not_after_ms: None,
+            detail: "tandem server has no TLS settings and serves plain HTTP".to_string(),
+        },
+    })
 }
 
 /// Hides a password in a database URL for logs.

@@ -660,6 +660,11 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn gc_due(&self, limit: i64) -> StoreResult<Vec<retention::GcEntry>>;
     /// Every entry of the queue, due or not (status and tests).
     async fn gc_pending(&self) -> StoreResult<Vec<retention::GcEntry>>;
+    /// Commits one write to a region-local scratch row (not journaled, not
+    /// state), through the same writer every change takes: proof that the
+    /// database takes writes now (`tandem doctor`). A full disk is
+    /// `StoreError::Full`, as for any write.
+    async fn probe_write(&self) -> StoreResult<()>;
     async fn gc_done(&self, prefix: &str) -> StoreResult<()>;
     /// Refuses (507 `RESOURCE_EXHAUSTED`) a write of `size` bytes at `path`
     /// of `area` (`artifacts` or `files`) that would take the workspace past

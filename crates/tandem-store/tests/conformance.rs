@@ -84,7 +84,23 @@ conformance!(
     concurrent_writers_keep_the_journal_gap_free,
     hot_hot_regions_converge_and_record_conflicts,
     epochs_fence_and_quarantine_divergent_changes,
+    the_write_probe_commits_without_journaling_or_changing_state,
 );
+
+/// `tandem doctor`'s proof that the database takes writes: a committed
+/// write each time, yet nothing a replica or a backup would see.
+async fn the_write_probe_commits_without_journaling_or_changing_state(harness: &support::Harness) {
+    let store = harness.store.as_ref();
+    let before = store.journal_position().await.unwrap();
+    let dump = store.dump_state().await.unwrap();
+    store.probe_write().await.unwrap();
+    store.probe_write().await.unwrap();
+    assert_eq!(store.journal_position().await.unwrap().head, before.head);
+    assert_eq!(store.dump_state().await.unwrap(), dump);
+    // Writes go on as before around it.
+    store.create_workspace("after-probe", "").await.unwrap();
+    assert!(store.journal_position().await.unwrap().head > before.head);
+}
 
 async fn workspaces_lifecycle(harness: &support::Harness) {
     let store = harness.store.as_ref();

@@ -56,6 +56,11 @@ const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0008_metrics_by_step.sql"),
     },
     Migration {
+        version: 12,
+        description: "a scratch row for the diagnostics' write probe",
+        sql: include_str!("../../migrations/sqlite/0012_diagnostics.sql"),
+    },
+    Migration {
         version: 13,
         description: "per-workspace storage quota",
         sql: include_str!("../../migrations/sqlite/0013_storage_quota.sql"),
@@ -102,6 +107,11 @@ const POSTGRES: &[Migration] = &[
         version: 8,
         description: "metric points keyed by step before timestamp",
         sql: include_str!("../../migrations/postgres/0008_metrics_by_step.sql"),
+    },
+    Migration {
+        version: 12,
+        description: "a scratch row for the diagnostics' write probe",
+        sql: include_str!("../../migrations/postgres/0012_diagnostics.sql"),
     },
     Migration {
         version: 13,

@@ -272,6 +272,24 @@ impl SqlStore {
         self.clock.now_millis()
     }
 
+    /// See `MetadataStore::probe_write`: one committed upsert of the
+    /// scratch row, on the writer connection under the writer lock, so it
+    /// meets exactly what a change would (a full disk, a read-only file, a
+    /// database that refuses writes).
+    pub(crate) async fn probe_write_impl(&self) -> StoreResult<()> {
+        let _guard = self.write_lock.lock().await;
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO diagnostics_probe (id, written_at, writes) VALUES (1, $1, 1) \
+             ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at, writes = diagnostics_probe.writes + 1",
+        )
+        .bind(self.now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await.map_err(StoreError::commit)?;
+        Ok(())
+    }
+
     /// Starts a write: takes the writer lock, opens the transaction.
     pub(crate) async fn begin_write(
         &self,

@@ -1968,6 +1968,10 @@ impl MetadataStore for SqlStore {
         super::retention_apply::protected_roots(&mut conn, workspace_id, under).await
     }
 
+    async fn probe_write(&self) -> StoreResult<()> {
+        self.probe_write_impl().await
+    }
+
     async fn gc_done(&self, prefix: &str) -> StoreResult<()> {
         self.gc_done_impl(prefix).await
     }
