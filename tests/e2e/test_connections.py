@@ -155,3 +155,53 @@ def test_a_cap_above_the_fd_limit_is_lowered_so_accept_never_fails(tmp_path):
         for sock in sockets:
             sock.close()
         region.stop()
+
+
+def test_the_gateway_and_the_witness_close_slow_heads_and_refuse_past_their_cap(tmp_path):
+    """The gateway and the embedded witness serve through the same limits."""
+    from cluster import make_cluster, start_gateway
+
+    limits = {"TANDEM_HEADER_TIMEOUT_MS": "1500", "TANDEM_MAX_CONNECTIONS": "20"}
+    (tmp_path / "deployment").mkdir()
+    cluster = make_cluster(_tandem_bin(), tmp_path / "deployment", regions=2)
+    gateway = witness = None
+    witness_port = free_port()
+    witness_log = open(tmp_path / "witness.log", "ab")
+    held = []
+    try:
+        gateway = start_gateway(_tandem_bin(), cluster.deployment, tmp_path / "gateway.log", env=limits)
+        witness = subprocess.Popen([_tandem_bin(), "witness", "--listen", f"127.0.0.1:{witness_port}",
+                                    "--data", str(tmp_path / "witness")],
+                                   stdout=witness_log, stderr=subprocess.STDOUT, env=dict(os.environ, **limits))
+        def witness_ready() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{witness_port}/ready", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_until(witness_ready, 30, "the witness to be ready")
+        for port in (gateway.port, witness_port):
+            slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+            slow.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+            assert closed_within(slow, 10) < 5, port
+            held = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(20)]
+
+            def refused() -> bool:
+                extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+                try:
+                    return extra.recv(4096).startswith(b"HTTP/1.1 503")
+                finally:
+                    extra.close()
+            wait_until(refused, 20, f"a connection past the cap of :{port} to get 503")
+            for sock in held:
+                sock.close()
+            held = []
+    finally:
+        for sock in held:
+            sock.close()
+        if witness is not None:
+            witness.terminate()
+            witness.wait(timeout=20)
+        witness_log.close()
+        if gateway is not None:
+            gateway.stop()
+        cluster.close()
