@@ -72,6 +72,11 @@ def test_a_healthy_deployment_passes_every_check(tandem_bin, tmp_path):
         assert statuses.pop("tls") == "skip", statuses
         assert set(statuses) == {"regions", "witness", "clock-skew", "replication-lag", "storage", "backups",
                                  "deployment-files", "replication-secret", "verification"}
+        # Free space is the host's: a test machine's full-ish disk warns
+        # (below 10% free) without anything being wrong with the deployment.
+        storage = check(report, "storage")
+        if statuses.pop("storage") != "pass":
+            assert storage["status"] == "warn" and "free" in storage["reason"], storage
         assert set(statuses.values()) == {"pass"}, json.dumps(report["checks"], indent=1)
         assert "eastus (primary), westus (secondary)" in check(report, "regions")["reason"]
         assert "tracking RPO" in check(report, "replication-lag")["reason"]
