@@ -1,5 +1,6 @@
 """Helpers shared by the end-to-end tests (fixtures live in conftest.py)."""
 
+import contextlib
 import http.client
 import json
 import uuid
@@ -49,3 +50,24 @@ def error_json(body: bytes) -> dict:
     assert isinstance(payload.get("error_code"), str), payload
     assert isinstance(payload.get("message"), str), payload
     return payload
+
+
+@contextlib.contextmanager
+def up_credentials(up: dict):
+    """The admin's token of a `tandem up` deployment (authentication is on
+    by default) as MLFLOW_TRACKING_TOKEN, for the mlflow client, while the
+    block runs. The token file is the owner's alone."""
+    import os
+    import stat
+
+    path = up["admin_token_file"]
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, oct(os.stat(path).st_mode)
+    saved = os.environ.get("MLFLOW_TRACKING_TOKEN")
+    os.environ["MLFLOW_TRACKING_TOKEN"] = open(path).read().strip()
+    try:
+        yield os.environ["MLFLOW_TRACKING_TOKEN"]
+    finally:
+        if saved is None:
+            os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        else:
+            os.environ["MLFLOW_TRACKING_TOKEN"] = saved

@@ -18,7 +18,8 @@ import requests
 
 from cluster import make_cluster, start_gateway
 from conftest import _tandem_bin
-from support import unique
+from mlflow.exceptions import MlflowException
+from support import unique, up_credentials
 
 
 def MlflowClient(url: str) -> mlflow.MlflowClient:
@@ -204,20 +205,29 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
         gateway_url = next(part["url"] for part in first["parts"] if part["kind"] == "gateway")
         assert first["tracking_uri"] == gateway_url
         client = MlflowClient(first["tracking_uri"])
-        experiment_id = client.create_experiment(unique("up"))
-        run_id = client.create_run(experiment_id).info.run_id
-        client.log_metric(run_id, "loss", 0.25)
-        assert client.get_run(run_id).data.metrics == {"loss": 0.25}
+        # Authentication is on: anonymous writes are refused, the admin's
+        # token (up.json's admin_token_file) works.
+        with pytest.raises(MlflowException, match="UNAUTHENTICATED"):
+            client.create_experiment(unique("anonymous"))
+        with up_credentials(first):
+            experiment_id = client.create_experiment(unique("up"))
+            run_id = client.create_run(experiment_id).info.run_id
+            client.log_metric(run_id, "loss", 0.25)
+            assert client.get_run(run_id).data.metrics == {"loss": 0.25}
         status = requests.get(f"{gateway_url}/gateway/status", timeout=5).json()
         assert status["primary"]["region"] == "eastus"
-        # `tandem status` through the gateway reaches the primary.
-        shown = subprocess.run([_tandem_bin(), "status", "--url", first["tracking_uri"], "--json"],
+        # `tandem status` through the gateway reaches the primary, with the
+        # token `up` wrote into DIR/.tandem.toml.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TANDEM_", "MLFLOW_TRACKING_"))}
+        shown = subprocess.run([_tandem_bin(), "status", "--json"], cwd=directory, env=env,
                                capture_output=True, text=True, timeout=30)
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["primary"] == "eastus"
         output = process.stdout
         down(process, first)
-        assert f"MLFLOW_TRACKING_URI={gateway_url}" in output.read().decode()
+        printed = output.read().decode()
+        assert f"MLFLOW_TRACKING_URI={gateway_url}" in printed
+        assert f"MLFLOW_TRACKING_TOKEN=$(cat {first['admin_token_file']})" in printed
     finally:
         if process.poll() is None:
             process.kill()
@@ -228,7 +238,9 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
     process, second = up()
     try:
         assert second["tracking_uri"] == first["tracking_uri"]
-        assert MlflowClient(second["tracking_uri"]).get_run(run_id).data.metrics == {"loss": 0.25}
+        assert second["admin_token_file"] == first["admin_token_file"]
+        with up_credentials(second):
+            assert MlflowClient(second["tracking_uri"]).get_run(run_id).data.metrics == {"loss": 0.25}
         down(process, second)
     finally:
         if process.poll() is None:

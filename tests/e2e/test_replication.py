@@ -18,7 +18,7 @@ import requests
 
 from cluster import make_cluster, wait_until
 from conftest import _database_url, _psql, _tandem_bin
-from support import expect_error, journal, unique
+from support import expect_error, journal, unique, up_credentials
 
 
 def MlflowClient(url: str) -> mlflow.MlflowClient:
@@ -292,16 +292,17 @@ def test_tandem_up_runs_a_deployment_and_stops_it_cleanly(tmp_path):
         regions = [part for part in up["parts"] if part["kind"] == "region"]
         assert up["tracking_uri"] == up["parts"][3]["url"]
         client = MlflowClient(up["tracking_uri"])
-        experiment_id = client.create_experiment(unique("up"))
-        replica = MlflowClient(regions[1]["url"])
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                assert replica.get_experiment(experiment_id).experiment_id == experiment_id
-                break
-            except mlflow.exceptions.MlflowException:
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+        with up_credentials(up):
+            experiment_id = client.create_experiment(unique("up"))
+            replica = MlflowClient(regions[1]["url"])
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    assert replica.get_experiment(experiment_id).experiment_id == experiment_id
+                    break
+                except mlflow.exceptions.MlflowException:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.1)
         process.send_signal(signal.SIGINT)
         assert process.wait(timeout=30) == 0
         for part in up["parts"]:

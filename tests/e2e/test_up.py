@@ -56,6 +56,13 @@ class Up:
                    "up.json to appear")
         assert self.process.poll() is None, f"tandem up exited:\n{self.text()}"
         self.tracking_uri = self.file()["tracking_uri"]
+        # Authentication is on by default: the mlflow client and the CLI
+        # use the admin's token while the deployment runs.
+        self.token = Path(self.file()["admin_token_file"]).read_text().strip()
+        self.headers = {"Authorization": f"Bearer {self.token}"}
+        self._saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_TOKEN", "TANDEM_TOKEN")}
+        os.environ["MLFLOW_TRACKING_TOKEN"] = self.token
+        os.environ["TANDEM_TOKEN"] = self.token
 
     def text(self) -> str:
         return self.output.read_text(errors="replace")
@@ -83,6 +90,11 @@ class Up:
 
     def close(self):
         """Stops `tandem up` the way a user does; if it cannot, kills its parts."""
+        for name, value in self._saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -240,7 +252,7 @@ def test_a_killed_witness_is_started_again_and_the_primary_keeps_its_lease(up):
     deployment = up()
     client = MlflowClient(deployment.tracking_uri)
     experiment = client.create_experiment(f"up-{uuid.uuid4().hex[:8]}")
-    epoch = requests.get(f"{deployment.tracking_uri}/api/tandem/v1/regions", timeout=5).json()["epoch"]
+    epoch = requests.get(f"{deployment.tracking_uri}/api/tandem/v1/regions", timeout=5, headers=deployment.headers).json()["epoch"]
     killed = deployment.part("witness")
     os.kill(killed["pid"], signal.SIGKILL)
     restarted = wait_until(
@@ -251,7 +263,7 @@ def test_a_killed_witness_is_started_again_and_the_primary_keeps_its_lease(up):
     # The witness keeps its state on disk: the primary renews the same lease.
     run_id = client.create_run(experiment).info.run_id
     client.set_tag(run_id, "after", "witness restart")
-    status = requests.get(f"{deployment.tracking_uri}/api/tandem/v1/regions", timeout=5).json()
+    status = requests.get(f"{deployment.tracking_uri}/api/tandem/v1/regions", timeout=5, headers=deployment.headers).json()
     assert status["primary"] == "eastus" and status["epoch"] == epoch, status
     for name in ("eastus", "westus", "gateway"):
         assert deployment.part(name)["restarts"] == 0

@@ -109,7 +109,16 @@ impl IntoResponse for ApiError {
             "error_code": self.kind.mlflow_code(),
             "message": self.message,
         });
-        (self.status(), axum::Json(body)).into_response()
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if self.kind == ErrorKind::Unauthenticated {
+            // What MLflow's basic-auth app answers, so clients and browsers
+            // know to offer credentials.
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(r#"Basic realm="mlflow""#),
+            );
+        }
+        response
     }
 }
 

@@ -14,12 +14,14 @@
 //! [`tandem_artifacts::ArtifactStore`]. Errors of every layer are mapped to
 //! MLflow's error JSON once, in [`error`].
 
+pub mod access;
 mod artifacts;
 pub mod error;
 pub mod extract;
 mod files;
 mod models;
 pub mod openapi;
+mod principals;
 pub mod ready;
 mod retention;
 mod tandem;
@@ -149,6 +151,7 @@ fn tandem_api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(tandem::routes())
         .merge(retention::routes())
         .merge(files::routes())
+        .merge(principals::routes())
 }
 
 /// The OpenAPI document of this crate's part of the Tandem API, for
@@ -170,6 +173,7 @@ pub fn router(state: AppState) -> Router {
         .merge(scoped())
         .nest("/w/{workspace}", scoped())
         .merge(tandem::info_routes())
+        .merge(principals::mlflow_user_routes())
         .merge(tandem_api().split_for_parts().0)
         // Bodies are read by our extractors with their own limits (JSON) or
         // streamed without buffering (artifacts).

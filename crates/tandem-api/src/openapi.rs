@@ -27,6 +27,7 @@ pub mod tags {
     pub const JOURNAL: &str = "journal";
     pub const REPLICATION: &str = "replication";
     pub const BACKUPS: &str = "backups";
+    pub const ACCESS: &str = "access";
 }
 
 /// MLflow's error JSON, which every error of the API answers with.
@@ -47,6 +48,7 @@ pub struct ErrorBody {
     ),
     tags(
         (name = "workspaces", description = "Workspaces: the unit of isolation."),
+        (name = "access", description = "Principals (users and service principals), API tokens and role assignments."),
         (name = "retention", description = "Soft delete: recover or purge workspaces and deleted items."),
         (name = "files", description = "A workspace's file share, and salvage of purged workspaces' storage."),
         (name = "journal", description = "The ordered journal of every change, and merge conflicts."),

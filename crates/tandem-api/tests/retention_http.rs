@@ -628,6 +628,7 @@ async fn collection_spares_a_live_run_nested_inside_a_purged_runs_root() {
             time: 1,
         },
         seen: None,
+        principal: None,
     };
     assert!(server.store.apply_record(&record).await.unwrap());
     let inner = server

@@ -682,6 +682,7 @@ async fn voided_and_fenced_records_are_not_selected() {
         origin_seq: origin + (seq - head),
         epoch,
         seen: None,
+        principal: None,
         ..model.clone()
     };
     // A change of epoch E beyond the fork of epoch E+1 (fenced: it was

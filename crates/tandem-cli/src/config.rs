@@ -36,6 +36,10 @@ pub struct ClientConfig {
     /// Print JSON unless a command says `--json=false`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub json: Option<bool>,
+    /// The API token commands send (written by `tandem login` and `tandem
+    /// up`; keep the file private).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
 }
 
 /// What the resolution reads from the process's surroundings.
@@ -47,6 +51,30 @@ pub struct Environment {
     pub home: Option<PathBuf>,
     /// The value of `TANDEM_URL`, if set and not empty.
     pub url_variable: Option<String>,
+    /// Credentials from the environment: `TANDEM_TOKEN`, else
+    /// `MLFLOW_TRACKING_TOKEN`, else `MLFLOW_TRACKING_USERNAME` and
+    /// `MLFLOW_TRACKING_PASSWORD` (what the mlflow client reads).
+    pub credentials_variable: Option<(tandem_client::Credentials, &'static str)>,
+}
+
+/// The credentials the environment gives, and the variable they came from.
+fn credentials_from_environment() -> Option<(tandem_client::Credentials, &'static str)> {
+    let variable = |name: &str| std::env::var(name).ok().filter(|value| !value.trim().is_empty());
+    for name in ["TANDEM_TOKEN", "MLFLOW_TRACKING_TOKEN"] {
+        if let Some(token) = variable(name) {
+            return Some((tandem_client::Credentials::Token(token.trim().to_string()), name));
+        }
+    }
+    match (
+        variable("MLFLOW_TRACKING_USERNAME"),
+        variable("MLFLOW_TRACKING_PASSWORD"),
+    ) {
+        (Some(username), Some(password)) => Some((
+            tandem_client::Credentials::Password { username, password },
+            "MLFLOW_TRACKING_USERNAME",
+        )),
+        _ => None,
+    }
 }
 
 impl Environment {
@@ -60,6 +88,7 @@ impl Environment {
             working_dir,
             home,
             url_variable: std::env::var(URL_VARIABLE).ok(),
+            credentials_variable: credentials_from_environment(),
         })
     }
 }
@@ -90,6 +119,9 @@ pub struct Resolved {
     pub url: String,
     pub url_source: UrlSource,
     pub json: bool,
+    /// What requests authenticate with: a `--token`, the environment's,
+    /// else the config file's token.
+    pub credentials: Option<tandem_client::Credentials>,
 }
 
 /// The client config file in force: the nearest `.tandem.toml` in
@@ -111,7 +143,7 @@ pub fn load_config_file(path: &Path) -> anyhow::Result<ClientConfig> {
         .with_context(|| format!("cannot read the client config file {}", path.display()))?;
     let config: ClientConfig = toml::from_str(&text).map_err(|error| {
         anyhow::anyhow!(
-            "client config file {} is not valid (keys: url, json): {}",
+            "client config file {} is not valid (keys: url, json, token): {}",
             path.display(),
             error.to_string().trim_end()
         )
@@ -159,16 +191,28 @@ pub fn resolve(
         (DEFAULT_URL.to_string(), UrlSource::Default)
     };
     let file_json = file.as_ref().and_then(|(_, config)| config.json);
+    let credentials = environment
+        .credentials_variable
+        .as_ref()
+        .map(|(credentials, _)| credentials.clone())
+        .or_else(|| {
+            file.as_ref()
+                .and_then(|(_, config)| config.token.clone())
+                .map(tandem_client::Credentials::Token)
+        });
     Ok(Resolved {
         url,
         url_source,
         json: flag_json.or(file_json).unwrap_or(false),
+        credentials,
     })
 }
 
 /// Writes `dir/.tandem.toml` pointing client commands run in `dir` (or
 /// below) at `url`, keeping a `json` setting already there.
-pub fn write_project_config(dir: &Path, url: &str) -> anyhow::Result<PathBuf> {
+/// With a `token`, commands send it; the file is always readable by its
+/// owner only.
+pub fn write_project_config(dir: &Path, url: &str, token: Option<&str>) -> anyhow::Result<PathBuf> {
     let path = dir.join(PROJECT_FILE_NAME);
     let previous = if path.is_file() {
         load_config_file(&path).ok()
@@ -178,13 +222,32 @@ pub fn write_project_config(dir: &Path, url: &str) -> anyhow::Result<PathBuf> {
     let config = ClientConfig {
         url: Some(url.to_string()),
         json: previous.and_then(|previous| previous.json),
+        token: token.map(str::to_string),
     };
     let text = format!(
         "# Written by `tandem up`: tandem commands run in this directory or below talk to this deployment.\n{}",
         toml::to_string(&config).context("cannot encode the client config")?
     );
-    std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    write_private(&path, &text)?;
     Ok(path)
+}
+
+/// Writes `text` to `path` readable by its owner only (it may hold a token).
+pub fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // An existing file keeps its mode on open: narrow it.
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))?;
+    file.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 #[cfg(test)]
@@ -219,6 +282,7 @@ mod tests {
             working_dir: working_dir.to_path_buf(),
             home: Some(layout.home.clone()),
             url_variable: variable.map(str::to_string),
+            credentials_variable: None,
         }
     }
 
@@ -360,18 +424,19 @@ mod tests {
     #[test]
     fn the_file_tandem_up_writes_resolves_to_its_url_and_keeps_json() {
         let layout = layout();
-        let path = write_project_config(&layout.project, "http://127.0.0.1:5080").unwrap();
+        let path = write_project_config(&layout.project, "http://127.0.0.1:5080", None).unwrap();
         let resolved = resolve(None, None, &environment(&layout, &layout.nested, None)).unwrap();
         assert_eq!(resolved.url, "http://127.0.0.1:5080");
         assert_eq!(resolved.url_source, UrlSource::File(path.clone()));
 
         std::fs::write(&path, "url = \"http://old:1\"\njson = true\n").unwrap();
-        write_project_config(&layout.project, "http://127.0.0.1:5081").unwrap();
+        write_project_config(&layout.project, "http://127.0.0.1:5081", None).unwrap();
         assert_eq!(
             load_config_file(&path).unwrap(),
             ClientConfig {
                 url: Some("http://127.0.0.1:5081".to_string()),
-                json: Some(true)
+                json: Some(true),
+                token: None,
             }
         );
     }

@@ -497,6 +497,7 @@ mod tests {
                     time: 1_700_000_000_000,
                 },
                 seen: None,
+                principal: None,
             },
         }
     }

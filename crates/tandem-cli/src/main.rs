@@ -10,6 +10,7 @@
 //! `TANDEM_URL`, else the nearest `.tandem.toml` or `~/.tandem/config.toml`,
 //! else `http://127.0.0.1:5000`.
 
+mod access;
 mod backup;
 mod config;
 mod deleted;
@@ -48,8 +49,13 @@ The config file is TOML with two keys, both optional:
   json = true                      # print JSON by default (--json=false to override)
 `tandem up --dir DIR` writes DIR/.tandem.toml pointing at its gateway.
 
+Credentials: client commands send --token TOKEN, else $TANDEM_TOKEN, else
+$MLFLOW_TRACKING_TOKEN, else HTTP Basic from $MLFLOW_TRACKING_USERNAME and
+$MLFLOW_TRACKING_PASSWORD, else `token = \"…\"` of the config file (`tandem login` and
+`tandem up` write it; the file is then readable by its owner only).
+
 Exit codes: 0 success, 1 failure, 2 usage error, 3 not found, 4 already exists or
-conflicting state, 5 server unreachable.";
+conflicting state, 5 server unreachable, 6 not authenticated or not allowed.";
 
 #[derive(Parser)]
 #[command(
@@ -112,6 +118,24 @@ enum Command {
     /// of a deleted or purged workspace's files.
     #[command(subcommand)]
     Files(files::FilesCommand),
+    /// Store a token in the client config file (after checking it works),
+    /// or create one from a username and password.
+    Login(access::LoginArgs),
+    /// Who the client's credentials authenticate as, and their roles.
+    Whoami(ClientArgs),
+    /// Users and service principals (admins).
+    #[command(subcommand)]
+    User(access::UserCommand),
+    /// API tokens: create, list, revoke.
+    #[command(subcommand)]
+    Token(access::TokenCommand),
+    /// Role assignments (principal, role, scope): Reader, Contributor, Owner
+    /// in a workspace or everywhere; Operator and Admin for the deployment.
+    #[command(subcommand)]
+    Role(access::RoleCommand),
+    /// Who did what and when, from the journal: deletes, purges, restores,
+    /// failovers, role and token changes, every write.
+    Audit(access::AuditArgs),
 }
 
 #[derive(Args)]
@@ -149,6 +173,19 @@ struct ServerArgs {
     /// Deployment file: join the regions it declares (replication).
     #[arg(long)]
     deployment: Option<PathBuf>,
+    /// Require authentication (Basic or Bearer) on every route but health
+    /// and readiness; bootstraps an `admin` user on a fresh deployment
+    /// [env: TANDEM_AUTH].
+    #[arg(long)]
+    auth: bool,
+    /// Serve without authentication on a non-loopback address (refused
+    /// otherwise) [env: TANDEM_INSECURE_NO_AUTH].
+    #[arg(long, conflicts_with = "auth")]
+    insecure_no_auth: bool,
+    /// Where the bootstrap admin's token is written (or read from, if it
+    /// holds one) [default: DATA/admin.token; env: TANDEM_ADMIN_TOKEN_FILE].
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
     log_format: String,
@@ -172,6 +209,11 @@ pub(crate) struct ClientArgs {
         value_name = "BOOL"
     )]
     json: Option<bool>,
+    /// API token to authenticate with [default: $TANDEM_TOKEN, else
+    /// $MLFLOW_TRACKING_TOKEN, else $MLFLOW_TRACKING_USERNAME and
+    /// $MLFLOW_TRACKING_PASSWORD, else `token` of the config file].
+    #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 /// Where a client command sends its requests and how it prints.
@@ -190,12 +232,17 @@ impl ClientArgs {
         let resolved = config::resolve(self.url.as_deref(), self.json, &environment)
             .map_err(|error| Refusal::Usage(format!("{error:#}")))?;
         let _ = URL_IN_USE.set(format!("{} (from {})", resolved.url, resolved.url_source));
-        let client = TandemClient::new(&resolved.url).map_err(|error| {
-            Refusal::Usage(format!(
-                "invalid server URL '{}' (from {}): {error}",
-                resolved.url, resolved.url_source
-            ))
-        })?;
+        let credentials = match &self.token {
+            Some(token) => Some(tandem_client::Credentials::Token(token.trim().to_string())),
+            None => resolved.credentials.clone(),
+        };
+        let client =
+            TandemClient::with_credentials(&resolved.url, credentials.as_ref()).map_err(|error| {
+                Refusal::Usage(format!(
+                    "invalid server URL '{}' (from {}): {error}",
+                    resolved.url, resolved.url_source
+                ))
+            })?;
         Ok(Target {
             client,
             url: resolved.url,
@@ -329,12 +376,23 @@ struct JournalArgs {
 }
 
 fn main() -> ExitCode {
-    // Die quietly when stdout is closed (`tandem status | head`), as Unix tools do.
-    // SAFETY: restoring the default disposition of a signal at start-up.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
+    // Client commands die quietly when stdout is closed (`tandem status |
+    // head`), as Unix tools do. Long-running processes keep Rust's default
+    // (SIGPIPE ignored): a peer that hangs up mid-response must cost one
+    // connection an EPIPE, never the whole server (a region died of
+    // SIGPIPE when a client closed a streamed response).
+    let serves = matches!(
+        cli.command,
+        Command::Server(_) | Command::Up(_) | Command::Gateway(_) | Command::Witness(_)
+    );
+    if !serves {
+        // SAFETY: restoring the default disposition of a signal at start-up,
+        // before any thread is spawned.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -376,6 +434,14 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             4
         }
         Some(ClientError::Transport { .. }) => 5,
+        Some(ClientError::Api { code, .. }) if code == "UNAUTHENTICATED" => 6,
+        // PERMISSION_DENIED is also what a secondary answers a write with
+        // (MLflow's client must not retry it): only the gate's refusal is 6.
+        Some(ClientError::Api { code, message, .. })
+            if code == "PERMISSION_DENIED" && message.starts_with("Permission denied:") =>
+        {
+            6
+        }
         _ => 1,
     }
 }
@@ -394,6 +460,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(args).await,
         Command::Backup(command) => backup::run(command).await,
         Command::Files(command) => files::run(command).await,
+        Command::Login(args) => access::login(args).await,
+        Command::Whoami(args) => access::whoami(args).await,
+        Command::User(command) => access::run_user(command).await,
+        Command::Token(command) => access::run_token(command).await,
+        Command::Role(command) => access::run_role(command).await,
+        Command::Audit(args) => access::audit(args).await,
         Command::Status(args) => {
             let target = args.resolve()?;
             let status = target.client.regions().await?;
@@ -472,6 +544,15 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = args.deployment {
         config.deployment = Some(path);
+    }
+    if args.auth {
+        config.auth = true;
+    }
+    if args.insecure_no_auth {
+        config.insecure_no_auth = true;
+    }
+    if let Some(path) = args.admin_token_file {
+        config.admin_token_file = Some(path);
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -905,7 +986,14 @@ mod tests {
         };
         assert_eq!(exit_code(&api("RESOURCE_DOES_NOT_EXIST")), 3);
         assert_eq!(exit_code(&api("INVALID_STATE")), 4);
-        assert_eq!(exit_code(&api("PERMISSION_DENIED")), 1);
+        assert_eq!(exit_code(&api("PERMISSION_DENIED")), 1, "a secondary's refusal");
+        assert_eq!(exit_code(&api("UNAUTHENTICATED")), 6);
+        let denied = anyhow::Error::from(ClientError::Api {
+            status: 403,
+            code: "PERMISSION_DENIED".to_string(),
+            message: "Permission denied: 'bob' lacks the 'operate' permission on the deployment".to_string(),
+        });
+        assert_eq!(exit_code(&denied), 6);
         let unreachable = anyhow::Error::from(ClientError::Transport {
             url: "http://x".to_string(),
             message: "refused".to_string(),

@@ -8,6 +8,7 @@
 //! quarantine of divergent records are per region, so the CLI builds a client
 //! per region URL with [`TandemClient::at`].
 
+mod access;
 mod backup;
 mod files;
 mod retention;
@@ -172,15 +173,61 @@ pub struct TandemClient {
     http: reqwest::Client,
 }
 
+/// How a client proves who it is.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    /// An API token (`Authorization: Bearer`).
+    Token(String),
+    /// A user's name and password (HTTP Basic).
+    Password { username: String, password: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Token(_) => f.write_str("Token(***)"),
+            Credentials::Password { username, .. } => write!(f, "Password({username}, ***)"),
+        }
+    }
+}
+
+impl Credentials {
+    fn header(&self) -> ClientResult<reqwest::header::HeaderValue> {
+        use base64::Engine;
+        let value = match self {
+            Credentials::Token(token) => format!("Bearer {}", token.trim()),
+            Credentials::Password { username, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            ),
+        };
+        let mut header = reqwest::header::HeaderValue::from_str(&value).map_err(|_| {
+            ClientError::Decode("credentials hold characters a header cannot carry".to_string())
+        })?;
+        header.set_sensitive(true);
+        Ok(header)
+    }
+}
+
 impl TandemClient {
     pub fn new(base: &str) -> ClientResult<Self> {
+        Self::with_credentials(base, None)
+    }
+
+    /// A client that sends `credentials` with every request.
+    pub fn with_credentials(base: &str, credentials: Option<&Credentials>) -> ClientResult<Self> {
         let base = base.trim_end_matches('/').to_string();
         url::Url::parse(&base).map_err(|error| ClientError::Transport {
             url: base.clone(),
             message: error.to_string(),
         })?;
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(credentials) = credentials {
+            headers.insert(reqwest::header::AUTHORIZATION, credentials.header()?);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .default_headers(headers)
             .build()
             .map_err(|error| ClientError::Transport {
                 url: base.clone(),

@@ -15,6 +15,9 @@ pub enum ErrorKind {
     InvalidState,
     BadRequest,
     PermissionDenied,
+    /// No credentials, or credentials that prove nobody (wrong password,
+    /// unknown, expired or revoked token, disabled principal): 401.
+    Unauthenticated,
     RequestLimitExceeded,
     /// The region refuses the request: it is not the primary for the class
     /// (or is fenced). Certainly not applied; the message names the primary.
@@ -39,6 +42,7 @@ impl ErrorKind {
             ErrorKind::InvalidState => "INVALID_STATE",
             ErrorKind::BadRequest => "BAD_REQUEST",
             ErrorKind::PermissionDenied => "PERMISSION_DENIED",
+            ErrorKind::Unauthenticated => "UNAUTHENTICATED",
             ErrorKind::RequestLimitExceeded => "REQUEST_LIMIT_EXCEEDED",
             // 4xx and not retried by the client: it must go to the primary.
             ErrorKind::NotPrimary => "PERMISSION_DENIED",
@@ -55,6 +59,7 @@ impl ErrorKind {
                 400
             }
             ErrorKind::ResourceDoesNotExist => 404,
+            ErrorKind::Unauthenticated => 401,
             ErrorKind::PermissionDenied | ErrorKind::NotPrimary => 403,
             ErrorKind::RequestLimitExceeded => 429,
             ErrorKind::Unavailable => 503,

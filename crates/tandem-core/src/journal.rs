@@ -28,8 +28,10 @@ use crate::model::{
 /// are read as [`Change::RegisteredModelPurged`] / [`Change::ModelVersionPurged`].
 /// Version 4 added `file_written` and `file_deleted` (the workspace file
 /// share); older records read unchanged. Version 5 added
-/// `workspace_quota_set`; older records read unchanged.
-pub const FORMAT_VERSION: i32 = 5;
+/// `workspace_quota_set`; older records read unchanged. Version 6 added
+/// principals, tokens and role assignments (the `access` class) and the
+/// record's `principal`; older records have none and read unchanged.
+pub const FORMAT_VERSION: i32 = 6;
 
 /// The first format in which `registered_model_deleted` and
 /// `model_version_deleted` are soft deletes.
@@ -69,6 +71,12 @@ pub struct JournalRecord {
     /// conflict, resolved by [`crate::merge`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seen: Option<std::collections::BTreeMap<String, i64>>,
+    /// Who caused the change: the authenticated principal of the request,
+    /// `tandem:<task>` for the server's own work (purge, bootstrap), None
+    /// where nobody authenticated (a server without authentication, or
+    /// records older than format 6). The audit reads it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
 }
 
 /// A record as written, before its change is upgraded to this build's format.
@@ -85,6 +93,8 @@ struct RawJournalRecord {
     change: Change,
     #[serde(default)]
     seen: Option<std::collections::BTreeMap<String, i64>>,
+    #[serde(default)]
+    principal: Option<String>,
 }
 
 impl From<RawJournalRecord> for JournalRecord {
@@ -104,6 +114,7 @@ impl From<RawJournalRecord> for JournalRecord {
                 raw.change
             },
             seen: raw.seen,
+            principal: raw.principal,
         }
     }
 }
@@ -471,6 +482,57 @@ pub enum Change {
         fork: std::collections::BTreeMap<String, i64>,
         time: Millis,
     },
+
+    // Principals, tokens and role assignments: deployment-wide records of
+    // the `access` class (format 6). Only hashes are journaled: a password
+    // as its Argon2id PHC string, a token as its SHA-256.
+    PrincipalCreated {
+        name: String,
+        /// [`crate::access::USER`] or [`crate::access::SERVICE`].
+        kind: String,
+        password_hash: Option<String>,
+        time: Millis,
+    },
+    PrincipalPasswordSet {
+        name: String,
+        password_hash: Option<String>,
+        time: Millis,
+    },
+    PrincipalDisabled {
+        name: String,
+        disabled: bool,
+        time: Millis,
+    },
+    /// The principal, its tokens and its role assignments are gone.
+    PrincipalDeleted {
+        name: String,
+        time: Millis,
+    },
+    TokenCreated {
+        token_id: String,
+        principal: String,
+        token_hash: String,
+        description: String,
+        expires_at: Option<Millis>,
+        time: Millis,
+    },
+    TokenRevoked {
+        token_id: String,
+        time: Millis,
+    },
+    /// `workspace_id` None: the whole deployment.
+    RoleAssigned {
+        principal: String,
+        role: crate::access::Role,
+        workspace_id: Option<String>,
+        time: Millis,
+    },
+    RoleRemoved {
+        principal: String,
+        role: crate::access::Role,
+        workspace_id: Option<String>,
+        time: Millis,
+    },
 }
 
 /// Where in a workspace's storage a change's bytes live: its MLflow
@@ -564,6 +626,14 @@ impl Change {
             | Change::WorkspaceQuotaSet { .. }
             | Change::WorkspacePurged { .. }
             | Change::EpochBegan { .. } => None,
+            Change::PrincipalCreated { .. }
+            | Change::PrincipalPasswordSet { .. }
+            | Change::PrincipalDisabled { .. }
+            | Change::PrincipalDeleted { .. }
+            | Change::TokenCreated { .. }
+            | Change::TokenRevoked { .. }
+            | Change::RoleAssigned { .. }
+            | Change::RoleRemoved { .. } => Some(AssetClass::Access),
             Change::RegisteredModelCreated { .. }
             | Change::RegisteredModelRenamed { .. }
             | Change::RegisteredModelUpdated { .. }
@@ -669,6 +739,14 @@ impl Change {
             Change::FileWritten { .. } => "file_written",
             Change::FileDeleted { .. } => "file_deleted",
             Change::EpochBegan { .. } => "epoch_began",
+            Change::PrincipalCreated { .. } => "principal_created",
+            Change::PrincipalPasswordSet { .. } => "principal_password_set",
+            Change::PrincipalDisabled { .. } => "principal_disabled",
+            Change::PrincipalDeleted { .. } => "principal_deleted",
+            Change::TokenCreated { .. } => "token_created",
+            Change::TokenRevoked { .. } => "token_revoked",
+            Change::RoleAssigned { .. } => "role_assigned",
+            Change::RoleRemoved { .. } => "role_removed",
             Change::WorkspaceRetentionSet { .. } => "workspace_retention_set",
             Change::WorkspaceQuotaSet { .. } => "workspace_quota_set",
             Change::WorkspacePurged { .. } => "workspace_purged",

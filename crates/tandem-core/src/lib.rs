@@ -10,6 +10,7 @@
 //! database driver. Every function is deterministic given its inputs, which is
 //! what lets a journal replay rebuild exactly the state it describes.
 
+pub mod access;
 pub mod diagnostics;
 pub mod error;
 pub mod hlc;

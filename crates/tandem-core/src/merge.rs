@@ -135,7 +135,15 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         | WorkspaceRetentionSet { .. }
         | WorkspaceQuotaSet { .. }
         | WorkspacePurged { .. }
-        | EpochBegan { .. } => Vec::new(),
+        | EpochBegan { .. }
+        | PrincipalCreated { .. }
+        | PrincipalPasswordSet { .. }
+        | PrincipalDisabled { .. }
+        | PrincipalDeleted { .. }
+        | TokenCreated { .. }
+        | TokenRevoked { .. }
+        | RoleAssigned { .. }
+        | RoleRemoved { .. } => Vec::new(),
         // A purge removes the item for good, as the hard deletes of format 2
         // did: a tombstone on the item's own register, which beats any
         // concurrent write to it. Soft deletes and recoveries are a

@@ -104,7 +104,11 @@ impl Gateway {
     /// A gateway over `config`'s regions, polling their status, and
     /// following the witness when the deployment has one.
     pub fn new(config: &GatewayConfig) -> Result<Arc<Self>, GatewayError> {
-        let source = PollingLeaderSource::new(config.deployment.regions().to_vec(), config.probe_timeout)?;
+        let source = PollingLeaderSource::with_secret(
+            config.deployment.regions().to_vec(),
+            config.probe_timeout,
+            config.deployment.replication_secret.as_deref(),
+        )?;
         let witness = config
             .deployment
             .open_witness()

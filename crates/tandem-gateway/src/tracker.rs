@@ -135,9 +135,28 @@ pub struct PollingLeaderSource {
 impl PollingLeaderSource {
     /// A source over `regions`, each probe bounded by `timeout`.
     pub fn new(regions: Vec<RegionSpec>, timeout: Duration) -> Result<Self, reqwest::Error> {
+        Self::with_secret(regions, timeout, None)
+    }
+
+    /// [`Self::new`], authenticating with the deployment's replication
+    /// secret: regions that require authentication answer their status to
+    /// it (and to operators), never to anonymous callers.
+    pub fn with_secret(
+        regions: Vec<RegionSpec>,
+        timeout: Duration,
+        secret: Option<&str>,
+    ) -> Result<Self, reqwest::Error> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(secret) = secret {
+            if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}")) {
+                value.set_sensitive(true);
+                headers.insert(reqwest::header::AUTHORIZATION, value);
+            }
+        }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
+            .default_headers(headers)
             .no_proxy()
             .build()?;
         Ok(PollingLeaderSource { regions, http })

@@ -83,6 +83,19 @@ pub struct ServerConfig {
     pub header_timeout_ms: u64,
     /// Longest a request body may make no progress (`TANDEM_BODY_TIMEOUT_MS`).
     pub body_timeout_ms: u64,
+    /// Require authentication on every route but liveness and readiness
+    /// (`TANDEM_AUTH=1`). With no principal yet, the region that accepts
+    /// writes creates the `admin` user and writes its token to
+    /// `admin_token_file`.
+    pub auth: bool,
+    /// Serve without authentication on a non-loopback address (refused
+    /// otherwise; `TANDEM_INSECURE_NO_AUTH=1`).
+    pub insecure_no_auth: bool,
+    /// Where the bootstrap admin's token is read from or written to
+    /// (default `<data>/admin.token`; `TANDEM_ADMIN_TOKEN_FILE`). If the
+    /// file already holds a token, that token becomes the admin's: every
+    /// region of a deployment can be given the same file.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -108,6 +121,9 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             header_timeout_ms: 30_000,
             body_timeout_ms: 60_000,
+            auth: false,
+            insecure_no_auth: false,
+            admin_token_file: None,
         }
     }
 }
@@ -185,6 +201,26 @@ impl ServerConfig {
         self.max_connections = limits.max_connections;
         self.header_timeout_ms = limits.header_timeout.as_millis() as u64;
         self.body_timeout_ms = limits.body_timeout.as_millis() as u64;
+        for (name, target) in [
+            ("TANDEM_AUTH", &mut self.auth),
+            ("TANDEM_INSECURE_NO_AUTH", &mut self.insecure_no_auth),
+        ] {
+            if let Some(value) = env(name) {
+                *target = match value.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" | "" => false,
+                    _ => {
+                        return Err(ConfigError::Invalid {
+                            name: name.to_string(),
+                            message: format!("'{value}' is not a boolean (1/0, true/false)"),
+                        })
+                    }
+                };
+            }
+        }
+        if let Some(value) = env("TANDEM_ADMIN_TOKEN_FILE") {
+            self.admin_token_file = Some(PathBuf::from(value));
+        }
         if let Some(value) = env("TANDEM_WITNESS_ENDPOINTS") {
             self.witness_endpoints = Some(value);
         }

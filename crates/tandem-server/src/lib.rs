@@ -5,6 +5,7 @@
 //!
 //! Architecture invariant: no request handling here, only wiring.
 
+pub mod bootstrap;
 mod config;
 
 pub use config::{ConfigError, ServerConfig};
@@ -86,7 +87,38 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let address = listener.local_addr()?;
+    if !config.auth && !config.insecure_no_auth && !address.ip().is_loopback() {
+        return Err(ConfigError::Invalid {
+            name: "auth".to_string(),
+            message: format!(
+                "refusing to serve {address} without authentication: anyone who reaches it could read and change \
+                 everything. Start with --auth (TANDEM_AUTH=1), listen on a loopback address, or pass \
+                 --insecure-no-auth to accept the risk"
+            ),
+        }
+        .into());
+    }
+    let token_file = config
+        .admin_token_file
+        .clone()
+        .or_else(|| config.data.as_ref().map(|data| data.join("admin.token")));
+    if config.auth && token_file.is_none() {
+        return Err(ConfigError::Invalid {
+            name: "admin_token_file".to_string(),
+            message: "authentication needs a place for the bootstrap admin's token: give --data or --admin-token-file"
+                .to_string(),
+        }
+        .into());
+    }
+    if !config.auth {
+        tracing::warn!(
+            %address,
+            "serving WITHOUT authentication: anyone who can reach {address} may read and change everything (start with --auth to require credentials)"
+        );
+    }
     let mut state = open_state(&config).await?;
+    let mut replication_secret = None;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -196,6 +228,40 @@ pub async fn serve(
                     region: Arc::downgrade(&region),
                 }));
             }
+            replication_secret = region.secret().map(str::to_string);
+            if config.auth {
+                if replication_secret.is_none() {
+                    return Err(ConfigError::Invalid {
+                        name: "deployment".to_string(),
+                        message: "authentication needs the deployment's replication secret \
+                                  (`replication_secret` in the deployment file): regions authenticate to each other with it"
+                            .to_string(),
+                    }
+                    .into());
+                }
+                // Whenever this region first accepts writes (it leads from
+                // the start, or is promoted later) and the deployment still
+                // has no principal, it creates the admin.
+                let leader = region.clone();
+                let token_file = token_file.clone().expect("checked above");
+                let mut stopping = stopped.clone();
+                tokio::spawn(async move {
+                    loop {
+                        if leader.accepting_writes() {
+                            match bootstrap::bootstrap_admin(leader.store.as_ref(), &token_file).await {
+                                Ok(_) => return,
+                                Err(error) => {
+                                    tracing::warn!(%error, "bootstrap of the admin failed; trying again")
+                                }
+                            }
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {}
+                            _ = stopping.wait_for(|stop| *stop) => return,
+                        }
+                    }
+                });
+            }
             // Hooks are registered before the region runs: none misses a promotion.
             background = Some(tokio::spawn(region.clone().run(wait_for_stop(stopped.clone()))));
             if let Some(interval) = region.deployment.verify_interval {
@@ -222,6 +288,19 @@ pub async fn serve(
         tandem_api::openapi::OPENAPI_PATH,
         tandem_api::openapi::handler(openapi(config.deployment.is_some())),
     );
+    let authenticator = config
+        .auth
+        .then(|| Arc::new(tandem_auth::Authenticator::new(store.clone(), replication_secret)));
+    if config.auth && config.deployment.is_none() {
+        bootstrap::bootstrap_admin(store.as_ref(), token_file.as_deref().expect("checked above"))
+            .await
+            .map_err(|message| ConfigError::Invalid {
+                name: "auth".to_string(),
+                message,
+            })?;
+    }
+    // Every route, whoever added it, behind the gate.
+    let app = tandem_api::access::gate(app, tandem_api::access::Gate { authenticator });
     let app = tandem_telemetry::instrument(app, "region");
     if let Some(schedule) = schedule {
         tokio::spawn(tandem_backup::schedule::run(
@@ -243,7 +322,8 @@ pub async fn serve(
     ));
     let limits = config.serve_limits().fitted_to_fd_limit();
     tracing::info!(
-        address = %listener.local_addr()?,
+        %address,
+        auth = config.auth,
         max_connections = limits.max_connections,
         header_timeout_ms = limits.header_timeout.as_millis() as u64,
         body_timeout_ms = limits.body_timeout.as_millis() as u64,

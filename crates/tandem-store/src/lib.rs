@@ -101,6 +101,25 @@ pub mod written {
     }
 }
 
+/// Who is making a request's writes: the HTTP layer runs each
+/// authenticated request inside [`actor::scope`], and every journal record
+/// the request's writes append carries that principal (the audit).
+pub mod actor {
+    tokio::task_local! {
+        static PRINCIPAL: Option<String>;
+    }
+
+    /// Runs `future` with `principal` as the author of its writes.
+    pub async fn scope<F: std::future::Future>(principal: Option<String>, future: F) -> F::Output {
+        PRINCIPAL.scope(principal, future).await
+    }
+
+    /// The principal of the current request, if any.
+    pub fn current() -> Option<String> {
+        PRINCIPAL.try_with(|principal| principal.clone()).ok().flatten()
+    }
+}
+
 /// The name of the workspace that also answers at the root of the API.
 pub const DEFAULT_WORKSPACE: &str = "default";
 /// MLflow's default experiment, present in every workspace.
@@ -694,6 +713,62 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         workspace_id: &str,
         name: &str,
     ) -> StoreResult<Box<dyn RestoreSession + 'a>>;
+
+    // Access: principals, tokens, role assignments (deployment-wide records
+    // of the `access` class). Only hashes reach the store.
+    /// Creates a user or service principal; `password_hash` is an Argon2id
+    /// PHC string.
+    async fn create_principal(
+        &self,
+        name: &str,
+        kind: &str,
+        password_hash: Option<String>,
+    ) -> StoreResult<tandem_core::access::Principal>;
+    async fn principal(&self, name: &str) -> StoreResult<Option<tandem_core::access::Principal>>;
+    async fn list_principals(&self) -> StoreResult<Vec<tandem_core::access::Principal>>;
+    /// The stored password hash of `name`, for verifying a login.
+    async fn password_hash(&self, name: &str) -> StoreResult<Option<String>>;
+    async fn set_password(&self, name: &str, password_hash: Option<String>) -> StoreResult<()>;
+    async fn set_principal_disabled(&self, name: &str, disabled: bool) -> StoreResult<()>;
+    /// Deletes the principal with its tokens and role assignments.
+    async fn delete_principal(&self, name: &str) -> StoreResult<()>;
+    async fn create_token(
+        &self,
+        token_id: &str,
+        principal: &str,
+        token_hash: &str,
+        description: &str,
+        expires_at: Option<Millis>,
+    ) -> StoreResult<tandem_core::access::TokenInfo>;
+    async fn token(&self, token_id: &str) -> StoreResult<Option<tandem_core::access::TokenInfo>>;
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<tandem_core::access::TokenInfo>>;
+    async fn list_tokens(&self, principal: Option<&str>) -> StoreResult<Vec<tandem_core::access::TokenInfo>>;
+    async fn revoke_token(&self, token_id: &str) -> StoreResult<tandem_core::access::TokenInfo>;
+    /// Records (region-locally, not journaled) that a token was used.
+    async fn touch_token(&self, token_id: &str, at: Millis) -> StoreResult<()>;
+    /// Assigns `role` to `principal` in workspace `workspace` (by name) or,
+    /// with None, at deployment scope. Assigning what is held is a no-op.
+    async fn assign_role(
+        &self,
+        principal: &str,
+        role: tandem_core::access::Role,
+        workspace: Option<&str>,
+    ) -> StoreResult<tandem_core::access::RoleAssignment>;
+    async fn remove_role(
+        &self,
+        principal: &str,
+        role: tandem_core::access::Role,
+        workspace: Option<&str>,
+    ) -> StoreResult<()>;
+    /// Role assignments, by principal and/or by workspace name.
+    async fn role_assignments(
+        &self,
+        principal: Option<&str>,
+        workspace: Option<&str>,
+    ) -> StoreResult<Vec<tandem_core::access::RoleAssignment>>;
+    /// Advances whenever an access change (or a workspace lifecycle change)
+    /// commits in this process: credential caches compare it.
+    fn access_generation(&self) -> u64;
 }
 
 /// A restore under way (see [`MetadataStore::begin_restore`]): changes are

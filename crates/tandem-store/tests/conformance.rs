@@ -8,6 +8,7 @@
 mod support;
 
 use std::sync::Arc;
+use tandem_core::access::Role;
 
 use support::{metric, Backend};
 use tandem_core::journal::{AssetClass, JournalRecord};
@@ -85,7 +86,139 @@ conformance!(
     hot_hot_regions_converge_and_record_conflicts,
     epochs_fence_and_quarantine_divergent_changes,
     the_write_probe_commits_without_journaling_or_changing_state,
+    principals_tokens_and_roles,
 );
+
+/// Principals, tokens and role assignments: validated, journaled as
+/// deployment-wide records of the `access` class carrying who wrote them,
+/// and every change advances the generation credential caches watch.
+async fn principals_tokens_and_roles(harness: &support::Harness) {
+    use tandem_core::access::Role;
+    let store = harness.store.as_ref();
+    let start = store.journal_position().await.unwrap();
+    let generation = store.access_generation();
+    let alice = tandem_store::actor::scope(
+        Some("root".into()),
+        store.create_principal("alice", "user", Some("$argon2id$h".into())),
+    )
+    .await
+    .unwrap();
+    assert!(alice.has_password && !alice.disabled && alice.roles.is_empty());
+    assert!(store.access_generation() > generation);
+    assert_eq!(
+        store.password_hash("alice").await.unwrap().as_deref(),
+        Some("$argon2id$h")
+    );
+    // Precise refusals, nothing written.
+    let head = store.journal_position().await.unwrap().head;
+    for error in [
+        store.create_principal("alice", "user", None).await.unwrap_err(),
+        store
+            .create_principal("bad name", "user", None)
+            .await
+            .unwrap_err(),
+        store.create_principal("svc", "robot", None).await.unwrap_err(),
+        store.assign_role("nobody", Role::Reader, None).await.unwrap_err(),
+        store
+            .assign_role("alice", Role::Operator, Some("default"))
+            .await
+            .unwrap_err(),
+        store
+            .assign_role("alice", Role::Reader, Some("no-such-workspace"))
+            .await
+            .unwrap_err(),
+        store.remove_role("alice", Role::Reader, None).await.unwrap_err(),
+        store.revoke_token("no-such-token").await.unwrap_err(),
+        store
+            .create_token("tx", "alice", "h", "", Some(1))
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(matches!(error, tandem_store::StoreError::Domain(_)), "{error:?}");
+    }
+    assert_eq!(store.journal_position().await.unwrap().head, head);
+
+    // Roles at both scopes; assigning twice is a no-op.
+    store.create_workspace("team", "").await.unwrap();
+    store
+        .assign_role("alice", Role::Owner, Some("team"))
+        .await
+        .unwrap();
+    store
+        .assign_role("alice", Role::Owner, Some("team"))
+        .await
+        .unwrap();
+    store.assign_role("alice", Role::Reader, None).await.unwrap();
+    let held = store.principal("alice").await.unwrap().unwrap().roles;
+    assert_eq!(held.len(), 2, "{held:?}");
+    let grants = tandem_core::access::Grants(held);
+    assert!(grants.allows(tandem_core::access::Permission::Manage, Some("team")));
+    assert!(!grants.allows(tandem_core::access::Permission::Write, Some("default")));
+    assert_eq!(store.role_assignments(None, Some("team")).await.unwrap().len(), 1);
+    // A deleted workspace takes no new assignment.
+    store.delete_workspace("team").await.unwrap();
+    let error = store
+        .assign_role("alice", Role::Reader, Some("team"))
+        .await
+        .unwrap_err();
+    assert!(format!("{error:?}").contains("deleted"), "{error:?}");
+
+    // Tokens: found by hash, revoked, listed without secrets.
+    let token = store
+        .create_token("tok1", "alice", "hash-of-secret", "laptop", None)
+        .await
+        .unwrap();
+    assert_eq!(token.principal, "alice");
+    let found = store.token_by_hash("hash-of-secret").await.unwrap().unwrap();
+    assert_eq!(found.token_id, "tok1");
+    assert!(found.unusable(0).is_none());
+    let before = store.access_generation();
+    let revoked = store.revoke_token("tok1").await.unwrap();
+    assert!(revoked.revoked_at.is_some() && revoked.unusable(0) == Some("revoked"));
+    assert!(
+        store.access_generation() > before,
+        "revocation empties credential caches"
+    );
+    store.touch_token("tok1", 42).await.unwrap();
+    assert_eq!(store.token("tok1").await.unwrap().unwrap().last_used_at, Some(42));
+
+    // Disabling, then deleting takes tokens and assignments along.
+    store.set_principal_disabled("alice", true).await.unwrap();
+    assert!(store.principal("alice").await.unwrap().unwrap().disabled);
+    store.delete_principal("alice").await.unwrap();
+    assert!(store.principal("alice").await.unwrap().is_none());
+    assert!(store.token_by_hash("hash-of-secret").await.unwrap().is_none());
+    assert!(store
+        .role_assignments(Some("alice"), None)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Journaled, deployment-wide, in the access class, with their author.
+    let records = store.journal_after(start.head, None, 1000).await.unwrap();
+    let first = records
+        .iter()
+        .find(|r| r.change.kind() == "principal_created")
+        .unwrap();
+    assert_eq!(first.workspace_id, tandem_core::journal::DEPLOYMENT_RECORD);
+    assert_eq!(first.principal.as_deref(), Some("root"));
+    assert_eq!(
+        first.change.asset_class(),
+        Some(tandem_core::journal::AssetClass::Access)
+    );
+    for kind in [
+        "role_assigned",
+        "token_created",
+        "token_revoked",
+        "principal_disabled",
+        "principal_deleted",
+    ] {
+        assert!(
+            records.iter().any(|r| r.change.kind() == kind),
+            "{kind} journaled"
+        );
+    }
+}
 
 /// `tandem doctor`'s proof that the database takes writes: a committed
 /// write each time, yet nothing a replica or a backup would see.
@@ -1277,6 +1410,24 @@ async fn every_write_is_journaled_in_order(harness: &support::Harness) {
 /// Builds a workspace with a bit of everything through the public API.
 async fn rich_workload(store: &dyn MetadataStore) {
     let ws = default_ws(store).await;
+    // Access changes replay like every other (deployment-wide records).
+    store
+        .create_principal("replayed-user", "user", Some("$argon2id$fake".into()))
+        .await
+        .unwrap();
+    store
+        .assign_role("replayed-user", Role::Contributor, Some("default"))
+        .await
+        .unwrap();
+    store
+        .create_token("t1", "replayed-user", "hash-1", "replayed", None)
+        .await
+        .unwrap();
+    store
+        .create_token("t2", "replayed-user", "hash-2", "revoked", None)
+        .await
+        .unwrap();
+    store.revoke_token("t2").await.unwrap();
     let id = store
         .create_experiment(&ws, "replayed", None, vec![Tag::new("a", "b")])
         .await

@@ -158,68 +158,11 @@ async fn start(
 /// (`2026-11-22T10:39:25Z`, `2026-11-22T10:39:25.250+01:00`) or of a plain
 /// number of milliseconds.
 pub fn parse_time(text: &str) -> Result<Millis, BackupError> {
-    let invalid = || {
+    tandem_core::model::parse_utc(text).ok_or_else(|| {
         BackupError::invalid(format!(
             "'{text}' is not an RFC 3339 time (2026-11-22T10:39:25Z) or milliseconds since the epoch"
         ))
-    };
-    if let Ok(millis) = text.parse::<i64>() {
-        return Ok(millis);
-    }
-    let bytes = text.as_bytes();
-    if bytes.len() < 20
-        || bytes[4] != b'-'
-        || bytes[7] != b'-'
-        || !matches!(bytes[10], b'T' | b't' | b' ')
-        || bytes[13] != b':'
-        || bytes[16] != b':'
-    {
-        return Err(invalid());
-    }
-    let number = |range: std::ops::Range<usize>| -> Result<i64, BackupError> {
-        let part = text.get(range).ok_or_else(invalid)?;
-        if !part.bytes().all(|byte| byte.is_ascii_digit()) {
-            return Err(invalid());
-        }
-        part.parse::<i64>().map_err(|_| invalid())
-    };
-    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
-        return Err(invalid());
-    }
-    let mut rest = &text[19..];
-    let mut millis = 0;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(invalid());
-        }
-        let first3 = format!("{:0<3}", &fraction[..digits.min(3)]);
-        millis = first3.parse::<i64>().map_err(|_| invalid())?;
-        rest = &fraction[digits..];
-    }
-    let offset_minutes = match rest {
-        "Z" | "z" => 0,
-        _ if rest.len() == 6 && matches!(&rest[..1], "+" | "-") && &rest[3..4] == ":" => {
-            let hours: i64 = rest[1..3].parse().map_err(|_| invalid())?;
-            let minutes: i64 = rest[4..6].parse().map_err(|_| invalid())?;
-            let sign = if rest.starts_with('-') { -1 } else { 1 };
-            sign * (hours * 60 + minutes)
-        }
-        _ => return Err(invalid()),
-    };
-    // Days from 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
-    // days_from_civil).
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let seconds = days * 86_400 + hour * 3600 + minute * 60 + second - offset_minutes * 60;
-    Ok(seconds * 1000 + millis)
+    })
 }
 
 #[cfg(test)]

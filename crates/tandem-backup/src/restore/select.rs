@@ -226,6 +226,7 @@ mod tests {
                 recorded_at: seq,
                 change,
                 seen: None,
+                principal: None,
             },
             voided: false,
         }

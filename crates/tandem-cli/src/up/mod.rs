@@ -75,6 +75,11 @@ pub struct UpArgs {
     /// exit within --restart-window, up to 30s.
     #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = duration)]
     pub restart_delay: Duration,
+    /// Run the regions without authentication (anyone who reaches a port may
+    /// do everything). By default every region requires credentials and an
+    /// `admin` is created, its token in DIR/admin.token.
+    #[arg(long)]
+    pub no_auth: bool,
 }
 
 fn duration(value: &str) -> Result<Duration, String> {
@@ -229,6 +234,7 @@ fn part_specs(
     dir: &Path,
     deployment_path: &Path,
     deployment: &tandem_deployment::Deployment,
+    admin_token_file: Option<&Path>,
 ) -> anyhow::Result<Vec<PartSpec>> {
     let mut specs = Vec::new();
     let log = |name: &str| dir.join(format!("{name}.log"));
@@ -251,21 +257,27 @@ fn part_specs(
         }
     }
     for region in deployment.regions() {
+        let mut arguments: Vec<std::ffi::OsString> = vec![
+            "server".into(),
+            "--deployment".into(),
+            deployment_path.into(),
+            "--region".into(),
+            region.name.clone().into(),
+            "--data".into(),
+            dir.join(&region.name).into(),
+            "--listen".into(),
+            region.url.trim_start_matches("http://").into(),
+        ];
+        if let Some(token_file) = admin_token_file {
+            // Every region gets the same token file: whichever leads first
+            // creates the admin with it.
+            arguments.extend(["--auth".into(), "--admin-token-file".into(), token_file.into()]);
+        }
         specs.push(PartSpec {
             name: region.name.clone(),
             kind: Kind::Region,
             url: region.url.clone(),
-            arguments: vec![
-                "server".into(),
-                "--deployment".into(),
-                deployment_path.into(),
-                "--region".into(),
-                region.name.clone().into(),
-                "--data".into(),
-                dir.join(&region.name).into(),
-                "--listen".into(),
-                region.url.trim_start_matches("http://").into(),
-            ],
+            arguments,
             log: log(&region.name),
         });
     }
@@ -285,6 +297,21 @@ fn part_specs(
         log: log("gateway"),
     });
     Ok(specs)
+}
+
+/// DIR/admin.token: the admin's token, created (readable by its owner
+/// only) on the first `up`.
+fn admin_token(dir: &Path) -> anyhow::Result<(PathBuf, String)> {
+    let path = dir.join("admin.token");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        let token = text.trim().to_string();
+        if !token.is_empty() {
+            return Ok((path, token));
+        }
+    }
+    let token = tandem_auth::secret::mint_token().secret;
+    tandem_server::bootstrap::write_token(&path, &token).map_err(anyhow::Error::msg)?;
+    Ok((path, token))
 }
 
 /// Starts every part and waits until each answers `/health`; the witness
@@ -366,7 +393,15 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
     }
     let executable = std::env::current_exe().context("cannot find the tandem executable")?;
     let probe = Probe::new()?;
-    let specs = part_specs(&dir, &deployment_path, &deployment)?;
+    // The admin's token, made here (once) so that every region bootstraps
+    // the same admin and the client config can carry it.
+    let admin_token = if args.no_auth {
+        None
+    } else {
+        Some(admin_token(&dir)?)
+    };
+    let admin_token_file = admin_token.as_ref().map(|(path, _)| path.clone());
+    let specs = part_specs(&dir, &deployment_path, &deployment, admin_token_file.as_deref())?;
     let witness_summary = match &deployment.witness {
         None => "no witness (the primary never changes)".to_string(),
         Some(spec) => match &spec.kind {
@@ -392,7 +427,16 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
             .last()
             .map(|(spec, _)| spec.url.clone())
             .expect("the gateway is always started");
-        let client_config = match crate::config::write_project_config(&dir, &tracking_uri) {
+        if let Some((_, token)) = &admin_token {
+            // The leading region creates the admin as it takes the lead;
+            // wait until the gateway accepts its token.
+            if let Err(error) = probe.wait_authenticated(&tracking_uri, token, deadline).await {
+                stop_all(&mut started).await;
+                return Err(error);
+            }
+        }
+        let token = admin_token.as_ref().map(|(_, token)| token.as_str());
+        let client_config = match crate::config::write_project_config(&dir, &tracking_uri, token) {
             Ok(path) => path,
             Err(error) => {
                 stop_all(&mut started).await;
@@ -409,6 +453,7 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
         }
     };
     let up = UpFile {
+        admin_token_file: admin_token_file.as_ref().map(|path| path.display().to_string()),
         tracking_uri,
         deployment: deployment_path.display().to_string(),
         client_config: client_config.display().to_string(),
@@ -455,6 +500,10 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
             );
         }
         println!("\n  export MLFLOW_TRACKING_URI={}", up.tracking_uri);
+        match &up.admin_token_file {
+            Some(path) => println!("  export MLFLOW_TRACKING_TOKEN=$(cat {path})   # the admin's token"),
+            None => println!("  (authentication is off: --no-auth)"),
+        }
         println!(
             "\n  {} points tandem commands run in {} (or below) at the gateway:\n  \
              cd {} && tandem status\n  tandem status --url {}   (from anywhere)\n\n\

@@ -158,6 +158,32 @@ impl Probe {
         }
     }
 
+    /// Until `url` accepts `token` (`/api/tandem/v1/whoami` answers 200), or
+    /// `deadline`.
+    pub async fn wait_authenticated(
+        &self,
+        url: &str,
+        token: &str,
+        deadline: tokio::time::Instant,
+    ) -> anyhow::Result<()> {
+        let mut last = String::from("no answer yet");
+        while tokio::time::Instant::now() < deadline {
+            match self
+                .http
+                .get(format!("{url}/api/tandem/v1/whoami"))
+                .bearer_auth(token)
+                .send()
+                .await
+            {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => last = format!("whoami answered {}", response.status()),
+                Err(error) => last = error.to_string(),
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
+        bail!("the admin's token was not accepted at {url} in time: {last}")
+    }
+
     /// Until `/health` answers; fails if the process exits first or it
     /// takes longer than [`ALIVE_WITHIN`].
     pub async fn wait_alive(&self, part: &PartSpec, child: &mut Child) -> anyhow::Result<()> {

@@ -101,6 +101,8 @@ pub struct PartStatus {
 #[derive(Debug, Clone, Serialize)]
 pub struct UpFile {
     pub tracking_uri: String,
+    /// The admin's token (None: authentication is off).
+    pub admin_token_file: Option<String>,
     pub deployment: String,
     /// The client config file pointing tandem commands at the gateway.
     pub client_config: String,

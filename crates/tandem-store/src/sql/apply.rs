@@ -26,6 +26,12 @@ pub(crate) async fn apply(
     workspace_id: &str,
     change: &Change,
 ) -> StoreResult<()> {
+    if super::access::apply_access(tx, change).await? {
+        return Ok(());
+    }
+    if let Change::WorkspacePurged { .. } = change {
+        super::access::forget_workspace(tx, workspace_id).await?;
+    }
     if super::retention_apply::apply(tx, workspace_id, change).await? {
         return Ok(());
     }
@@ -647,6 +653,15 @@ pub(crate) async fn apply(
         | Change::RegisteredModelPurged { .. }
         | Change::ModelVersionRestored { .. }
         | Change::ModelVersionPurged { .. } => {}
+        // Applied by `access` above.
+        Change::PrincipalCreated { .. }
+        | Change::PrincipalPasswordSet { .. }
+        | Change::PrincipalDisabled { .. }
+        | Change::PrincipalDeleted { .. }
+        | Change::TokenCreated { .. }
+        | Change::TokenRevoked { .. }
+        | Change::RoleAssigned { .. }
+        | Change::RoleRemoved { .. } => {}
         Change::EpochBegan {
             epoch,
             primary,

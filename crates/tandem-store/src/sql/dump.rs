@@ -12,8 +12,48 @@ use crate::StateDump;
 
 /// The tables that hold workspace state (everything the journal rebuilds).
 pub(crate) fn state_tables() -> impl Iterator<Item = &'static str> {
-    TABLES.iter().map(|(table, _)| *table)
+    TABLES.iter().chain(ACCESS_TABLES).map(|(table, _)| *table)
 }
+
+/// The deployment-wide state of the `access` class: not a workspace's, so
+/// not in a workspace's fingerprint, but in the dump and rebuilt by replay.
+pub(super) const ACCESS_TABLES: &[(&str, &[(&str, ColumnType)])] = {
+    use ColumnType::*;
+    &[
+        (
+            "principals",
+            &[
+                ("name", Text),
+                ("kind", Text),
+                ("password_hash", Text),
+                ("disabled", Int),
+                ("created_at", Int),
+                ("updated_at", Int),
+            ],
+        ),
+        (
+            "tokens",
+            &[
+                ("token_id", Text),
+                ("principal", Text),
+                ("token_hash", Text),
+                ("description", Text),
+                ("created_at", Int),
+                ("expires_at", Int),
+                ("revoked_at", Int),
+            ],
+        ),
+        (
+            "role_assignments",
+            &[
+                ("principal", Text),
+                ("role", Text),
+                ("scope", Text),
+                ("created_at", Int),
+            ],
+        ),
+    ]
+};
 
 /// Each state table with its columns, typed so the dump does not depend on
 /// how a backend reports column types.
@@ -237,7 +277,7 @@ pub(super) enum ColumnType {
 
 pub(super) async fn dump(pool: &AnyPool) -> StoreResult<StateDump> {
     let mut dump = Vec::with_capacity(TABLES.len());
-    for (table, columns) in TABLES {
+    for (table, columns) in TABLES.iter().chain(ACCESS_TABLES) {
         let names: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
         let sql = format!("SELECT {} FROM {table}", names.join(", "));
         let rows = sqlx::query(&sql).fetch_all(pool).await?;

@@ -65,6 +65,11 @@ const SQLITE: &[Migration] = &[
         description: "per-workspace storage quota",
         sql: include_str!("../../migrations/sqlite/0013_storage_quota.sql"),
     },
+    Migration {
+        version: 14,
+        description: "principals, tokens, role assignments and the journal's principal",
+        sql: include_str!("../../migrations/sqlite/0014_access.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -118,10 +123,15 @@ const POSTGRES: &[Migration] = &[
         description: "per-workspace storage quota",
         sql: include_str!("../../migrations/postgres/0013_storage_quota.sql"),
     },
+    Migration {
+        version: 14,
+        description: "principals, tokens, role assignments and the journal's principal",
+        sql: include_str!("../../migrations/postgres/0014_access.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

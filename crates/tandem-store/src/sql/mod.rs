@@ -2,6 +2,7 @@
 //! `Any` driver, so both backends run the same statements and differ only in
 //! their migrations and connection set-up.
 
+mod access;
 mod apply;
 mod dump;
 mod epochs;
@@ -106,6 +107,10 @@ pub struct SqlStore {
     /// Decides whether this region may accept a local write of a class now
     /// (role, replication policy). Checked inside every write's transaction.
     policy: std::sync::RwLock<Arc<dyn RegionPolicy>>,
+    /// Advanced whenever a change to principals, tokens or role assignments
+    /// (or a workspace's lifecycle, which scopes assignments) commits here,
+    /// locally or replicated: caches of verified credentials compare it.
+    access_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -131,6 +136,7 @@ pub(crate) struct WriteTx<'a> {
     /// and a trigger advances `region_state` as records are inserted.
     next_seq: Option<i64>,
     workspace_names: Arc<WorkspaceNames>,
+    access_generation: Arc<std::sync::atomic::AtomicU64>,
     /// When the writer was taken and on which backend, for the store's
     /// transaction and commit metrics.
     started: std::time::Instant,
@@ -256,6 +262,7 @@ impl SqlStore {
             head: Arc::new(watch::channel(current_head).0),
             epoch: std::sync::atomic::AtomicI64::new(epoch),
             workspace_names: Arc::new(WorkspaceNames::default()),
+            access_generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             policy: std::sync::RwLock::new(Arc::new(Standalone)),
         };
         if bootstrap {
@@ -315,6 +322,7 @@ impl SqlStore {
                 appended: Vec::new(),
                 next_seq: (self.backend == Backend::Sqlite).then(|| *self.head.borrow() + 1),
                 workspace_names: self.workspace_names.clone(),
+                access_generation: self.access_generation.clone(),
                 started: std::time::Instant::now(),
                 backend: self.backend,
             },
@@ -352,6 +360,7 @@ impl SqlStore {
             recorded_at: write.now,
             change,
             seen,
+            principal: crate::actor::current(),
         };
         insert_journal(&mut write.tx, &record).await?;
         merge::apply_record(&mut write.tx, &record).await?;
@@ -419,6 +428,7 @@ impl SqlStore {
             head,
             appended,
             workspace_names,
+            access_generation,
             started,
             backend,
             ..
@@ -437,6 +447,12 @@ impl SqlStore {
         metrics::counter!("tandem_journal_records_total").increment(appended.len() as u64);
         if appended.iter().any(|(_, class)| class.is_none()) {
             workspace_names.invalidate();
+        }
+        if appended
+            .iter()
+            .any(|(_, class)| matches!(class, None | Some(AssetClass::Access)))
+        {
+            access_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
         if let Some((last, _)) = appended.last() {
             head.send_if_modified(|current| {
@@ -512,6 +528,10 @@ impl SqlStore {
         drop(self.write_lock.lock().await);
     }
 
+    pub(crate) fn access_generation(&self) -> u64 {
+        self.access_generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     pub(crate) fn install_policy(&self, policy: Arc<dyn RegionPolicy>) {
         *self.policy.write().expect("policy lock poisoned") = policy;
     }
@@ -526,7 +546,7 @@ impl SqlStore {
 
 /// The columns [`decode_journal_row`] reads.
 pub(crate) const JOURNAL_COLUMNS: &str =
-    "seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen, voided";
+    "seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen, voided, principal";
 
 pub(crate) fn decode_journal_row(row: &sqlx::any::AnyRow) -> StoreResult<JournalRecord> {
     let format: i32 = row.try_get::<i64, _>("format")? as i32;
@@ -546,6 +566,7 @@ pub(crate) fn decode_journal_row(row: &sqlx::any::AnyRow) -> StoreResult<Journal
             .map(|seen| serde_json::from_str(&seen))
             .transpose()
             .map_err(|error| StoreError::Corrupt(format!("journal record context: {error}")))?,
+        principal: row.try_get("principal")?,
     })
 }
 
@@ -609,8 +630,8 @@ pub(crate) async fn insert_journal_voided(
     voided: Option<i64>,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload, asset_class, seen, voided) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload, asset_class, seen, voided, principal) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
     )
     .bind(record.seq)
     .bind(&record.workspace_id)
@@ -630,6 +651,7 @@ pub(crate) async fn insert_journal_voided(
             .map(|seen| serde_json::to_string(seen).expect("maps encode")),
     )
     .bind(voided)
+    .bind(record.principal.as_deref())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -271,7 +271,7 @@ impl MetadataStore for SqlStore {
         let rows = match workspace_id {
             Some(workspace_id) => {
                 sqlx::query(
-                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen, voided FROM journal \
+                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen, voided, principal FROM journal \
                      WHERE seq > $1 AND workspace_id = $2 ORDER BY seq LIMIT $3",
                 )
                 .bind(after)
@@ -282,7 +282,7 @@ impl MetadataStore for SqlStore {
             }
             None => {
                 sqlx::query(
-                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen, voided FROM journal \
+                    "SELECT seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, recorded_at, payload, seen, voided, principal FROM journal \
                      WHERE seq > $1 ORDER BY seq LIMIT $2",
                 )
                 .bind(after)
@@ -1986,6 +1986,101 @@ impl MetadataStore for SqlStore {
         name: &str,
     ) -> StoreResult<Box<dyn RestoreSession + 'a>> {
         self.start_restore(workspace_id, name).await
+    }
+
+    async fn create_principal(
+        &self,
+        name: &str,
+        kind: &str,
+        password_hash: Option<String>,
+    ) -> StoreResult<tandem_core::access::Principal> {
+        self.create_principal_impl(name, kind, password_hash).await
+    }
+
+    async fn principal(&self, name: &str) -> StoreResult<Option<tandem_core::access::Principal>> {
+        self.principal_impl(name).await
+    }
+
+    async fn list_principals(&self) -> StoreResult<Vec<tandem_core::access::Principal>> {
+        self.list_principals_impl().await
+    }
+
+    async fn password_hash(&self, name: &str) -> StoreResult<Option<String>> {
+        self.password_hash_impl(name).await
+    }
+
+    async fn set_password(&self, name: &str, password_hash: Option<String>) -> StoreResult<()> {
+        self.set_password_impl(name, password_hash).await
+    }
+
+    async fn set_principal_disabled(&self, name: &str, disabled: bool) -> StoreResult<()> {
+        self.set_disabled_impl(name, disabled).await
+    }
+
+    async fn delete_principal(&self, name: &str) -> StoreResult<()> {
+        self.delete_principal_impl(name).await
+    }
+
+    async fn create_token(
+        &self,
+        token_id: &str,
+        principal: &str,
+        token_hash: &str,
+        description: &str,
+        expires_at: Option<Millis>,
+    ) -> StoreResult<tandem_core::access::TokenInfo> {
+        self.create_token_impl(token_id, principal, token_hash, description, expires_at)
+            .await
+    }
+
+    async fn token(&self, token_id: &str) -> StoreResult<Option<tandem_core::access::TokenInfo>> {
+        self.token_impl(token_id).await
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> StoreResult<Option<tandem_core::access::TokenInfo>> {
+        self.token_by_hash_impl(token_hash).await
+    }
+
+    async fn list_tokens(&self, principal: Option<&str>) -> StoreResult<Vec<tandem_core::access::TokenInfo>> {
+        self.list_tokens_impl(principal).await
+    }
+
+    async fn revoke_token(&self, token_id: &str) -> StoreResult<tandem_core::access::TokenInfo> {
+        self.revoke_token_impl(token_id).await
+    }
+
+    async fn touch_token(&self, token_id: &str, at: Millis) -> StoreResult<()> {
+        self.touch_token_impl(token_id, at).await
+    }
+
+    async fn assign_role(
+        &self,
+        principal: &str,
+        role: tandem_core::access::Role,
+        workspace: Option<&str>,
+    ) -> StoreResult<tandem_core::access::RoleAssignment> {
+        self.assign_role_impl(principal, role, workspace).await
+    }
+
+    async fn remove_role(
+        &self,
+        principal: &str,
+        role: tandem_core::access::Role,
+        workspace: Option<&str>,
+    ) -> StoreResult<()> {
+        self.remove_role_impl(principal, role, workspace).await
+    }
+
+    async fn role_assignments(
+        &self,
+        principal: Option<&str>,
+        workspace: Option<&str>,
+    ) -> StoreResult<Vec<tandem_core::access::RoleAssignment>> {
+        self.assignments(principal, workspace).await
+    }
+
+    fn access_generation(&self) -> u64 {
+        SqlStore::access_generation(self)
     }
 
     async fn check_file_write(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<()> {

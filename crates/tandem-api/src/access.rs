@@ -1,0 +1,538 @@
+//! The gate every request of a region passes: the permission its route
+//! declares ([`required`]), who the caller is (`Authorization`, verified by
+//! [`tandem_auth::Authenticator`]), and whether the caller's role
+//! assignments grant that permission in the route's scope.
+//!
+//! The table is the one place routes declare what they need; a route it
+//! does not know is refused (500) in every mode, with or without
+//! authentication, so a route added without a declaration fails the first
+//! test that calls it. `tests/route_permissions.rs` in `tandem-server`
+//! checks the table against the routers' own documents and runs the
+//! route × role matrix.
+
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tandem_auth::{AuthError, Authenticator, Identity};
+use tandem_core::access::Permission;
+use tandem_core::ErrorKind;
+
+use crate::error::ApiError;
+
+/// Who is calling, as handlers see it (a request extension).
+#[derive(Debug, Clone)]
+pub enum Caller {
+    /// The server runs without authentication: everything is allowed.
+    Open,
+    Authenticated(Identity),
+}
+
+impl Caller {
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Caller::Open => None,
+            Caller::Authenticated(identity) => Some(&identity.name),
+        }
+    }
+
+    /// Refuses unless the caller holds `permission` (for `workspace`).
+    pub fn require(&self, permission: Permission, workspace: Option<&str>) -> Result<(), ApiError> {
+        match self {
+            Caller::Open => Ok(()),
+            Caller::Authenticated(identity) => {
+                if identity.grants.allows(permission, workspace) {
+                    Ok(())
+                } else {
+                    Err(denied(&identity.name, permission, workspace))
+                }
+            }
+        }
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        // Without the gate (this crate's router alone, as its own tests
+        // use it) there is no authentication: open. The server always
+        // installs the gate, and its tests prove that it does.
+        Ok(parts.extensions.get::<Caller>().cloned().unwrap_or(Caller::Open))
+    }
+}
+
+pub(crate) fn denied(name: &str, permission: Permission, workspace: Option<&str>) -> ApiError {
+    let roles: Vec<&str> = tandem_core::access::Role::ALL
+        .into_iter()
+        .filter(|role| role.grants(permission))
+        .map(|role| role.as_str())
+        .collect();
+    ApiError::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "Permission denied: '{name}' lacks the '{}' permission {} (granted by {})",
+            permission.as_str(),
+            match workspace {
+                Some(workspace) if permission.workspace_scoped() => format!("in workspace '{workspace}'"),
+                _ => "on the deployment".to_string(),
+            },
+            roles.join(", ")
+        ),
+    )
+}
+
+pub(crate) fn unauthenticated(message: impl Into<String>) -> ApiError {
+    ApiError::new(ErrorKind::Unauthenticated, message)
+}
+
+/// The MLflow API's routes, as they follow `/api/2.0/` or `/ajax-api/2.0/`,
+/// with what each method needs. Searches sent as POST only read.
+const MLFLOW_ROUTES: &[(&str, &[(Method, Permission)])] = {
+    use Permission::{Read as R, Write as W};
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    const PATCH: Method = Method::PATCH;
+    const DELETE: Method = Method::DELETE;
+    const PUT: Method = Method::PUT;
+    &[
+        ("mlflow/experiments/create", &[(POST, W)]),
+        ("mlflow/experiments/get", &[(GET, R)]),
+        ("mlflow/experiments/get-by-name", &[(GET, R)]),
+        ("mlflow/experiments/search", &[(GET, R), (POST, R)]),
+        ("mlflow/experiments/update", &[(POST, W)]),
+        ("mlflow/experiments/delete", &[(POST, W)]),
+        ("mlflow/experiments/restore", &[(POST, W)]),
+        ("mlflow/experiments/set-experiment-tag", &[(POST, W)]),
+        ("mlflow/experiments/delete-experiment-tag", &[(POST, W)]),
+        ("mlflow/runs/create", &[(POST, W)]),
+        ("mlflow/runs/get", &[(GET, R)]),
+        ("mlflow/runs/update", &[(POST, W)]),
+        ("mlflow/runs/delete", &[(POST, W)]),
+        ("mlflow/runs/restore", &[(POST, W)]),
+        ("mlflow/runs/search", &[(GET, R), (POST, R)]),
+        ("mlflow/runs/log-metric", &[(POST, W)]),
+        ("mlflow/runs/log-parameter", &[(POST, W)]),
+        ("mlflow/runs/set-tag", &[(POST, W)]),
+        ("mlflow/runs/delete-tag", &[(POST, W)]),
+        ("mlflow/runs/log-batch", &[(POST, W)]),
+        ("mlflow/runs/log-model", &[(POST, W)]),
+        ("mlflow/runs/log-inputs", &[(POST, W)]),
+        ("mlflow/runs/outputs", &[(POST, W)]),
+        ("mlflow/metrics/get-history", &[(GET, R)]),
+        ("mlflow/artifacts/list", &[(GET, R)]),
+        ("mlflow/logged-models", &[(POST, W)]),
+        ("mlflow/logged-models/search", &[(POST, R)]),
+        (
+            "mlflow/logged-models/{model_id}",
+            &[(GET, R), (PATCH, W), (DELETE, W)],
+        ),
+        ("mlflow/logged-models/{model_id}/tags", &[(PATCH, W)]),
+        ("mlflow/logged-models/{model_id}/tags/{tag_key}", &[(DELETE, W)]),
+        ("mlflow/logged-models/{model_id}/params", &[(POST, W)]),
+        ("mlflow/registered-models/create", &[(POST, W)]),
+        ("mlflow/registered-models/rename", &[(POST, W)]),
+        ("mlflow/registered-models/update", &[(PATCH, W)]),
+        ("mlflow/registered-models/delete", &[(DELETE, W)]),
+        ("mlflow/registered-models/get", &[(GET, R)]),
+        ("mlflow/registered-models/search", &[(GET, R)]),
+        (
+            "mlflow/registered-models/get-latest-versions",
+            &[(GET, R), (POST, R)],
+        ),
+        ("mlflow/registered-models/set-tag", &[(POST, W)]),
+        ("mlflow/registered-models/delete-tag", &[(DELETE, W)]),
+        (
+            "mlflow/registered-models/alias",
+            &[(GET, R), (POST, W), (DELETE, W)],
+        ),
+        ("mlflow/model-versions/create", &[(POST, W)]),
+        ("mlflow/model-versions/update", &[(PATCH, W)]),
+        ("mlflow/model-versions/transition-stage", &[(POST, W)]),
+        ("mlflow/model-versions/delete", &[(DELETE, W)]),
+        ("mlflow/model-versions/get", &[(GET, R)]),
+        ("mlflow/model-versions/search", &[(GET, R)]),
+        ("mlflow/model-versions/get-download-uri", &[(GET, R)]),
+        ("mlflow/model-versions/set-tag", &[(POST, W)]),
+        ("mlflow/model-versions/delete-tag", &[(DELETE, W)]),
+        ("mlflow-artifacts/artifacts", &[(GET, R)]),
+        (
+            "mlflow-artifacts/artifacts/{*path}",
+            &[(GET, R), (PUT, W), (DELETE, W)],
+        ),
+    ]
+};
+
+/// MLflow's user endpoints (`mlflow server --app-name basic-auth`): the
+/// handlers let a caller read itself and change its own password.
+const MLFLOW_USER_ROUTES: &[(&str, &[(Method, Permission)])] = {
+    use Permission::{Administer as A, Authenticated as U};
+    &[
+        ("/api/2.0/mlflow/users/create", &[(Method::POST, A)]),
+        ("/api/2.0/mlflow/users/get", &[(Method::GET, U)]),
+        ("/api/2.0/mlflow/users/current", &[(Method::GET, U)]),
+        ("/api/2.0/mlflow/users/update-password", &[(Method::PATCH, U)]),
+        ("/api/2.0/mlflow/users/update-admin", &[(Method::PATCH, A)]),
+        ("/api/2.0/mlflow/users/delete", &[(Method::DELETE, A)]),
+        ("/api/2.0/mlflow/users/list", &[(Method::GET, A)]),
+    ]
+};
+
+/// Every other route of a region (and of the gateway and the witness,
+/// which share paths), by its template.
+const ROUTES: &[(&str, &[(Method, Permission)])] = {
+    use Permission::*;
+    const GET: Method = Method::GET;
+    const POST: Method = Method::POST;
+    const PATCH: Method = Method::PATCH;
+    const DELETE: Method = Method::DELETE;
+    const PUT: Method = Method::PUT;
+    &[
+        ("/health", &[(GET, Public)]),
+        ("/ready", &[(GET, Public)]),
+        ("/version", &[(GET, Public)]),
+        ("/api/3.0/mlflow/server-info", &[(GET, Public)]),
+        ("/ajax-api/3.0/mlflow/server-info", &[(GET, Public)]),
+        ("/api/tandem/v1/openapi.json", &[(GET, Public)]),
+        ("/metrics", &[(GET, Operate)]),
+        // Workspaces and their lifecycle.
+        (
+            "/api/tandem/v1/workspaces",
+            &[(GET, Authenticated), (POST, Operate)],
+        ),
+        (
+            "/api/tandem/v1/workspaces/{name}",
+            &[(GET, Read), (PATCH, Manage), (DELETE, Operate)],
+        ),
+        ("/api/tandem/v1/workspaces/{name}/recover", &[(POST, Operate)]),
+        ("/api/tandem/v1/workspaces/{name}/purge", &[(POST, Operate)]),
+        ("/api/tandem/v1/workspaces/{name}/deleted", &[(GET, Read)]),
+        (
+            "/api/tandem/v1/workspaces/{name}/deleted/{kind}/{id}/recover",
+            &[(POST, Manage)],
+        ),
+        (
+            "/api/tandem/v1/workspaces/{name}/deleted/{kind}/{id}/purge",
+            &[(POST, Manage)],
+        ),
+        // The file share.
+        ("/api/tandem/v1/workspaces/{workspace}/files", &[(GET, Read)]),
+        (
+            "/api/tandem/v1/workspaces/{workspace}/files/{*path}",
+            &[(GET, Read), (PUT, Write), (DELETE, Write)],
+        ),
+        // Continuity: operators only.
+        ("/api/tandem/v1/salvage/{workspace_id}", &[(DELETE, Operate)]),
+        ("/api/tandem/v1/salvage/{workspace_id}/files", &[(GET, Operate)]),
+        (
+            "/api/tandem/v1/salvage/{workspace_id}/files/{*path}",
+            &[(GET, Operate)],
+        ),
+        ("/api/tandem/v1/gc", &[(GET, Operate)]),
+        ("/api/tandem/v1/conflicts", &[(GET, Operate)]),
+        ("/api/tandem/v1/region", &[(GET, Operate)]),
+        ("/api/tandem/v1/journal", &[(GET, Operate)]),
+        ("/api/tandem/v1/backups", &[(GET, Operate), (POST, Operate)]),
+        ("/api/tandem/v1/backups/verify", &[(POST, Operate)]),
+        ("/api/tandem/v1/backups/prune", &[(POST, Operate)]),
+        ("/api/tandem/v1/restores", &[(POST, Operate)]),
+        ("/api/tandem/v1/regions", &[(GET, Operate)]),
+        ("/api/tandem/v1/failover", &[(POST, Operate)]),
+        ("/api/tandem/v1/divergence", &[(GET, Operate)]),
+        ("/api/tandem/v1/divergence/{id}", &[(GET, Operate)]),
+        ("/api/tandem/v1/divergence/{id}/apply", &[(POST, Operate)]),
+        ("/api/tandem/v1/verify", &[(GET, Operate), (POST, Operate)]),
+        ("/api/tandem/v1/diagnostics", &[(GET, Operate)]),
+        // Region to region.
+        ("/api/tandem/v1/replication/journal", &[(GET, Replicate)]),
+        (
+            "/api/tandem/v1/replication/artifacts/{workspace_id}/{*path}",
+            &[(GET, Replicate)],
+        ),
+        (
+            "/api/tandem/v1/replication/files/{workspace_id}/{*path}",
+            &[(GET, Replicate)],
+        ),
+        ("/api/tandem/v1/replication/ack", &[(POST, Replicate)]),
+        ("/api/tandem/v1/replication/promote", &[(POST, Replicate)]),
+        ("/api/tandem/v1/replication/reapply", &[(POST, Replicate)]),
+        ("/api/tandem/v1/replication/quarantine/{id}", &[(GET, Replicate)]),
+        ("/api/tandem/v1/replication/fingerprint", &[(GET, Replicate)]),
+        (
+            "/api/tandem/v1/replication/fingerprint/{workspace_id}/{table}",
+            &[(GET, Replicate)],
+        ),
+        ("/api/tandem/v1/replication/beyond-fork", &[(POST, Replicate)]),
+        ("/api/tandem/v1/replication/hello", &[(GET, Replicate)]),
+        // Principals, tokens, role assignments. The handlers narrow
+        // `Authenticated` (your own tokens and password; role assignments
+        // of workspaces you own).
+        ("/api/tandem/v1/whoami", &[(GET, Authenticated)]),
+        (
+            "/api/tandem/v1/principals",
+            &[(GET, Administer), (POST, Administer)],
+        ),
+        (
+            "/api/tandem/v1/principals/{name}",
+            &[(GET, Administer), (PATCH, Administer), (DELETE, Administer)],
+        ),
+        (
+            "/api/tandem/v1/tokens",
+            &[(GET, Authenticated), (POST, Authenticated)],
+        ),
+        ("/api/tandem/v1/tokens/{token_id}", &[(DELETE, Authenticated)]),
+        (
+            "/api/tandem/v1/roles",
+            &[
+                (GET, Authenticated),
+                (POST, Authenticated),
+                (DELETE, Authenticated),
+            ],
+        ),
+    ]
+};
+
+fn lookup(table: &[(&str, &[(Method, Permission)])], method: &Method, route: &str) -> Option<Permission> {
+    let (_, methods) = table.iter().find(|(template, _)| *template == route)?;
+    // HEAD is answered by GET handlers.
+    let method = if method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    methods
+        .iter()
+        .find(|(declared, _)| declared == method)
+        .map(|(_, permission)| *permission)
+}
+
+/// The permission the route `route` (a template, as routed) declares for
+/// `method`, or None if it declares none.
+pub fn required(method: &Method, route: &str) -> Option<Permission> {
+    let scoped = route.strip_prefix("/w/{workspace}").unwrap_or(route);
+    for prefix in ["/api/2.0/", "/ajax-api/2.0/"] {
+        if let Some(rest) = scoped.strip_prefix(prefix) {
+            if let Some(permission) = lookup(MLFLOW_ROUTES, method, rest) {
+                return Some(permission);
+            }
+        }
+    }
+    if scoped.len() == route.len() {
+        lookup(MLFLOW_USER_ROUTES, method, route).or_else(|| lookup(ROUTES, method, route))
+    } else {
+        None
+    }
+}
+
+/// The methods the table declares for `route`.
+fn declared_methods(route: &str) -> Vec<Method> {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ]
+    .into_iter()
+    .filter(|method| required(method, route).is_some())
+    .collect()
+}
+
+/// Every (method, template) the table declares, `/w/{workspace}` and
+/// `/ajax-api` forms of MLflow's routes included: for tests.
+pub fn declared_routes() -> Vec<(Method, String, Permission)> {
+    let mut routes = Vec::new();
+    for (path, methods) in MLFLOW_ROUTES {
+        for base in ["", "/w/{workspace}"] {
+            for prefix in ["/api/2.0/", "/ajax-api/2.0/"] {
+                for (method, permission) in methods.iter() {
+                    routes.push((method.clone(), format!("{base}{prefix}{path}"), *permission));
+                }
+            }
+        }
+    }
+    for (path, methods) in MLFLOW_USER_ROUTES.iter().chain(ROUTES) {
+        for (method, permission) in methods.iter() {
+            routes.push((method.clone(), path.to_string(), *permission));
+        }
+    }
+    routes
+}
+
+/// The workspace (by name) a request is about, for workspace permissions:
+/// `/w/{workspace}/…`, `/api/tandem/v1/workspaces/{name}/…`, or the
+/// default workspace for MLflow's routes at the root.
+fn workspace_of(route: &str, path: &str) -> Option<String> {
+    let segment = |index: usize| {
+        path.split('/')
+            .nth(index)
+            .map(percent_decode)
+            .filter(|segment| !segment.is_empty())
+    };
+    if route.starts_with("/w/{workspace}/") {
+        segment(2)
+    } else if route.starts_with("/api/tandem/v1/workspaces/{") {
+        segment(5)
+    } else if route.contains("/mlflow") {
+        Some(tandem_store::DEFAULT_WORKSPACE.to_string())
+    } else {
+        None
+    }
+}
+
+fn percent_decode(segment: &str) -> String {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        if bytes[index] == b'%' && index + 2 < bytes.len() {
+            if let Ok(byte) = u8::from_str_radix(&segment[index + 1..index + 3], 16) {
+                out.push(byte);
+                index += 3;
+                continue;
+            }
+        }
+        out.push(bytes[index]);
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What the gate needs: the authenticator, or None for a server that runs
+/// without authentication.
+#[derive(Clone)]
+pub struct Gate {
+    pub authenticator: Option<Arc<Authenticator>>,
+}
+
+/// Puts every route of `app` behind the gate.
+pub fn gate(app: Router, gate: Gate) -> Router {
+    app.layer(axum::middleware::from_fn_with_state(gate, check))
+}
+
+async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Response {
+    let Some(route) = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|path| path.as_str().to_string())
+    else {
+        // Nothing matched: the router answers 404 (or 405) itself.
+        return next.run(request).await;
+    };
+    let Some(permission) = required(request.method(), &route) else {
+        let declared = declared_methods(&route);
+        if !declared.is_empty() {
+            // A method the route does not serve: what the router would
+            // answer. (A method served but not declared lands here too, and
+            // is refused alike: fail closed.)
+            let allow = declared.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            return (
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, allow)],
+            )
+                .into_response();
+        }
+        tracing::error!(method = %request.method(), route, "route declares no permission: refused");
+        return ApiError::new(
+            ErrorKind::Internal,
+            format!(
+                "route {} {route} declares no permission; refused",
+                request.method()
+            ),
+        )
+        .into_response();
+    };
+    let Some(authenticator) = gate.authenticator else {
+        request.extensions_mut().insert(Caller::Open);
+        return next.run(request).await;
+    };
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|value| value.as_bytes().to_vec());
+    let identity = match authenticator.authenticate(header.as_deref()).await {
+        Ok(identity) => identity,
+        // A public route answers whatever the credentials.
+        Err(_) if permission == Permission::Public => None,
+        Err(AuthError::Missing) => None,
+        Err(AuthError::Invalid(reason)) => {
+            return unauthenticated(format!("Authentication failed: {reason}")).into_response();
+        }
+        Err(AuthError::Store(error)) => return ApiError::from(error).into_response(),
+    };
+    let Some(identity) = identity else {
+        if permission == Permission::Public {
+            return next.run(request).await;
+        }
+        return unauthenticated(
+            "You are not authenticated: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and \
+             MLFLOW_TRACKING_PASSWORD) or a token (MLFLOW_TRACKING_TOKEN)",
+        )
+        .into_response();
+    };
+    let workspace = workspace_of(&route, request.uri().path());
+    if !identity.grants.allows(permission, workspace.as_deref()) {
+        metrics::counter!("tandem_auth_denied_total").increment(1);
+        return denied(&identity.name, permission, workspace.as_deref()).into_response();
+    }
+    let name = identity.name.clone();
+    request.extensions_mut().insert(Caller::Authenticated(identity));
+    tandem_store::actor::scope(Some(name), next.run(request)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mlflow_routes_resolve_under_every_prefix() {
+        for route in [
+            "/api/2.0/mlflow/runs/log-batch",
+            "/ajax-api/2.0/mlflow/runs/log-batch",
+            "/w/{workspace}/api/2.0/mlflow/runs/log-batch",
+        ] {
+            assert_eq!(required(&Method::POST, route), Some(Permission::Write), "{route}");
+            assert_eq!(required(&Method::GET, route), None, "{route}");
+        }
+        assert_eq!(
+            required(&Method::POST, "/api/2.0/mlflow/runs/search"),
+            Some(Permission::Read)
+        );
+        assert_eq!(required(&Method::HEAD, "/health"), Some(Permission::Public));
+        assert_eq!(required(&Method::GET, "/api/tandem/v1/nope"), None);
+        // User routes only at the root.
+        assert_eq!(
+            required(&Method::GET, "/w/{workspace}/api/2.0/mlflow/users/list"),
+            None
+        );
+    }
+
+    #[test]
+    fn workspaces_come_from_the_path() {
+        assert_eq!(
+            workspace_of(
+                "/w/{workspace}/api/2.0/mlflow/runs/get",
+                "/w/team%20a/api/2.0/mlflow/runs/get"
+            ),
+            Some("team a".to_string())
+        );
+        assert_eq!(
+            workspace_of(
+                "/api/tandem/v1/workspaces/{name}/deleted",
+                "/api/tandem/v1/workspaces/w1/deleted"
+            ),
+            Some("w1".to_string())
+        );
+        assert_eq!(
+            workspace_of("/api/2.0/mlflow/runs/get", "/api/2.0/mlflow/runs/get"),
+            Some("default".to_string())
+        );
+        assert_eq!(
+            workspace_of("/api/tandem/v1/journal", "/api/tandem/v1/journal"),
+            None
+        );
+    }
+}

@@ -1,0 +1,36 @@
+-- Principals, their tokens and role assignments (the `access` class,
+-- journaled as deployment-wide records), who caused each journal record,
+-- and when each token was last used in this region (bookkeeping: not
+-- journaled, not state).
+CREATE TABLE principals (
+    name TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    password_hash TEXT,
+    disabled INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    token_id TEXT PRIMARY KEY,
+    principal TEXT NOT NULL,
+    token_hash TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    revoked_at INTEGER
+);
+CREATE INDEX tokens_by_principal ON tokens (principal);
+CREATE TABLE role_assignments (
+    principal TEXT NOT NULL,
+    role TEXT NOT NULL,
+    -- '' for the whole deployment, else the workspace's id.
+    scope TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (principal, role, scope)
+);
+CREATE TABLE token_usage (
+    token_id TEXT PRIMARY KEY,
+    last_used_at INTEGER NOT NULL
+);
+ALTER TABLE journal ADD COLUMN principal TEXT;
+CREATE INDEX journal_by_principal ON journal (principal, seq);
