@@ -156,8 +156,23 @@ def _start(binary: str, backend: str, data: Path, log_path: Path, metadata_url: 
     )
 
 
+@pytest.fixture(scope="session", autouse=True)
+def backup_repositories(tmp_path_factory):
+    """Servers accept only the backup repositories their configuration
+    allows: every server these tests start allows the session's temporary
+    directory (each test keeps its repositories in its own `tmp_path`)."""
+    allowed = f"file://{tmp_path_factory.getbasetemp()}"
+    saved = os.environ.get("TANDEM_BACKUP_REPOSITORIES")
+    os.environ["TANDEM_BACKUP_REPOSITORIES"] = allowed
+    yield allowed
+    if saved is None:
+        os.environ.pop("TANDEM_BACKUP_REPOSITORIES", None)
+    else:
+        os.environ["TANDEM_BACKUP_REPOSITORIES"] = saved
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
-def server(request, tmp_path_factory):
+def server(request, tmp_path_factory, backup_repositories):
     """A running `tandem server` on one metadata backend."""
     binary = _tandem_bin()
     backend = request.param

@@ -59,6 +59,7 @@ class AuthServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = root / "data"
         self.log = root / "server.log"
+        root.mkdir(parents=True, exist_ok=True)
         handle = open(self.log, "ab")
         self.process = subprocess.Popen(
             [binary, "server", "--auth", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}"],
@@ -168,6 +169,28 @@ def test_anonymous_requests_get_401_with_a_basic_challenge_and_public_probes_ans
         assert reason in response.json()["message"], response.text
     # Nothing of it was written.
     assert "Bearer" not in server.log.read_text()
+
+
+def test_requests_cannot_choose_where_the_server_reads_writes_or_connects(server, tmp_path):
+    """Even the admin: repositories are the configuration's, and object-store
+    options never come from a request."""
+    admin = bearer(server.admin_token)
+    elsewhere = Path("/tmp") / f"tandem-not-allowed-{unique('x')}"
+    for method, path, body in [("POST", "/api/tandem/v1/backups", {"to": f"file://{elsewhere}"}),
+                               ("GET", "/api/tandem/v1/backups?from=s3://bucket/r", None),
+                               ("POST", "/api/tandem/v1/backups/prune", {"from": "file:///", "keep": 1}),
+                               ("POST", "/api/tandem/v1/restores",
+                                {"from": f"file://{tmp_path}/../../etc", "workspace": "default"}),
+                               ("POST", "/api/tandem/v1/restores",
+                                {"from": f"file://{tmp_path}/repo", "options": {"aws_endpoint": "http://169.254.169.254"}})]:
+        response = requests.request(method, f"{server.url}{path}", json=body, headers=admin)
+        assert response.status_code == DENIED, (method, path, response.text)
+        assert response.json()["error_code"] == "PERMISSION_DENIED"
+    assert not elsewhere.exists(), "nothing was created outside the allowed repositories"
+    # Inside the allowed repositories (this session's temporary directory), backups work.
+    inside = f"file://{tmp_path}/repo"
+    created = requests.post(f"{server.url}/api/tandem/v1/backups", json={"to": inside}, headers=admin)
+    assert '"result"' in created.text.splitlines()[-1], created.text
 
 
 def test_the_mlflow_client_works_with_a_token_and_with_basic_credentials(server, tmp_path):
@@ -358,3 +381,45 @@ def test_credentials_work_in_every_region_through_the_gateway_and_after_failover
             gateway.stop()
         cluster.close()
         etcd.stop()
+
+
+def test_a_restore_brings_back_principals_tokens_and_the_workspaces_roles(tandem_bin, tmp_path):
+    """A deployment lost whole: its backup, restored into a fresh server,
+    brings back who may log in (password hashes, tokens) and who may do
+    what in the restored workspace."""
+    source = AuthServer(tandem_bin, tmp_path / "source")
+    target = None
+    try:
+        source.cli("workspace", "create", "team")
+        frank = json.loads(source.cli("user", "create", "frank", "--password-stdin", "--role", "Owner@team",
+                                      "--json", stdin="frank-pass-1\n"))["token"]
+        grace = json.loads(source.cli("user", "create", "grace", "--role", "Operator", "--json"))["token"]
+        revoked = json.loads(source.cli("token", "create", "--principal", "frank", "--json"))
+        source.cli("token", "revoke", revoked["info"]["token_id"])
+        team = f"{source.url}/w/team/api/2.0/mlflow/experiments/create"
+        assert requests.post(team, json={"name": "kept"}, headers=bearer(frank)).status_code == 200
+        repository = f"file://{tmp_path / 'repository'}"
+        source.cli("backup", "create", "--to", repository)
+        listed = source.cli("backup", "list", "--from", repository, "--json")
+        assert "$argon2id$" not in listed and "token_hash" not in listed, "listing shows no hash"
+
+        target = AuthServer(tandem_bin, tmp_path / "target")
+        assert requests.get(f"{target.url}/api/tandem/v1/whoami", headers=bearer(frank)).status_code == 401
+        target.cli("backup", "restore", "--from", repository, "--workspace", "team")
+        # frank's token and password work, and he owns `team` again.
+        search = f"{target.url}/w/team/api/2.0/mlflow/experiments/search?max_results=10"
+        assert "kept" in requests.get(search, headers=bearer(frank)).text
+        assert requests.get(search, headers=basic("frank", "frank-pass-1")).status_code == 200
+        roles = json.loads(target.cli("role", "list", "--workspace", "team", "--json"))["assignments"]
+        assert {"principal": "frank", "role": "Owner", "workspace": "team"} in roles
+        # The operator, deployment-wide, too; the revoked token stays dead.
+        assert requests.get(f"{target.url}/api/tandem/v1/journal?after=0",
+                            headers=bearer(grace)).status_code == 200
+        assert requests.get(search, headers=bearer(revoked["token"])).status_code == 401
+        # The target's own admin is untouched.
+        assert requests.get(f"{target.url}/api/tandem/v1/whoami",
+                            headers=bearer(target.admin_token)).json()["name"] == "admin"
+    finally:
+        source.stop()
+        if target is not None:
+            target.stop()

@@ -288,6 +288,16 @@ async fn create_backup_timed(
         segments,
         copied_bytes,
         copied_blobs,
+        access: Some(
+            repo.put_json(
+                &crate::format::access_key(&id),
+                &crate::format::AccessDocument {
+                    format: REPOSITORY_FORMAT,
+                    access: store.access_snapshot().await?,
+                },
+            )
+            .await?,
+        ),
     };
     // Written last: a backup exists once its manifest does.
     repo.put_json(&manifest_key(&id), &manifest).await?;

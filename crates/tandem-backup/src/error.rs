@@ -28,6 +28,14 @@ impl BackupError {
         BackupError::Domain(DomainError::invalid(message.into()))
     }
 
+    /// A request naming what the server's configuration does not allow.
+    pub fn permission(message: impl Into<String>) -> Self {
+        BackupError::Domain(DomainError::new(
+            tandem_core::ErrorKind::PermissionDenied,
+            message.into(),
+        ))
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         BackupError::Domain(DomainError::not_found(message.into()))
     }

@@ -155,6 +155,12 @@ pub struct BackupManifest {
     /// Bytes this backup copied into `blobs/` (the rest were there already).
     pub copied_bytes: i64,
     pub copied_blobs: i64,
+    /// `backups/<id>/access.json`: principals, tokens and role assignments
+    /// when the backup was made (hashes only, never secrets), for restores
+    /// into a deployment that lacks them. An object of its own, so that
+    /// listing backups never shows a hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<ObjectRef>,
 }
 
 /// Why a document could not be read.
@@ -192,6 +198,29 @@ pub fn blob_key(sha256: &str) -> String {
     format!("blobs/sha256/{}/{}/{sha256}", &sha256[..2], &sha256[2..4])
 }
 
+/// Whether `key` is a blob key this format writes (`blobs/sha256/ab/cd/`
+/// and 64 lowercase hex digits starting `abcd`): what prune may delete
+/// under `blobs/`, and nothing else that happens to lie there.
+pub fn is_blob_key(key: &str) -> bool {
+    let mut parts = key.split('/');
+    let (Some("blobs"), Some("sha256"), Some(first), Some(second), Some(digest), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    digest.len() == 64
+        && digest
+            .bytes()
+            .all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f'))
+        && digest.get(..2) == Some(first)
+        && digest.get(2..4) == Some(second)
+}
+
 pub fn segment_prefix(region: &str) -> String {
     format!("journal/{region}/")
 }
@@ -206,6 +235,17 @@ pub fn manifest_key(backup_id: &str) -> String {
     format!("backups/{backup_id}/manifest.json")
 }
 
+/// `backups/<id>/access.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessDocument {
+    pub format: u32,
+    pub access: tandem_core::access::AccessSnapshot,
+}
+
+pub fn access_key(backup_id: &str) -> String {
+    format!("backups/{backup_id}/access.json")
+}
+
 pub fn snapshot_key(backup_id: &str) -> String {
     format!("backups/{backup_id}/snapshot.ndjson")
 }
@@ -213,6 +253,22 @@ pub fn snapshot_key(backup_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_this_formats_blob_keys_are_blob_keys() {
+        let digest = "ab".repeat(32);
+        assert!(is_blob_key(&blob_key(&digest)));
+        for stranger in [
+            "blobs/registry/v2/important.db".to_string(),
+            format!("blobs/sha256/ab/cd/{digest}"),
+            format!("blobs/sha256/ab/ab/{}", "AB".repeat(32)),
+            format!("blobs/sha256/ab/ab/{digest}/x"),
+            format!("blobs/sha256/ab/ab/{digest}.tmp"),
+            "blobs/sha256/ab/ab".to_string(),
+        ] {
+            assert!(!is_blob_key(&stranger), "{stranger}");
+        }
+    }
 
     #[test]
     fn keys_sort_in_journal_order() {

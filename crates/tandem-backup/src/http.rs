@@ -64,6 +64,16 @@ pub struct BackupService {
     pub store: Arc<dyn MetadataStore>,
     pub storage: ArtifactStore,
     pub region: String,
+    /// The repositories requests may name.
+    pub policy: Arc<crate::policy::RepositoryPolicy>,
+}
+
+impl BackupService {
+    /// Opens the repository a request names, if the policy allows it.
+    fn open(&self, url: &str) -> Result<Repository, BackupError> {
+        self.policy.check(url)?;
+        Repository::open(url)
+    }
 }
 
 fn api() -> OpenApiRouter<BackupService> {
@@ -112,7 +122,10 @@ where
     let progress: Arc<dyn Fn(Progress) + Send + Sync> = Arc::new(move |progress: Progress| {
         let _ = progress_sender.send(json!({ "progress": progress }));
     });
-    tokio::spawn(async move {
+    // The work outlives the request's task: it keeps the request's author,
+    // whom every record it journals names.
+    let author = tandem_store::actor::current();
+    tokio::spawn(tandem_store::actor::scope(author, async move {
         let line = match work(progress).await {
             Ok(result) => json!({ "result": result }),
             Err(error) => {
@@ -121,7 +134,7 @@ where
             }
         };
         let _ = sender.send(line);
-    });
+    }));
     let lines = futures::stream::unfold(receiver, |mut receiver| async move {
         let value = receiver.recv().await?;
         let mut line = serde_json::to_vec(&value).expect("json encodes");
@@ -160,7 +173,7 @@ async fn create(State(service): State<BackupService>, body: Bytes) -> Response {
         Ok(request) => request,
         Err(error) => return refuse(error),
     };
-    let repo = match Repository::open(&request.to) {
+    let repo = match service.open(&request.to) {
         Ok(repo) => repo,
         Err(error) => return refuse(error),
     };
@@ -241,13 +254,13 @@ struct BackupListing {
         (status = 400, description = "Malformed query or repository URL", body = ErrorBody),
         (status = 404, description = "No repository there", body = ErrorBody),
     ))]
-async fn list(Query(query): Query<Value>) -> Response {
+async fn list(State(service): State<BackupService>, Query(query): Query<Value>) -> Response {
     let query: ListQuery = match serde_json::from_value(query) {
         Ok(query) => query,
         Err(error) => return refuse(BackupError::invalid(format!("Malformed query: {error}"))),
     };
     let outcome = async {
-        let repo = Repository::open(&query.from)?;
+        let repo = service.open(&query.from)?;
         let info = repo.info().await?;
         let manifests = repo.manifests().await?;
         let regions = repo.regions().await?;
@@ -319,12 +332,12 @@ struct VerifyRequest {
         (status = 200, description = "NDJSON: progress lines, then the report or the error", content_type = "application/x-ndjson", body = StreamLine<VerifyReport>),
         (status = 400, description = "Malformed request or repository URL", body = ErrorBody),
     ))]
-async fn verify_backups(body: Bytes) -> Response {
+async fn verify_backups(State(service): State<BackupService>, body: Bytes) -> Response {
     let request: VerifyRequest = match decode(&body) {
         Ok(request) => request,
         Err(error) => return refuse(error),
     };
-    let repo = match Repository::open(&request.from) {
+    let repo = match service.open(&request.from) {
         Ok(repo) => repo,
         Err(error) => return refuse(error),
     };
@@ -365,7 +378,7 @@ async fn prune_backups(State(service): State<BackupService>, body: Bytes) -> Res
     let checked = (|| {
         let ttl = request.ttl.as_deref().map(parse_ttl).transpose()?;
         let retention = Retention::new(request.keep, ttl)?;
-        Ok::<_, BackupError>((Repository::open(&request.from)?, retention))
+        Ok::<_, BackupError>((service.open(&request.from)?, retention))
     })();
     let (repo, retention) = match checked {
         Ok(checked) => checked,

@@ -12,6 +12,7 @@ pub mod error;
 pub mod format;
 pub mod hot_cold;
 pub mod http;
+pub mod policy;
 pub mod prune;
 pub mod repo;
 pub mod schedule;

@@ -223,7 +223,9 @@ pub async fn prune(
     }
     let doomed_blobs: Vec<(String, u64)> = blobs
         .into_iter()
-        .filter(|entry| !entry.is_dir)
+        // Only objects this format wrote: a stranger's file under `blobs/`
+        // is not ours to delete.
+        .filter(|entry| !entry.is_dir && crate::format::is_blob_key(&entry.path))
         .filter_map(|entry| {
             let digest = entry.path.rsplit('/').next()?.to_string();
             (!referenced.contains(&digest)).then(|| (entry.path, entry.size.unwrap_or(0)))
@@ -258,11 +260,10 @@ pub async fn prune(
     for manifest in &pruned {
         // The manifest first: from here on the backup does not exist.
         repo.delete(&crate::format::manifest_key(&manifest.id)).await?;
-        let directory = repo.key(&format!("backups/{}", manifest.id))?;
-        repo.storage()
-            .delete_prefix(&directory)
-            .await
-            .map_err(|error| BackupError::repository(repo.url(), error))?;
+        // Its snapshot, by the key this format gives it; nothing else under
+        // `backups/<id>/` is assumed to be ours.
+        repo.delete(&crate::format::snapshot_key(&manifest.id)).await?;
+        repo.delete(&crate::format::access_key(&manifest.id)).await?;
         step(&mut done);
     }
     for (region, segment) in &doomed_segments {
@@ -378,6 +379,7 @@ mod tests {
             segments: Vec::new(),
             copied_bytes: 0,
             copied_blobs: 0,
+            access: None,
         }
     }
 

@@ -131,6 +131,7 @@ async fn archive(
             segments: vec![],
             copied_bytes: 0,
             copied_blobs: 0,
+            access: None,
         };
         put(
             repo,
@@ -931,8 +932,19 @@ async fn in_place_needs_the_id_and_name_free_and_a_copy_goes_beside_the_original
 }
 
 async fn post_restore(target: &Target, body: serde_json::Value) -> (u16, Vec<serde_json::Value>) {
+    // The repository the request names is the one allowed.
+    let allowed = body["from"].as_str().unwrap_or_default().to_string();
+    let policy = std::sync::Arc::new(tandem_backup::policy::RepositoryPolicy::new([allowed]));
+    post_restore_with(target, body, policy).await
+}
+
+async fn post_restore_with(
+    target: &Target,
+    body: serde_json::Value,
+    policy: std::sync::Arc<tandem_backup::policy::RepositoryPolicy>,
+) -> (u16, Vec<serde_json::Value>) {
     use tower::ServiceExt;
-    let app = tandem_backup::restore::http::routes(target.store.clone(), target.storage.clone());
+    let app = tandem_backup::restore::http::routes(target.store.clone(), target.storage.clone(), policy);
     let response = app
         .oneshot(
             axum::http::Request::post("/api/tandem/v1/restores")
@@ -993,6 +1005,32 @@ async fn the_route_streams_progress_then_the_result_or_the_error() {
         lines[0]["error_code"], "INVALID_PARAMETER_VALUE",
         "MLflow's error JSON"
     );
+    // A repository the configuration does not allow, and options a request
+    // may not bring: refused before anything is read.
+    let elsewhere = std::sync::Arc::new(tandem_backup::policy::RepositoryPolicy::new([
+        "file:///nowhere/allowed".to_string(),
+    ]));
+    let body = serde_json::json!({"from": repo_url, "workspace": "team", "backup": backups[0], "as": "copy"});
+    let (status, lines) = post_restore_with(&target, body, elsewhere).await;
+    assert_eq!(status, 403, "{lines:?}");
+    assert!(
+        lines[0]["message"].as_str().unwrap().contains("is not allowed"),
+        "{lines:?}"
+    );
+    let (status, lines) = post_restore(
+        &target,
+        serde_json::json!({"from": repo_url, "backup": backups[0], "options": {"aws_endpoint": "http://169.254.169.254"}}),
+    )
+    .await;
+    assert_eq!(status, 403, "{lines:?}");
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("object-store options"),
+        "{lines:?}"
+    );
+    assert!(restored_names(&target).await.iter().all(|name| name != "copy"));
     let (status, lines) =
         post_restore(&target, serde_json::json!({"from": repo_url, "backup": "nope"})).await;
     assert_eq!(status, 200);
@@ -1003,6 +1041,17 @@ async fn the_route_streams_progress_then_the_result_or_the_error() {
     );
     target.finish().await;
     source.region.finish().await;
+}
+
+async fn restored_names(target: &Target) -> Vec<String> {
+    target
+        .store
+        .list_workspaces(tandem_core::model::ViewType::All)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|workspace| workspace.name)
+        .collect()
 }
 
 /// The real writer (`create_backup`, `verify`) and the restore together: a

@@ -16,6 +16,10 @@ pub struct WitnessArgs {
     /// survives restarts from here).
     #[arg(long, env = "TANDEM_WITNESS_DATA")]
     pub data: PathBuf,
+    /// The deployment file: the witness then answers only callers
+    /// presenting its replication secret (the regions).
+    #[arg(long, env = "TANDEM_DEPLOYMENT")]
+    pub deployment: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
     pub log_format: String,
@@ -32,7 +36,24 @@ pub async fn run(
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    tandem_witness::serve_embedded(listener, args.data, shutdown)
+    let secret = match &args.deployment {
+        Some(path) => tandem_deployment::Deployment::from_file(path)
+            .with_context(|| format!("cannot read the deployment file {}", path.display()))?
+            .replication_secret
+            .clone(),
+        None => None,
+    };
+    if secret.is_none() {
+        tracing::warn!(
+            "the witness answers anyone who reaches it (no --deployment with a replication secret): \
+             whoever can call it can stop the deployment's writes"
+        );
+    }
+    tandem_witness::EmbeddedWitnessServer::open(args.data)
+        .await
+        .context("embedded witness failed")?
+        .with_secret(secret)
+        .serve(listener, shutdown)
         .await
         .context("embedded witness failed")?;
     Ok(())

@@ -234,6 +234,36 @@ pub struct RoleAssignment {
     pub workspace: Option<String>,
 }
 
+/// What a backup keeps of principals, tokens and role assignments, hashes
+/// included (never secrets), so that a restore into an empty deployment
+/// brings back who may log in and what they may do.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessSnapshot {
+    pub principals: Vec<PrincipalRecord>,
+    pub tokens: Vec<TokenRecord>,
+    pub roles: Vec<RoleAssignment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrincipalRecord {
+    pub name: String,
+    pub kind: String,
+    /// The Argon2id PHC string.
+    pub password_hash: Option<String>,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    pub token_id: String,
+    pub principal: String,
+    /// The token's SHA-256.
+    pub token_hash: String,
+    pub description: String,
+    pub expires_at: Option<crate::model::Millis>,
+    pub revoked_at: Option<crate::model::Millis>,
+}
+
 /// The kinds of principal.
 pub const USER: &str = "user";
 pub const SERVICE: &str = "service";

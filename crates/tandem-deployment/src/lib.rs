@@ -694,6 +694,9 @@ impl Deployment {
             }
             WitnessKind::Embedded { url } => std::sync::Arc::new(
                 tandem_witness::HttpWitness::new(url, spec.retry_timeout)
+                    .and_then(|witness| {
+                        witness.with_secret(self.replication_secret.as_deref(), spec.retry_timeout)
+                    })
                     .map_err(|error| invalid(error.to_string()))?,
             ),
         };

@@ -64,6 +64,10 @@ pub struct ServerConfig {
     /// address the deployment file gives (a local proxy or a nearer etcd
     /// member): comma-separated URLs.
     pub witness_endpoints: Option<String>,
+    /// Backup repositories requests may name (backups, restores, prune,
+    /// verify), besides the one this region archives to; a URL allows what
+    /// lies under it (`TANDEM_BACKUP_REPOSITORIES`, comma-separated).
+    pub backup_repositories: Vec<String>,
     /// A backup repository this region archives its journal to, continuously
     /// (the deployment file's `[backup] url` when not set here).
     pub backup_url: Option<String>,
@@ -115,6 +119,7 @@ impl Default for ServerConfig {
             sync_timeout_ms: 10_000,
             witness_endpoints: None,
             backup_url: None,
+            backup_repositories: Vec::new(),
             archive_interval_ms: 10_000,
             purge_interval_ms: 60_000,
             gc_interval_ms: 5_000,
@@ -223,6 +228,14 @@ impl ServerConfig {
         }
         if let Some(value) = env("TANDEM_WITNESS_ENDPOINTS") {
             self.witness_endpoints = Some(value);
+        }
+        if let Some(value) = env("TANDEM_BACKUP_REPOSITORIES") {
+            self.backup_repositories = value
+                .split(',')
+                .map(str::trim)
+                .filter(|url| !url.is_empty())
+                .map(str::to_string)
+                .collect();
         }
         if let Some(value) = env("TANDEM_BACKUP_URL") {
             self.backup_url = Some(value);

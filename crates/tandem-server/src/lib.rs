@@ -88,17 +88,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let address = listener.local_addr()?;
-    if !config.auth && !config.insecure_no_auth && !address.ip().is_loopback() {
-        return Err(ConfigError::Invalid {
-            name: "auth".to_string(),
-            message: format!(
-                "refusing to serve {address} without authentication: anyone who reaches it could read and change \
-                 everything. Start with --auth (TANDEM_AUTH=1), listen on a loopback address, or pass \
-                 --insecure-no-auth to accept the risk"
-            ),
-        }
-        .into());
-    }
+    check_exposure(&config, address)?;
     let token_file = config
         .admin_token_file
         .clone()
@@ -128,11 +118,6 @@ pub async fn serve(
         let _ = stopped.wait_for(|stop| *stop).await;
     };
     let mut background = None;
-    let backups = tandem_backup::http::BackupService {
-        store: state.store.clone(),
-        storage: state.artifacts.clone(),
-        region: config.region.clone(),
-    };
     // The deployment's `[backup]`, unless this region's config names its own.
     let mut schedule = config
         .backup_url
@@ -277,11 +262,27 @@ pub async fn serve(
                 .merge(diagnostics)
         }
     };
+    // Requests may name the configured repositories only: the region's
+    // allow-list and the repository it archives to.
+    let repositories = Arc::new(tandem_backup::policy::RepositoryPolicy::new(
+        config
+            .backup_repositories
+            .iter()
+            .cloned()
+            .chain(schedule.as_ref().map(|schedule| schedule.url.clone())),
+    ));
+    let backups = tandem_backup::http::BackupService {
+        store: store.clone(),
+        storage: artifacts.clone(),
+        region: config.region.clone(),
+        policy: repositories.clone(),
+    };
     // Restores write through the store, whose policy (installed above with
     // a deployment) accepts them only where local writes are accepted.
     let app = app.merge(tandem_backup::restore::http::routes(
         store.clone(),
         artifacts.clone(),
+        repositories,
     ));
     let app = app.merge(tandem_backup::http::routes(backups.clone()));
     let app = app.route(
@@ -367,6 +368,23 @@ fn diagnostic_sources(
     })
 }
 
+/// Refuses to serve a non-loopback address without authentication, unless
+/// told `--insecure-no-auth`: anyone who reaches it could read and change
+/// everything.
+pub fn check_exposure(config: &ServerConfig, address: std::net::SocketAddr) -> Result<(), ConfigError> {
+    if config.auth || config.insecure_no_auth || address.ip().is_loopback() {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        name: "auth".to_string(),
+        message: format!(
+            "refusing to serve {address} without authentication: anyone who reaches it could read and change \
+             everything. Start with --auth (TANDEM_AUTH=1), listen on a loopback address, or pass \
+             --insecure-no-auth to accept the risk"
+        ),
+    })
+}
+
 /// Hides a password in a database URL for logs.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
@@ -383,6 +401,31 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_loopback_may_serve_without_authentication() {
+        let open = super::ServerConfig::default();
+        for loopback in ["127.0.0.1:5000", "127.8.9.10:1", "[::1]:5000"] {
+            assert!(
+                super::check_exposure(&open, loopback.parse().unwrap()).is_ok(),
+                "{loopback}"
+            );
+        }
+        for exposed in ["0.0.0.0:5000", "10.1.2.3:80", "[::]:5000"] {
+            let error = super::check_exposure(&open, exposed.parse().unwrap()).unwrap_err();
+            assert!(error.to_string().contains("--insecure-no-auth"), "{error}");
+            let with_auth = super::ServerConfig {
+                auth: true,
+                ..super::ServerConfig::default()
+            };
+            assert!(super::check_exposure(&with_auth, exposed.parse().unwrap()).is_ok());
+            let insecure = super::ServerConfig {
+                insecure_no_auth: true,
+                ..super::ServerConfig::default()
+            };
+            assert!(super::check_exposure(&insecure, exposed.parse().unwrap()).is_ok());
+        }
+    }
+
     #[test]
     fn passwords_are_redacted() {
         assert_eq!(super::redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");

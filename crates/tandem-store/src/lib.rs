@@ -766,6 +766,9 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         principal: Option<&str>,
         workspace: Option<&str>,
     ) -> StoreResult<Vec<tandem_core::access::RoleAssignment>>;
+    /// Every principal, token and role assignment, hashes included: what a
+    /// backup keeps.
+    async fn access_snapshot(&self) -> StoreResult<tandem_core::access::AccessSnapshot>;
     /// Advances whenever an access change (or a workspace lifecycle change)
     /// commits in this process: credential caches compare it.
     fn access_generation(&self) -> u64;

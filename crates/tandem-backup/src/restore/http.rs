@@ -27,12 +27,22 @@ pub const RESTORES_PATH: &str = "/api/tandem/v1/restores";
 struct Target {
     store: Arc<dyn MetadataStore>,
     storage: ArtifactStore,
+    policy: Arc<crate::policy::RepositoryPolicy>,
 }
 
 /// The restore routes of a region whose metadata is `store` and whose
-/// default storage is `storage`; merged into the server's router.
-pub fn routes(store: Arc<dyn MetadataStore>, storage: ArtifactStore) -> Router {
-    api().split_for_parts().0.with_state(Target { store, storage })
+/// default storage is `storage`, restoring from the repositories `policy`
+/// allows; merged into the server's router.
+pub fn routes(
+    store: Arc<dyn MetadataStore>,
+    storage: ArtifactStore,
+    policy: Arc<crate::policy::RepositoryPolicy>,
+) -> Router {
+    api().split_for_parts().0.with_state(Target {
+        store,
+        storage,
+        policy,
+    })
 }
 
 fn api() -> OpenApiRouter<Target> {
@@ -72,13 +82,20 @@ pub struct RestoreBody {
     /// Replace an existing workspace of that name.
     #[serde(default)]
     pub overwrite: bool,
-    /// The repository object store's options (credentials, endpoint).
+    /// Refused when not empty: object-store credentials and endpoints come
+    /// from the server's configuration, never from a request.
     #[serde(default)]
     pub options: std::collections::HashMap<String, String>,
 }
 
 impl RestoreBody {
     pub fn into_request(self) -> Result<RestoreRequest, BackupError> {
+        if !self.options.is_empty() {
+            return Err(BackupError::permission(
+                "a request cannot bring object-store options (credentials, endpoints): the server uses its own \
+                 configuration and environment for the repository",
+            ));
+        }
         let at = match &self.at {
             None => None,
             Some(serde_json::Value::Number(number)) => Some(number.as_i64().ok_or_else(|| {
@@ -138,7 +155,10 @@ async fn start(
         Ok(Json(body)) => body.into_request(),
         Err(rejection) => Err(BackupError::invalid(rejection.body_text())),
     };
-    let request = match request {
+    let request = match request.and_then(|request| {
+        target.policy.check(&request.from)?;
+        Ok(request)
+    }) {
         Ok(request) => request,
         Err(error) => return refuse(error),
     };

@@ -93,6 +93,10 @@ pub struct RestoreOutcome {
     pub artifacts: u64,
     pub files: u64,
     pub bytes: u64,
+    /// Principals the backup held that the target lacked, created again
+    /// (with their tokens and role assignments).
+    #[serde(default)]
+    pub principals: u64,
 }
 
 /// Which record objects, read in order, hold the state at the target.
@@ -654,7 +658,15 @@ pub async fn restore(
             progress,
         )
         .await?;
+        // Who may use the workspace: the backup's principals the target
+        // lacks, and the workspace's role assignments.
+        let access = latest_access(&repository, &plan.region, position).await?;
+        let principals = match &access {
+            Some(snapshot) => restore_access(store, snapshot, &name, &target_name).await?,
+            None => 0,
+        };
         Ok::<_, BackupError>(RestoreOutcome {
+            principals,
             workspace: target_name.clone(),
             workspace_id: target_id.clone(),
             source_region: plan.region.clone(),
@@ -686,6 +698,104 @@ pub async fn restore(
         }
     }
     outcome
+}
+
+/// The access snapshot of the newest backup of `region` at or before
+/// `position`, if any backup there has one.
+async fn latest_access(
+    repository: &Repository,
+    region: &str,
+    position: i64,
+) -> Result<Option<tandem_core::access::AccessSnapshot>, BackupError> {
+    let newest = repository
+        .manifests()
+        .await?
+        .into_iter()
+        .filter(|manifest| {
+            manifest.region == region && manifest.position <= position && manifest.access.is_some()
+        })
+        .max_by_key(|manifest| (manifest.position, manifest.created_at));
+    match newest.and_then(|manifest| manifest.access) {
+        Some(object) => match repository
+            .read_json::<crate::format::AccessDocument>(&object.key)
+            .await?
+        {
+            Some(document) => Ok(Some(document.access)),
+            None => Err(BackupError::corrupt(format!(
+                "{} is missing from the repository",
+                object.key
+            ))),
+        },
+        None => Ok(None),
+    }
+}
+
+/// Creates the snapshot's principals the target lacks (with their usable
+/// tokens and deployment-wide roles), and gives every principal its role
+/// assignments in the restored workspace (`source` in the backup, `target`
+/// here). Returns how many principals were created.
+async fn restore_access(
+    store: &dyn MetadataStore,
+    snapshot: &tandem_core::access::AccessSnapshot,
+    source: &str,
+    target: &str,
+) -> Result<u64, BackupError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0);
+    let mut created = std::collections::BTreeSet::new();
+    for principal in &snapshot.principals {
+        if store.principal(&principal.name).await?.is_some() {
+            continue;
+        }
+        store
+            .create_principal(&principal.name, &principal.kind, principal.password_hash.clone())
+            .await?;
+        if principal.disabled {
+            store.set_principal_disabled(&principal.name, true).await?;
+        }
+        created.insert(principal.name.clone());
+    }
+    for token in &snapshot.tokens {
+        let usable = token.revoked_at.is_none() && token.expires_at.is_none_or(|expires| expires > now);
+        if usable && created.contains(&token.principal) && store.token(&token.token_id).await?.is_none() {
+            store
+                .create_token(
+                    &token.token_id,
+                    &token.principal,
+                    &token.token_hash,
+                    &token.description,
+                    token.expires_at,
+                )
+                .await?;
+        }
+    }
+    for assignment in &snapshot.roles {
+        if store.principal(&assignment.principal).await?.is_none() {
+            continue;
+        }
+        match assignment.workspace.as_deref() {
+            None if created.contains(&assignment.principal) => {
+                store
+                    .assign_role(&assignment.principal, assignment.role, None)
+                    .await?;
+            }
+            Some(workspace) if workspace == source => {
+                store
+                    .assign_role(&assignment.principal, assignment.role, Some(target))
+                    .await?;
+            }
+            _ => {}
+        }
+    }
+    if !created.is_empty() {
+        tracing::info!(
+            principals = created.len(),
+            "restore: created the backup's principals the deployment lacked"
+        );
+    }
+    Ok(created.len() as u64)
 }
 
 async fn check_target_free(

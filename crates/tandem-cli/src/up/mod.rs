@@ -251,6 +251,9 @@ fn part_specs(
                     listen.into(),
                     "--data".into(),
                     dir.join("witness").into(),
+                    // Its replication secret: the witness answers the regions only.
+                    "--deployment".into(),
+                    deployment_path.into(),
                 ],
                 log: log("witness"),
             });

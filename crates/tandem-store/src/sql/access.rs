@@ -512,6 +512,47 @@ impl SqlStore {
         Ok(())
     }
 
+    pub(crate) async fn access_snapshot_impl(&self) -> StoreResult<tandem_core::access::AccessSnapshot> {
+        use tandem_core::access::{AccessSnapshot, PrincipalRecord, TokenRecord};
+        let principals = sqlx::query(&format!(
+            "SELECT {PRINCIPAL_COLUMNS} FROM principals ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(PrincipalRecord {
+                name: row.try_get("name")?,
+                kind: row.try_get("kind")?,
+                password_hash: row.try_get("password_hash")?,
+                disabled: row.try_get::<i64, _>("disabled")? != 0,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        let tokens = sqlx::query(
+            "SELECT token_id, principal, token_hash, description, expires_at, revoked_at FROM tokens ORDER BY token_id",
+        )
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(TokenRecord {
+                token_id: row.try_get("token_id")?,
+                principal: row.try_get("principal")?,
+                token_hash: row.try_get("token_hash")?,
+                description: row.try_get("description")?,
+                expires_at: row.try_get("expires_at")?,
+                revoked_at: row.try_get("revoked_at")?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        Ok(AccessSnapshot {
+            principals,
+            tokens,
+            roles: self.assignments(None, None).await?,
+        })
+    }
+
     /// Role assignments, filtered by principal and by workspace name
     /// (`Some(name)`: that workspace's own assignments).
     pub(crate) async fn assignments(

@@ -2083,6 +2083,10 @@ impl MetadataStore for SqlStore {
         SqlStore::access_generation(self)
     }
 
+    async fn access_snapshot(&self) -> StoreResult<tandem_core::access::AccessSnapshot> {
+        self.access_snapshot_impl().await
+    }
+
     async fn check_file_write(&self, ws: &WorkspaceRef, path: &str) -> StoreResult<()> {
         self.check_file_conflicts(ws, path, None).await
     }

@@ -45,6 +45,27 @@ impl HttpWitness {
         })
     }
 
+    /// Presents `secret` (the deployment's replication secret) with every
+    /// call, as a witness started with one requires.
+    pub fn with_secret(mut self, secret: Option<&str>, request_timeout: Duration) -> Result<Self> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(secret) = secret.filter(|secret| !secret.is_empty()) {
+            let mut value =
+                reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}")).map_err(|_| {
+                    WitnessError::Invalid("the replication secret cannot be sent in a header".to_string())
+                })?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
+        self.http = reqwest::Client::builder()
+            .timeout(request_timeout)
+            .connect_timeout(request_timeout)
+            .default_headers(headers)
+            .build()
+            .map_err(|error| WitnessError::Invalid(format!("cannot build http client: {error}")))?;
+        Ok(self)
+    }
+
     /// The base URL this client talks to.
     pub fn base_url(&self) -> &str {
         &self.base_url

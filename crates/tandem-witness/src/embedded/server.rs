@@ -42,6 +42,9 @@ struct Shared {
     /// Why the state could not be written the last time it changed: the
     /// witness grants nothing it cannot persist, so it is not ready.
     persist_error: std::sync::Mutex<Option<String>>,
+    /// The deployment's replication secret: when set, every call but
+    /// `/health` and `/ready` must present it as a bearer token.
+    secret: Option<String>,
 }
 
 impl EmbeddedWitnessServer {
@@ -72,8 +75,25 @@ impl EmbeddedWitnessServer {
                 data_dir,
                 state: Mutex::new(state),
                 persist_error: std::sync::Mutex::new(None),
+                secret: None,
             }),
         })
+    }
+
+    /// Requires `secret` (the deployment's replication secret) of every
+    /// call but `/health` and `/ready`; without one the witness answers
+    /// anyone who reaches it.
+    pub fn with_secret(self, secret: Option<String>) -> Self {
+        let shared = match Arc::try_unwrap(self.shared) {
+            Ok(mut shared) => {
+                shared.secret = secret.filter(|secret| !secret.is_empty());
+                shared
+            }
+            Err(_) => panic!("with_secret is called before the witness serves"),
+        };
+        EmbeddedWitnessServer {
+            shared: Arc::new(shared),
+        }
     }
 
     /// The witness's HTTP routes (see the `wire` module for the protocol),
@@ -89,6 +109,10 @@ impl EmbeddedWitnessServer {
             .route(SEIZE_PATH, post(seize))
             .route(LEADER_PATH, get(leader))
             .route("/metrics", get(tandem_telemetry::metrics_handler))
+            .route_layer(axum::middleware::from_fn_with_state(
+                self.shared.clone(),
+                authenticate,
+            ))
             .with_state(self.shared.clone());
         tandem_telemetry::instrument(router, "witness")
     }
@@ -114,6 +138,52 @@ impl EmbeddedWitnessServer {
         tracing::info!(%address, "embedded witness stopped");
         Ok(())
     }
+}
+
+/// Refuses every call but the probes unless it presents the secret (when
+/// the witness has one): seizing or resigning the lease is the power to
+/// stop a deployment's writes.
+async fn authenticate(
+    State(shared): State<Arc<Shared>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let Some(secret) = &shared.secret else {
+        return next.run(request).await;
+    };
+    if path == HEALTH_PATH || path == READY_PATH {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let equal = presented.len() == secret.len()
+        && presented
+            .bytes()
+            .zip(secret.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if equal {
+        return next.run(request).await;
+    }
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        Json(ErrorBody {
+            error_code: "UNAUTHENTICATED".to_string(),
+            message: "the witness answers the deployment's regions only: present its replication secret"
+                .to_string(),
+        }),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        axum::http::header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    response
 }
 
 /// Runs the embedded witness with its state in `data_dir` on `listener` until `shutdown`
@@ -319,6 +389,47 @@ mod tests {
     async fn get(http: &reqwest::Client, url: &str) -> (u16, String) {
         let response = http.get(url).send().await.unwrap();
         (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn with_a_secret_only_the_regions_may_campaign_seize_or_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = EmbeddedWitnessServer::open(dir.path().join("witness"))
+            .await
+            .unwrap()
+            .with_secret(Some("s3cret".to_string()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let serving = tokio::spawn(server.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        assert_eq!(get(&http, &format!("{url}{HEALTH_PATH}")).await.0, 200);
+        assert_eq!(get(&http, &format!("{url}{READY_PATH}")).await.0, 200);
+        let seize = serde_json::json!({ "region": "westus", "ttl_seconds": 6 });
+        for token in [None, Some("wrong"), Some("s3cre")] {
+            let mut request = http.post(format!("{url}{SEIZE_PATH}")).json(&seize);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 401, "{token:?}");
+            let mut request = http.get(format!("{url}{LEADER_PATH}"));
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            assert_eq!(request.send().await.unwrap().status().as_u16(), 401);
+        }
+        // Nothing was seized; the regions' client, with the secret, works.
+        let witness = crate::HttpWitness::new(&url, Duration::from_secs(5))
+            .unwrap()
+            .with_secret(Some("s3cret"), Duration::from_secs(5))
+            .unwrap();
+        use crate::Witness;
+        assert!(witness.leader().await.unwrap().is_none());
+        let _ = stop.send(());
+        serving.await.unwrap().unwrap();
     }
 
     #[tokio::test]
