@@ -216,6 +216,18 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
             assert client.get_run(run_id).data.metrics == {"loss": 0.25}
         status = requests.get(f"{gateway_url}/gateway/status", timeout=5).json()
         assert status["primary"]["region"] == "eastus"
+        # The embedded witness answers the regions only: an anonymous seize
+        # (which would stop every write) is refused, the probes answer.
+        witness_url = next(part["url"] for part in first["parts"] if part["kind"] == "witness")
+        seize = requests.post(f"{witness_url}/api/tandem/v1/witness/seize",
+                              json={"region": "westus", "ttl_seconds": 6}, timeout=5)
+        assert seize.status_code == 401, seize.text
+        assert requests.get(f"{witness_url}/api/tandem/v1/witness/leader", timeout=5).status_code == 401
+        assert requests.get(f"{witness_url}/ready", timeout=5).status_code == 200
+        # Nor may anyone fail the deployment over, or read its journal.
+        assert requests.post(f"{gateway_url}/api/tandem/v1/failover", json={"to": "westus"},
+                             timeout=5).status_code == 401
+        assert requests.get(f"{gateway_url}/api/tandem/v1/journal?after=0", timeout=5).status_code == 401
         # `tandem status` through the gateway reaches the primary, with the
         # token `up` wrote into DIR/.tandem.toml.
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TANDEM_", "MLFLOW_TRACKING_"))}

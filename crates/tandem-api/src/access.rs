@@ -178,6 +178,8 @@ const MLFLOW_USER_ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("/api/2.0/mlflow/users/update-admin", &[(Method::PATCH, A)]),
         ("/api/2.0/mlflow/users/delete", &[(Method::DELETE, A)]),
         ("/api/2.0/mlflow/users/list", &[(Method::GET, A)]),
+        ("/ajax-api/2.0/mlflow/users/current", &[(Method::GET, U)]),
+        ("/ajax-api/2.0/mlflow/users/list", &[(Method::GET, A)]),
     ]
 };
 

@@ -49,6 +49,9 @@ pub(crate) fn mlflow_user_routes() -> axum::Router<AppState> {
         .route("/api/2.0/mlflow/users/update-admin", patch(mlflow_update_admin))
         .route("/api/2.0/mlflow/users/delete", delete(mlflow_delete_user))
         .route("/api/2.0/mlflow/users/list", get(mlflow_list_users))
+        // What MLflow's own web UI calls.
+        .route("/ajax-api/2.0/mlflow/users/current", get(mlflow_current_user))
+        .route("/ajax-api/2.0/mlflow/users/list", get(mlflow_list_users))
 }
 
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {

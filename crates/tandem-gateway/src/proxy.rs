@@ -620,10 +620,11 @@ async fn inspect(response: reqwest::Response, region: &str) -> Answer {
 
 /// Whether a 403 is a region's refusal as not the primary. Regions answer
 /// MLflow's `PERMISSION_DENIED` (the client must not retry the same region)
-/// with a message naming the primary; a denial for lack of rights never
-/// mentions it.
+/// with a message naming the primary; a denial for lack of rights (the
+/// access gate's, which starts "Permission denied:" and may quote a
+/// principal whose name says "primary") is not one.
 pub fn is_not_primary_refusal(code: &str, message: &str) -> bool {
-    code == "PERMISSION_DENIED" && message.contains("primary")
+    code == "PERMISSION_DENIED" && !message.starts_with("Permission denied:") && message.contains("primary")
 }
 
 #[cfg(test)]
@@ -641,6 +642,10 @@ mod tests {
             "token lacks the Contributor role"
         ));
         assert!(!is_not_primary_refusal("INVALID_PARAMETER_VALUE", "primary"));
+        assert!(!is_not_primary_refusal(
+            "PERMISSION_DENIED",
+            "Permission denied: 'primary-bot' lacks the 'write' permission in workspace 'default'"
+        ));
     }
 
     #[test]
