@@ -337,13 +337,16 @@ class Gateway:
     process: subprocess.Popen
     port: int
     log: Path
+    # Credentials of an operator, for the gateway's own status where the
+    # regions require authentication.
+    headers: dict = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def status(self) -> dict:
-        return requests.get(f"{self.url}/gateway/status", timeout=5).json()
+        return requests.get(f"{self.url}/gateway/status", timeout=5, headers=self.headers).json()
 
     def wait_for_primary(self, primary: str | None, timeout: float = 20.0) -> dict:
         """Until the gateway names `primary` as the primary (None: no primary)."""

@@ -143,17 +143,38 @@ def test_anonymous_requests_get_401_with_a_basic_challenge_and_public_probes_ans
     assert stat.S_IMODE(server.token_file.stat().st_mode) == 0o600
     assert requests.get(f"{server.url}/health").status_code == 200
     assert requests.get(f"{server.url}/ready").status_code == 200
+    # Every anonymous action the issue found open, and then some.
     for method, path in [("POST", "/api/2.0/mlflow/experiments/create"),
                          ("GET", "/api/2.0/mlflow/experiments/search"),
-                         ("GET", "/api/tandem/v1/journal?after=0"),
                          ("POST", "/api/tandem/v1/workspaces"),
+                         ("DELETE", "/api/tandem/v1/workspaces/default"),
+                         ("POST", "/api/tandem/v1/workspaces/default/purge"),
+                         ("POST", "/api/tandem/v1/workspaces/default/recover"),
+                         ("GET", "/api/tandem/v1/workspaces/default/deleted"),
+                         ("POST", "/api/tandem/v1/workspaces/default/deleted/run/abc/recover"),
+                         ("POST", "/api/tandem/v1/workspaces/default/deleted/run/abc/purge"),
                          ("DELETE", "/api/tandem/v1/salvage/abc"),
+                         ("GET", "/api/tandem/v1/salvage/abc/files"),
+                         ("GET", "/api/tandem/v1/salvage/abc/files/notes.md"),
+                         ("GET", "/api/tandem/v1/journal?after=0"),
+                         ("GET", "/w/default/api/tandem/v1/journal?after=0"),
                          ("POST", "/api/tandem/v1/backups"),
                          ("GET", "/api/tandem/v1/backups?from=s3://b/r"),
+                         ("POST", "/api/tandem/v1/backups/prune"),
+                         ("POST", "/api/tandem/v1/backups/verify"),
                          ("POST", "/api/tandem/v1/restores"),
+                         ("GET", "/api/tandem/v1/gc"),
+                         ("GET", "/api/tandem/v1/conflicts"),
+                         ("GET", "/api/tandem/v1/principals"),
+                         ("POST", "/api/tandem/v1/roles"),
+                         ("GET", "/api/tandem/v1/workspaces/default/files"),
                          ("GET", "/metrics"),
+                         ("GET", "/api/2.0/mlflow-artifacts/artifacts/x/y"),
                          ("PUT", "/api/2.0/mlflow-artifacts/artifacts/x/y")]:
         response = requests.request(method, f"{server.url}{path}", json={"to": "file:///tmp/x"})
+        if path.startswith("/w/default/api/tandem"):
+            assert response.status_code == 404, (method, path, response.text)  # no such route
+            continue
         assert response.status_code == UNAUTHENTICATED, (method, path, response.text)
         assert response.headers["WWW-Authenticate"] == 'Basic realm="mlflow"'
         assert response.json()["error_code"] == "UNAUTHENTICATED"
@@ -360,6 +381,12 @@ def test_credentials_work_in_every_region_through_the_gateway_and_after_failover
             assert time.monotonic() < deadline, "the secondary never learned erin's token"
             time.sleep(0.05)
         gateway = start_gateway(tandem_bin, cluster.deployment, tmp_path / "gateway.log")
+        # The gateway's own status is for operators: it asks a region who the caller is.
+        assert requests.get(f"{gateway.url}/gateway/status", timeout=5).status_code == UNAUTHENTICATED
+        assert requests.get(f"{gateway.url}/gateway/status", headers=bearer(token), timeout=5).status_code == DENIED
+        assert requests.get(f"{gateway.url}/metrics", headers=bearer(token), timeout=5).status_code == DENIED
+        gateway.headers = bearer(admin)
+        assert gateway.status()["primary"]["region"] == "eastus"
         with credentials(token=token):
             log_a_run(gateway.url, tmp_path)
         assert requests.post(f"{gateway.url}/api/2.0/mlflow/experiments/create",
@@ -376,6 +403,17 @@ def test_credentials_work_in_every_region_through_the_gateway_and_after_failover
             log_a_run(gateway.url, tmp_path)
         journal = requests.get(f"{secondary.url}/api/tandem/v1/journal?after=0", headers=bearer(admin)).text
         assert '"principal":"erin"' in journal and token not in journal
+        # The audit names who failed over (the new epoch's first record),
+        # read from the new primary, and who created whom.
+        audit = subprocess.run([tandem_bin, "audit", "--json", "--url", secondary.url], capture_output=True,
+                               text=True, env=env, timeout=60)
+        assert audit.returncode == 0, audit.stderr
+        entries = [json.loads(line) for line in audit.stdout.splitlines()]
+        epochs = [entry for entry in entries if entry["action"] == "epoch_began" and entry["region"] == "westus"]
+        assert epochs and epochs[-1]["principal"] == "admin", epochs
+        created = next(entry for entry in entries if entry["action"] == "principal_created"
+                       and entry["change"]["name"] == "erin")
+        assert created["principal"] == "admin" and created["region"] == "eastus"
     finally:
         if gateway is not None:
             gateway.stop()

@@ -214,7 +214,10 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
             run_id = client.create_run(experiment_id).info.run_id
             client.log_metric(run_id, "loss", 0.25)
             assert client.get_run(run_id).data.metrics == {"loss": 0.25}
-        status = requests.get(f"{gateway_url}/gateway/status", timeout=5).json()
+        assert requests.get(f"{gateway_url}/gateway/status", timeout=5).status_code == 401
+        with up_credentials(first) as token:
+            status = requests.get(f"{gateway_url}/gateway/status", timeout=5,
+                                  headers={"Authorization": f"Bearer {token}"}).json()
         assert status["primary"]["region"] == "eastus"
         # The embedded witness answers the regions only: an anonymous seize
         # (which would stop every write) is refused, the probes answer.

@@ -74,7 +74,7 @@ class Up:
         return next(part for part in self.file()["parts"] if part["name"] == name)
 
     def gateway_status(self) -> dict:
-        return requests.get(f"{self.tracking_uri}/gateway/status", timeout=5).json()
+        return requests.get(f"{self.tracking_uri}/gateway/status", timeout=5, headers=self.headers).json()
 
     def primary(self) -> str:
         return wait_until(lambda: (self.gateway_status()["primary"] or {}).get("region"), 30, "a primary")

@@ -80,7 +80,11 @@ pub(crate) fn denied(name: &str, permission: Permission, workspace: Option<&str>
                 Some(workspace) if permission.workspace_scoped() => format!("in workspace '{workspace}'"),
                 _ => "on the deployment".to_string(),
             },
-            roles.join(", ")
+            if roles.is_empty() {
+                "only the deployment's replication secret".to_string()
+            } else {
+                roles.join(", ")
+            }
         ),
     )
 }
@@ -476,7 +480,12 @@ async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
         .into_response();
     };
     let workspace = workspace_of(&route, request.uri().path());
-    if !identity.grants.allows(permission, workspace.as_deref()) {
+    let allowed = if permission == Permission::Replicate {
+        identity.name == tandem_auth::REPLICATION_PRINCIPAL
+    } else {
+        identity.grants.allows(permission, workspace.as_deref())
+    };
+    if !allowed {
         metrics::counter!("tandem_auth_denied_total").increment(1);
         return denied(&identity.name, permission, workspace.as_deref()).into_response();
     }

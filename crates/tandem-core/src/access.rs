@@ -33,7 +33,7 @@ pub enum Permission {
     /// Everything, principals included.
     Administer,
     /// Region-to-region calls of the replication protocol: only the
-    /// deployment's replication secret (or an admin) may make them.
+    /// deployment's replication secret may make them (no role grants it).
     Replicate,
 }
 
@@ -136,7 +136,9 @@ impl Role {
             Write => matches!(self, Role::Contributor | Role::Owner | Role::Admin),
             Manage => matches!(self, Role::Owner | Role::Admin),
             Operate => matches!(self, Role::Operator | Role::Admin),
-            Administer | Replicate => self == Role::Admin,
+            Administer => self == Role::Admin,
+            // The regions' own credential only, not a role.
+            Replicate => false,
         }
     }
 }
@@ -340,7 +342,7 @@ mod tests {
             assert_eq!(held.allows(Permission::Manage, Some("w")), manage, "{role}");
             assert_eq!(held.allows(Permission::Operate, None), operate, "{role}");
             assert_eq!(held.allows(Permission::Administer, None), administer, "{role}");
-            assert_eq!(held.allows(Permission::Replicate, None), administer, "{role}");
+            assert!(!held.allows(Permission::Replicate, None), "{role}");
         }
         assert!(Grants::default().allows(Permission::Authenticated, None));
         assert!(!Grants::default().allows(Permission::Read, Some("w")));

@@ -153,8 +153,15 @@ impl Gateway {
         let router = Router::new()
             .route("/health", get(|| async { "OK" }))
             .route("/ready", get(ready))
-            .route("/gateway/status", get(status))
-            .route("/metrics", get(tandem_telemetry::metrics_handler))
+            .route(
+                "/gateway/status",
+                get(status).route_layer(axum::middleware::from_fn_with_state(self.clone(), operators_only)),
+            )
+            .route(
+                "/metrics",
+                get(tandem_telemetry::metrics_handler)
+                    .route_layer(axum::middleware::from_fn_with_state(self.clone(), operators_only)),
+            )
             .fallback(forward)
             .with_state(self.clone());
         tandem_telemetry::instrument(router, "gateway")
@@ -219,6 +226,111 @@ async fn ready(State(gateway): State<Arc<Gateway>>) -> Response {
         )
             .into_response(),
     }
+}
+
+/// The gateway's own status and metrics are for the deployment's
+/// operators. The gateway keeps no principals: it asks a region who the
+/// caller is (`/api/tandem/v1/whoami` with the caller's `Authorization`)
+/// and lets through a region without authentication, the Operator and Admin
+/// roles, and the deployment's replication secret.
+async fn operators_only(
+    State(gateway): State<Arc<Gateway>>,
+    request: Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let presented = request.headers().get(axum::http::header::AUTHORIZATION).cloned();
+    if let (Some(secret), Some(presented)) = (&gateway.proxy.deployment.replication_secret, &presented) {
+        if presented.as_bytes() == format!("Bearer {secret}").as_bytes() {
+            return next.run(request).await;
+        }
+    }
+    // The primary first, then any region: the status matters most when
+    // the primary is gone.
+    let view = gateway.tracker().view();
+    let mut candidates: Vec<String> = view
+        .primary()
+        .map(|leader| leader.url.clone())
+        .into_iter()
+        .collect();
+    for region in gateway.proxy.deployment.regions() {
+        if !candidates.contains(&region.url) {
+            candidates.push(region.url.clone());
+        }
+    }
+    let refusal = |status: StatusCode, code: &str, message: String| {
+        let mut response = (status, Json(json!({ "error_code": code, "message": message }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(r#"Basic realm="mlflow""#),
+            );
+        }
+        response
+    };
+    let mut answered = None;
+    let mut failures = Vec::new();
+    for url in &candidates {
+        let mut ask = gateway
+            .proxy
+            .http
+            .get(format!("{url}/api/tandem/v1/whoami"))
+            .timeout(std::time::Duration::from_secs(2));
+        if let Some(presented) = &presented {
+            ask = ask.header(axum::http::header::AUTHORIZATION, presented.clone());
+        }
+        match ask.send().await {
+            Ok(answer) => {
+                answered = Some((url.clone(), answer));
+                break;
+            }
+            Err(error) => failures.push(format!("{url}: {error}")),
+        }
+    }
+    let Some((url, answer)) = answered else {
+        return refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "TEMPORARILY_UNAVAILABLE",
+            format!(
+                "no region answers to check the caller's credentials ({})",
+                failures.join("; ")
+            ),
+        );
+    };
+    if answer.status() == reqwest::StatusCode::UNAUTHORIZED {
+        return refusal(
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "You are not authenticated: the gateway's status and metrics are for the deployment's operators"
+                .to_string(),
+        );
+    }
+    let me: serde_json::Value = match answer.json().await {
+        Ok(me) => me,
+        Err(error) => {
+            return refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "TEMPORARILY_UNAVAILABLE",
+                format!("unreadable answer from region at {url}: {error}"),
+            )
+        }
+    };
+    let operator = me["authentication"] == json!(false)
+        || me["roles"].as_array().is_some_and(|roles| {
+            roles.iter().any(|grant| {
+                grant["workspace"].is_null() && matches!(grant["role"].as_str(), Some("Operator" | "Admin"))
+            })
+        });
+    if operator {
+        return next.run(request).await;
+    }
+    refusal(
+        StatusCode::FORBIDDEN,
+        "PERMISSION_DENIED",
+        format!(
+            "Permission denied: '{}' lacks the 'operate' permission on the deployment (granted by Operator, Admin)",
+            me["name"].as_str().unwrap_or("?")
+        ),
+    )
 }
 
 async fn status(State(gateway): State<Arc<Gateway>>) -> Json<serde_json::Value> {

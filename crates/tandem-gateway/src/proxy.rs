@@ -87,7 +87,7 @@ const NOT_FORWARDED: [&str; 10] = [
 pub struct Proxy {
     pub(crate) deployment: Deployment,
     pub(crate) tracker: Arc<PrimaryTracker>,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     failover_wait: Duration,
     /// Set when the gateway shuts down: requests waiting to be retried give
     /// up at once instead of holding the graceful shutdown for up to the

@@ -470,6 +470,10 @@ pub struct PromoteRequest {
     pub expected_epoch: u64,
     /// The old primary's journal head; the target must have applied it.
     pub head: i64,
+    /// Who asked for the failover: the new epoch's first record names them
+    /// (the audit), not the regions' own credential that carries the call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initiated_by: Option<String>,
 }
 
 fn not_configured() -> Error {
@@ -621,6 +625,7 @@ async fn hand_over(
             from: region.name.clone(),
             expected_epoch: lease.epoch,
             head,
+            initiated_by: tandem_store::actor::current(),
         });
     let response = region.authorized(request).send().await.map_err(|error| {
         Error::new(

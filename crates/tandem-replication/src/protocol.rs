@@ -597,7 +597,8 @@ async fn promote(
     if let Some(response) = unauthorized(&region, &headers) {
         return response;
     }
-    match crate::leadership::promote(&region, request).await {
+    let initiator = request.initiated_by.clone().or_else(tandem_store::actor::current);
+    match tandem_store::actor::scope(initiator, crate::leadership::promote(&region, request)).await {
         Ok(promoted) => Json(promoted).into_response(),
         Err(error) => refuse(error),
     }

@@ -62,15 +62,42 @@ fn fill(template: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_route_by_role_matrix() {
+async fn the_route_by_role_matrix_of_a_region_on_its_own() {
+    route_by_role_matrix(false).await;
+}
+
+/// In a deployment (of one region, its own primary) the replication
+/// protocol's routes are served too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_route_by_role_matrix_of_a_region_in_a_deployment() {
+    route_by_role_matrix(true).await;
+}
+
+const SECRET: &str = "matrix-replication-secret";
+
+async fn route_by_role_matrix(deployment: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let config = ServerConfig {
-        data: Some(dir.path().to_path_buf()),
-        auth: true,
-        ..ServerConfig::default()
-    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
+    let deployment = deployment.then(|| {
+        let path = dir.path().join("deployment.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"matrix\"\nprimary = \"eastus\"\nreplication_secret = \"{SECRET}\"\n\n\
+                 [[regions]]\nname = \"eastus\"\nurl = \"http://{address}\"\n"
+            ),
+        )
+        .unwrap();
+        path
+    });
+    let config = ServerConfig {
+        data: Some(dir.path().join("data")),
+        region: "eastus".to_string(),
+        auth: true,
+        deployment: deployment.clone(),
+        ..ServerConfig::default()
+    };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(tandem_server::serve(config, listener, async {
         let _ = stopped.await;
@@ -88,10 +115,25 @@ async fn the_route_by_role_matrix() {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     assert!(ready, "the server did not become ready");
-    let admin = std::fs::read_to_string(dir.path().join("admin.token"))
-        .unwrap()
-        .trim()
-        .to_string();
+    // In a deployment the admin appears once the region leads.
+    let token_file = dir.path().join("data").join("admin.token");
+    let mut admin = String::new();
+    for _ in 0..400 {
+        if let Ok(token) = std::fs::read_to_string(&token_file) {
+            let answer = http
+                .get(format!("{base}/api/tandem/v1/whoami"))
+                .bearer_auth(token.trim())
+                .send()
+                .await
+                .unwrap();
+            if answer.status().is_success() {
+                admin = token.trim().to_string();
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(!admin.is_empty(), "the admin was never created");
 
     // One principal per role (Reader, Contributor and Owner of `default`,
     // Operator and Admin of the deployment) and one with no role at all.
@@ -183,6 +225,26 @@ async fn the_route_by_role_matrix() {
         }
     }
     assert!(checked > 100, "only {checked} routes checked");
+    if deployment.is_some() {
+        // The regions' own credential passes the gate and the handlers.
+        let journal = http
+            .get(format!(
+                "{base}/api/tandem/v1/replication/journal?after=0&region=probe"
+            ))
+            .bearer_auth(SECRET)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(journal.status().as_u16(), 200);
+        drop(journal);
+        let regions = http
+            .get(format!("{base}/api/tandem/v1/regions"))
+            .bearer_auth(SECRET)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(regions.status().as_u16(), 200);
+    }
 
     let _ = stop.send(());
     server.await.unwrap().unwrap();

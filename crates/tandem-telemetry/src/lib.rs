@@ -80,6 +80,14 @@ fn describe() {
         "Duration of a metadata commit, by backend; on SQLite with synchronous=FULL this is the WAL fsync."
     );
     describe_counter!(
+        "tandem_auth_verifications_total",
+        "Credentials checked by the access gate, by outcome (ok, refused, error) and whether the cache answered."
+    );
+    describe_counter!(
+        "tandem_auth_denied_total",
+        "Authenticated requests refused for lack of the route's permission (403)."
+    );
+    describe_counter!(
         "tandem_store_commits_total",
         "Metadata write transactions, by backend and outcome (committed or failed)."
     );
