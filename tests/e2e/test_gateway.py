@@ -232,7 +232,9 @@ def test_tandem_up_serves_mlflow_through_its_gateway(tmp_path):
                              timeout=5).status_code == 401
         assert requests.get(f"{gateway_url}/api/tandem/v1/journal?after=0", timeout=5).status_code == 401
         # `tandem status` through the gateway reaches the primary, with the
-        # token `up` wrote into DIR/.tandem.toml.
+        # token `up` wrote into DIR/.tandem.toml (readable by its owner only).
+        config = directory / ".tandem.toml"
+        assert os.stat(config).st_mode & 0o777 == 0o600 and "token = " in config.read_text()
         env = {k: v for k, v in os.environ.items() if not k.startswith(("TANDEM_", "MLFLOW_TRACKING_"))}
         shown = subprocess.run([_tandem_bin(), "status", "--json"], cwd=directory, env=env,
                                capture_output=True, text=True, timeout=30)
