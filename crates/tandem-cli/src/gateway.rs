@@ -21,6 +21,16 @@ pub struct GatewayArgs {
     /// How long a request may wait, retrying, for a region to serve it.
     #[arg(long, env = "TANDEM_GATEWAY_FAILOVER_WAIT", default_value = "15s", value_parser = duration)]
     pub failover_wait: std::time::Duration,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "TANDEM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, env = "TANDEM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// A PEM CA to trust for the regions' https:// URLs [default: the
+    /// deployment file's ca_file].
+    #[arg(long, env = "TANDEM_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
     pub log_format: String,
@@ -36,8 +46,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     crate::init_logging(&args.log_format);
     crate::raise_fd_limit();
-    let deployment = Deployment::from_file(&args.deployment)?;
+    let mut deployment = Deployment::from_file(&args.deployment)?;
+    if let Some(path) = &args.ca_file {
+        deployment.trust_ca_file(path)?;
+    }
     let mut config = GatewayConfig::new(deployment);
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(tandem_http::tls::Tls::from_pem_files(cert, key).map_err(anyhow::Error::msg)?);
+    }
     config.poll_interval = args.poll_interval;
     config.failover_wait = args.failover_wait;
     let listener = tokio::net::TcpListener::bind(&args.listen)

@@ -186,6 +186,17 @@ struct ServerArgs {
     /// holds one) [default: DATA/admin.token; env: TANDEM_ADMIN_TOKEN_FILE].
     #[arg(long)]
     admin_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key)
+    /// [env: TANDEM_TLS_CERT].
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key [env: TANDEM_TLS_KEY].
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A PEM CA to trust for the other regions' and the witness's https://
+    /// URLs [env: TANDEM_CA_FILE; default: the deployment file's ca_file].
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
     log_format: String,
@@ -214,6 +225,9 @@ pub(crate) struct ClientArgs {
     /// $MLFLOW_TRACKING_PASSWORD, else `token` of the config file].
     #[arg(long, global = true, value_name = "TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A PEM CA to trust for an https:// server [env: TANDEM_CA_FILE].
+    #[arg(long, global = true, value_name = "PATH", env = "TANDEM_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 /// Where a client command sends its requests and how it prints.
@@ -236,13 +250,20 @@ impl ClientArgs {
             Some(token) => Some(tandem_client::Credentials::Token(token.trim().to_string())),
             None => resolved.credentials.clone(),
         };
-        let client =
-            TandemClient::with_credentials(&resolved.url, credentials.as_ref()).map_err(|error| {
+        let ca = match &self.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|error| {
+                Refusal::Usage(format!("cannot read the CA file {}: {error}", path.display()))
+            })?),
+            None => None,
+        };
+        let client = TandemClient::with_options(&resolved.url, credentials.as_ref(), ca.as_deref()).map_err(
+            |error| {
                 Refusal::Usage(format!(
                     "invalid server URL '{}' (from {}): {error}",
                     resolved.url, resolved.url_source
                 ))
-            })?;
+            },
+        )?;
         Ok(Target {
             client,
             url: resolved.url,
@@ -553,6 +574,13 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = args.admin_token_file {
         config.admin_token_file = Some(path);
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls_cert = Some(cert);
+        config.tls_key = Some(key);
+    }
+    if let Some(path) = args.ca_file {
+        config.ca_file = Some(path);
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -20,6 +20,12 @@ pub struct WitnessArgs {
     /// presenting its replication secret (the regions).
     #[arg(long, env = "TANDEM_DEPLOYMENT")]
     pub deployment: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, env = "TANDEM_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, env = "TANDEM_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
     pub log_format: String,
@@ -43,6 +49,12 @@ pub async fn run(
             .clone(),
         None => None,
     };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(tandem_http::tls::Tls::from_pem_files(cert, key).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
     if secret.is_none() {
         tracing::warn!(
             "the witness answers anyone who reaches it (no --deployment with a replication secret): \
@@ -53,6 +65,7 @@ pub async fn run(
         .await
         .context("embedded witness failed")?
         .with_secret(secret)
+        .with_tls(tls)
         .serve(listener, shutdown)
         .await
         .context("embedded witness failed")?;

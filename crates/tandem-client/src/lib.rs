@@ -216,6 +216,16 @@ impl TandemClient {
 
     /// A client that sends `credentials` with every request.
     pub fn with_credentials(base: &str, credentials: Option<&Credentials>) -> ClientResult<Self> {
+        Self::with_options(base, credentials, None)
+    }
+
+    /// [`Self::with_credentials`], also trusting the PEM CA `ca_pem` for
+    /// `https://` servers (`--ca-file`, `TANDEM_CA_FILE`).
+    pub fn with_options(
+        base: &str,
+        credentials: Option<&Credentials>,
+        ca_pem: Option<&[u8]>,
+    ) -> ClientResult<Self> {
         let base = base.trim_end_matches('/').to_string();
         url::Url::parse(&base).map_err(|error| ClientError::Transport {
             url: base.clone(),
@@ -225,14 +235,23 @@ impl TandemClient {
         if let Some(credentials) = credentials {
             headers.insert(reqwest::header::AUTHORIZATION, credentials.header()?);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
-            .default_headers(headers)
-            .build()
-            .map_err(|error| ClientError::Transport {
-                url: base.clone(),
-                message: error.to_string(),
-            })?;
+            .default_headers(headers);
+        if let Some(pem) = ca_pem {
+            let certificates =
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|error| ClientError::Transport {
+                    url: base.clone(),
+                    message: format!("the CA file is not valid PEM: {error}"),
+                })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|error| ClientError::Transport {
+            url: base.clone(),
+            message: error.to_string(),
+        })?;
         Ok(TandemClient { base, http })
     }
 

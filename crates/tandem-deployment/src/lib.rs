@@ -176,6 +176,10 @@ pub struct Deployment {
     /// `[verify] interval`: how often the primary proves every region's
     /// replica equal to its own (`tandem verify`); None: only on demand.
     pub verify_interval: Option<Duration>,
+    /// PEM certificates (a CA) regions, the gateway and the witness client
+    /// trust for `https://` URLs, besides the system's: the file's
+    /// `ca_file` (relative to it), or a process's `--ca-file`.
+    pub ca_pem: Option<Vec<u8>>,
     /// The definition as the file gave it (see [`Deployment::definition`]).
     definition: serde_json::Value,
     /// SHA-256 of `definition` (see [`Deployment::digest`]).
@@ -309,6 +313,9 @@ struct DeploymentFile {
     failover: Option<FailoverFile>,
     backup: Option<BackupFile>,
     verify: Option<VerifyFile>,
+    /// A PEM CA file to trust for the regions' and the witness's `https://`
+    /// URLs (relative to this file).
+    ca_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -602,6 +609,10 @@ impl Deployment {
             }
             (None, None) => None,
         };
+        let ca_pem = match &file.ca_file {
+            Some(path) => Some(read_ca(&base.join(path))?),
+            None => None,
+        };
         let witness = file.witness.map(parse_witness).transpose()?;
         let failover = parse_failover(file.failover)?;
         let backup = file.backup.map(parse_backup).transpose()?;
@@ -616,6 +627,7 @@ impl Deployment {
             failover,
             backup,
             verify_interval,
+            ca_pem,
             definition: serde_json::Value::Null,
             digest: String::new(),
         };
@@ -657,6 +669,13 @@ impl Deployment {
 
     /// Reaches the witness at `urls` instead of the file's addresses (one
     /// region's own way there: a local proxy, a nearer etcd member).
+    /// Trusts the PEM CA in `path` (a process's `--ca-file`) instead of the
+    /// file's `ca_file`.
+    pub fn trust_ca_file(&mut self, path: &std::path::Path) -> Result<()> {
+        self.ca_pem = Some(read_ca(path)?);
+        Ok(())
+    }
+
     pub fn reach_witness_at(&mut self, urls: Vec<String>) -> Result<()> {
         let Some(witness) = self.witness.as_mut() else {
             return Err(invalid("the deployment has no [witness] to reach"));
@@ -695,7 +714,11 @@ impl Deployment {
             WitnessKind::Embedded { url } => std::sync::Arc::new(
                 tandem_witness::HttpWitness::new(url, spec.retry_timeout)
                     .and_then(|witness| {
-                        witness.with_secret(self.replication_secret.as_deref(), spec.retry_timeout)
+                        witness.with_secret(
+                            self.replication_secret.as_deref(),
+                            self.ca_pem.as_deref(),
+                            spec.retry_timeout,
+                        )
                     })
                     .map_err(|error| invalid(error.to_string()))?,
             ),
@@ -710,6 +733,18 @@ impl Deployment {
     pub fn classes(&self) -> impl Iterator<Item = (AssetClass, ClassPolicy)> + '_ {
         self.classes.iter().map(|(class, policy)| (*class, *policy))
     }
+}
+
+/// Reads a PEM CA file, checking it holds a certificate.
+fn read_ca(path: &std::path::Path) -> Result<Vec<u8>> {
+    let pem = std::fs::read(path).map_err(|error| DeploymentError::Read {
+        path: path.display().to_string(),
+        message: error.to_string(),
+    })?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(invalid(format!("{} holds no PEM certificate", path.display())));
+    }
+    Ok(pem)
 }
 
 #[cfg(test)]

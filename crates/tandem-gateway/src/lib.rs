@@ -80,6 +80,8 @@ pub struct GatewayConfig {
     /// enough to ride out a failover, short enough that a client learns of
     /// an outage.
     pub failover_wait: Duration,
+    /// Serve HTTPS with this certificate (`--tls-cert`, `--tls-key`).
+    pub tls: Option<tandem_http::tls::Tls>,
 }
 
 impl GatewayConfig {
@@ -91,6 +93,7 @@ impl GatewayConfig {
             probe_timeout: DEFAULT_PROBE_TIMEOUT,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             failover_wait: DEFAULT_FAILOVER_WAIT,
+            tls: None,
         }
     }
 }
@@ -98,16 +101,18 @@ impl GatewayConfig {
 /// A running gateway's state: its view of the deployment and its proxy.
 pub struct Gateway {
     proxy: proxy::Proxy,
+    tls: Option<tandem_http::tls::Tls>,
 }
 
 impl Gateway {
     /// A gateway over `config`'s regions, polling their status, and
     /// following the witness when the deployment has one.
     pub fn new(config: &GatewayConfig) -> Result<Arc<Self>, GatewayError> {
-        let source = PollingLeaderSource::with_secret(
+        let source = PollingLeaderSource::with_trust(
             config.deployment.regions().to_vec(),
             config.probe_timeout,
             config.deployment.replication_secret.as_deref(),
+            config.deployment.ca_pem.as_deref(),
         )?;
         let witness = config
             .deployment
@@ -138,7 +143,10 @@ impl Gateway {
             config.connect_timeout,
             config.failover_wait,
         )?;
-        Ok(Arc::new(Gateway { proxy }))
+        Ok(Arc::new(Gateway {
+            proxy,
+            tls: config.tls.clone(),
+        }))
     }
 
     pub fn tracker(&self) -> &Arc<PrimaryTracker> {
@@ -399,10 +407,11 @@ pub async fn serve_gateway(
     let limits = tandem_http::ServeLimits::from_env()
         .map_err(std::io::Error::other)?
         .fitted_to_fd_limit();
-    tandem_http::serve(
+    tandem_http::serve_with(
         listener,
         gateway.router(),
         limits,
+        gateway.tls.clone(),
         "gateway",
         wait_for_stop(stopped),
     )

@@ -298,12 +298,17 @@ impl Proxy {
         connect_timeout: Duration,
         failover_wait: Duration,
     ) -> Result<Self, reqwest::Error> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .tcp_nodelay(true)
-            .build()?;
+            .tcp_nodelay(true);
+        if let Some(pem) = &deployment.ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build()?;
         Ok(Proxy {
             deployment,
             tracker,

@@ -146,6 +146,17 @@ impl PollingLeaderSource {
         timeout: Duration,
         secret: Option<&str>,
     ) -> Result<Self, reqwest::Error> {
+        Self::with_trust(regions, timeout, secret, None)
+    }
+
+    /// [`Self::with_secret`], trusting the PEM CA `ca_pem` for `https://`
+    /// regions.
+    pub fn with_trust(
+        regions: Vec<RegionSpec>,
+        timeout: Duration,
+        secret: Option<&str>,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<Self, reqwest::Error> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(secret) = secret {
             if let Ok(mut value) = reqwest::header::HeaderValue::from_str(&format!("Bearer {secret}")) {
@@ -153,12 +164,17 @@ impl PollingLeaderSource {
                 headers.insert(reqwest::header::AUTHORIZATION, value);
             }
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .default_headers(headers)
-            .no_proxy()
-            .build()?;
+            .no_proxy();
+        if let Some(pem) = ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build()?;
         Ok(PollingLeaderSource { regions, http })
     }
 

@@ -25,6 +25,7 @@
 //! Architecture invariant: knows nothing of Tandem's domain.
 
 mod body;
+pub mod tls;
 
 use std::future::Future;
 use std::io;
@@ -162,6 +163,19 @@ pub async fn serve(
     service: &'static str,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    serve_with(listener, app, limits, None, service, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (every connection's handshake
+/// in its own task, within the header timeout).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: ServeLimits,
+    tls: Option<tls::Tls>,
+    service: &'static str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopping) = watch::channel(false);
     tokio::spawn(async move {
@@ -206,11 +220,34 @@ pub async fn serve(
                 let stopping = stopping.clone();
                 let open = open.clone();
                 let peak = peak.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let count = open.fetch_add(1, Ordering::Relaxed) + 1;
                     peak.fetch_max(count, Ordering::Relaxed);
                     metrics::gauge!("tandem_http_connections_open", "service" => service).set(count as f64);
-                    serve_connection(stream, app, &limits, service, stopping).await;
+                    let peer = stream.peer_addr().ok();
+                    match tls {
+                        None => serve_connection(stream, peer, app, &limits, service, stopping).await,
+                        Some(tls) => {
+                            match tokio::time::timeout(limits.header_timeout, tls.acceptor.accept(stream))
+                                .await
+                            {
+                                Ok(Ok(stream)) => {
+                                    serve_connection(stream, peer, app, &limits, service, stopping).await
+                                }
+                                Ok(Err(error)) => {
+                                    metrics::counter!("tandem_http_connections_closed_total", "service" => service, "reason" => "tls_handshake")
+                                        .increment(1);
+                                    tracing::debug!(%error, ?peer, "TLS handshake failed");
+                                }
+                                Err(_) => {
+                                    metrics::counter!("tandem_http_connections_closed_total", "service" => service, "reason" => "timeout")
+                                        .increment(1);
+                                    tracing::debug!(?peer, "TLS handshake timed out");
+                                }
+                            }
+                        }
+                    }
                     let count = open.fetch_sub(1, Ordering::Relaxed) - 1;
                     metrics::gauge!("tandem_http_connections_open", "service" => service).set(count as f64);
                     drop(slot);
@@ -271,15 +308,17 @@ async fn refuse(mut stream: TcpStream) {
     .await;
 }
 
-async fn serve_connection(
-    stream: TcpStream,
+async fn serve_connection<S>(
+    stream: S,
+    peer: Option<std::net::SocketAddr>,
     app: Router,
     limits: &ServeLimits,
     service: &'static str,
     mut stopping: watch::Receiver<bool>,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let body_timeout = limits.body_timeout;
-    let peer = stream.peer_addr().ok();
     let handler = hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
         let mut request =
             request.map(|incoming| axum::body::Body::new(body::Stalling::new(incoming, body_timeout)));

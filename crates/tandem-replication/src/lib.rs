@@ -232,10 +232,16 @@ impl Region {
             .filter(|region| region.name != name)
             .map(|region| (region.name.clone(), PeerProgress::default()))
             .collect();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(3))
-            .build()
-            .map_err(|error| error.to_string())?;
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(3));
+        // Peers at `https://` URLs signed by the deployment's own CA.
+        if let Some(pem) = &deployment.ca_pem {
+            for certificate in
+                reqwest::Certificate::from_pem_bundle(pem).map_err(|error| error.to_string())?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let http = builder.build().map_err(|error| error.to_string())?;
         Ok(Arc::new(Region {
             name: name.to_string(),
             deployment,

@@ -100,6 +100,14 @@ pub struct ServerConfig {
     /// file already holds a token, that token becomes the admin's: every
     /// region of a deployment can be given the same file.
     pub admin_token_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain and key
+    /// (`TANDEM_TLS_CERT`, `TANDEM_TLS_KEY`); both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// A PEM CA to trust for the other regions' and the witness's
+    /// `https://` URLs, instead of the deployment file's `ca_file`
+    /// (`TANDEM_CA_FILE`).
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -129,11 +137,31 @@ impl Default for ServerConfig {
             auth: false,
             insecure_no_auth: false,
             admin_token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            ca_file: None,
         }
     }
 }
 
 impl ServerConfig {
+    /// The TLS settings, if `tls_cert` and `tls_key` are given.
+    pub fn tls(&self) -> Result<Option<tandem_http::tls::Tls>, ConfigError> {
+        match (&self.tls_cert, &self.tls_key) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => tandem_http::tls::Tls::from_pem_files(cert, key)
+                .map(Some)
+                .map_err(|message| ConfigError::Invalid {
+                    name: "tls".to_string(),
+                    message,
+                }),
+            _ => Err(ConfigError::Invalid {
+                name: "tls".to_string(),
+                message: "give both tls_cert and tls_key (--tls-cert, --tls-key), or neither".to_string(),
+            }),
+        }
+    }
+
     /// What the server allows its clients.
     pub fn serve_limits(&self) -> tandem_http::ServeLimits {
         tandem_http::ServeLimits {
@@ -225,6 +253,15 @@ impl ServerConfig {
         }
         if let Some(value) = env("TANDEM_ADMIN_TOKEN_FILE") {
             self.admin_token_file = Some(PathBuf::from(value));
+        }
+        for (name, target) in [
+            ("TANDEM_TLS_CERT", &mut self.tls_cert),
+            ("TANDEM_TLS_KEY", &mut self.tls_key),
+            ("TANDEM_CA_FILE", &mut self.ca_file),
+        ] {
+            if let Some(value) = env(name).filter(|value| !value.trim().is_empty()) {
+                *target = Some(PathBuf::from(value));
+            }
         }
         if let Some(value) = env("TANDEM_WITNESS_ENDPOINTS") {
             self.witness_endpoints = Some(value);

@@ -89,6 +89,7 @@ pub async fn serve(
 ) -> Result<(), ServerError> {
     let address = listener.local_addr()?;
     check_exposure(&config, address)?;
+    let tls = config.tls()?;
     let token_file = config
         .admin_token_file
         .clone()
@@ -142,6 +143,14 @@ pub async fn serve(
                 name: "deployment".to_string(),
                 message: error.to_string(),
             })?;
+            if let Some(ca_file) = &config.ca_file {
+                deployment
+                    .trust_ca_file(ca_file)
+                    .map_err(|error| ConfigError::Invalid {
+                        name: "ca_file".to_string(),
+                        message: error.to_string(),
+                    })?;
+            }
             if let Some(endpoints) = &config.witness_endpoints {
                 deployment
                     .reach_witness_at(endpoints.split(',').map(str::trim).map(str::to_string).collect())
@@ -195,7 +204,7 @@ pub async fn serve(
             }
             let diagnostics = tandem_replication::diagnostics::routes(
                 region.clone(),
-                diagnostic_sources(&config, &region, schedule.as_ref())?,
+                diagnostic_sources(&config, &region, schedule.as_ref(), tls.as_ref())?,
             );
             // Hot-cold classes come back from the archive at failover.
             let hot_cold: std::collections::BTreeSet<_> = tandem_core::journal::AssetClass::ALL
@@ -330,7 +339,7 @@ pub async fn serve(
         body_timeout_ms = limits.body_timeout.as_millis() as u64,
         "tandem server listening"
     );
-    tandem_http::serve(listener, app, limits, "region", wait_for_stop(stopped)).await?;
+    tandem_http::serve_with(listener, app, limits, tls, "region", wait_for_stop(stopped)).await?;
     if let Some(task) = background {
         let _ = task.await;
     }
@@ -340,12 +349,13 @@ pub async fn serve(
 }
 
 /// What a region's diagnostics need from its configuration: its local
-/// volumes, its database's name, its backup repository, its TLS (none: the
-/// server speaks plain HTTP; TLS, where there is any, ends in front of it).
+/// volumes, its database's name, its backup repository, its TLS (its
+/// certificate's expiry, or plain HTTP).
 fn diagnostic_sources(
     config: &ServerConfig,
     region: &Region,
     schedule: Option<&tandem_backup::schedule::Schedule>,
+    tls: Option<&tandem_http::tls::Tls>,
 ) -> Result<tandem_replication::diagnostics::DiagnosticSources, ServerError> {
     let backups = schedule.map(|schedule| {
         Arc::new(tandem_backup::status::RepositoryStatus {
@@ -360,10 +370,21 @@ fn diagnostic_sources(
         volumes: config.local_volumes(),
         metadata_target: redact(&config.metadata_url()?),
         backups,
-        tls: tandem_core::diagnostics::TlsReport {
-            configured: false,
-            certificate_not_after_ms: None,
-            detail: "tandem server has no TLS settings and serves plain HTTP".to_string(),
+        tls: match tls {
+            None => tandem_core::diagnostics::TlsReport {
+                configured: false,
+                certificate_not_after_ms: None,
+                detail: "serves plain HTTP (no --tls-cert/--tls-key)".to_string(),
+            },
+            Some(tls) => tandem_core::diagnostics::TlsReport {
+                configured: true,
+                certificate_not_after_ms: tls.not_after.as_deref().and_then(tandem_core::model::parse_utc),
+                detail: format!(
+                    "serves HTTPS with {} (valid until {})",
+                    tls.cert_path,
+                    tls.not_after.as_deref().unwrap_or("an unreadable date")
+                ),
+            },
         },
     })
 }

@@ -46,8 +46,14 @@ impl HttpWitness {
     }
 
     /// Presents `secret` (the deployment's replication secret) with every
-    /// call, as a witness started with one requires.
-    pub fn with_secret(mut self, secret: Option<&str>, request_timeout: Duration) -> Result<Self> {
+    /// call, as a witness started with one requires, and trusts the PEM CA
+    /// `ca_pem` for an `https://` witness.
+    pub fn with_secret(
+        mut self,
+        secret: Option<&str>,
+        ca_pem: Option<&[u8]>,
+        request_timeout: Duration,
+    ) -> Result<Self> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(secret) = secret.filter(|secret| !secret.is_empty()) {
             let mut value =
@@ -57,10 +63,18 @@ impl HttpWitness {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        self.http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(request_timeout)
             .connect_timeout(request_timeout)
-            .default_headers(headers)
+            .default_headers(headers);
+        if let Some(pem) = ca_pem {
+            for certificate in reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|error| WitnessError::Invalid(format!("the CA file is not valid PEM: {error}")))?
+            {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        self.http = builder
             .build()
             .map_err(|error| WitnessError::Invalid(format!("cannot build http client: {error}")))?;
         Ok(self)

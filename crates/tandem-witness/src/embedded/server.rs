@@ -31,6 +31,7 @@ use crate::timings::check_ttl;
 #[derive(Clone)]
 pub struct EmbeddedWitnessServer {
     shared: Arc<Shared>,
+    tls: Option<tandem_http::tls::Tls>,
 }
 
 struct Shared {
@@ -77,6 +78,7 @@ impl EmbeddedWitnessServer {
                 persist_error: std::sync::Mutex::new(None),
                 secret: None,
             }),
+            tls: None,
         })
     }
 
@@ -93,7 +95,14 @@ impl EmbeddedWitnessServer {
         };
         EmbeddedWitnessServer {
             shared: Arc::new(shared),
+            tls: self.tls,
         }
+    }
+
+    /// Serves HTTPS with this certificate.
+    pub fn with_tls(mut self, tls: Option<tandem_http::tls::Tls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The witness's HTTP routes (see the `wire` module for the protocol),
@@ -132,7 +141,8 @@ impl EmbeddedWitnessServer {
         let limits = tandem_http::ServeLimits::from_env()
             .map_err(WitnessError::Unavailable)?
             .fitted_to_fd_limit();
-        tandem_http::serve(listener, self.router(), limits, "witness", shutdown)
+        let router = self.router();
+        tandem_http::serve_with(listener, router, limits, self.tls, "witness", shutdown)
             .await
             .map_err(|error| WitnessError::Unavailable(format!("embedded witness server failed: {error}")))?;
         tracing::info!(%address, "embedded witness stopped");
@@ -424,7 +434,7 @@ mod tests {
         // Nothing was seized; the regions' client, with the secret, works.
         let witness = crate::HttpWitness::new(&url, Duration::from_secs(5))
             .unwrap()
-            .with_secret(Some("s3cret"), Duration::from_secs(5))
+            .with_secret(Some("s3cret"), None, Duration::from_secs(5))
             .unwrap();
         use crate::Witness;
         assert!(witness.leader().await.unwrap().is_none());
