@@ -247,8 +247,8 @@ async fn operators_only(
     next: axum::middleware::Next,
 ) -> Response {
     let presented = request.headers().get(axum::http::header::AUTHORIZATION).cloned();
-    if let (Some(secret), Some(presented)) = (&gateway.proxy.deployment.replication_secret, &presented) {
-        if presented.as_bytes() == format!("Bearer {secret}").as_bytes() {
+    if let Some(secret) = &gateway.proxy.deployment.replication_secret {
+        if tandem_http::presents_bearer(request.headers(), secret) {
             return next.run(request).await;
         }
     }

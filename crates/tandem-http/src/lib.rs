@@ -150,6 +150,23 @@ fn refusal() -> Vec<u8> {
     .into_bytes()
 }
 
+/// Whether `headers` carry `Authorization: Bearer <secret>`, compared in
+/// time that does not depend on where they differ: how regions, the gateway
+/// and the witness recognise the deployment's replication secret.
+pub fn presents_bearer(headers: &axum::http::HeaderMap, secret: &str) -> bool {
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or("");
+    presented.len() == secret.len()
+        && presented
+            .bytes()
+            .zip(secret.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
 fn is_fd_exhaustion(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(code) if code == 24 || code == 23) // EMFILE, ENFILE
 }

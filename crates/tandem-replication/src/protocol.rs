@@ -113,18 +113,7 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
 /// does not depend on where they differ; the refusal to send, if any.
 pub(crate) fn unauthorized(region: &Region, headers: &HeaderMap) -> Option<Response> {
     let secret = region.secret()?;
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let equal = presented.len() == secret.len()
-        && presented
-            .bytes()
-            .zip(secret.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    (!equal).then(|| {
+    (!tandem_http::presents_bearer(headers, secret)).then(|| {
         error(
             StatusCode::UNAUTHORIZED,
             "UNAUTHENTICATED",

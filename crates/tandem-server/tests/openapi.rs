@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use tandem_server::ServerConfig;
 
+mod support;
+
 /// A router's own refusals: 405, or 404 with an empty body (every handler's
 /// 404 carries MLflow's error JSON).
 fn unrouted(status: reqwest::StatusCode, body: &str) -> bool {
@@ -21,24 +23,8 @@ async fn every_documented_operation_is_routed() {
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tandem_server::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
-    let base = format!("http://{address}");
-    let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(response) = http.get(format!("{base}/ready")).send().await {
-            if response.status().is_success() {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(ready, "the server did not become ready");
+    let server = support::Running::start(config, listener).await;
+    let (base, http) = (server.base.clone(), server.http.clone());
 
     let served: serde_json::Value = http
         .get(format!("{base}{}", tandem_api::openapi::OPENAPI_PATH))
@@ -93,8 +79,7 @@ async fn every_documented_operation_is_routed() {
         assert!(!unrouted(status, &body), "{method} {template}: {status} {body:?}");
     }
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }
 
 fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {

@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use tandem_core::access::{Grant, Grants, Permission, Role};
 use tandem_server::ServerConfig;
 
+mod support;
+
 #[test]
 fn every_documented_operation_declares_a_permission() {
     for deployment in [false, true] {
@@ -98,23 +100,8 @@ async fn route_by_role_matrix(deployment: bool) {
         deployment: deployment.clone(),
         ..ServerConfig::default()
     };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(tandem_server::serve(config, listener, async {
-        let _ = stopped.await;
-    }));
-    let base = format!("http://{address}");
-    let http = reqwest::Client::new();
-    let mut ready = false;
-    for _ in 0..200 {
-        if let Ok(response) = http.get(format!("{base}/ready")).send().await {
-            if response.status().is_success() {
-                ready = true;
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(ready, "the server did not become ready");
+    let server = support::Running::start(config, listener).await;
+    let (base, http) = (server.base.clone(), server.http.clone());
     // In a deployment the admin appears once the region leads.
     let token_file = dir.path().join("data").join("admin.token");
     let mut admin = String::new();
@@ -246,6 +233,5 @@ async fn route_by_role_matrix(deployment: bool) {
         assert_eq!(regions.status().as_u16(), 200);
     }
 
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await;
 }

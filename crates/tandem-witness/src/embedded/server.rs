@@ -165,18 +165,7 @@ async fn authenticate(
     if path == HEALTH_PATH || path == READY_PATH {
         return next.run(request).await;
     }
-    let presented = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let equal = presented.len() == secret.len()
-        && presented
-            .bytes()
-            .zip(secret.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
+    let equal = tandem_http::presents_bearer(request.headers(), secret);
     if equal {
         return next.run(request).await;
     }
