@@ -235,3 +235,94 @@ async fn route_by_role_matrix(deployment: bool) {
 
     server.stop().await;
 }
+
+/// The routes registered with axum's plain `.route(…)` (MLflow's API, the
+/// artifact proxy, MLflow's user endpoints, the probes — the Tandem API
+/// goes through `routes!`, checked against the OpenAPI documents above),
+/// read from the routers' sources: every (method, path) declares a
+/// permission. A route added without one fails here before any request.
+#[test]
+fn every_plain_route_of_the_sources_declares_a_permission() {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let prefixes = [
+        "/api/2.0/mlflow",
+        "/ajax-api/2.0/mlflow",
+        "/api/2.0/mlflow-artifacts",
+        "/ajax-api/2.0/mlflow-artifacts",
+    ];
+    let mut checked = 0;
+    for file in [
+        "tracking.rs",
+        "models.rs",
+        "artifacts.rs",
+        "principals.rs",
+        "tandem.rs",
+    ] {
+        let text = std::fs::read_to_string(crates.join("tandem-api/src").join(file)).unwrap();
+        let compact: String = text.split_whitespace().collect();
+        for call in compact.split(".route(").skip(1) {
+            // Only the call's own arguments: up to its closing parenthesis.
+            let mut depth = 1;
+            let end = call
+                .char_indices()
+                .find(|(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map(|(index, _)| index)
+                .unwrap_or(call.len());
+            let call = &call[..end];
+            let (path, rest, templated) = if let Some(rest) = call.strip_prefix("&format!(\"{prefix}") {
+                let end = rest.find('"').unwrap();
+                (
+                    rest[..end].replace("{{", "{").replace("}}", "}"),
+                    &rest[end..],
+                    true,
+                )
+            } else if let Some(rest) = call.strip_prefix('"') {
+                let end = rest.find('"').unwrap();
+                (rest[..end].to_string(), &rest[end..], false)
+            } else {
+                panic!(
+                    "{file}: a route whose path is not a literal: .route({})",
+                    &call[..call.len().min(60)]
+                );
+            };
+            let methods: Vec<Method> = [
+                ("get(", Method::GET),
+                ("post(", Method::POST),
+                ("put(", Method::PUT),
+                ("patch(", Method::PATCH),
+                ("delete(", Method::DELETE),
+            ]
+            .into_iter()
+            .filter(|(token, _)| {
+                [",", ".", "("]
+                    .iter()
+                    .any(|before| rest.contains(&format!("{before}{token}")))
+            })
+            .map(|(_, method)| method)
+            .collect();
+            assert!(!methods.is_empty(), "{file}: no method for {path}");
+            for method in methods {
+                let declared = if templated {
+                    prefixes.iter().any(|prefix| {
+                        tandem_api::access::required(&method, &format!("{prefix}{path}")).is_some()
+                    })
+                } else {
+                    tandem_api::access::required(&method, &path).is_some()
+                };
+                assert!(
+                    declared,
+                    "{file}: {method} {path} declares no permission in tandem_api::access"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 60, "only {checked} routes found: the scan is broken");
+}
