@@ -301,6 +301,60 @@ const ROUTES: &[(&str, &[(Method, Permission)])] = {
     ]
 };
 
+/// The web console's pages of a workspace (`tandem-console`), at the root
+/// for the default workspace and under `/w/{workspace}`.
+const CONSOLE_WORKSPACE_ROUTES: &[(&str, &[(Method, Permission)])] = {
+    use Permission::{Read as R, Write as W};
+    &[
+        ("/", &[(Method::GET, R)]),
+        ("/experiments", &[(Method::POST, W)]),
+        ("/experiments/{experiment_id}", &[(Method::GET, R)]),
+        ("/runs/{run_id}", &[(Method::GET, R)]),
+        ("/runs/{run_id}/delete", &[(Method::POST, W)]),
+        ("/runs/{run_id}/restore", &[(Method::POST, W)]),
+        ("/compare", &[(Method::GET, R)]),
+    ]
+};
+
+/// The console's other routes.
+const CONSOLE_ROUTES: &[(&str, &[(Method, Permission)])] = {
+    use Permission::*;
+    &[
+        ("/login", &[(Method::GET, Public), (Method::POST, Public)]),
+        ("/logout", &[(Method::POST, Authenticated)]),
+        // The page is a frame; its data comes from `/api/tandem/v1/regions`
+        // (Operate), which it fetches with the viewer's session.
+        ("/deployment", &[(Method::GET, Authenticated)]),
+        ("/console.css", &[(Method::GET, Public)]),
+        ("/console.js", &[(Method::GET, Public)]),
+    ]
+};
+
+/// Whether `route` is one of the console's (HTML answers: a sign-in page
+/// rather than a 401).
+pub fn is_console_route(route: &str) -> bool {
+    let scoped = match route.strip_prefix("/w/{workspace}") {
+        Some("") => "/",
+        Some(rest) => rest,
+        None => route,
+    };
+    CONSOLE_WORKSPACE_ROUTES.iter().any(|(path, _)| *path == scoped)
+        || CONSOLE_ROUTES.iter().any(|(path, _)| *path == route)
+}
+
+/// The console's session token, from the request's `tandem_session` cookie.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == "tandem_session")
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
 fn lookup(table: &[(&str, &[(Method, Permission)])], method: &Method, route: &str) -> Option<Permission> {
     let (_, methods) = table.iter().find(|(template, _)| *template == route)?;
     // HEAD is answered by GET handlers.
@@ -326,8 +380,14 @@ pub fn required(method: &Method, route: &str) -> Option<Permission> {
             }
         }
     }
+    let console = if scoped.is_empty() { "/" } else { scoped };
+    if let Some(permission) = lookup(CONSOLE_WORKSPACE_ROUTES, method, console) {
+        return Some(permission);
+    }
     if scoped.len() == route.len() {
-        lookup(MLFLOW_USER_ROUTES, method, route).or_else(|| lookup(ROUTES, method, route))
+        lookup(MLFLOW_USER_ROUTES, method, route)
+            .or_else(|| lookup(CONSOLE_ROUTES, method, route))
+            .or_else(|| lookup(ROUTES, method, route))
     } else {
         None
     }
@@ -360,7 +420,18 @@ pub fn declared_routes() -> Vec<(Method, String, Permission)> {
             }
         }
     }
-    for (path, methods) in MLFLOW_USER_ROUTES.iter().chain(ROUTES) {
+    for (path, methods) in CONSOLE_WORKSPACE_ROUTES {
+        for (method, permission) in methods.iter() {
+            routes.push((method.clone(), path.to_string(), *permission));
+            let nested = if *path == "/" {
+                String::new()
+            } else {
+                path.to_string()
+            };
+            routes.push((method.clone(), format!("/w/{{workspace}}{nested}"), *permission));
+        }
+    }
+    for (path, methods) in MLFLOW_USER_ROUTES.iter().chain(CONSOLE_ROUTES).chain(ROUTES) {
         for (method, permission) in methods.iter() {
             routes.push((method.clone(), path.to_string(), *permission));
         }
@@ -378,11 +449,11 @@ fn workspace_of(route: &str, path: &str) -> Option<String> {
             .map(percent_decode)
             .filter(|segment| !segment.is_empty())
     };
-    if route.starts_with("/w/{workspace}/") {
+    if route == "/w/{workspace}" || route.starts_with("/w/{workspace}/") {
         segment(2)
     } else if route.starts_with("/api/tandem/v1/workspaces/{") {
         segment(5)
-    } else if route.contains("/mlflow") {
+    } else if route.contains("/mlflow") || CONSOLE_WORKSPACE_ROUTES.iter().any(|(path, _)| *path == route) {
         Some(tandem_store::DEFAULT_WORKSPACE.to_string())
     } else {
         None
@@ -405,6 +476,39 @@ fn percent_decode(segment: &str) -> String {
         index += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A console page asked for without a session: the sign-in page, which
+/// comes back here after.
+fn to_sign_in(request: &Request, error: &str) -> Response {
+    let next = request
+        .uri()
+        .path_and_query()
+        .map(|value| value.as_str())
+        .unwrap_or("/");
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.append_pair("next", next);
+    if !error.is_empty() {
+        query.append_pair("error", error);
+    }
+    let mut response = axum::response::Redirect::to(&format!("/login?{}", query.finish())).into_response();
+    if !error.is_empty() {
+        // The cookie names a session that no longer works: drop it.
+        response.headers_mut().insert(
+            header::SET_COOKIE,
+            axum::http::HeaderValue::from_static(
+                "tandem_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+            ),
+        );
+    }
+    response
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// What the gate needs: the authenticator, or None for a server that runs
@@ -455,15 +559,21 @@ async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
         request.extensions_mut().insert(Caller::Open);
         return next.run(request).await;
     };
+    // A browser's console session: its cookie counts as a bearer token.
     let header = request
         .headers()
         .get(header::AUTHORIZATION)
-        .map(|value| value.as_bytes().to_vec());
+        .map(|value| value.as_bytes().to_vec())
+        .or_else(|| session_cookie(request.headers()).map(|token| format!("Bearer {token}").into_bytes()));
+    let console = is_console_route(&route);
     let identity = match authenticator.authenticate(header.as_deref()).await {
         Ok(identity) => identity,
         // A public route answers whatever the credentials.
         Err(_) if permission == Permission::Public => None,
         Err(AuthError::Missing) => None,
+        Err(AuthError::Invalid(_)) if console => {
+            return to_sign_in(&request, "Your session has ended: sign in again.");
+        }
         Err(AuthError::Invalid(reason)) => {
             return unauthenticated(format!("Authentication failed: {reason}")).into_response();
         }
@@ -472,6 +582,9 @@ async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
     let Some(identity) = identity else {
         if permission == Permission::Public {
             return next.run(request).await;
+        }
+        if console {
+            return to_sign_in(&request, "");
         }
         return unauthenticated(
             "You are not authenticated: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and \
@@ -487,7 +600,20 @@ async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
     };
     if !allowed {
         metrics::counter!("tandem_auth_denied_total").increment(1);
-        return denied(&identity.name, permission, workspace.as_deref()).into_response();
+        let refusal = denied(&identity.name, permission, workspace.as_deref());
+        if console {
+            return (
+                axum::http::StatusCode::FORBIDDEN,
+                axum::response::Html(format!(
+                    "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Not allowed · Tandem</title>\
+                     <link rel=\"stylesheet\" href=\"/console.css\"></head><body><main><h1>Not allowed</h1>\
+                     <p class=\"error\" role=\"alert\">{}</p><p><a href=\"/\">Back</a></p></main></body></html>",
+                    html_escape(&refusal.message)
+                )),
+            )
+                .into_response();
+        }
+        return refusal.into_response();
     }
     let name = identity.name.clone();
     request.extensions_mut().insert(Caller::Authenticated(identity));

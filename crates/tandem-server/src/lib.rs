@@ -132,10 +132,13 @@ pub async fn serve(
             accepting_writes: Arc::new(|| true),
         });
     let (store, artifacts) = (state.store.clone(), state.artifacts.clone());
+    // What the console serves with: the API's state, policy installed.
+    let console_state;
     let app = match &config.deployment {
         // With a deployment, the replication routes serve /metrics (their
         // gauges are read at each scrape); without one, the process's own.
         None => {
+            console_state = state.clone();
             tandem_api::router(state).route("/metrics", axum::routing::get(tandem_telemetry::metrics_handler))
         }
         Some(path) => {
@@ -266,6 +269,7 @@ pub async fn serve(
                     interval,
                 ));
             }
+            console_state = state.clone();
             tandem_api::router(state)
                 .merge(tandem_replication::protocol::routes(region))
                 .merge(diagnostics)
@@ -294,6 +298,8 @@ pub async fn serve(
         repositories,
     ));
     let app = app.merge(tandem_backup::http::routes(backups.clone()));
+    // The web console, over the same store and behind the same gate.
+    let app = app.merge(tandem_console::routes().with_state(console_state));
     let app = app.route(
         tandem_api::openapi::OPENAPI_PATH,
         tandem_api::openapi::handler(openapi(config.deployment.is_some())),

@@ -31,17 +31,25 @@ fn every_documented_operation_declares_a_permission() {
             );
         }
     }
-    // And nothing documented is public but the probes and the document.
+    // And nothing is public but the probes, the document, the sign-in page
+    // and the console's stylesheet and script.
     for (method, path, permission) in tandem_api::access::declared_routes() {
         if permission == Permission::Public {
-            assert!(
-                method == Method::GET
-                    && ["/health", "/ready", "/version", "/api/tandem/v1/openapi.json"]
-                        .iter()
-                        .chain(&["/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/server-info"])
-                        .any(|public| *public == path),
-                "{method} {path} is public"
-            );
+            let public = (method == Method::GET
+                && [
+                    "/health",
+                    "/ready",
+                    "/version",
+                    "/api/tandem/v1/openapi.json",
+                    "/api/3.0/mlflow/server-info",
+                    "/ajax-api/3.0/mlflow/server-info",
+                    "/console.css",
+                    "/console.js",
+                    "/login",
+                ]
+                .contains(&path.as_str()))
+                || (method == Method::POST && path == "/login");
+            assert!(public, "{method} {path} is public");
         }
     }
 }
@@ -163,6 +171,12 @@ async fn route_by_role_matrix(deployment: bool) {
         };
         let anonymous = send(None).await.unwrap();
         let status = anonymous.status().as_u16();
+        let location = anonymous
+            .headers()
+            .get("location")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or("")
+            .to_string();
         let body = anonymous.text().await.unwrap_or_default();
         if status == 404 && body.trim().is_empty() {
             // Not routed here (the replication protocol needs a deployment).
@@ -176,7 +190,14 @@ async fn route_by_role_matrix(deployment: bool) {
             );
             continue;
         }
-        assert_eq!(status, 401, "{method} {template}: anonymous got {status} {body}");
+        if tandem_api::access::is_console_route(&template) {
+            assert!(
+                status == 303 && location.starts_with("/login?next="),
+                "{method} {template}: anonymous got {status} {location} {body}"
+            );
+        } else {
+            assert_eq!(status, 401, "{method} {template}: anonymous got {status} {body}");
+        }
         for (name, role) in &roles {
             let grants = Grants(
                 role.iter()
@@ -186,10 +207,9 @@ async fn route_by_role_matrix(deployment: bool) {
                     })
                     .collect(),
             );
-            let workspace = (template.contains("mlflow")
-                || template.contains("{workspace}")
-                || template.contains("{name}"))
-            .then_some("default");
+            // Every route of a workspace permission names one (the
+            // default's at the root, `default` filled in elsewhere).
+            let workspace = permission.workspace_scoped().then_some("default");
             let allowed = grants.allows(permission, workspace);
             let response = send(Some(&tokens[name])).await.unwrap();
             let status = response.status().as_u16();
@@ -200,7 +220,10 @@ async fn route_by_role_matrix(deployment: bool) {
                     status, 403,
                     "{method} {template} as {name} must be refused: {body}"
                 );
-                assert!(body.contains("PERMISSION_DENIED"), "{body}");
+                assert!(
+                    body.contains("PERMISSION_DENIED") || body.contains("Permission denied:"),
+                    "{body}"
+                );
             } else if permission != Permission::Authenticated {
                 // Handlers of `Authenticated` routes narrow further (your
                 // own tokens; assignments of workspaces you own).

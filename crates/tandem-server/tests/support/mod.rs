@@ -18,7 +18,12 @@ impl Running {
         let task = tokio::spawn(tandem_server::serve(config, listener, async {
             let _ = stopped.await;
         }));
-        let http = reqwest::Client::new();
+        // Redirects are answers in these tests (the console sends anonymous
+        // visitors to its sign-in page).
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
         let mut ready = false;
         for _ in 0..200 {
             if let Ok(response) = http.get(format!("{base}/ready")).send().await {

@@ -1,0 +1,93 @@
+// The console's only script: served by the binary, nothing fetched from
+// elsewhere. It opens the links the mlflow client prints (`/#/experiments/1`,
+// `/#/experiments/1/runs/<id>`, `/#/models/<name>/versions/<v>`), switches
+// workspaces, and keeps the deployment page current.
+(function () {
+  "use strict";
+  var hash = window.location.hash || "";
+  var match;
+  if ((match = hash.match(/^#\/experiments\/([^/]+)\/runs\/([^/?]+)/))) {
+    window.location.replace(prefix() + "/runs/" + encodeURIComponent(match[2]));
+    return;
+  }
+  if ((match = hash.match(/^#\/experiments\/([^/?]+)/))) {
+    window.location.replace(prefix() + "/experiments/" + encodeURIComponent(match[1]));
+    return;
+  }
+
+  function prefix() {
+    var path = window.location.pathname.match(/^\/w\/[^/]+/);
+    return path ? path[0] : "";
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var switcher = document.querySelector("form[data-switcher]");
+    if (switcher) {
+      switcher.addEventListener("submit", function (event) {
+        event.preventDefault();
+        var name = switcher.querySelector("input").value.trim();
+        window.location.href = !name || name === "default" ? "/" : "/w/" + encodeURIComponent(name);
+      });
+    }
+    var deployment = document.getElementById("deployment");
+    if (deployment) {
+      refresh(deployment);
+      window.setInterval(function () { refresh(deployment); }, 2000);
+    }
+  });
+
+  function cell(text) {
+    var td = document.createElement("td");
+    td.textContent = text === undefined || text === null ? "–" : String(text);
+    return td;
+  }
+
+  function refresh(target) {
+    fetch(target.getAttribute("data-source"), { credentials: "same-origin" })
+      .then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      })
+      .then(function (answer) {
+        target.textContent = "";
+        if (!answer.ok) {
+          var message = document.createElement("p");
+          message.className = "error";
+          message.textContent = answer.body.message || "The deployment's status is not available here.";
+          target.appendChild(message);
+          return;
+        }
+        var status = answer.body;
+        var summary = document.createElement("p");
+        summary.textContent = "Primary: " + (status.primary || "unknown") + " · epoch " + status.epoch +
+          " · answered by " + status.region;
+        target.appendChild(summary);
+        var table = document.createElement("table");
+        table.className = "regions";
+        var head = document.createElement("tr");
+        ["Region", "Role", "Ready", "Applied", "Lag (records)", "Lag (s)"].forEach(function (title) {
+          var th = document.createElement("th");
+          th.textContent = title;
+          head.appendChild(th);
+        });
+        table.appendChild(head);
+        (status.regions || []).forEach(function (region) {
+          var row = document.createElement("tr");
+          row.appendChild(cell(region.name));
+          row.appendChild(cell(region.role));
+          row.appendChild(cell(region.ready === false ? "no" : "yes"));
+          row.appendChild(cell(region.applied));
+          row.appendChild(cell(region.lag_records));
+          row.appendChild(cell(region.lag_seconds));
+          table.appendChild(row);
+        });
+        target.appendChild(table);
+      })
+      .catch(function (error) {
+        target.textContent = "";
+        var message = document.createElement("p");
+        message.className = "error";
+        message.textContent = "This region does not answer: " + error;
+        target.appendChild(message);
+      });
+  }
+})();

@@ -1,0 +1,49 @@
+//! The web console: server-rendered HTML (maud) with a little script, served
+//! by every region at `/` for the default workspace and at `/w/<workspace>`
+//! for any other, behind the same access gate as the API.
+//!
+//! Why server-rendered: nothing to build or fetch at run time (no
+//! JavaScript toolchain, no CDN), pages that work from one request, and the
+//! same store calls, validation and permissions as the API. Charts are SVG
+//! drawn on the server from a downsampled history ([`chart`]).
+//!
+//! Sign-in (`/login`) checks a password (or takes a token) and mints an API
+//! token for the session, kept in an `HttpOnly`, `SameSite=Strict` cookie
+//! the gate reads like a bearer token; every form that changes something
+//! carries a CSRF token derived from the session, and, on a server without
+//! authentication, a change must come from the console's own origin.
+
+pub mod chart;
+mod pages;
+mod session;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tandem_api::AppState;
+
+pub use session::SESSION_COOKIE;
+
+/// The console's pages of one workspace (mounted at the root for the
+/// default workspace and under `/w/{workspace}`).
+fn workspace_pages() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::experiments))
+        .route("/experiments", post(pages::create_experiment))
+        .route("/experiments/{experiment_id}", get(pages::runs))
+        .route("/runs/{run_id}", get(pages::run))
+        .route("/runs/{run_id}/delete", post(pages::delete_run))
+        .route("/runs/{run_id}/restore", post(pages::restore_run))
+        .route("/compare", get(pages::compare))
+}
+
+/// Every console route, for the region's router.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(workspace_pages())
+        .nest("/w/{workspace}", workspace_pages())
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/deployment", get(pages::deployment))
+        .route("/console.css", get(pages::stylesheet))
+        .route("/console.js", get(pages::script))
+}

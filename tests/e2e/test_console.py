@@ -1,0 +1,145 @@
+"""The web console over HTTP, as a browser uses it: sign-in with a session
+cookie, the experiments and runs pages (filter, sort), a run with its
+charts and artifacts, comparison, delete and restore guarded by CSRF, what a
+Reader is not offered, and clear pages for bad input. (Browser-driven tests
+with chromium are still to come; these check the pages' HTML and the
+session's rules.)"""
+
+import re
+
+import mlflow
+import pytest
+import requests
+
+from support import unique
+from test_auth import AuthServer, bearer
+
+
+@pytest.fixture
+def console(tmp_path):
+    from conftest import _tandem_bin
+
+    server = AuthServer(_tandem_bin(), tmp_path)
+    yield server
+    server.stop()
+
+
+def sign_in(server, **form) -> requests.Session:
+    browser = requests.Session()
+    answer = browser.post(f"{server.url}/login", data=form, allow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return browser
+
+
+def csrf_of(page: str) -> str:
+    match = re.search(r'name="csrf" value="([0-9a-f]*)"', page)
+    assert match, page
+    return match.group(1)
+
+
+def test_sign_in_pages_and_the_session_rules(console, tmp_path):
+    # Anonymous visitors are sent to the sign-in page, and back after it.
+    answer = requests.get(f"{console.url}/experiments/0", allow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login?next=%2Fexperiments%2F0")
+    wrong = requests.post(f"{console.url}/login", data={"username": "admin", "password": "nope"},
+                          allow_redirects=False)
+    assert wrong.status_code == 303 and "error=Wrong+username+or+password" in wrong.headers["location"]
+
+    browser = requests.Session()
+    signed = browser.post(f"{console.url}/login", data={"token": console.admin_token, "next": "/"},
+                          allow_redirects=False)
+    cookie = signed.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and console.admin_token not in cookie
+    # An open redirect is refused: `next` stays on this server.
+    elsewhere = requests.post(f"{console.url}/login", data={"token": console.admin_token,
+                                                           "next": "https://evil.example/"}, allow_redirects=False)
+    assert elsewhere.headers["location"] == "/"
+
+    # Data for the pages, logged by the official client.
+    with_token = {"MLFLOW_TRACKING_TOKEN": console.admin_token}
+    import os
+    os.environ.update(with_token)
+    try:
+        client = mlflow.MlflowClient(tracking_uri=console.url)
+        experiment = client.create_experiment(unique("console"))
+        runs = []
+        for lr in ("0.1", "0.01"):
+            run = client.create_run(experiment, run_name=f"lr-{lr}").info.run_id
+            client.log_param(run, "lr", lr)
+            from mlflow.entities import Metric
+            client.log_batch(run, metrics=[Metric("loss", 1.0 / (step + 1) + float(lr), 0, step)
+                                           for step in range(1000)])
+            (tmp_path / "notes.txt").write_text(f"learning rate {lr}")
+            client.log_artifact(run, str(tmp_path / "notes.txt"))
+            runs.append(run)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+
+    home = browser.get(f"{console.url}/").text
+    assert "Experiments" in home and f"/experiments/{experiment}" in home
+    table = browser.get(f"{console.url}/experiments/{experiment}").text
+    assert "lr-0.1" in table and "lr-0.01" in table and ">loss<" in table
+    filtered = browser.get(f"{console.url}/experiments/{experiment}",
+                           params={"filter": "params.lr = '0.01'"}).text
+    assert "lr-0.01" in filtered and "lr-0.1<" not in filtered
+    ordered = browser.get(f"{console.url}/experiments/{experiment}",
+                          params={"order_by": "metrics.`loss` ASC"}).text
+    assert ordered.index("lr-0.01") < ordered.index("lr-0.1<")
+    bad = browser.get(f"{console.url}/experiments/{experiment}", params={"filter": "metrics.loss <<< 3"})
+    assert bad.status_code == 400 and "Invalid search" in bad.text and 'role="alert"' in bad.text
+
+    page = browser.get(f"{console.url}/runs/{runs[0]}").text
+    assert "<polyline" in page and "1000 points" in page and ">lr<" in page
+    link = re.search(r'href="(/api/2\.0/mlflow-artifacts/artifacts/[^"]+notes\.txt)"', page).group(1)
+    assert browser.get(f"{console.url}{link}").text == "learning rate 0.1"
+    compared = browser.get(f"{console.url}/compare", params=[("runs", runs[0]), ("runs", runs[1])]).text
+    assert 'class="differs"' in compared and "param lr" in compared
+
+    # A change needs the form's CSRF token.
+    refused = browser.post(f"{console.url}/runs/{runs[1]}/delete", data={"csrf": "0" * 32})
+    assert refused.status_code == 403 and "security token" in refused.text
+    deleted = browser.post(f"{console.url}/runs/{runs[1]}/delete", data={"csrf": csrf_of(page)})
+    assert deleted.status_code == 200 and "Restore run" in deleted.text
+    restored = browser.post(f"{console.url}/runs/{runs[1]}/restore", data={"csrf": csrf_of(page)})
+    assert "Delete run" in restored.text
+
+    # Unknown ids: a page that says so.
+    missing = browser.get(f"{console.url}/runs/{'0' * 32}")
+    assert missing.status_code == 404 and 'role="alert"' in missing.text
+
+    # A Reader sees the run and no button that changes it; a forged post is refused.
+    console.cli("user", "create", "viewer", "--password-stdin", "--role", "Reader@default", stdin="viewer-pass-1\n")
+    reader = sign_in(console, username="viewer", password="viewer-pass-1")
+    seen = reader.get(f"{console.url}/runs/{runs[0]}").text
+    assert "lr-0.1" in seen and "Delete run" not in seen and 'action="/experiments"' not in reader.get(
+        f"{console.url}/").text
+    forged = reader.post(f"{console.url}/runs/{runs[0]}/delete", data={"csrf": csrf_of(page)})
+    assert forged.status_code == 403 and "Not allowed" in forged.text
+
+    # Signing out revokes the session's token: the cookie no longer works.
+    out = browser.post(f"{console.url}/logout", data={"csrf": csrf_of(page)}, allow_redirects=False)
+    assert out.status_code == 303
+    stale = requests.get(f"{console.url}/", cookies={"tandem_session": signed.cookies.get("tandem_session")},
+                         allow_redirects=False)
+    assert stale.status_code == 303 and "session+has+ended" in stale.headers["location"]
+    assert requests.get(f"{console.url}/api/tandem/v1/whoami",
+                        headers=bearer(signed.cookies.get("tandem_session"))).status_code == 401
+
+
+def test_the_deep_links_the_client_prints_and_an_open_servers_changes(server):
+    """Without authentication the console is open, and a change must come
+    from its own origin; the script maps the client's `#/…` links."""
+    script = requests.get(f"{server.url}/console.js").text
+    assert "#\\/experiments\\/([^/]+)\\/runs\\/" in script
+    client = mlflow.MlflowClient(tracking_uri=server.url)
+    experiment = client.create_experiment(unique("open"))
+    run = client.create_run(experiment).info.run_id
+    assert requests.get(f"{server.url}/runs/{run}").status_code == 200
+    no_origin = requests.post(f"{server.url}/runs/{run}/delete", data={"csrf": ""})
+    assert no_origin.status_code == 403
+    other = requests.post(f"{server.url}/runs/{run}/delete", data={"csrf": ""}, headers={"Origin": "https://evil.example"})
+    assert other.status_code == 403 and client.get_run(run).info.lifecycle_stage == "active"
+    host = server.url.removeprefix("http://")
+    same = requests.post(f"{server.url}/runs/{run}/delete", data={"csrf": ""}, headers={"Origin": server.url})
+    assert same.status_code == 200, (host, same.text)
+    assert client.get_run(run).info.lifecycle_stage == "deleted"
