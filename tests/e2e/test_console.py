@@ -143,3 +143,52 @@ def test_the_deep_links_the_client_prints_and_an_open_servers_changes(server):
     same = requests.post(f"{server.url}/runs/{run}/delete", data={"csrf": ""}, headers={"Origin": server.url})
     assert same.status_code == 200, (host, same.text)
     assert client.get_run(run).info.lifecycle_stage == "deleted"
+
+
+def test_the_registry_pages_and_the_history_the_mlflow_ui_charts_with(server):
+    from mlflow.entities import Metric
+
+    client = mlflow.MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+    experiment = client.create_experiment(unique("registry-pages"))
+    runs = [client.create_run(experiment).info.run_id for _ in range(2)]
+    for index, run in enumerate(runs):
+        client.log_batch(run, metrics=[Metric("loss", float(step) + index, 0, step) for step in range(0, 1000 + index)])
+    # MLflow's UI charts with get-history-bulk-interval: sampled steps, each
+    # run's ends kept, in MLflow's shape.
+    url = f"{server.url}/ajax-api/2.0/mlflow/metrics/get-history-bulk-interval"
+    answer = requests.get(url, params=[("run_ids", runs[0]), ("run_ids", runs[1]), ("metric_key", "loss"),
+                                       ("max_results", "10")])
+    assert answer.status_code == 200, answer.text
+    points = answer.json()["metrics"]
+    assert {point["run_id"] for point in points} == set(runs)
+    steps = {point["step"] for point in points}
+    assert {0, 999, 1000} <= steps and len(points) <= 2 * 14, (len(points), sorted(steps))
+    assert set(points[0]) >= {"key", "value", "timestamp", "step", "run_id"}
+    ranged = requests.get(url, params={"run_ids": runs[0], "metric_key": "loss", "start_step": 100,
+                                       "end_step": 200, "max_results": 5}).json()["metrics"]
+    assert all(100 <= point["step"] <= 200 for point in ranged) and ranged
+    for params, message in [({"run_ids": runs[0], "metric_key": "loss", "start_step": 5, "end_step": 1},
+                             "end_step must be greater"),
+                            ({"run_ids": runs[0], "metric_key": "loss", "start_step": 5}, "both must be specified"),
+                            ({"run_ids": runs[0], "metric_key": "loss", "max_results": 0}, "between 1 and 2500"),
+                            ({"metric_key": "loss"}, "run_ids")]:
+        refused = requests.get(url, params=params)
+        assert refused.status_code == 400 and message in refused.json()["message"], refused.text
+    too_many = requests.get(url, params=[("run_ids", "a" * 32)] * 101 + [("metric_key", "loss")])
+    assert too_many.status_code == 400 and "at most 100 run_ids" in too_many.text
+
+    # The registry's pages: models, a model's versions, a version.
+    name = unique("clf")
+    client.create_registered_model(name, description="a classifier")
+    version = client.create_model_version(name, f"runs:/{runs[0]}/model", run_id=runs[0])
+    client.set_registered_model_alias(name, "champion", version.version)
+    listing = requests.get(f"{server.url}/models").text
+    assert f"/models/{name}" in listing
+    model_page = requests.get(f"{server.url}/models/{name}").text
+    assert "a classifier" in model_page and "@champion" in model_page and f"/runs/{runs[0]}" in model_page
+    version_page = requests.get(f"{server.url}/models/{name}/versions/{version.version}").text
+    assert f"{name} v{version.version}" in version_page
+    missing = requests.get(f"{server.url}/models/{name}/versions/99")
+    assert missing.status_code == 404 and 'role="alert"' in missing.text
+    # The client's registry link (`#/models/<name>/versions/<v>`) is mapped by the script.
+    assert "#\\/models\\/([^/]+)\\/versions\\/" in requests.get(f"{server.url}/console.js").text

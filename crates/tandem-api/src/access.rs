@@ -127,6 +127,7 @@ const MLFLOW_ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("mlflow/runs/log-inputs", &[(POST, W)]),
         ("mlflow/runs/outputs", &[(POST, W)]),
         ("mlflow/metrics/get-history", &[(GET, R)]),
+        ("mlflow/metrics/get-history-bulk-interval", &[(GET, R)]),
         ("mlflow/artifacts/list", &[(GET, R)]),
         ("mlflow/logged-models", &[(POST, W)]),
         ("mlflow/logged-models/search", &[(POST, R)]),
@@ -313,6 +314,9 @@ const CONSOLE_WORKSPACE_ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("/runs/{run_id}/delete", &[(Method::POST, W)]),
         ("/runs/{run_id}/restore", &[(Method::POST, W)]),
         ("/compare", &[(Method::GET, R)]),
+        ("/models", &[(Method::GET, R)]),
+        ("/models/{name}", &[(Method::GET, R)]),
+        ("/models/{name}/versions/{version}", &[(Method::GET, R)]),
     ]
 };
 

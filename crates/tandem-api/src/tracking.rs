@@ -57,7 +57,11 @@ pub(crate) fn routes() -> Router<AppState> {
             .route(&format!("{prefix}/runs/log-model"), post(log_model))
             .route(&format!("{prefix}/runs/log-inputs"), post(log_inputs))
             .route(&format!("{prefix}/runs/outputs"), post(log_outputs))
-            .route(&format!("{prefix}/metrics/get-history"), get(get_metric_history));
+            .route(&format!("{prefix}/metrics/get-history"), get(get_metric_history))
+            .route(
+                &format!("{prefix}/metrics/get-history-bulk-interval"),
+                get(get_metric_history_bulk_interval),
+            );
     }
     router
 }
@@ -796,6 +800,97 @@ async fn get_metric_history(
     }
     if let Some(token) = page.next_page_token {
         body["next_page_token"] = json!(token);
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BulkIntervalRequest {
+    #[serde(default)]
+    run_ids: Vec<String>,
+    metric_key: Option<String>,
+    #[serde(default, deserialize_with = "lenient::int64_opt")]
+    start_step: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int64_opt")]
+    end_step: Option<i64>,
+    #[serde(default, deserialize_with = "lenient::int64_opt")]
+    max_results: Option<i64>,
+}
+
+/// `GET …/metrics/get-history-bulk-interval`: one metric of up to 100 runs,
+/// sampled over a step range (what MLflow's UI charts with), in MLflow's
+/// shape: `{"metrics": [{key, value, timestamp, step, run_id}]}`.
+async fn get_metric_history_bulk_interval(
+    Ws(ws): Ws,
+    state: axum::extract::State<AppState>,
+    Message(request): Message<BulkIntervalRequest>,
+) -> Reply {
+    use tandem_core::history;
+    if request.run_ids.is_empty() {
+        return Err(ApiError::missing("run_ids"));
+    }
+    if request.run_ids.len() > history::MAX_RUNS {
+        return Err(ApiError::invalid(format!(
+            "GetMetricHistoryBulkInterval request must specify at most {} run_ids. Received {} run_ids.",
+            history::MAX_RUNS,
+            request.run_ids.len()
+        )));
+    }
+    let key = required(request.metric_key, "metric_key")?;
+    let max_results = request.max_results.unwrap_or(history::MAX_RESULTS_PER_RUN);
+    if !(1..=history::MAX_RESULTS_PER_RUN).contains(&max_results) {
+        return Err(ApiError::invalid(format!(
+            "max_results must be between 1 and {}.",
+            history::MAX_RESULTS_PER_RUN
+        )));
+    }
+    let range = match (request.start_step, request.end_step) {
+        (Some(start), Some(end)) if start > end => {
+            return Err(ApiError::invalid(format!(
+                "end_step must be greater than start_step. Found start_step={start} and end_step={end}."
+            )))
+        }
+        (Some(start), Some(end)) => Some((start, end)),
+        (None, None) => None,
+        _ => {
+            return Err(ApiError::invalid(
+                "If either start step or end step are specified, both must be specified.",
+            ))
+        }
+    };
+    let mut histories = Vec::with_capacity(request.run_ids.len());
+    for run_id in &request.run_ids {
+        tandem_core::validation::validate_run_id(run_id, "run_ids")?;
+        let page = state
+            .store
+            .get_metric_history(&ws, run_id, &key, None, None)
+            .await?;
+        histories.push((run_id.clone(), page.items));
+    }
+    let steps: Vec<Vec<i64>> = histories
+        .iter()
+        .map(|(_, metrics)| metrics.iter().map(|metric| metric.step).collect())
+        .collect();
+    let sampled = history::sampled_steps(&steps, max_results as usize, range);
+    let wanted: std::collections::BTreeSet<i64> = sampled.iter().copied().collect();
+    let per_run = (max_results as usize).max(sampled.len());
+    let mut metrics = Vec::new();
+    for (run_id, history_of_run) in histories {
+        let mut kept: Vec<_> = history_of_run
+            .into_iter()
+            .filter(|metric| wanted.contains(&metric.step))
+            .collect();
+        kept.sort_by_key(|metric| (metric.step, metric.timestamp));
+        for index in history::evenly_spaced_indices(kept.len(), per_run) {
+            let mut metric = kept[index].clone();
+            metric.run_id = Some(run_id.clone());
+            metrics.push(metric);
+        }
+    }
+    let mut body = json!({});
+    if !metrics.is_empty() {
+        body["metrics"] = json!(metrics);
     }
     Ok(Json(body))
 }

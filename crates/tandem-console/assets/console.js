@@ -10,6 +10,14 @@
     window.location.replace(prefix() + "/runs/" + encodeURIComponent(match[2]));
     return;
   }
+  if ((match = hash.match(/^#\/models\/([^/]+)\/versions\/([^/?]+)/))) {
+    window.location.replace(prefix() + "/models/" + match[1] + "/versions/" + encodeURIComponent(match[2]));
+    return;
+  }
+  if ((match = hash.match(/^#\/models\/([^/?]+)/))) {
+    window.location.replace(prefix() + "/models/" + match[1]);
+    return;
+  }
   if ((match = hash.match(/^#\/experiments\/([^/?]+)/))) {
     window.location.replace(prefix() + "/experiments/" + encodeURIComponent(match[1]));
     return;

@@ -15,6 +15,7 @@
 
 pub mod chart;
 mod pages;
+mod registry;
 mod session;
 
 use axum::routing::{get, post};
@@ -34,6 +35,9 @@ fn workspace_pages() -> Router<AppState> {
         .route("/runs/{run_id}/delete", post(pages::delete_run))
         .route("/runs/{run_id}/restore", post(pages::restore_run))
         .route("/compare", get(pages::compare))
+        .route("/models", get(registry::models))
+        .route("/models/{name}", get(registry::model))
+        .route("/models/{name}/versions/{version}", get(registry::version))
 }
 
 /// Every console route, for the region's router.

@@ -17,7 +17,7 @@ use crate::chart;
 use crate::session::{csrf_for, guard_change};
 
 /// The path prefix of a workspace's pages.
-fn base(ws: &WorkspaceRef) -> String {
+pub(crate) fn base(ws: &WorkspaceRef) -> String {
     if ws.name == DEFAULT_WORKSPACE {
         String::new()
     } else {
@@ -63,6 +63,7 @@ pub(crate) fn layout(title: &str, workspace_base: &str, content: Markup) -> Html
                         a.brand href={ (workspace_base) "/" } { "Tandem" }
                         nav {
                             a href={ (workspace_base) "/" } { "Experiments" }
+                            a href={ (workspace_base) "/models" } { "Models" }
                             a href="/deployment" { "Deployment" }
                         }
                         form.switcher method="get" action="/" data-switcher="" {
@@ -95,7 +96,7 @@ pub(crate) fn message_page(status: StatusCode, title: &str, message: &str) -> Re
         .into_response()
 }
 
-fn store_error(error: StoreError) -> Response {
+pub(crate) fn store_error(error: StoreError) -> Response {
     let error = tandem_api::error::ApiError::from(error);
     let title = match error.status().as_u16() {
         404 => "Not found",

@@ -13,6 +13,7 @@
 pub mod access;
 pub mod diagnostics;
 pub mod error;
+pub mod history;
 pub mod hlc;
 pub mod ids;
 pub mod journal;
