@@ -40,14 +40,15 @@ fn workspace_pages() -> Router<AppState> {
         .route("/models/{name}/versions/{version}", get(registry::version))
 }
 
-/// Every console route, for the region's router.
-pub fn routes() -> Router<AppState> {
+/// Every console route, for the region's router; `deployment` says whether
+/// the region belongs to one (the deployment page has regions to show).
+pub fn routes(deployment: bool) -> Router<AppState> {
     Router::new()
         .merge(workspace_pages())
         .nest("/w/{workspace}", workspace_pages())
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
-        .route("/deployment", get(pages::deployment))
+        .route("/deployment", get(move || pages::deployment(deployment)))
         .route("/console.css", get(pages::stylesheet))
         .route("/console.js", get(pages::script))
 }

@@ -54,6 +54,8 @@ pub(crate) fn layout(title: &str, workspace_base: &str, content: Markup) -> Html
                 head {
                     meta charset="utf-8";
                     meta name="viewport" content="width=device-width, initial-scale=1";
+                    // No icon to fetch: every request the page makes is one it needs.
+                    link rel="icon" href="data:,";
                     title { (title) " · Tandem" }
                     link rel="stylesheet" href="/console.css";
                     script src="/console.js" defer {}
@@ -618,14 +620,18 @@ pub(crate) async fn compare(
 
 /// The deployment: regions, roles, lag and RPO, refreshed by the page's
 /// script from `/api/tandem/v1/regions` every two seconds.
-pub(crate) async fn deployment() -> Response {
+pub(crate) async fn deployment(in_deployment: bool) -> Response {
     layout(
         "Deployment",
         "",
         html! {
             h1 { "Deployment" }
-            p.note { "Roles, epochs, replication positions, lag and RPO per class, as the region answering sees them; refreshed every 2 s." }
-            div #deployment data-source="/api/tandem/v1/regions" { p { "Loading…" } }
+            @if in_deployment {
+                p.note { "Roles, epochs, replication positions, lag and RPO per class, as the region answering sees them; refreshed every 2 s." }
+                div #deployment data-source="/api/tandem/v1/regions" { p { "Loading…" } }
+            } @else {
+                p.note { "This region runs on its own: no deployment file, so no other region, replication or failover. Start a deployment with `tandem up`, or give the server --deployment FILE." }
+            }
         },
     )
     .into_response()

@@ -299,7 +299,7 @@ pub async fn serve(
     ));
     let app = app.merge(tandem_backup::http::routes(backups.clone()));
     // The web console, over the same store and behind the same gate.
-    let app = app.merge(tandem_console::routes().with_state(console_state));
+    let app = app.merge(tandem_console::routes(config.deployment.is_some()).with_state(console_state));
     let app = app.route(
         tandem_api::openapi::OPENAPI_PATH,
         tandem_api::openapi::handler(openapi(config.deployment.is_some())),

@@ -1,0 +1,165 @@
+"""The web console in a real browser: Debian's chromium driven by
+playwright (launched with `executable_path`; playwright's own browser
+download is never used). A page that logs a JavaScript error or fails a
+request fails the test; every page visited is saved as a screenshot under
+the test's temporary directory (its path is printed)."""
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.entities import Metric
+from playwright.sync_api import sync_playwright
+
+from conftest import _tandem_bin
+from support import unique
+from test_auth import AuthServer
+
+
+def chromium() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert path, "chromium is not installed (scripts/test installs Debian's chromium)"
+    return path
+
+
+class Watched:
+    """A page whose JavaScript errors and failed requests are collected."""
+
+    def __init__(self, page, shots: Path):
+        self.page, self.shots, self.problems, self.count = page, shots, [], 0
+        page.on("pageerror", lambda error: self.problems.append(f"JavaScript error: {error}"))
+        page.on("console", lambda message: message.type == "error" and self.problems.append(
+            f"console error: {message.text}"))
+        page.on("requestfailed", lambda request: self.problems.append(
+            f"request failed: {request.url} {request.failure}"))
+
+    def shot(self, name: str):
+        self.count += 1
+        self.page.screenshot(path=str(self.shots / f"{self.count:02d}-{name}.png"), full_page=True)
+
+    def check(self):
+        assert not self.problems, self.problems
+
+
+@pytest.fixture
+def console(tmp_path):
+    server = AuthServer(_tandem_bin(), tmp_path / "server")
+    yield server
+    server.stop()
+
+
+def test_a_team_uses_the_console(console, tmp_path):
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    print(f"screenshots in {shots}")
+    # What the client logged, and the link it prints for a run.
+    os.environ["MLFLOW_TRACKING_TOKEN"] = console.admin_token
+    try:
+        client = mlflow.MlflowClient(tracking_uri=console.url)
+        experiment = client.create_experiment(unique("browser"))
+        runs = []
+        for lr in ("0.1", "0.01"):
+            run = client.create_run(experiment, run_name=f"lr-{lr}").info.run_id
+            client.log_param(run, "lr", lr)
+            client.log_batch(run, metrics=[Metric("loss", 1.0 / (step + 1) + float(lr), 0, step)
+                                           for step in range(500)])
+            (tmp_path / "notes.txt").write_text(f"learning rate {lr}")
+            client.log_artifact(run, str(tmp_path / "notes.txt"))
+            runs.append(run)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+    console.cli("user", "create", "viewer", "--password-stdin", "--role", "Reader@default", stdin="viewer-pass-1\n")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            context = browser.new_context(accept_downloads=True)
+            watched = Watched(context.new_page(), shots)
+            page = watched.page
+
+            # Sign in: the link the client printed leads to the sign-in page,
+            # then to the run.
+            printed = f"{console.url}/#/experiments/{experiment}/runs/{runs[0]}"
+            page.goto(printed)
+            page.wait_for_url(re.compile(r"/login"))
+            watched.shot("sign-in")
+            page.fill("input[name=username]", "admin")
+            page.fill("input[name=password]", "wrong-password")
+            page.click("button[type=submit]")
+            page.wait_for_selector("p.error")
+            assert "Wrong username or password" in page.inner_text("p.error")
+            page.fill("input[name=token]", console.admin_token)
+            page.click("button[type=submit]")
+            page.wait_for_load_state()
+
+            # Experiments, then the runs table: filter and sort.
+            page.goto(f"{console.url}/")
+            page.click(f"a[href='/experiments/{experiment}']")
+            page.wait_for_selector("table.runs")
+            watched.shot("runs")
+            assert page.locator("table.runs tbody tr").count() == 2
+            page.fill("input[name=filter]", "params.lr = '0.01'")
+            page.click("form.search button")
+            page.wait_for_load_state()
+            assert page.locator("table.runs tbody tr").count() == 1
+            page.goto(f"{console.url}/experiments/{experiment}")
+            page.click("th.metric a")  # sort by loss
+            page.wait_for_load_state()
+            names = page.locator("table.runs tbody td:nth-child(2)").all_inner_texts()
+            assert sorted(names) == ["lr-0.01", "lr-0.1"]
+
+            # The link the client printed opens the run; its chart is drawn.
+            page.goto(printed)
+            page.wait_for_url(re.compile(f"/runs/{runs[0]}$"))
+            page.wait_for_selector("svg.chart polyline")
+            watched.shot("run")
+            assert "500 points" in page.inner_text("figure.metric figcaption")
+            with page.expect_download() as download:
+                page.click("ul.artifacts a")
+            assert Path(download.value.path()).read_text() == "learning rate 0.1"
+
+            # Compare the two runs.
+            page.goto(f"{console.url}/experiments/{experiment}")
+            for checkbox in page.locator("input[name=runs]").all():
+                checkbox.check()
+            page.click("form#compare button")
+            page.wait_for_selector("table.compare")
+            watched.shot("compare")
+            assert page.locator("tr.differs").count() >= 2
+
+            # Delete and recover a run.
+            page.goto(f"{console.url}/runs/{runs[1]}")
+            page.click("text=Delete run")
+            page.wait_for_selector("text=Restore run")
+            watched.shot("deleted-run")
+            page.click("text=Restore run")
+            page.wait_for_selector("text=Delete run")
+
+            # The deployment page (a region on its own says so).
+            page.goto(f"{console.url}/deployment")
+            assert "runs on its own" in page.inner_text("main")
+            watched.shot("deployment")
+            watched.check()
+            context.close()
+
+            # A Reader is offered no write buttons.
+            reader_context = browser.new_context()
+            reader = Watched(reader_context.new_page(), shots)
+            reader.page.goto(f"{console.url}/login")
+            reader.page.fill("input[name=username]", "viewer")
+            reader.page.fill("input[name=password]", "viewer-pass-1")
+            reader.page.click("button[type=submit]")
+            reader.page.wait_for_load_state()
+            reader.page.goto(f"{console.url}/runs/{runs[0]}")
+            reader.page.wait_for_selector("svg.chart")
+            reader.shot("reader-run")
+            assert reader.page.locator("text=Delete run").count() == 0
+            reader.page.goto(f"{console.url}/")
+            assert reader.page.locator("form.create").count() == 0
+            reader.check()
+            reader_context.close()
+        finally:
+            browser.close()
