@@ -508,7 +508,8 @@ fn to_sign_in(request: &Request, error: &str) -> Response {
     response
 }
 
-fn html_escape(text: &str) -> String {
+/// Text made safe inside HTML (and its attributes).
+pub fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -85,7 +85,7 @@ pub fn svg(points: &[(f64, f64)], log: bool, label: &str) -> String {
     let _ = write!(
         out,
         r#"<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}">"#,
-        escape(label)
+        tandem_api::access::html_escape(label)
     );
     if points.is_empty() {
         out.push_str(r#"<text x="50%" y="50%" text-anchor="middle">no points to draw</text></svg>"#);
@@ -141,13 +141,6 @@ pub fn svg(points: &[(f64, f64)], log: bool, label: &str) -> String {
     }
     out.push_str(r#""/></svg>"#);
     out
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]
