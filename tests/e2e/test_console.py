@@ -192,3 +192,48 @@ def test_the_registry_pages_and_the_history_the_mlflow_ui_charts_with(server):
     assert missing.status_code == 404 and 'role="alert"' in missing.text
     # The client's registry link (`#/models/<name>/versions/<v>`) is mapped by the script.
     assert "#\\/models\\/([^/]+)\\/versions\\/" in requests.get(f"{server.url}/console.js").text
+
+
+def test_deleted_items_with_their_time_left_and_the_audit_trail(console):
+    import os
+
+    os.environ["MLFLOW_TRACKING_TOKEN"] = console.admin_token
+    try:
+        client = mlflow.MlflowClient(tracking_uri=console.url)
+        experiment = client.create_experiment(unique("deleted"))
+        keep, drop = (client.create_run(experiment, run_name=name).info.run_id for name in ("keep-me", "drop-me"))
+        client.delete_run(keep)
+        client.delete_run(drop)
+        check_deleted_and_audit(console, client, keep, drop)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+
+
+def check_deleted_and_audit(console, client, keep: str, drop: str):
+    browser = sign_in(console, token=console.admin_token)
+    page = browser.get(f"{console.url}/deleted").text
+    assert "keep-me" in page and "drop-me" in page and re.search(r"1[34] d \d+ h", page), page
+    csrf = csrf_of(page)
+    recovered = browser.post(f"{console.url}/deleted/run/{keep}/recover", data={"csrf": csrf})
+    assert recovered.status_code == 200 and "keep-me" not in recovered.text
+    assert client.get_run(keep).info.lifecycle_stage == "active"
+    purged = browser.post(f"{console.url}/deleted/run/{drop}/purge", data={"csrf": csrf})
+    assert purged.status_code == 200 and "drop-me" not in purged.text
+    gone = browser.get(f"{console.url}/runs/{drop}")
+    assert gone.status_code == 404
+    unknown = browser.post(f"{console.url}/deleted/spaceship/{drop}/purge", data={"csrf": csrf})
+    assert unknown.status_code == 404 and 'role="alert"' in unknown.text
+
+    # The audit trail names who did it; it is for operators.
+    audit = browser.get(f"{console.url}/audit").text
+    assert "run_purged" in audit and "run_restored" in audit and ">admin<" in audit
+    console.cli("user", "create", "owner", "--password-stdin", "--role", "Contributor@default",
+                stdin="owner-pass-1\n")
+    contributor = sign_in(console, username="owner", password="owner-pass-1")
+    assert contributor.get(f"{console.url}/audit").status_code == 403
+    # A Contributor sees deleted items but is not offered recover or purge.
+    client.delete_run(keep)
+    listed = contributor.get(f"{console.url}/deleted").text
+    assert "keep-me" in listed and "<button>Recover</button>" not in listed and ">Purge<" not in listed
+    forged = contributor.post(f"{console.url}/deleted/run/{keep}/recover", data={"csrf": "x"})
+    assert forged.status_code == 403 and "Not allowed" in forged.text

@@ -163,3 +163,83 @@ def test_a_team_uses_the_console(console, tmp_path):
             reader_context.close()
         finally:
             browser.close()
+
+
+def test_a_planned_failover_from_the_console_under_a_writing_client(tmp_path):
+    import threading
+    import time
+
+    import requests
+
+    from cluster import Etcd, make_cluster, start_gateway
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir()
+    etcd = Etcd(tmp_path)
+    etcd.start()
+    token_file = tmp_path / "admin.token"
+    cluster = make_cluster(_tandem_bin(), tmp_path, witness=etcd,
+                           env={"TANDEM_AUTH": "1", "TANDEM_ADMIN_TOKEN_FILE": str(token_file)})
+    gateway = None
+    stop = threading.Event()
+    written, errors = [], []
+    try:
+        deadline = time.monotonic() + 20
+        while not (token_file.exists() and requests.get(
+                f"{cluster.primary.url}/api/tandem/v1/whoami",
+                headers={"Authorization": f"Bearer {token_file.read_text().strip()}"}).status_code == 200):
+            assert time.monotonic() < deadline, cluster.log_tail(cluster.primary)
+            time.sleep(0.05)
+        token = token_file.read_text().strip()
+        gateway = start_gateway(_tandem_bin(), cluster.deployment, tmp_path / "gateway.log")
+        os.environ["MLFLOW_TRACKING_TOKEN"] = token
+        client = mlflow.MlflowClient(tracking_uri=gateway.url)
+        run = client.create_run(client.create_experiment(unique("failover-console"))).info.run_id
+
+        def write():
+            step = 0
+            while not stop.is_set() and step < 2000:
+                try:
+                    client.log_metric(run, "loss", 1.0 / (step + 1), step=step)
+                    written.append(step)
+                except Exception as error:  # noqa: BLE001 - every failure is reported below
+                    errors.append(repr(error))
+                step += 1
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+            try:
+                watched = Watched(browser.new_context().new_page(), shots)
+                page = watched.page
+                page.on("dialog", lambda dialog: dialog.accept())
+                page.goto(f"{gateway.url}/login")
+                page.fill("input[name=token]", token)
+                page.click("button[type=submit]")
+                page.wait_for_load_state()
+                page.goto(f"{gateway.url}/deployment")
+                page.wait_for_selector("text=Primary: eastus")
+                watched.shot("deployment-before")
+                page.click("text=Fail over to westus")
+                page.wait_for_selector("#failover-outcome.done", timeout=30_000)
+                assert "westus is primary" in page.inner_text("#failover-outcome")
+                page.wait_for_selector("text=Primary: westus", timeout=30_000)
+                watched.shot("deployment-after")
+                watched.check()
+            finally:
+                browser.close()
+        stop.set()
+        writer.join(timeout=60)
+        assert not errors, errors[:3]
+        assert written, "the client wrote nothing"
+        # Every acknowledged write is at the new primary.
+        history = {metric.step for metric in client.get_metric_history(run, "loss")}
+        assert set(written) <= history, len(set(written) - history)
+    finally:
+        stop.set()
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        if gateway is not None:
+            gateway.stop()
+        cluster.close()
+        etcd.stop()

@@ -317,6 +317,15 @@ const CONSOLE_WORKSPACE_ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("/models", &[(Method::GET, R)]),
         ("/models/{name}", &[(Method::GET, R)]),
         ("/models/{name}/versions/{version}", &[(Method::GET, R)]),
+        ("/deleted", &[(Method::GET, R)]),
+        (
+            "/deleted/{kind}/{id}/recover",
+            &[(Method::POST, Permission::Manage)],
+        ),
+        (
+            "/deleted/{kind}/{id}/purge",
+            &[(Method::POST, Permission::Manage)],
+        ),
     ]
 };
 
@@ -329,6 +338,7 @@ const CONSOLE_ROUTES: &[(&str, &[(Method, Permission)])] = {
         // The page is a frame; its data comes from `/api/tandem/v1/regions`
         // (Operate), which it fetches with the viewer's session.
         ("/deployment", &[(Method::GET, Authenticated)]),
+        ("/audit", &[(Method::GET, Operate)]),
         ("/console.css", &[(Method::GET, Public)]),
         ("/console.js", &[(Method::GET, Public)]),
     ]

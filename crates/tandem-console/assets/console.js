@@ -37,6 +37,14 @@
         window.location.href = !name || name === "default" ? "/" : "/w/" + encodeURIComponent(name);
       });
     }
+    // Forms that destroy something ask first.
+    Array.prototype.forEach.call(document.querySelectorAll("form[data-confirm]"), function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.getAttribute("data-confirm"))) {
+          event.preventDefault();
+        }
+      });
+    });
     var deployment = document.getElementById("deployment");
     if (deployment) {
       refresh(deployment);
@@ -48,6 +56,44 @@
     var td = document.createElement("td");
     td.textContent = text === undefined || text === null ? "–" : String(text);
     return td;
+  }
+
+  // Planned: the primary hands over once the target holds every record it
+  // has, so nothing acknowledged is lost; writes wait a moment meanwhile.
+  function failover(target, to, from) {
+    var question = "Planned failover from " + from + " to " + to + ": writes pause while " + to +
+      " catches up and takes the lease (usually well under a second); nothing acknowledged is lost. Go ahead?";
+    if (!window.confirm(question)) {
+      return;
+    }
+    var outcome = document.getElementById("failover-outcome") || document.createElement("div");
+    outcome.id = "failover-outcome";
+    outcome.textContent = "Failing over to " + to + "…";
+    target.appendChild(outcome);
+    fetch("/api/tandem/v1/failover", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ to: to })
+    })
+      .then(function (response) {
+        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+      })
+      .then(function (answer) {
+        if (!answer.ok) {
+          outcome.className = "error";
+          outcome.textContent = "The failover did not happen: " + (answer.body.message || "unknown error");
+          return;
+        }
+        var report = answer.body;
+        outcome.className = "done";
+        outcome.textContent = "Done: " + report.to + " is primary (epoch " + report.epoch + "), " +
+          (report.zero_loss ? "no write lost" : "writes may be lost") + ", in " + report.duration_ms + " ms.";
+      })
+      .catch(function (error) {
+        outcome.className = "error";
+        outcome.textContent = "The failover request failed: " + error;
+      });
   }
 
   function refresh(target) {
@@ -89,6 +135,24 @@
           table.appendChild(row);
         });
         target.appendChild(table);
+        // A planned failover, for those the status answered (operators).
+        var secondaries = (status.regions || []).filter(function (region) { return region.role !== "primary"; });
+        if (secondaries.length && status.witness) {
+          var controls = document.createElement("p");
+          controls.className = "failover";
+          secondaries.forEach(function (region) {
+            var button = document.createElement("button");
+            button.className = "danger";
+            button.textContent = "Fail over to " + region.name;
+            button.addEventListener("click", function () { failover(target, region.name, status.primary); });
+            controls.appendChild(button);
+          });
+          target.appendChild(controls);
+        }
+        var outcome = document.getElementById("failover-outcome");
+        if (outcome) {
+          target.appendChild(outcome);
+        }
       })
       .catch(function (error) {
         target.textContent = "";

@@ -14,6 +14,7 @@
 //! authentication, a change must come from the console's own origin.
 
 pub mod chart;
+mod continuity;
 mod pages;
 mod registry;
 mod session;
@@ -38,6 +39,9 @@ fn workspace_pages() -> Router<AppState> {
         .route("/models", get(registry::models))
         .route("/models/{name}", get(registry::model))
         .route("/models/{name}/versions/{version}", get(registry::version))
+        .route("/deleted", get(continuity::deleted))
+        .route("/deleted/{kind}/{id}/recover", post(continuity::recover))
+        .route("/deleted/{kind}/{id}/purge", post(continuity::purge))
 }
 
 /// Every console route, for the region's router; `deployment` says whether
@@ -48,6 +52,7 @@ pub fn routes(deployment: bool) -> Router<AppState> {
         .nest("/w/{workspace}", workspace_pages())
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
+        .route("/audit", get(continuity::audit))
         .route("/deployment", get(move || pages::deployment(deployment)))
         .route("/console.css", get(pages::stylesheet))
         .route("/console.js", get(pages::script))

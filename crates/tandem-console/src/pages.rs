@@ -66,7 +66,9 @@ pub(crate) fn layout(title: &str, workspace_base: &str, content: Markup) -> Html
                         nav {
                             a href={ (workspace_base) "/" } { "Experiments" }
                             a href={ (workspace_base) "/models" } { "Models" }
+                            a href={ (workspace_base) "/deleted" } { "Deleted" }
                             a href="/deployment" { "Deployment" }
+                            a href="/audit" { "Audit" }
                         }
                         form.switcher method="get" action="/" data-switcher="" {
                             label { "Workspace " input name="workspace" placeholder="default" size="12"; }
