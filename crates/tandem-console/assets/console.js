@@ -69,7 +69,8 @@
     var outcome = document.getElementById("failover-outcome") || document.createElement("div");
     outcome.id = "failover-outcome";
     outcome.textContent = "Failing over to " + to + "…";
-    target.appendChild(outcome);
+    // Beside the refreshed table, so the outcome stays on the page.
+    target.parentNode.appendChild(outcome);
     fetch("/api/tandem/v1/failover", {
       method: "POST",
       credentials: "same-origin",
@@ -148,10 +149,6 @@
             controls.appendChild(button);
           });
           target.appendChild(controls);
-        }
-        var outcome = document.getElementById("failover-outcome");
-        if (outcome) {
-          target.appendChild(outcome);
         }
       })
       .catch(function (error) {
