@@ -62,13 +62,6 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     }
 }
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The authenticated caller's name; refused on a server without
 /// authentication where the route is about "me".
 fn me(caller: &Caller) -> ApiResult<&str> {
@@ -247,18 +240,7 @@ async fn mint(
     description: &str,
     expires_at: Option<i64>,
 ) -> ApiResult<(String, TokenInfo)> {
-    let minted = tandem_auth::secret::mint_token();
-    let info = state
-        .store
-        .create_token(
-            &minted.token_id,
-            principal,
-            &tandem_auth::secret::token_hash(&minted.secret),
-            description,
-            expires_at,
-        )
-        .await?;
-    Ok((minted.secret, info))
+    Ok(tandem_auth::issue_token(state.store.as_ref(), principal, description, expires_at, None).await?)
 }
 
 async fn principal_or_404(state: &AppState, name: &str) -> ApiResult<Principal> {
@@ -447,7 +429,9 @@ async fn create_token(
                 "expires_in must be a positive number of seconds",
             ));
         }
-        (None, Some(seconds)) => Some(now_millis().saturating_add(seconds.saturating_mul(1000))),
+        (None, Some(seconds)) => {
+            Some(tandem_store::now_millis().saturating_add(seconds.saturating_mul(1000)))
+        }
         (None, None) => None,
     };
     let (token, info) = mint(&state, &principal, &request.description, expires_at).await?;

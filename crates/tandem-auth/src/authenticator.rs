@@ -81,12 +81,7 @@ impl std::fmt::Debug for Authenticator {
     }
 }
 
-fn now_millis() -> Millis {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
+use tandem_store::now_millis;
 
 impl Authenticator {
     pub fn new(store: Arc<dyn MetadataStore>, replication_secret: Option<String>) -> Self {

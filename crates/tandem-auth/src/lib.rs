@@ -20,3 +20,26 @@ mod authenticator;
 
 pub use authenticator::{AuthError, Authenticator, Identity, REPLICATION_PRINCIPAL};
 pub use credential::{parse_authorization, Credential, CredentialError};
+
+/// Creates an API token for `principal` (its secret given, or minted) and
+/// stores only its hash: the secret, shown once, and the token's record.
+pub async fn issue_token(
+    store: &dyn tandem_store::MetadataStore,
+    principal: &str,
+    description: &str,
+    expires_at: Option<tandem_core::model::Millis>,
+    secret: Option<String>,
+) -> tandem_store::StoreResult<(String, tandem_core::access::TokenInfo)> {
+    let minted = secret::mint_token();
+    let secret = secret.unwrap_or(minted.secret);
+    let info = store
+        .create_token(
+            &minted.token_id,
+            principal,
+            &secret::token_hash(&secret),
+            description,
+            expires_at,
+        )
+        .await?;
+    Ok((secret, info))
+}

@@ -17,13 +17,6 @@ use tandem_store::retention::DeletedKind;
 use crate::pages::{base, layout, message_page, store_error};
 use crate::session::{csrf_for, guard_change};
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// "3 d 4 h", "25 min", "due now".
 fn time_left(until: i64, now: i64) -> String {
     let seconds = (until - now) / 1000;
@@ -51,7 +44,7 @@ pub(crate) async fn deleted(
     let prefix = base(&ws);
     let owner = caller.require(Permission::Manage, Some(&ws.name)).is_ok();
     let csrf = csrf_for(&headers);
-    let now = now_millis();
+    let now = tandem_store::now_millis();
     layout(
         "Deleted items",
         &prefix,

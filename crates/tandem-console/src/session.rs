@@ -133,13 +133,6 @@ fn back_to_login(next: &str, error: &str) -> Response {
     Redirect::to(&format!("/login?{query}")).into_response()
 }
 
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Checks the password (or the token) and opens a session: a token of its
 /// own, expiring with the session, in the cookie.
 pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
@@ -147,7 +140,7 @@ pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<LoginF
     let principal = if !form.token.trim().is_empty() {
         let hash = tandem_auth::secret::token_hash(form.token.trim());
         match state.store.token_by_hash(&hash).await {
-            Ok(Some(token)) if token.unusable(now_millis()).is_none() => token.principal,
+            Ok(Some(token)) if token.unusable(tandem_store::now_millis()).is_none() => token.principal,
             Ok(_) => return back_to_login(&next, "That token is unknown, expired or revoked."),
             Err(error) => return back_to_login(&next, &format!("Cannot check the token now: {error}")),
         }
@@ -174,26 +167,24 @@ pub(crate) async fn login(State(state): State<AppState>, Form(form): Form<LoginF
         Ok(Some(found)) if !found.disabled => {}
         _ => return back_to_login(&next, "This principal cannot sign in."),
     }
-    let minted = tandem_auth::secret::mint_token();
-    if let Err(error) = tandem_store::actor::scope(
+    let issued = tandem_store::actor::scope(
         Some(principal.clone()),
-        state.store.create_token(
-            &minted.token_id,
+        tandem_auth::issue_token(
+            state.store.as_ref(),
             &principal,
-            &tandem_auth::secret::token_hash(&minted.secret),
             "console session",
-            Some(now_millis() + SESSION_SECONDS * 1000),
+            Some(tandem_store::now_millis() + SESSION_SECONDS * 1000),
+            None,
         ),
     )
-    .await
-    {
-        return back_to_login(&next, &format!("Cannot open a session now: {error}"));
-    }
+    .await;
+    let session = match issued {
+        Ok((secret, _)) => secret,
+        Err(error) => return back_to_login(&next, &format!("Cannot open a session now: {error}")),
+    };
     tracing::info!(principal, "signed in to the console");
-    let cookie = format!(
-        "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}",
-        minted.secret
-    );
+    let cookie =
+        format!("{SESSION_COOKIE}={session}; Path=/; HttpOnly; SameSite=Strict; Max-Age={SESSION_SECONDS}");
     ([(header::SET_COOKIE, cookie)], Redirect::to(&next)).into_response()
 }
 

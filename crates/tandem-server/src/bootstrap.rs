@@ -37,22 +37,10 @@ pub async fn bootstrap_admin(store: &dyn MetadataStore, token_file: &Path) -> Re
             secret
         }
     };
-    let token_id = {
-        let minted = tandem_auth::secret::mint_token();
-        minted.token_id
-    };
     tandem_store::actor::scope(Some(BOOTSTRAP_PRINCIPAL.to_string()), async {
         store.create_principal(ADMIN, USER, None).await?;
         store.assign_role(ADMIN, Role::Admin, None).await?;
-        store
-            .create_token(
-                &token_id,
-                ADMIN,
-                &tandem_auth::secret::token_hash(&secret),
-                "bootstrap admin token",
-                None,
-            )
-            .await
+        tandem_auth::issue_token(store, ADMIN, "bootstrap admin token", None, Some(secret)).await
     })
     .await
     .map_err(|error| format!("cannot create the bootstrap admin: {error}"))?;

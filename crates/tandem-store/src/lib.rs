@@ -142,6 +142,11 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Default)]
 pub struct SystemClock;
 
+/// The system's time, as [`SystemClock`] gives it.
+pub fn now_millis() -> Millis {
+    SystemClock.now_millis()
+}
+
 impl Clock for SystemClock {
     fn now_millis(&self) -> Millis {
         std::time::SystemTime::now()
