@@ -142,9 +142,19 @@ def test_a_cap_above_the_fd_limit_is_lowered_so_accept_never_fails(tmp_path):
     sockets = []
     try:
         sockets = [region.connect() for _ in range(250)]
-        started = time.monotonic()
-        response = requests.get(f"{region.url}/health", timeout=5)
-        assert response.status_code == 503 and time.monotonic() - started < 2, response.text
+        # A connect() can return before the server accepted it (a busy
+        # machine's full accept queue drops the handshake's last ACK and the
+        # server takes it later), so /health may overtake some of the 250:
+        # ask until the server holds its cap, each answer prompt.
+        deadline = time.monotonic() + 20
+        while True:
+            started = time.monotonic()
+            response = requests.get(f"{region.url}/health", timeout=5)
+            assert time.monotonic() - started < 2, "an answer that was not prompt"
+            if response.status_code == 503 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert response.status_code == 503, response.text
         assert response.json()["error_code"] == "TEMPORARILY_UNAVAILABLE"
         for sock in sockets:
             sock.close()
