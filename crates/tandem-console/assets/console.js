@@ -36,7 +36,9 @@
         var name = switcher.querySelector("input").value.trim();
         window.location.href = !name || name === "default" ? "/" : "/w/" + encodeURIComponent(name);
       });
+      workspaces(switcher);
     }
+    Array.prototype.forEach.call(document.querySelectorAll("svg.chart[data-x0]"), zoomable);
     // Forms that destroy something ask first.
     Array.prototype.forEach.call(document.querySelectorAll("form[data-confirm]"), function (form) {
       form.addEventListener("submit", function (event) {
@@ -51,6 +53,104 @@
       window.setInterval(function () { refresh(deployment); }, 2000);
     }
   });
+
+  // The switcher offers the workspaces the viewer may list; without them
+  // (signed out, or an older region) it still takes a typed name.
+  function workspaces(switcher) {
+    var list = document.getElementById("workspace-list");
+    if (!list) {
+      return;
+    }
+    fetch("/api/tandem/v1/workspaces", { credentials: "same-origin" })
+      .then(function (response) { return response.ok ? response.json() : { workspaces: [] }; })
+      .then(function (body) {
+        (body.workspaces || []).forEach(function (workspace) {
+          var option = document.createElement("option");
+          option.value = workspace.name;
+          list.appendChild(option);
+        });
+      })
+      .catch(function () { /* the typed name still works */ });
+  }
+
+  // Drag across a chart to zoom into that x range: the page is asked again
+  // with from/to, and the server charts just that range from the store.
+  function zoomable(svg) {
+    var x0 = parseFloat(svg.getAttribute("data-x0"));
+    var x1 = parseFloat(svg.getAttribute("data-x1"));
+    var left = parseFloat(svg.getAttribute("data-left"));
+    var right = parseFloat(svg.getAttribute("data-right"));
+    var width = parseFloat(svg.getAttribute("data-width"));
+    var start = null;
+    var band = null;
+    function at(event) {
+      var box = svg.getBoundingClientRect();
+      var viewX = (event.clientX - box.left) / box.width * width;
+      return Math.min(Math.max(viewX, left), right);
+    }
+    function toX(viewX) {
+      return x0 + (viewX - left) / (right - left) * (x1 - x0);
+    }
+    svg.addEventListener("mousedown", function (event) {
+      start = at(event);
+      band = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+      band.setAttribute("class", "zoom-band");
+      band.setAttribute("y", "8");
+      band.setAttribute("height", String(svg.viewBox.baseVal.height - 36));
+      band.setAttribute("x", String(start));
+      band.setAttribute("width", "0");
+      svg.appendChild(band);
+      event.preventDefault();
+    });
+    svg.addEventListener("mousemove", function (event) {
+      if (start === null) {
+        return;
+      }
+      var now = at(event);
+      band.setAttribute("x", String(Math.min(start, now)));
+      band.setAttribute("width", String(Math.abs(now - start)));
+    });
+    function finish(event) {
+      if (start === null) {
+        return;
+      }
+      var end = at(event);
+      var began = start;
+      var from = Math.floor(toX(Math.min(began, end)));
+      var to = Math.ceil(toX(Math.max(began, end)));
+      start = null;
+      band.parentNode.removeChild(band);
+      // A click, not a drag (or a range too narrow to chart): stay.
+      if (Math.abs(end - began) < 4 || to - from < 1) {
+        return;
+      }
+      var params = new URLSearchParams(window.location.search);
+      params.set("from", String(from));
+      params.set("to", String(to));
+      window.location.search = params.toString();
+    }
+    svg.addEventListener("mouseup", finish);
+    svg.addEventListener("mouseleave", function () {
+      if (start !== null && band) {
+        band.parentNode.removeChild(band);
+      }
+      start = null;
+    });
+  }
+
+  // A script's request whose session ended says so, with the way back.
+  function signedOut(target) {
+    target.textContent = "";
+    var message = document.createElement("p");
+    message.className = "error";
+    message.setAttribute("role", "alert");
+    message.textContent = "Your session has ended. ";
+    var link = document.createElement("a");
+    link.href = "/login?next=" + encodeURIComponent(window.location.pathname + window.location.search);
+    link.textContent = "Sign in again";
+    message.appendChild(link);
+    target.appendChild(message);
+  }
 
   function cell(text) {
     var td = document.createElement("td");
@@ -100,9 +200,15 @@
   function refresh(target) {
     fetch(target.getAttribute("data-source"), { credentials: "same-origin" })
       .then(function (response) {
-        return response.json().then(function (body) { return { ok: response.ok, body: body }; });
+        return response.json()
+          .catch(function () { return { message: "The region answered " + response.status + " without a status." }; })
+          .then(function (body) { return { ok: response.ok, status: response.status, body: body }; });
       })
       .then(function (answer) {
+        if (answer.status === 401) {
+          signedOut(target);
+          return;
+        }
         target.textContent = "";
         if (!answer.ok) {
           var message = document.createElement("p");

@@ -5,7 +5,8 @@
 //! Why server-rendered: nothing to build or fetch at run time (no
 //! JavaScript toolchain, no CDN), pages that work from one request, and the
 //! same store calls, validation and permissions as the API. Charts are SVG
-//! drawn on the server from a downsampled history ([`chart`]).
+//! drawn on the server from a history the store reduced to each bucket's
+//! extremes ([`chart`]).
 //!
 //! Sign-in (`/login`) checks a password (or takes a token) and mints an API
 //! token for the session, kept in an `HttpOnly`, `SameSite=Strict` cookie
@@ -13,10 +14,13 @@
 //! carries a CSRF token derived from the session, and, on a server without
 //! authentication, a change must come from the console's own origin.
 
+mod artifacts;
 pub mod chart;
 mod continuity;
+mod experiments;
 mod pages;
 mod registry;
+mod run;
 mod session;
 
 use axum::routing::{get, post};
@@ -29,13 +33,31 @@ pub use session::SESSION_COOKIE;
 /// default workspace and under `/w/{workspace}`).
 fn workspace_pages() -> Router<AppState> {
     Router::new()
-        .route("/", get(pages::experiments))
-        .route("/experiments", post(pages::create_experiment))
-        .route("/experiments/{experiment_id}", get(pages::runs))
-        .route("/runs/{run_id}", get(pages::run))
-        .route("/runs/{run_id}/delete", post(pages::delete_run))
-        .route("/runs/{run_id}/restore", post(pages::restore_run))
-        .route("/compare", get(pages::compare))
+        .route("/", get(experiments::experiments))
+        .route("/experiments", post(experiments::create_experiment))
+        .route("/experiments/{experiment_id}", get(experiments::runs))
+        .route(
+            "/experiments/{experiment_id}/rename",
+            post(experiments::rename_experiment),
+        )
+        .route(
+            "/experiments/{experiment_id}/delete",
+            post(experiments::delete_experiment),
+        )
+        .route(
+            "/experiments/{experiment_id}/restore",
+            post(experiments::restore_experiment),
+        )
+        .route(
+            "/experiments/{experiment_id}/models",
+            get(experiments::logged_models),
+        )
+        .route("/logged-models/{model_id}", get(registry::logged_model))
+        .route("/artifact", get(artifacts::preview))
+        .route("/runs/{run_id}", get(run::run))
+        .route("/runs/{run_id}/delete", post(run::delete_run))
+        .route("/runs/{run_id}/restore", post(run::restore_run))
+        .route("/compare", get(run::compare))
         .route("/models", get(registry::models))
         .route("/models/{name}", get(registry::model))
         .route("/models/{name}/versions/{version}", get(registry::version))

@@ -1,5 +1,5 @@
 //! The model registry's pages: registered models, a model's versions with
-//! their stages, aliases and source runs, and one version.
+//! their stages, aliases and source runs, one version, and a logged model.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -174,9 +174,75 @@ pub(crate) async fn version(
                 @if !version.run_id.is_empty() {
                     dt { "Source run" } dd { a href={ (prefix) "/runs/" (version.run_id) } { (version.run_id) } }
                 }
+                @if !version.model_id.is_empty() {
+                    dt { "Logged model" } dd { a href={ (prefix) "/logged-models/" (version.model_id) } { (version.model_id) } }
+                }
             }
             @if !version.description.is_empty() { p.description { (version.description) } }
             table.kv { @for tag in &version.tags { tr { th { (tag.key) } td { (tag.value) } } } }
+        },
+    )
+    .into_response()
+}
+
+/// A logged model: overview, params, metrics, tags, registrations and
+/// artifacts with previews.
+pub(crate) async fn logged_model(
+    State(state): State<AppState>,
+    Ws(ws): Ws,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+) -> Response {
+    let Some(model_id) = params.get("model_id") else {
+        return message_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No logged model in the address.",
+        );
+    };
+    let model = match state.store.get_logged_model(&ws, model_id).await {
+        Ok(model) => model,
+        Err(error) => return store_error(error),
+    };
+    let listed = match crate::artifacts::listing(&state, &ws, &model.info.artifact_uri).await {
+        Ok(listed) => listed,
+        Err(page) => return page,
+    };
+    let prefix = base(&ws);
+    let info = &model.info;
+    layout(
+        &info.name,
+        &prefix,
+        html! {
+            p.crumbs { a href={ (prefix) "/experiments/" (info.experiment_id) "/models" } { "Experiment " (info.experiment_id) " · logged models" } }
+            h1 { (info.name) }
+            dl.overview {
+                dt { "Model ID" } dd { code { (info.model_id) } }
+                dt { "Status" } dd { (format!("{:?}", info.status).to_uppercase())
+                    @if let Some(message) = &info.status_message { " — " (message) } }
+                @if let Some(kind) = &info.model_type { dt { "Type" } dd { (kind) } }
+                dt { "Created" } dd { (format_utc(info.creation_timestamp_ms)) }
+                @if !info.creator_id.is_empty() { dt { "Creator" } dd { (info.creator_id) } }
+                @if let Some(run) = &info.source_run_id {
+                    dt { "Source run" } dd { a href={ (prefix) "/runs/" (run) } { (run) } }
+                }
+                @if !info.registrations.is_empty() {
+                    dt { "Registered as" } dd {
+                        @for registration in &info.registrations {
+                            a href={ (prefix) "/models/" (registration.name) "/versions/" (registration.version) } { (registration.name) " v" (registration.version) } " "
+                        }
+                    }
+                }
+            }
+            h2 { "Parameters" }
+            @if model.data.params.is_empty() { p.empty { "No parameter." } }
+            table.kv { @for param in &model.data.params { tr { th { (param.key) } td { (param.value) } } } }
+            h2 { "Metrics" }
+            @if model.data.metrics.is_empty() { p.empty { "No metric." } }
+            table.kv { @for metric in &model.data.metrics { tr { th { (metric.key) } td.number { (format!("{:.4}", metric.value)) " (step " (metric.step) ")" } } } }
+            h2 { "Tags" }
+            table.kv { @for tag in &info.tags { tr { th { (tag.key) } td { (tag.value) } } } }
+            h2 { "Artifacts" }
+            (crate::artifacts::table(&prefix, &listed))
         },
     )
     .into_response()

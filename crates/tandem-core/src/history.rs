@@ -64,6 +64,71 @@ pub fn evenly_spaced_indices(total: usize, max_results: usize) -> Vec<usize> {
     indices.into_iter().collect()
 }
 
+/// Which x a chart of one history is drawn along.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryAxis {
+    Step,
+    /// The point's timestamp (milliseconds).
+    Time,
+}
+
+/// One history made small enough to chart: every point when there are few,
+/// else, per bucket of x, the bucket's minimum and maximum, so spikes
+/// survive whatever the history's length.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryEnvelope {
+    /// Points in the range (NaN left out).
+    pub total: u64,
+    /// (x, value), in x order.
+    pub points: Vec<(i64, f64)>,
+    /// Whether `points` are buckets' extremes rather than every point.
+    pub downsampled: bool,
+}
+
+/// One bucket of x of a long history.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryBucket {
+    pub first_x: i64,
+    pub last_x: i64,
+    pub min: f64,
+    pub max: f64,
+}
+
+/// The width of each of `buckets` buckets covering `[low, high]`, never 0
+/// and never overflowing (`high - low` may span all of `i64`).
+pub fn bucket_width(low: i64, high: i64, buckets: usize) -> i64 {
+    let span = (high as i128 - low as i128 + 1).max(1);
+    let buckets = buckets.max(1) as i128;
+    ((span + buckets - 1) / buckets).clamp(1, i64::MAX as i128) as i64
+}
+
+/// The points a line through `buckets` (in x order) draws: each bucket's
+/// minimum and maximum, at its first and last x, in the order that
+/// continues the line from the bucket before (so a flat stretch stays flat
+/// instead of zig-zagging). Infinite extremes are left out.
+pub fn envelope_points(buckets: &[HistoryBucket]) -> Vec<(i64, f64)> {
+    let mut points: Vec<(i64, f64)> = Vec::with_capacity(buckets.len() * 2);
+    for bucket in buckets {
+        let previous = points.last().map(|(_, value)| *value);
+        let low_first = match previous {
+            Some(previous) => (previous - bucket.min).abs() <= (previous - bucket.max).abs(),
+            None => true,
+        };
+        let (first, second) = if low_first {
+            (bucket.min, bucket.max)
+        } else {
+            (bucket.max, bucket.min)
+        };
+        if first.is_finite() {
+            points.push((bucket.first_x, first));
+        }
+        if second.is_finite() && (bucket.max != bucket.min || bucket.first_x != bucket.last_x) {
+            points.push((bucket.last_x, second));
+        }
+    }
+    points
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +166,49 @@ mod tests {
         assert_eq!(evenly_spaced_indices(5, 1), vec![4]);
         assert_eq!(evenly_spaced_indices(10, 3), vec![0, 4, 9]); // 4.5 rounds to even
         assert!(evenly_spaced_indices(0, 3).is_empty());
+    }
+
+    #[test]
+    fn bucket_widths_cover_the_range_without_overflow() {
+        assert_eq!(bucket_width(0, 999, 500), 2);
+        assert_eq!(bucket_width(0, 1000, 500), 3);
+        assert_eq!(bucket_width(5, 5, 500), 1);
+        assert!(bucket_width(i64::MIN, i64::MAX, 500) > 0);
+        let width = bucket_width(i64::MIN, i64::MAX, 500);
+        assert!(((i64::MAX as i128 - i64::MIN as i128) / width as i128) < 500);
+    }
+
+    #[test]
+    fn envelopes_keep_extremes_in_the_order_that_continues_the_line() {
+        let buckets = [
+            HistoryBucket {
+                first_x: 0,
+                last_x: 9,
+                min: 1.0,
+                max: 5.0,
+            },
+            HistoryBucket {
+                first_x: 10,
+                last_x: 19,
+                min: 4.0,
+                max: 9.0,
+            },
+            HistoryBucket {
+                first_x: 20,
+                last_x: 20,
+                min: 3.0,
+                max: 3.0,
+            },
+            HistoryBucket {
+                first_x: 30,
+                last_x: 39,
+                min: f64::NEG_INFINITY,
+                max: 2.0,
+            },
+        ];
+        assert_eq!(
+            envelope_points(&buckets),
+            vec![(0, 1.0), (9, 5.0), (10, 4.0), (19, 9.0), (20, 3.0), (30, 2.0)]
+        );
     }
 }

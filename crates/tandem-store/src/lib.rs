@@ -460,6 +460,19 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         max_results: Option<usize>,
         page_token: Option<&str>,
     ) -> StoreResult<Page<Metric>>;
+    /// The history of `key` in `run_id` within `range` of `axis` (inclusive),
+    /// made chartable: every point when there are at most `2 × buckets`,
+    /// else each of about `buckets` buckets' minimum and maximum, computed
+    /// by the database without reading every point.
+    async fn metric_history_envelope(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        key: &str,
+        axis: tandem_core::history::HistoryAxis,
+        range: Option<(i64, i64)>,
+        buckets: usize,
+    ) -> StoreResult<tandem_core::history::HistoryEnvelope>;
 
     // Logged models.
     async fn create_logged_model(

@@ -8,6 +8,7 @@ mod dump;
 mod epochs;
 mod files;
 mod fingerprint;
+mod history;
 mod load;
 mod merge;
 mod migrate;

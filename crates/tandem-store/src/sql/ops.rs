@@ -123,7 +123,7 @@ impl SqlStore {
         Ok(experiment)
     }
 
-    async fn run_info_in(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<RunInfo> {
+    pub(crate) async fn run_info_in(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<RunInfo> {
         match load::run_info(&self.pool, run_id).await? {
             Some((workspace_id, info)) if workspace_id == ws.workspace_id => Ok(info),
             _ => Err(not_found(format!("Run with id={run_id} not found"))),
@@ -1100,6 +1100,19 @@ impl MetadataStore for SqlStore {
             items,
             next_page_token,
         })
+    }
+
+    async fn metric_history_envelope(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        key: &str,
+        axis: tandem_core::history::HistoryAxis,
+        range: Option<(i64, i64)>,
+        buckets: usize,
+    ) -> StoreResult<tandem_core::history::HistoryEnvelope> {
+        self.metric_history_envelope_impl(ws, run_id, key, axis, range, buckets)
+            .await
     }
 
     async fn create_logged_model(
