@@ -124,6 +124,12 @@ def test_sign_in_pages_and_the_session_rules(console, tmp_path):
     assert stale.status_code == 303 and "session+has+ended" in stale.headers["location"]
     assert requests.get(f"{console.url}/api/tandem/v1/whoami",
                         headers=bearer(signed.cookies.get("tandem_session"))).status_code == 401
+    # The console's script is refused without a Basic challenge (a browser
+    # would pop up its own dialog over the page); the mlflow client gets one.
+    plain = requests.get(f"{console.url}/api/tandem/v1/workspaces")
+    assert plain.status_code == 401 and plain.headers["www-authenticate"] == 'Basic realm="mlflow"'
+    scripted = requests.get(f"{console.url}/api/tandem/v1/workspaces", headers={"X-Tandem-Console": "1"})
+    assert scripted.status_code == 401 and "www-authenticate" not in scripted.headers
 
 
 def test_the_deep_links_the_client_prints_and_an_open_servers_changes(server):

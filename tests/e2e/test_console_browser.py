@@ -106,7 +106,7 @@ def test_a_team_uses_the_console(console, tmp_path):
             page.wait_for_load_state()
             assert page.locator("table.runs tbody tr").count() == 1
             page.goto(f"{console.url}/experiments/{experiment}")
-            page.click("th.metric a")  # sort by loss
+            page.click("th.metrics a")  # sort by loss
             page.wait_for_load_state()
             names = page.locator("table.runs tbody td:nth-child(2)").all_inner_texts()
             assert sorted(names) == ["lr-0.01", "lr-0.1"]
@@ -118,8 +118,24 @@ def test_a_team_uses_the_console(console, tmp_path):
             watched.shot("run")
             assert "500 points" in page.inner_text("figure.metric figcaption")
             with page.expect_download() as download:
-                page.click("ul.artifacts a")
+                page.click("table.artifacts a[download]")
             assert Path(download.value.path()).read_text() == "learning rate 0.1"
+            # Drag across the chart to zoom: the page comes back with the range.
+            box = page.locator("svg.chart").first.bounding_box()
+            page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2, steps=5)
+            page.mouse.up()
+            page.wait_for_url(re.compile(r"from=\d+&to=\d+"))
+            page.wait_for_selector("text=reset zoom")
+            watched.shot("run-zoomed")
+            zoomed = int(re.search(r"(\d+) points", page.inner_text("figure.metric figcaption")).group(1))
+            assert 0 < zoomed < 500, zoomed
+            # The artifact's preview page shows its text.
+            page.click("table.artifacts td:first-child a")
+            page.wait_for_selector("pre.preview")
+            assert "learning rate 0.1" in page.inner_text("pre.preview")
+            watched.shot("artifact-preview")
 
             # Compare the two runs.
             page.goto(f"{console.url}/experiments/{experiment}")
@@ -220,11 +236,16 @@ def test_a_planned_failover_from_the_console_under_a_writing_client(tmp_path):
                 page.wait_for_load_state()
                 page.goto(f"{gateway.url}/deployment")
                 page.wait_for_selector("text=Primary: eastus")
+                # RPO per class against max_rpo, the witness, and the gateway's own view.
+                page.wait_for_selector("text=Recovery point per class")
+                page.wait_for_selector("text=The gateway sends writes to eastus")
+                assert "etcd" in page.inner_text("#deployment")
                 watched.shot("deployment-before")
                 page.click("text=Fail over to westus")
                 page.wait_for_selector("#failover-outcome.done", timeout=30_000)
                 assert "westus is primary" in page.inner_text("#failover-outcome")
                 page.wait_for_selector("text=Primary: westus", timeout=30_000)
+                page.wait_for_selector("text=The gateway sends writes to westus", timeout=30_000)
                 watched.shot("deployment-after")
                 watched.check()
             finally:

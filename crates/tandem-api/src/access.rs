@@ -364,15 +364,7 @@ pub fn is_console_route(route: &str) -> bool {
 
 /// The console's session token, from the request's `tandem_session` cookie.
 pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == "tandem_session")
-        .map(|(_, value)| value.trim().to_string())
-        .filter(|value| !value.is_empty())
+    tandem_http::cookie(headers, "tandem_session")
 }
 
 fn lookup(table: &[(&str, &[(Method, Permission)])], method: &Method, route: &str) -> Option<Permission> {
@@ -498,6 +490,16 @@ fn percent_decode(segment: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A 401, with MLflow's `Basic` challenge unless the console's script
+/// asked (see [`tandem_http::from_console`]).
+fn challenge(error: ApiError, quiet: bool) -> Response {
+    let mut response = error.into_response();
+    if quiet {
+        response.headers_mut().remove(header::WWW_AUTHENTICATE);
+    }
+    response
+}
+
 /// A console page asked for without a session: the sign-in page, which
 /// comes back here after.
 fn to_sign_in(request: &Request, error: &str) -> Response {
@@ -587,6 +589,7 @@ async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
         .map(|value| value.as_bytes().to_vec())
         .or_else(|| session_cookie(request.headers()).map(|token| format!("Bearer {token}").into_bytes()));
     let console = is_console_route(&route);
+    let quiet = tandem_http::from_console(request.headers());
     let identity = match authenticator.authenticate(header.as_deref()).await {
         Ok(identity) => identity,
         // A public route answers whatever the credentials.
@@ -596,7 +599,7 @@ async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
             return to_sign_in(&request, "Your session has ended: sign in again.");
         }
         Err(AuthError::Invalid(reason)) => {
-            return unauthenticated(format!("Authentication failed: {reason}")).into_response();
+            return challenge(unauthenticated(format!("Authentication failed: {reason}")), quiet);
         }
         Err(AuthError::Store(error)) => return ApiError::from(error).into_response(),
     };
@@ -607,11 +610,13 @@ async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
         if console {
             return to_sign_in(&request, "");
         }
-        return unauthenticated(
-            "You are not authenticated: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and \
-             MLFLOW_TRACKING_PASSWORD) or a token (MLFLOW_TRACKING_TOKEN)",
-        )
-        .into_response();
+        return challenge(
+            unauthenticated(
+                "You are not authenticated: send HTTP Basic credentials (MLFLOW_TRACKING_USERNAME and \
+                 MLFLOW_TRACKING_PASSWORD) or a token (MLFLOW_TRACKING_TOKEN)",
+            ),
+            quiet,
+        );
     };
     let workspace = workspace_of(&route, request.uri().path());
     let allowed = if permission == Permission::Replicate {

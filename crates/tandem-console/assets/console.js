@@ -51,6 +51,11 @@
     if (deployment) {
       refresh(deployment);
       window.setInterval(function () { refresh(deployment); }, 2000);
+      var gateway = document.getElementById("gateway-view");
+      if (gateway) {
+        gatewayView(gateway);
+        window.setInterval(function () { gatewayView(gateway); }, 2000);
+      }
     }
   });
 
@@ -58,10 +63,10 @@
   // (signed out, or an older region) it still takes a typed name.
   function workspaces(switcher) {
     var list = document.getElementById("workspace-list");
-    if (!list) {
+    if (!list || window.location.pathname === "/login") {
       return;
     }
-    fetch("/api/tandem/v1/workspaces", { credentials: "same-origin" })
+    fetch("/api/tandem/v1/workspaces", { credentials: "same-origin", headers: { "X-Tandem-Console": "1" } })
       .then(function (response) { return response.ok ? response.json() : { workspaces: [] }; })
       .then(function (body) {
         (body.workspaces || []).forEach(function (workspace) {
@@ -152,6 +157,66 @@
     target.appendChild(message);
   }
 
+  function heading(text) {
+    var h = document.createElement("h2");
+    h.textContent = text;
+    return h;
+  }
+
+  function grid(titles, rows) {
+    var table = document.createElement("table");
+    var head = document.createElement("tr");
+    titles.forEach(function (title) {
+      var th = document.createElement("th");
+      th.textContent = title;
+      head.appendChild(th);
+    });
+    table.appendChild(head);
+    rows.forEach(function (values) {
+      var row = document.createElement("tr");
+      values.forEach(function (value) { row.appendChild(cell(value)); });
+      table.appendChild(row);
+    });
+    return table;
+  }
+
+  // The gateway's view, when the console is reached through the gateway
+  // (a region answers 404 for it: the page says where to look instead).
+  function gatewayView(target) {
+    fetch("/gateway/status", { credentials: "same-origin", headers: { "X-Tandem-Console": "1" } })
+      .then(function (response) {
+        return response.json().catch(function () { return {}; })
+          .then(function (body) { return { ok: response.ok, status: response.status, body: body }; });
+      })
+      .then(function (answer) {
+        target.textContent = "";
+        if (!answer.ok) {
+          var note = document.createElement("p");
+          note.className = "note";
+          note.textContent = answer.status === 404
+            ? "This page is served by a region directly; open the console through the gateway to see its view."
+            : "The gateway's view is not available: " + (answer.body.message || answer.status);
+          target.appendChild(note);
+          return;
+        }
+        var view = answer.body;
+        var line = document.createElement("p");
+        line.textContent = "The gateway sends writes to " + (view.primary ? view.primary.region : "no region yet") +
+          " (it learns the primary from " + view.source + ", observed " +
+          (view.observation_age_seconds === null ? "never" : Number(view.observation_age_seconds).toFixed(1) + " s ago") + ").";
+        target.appendChild(line);
+        target.appendChild(grid(["Region", "Healthy", "Ready", "Says it is", "Epoch", "Error"],
+          (view.regions || []).map(function (region) {
+            return [region.name, region.healthy ? "yes" : "no",
+              region.ready === null || region.ready === undefined ? null : (region.ready ? "yes" : "no"),
+              region.role, region.epoch, region.error];
+          })));
+      })
+      .catch(function (error) {
+        target.textContent = "The gateway does not answer: " + error;
+      });
+  }
+
   function cell(text) {
     var td = document.createElement("td");
     td.textContent = text === undefined || text === null ? "–" : String(text);
@@ -174,7 +239,7 @@
     fetch("/api/tandem/v1/failover", {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json" },
+      headers: { "Content-Type": "application/json", "X-Tandem-Console": "1" },
       body: JSON.stringify({ to: to })
     })
       .then(function (response) {
@@ -198,7 +263,7 @@
   }
 
   function refresh(target) {
-    fetch(target.getAttribute("data-source"), { credentials: "same-origin" })
+    fetch(target.getAttribute("data-source"), { credentials: "same-origin", headers: { "X-Tandem-Console": "1" } })
       .then(function (response) {
         return response.json()
           .catch(function () { return { message: "The region answered " + response.status + " without a status." }; })
@@ -219,29 +284,58 @@
         }
         var status = answer.body;
         var summary = document.createElement("p");
+        summary.className = "summary";
         summary.textContent = "Primary: " + (status.primary || "unknown") + " · epoch " + status.epoch +
-          " · answered by " + status.region;
+          " · answered by " + status.region + (status.accepting_writes ? " (accepting writes)" : "") +
+          (status.failover ? " · failover " + status.failover.mode : "") +
+          (status.deployment ? " · deployment " + status.deployment : "");
         target.appendChild(summary);
-        var table = document.createElement("table");
-        table.className = "regions";
-        var head = document.createElement("tr");
-        ["Region", "Role", "Ready", "Applied", "Lag (records)", "Lag (s)"].forEach(function (title) {
-          var th = document.createElement("th");
-          th.textContent = title;
-          head.appendChild(th);
-        });
-        table.appendChild(head);
-        (status.regions || []).forEach(function (region) {
-          var row = document.createElement("tr");
-          row.appendChild(cell(region.name));
-          row.appendChild(cell(region.role));
-          row.appendChild(cell(region.ready === false ? "no" : "yes"));
-          row.appendChild(cell(region.applied));
-          row.appendChild(cell(region.lag_records));
-          row.appendChild(cell(region.lag_seconds));
-          table.appendChild(row);
-        });
-        target.appendChild(table);
+        target.appendChild(heading("Regions"));
+        target.appendChild(grid(
+          ["Region", "Role", "Epoch", "Ready", "Replicating", "Applied", "Lag (records)", "Lag (s)", "Last error"],
+          (status.regions || []).map(function (region) {
+            var self = region.name === status.region;
+            var replicating = region.streaming !== undefined ? region.streaming
+              : region.connected !== undefined ? region.connected : null;
+            return [region.name + (self ? " (this one)" : ""), region.role,
+              self ? status.epoch : region.epoch,
+              self ? (status.ready ? "yes" : "no") : null,
+              replicating === null ? null : (replicating ? "yes" : "no"),
+              region.applied, region.lag_records,
+              region.lag_seconds === undefined ? null : Number(region.lag_seconds).toFixed(1),
+              region.last_error];
+          })));
+        if ((status.classes || []).length) {
+          target.appendChild(heading("Recovery point per class"));
+          var classes = grid(["Class", "Level", "Sync", "RPO (s)", "max_rpo (s)", "Lag (records)", "Writes"],
+            status.classes.map(function (entry) {
+              return [entry.class, entry.level, entry.sync ? "yes" : "no", Number(entry.rpo_seconds).toFixed(1),
+                entry.max_rpo_seconds === null || entry.max_rpo_seconds === undefined ? "none" : entry.max_rpo_seconds,
+                entry.lag_records, entry.refusing_writes ? "refused: past max_rpo" : "accepted"];
+            }));
+          Array.prototype.forEach.call(classes.querySelectorAll("tr"), function (row, index) {
+            if (index > 0 && status.classes[index - 1].refusing_writes) {
+              row.className = "bad";
+            }
+          });
+          target.appendChild(classes);
+        }
+        if (status.witness) {
+          target.appendChild(heading("Witness"));
+          var witness = document.createElement("p");
+          witness.textContent = status.witness.kind + " · lease " + status.witness.ttl_seconds + " s, renewed every " +
+            status.witness.renew_interval_seconds + " s · " +
+            (status.witness.leading ? "this region holds the lease (epoch " + status.witness.leading + ")"
+              : "this region does not hold the lease");
+          target.appendChild(witness);
+        }
+        if (status.last_failover) {
+          var last = document.createElement("p");
+          last.className = "note";
+          last.textContent = "Last failover seen here: to " + status.last_failover.to + " (epoch " +
+            status.last_failover.epoch + ")" + (status.last_failover.zero_loss ? ", no write lost" : "");
+          target.appendChild(last);
+        }
         // A planned failover, for those the status answered (operators).
         var secondaries = (status.regions || []).filter(function (region) { return region.role !== "primary"; });
         if (secondaries.length && status.witness) {

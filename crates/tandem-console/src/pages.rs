@@ -127,6 +127,8 @@ pub(crate) async fn deployment(in_deployment: bool) -> Response {
             @if in_deployment {
                 p.note { "Roles, epochs, replication positions, lag and RPO per class, as the region answering sees them; refreshed every 2 s." }
                 div #deployment data-source="/api/tandem/v1/regions" { p { "Loading…" } }
+                h2 { "The gateway's view" }
+                div #gateway-view { p { "Loading…" } }
             } @else {
                 p.note { "This region runs on its own: no deployment file, so no other region, replication or failover. Start a deployment with `tandem up`, or give the server --deployment FILE." }
             }

@@ -246,7 +246,16 @@ async fn operators_only(
     request: Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let presented = request.headers().get(axum::http::header::AUTHORIZATION).cloned();
+    // A console session (its cookie) counts as a bearer token, as at a region.
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .cloned()
+        .or_else(|| {
+            tandem_http::cookie(request.headers(), "tandem_session")
+                .and_then(|token| axum::http::HeaderValue::from_str(&format!("Bearer {token}")).ok())
+        });
+    let quiet = tandem_http::from_console(request.headers());
     if let Some(secret) = &gateway.proxy.deployment.replication_secret {
         if tandem_http::presents_bearer(request.headers(), secret) {
             return next.run(request).await;
@@ -267,7 +276,7 @@ async fn operators_only(
     }
     let refusal = |status: StatusCode, code: &str, message: String| {
         let mut response = (status, Json(json!({ "error_code": code, "message": message }))).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED && !quiet {
             response.headers_mut().insert(
                 axum::http::header::WWW_AUTHENTICATE,
                 axum::http::HeaderValue::from_static(r#"Basic realm="mlflow""#),

@@ -167,6 +167,31 @@ pub fn presents_bearer(headers: &axum::http::HeaderMap, secret: &str) -> bool {
             == 0
 }
 
+/// The value of cookie `name` in `headers`, if it is there and not empty
+/// (the console's session cookie, read by regions and the gateway alike).
+pub fn cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(key, _)| *key == name)
+        .map(|(_, value)| value.trim().to_string())
+        .filter(|value| !value.is_empty())
+}
+
+/// The header the console's script sends with its requests.
+pub const CONSOLE_HEADER: &str = "x-tandem-console";
+
+/// Whether a request comes from the console's script: a refusal then
+/// carries no `WWW-Authenticate` challenge, which would make the browser
+/// pop up its own credentials dialog over the page (the page says the
+/// session ended and links to the sign-in page instead).
+pub fn from_console(headers: &axum::http::HeaderMap) -> bool {
+    headers.contains_key(CONSOLE_HEADER)
+}
+
 fn is_fd_exhaustion(error: &io::Error) -> bool {
     matches!(error.raw_os_error(), Some(code) if code == 24 || code == 23) // EMFILE, ENFILE
 }
