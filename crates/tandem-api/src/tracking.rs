@@ -859,33 +859,28 @@ async fn get_metric_history_bulk_interval(
             ))
         }
     };
-    let mut histories = Vec::with_capacity(request.run_ids.len());
+    // Steps first (integers off the metrics key), then only the points at
+    // the sampled steps: a long history is never decoded whole.
+    let mut steps = Vec::with_capacity(request.run_ids.len());
     for run_id in &request.run_ids {
         tandem_core::validation::validate_run_id(run_id, "run_ids")?;
-        let page = state
-            .store
-            .get_metric_history(&ws, run_id, &key, None, None)
-            .await?;
-        histories.push((run_id.clone(), page.items));
+        steps.push(state.store.metric_steps(&ws, run_id, &key).await?);
     }
-    let steps: Vec<Vec<i64>> = histories
-        .iter()
-        .map(|(_, metrics)| metrics.iter().map(|metric| metric.step).collect())
-        .collect();
     let sampled = history::sampled_steps(&steps, max_results as usize, range);
-    let wanted: std::collections::BTreeSet<i64> = sampled.iter().copied().collect();
     let per_run = (max_results as usize).max(sampled.len());
     let mut metrics = Vec::new();
-    for (run_id, history_of_run) in histories {
-        let mut kept: Vec<_> = history_of_run
-            .into_iter()
-            .filter(|metric| wanted.contains(&metric.step))
+    for (run_id, steps_of_run) in request.run_ids.iter().zip(&steps) {
+        let wanted: Vec<i64> = sampled
+            .iter()
+            .copied()
+            .filter(|step| steps_of_run.binary_search(step).is_ok())
             .collect();
-        kept.sort_by_key(|metric| (metric.step, metric.timestamp));
+        let kept = state
+            .store
+            .metric_history_at_steps(&ws, run_id, &key, &wanted)
+            .await?;
         for index in history::evenly_spaced_indices(kept.len(), per_run) {
-            let mut metric = kept[index].clone();
-            metric.run_id = Some(run_id.clone());
-            metrics.push(metric);
+            metrics.push(kept[index].clone());
         }
     }
     let mut body = json!({});

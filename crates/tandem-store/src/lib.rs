@@ -473,6 +473,18 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         range: Option<(i64, i64)>,
         buckets: usize,
     ) -> StoreResult<tandem_core::history::HistoryEnvelope>;
+    /// The distinct steps of `key` in `run_id`, ascending (what MLflow's
+    /// bulk-interval sampling works on), without reading every point.
+    async fn metric_steps(&self, ws: &WorkspaceRef, run_id: &str, key: &str) -> StoreResult<Vec<i64>>;
+    /// The points of `key` in `run_id` at the given steps, ordered by step,
+    /// timestamp and value.
+    async fn metric_history_at_steps(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        key: &str,
+        steps: &[i64],
+    ) -> StoreResult<Vec<Metric>>;
 
     // Logged models.
     async fn create_logged_model(

@@ -1,7 +1,9 @@
-//! Conformance scenarios of the chartable metric history
-//! (`metric_history_envelope`), on SQLite and PostgreSQL: short histories
-//! whole, long ones reduced in the database to buckets that keep every
-//! spike, ranges, the time axis, NaN left out, unknown runs refused.
+//! Conformance scenarios of the chartable metric history, on SQLite and
+//! PostgreSQL: `metric_history_envelope` (short histories whole, long ones
+//! reduced in the database to buckets that keep every spike, ranges, the
+//! time axis, NaN left out, unknown runs refused) and the steps and points
+//! MLflow's bulk-interval sampling reads (`metric_steps`,
+//! `metric_history_at_steps`).
 
 #[allow(dead_code)]
 #[macro_use]
@@ -14,6 +16,7 @@ use tandem_core::ErrorKind;
 use tandem_store::*;
 
 scenarios!(
+    steps_and_points_at_steps_feed_the_bulk_interval_sampling,
     short_histories_come_back_whole,
     long_histories_are_bucketed_keeping_their_extremes,
     unknown_runs_and_keys_are_told_apart,
@@ -160,5 +163,53 @@ async fn unknown_runs_and_keys_are_told_apart(backend: Backend) {
         panic!("{error:?}")
     };
     assert_eq!(error.kind, ErrorKind::ResourceDoesNotExist);
+    harness.finish().await;
+}
+
+async fn steps_and_points_at_steps_feed_the_bulk_interval_sampling(backend: Backend) {
+    let Some(harness) = support::Harness::new(backend).await else {
+        return;
+    };
+    let store = harness.store.as_ref();
+    let (ws, run_id) = run_in_default(store).await;
+    // Two points at step 5 (different timestamps), steps out of order.
+    let points = vec![
+        metric("loss", 0.5, 2_000, 5),
+        metric("loss", 0.4, 1_000, 5),
+        metric("loss", 0.9, 1_500, 1),
+        metric("loss", 0.1, 3_000, 700),
+    ];
+    store
+        .log_batch(&ws, &run_id, points, vec![], vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        store.metric_steps(&ws, &run_id, "loss").await.unwrap(),
+        vec![1, 5, 700]
+    );
+    assert!(store
+        .metric_steps(&ws, &run_id, "nothing")
+        .await
+        .unwrap()
+        .is_empty());
+    let at = store
+        .metric_history_at_steps(&ws, &run_id, "loss", &[700, 5, 42])
+        .await
+        .unwrap();
+    let seen: Vec<(i64, i64)> = at.iter().map(|metric| (metric.step, metric.timestamp)).collect();
+    assert_eq!(seen, vec![(5, 1_000), (5, 2_000), (700, 3_000)]);
+    assert!(at
+        .iter()
+        .all(|metric| metric.run_id.as_deref() == Some(run_id.as_str())));
+    // More steps than one statement binds: every point (steps 1, 5, 5, 700).
+    let many: Vec<i64> = (0..1_200).collect();
+    assert_eq!(
+        store
+            .metric_history_at_steps(&ws, &run_id, "loss", &many)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
     harness.finish().await;
 }

@@ -5,6 +5,7 @@
 
 use sqlx::Row;
 use tandem_core::history::{self, HistoryAxis, HistoryBucket, HistoryEnvelope};
+use tandem_core::model::Metric;
 
 use super::SqlStore;
 use crate::error::StoreResult;
@@ -95,5 +96,59 @@ impl SqlStore {
             points: history::envelope_points(&buckets),
             downsampled: true,
         })
+    }
+
+    /// The distinct steps of `key` in `run_id`, ascending: what MLflow's
+    /// bulk-interval sampling needs, read as integers from the metrics key
+    /// instead of decoding every point.
+    pub(crate) async fn metric_steps_impl(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        key: &str,
+    ) -> StoreResult<Vec<i64>> {
+        self.run_info_in(ws, run_id).await?;
+        let rows =
+            sqlx::query("SELECT DISTINCT step FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY step")
+                .bind(run_id)
+                .bind(key)
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| Ok(row.try_get::<i64, _>("step")?))
+            .collect()
+    }
+
+    /// The points of `key` in `run_id` at `steps` (any order), ordered by
+    /// step, timestamp and value.
+    pub(crate) async fn metric_history_at_steps_impl(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        key: &str,
+        steps: &[i64],
+    ) -> StoreResult<Vec<Metric>> {
+        self.run_info_in(ws, run_id).await?;
+        let mut steps = steps.to_vec();
+        steps.sort_unstable();
+        steps.dedup();
+        let mut points = Vec::new();
+        // Bounded lists of bind parameters, well under every backend's limit.
+        for chunk in steps.chunks(500) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
+            let sql = format!(
+                "SELECT key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics \
+                 WHERE run_id = $1 AND key = $2 AND step IN ({}) ORDER BY step, timestamp, value",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(run_id).bind(key);
+            for step in chunk {
+                query = query.bind(*step);
+            }
+            for row in query.fetch_all(&self.pool).await? {
+                points.push(super::load::metric_row(&row, run_id)?);
+            }
+        }
+        Ok(points)
     }
 }

@@ -22,6 +22,23 @@ pub(crate) fn metric_value(value: f64, is_nan: i64) -> f64 {
     }
 }
 
+/// One metric point of `run_id` from a row of the `metrics` table.
+pub(crate) fn metric_row(row: &sqlx::any::AnyRow, run_id: &str) -> StoreResult<Metric> {
+    let model_id: String = row.try_get("model_id")?;
+    let dataset_name: String = row.try_get("dataset_name")?;
+    let dataset_digest: String = row.try_get("dataset_digest")?;
+    Ok(Metric {
+        key: row.try_get("key")?,
+        value: metric_value(row.try_get("value")?, row.try_get("is_nan")?),
+        timestamp: row.try_get("timestamp")?,
+        step: row.try_get("step")?,
+        dataset_name: (!dataset_name.is_empty()).then_some(dataset_name),
+        dataset_digest: (!dataset_digest.is_empty()).then_some(dataset_digest),
+        model_id: (!model_id.is_empty()).then_some(model_id),
+        run_id: Some(run_id.to_string()),
+    })
+}
+
 /// Runs `sql` with `$1` = the workspace id and `arguments` as `$2`, `$3`, ...
 pub(crate) async fn fetch<'e, E>(
     executor: E,

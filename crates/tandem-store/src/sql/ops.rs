@@ -1074,21 +1074,7 @@ impl MetadataStore for SqlStore {
         .await?;
         let mut items = rows
             .iter()
-            .map(|row| {
-                let model_id: String = row.try_get("model_id")?;
-                let dataset_name: String = row.try_get("dataset_name")?;
-                let dataset_digest: String = row.try_get("dataset_digest")?;
-                Ok(Metric {
-                    key: row.try_get("key")?,
-                    value: load::metric_value(row.try_get("value")?, row.try_get("is_nan")?),
-                    timestamp: row.try_get("timestamp")?,
-                    step: row.try_get("step")?,
-                    dataset_name: (!dataset_name.is_empty()).then_some(dataset_name),
-                    dataset_digest: (!dataset_digest.is_empty()).then_some(dataset_digest),
-                    model_id: (!model_id.is_empty()).then_some(model_id),
-                    run_id: Some(run_id.to_string()),
-                })
-            })
+            .map(|row| load::metric_row(row, run_id))
             .collect::<StoreResult<Vec<_>>>()?;
         let next_page_token = if items.len() as i64 > limit {
             items.truncate(limit as usize);
@@ -1113,6 +1099,20 @@ impl MetadataStore for SqlStore {
     ) -> StoreResult<tandem_core::history::HistoryEnvelope> {
         self.metric_history_envelope_impl(ws, run_id, key, axis, range, buckets)
             .await
+    }
+
+    async fn metric_steps(&self, ws: &WorkspaceRef, run_id: &str, key: &str) -> StoreResult<Vec<i64>> {
+        self.metric_steps_impl(ws, run_id, key).await
+    }
+
+    async fn metric_history_at_steps(
+        &self,
+        ws: &WorkspaceRef,
+        run_id: &str,
+        key: &str,
+        steps: &[i64],
+    ) -> StoreResult<Vec<Metric>> {
+        self.metric_history_at_steps_impl(ws, run_id, key, steps).await
     }
 
     async fn create_logged_model(
