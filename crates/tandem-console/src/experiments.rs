@@ -1,7 +1,7 @@
 //! Experiments: the list, create, rename, delete and restore, and an
 //! experiment's runs table.
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, MatchedPath, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
@@ -11,7 +11,7 @@ use tandem_api::extract::Ws;
 use tandem_api::AppState;
 use tandem_core::access::Permission;
 use tandem_core::model::{format_utc, LifecycleStage, Run, ViewType};
-use tandem_store::{SearchLoggedModels, SearchQuery, SearchRuns, StoreError, WorkspaceRef};
+use tandem_store::{SearchLoggedModels, SearchQuery, SearchRuns, StoreError};
 
 use crate::pages::{base, can, duration, layout, message_page, store_error, time};
 use crate::session::{csrf_for, guard_change};
@@ -419,93 +419,50 @@ pub(crate) struct RenameForm {
     csrf: String,
 }
 
-/// What a form on an experiment's page asks for.
-enum Change {
-    Rename(String),
-    Delete,
-    Restore,
-}
+type Params = Path<std::collections::HashMap<String, String>>;
 
-async fn change_experiment(
-    state: AppState,
-    ws: WorkspaceRef,
+/// `POST …/experiments/{id}/rename|delete|restore`: one handler, the
+/// action read from the route that matched.
+pub(crate) async fn change_experiment(
+    State(state): State<AppState>,
+    Ws(ws): Ws,
     caller: Caller,
     headers: HeaderMap,
-    experiment_id: Option<&String>,
-    csrf: &str,
-    change: Change,
+    route: MatchedPath,
+    Path(params): Params,
+    Form(form): Form<RenameForm>,
 ) -> Response {
-    if let Some(refused) = guard_change(&headers, &caller, csrf) {
+    if let Some(refused) = guard_change(&headers, &caller, &form.csrf) {
         return refused;
     }
-    let Some(experiment_id) = experiment_id else {
+    let Some(experiment_id) = params.get("experiment_id") else {
         return message_page(
             StatusCode::NOT_FOUND,
             "Not found",
             "No experiment in the address.",
         );
     };
-    let outcome = match change {
-        Change::Rename(name) => {
+    let outcome = match route.as_str().rsplit('/').next() {
+        Some("rename") => {
             state
                 .store
-                .rename_experiment(&ws, experiment_id, name.trim())
+                .rename_experiment(&ws, experiment_id, form.name.trim())
                 .await
         }
-        Change::Delete => state.store.delete_experiment(&ws, experiment_id).await,
-        Change::Restore => state.store.restore_experiment(&ws, experiment_id).await,
+        Some("delete") => state.store.delete_experiment(&ws, experiment_id).await,
+        Some("restore") => state.store.restore_experiment(&ws, experiment_id).await,
+        _ => {
+            return message_page(
+                StatusCode::NOT_FOUND,
+                "Not found",
+                "No such change of an experiment.",
+            )
+        }
     };
     match outcome {
         Ok(()) => Redirect::to(&format!("{}/experiments/{experiment_id}", base(&ws))).into_response(),
         Err(error) => store_error(error),
     }
-}
-
-type Params = Path<std::collections::HashMap<String, String>>;
-
-pub(crate) async fn rename_experiment(
-    State(state): State<AppState>,
-    Ws(ws): Ws,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(params): Params,
-    Form(form): Form<RenameForm>,
-) -> Response {
-    let id = params.get("experiment_id");
-    change_experiment(
-        state,
-        ws,
-        caller,
-        headers,
-        id,
-        &form.csrf,
-        Change::Rename(form.name),
-    )
-    .await
-}
-
-pub(crate) async fn delete_experiment(
-    State(state): State<AppState>,
-    Ws(ws): Ws,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(params): Params,
-    Form(form): Form<RenameForm>,
-) -> Response {
-    let id = params.get("experiment_id");
-    change_experiment(state, ws, caller, headers, id, &form.csrf, Change::Delete).await
-}
-
-pub(crate) async fn restore_experiment(
-    State(state): State<AppState>,
-    Ws(ws): Ws,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(params): Params,
-    Form(form): Form<RenameForm>,
-) -> Response {
-    let id = params.get("experiment_id");
-    change_experiment(state, ws, caller, headers, id, &form.csrf, Change::Restore).await
 }
 
 /// An experiment's logged models.

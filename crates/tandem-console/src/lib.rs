@@ -38,15 +38,15 @@ fn workspace_pages() -> Router<AppState> {
         .route("/experiments/{experiment_id}", get(experiments::runs))
         .route(
             "/experiments/{experiment_id}/rename",
-            post(experiments::rename_experiment),
+            post(experiments::change_experiment),
         )
         .route(
             "/experiments/{experiment_id}/delete",
-            post(experiments::delete_experiment),
+            post(experiments::change_experiment),
         )
         .route(
             "/experiments/{experiment_id}/restore",
-            post(experiments::restore_experiment),
+            post(experiments::change_experiment),
         )
         .route(
             "/experiments/{experiment_id}/models",
@@ -55,8 +55,8 @@ fn workspace_pages() -> Router<AppState> {
         .route("/logged-models/{model_id}", get(registry::logged_model))
         .route("/artifact", get(artifacts::preview))
         .route("/runs/{run_id}", get(run::run))
-        .route("/runs/{run_id}/delete", post(run::delete_run))
-        .route("/runs/{run_id}/restore", post(run::restore_run))
+        .route("/runs/{run_id}/delete", post(run::change_run))
+        .route("/runs/{run_id}/restore", post(run::change_run))
         .route("/compare", get(run::compare))
         .route("/models", get(registry::models))
         .route("/models/{name}", get(registry::model))

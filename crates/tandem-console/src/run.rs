@@ -3,7 +3,7 @@
 //! previews), deleting and restoring it, and a comparison of runs with
 //! overlaid charts and a param/metric diff.
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, MatchedPath, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{html, Markup, PreEscaped};
@@ -13,7 +13,7 @@ use tandem_api::extract::Ws;
 use tandem_api::AppState;
 use tandem_core::access::Permission;
 use tandem_core::model::{LifecycleStage, Run, ViewType};
-use tandem_store::{SearchLoggedModels, SearchRuns, WorkspaceRef};
+use tandem_store::{SearchLoggedModels, SearchRuns};
 
 use crate::artifacts;
 use crate::chart::{self, Axis};
@@ -304,61 +304,32 @@ pub(crate) struct CsrfForm {
     csrf: String,
 }
 
-async fn change_run(
-    state: AppState,
-    ws: WorkspaceRef,
+/// `POST …/runs/{id}/delete|restore`: one handler, the action read from
+/// the route that matched.
+pub(crate) async fn change_run(
+    State(state): State<AppState>,
+    Ws(ws): Ws,
     caller: Caller,
     headers: HeaderMap,
-    run_id: Option<&String>,
-    csrf: &str,
-    delete: bool,
+    route: MatchedPath,
+    Path(params): Path<std::collections::HashMap<String, String>>,
+    Form(form): Form<CsrfForm>,
 ) -> Response {
-    if let Some(refused) = guard_change(&headers, &caller, csrf) {
+    if let Some(refused) = guard_change(&headers, &caller, &form.csrf) {
         return refused;
     }
-    let Some(run_id) = run_id else {
+    let Some(run_id) = params.get("run_id") else {
         return message_page(StatusCode::NOT_FOUND, "Not found", "No run in the address.");
     };
-    let outcome = if delete {
-        state.store.delete_run(&ws, run_id).await
-    } else {
-        state.store.restore_run(&ws, run_id).await
+    let outcome = match route.as_str().rsplit('/').next() {
+        Some("delete") => state.store.delete_run(&ws, run_id).await,
+        Some("restore") => state.store.restore_run(&ws, run_id).await,
+        _ => return message_page(StatusCode::NOT_FOUND, "Not found", "No such change of a run."),
     };
     match outcome {
         Ok(()) => Redirect::to(&format!("{}/runs/{run_id}", base(&ws))).into_response(),
         Err(error) => store_error(error),
     }
-}
-
-pub(crate) async fn delete_run(
-    State(state): State<AppState>,
-    Ws(ws): Ws,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(params): Path<std::collections::HashMap<String, String>>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change_run(state, ws, caller, headers, params.get("run_id"), &form.csrf, true).await
-}
-
-pub(crate) async fn restore_run(
-    State(state): State<AppState>,
-    Ws(ws): Ws,
-    caller: Caller,
-    headers: HeaderMap,
-    Path(params): Path<std::collections::HashMap<String, String>>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    change_run(
-        state,
-        ws,
-        caller,
-        headers,
-        params.get("run_id"),
-        &form.csrf,
-        false,
-    )
-    .await
 }
 
 /// Runs compared at most.
