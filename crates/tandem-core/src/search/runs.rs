@@ -109,6 +109,64 @@ pub fn validate_run_filter(filter: &str) -> Result<()> {
     parse_run_filter(filter).map(drop)
 }
 
+/// What a search reads of each run beyond its info: the metric, param and
+/// tag keys its filter and order name, and whether it compares datasets. A
+/// store may load only these to filter and order every run, then load the
+/// page's runs whole: [`search_runs`] gives the same page either way.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSearchNeeds {
+    pub metrics: std::collections::BTreeSet<String>,
+    pub params: std::collections::BTreeSet<String>,
+    pub tags: std::collections::BTreeSet<String>,
+    pub datasets: bool,
+}
+
+/// The keys a search by `filter` ordered by `order_by` reads.
+pub fn run_search_needs(filter: &str, order_by: &[String]) -> Result<RunSearchNeeds> {
+    let mut needs = RunSearchNeeds::default();
+    let fields = parse_run_filter(filter)?
+        .into_iter()
+        .map(|clause| clause.field)
+        .chain(
+            order_by
+                .iter()
+                .map(|entry| parse_run_order_by(entry).map(|(field, _)| field))
+                .collect::<Result<Vec<_>>>()?,
+        );
+    for field in fields {
+        match field {
+            RunField::Metric(key) => drop(needs.metrics.insert(key)),
+            RunField::Param(key) => drop(needs.params.insert(key)),
+            RunField::Tag(key) => drop(needs.tags.insert(key)),
+            RunField::Dataset(_) => needs.datasets = true,
+            RunField::Attribute(_) => {}
+        }
+    }
+    Ok(needs)
+}
+
+/// When a search has no filter and orders only by start or end time, the
+/// database can order and page it alone: the columns (`start_time`,
+/// `end_time`) and directions of its full order, MLflow's tie-breakers
+/// (start time descending, run id) included. A missing time sorts last in
+/// either direction, as [`search_runs`] sorts it.
+pub fn run_search_sql_order(filter: &str, order_by: &[String]) -> Option<Vec<(&'static str, bool)>> {
+    if !parse_run_filter(filter).ok()?.is_empty() {
+        return None;
+    }
+    let mut keys = Vec::new();
+    for entry in order_by {
+        match parse_run_order_by(entry).ok()? {
+            (RunField::Attribute(RunAttribute::StartTime), ascending) => keys.push(("start_time", ascending)),
+            (RunField::Attribute(RunAttribute::EndTime), ascending) => keys.push(("end_time", ascending)),
+            _ => return None,
+        }
+    }
+    keys.push(("start_time", false));
+    keys.push(("run_id", true));
+    Some(keys)
+}
+
 /// Filters, orders and paginates runs. `runs` already restricted to the
 /// requested experiments and run_view_type. Run.data.metrics holds the latest
 /// value per key.

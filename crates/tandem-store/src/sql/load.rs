@@ -203,79 +203,129 @@ pub(crate) async fn runs_where<'e, E>(
 where
     E: Executor<'e, Database = Any> + Copy,
 {
+    runs_where_needing(executor, workspace_id, condition, arguments, None).await
+}
+
+/// `AND key IN ($n, …)` after the `arguments` already bound, and the
+/// arguments with `keys` appended; None when no key is wanted.
+fn keys_in(arguments: &[String], keys: &std::collections::BTreeSet<String>) -> Option<(String, Vec<String>)> {
+    if keys.is_empty() {
+        return None;
+    }
+    let placeholders: Vec<String> = (0..keys.len())
+        .map(|i| format!("${}", arguments.len() + 2 + i))
+        .collect();
+    let mut bound = arguments.to_vec();
+    bound.extend(keys.iter().cloned());
+    Some((format!(" AND key IN ({})", placeholders.join(", ")), bound))
+}
+
+/// The runs matching `condition`, whole (`needs` None), or with only what a
+/// search needs to filter and order them: their info and the metric, param
+/// and tag keys it names (and datasets if it compares them).
+pub(crate) async fn runs_where_needing<'e, E>(
+    executor: E,
+    workspace_id: &str,
+    condition: &str,
+    arguments: &[String],
+    needs: Option<&tandem_core::search::RunSearchNeeds>,
+) -> StoreResult<Vec<Run>>
+where
+    E: Executor<'e, Database = Any> + Copy,
+{
     let selection = format!("SELECT r.run_id FROM runs r WHERE r.workspace_id = $1 {condition}");
     let run_sql = format!(
         "SELECT run_id, workspace_id, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage FROM runs r WHERE r.workspace_id = $1 {condition}"
     );
-    let metric_sql = format!(
-        "SELECT run_id, key, timestamp, step, value, is_nan FROM latest_metrics WHERE run_id IN ({selection}) ORDER BY key"
-    );
-    let param_sql =
-        format!("SELECT run_id, key, value FROM run_params WHERE run_id IN ({selection}) ORDER BY key");
-    let tag_sql =
-        format!("SELECT run_id, key, value FROM run_tags WHERE run_id IN ({selection}) ORDER BY key");
-    let dataset_sql = format!(
-        "SELECT run_id, input FROM run_dataset_inputs WHERE run_id IN ({selection}) ORDER BY position"
-    );
-    let model_input_sql = format!(
-        "SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ({selection}) ORDER BY model_id"
-    );
-    let model_output_sql = format!(
-        "SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id IN ({selection}) ORDER BY model_id"
-    );
+    // Per table: the keys to read (all: "", none: None).
+    let restrict =
+        |keys: fn(&tandem_core::search::RunSearchNeeds) -> &std::collections::BTreeSet<String>| match needs {
+            None => Some((String::new(), arguments.to_vec())),
+            Some(needs) => keys_in(arguments, keys(needs)),
+        };
+    let whole = needs.is_none();
+    let want_datasets = needs.is_none_or(|needs| needs.datasets);
 
     let run_rows = fetch(executor, &run_sql, workspace_id, arguments).await?;
     if run_rows.is_empty() {
         return Ok(Vec::new());
     }
     let mut data: HashMap<String, (RunData, RunInputs, RunOutputs)> = HashMap::new();
-    for row in fetch(executor, &metric_sql, workspace_id, arguments).await? {
-        let entry = data.entry(row.try_get("run_id")?).or_default();
-        entry.0.metrics.push(Metric {
-            key: row.try_get("key")?,
-            value: metric_value(row.try_get("value")?, row.try_get("is_nan")?),
-            timestamp: row.try_get("timestamp")?,
-            step: row.try_get("step")?,
-            dataset_name: None,
-            dataset_digest: None,
-            model_id: None,
-            run_id: None,
-        });
-    }
-    for row in fetch(executor, &param_sql, workspace_id, arguments).await? {
-        let entry = data.entry(row.try_get("run_id")?).or_default();
-        entry.0.params.push(Param {
-            key: row.try_get("key")?,
-            value: row.try_get("value")?,
-        });
-    }
-    for row in fetch(executor, &tag_sql, workspace_id, arguments).await? {
-        let entry = data.entry(row.try_get("run_id")?).or_default();
-        entry.0.tags.push(Tag {
-            key: row.try_get("key")?,
-            value: row.try_get("value")?,
-        });
-    }
-    for row in fetch(executor, &dataset_sql, workspace_id, arguments).await? {
-        let entry = data.entry(row.try_get("run_id")?).or_default();
-        let input: String = row.try_get("input")?;
-        entry.1.dataset_inputs.push(
-            serde_json::from_str(&input)
-                .map_err(|err| StoreError::Corrupt(format!("dataset input: {err}")))?,
+    if let Some((keys, bound)) = restrict(|needs| &needs.metrics) {
+        let sql = format!(
+            "SELECT run_id, key, timestamp, step, value, is_nan FROM latest_metrics WHERE run_id IN ({selection}){keys} ORDER BY key"
         );
+        for row in fetch(executor, &sql, workspace_id, &bound).await? {
+            let entry = data.entry(row.try_get("run_id")?).or_default();
+            entry.0.metrics.push(Metric {
+                key: row.try_get("key")?,
+                value: metric_value(row.try_get("value")?, row.try_get("is_nan")?),
+                timestamp: row.try_get("timestamp")?,
+                step: row.try_get("step")?,
+                dataset_name: None,
+                dataset_digest: None,
+                model_id: None,
+                run_id: None,
+            });
+        }
     }
-    for row in fetch(executor, &model_input_sql, workspace_id, arguments).await? {
-        let entry = data.entry(row.try_get("run_id")?).or_default();
-        entry.1.model_inputs.push(ModelInput {
-            model_id: row.try_get("model_id")?,
-        });
+    if let Some((keys, bound)) = restrict(|needs| &needs.params) {
+        let sql = format!(
+            "SELECT run_id, key, value FROM run_params WHERE run_id IN ({selection}){keys} ORDER BY key"
+        );
+        for row in fetch(executor, &sql, workspace_id, &bound).await? {
+            let entry = data.entry(row.try_get("run_id")?).or_default();
+            entry.0.params.push(Param {
+                key: row.try_get("key")?,
+                value: row.try_get("value")?,
+            });
+        }
     }
-    for row in fetch(executor, &model_output_sql, workspace_id, arguments).await? {
-        let entry = data.entry(row.try_get("run_id")?).or_default();
-        entry.2.model_outputs.push(ModelOutput {
-            model_id: row.try_get("model_id")?,
-            step: row.try_get("step")?,
-        });
+    if let Some((keys, bound)) = restrict(|needs| &needs.tags) {
+        let sql = format!(
+            "SELECT run_id, key, value FROM run_tags WHERE run_id IN ({selection}){keys} ORDER BY key"
+        );
+        for row in fetch(executor, &sql, workspace_id, &bound).await? {
+            let entry = data.entry(row.try_get("run_id")?).or_default();
+            entry.0.tags.push(Tag {
+                key: row.try_get("key")?,
+                value: row.try_get("value")?,
+            });
+        }
+    }
+    if want_datasets {
+        let sql = format!(
+            "SELECT run_id, input FROM run_dataset_inputs WHERE run_id IN ({selection}) ORDER BY position"
+        );
+        for row in fetch(executor, &sql, workspace_id, arguments).await? {
+            let entry = data.entry(row.try_get("run_id")?).or_default();
+            let input: String = row.try_get("input")?;
+            entry.1.dataset_inputs.push(
+                serde_json::from_str(&input)
+                    .map_err(|err| StoreError::Corrupt(format!("dataset input: {err}")))?,
+            );
+        }
+    }
+    if whole {
+        let sql = format!(
+            "SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ({selection}) ORDER BY model_id"
+        );
+        for row in fetch(executor, &sql, workspace_id, arguments).await? {
+            let entry = data.entry(row.try_get("run_id")?).or_default();
+            entry.1.model_inputs.push(ModelInput {
+                model_id: row.try_get("model_id")?,
+            });
+        }
+        let sql = format!(
+            "SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id IN ({selection}) ORDER BY model_id"
+        );
+        for row in fetch(executor, &sql, workspace_id, arguments).await? {
+            let entry = data.entry(row.try_get("run_id")?).or_default();
+            entry.2.model_outputs.push(ModelOutput {
+                model_id: row.try_get("model_id")?,
+                step: row.try_get("step")?,
+            });
+        }
     }
     run_rows
         .iter()

@@ -17,6 +17,7 @@ mod replication;
 mod restore;
 mod retention;
 mod retention_apply;
+mod search_runs;
 
 pub use ops::proxied_artifact_path;
 

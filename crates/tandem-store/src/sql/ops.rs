@@ -869,31 +869,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn search_runs(&self, ws: &WorkspaceRef, query: SearchRuns) -> StoreResult<Page<Run>> {
-        tandem_core::validation::validate_search_experiment_ids(&query.experiment_ids)?;
-        search::validate_run_filter(&query.filter)?;
-        if query.experiment_ids.is_empty() {
-            return Ok(Page {
-                items: Vec::new(),
-                next_page_token: None,
-            });
-        }
-        let placeholders: Vec<String> = (0..query.experiment_ids.len())
-            .map(|i| format!("${}", i + 2))
-            .collect();
-        let mut condition = format!("AND r.experiment_id IN ({})", placeholders.join(", "));
-        match query.view_type {
-            ViewType::ActiveOnly => condition.push_str(" AND r.lifecycle_stage = 'active'"),
-            ViewType::DeletedOnly => condition.push_str(" AND r.lifecycle_stage = 'deleted'"),
-            ViewType::All => {}
-        }
-        let runs = load::runs_where(&self.pool, &ws.workspace_id, &condition, &query.experiment_ids).await?;
-        Ok(search::search_runs(
-            runs,
-            &query.filter,
-            &query.order_by,
-            query.max_results,
-            query.page_token.as_deref(),
-        )?)
+        self.search_runs_impl(ws, query).await
     }
 
     async fn log_batch(

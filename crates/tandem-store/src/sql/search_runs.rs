@@ -1,0 +1,124 @@
+//! `search_runs` without loading whole experiments: a search with no filter
+//! ordered by start or end time is ordered and paged by the database, and
+//! only the page's runs are loaded; any other search filters and orders
+//! runs loaded with only the keys it names (`RunSearchNeeds`), then loads
+//! the page's runs whole. Both give exactly the page `search::search_runs`
+//! gives over whole runs (same order, same offset page tokens).
+
+use std::collections::HashMap;
+
+use sqlx::Row;
+use tandem_core::model::{Run, ViewType};
+use tandem_core::search;
+
+use super::{load, SqlStore};
+use crate::error::StoreResult;
+use crate::{Page, SearchRuns, WorkspaceRef};
+
+impl SqlStore {
+    pub(crate) async fn search_runs_impl(
+        &self,
+        ws: &WorkspaceRef,
+        query: SearchRuns,
+    ) -> StoreResult<Page<Run>> {
+        tandem_core::validation::validate_search_experiment_ids(&query.experiment_ids)?;
+        search::validate_run_filter(&query.filter)?;
+        if query.experiment_ids.is_empty() {
+            return Ok(Page {
+                items: Vec::new(),
+                next_page_token: None,
+            });
+        }
+        let placeholders: Vec<String> = (0..query.experiment_ids.len())
+            .map(|i| format!("${}", i + 2))
+            .collect();
+        let mut condition = format!("AND r.experiment_id IN ({})", placeholders.join(", "));
+        match query.view_type {
+            ViewType::ActiveOnly => condition.push_str(" AND r.lifecycle_stage = 'active'"),
+            ViewType::DeletedOnly => condition.push_str(" AND r.lifecycle_stage = 'deleted'"),
+            ViewType::All => {}
+        }
+        let arguments = &query.experiment_ids;
+        if query.max_results == 0 {
+            // The in-memory search says what is wrong with it.
+            let runs = load::runs_where(&self.pool, &ws.workspace_id, &condition, arguments).await?;
+            return Ok(search::search_runs(
+                runs,
+                &query.filter,
+                &query.order_by,
+                0,
+                query.page_token.as_deref(),
+            )?);
+        }
+        if let Some(order) = search::run_search_sql_order(&query.filter, &query.order_by) {
+            let offset = match query.page_token.as_deref() {
+                Some(token) if !token.is_empty() => search::decode_page_token(token)?,
+                _ => 0,
+            };
+            let order: Vec<String> = order
+                .iter()
+                .map(|(column, ascending)| {
+                    let direction = if *ascending { "ASC" } else { "DESC" };
+                    if *column == "run_id" {
+                        format!("r.run_id {direction}")
+                    } else {
+                        // A missing time sorts last in either direction.
+                        format!("(CASE WHEN r.{column} IS NULL THEN 1 ELSE 0 END), r.{column} {direction}")
+                    }
+                })
+                .collect();
+            let sql = format!(
+                "SELECT r.run_id FROM runs r WHERE r.workspace_id = $1 {condition} ORDER BY {} LIMIT {} OFFSET {}",
+                order.join(", "),
+                query.max_results + 1,
+                offset
+            );
+            let mut ids = load::fetch(&self.pool, &sql, &ws.workspace_id, arguments)
+                .await?
+                .iter()
+                .map(|row| Ok(row.try_get::<String, _>("run_id")?))
+                .collect::<StoreResult<Vec<String>>>()?;
+            let next_page_token = (ids.len() > query.max_results).then(|| {
+                ids.truncate(query.max_results);
+                search::encode_page_token(offset + query.max_results)
+            });
+            return Ok(Page {
+                items: self.whole_runs(ws, &ids).await?,
+                next_page_token,
+            });
+        }
+        let needs = search::run_search_needs(&query.filter, &query.order_by)?;
+        let light =
+            load::runs_where_needing(&self.pool, &ws.workspace_id, &condition, arguments, Some(&needs))
+                .await?;
+        let page = search::search_runs(
+            light,
+            &query.filter,
+            &query.order_by,
+            query.max_results,
+            query.page_token.as_deref(),
+        )?;
+        let ids: Vec<String> = page.items.into_iter().map(|run| run.info.run_id).collect();
+        Ok(Page {
+            items: self.whole_runs(ws, &ids).await?,
+            next_page_token: page.next_page_token,
+        })
+    }
+
+    /// The runs `ids` of the workspace, whole, in that order.
+    async fn whole_runs(&self, ws: &WorkspaceRef, ids: &[String]) -> StoreResult<Vec<Run>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut runs: HashMap<String, Run> = HashMap::with_capacity(ids.len());
+        // Bounded lists of bind parameters (a page may hold 50,000 runs).
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let condition = format!("AND r.run_id IN ({})", placeholders.join(", "));
+            for run in load::runs_where(&self.pool, &ws.workspace_id, &condition, chunk).await? {
+                runs.insert(run.info.run_id.clone(), run);
+            }
+        }
+        Ok(ids.iter().filter_map(|id| runs.remove(id)).collect())
+    }
+}
