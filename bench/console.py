@@ -31,6 +31,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--tmp-dir", default=None)
     parser.add_argument("--json", dest="json_out", default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the server's data directory")
     args = parser.parse_args()
 
     root = tempfile.mkdtemp(prefix="tandem-bench-console-", dir=args.tmp_dir)
@@ -238,6 +240,8 @@ def main() -> None:
                            "assets_ms": asset_ms}, out, indent=2)
     finally:
         server.stop()
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
