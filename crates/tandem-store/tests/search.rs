@@ -2,7 +2,8 @@
 //! PostgreSQL: whatever path the store takes (ordered and paged by the
 //! database, or filtered over runs loaded with only the keys a search
 //! names), every page equals `tandem_core::search::search_runs` over whole
-//! runs — ties in start time, missing end times, deleted runs, paging.
+//! runs — ties in start time, missing end times and metrics, NaN, deleted
+//! runs, paging.
 
 #[allow(dead_code)]
 #[macro_use]
@@ -48,10 +49,17 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
             .log_batch(
                 &ws,
                 &id,
-                vec![
-                    metric("loss", (index % 7) as f64, 0, 0),
-                    metric("acc", index as f64, 0, 0),
-                ],
+                // Some runs have no loss, some a NaN loss; values tie.
+                match index {
+                    _ if index % 9 == 4 => vec![metric("acc", index as f64, 0, 0)],
+                    _ if index % 8 == 3 => {
+                        vec![metric("loss", f64::NAN, 0, 0), metric("acc", index as f64, 0, 0)]
+                    }
+                    _ => vec![
+                        metric("loss", (index % 7) as f64, 0, 0),
+                        metric("acc", index as f64, 0, 0),
+                    ],
+                },
                 vec![Param {
                     key: "lr".into(),
                     value: format!("{}", index % 4),
@@ -93,6 +101,8 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
         ("", vec!["attributes.end_time DESC"]),
         ("", vec!["attributes.end_time ASC", "attributes.start_time ASC"]),
         ("", vec!["metrics.loss DESC"]),
+        ("", vec!["metrics.loss ASC", "attributes.end_time DESC"]),
+        ("", vec!["metrics.acc DESC", "metrics.loss ASC"]),
         ("", vec!["params.lr ASC", "attributes.run_name DESC"]),
         ("metrics.loss > 2", vec![]),
         ("params.lr = '1' and tags.team != 't0'", vec!["metrics.acc ASC"]),
@@ -138,9 +148,14 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
                     page_ids(&expected),
                     "{filter:?} {order_by:?} {view:?} page {pages}"
                 );
-                // Whole runs: every key, not only those the search named.
+                // Whole runs: every key, not only those the search named
+                // (compared as text: NaN is not equal to itself).
                 for (run, reference) in got.items.iter().zip(&expected.items) {
-                    assert_eq!(run, reference, "{filter:?} {order_by:?}");
+                    assert_eq!(
+                        format!("{run:?}"),
+                        format!("{reference:?}"),
+                        "{filter:?} {order_by:?}"
+                    );
                 }
                 assert_eq!(got.next_page_token, expected.next_page_token);
                 pages += 1;

@@ -44,7 +44,9 @@ pub use experiments::search_experiments;
 pub use logged_models::search_logged_models;
 pub use page_token::{decode_page_token, encode_page_token};
 pub use registry::{search_model_versions, search_registered_models};
-pub use runs::{run_search_needs, run_search_sql_order, search_runs, validate_run_filter, RunSearchNeeds};
+pub use runs::{
+    run_search_needs, run_search_sql_order, search_runs, validate_run_filter, RunSearchNeeds, SqlOrderKey,
+};
 
 /// One page of search results.
 #[derive(Debug, Clone, PartialEq)]

@@ -145,25 +145,37 @@ pub fn run_search_needs(filter: &str, order_by: &[String]) -> Result<RunSearchNe
     Ok(needs)
 }
 
-/// When a search has no filter and orders only by start or end time, the
-/// database can order and page it alone: the columns (`start_time`,
-/// `end_time`) and directions of its full order, MLflow's tie-breakers
-/// (start time descending, run id) included. A missing time sorts last in
-/// either direction, as [`search_runs`] sorts it.
-pub fn run_search_sql_order(filter: &str, order_by: &[String]) -> Option<Vec<(&'static str, bool)>> {
+/// One key of an order the database can evaluate alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlOrderKey {
+    /// A column of `runs` (`start_time`, `end_time`, `run_id`).
+    Column(&'static str),
+    /// The latest value of a metric (NaN after numbers, missing last).
+    Metric(String),
+}
+
+/// When a search has no filter and orders only by start or end time or by
+/// metrics, the database can order and page it alone: its full order, with
+/// MLflow's tie-breakers (start time descending, run id), as (key,
+/// ascending). Missing values sort last in either direction and NaN just
+/// before them, as [`search_runs`] sorts.
+pub fn run_search_sql_order(filter: &str, order_by: &[String]) -> Option<Vec<(SqlOrderKey, bool)>> {
     if !parse_run_filter(filter).ok()?.is_empty() {
         return None;
     }
     let mut keys = Vec::new();
     for entry in order_by {
-        match parse_run_order_by(entry).ok()? {
-            (RunField::Attribute(RunAttribute::StartTime), ascending) => keys.push(("start_time", ascending)),
-            (RunField::Attribute(RunAttribute::EndTime), ascending) => keys.push(("end_time", ascending)),
+        let (field, ascending) = parse_run_order_by(entry).ok()?;
+        let key = match field {
+            RunField::Attribute(RunAttribute::StartTime) => SqlOrderKey::Column("start_time"),
+            RunField::Attribute(RunAttribute::EndTime) => SqlOrderKey::Column("end_time"),
+            RunField::Metric(key) => SqlOrderKey::Metric(key),
             _ => return None,
-        }
+        };
+        keys.push((key, ascending));
     }
-    keys.push(("start_time", false));
-    keys.push(("run_id", true));
+    keys.push((SqlOrderKey::Column("start_time"), false));
+    keys.push((SqlOrderKey::Column("run_id"), true));
     Some(keys)
 }
 

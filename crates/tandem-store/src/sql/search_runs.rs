@@ -1,5 +1,6 @@
 //! `search_runs` without loading whole experiments: a search with no filter
-//! ordered by start or end time is ordered and paged by the database, and
+//! ordered by start or end time or by metrics is ordered and paged by the
+//! database (a metric is a join on its latest value), and
 //! only the page's runs are loaded; any other search filters and orders
 //! runs loaded with only the keys it names (`RunSearchNeeds`), then loads
 //! the page's runs whole. Both give exactly the page `search::search_runs`
@@ -9,7 +10,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 use tandem_core::model::{Run, ViewType};
-use tandem_core::search;
+use tandem_core::search::{self, SqlOrderKey};
 
 use super::{load, SqlStore};
 use crate::error::StoreResult;
@@ -55,25 +56,42 @@ impl SqlStore {
                 Some(token) if !token.is_empty() => search::decode_page_token(token)?,
                 _ => 0,
             };
+            // Metric keys are bound after the experiment ids; each metric
+            // of the order is a join on its latest value.
+            let mut bound = arguments.clone();
+            let mut joins = String::new();
             let order: Vec<String> = order
                 .iter()
-                .map(|(column, ascending)| {
+                .map(|(key, ascending)| {
                     let direction = if *ascending { "ASC" } else { "DESC" };
-                    if *column == "run_id" {
-                        format!("r.run_id {direction}")
-                    } else {
+                    match key {
+                        SqlOrderKey::Column("run_id") => format!("r.run_id {direction}"),
                         // A missing time sorts last in either direction.
-                        format!("(CASE WHEN r.{column} IS NULL THEN 1 ELSE 0 END), r.{column} {direction}")
+                        SqlOrderKey::Column(column) => {
+                            format!("(CASE WHEN r.{column} IS NULL THEN 1 ELSE 0 END), r.{column} {direction}")
+                        }
+                        SqlOrderKey::Metric(metric) => {
+                            bound.push(metric.clone());
+                            let alias = format!("m{}", bound.len());
+                            joins.push_str(&format!(
+                                " LEFT JOIN latest_metrics {alias} ON {alias}.run_id = r.run_id AND {alias}.key = ${}",
+                                bound.len() + 1
+                            ));
+                            // Numbers, then NaN, then no value.
+                            format!(
+                                "(CASE WHEN {alias}.run_id IS NULL THEN 2 WHEN {alias}.is_nan <> 0 THEN 1 ELSE 0 END), {alias}.value {direction}"
+                            )
+                        }
                     }
                 })
                 .collect();
             let sql = format!(
-                "SELECT r.run_id FROM runs r WHERE r.workspace_id = $1 {condition} ORDER BY {} LIMIT {} OFFSET {}",
+                "SELECT r.run_id FROM runs r{joins} WHERE r.workspace_id = $1 {condition} ORDER BY {} LIMIT {} OFFSET {}",
                 order.join(", "),
                 query.max_results + 1,
                 offset
             );
-            let mut ids = load::fetch(&self.pool, &sql, &ws.workspace_id, arguments)
+            let mut ids = load::fetch(&self.pool, &sql, &ws.workspace_id, &bound)
                 .await?
                 .iter()
                 .map(|row| Ok(row.try_get::<String, _>("run_id")?))
