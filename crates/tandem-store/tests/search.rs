@@ -105,6 +105,12 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
         ("", vec!["metrics.acc DESC", "metrics.loss ASC"]),
         ("", vec!["params.lr ASC", "attributes.run_name DESC"]),
         ("metrics.loss > 2", vec![]),
+        (
+            "metrics.loss >= 3 and metrics.acc <= 20",
+            vec!["metrics.loss ASC"],
+        ),
+        ("tags.team = 't1' and params.lr = '2'", vec![]),
+        ("metrics.loss < 1e400", vec![]),
         ("params.lr = '1' and tags.team != 't0'", vec!["metrics.acc ASC"]),
         (
             "attributes.run_name LIKE 'run-1%'",

@@ -145,6 +145,68 @@ pub fn run_search_needs(filter: &str, order_by: &[String]) -> Result<RunSearchNe
     Ok(needs)
 }
 
+/// A condition a store may test in its database to narrow the runs a
+/// search evaluates: every run the filter matches satisfies it (it may let
+/// through runs the filter then refuses, never the other way round).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunPrefilter {
+    ParamEquals {
+        key: String,
+        value: String,
+    },
+    TagEquals {
+        key: String,
+        value: String,
+    },
+    /// The latest value is a number (not NaN) at least `value`.
+    MetricAtLeast {
+        key: String,
+        value: f64,
+    },
+    /// The latest value is a number (not NaN) at most `value`.
+    MetricAtMost {
+        key: String,
+        value: f64,
+    },
+}
+
+/// The prefilters of `filter`'s clauses (a filter is a conjunction, so
+/// each clause's is one); none for clauses that have no exact or wider
+/// equivalent a database can test.
+pub fn run_search_prefilters(filter: &str) -> Vec<RunPrefilter> {
+    let Ok(clauses) = parse_run_filter(filter) else {
+        return Vec::new();
+    };
+    clauses
+        .into_iter()
+        .filter_map(|clause| match (clause.field, clause.cmp, clause.value) {
+            (RunField::Param(key), Cmp::Eq, Literal::Str(value)) => {
+                Some(RunPrefilter::ParamEquals { key, value })
+            }
+            (RunField::Tag(key), Cmp::Eq, Literal::Str(value)) => {
+                Some(RunPrefilter::TagEquals { key, value })
+            }
+            (RunField::Metric(key), Cmp::Gt | Cmp::Ge, Literal::Number(number))
+                if number.value.is_finite() =>
+            {
+                Some(RunPrefilter::MetricAtLeast {
+                    key,
+                    value: number.value,
+                })
+            }
+            (RunField::Metric(key), Cmp::Lt | Cmp::Le, Literal::Number(number))
+                if number.value.is_finite() =>
+            {
+                Some(RunPrefilter::MetricAtMost {
+                    key,
+                    value: number.value,
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// One key of an order the database can evaluate alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlOrderKey {

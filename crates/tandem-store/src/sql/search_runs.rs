@@ -2,7 +2,9 @@
 //! ordered by start or end time or by metrics is ordered and paged by the
 //! database (a metric is a join on its latest value), and
 //! only the page's runs are loaded; any other search filters and orders
-//! runs loaded with only the keys it names (`RunSearchNeeds`), then loads
+//! runs loaded with only the keys it names (`RunSearchNeeds`) — narrowed
+//! first by what the database can test of its clauses (`RunPrefilter`) —
+//! then loads
 //! the page's runs whole. Both give exactly the page `search::search_runs`
 //! gives over whole runs (same order, same offset page tokens).
 
@@ -10,7 +12,7 @@ use std::collections::HashMap;
 
 use sqlx::Row;
 use tandem_core::model::{Run, ViewType};
-use tandem_core::search::{self, SqlOrderKey};
+use tandem_core::search::{self, RunPrefilter, SqlOrderKey};
 
 use super::{load, SqlStore};
 use crate::error::StoreResult;
@@ -106,8 +108,45 @@ impl SqlStore {
             });
         }
         let needs = search::run_search_needs(&query.filter, &query.order_by)?;
+        // The clauses the database can test narrow the runs loaded; the
+        // grammar still decides every match.
+        let mut arguments = arguments.clone();
+        for prefilter in search::run_search_prefilters(&query.filter) {
+            let (sql, key, value) = match prefilter {
+                RunPrefilter::ParamEquals { key, value } => (
+                    "EXISTS (SELECT 1 FROM run_params pf WHERE pf.run_id = r.run_id AND pf.key = $K AND pf.value = $V)",
+                    key,
+                    value,
+                ),
+                RunPrefilter::TagEquals { key, value } => (
+                    "EXISTS (SELECT 1 FROM run_tags tf WHERE tf.run_id = r.run_id AND tf.key = $K AND tf.value = $V)",
+                    key,
+                    value,
+                ),
+                RunPrefilter::MetricAtLeast { key, value } => (
+                    "EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = $K \
+                     AND mf.is_nan = 0 AND mf.value >= CAST($V AS DOUBLE PRECISION))",
+                    key,
+                    value.to_string(),
+                ),
+                RunPrefilter::MetricAtMost { key, value } => (
+                    "EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = $K \
+                     AND mf.is_nan = 0 AND mf.value <= CAST($V AS DOUBLE PRECISION))",
+                    key,
+                    value.to_string(),
+                ),
+            };
+            let (k, v) = (arguments.len() + 2, arguments.len() + 3);
+            condition.push_str(" AND ");
+            condition.push_str(
+                &sql.replace("$K", &format!("${k}"))
+                    .replace("$V", &format!("${v}")),
+            );
+            arguments.push(key);
+            arguments.push(value);
+        }
         let light =
-            load::runs_where_needing(&self.pool, &ws.workspace_id, &condition, arguments, Some(&needs))
+            load::runs_where_needing(&self.pool, &ws.workspace_id, &condition, &arguments, Some(&needs))
                 .await?;
         let page = search::search_runs(
             light,
