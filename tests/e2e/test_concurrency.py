@@ -23,7 +23,8 @@ def test_parallel_writers(tracking_uri, client):
             own_client.log_metric(own, "loss", 1.0 / (step + 1), step=step)
         own_client.log_param(shared, f"p{index}", str(index))
         own_client.set_terminated(own)
-        version = own_client.create_model_version(model, f"mlflow-artifacts:/{experiment_id}/{own}/artifacts/m")
+        version = own_client.create_model_version(model, f"mlflow-artifacts:/{experiment_id}/{own}/artifacts/m",
+                                                  run_id=own)
         return own, version.version
 
     with ThreadPoolExecutor(max_workers=6) as pool:

@@ -24,6 +24,7 @@ pub mod openapi;
 mod principals;
 pub mod ready;
 mod retention;
+mod sources;
 mod tandem;
 pub mod tasks;
 mod tracking;

@@ -702,6 +702,9 @@ async fn create_model_version(
 ) -> Reply {
     let name = required(request.name, "name")?;
     let source = required(request.source, "source")?;
+    let run_id = request.run_id.unwrap_or_default();
+    let model_id = request.model_id.unwrap_or_default();
+    crate::sources::validate(&state, &ws, &source, &run_id, &model_id).await?;
     let tags = key_values(request.tags, "tags")?
         .into_iter()
         .map(|(key, value)| Tag { key, value })
@@ -713,11 +716,11 @@ async fn create_model_version(
             CreateModelVersion {
                 name,
                 source,
-                run_id: request.run_id.unwrap_or_default(),
+                run_id,
                 run_link: request.run_link.unwrap_or_default(),
                 description: request.description.unwrap_or_default(),
                 tags,
-                model_id: request.model_id.unwrap_or_default(),
+                model_id,
                 user_id: String::new(),
             },
         )
