@@ -238,6 +238,13 @@ pub fn run_search_sql_order(filter: &str, order_by: &[String]) -> Option<Vec<(Sq
     }
     keys.push((SqlOrderKey::Column("start_time"), false));
     keys.push((SqlOrderKey::Column("run_id"), true));
+    // A key already ordered by decides nothing the second time.
+    let mut seen = Vec::new();
+    keys.retain(|(key, _)| {
+        let first = !seen.contains(key);
+        seen.push(key.clone());
+        first
+    });
     Some(keys)
 }
 

@@ -70,6 +70,11 @@ const SQLITE: &[Migration] = &[
         description: "principals, tokens, role assignments and the journal's principal",
         sql: include_str!("../../migrations/sqlite/0014_access.sql"),
     },
+    Migration {
+        version: 15,
+        description: "runs indexed by start time within an experiment",
+        sql: include_str!("../../migrations/sqlite/0015_runs_by_start_time.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -128,10 +133,15 @@ const POSTGRES: &[Migration] = &[
         description: "principals, tokens, role assignments and the journal's principal",
         sql: include_str!("../../migrations/postgres/0014_access.sql"),
     },
+    Migration {
+        version: 15,
+        description: "runs indexed by start time within an experiment",
+        sql: include_str!("../../migrations/postgres/0015_runs_by_start_time.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 14;
+pub const SCHEMA_VERSION: i64 = 15;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

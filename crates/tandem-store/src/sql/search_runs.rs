@@ -68,10 +68,9 @@ impl SqlStore {
                     let direction = if *ascending { "ASC" } else { "DESC" };
                     match key {
                         SqlOrderKey::Column("run_id") => format!("r.run_id {direction}"),
-                        // A missing time sorts last in either direction.
-                        SqlOrderKey::Column(column) => {
-                            format!("(CASE WHEN r.{column} IS NULL THEN 1 ELSE 0 END), r.{column} {direction}")
-                        }
+                        // A missing time sorts last in either direction
+                        // (and newest-first reads `runs_by_start_time`).
+                        SqlOrderKey::Column(column) => format!("r.{column} {direction} NULLS LAST"),
                         SqlOrderKey::Metric(metric) => {
                             bound.push(metric.clone());
                             let alias = format!("m{}", bound.len());
