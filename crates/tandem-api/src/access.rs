@@ -345,6 +345,9 @@ const CONSOLE_ROUTES: &[(&str, &[(Method, Permission)])] = {
         // (Operate), which it fetches with the viewer's session.
         ("/deployment", &[(Method::GET, Authenticated)]),
         ("/audit", &[(Method::GET, Operate)]),
+        // A frame whose script reads the continuity API (Operate) with the
+        // viewer's session; the page itself is for operators too.
+        ("/continuity", &[(Method::GET, Operate)]),
         ("/console.css", &[(Method::GET, Public)]),
         ("/console.js", &[(Method::GET, Public)]),
     ]

@@ -47,6 +47,9 @@
         }
       });
     });
+    if (document.getElementById("backups-form")) {
+      continuity();
+    }
     var deployment = document.getElementById("deployment");
     if (deployment) {
       refresh(deployment);
@@ -140,6 +143,354 @@
         band.parentNode.removeChild(band);
       }
       start = null;
+    });
+  }
+
+  // --- The continuity page: verify, conflicts, divergence, backups. ---
+
+  function api(method, url, body) {
+    var init = { method: method, credentials: "same-origin", headers: { "X-Tandem-Console": "1" } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    return fetch(url, init).then(function (response) {
+      return response.json()
+        .catch(function () { return { message: "answered " + response.status + " without JSON" }; })
+        .then(function (json) { return { ok: response.ok, status: response.status, body: json }; });
+    });
+  }
+
+  // A POST answered with NDJSON: each line to `line`, resolving with the
+  // last (`result` or `error`).
+  function stream(url, body, line) {
+    return fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-Tandem-Console": "1" },
+      body: JSON.stringify(body)
+    }).then(function (response) {
+      if (!response.ok) {
+        return response.json().catch(function () { return {}; }).then(function (error) {
+          return { error: { message: error.message || ("answered " + response.status) } };
+        });
+      }
+      var reader = response.body.getReader();
+      var decoder = new TextDecoder();
+      var pending = "";
+      var last = null;
+      function pump() {
+        return reader.read().then(function (chunk) {
+          if (chunk.done) {
+            return last || { error: { message: "the stream ended without a result" } };
+          }
+          pending += decoder.decode(chunk.value, { stream: true });
+          var lines = pending.split("\n");
+          pending = lines.pop();
+          lines.forEach(function (text) {
+            if (text.trim()) {
+              var value = JSON.parse(text);
+              last = value;
+              line(value);
+            }
+          });
+          return pump();
+        });
+      }
+      return pump();
+    });
+  }
+
+  function say(target, text, kind) {
+    target.textContent = "";
+    var p = document.createElement("p");
+    if (kind) {
+      p.className = kind;
+      if (kind === "error") {
+        p.setAttribute("role", "alert");
+      }
+    }
+    p.textContent = text;
+    target.appendChild(p);
+    return p;
+  }
+
+  function when(millis) {
+    return millis ? new Date(millis).toISOString().replace(".000Z", "Z") : null;
+  }
+
+  function button(text, action, danger) {
+    var b = document.createElement("button");
+    b.type = "button";
+    b.textContent = text;
+    if (danger) {
+      b.className = "danger";
+    }
+    b.addEventListener("click", action);
+    return b;
+  }
+
+  function continuity() {
+    var verify = document.getElementById("verify");
+    if (verify) {
+      loadVerify(verify);
+      document.getElementById("verify-now").addEventListener("click", function () {
+        say(verify, "Verifying every region's replica…");
+        api("POST", "/api/tandem/v1/verify", {}).then(function (answer) { showVerify(verify, answer); });
+      });
+    }
+    loadConflicts(document.getElementById("conflicts"));
+    var divergence = document.getElementById("divergence");
+    if (divergence) {
+      loadDivergence(divergence);
+    }
+    var form = document.getElementById("backups-form");
+    var input = document.getElementById("repository");
+    try {
+      input.value = window.localStorage.getItem("tandem.repository") || "";
+    } catch (ignored) { /* storage off: the field starts empty */ }
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      try {
+        window.localStorage.setItem("tandem.repository", input.value.trim());
+      } catch (ignored) { /* not remembered, still listed */ }
+      loadBackups(input.value.trim());
+    });
+    if (input.value) {
+      loadBackups(input.value);
+    }
+  }
+
+  function refused(target, answer) {
+    if (answer.status === 401) {
+      signedOut(target);
+      return true;
+    }
+    if (!answer.ok) {
+      say(target, answer.body.message || ("answered " + answer.status), "error");
+      return true;
+    }
+    return false;
+  }
+
+  // What the doctor reads says whether this region verified yet (the last
+  // report itself is a 404 until then, which a browser logs as an error),
+  // and names the repository the region backs up to.
+  function loadVerify(target) {
+    api("GET", "/api/tandem/v1/diagnostics").then(function (answer) {
+      if (refused(target, answer)) {
+        return;
+      }
+      var repository = document.getElementById("repository");
+      if (answer.body.backups && answer.body.backups.repository && !repository.value) {
+        repository.value = answer.body.backups.repository;
+        loadBackups(repository.value);
+      }
+      if (!answer.body.verification) {
+        say(target, "No verification since this region started" +
+          (answer.body.verify_interval_ms ? " (the primary verifies every " + answer.body.verify_interval_ms / 1000 + " s)" : "") +
+          ": verify now.", "note");
+        return;
+      }
+      api("GET", target.getAttribute("data-source")).then(function (last) { showVerify(target, last); });
+    }).catch(function (error) { say(target, "This region does not answer: " + error, "error"); });
+  }
+
+  function showVerify(target, answer) {
+    if (refused(target, answer)) {
+      return;
+    }
+    var report = answer.body;
+    say(target, (report.ok ? "Equal: " : "NOT equal: ") + report.workspaces.length + " workspace(s) in " +
+      report.regions.join(", ") + ", verified by " + report.verified_by + " at " + when(report.finished_at) +
+      (report.differences ? ", " + report.differences + " difference(s)" : ""), report.ok ? "done" : "error");
+    Object.keys(report.unreachable || {}).forEach(function (name) {
+      var p = document.createElement("p");
+      p.className = "error";
+      p.textContent = "Region " + name + " could not be asked: " + report.unreachable[name];
+      target.appendChild(p);
+    });
+    var rows = [];
+    report.workspaces.forEach(function (workspace) {
+      (workspace.differences || []).forEach(function (difference) {
+        rows.push([workspace.name, difference.class, difference.table, difference.key,
+          Object.keys(difference.regions).map(function (region) {
+            return region + "=" + String(difference.regions[region]).slice(0, 12);
+          }).join(" ")]);
+      });
+    });
+    if (rows.length) {
+      target.appendChild(grid(["Workspace", "Class", "Table", "Object", "Digest per region"], rows));
+    }
+  }
+
+  function loadConflicts(target) {
+    api("GET", target.getAttribute("data-source")).then(function (answer) {
+      if (refused(target, answer)) {
+        return;
+      }
+      var conflicts = answer.body.conflicts || [];
+      if (!conflicts.length) {
+        say(target, "No conflict: no concurrent writes of the same object in two regions.", "note");
+        return;
+      }
+      target.textContent = "";
+      target.appendChild(grid(["Detected", "Workspace", "Object", "Resolution", "Kept", "Lost"],
+        conflicts.map(function (conflict) {
+          return [when(conflict.detected_at), conflict.workspace_id, conflict.register, conflict.resolution,
+            conflict.winner.origin_region + " #" + conflict.winner.origin_seq,
+            conflict.loser.origin_region + " #" + conflict.loser.origin_seq];
+        })));
+    }).catch(function (error) { say(target, "This region does not answer: " + error, "error"); });
+  }
+
+  function loadDivergence(target) {
+    api("GET", target.getAttribute("data-source")).then(function (answer) {
+      if (refused(target, answer)) {
+        return;
+      }
+      var records = answer.body.records || [];
+      if (!records.length) {
+        say(target, "Nothing in quarantine in region " + answer.body.region + ".", "note");
+        return;
+      }
+      target.textContent = "";
+      var table = grid(["Record", "Position", "Change", "Why", "Found", "Status", ""], records.map(function (record) {
+        return [record.id, record.seq, Object.keys(record.record.change || {})[0] || "", record.reason,
+          when(record.found_at), record.status, ""];
+      }));
+      var rows = table.querySelectorAll("tr");
+      records.forEach(function (record, index) {
+        var actions = rows[index + 1].lastChild;
+        var detail = document.createElement("pre");
+        detail.className = "preview";
+        detail.hidden = true;
+        actions.appendChild(button("Show", function () {
+          api("GET", "/api/tandem/v1/divergence/" + encodeURIComponent(record.id)).then(function (shown) {
+            detail.hidden = false;
+            detail.textContent = shown.ok ? JSON.stringify(shown.body.record, null, 2) : (shown.body.message || shown.status);
+          });
+        }));
+        if (record.status === "quarantined") {
+          actions.appendChild(button("Apply", function () {
+            var question = "Apply " + record.id + ": its change is written again at the primary, as a new change " +
+              "after everything written since the failover (it may overwrite newer values). Go ahead?";
+            if (!window.confirm(question)) {
+              return;
+            }
+            api("POST", "/api/tandem/v1/divergence/" + encodeURIComponent(record.id) + "/apply").then(function (applied) {
+              var outcome = document.getElementById("divergence-outcome") || document.createElement("p");
+              outcome.id = "divergence-outcome";
+              outcome.className = applied.ok ? "done" : "error";
+              outcome.textContent = applied.ok ? "Applied " + record.id + " at the primary."
+                : "Not applied: " + (applied.body.message || applied.status);
+              loadDivergence(target);
+              target.parentNode.appendChild(outcome);
+            });
+          }, true));
+        }
+        actions.appendChild(detail);
+      });
+      target.appendChild(table);
+    }).catch(function (error) { say(target, "This region does not answer: " + error, "error"); });
+  }
+
+  function progressOf(line) {
+    var phase = document.getElementById("restore-phase");
+    var bar = document.getElementById("restore-bar");
+    document.getElementById("restore-progress").hidden = false;
+    if (line.progress) {
+      var p = line.progress;
+      phase.textContent = p.phase + ": " + p.done + " of " + p.total + " " + p.unit;
+      bar.max = Math.max(1, p.total);
+      bar.value = p.done;
+    }
+  }
+
+  function loadBackups(repository) {
+    var target = document.getElementById("backups");
+    if (!repository) {
+      say(target, "Give the repository's URL.", "error");
+      return;
+    }
+    say(target, "Listing " + repository + "…");
+    api("GET", "/api/tandem/v1/backups?from=" + encodeURIComponent(repository)).then(function (answer) {
+      if (refused(target, answer)) {
+        return;
+      }
+      var backups = answer.body.backups || [];
+      if (!backups.length) {
+        say(target, "No backup in " + repository + " yet.", "note");
+        return;
+      }
+      target.textContent = "";
+      var table = grid(["Backup", "Kind", "Region", "Position", "Created", "Workspaces", ""], backups.map(function (backup) {
+        return [backup.id, backup.kind, backup.region, backup.position, when(backup.created_at),
+          backup.workspaces.map(function (w) { return w.name; }).join(", "), ""];
+      }));
+      var rows = table.querySelectorAll("tr");
+      backups.forEach(function (backup, index) {
+        var actions = rows[index + 1].lastChild;
+        actions.appendChild(button("Verify", function () { verifyBackup(repository, backup); }));
+        backup.workspaces.forEach(function (workspace) {
+          actions.appendChild(button("Restore " + workspace.name, function () {
+            restoreBackup(repository, backup, workspace);
+          }, true));
+        });
+      });
+      target.appendChild(table);
+    }).catch(function (error) { say(target, "This region does not answer: " + error, "error"); });
+  }
+
+  function verifyBackup(repository, backup) {
+    var outcome = document.getElementById("backups-outcome");
+    say(outcome, "Verifying " + backup.id + "…");
+    stream("/api/tandem/v1/backups/verify", { from: repository, backup: backup.id }, progressOf).then(function (last) {
+      if (last.error) {
+        say(outcome, "Verify failed: " + last.error.message, "error");
+        return;
+      }
+      var report = last.result;
+      say(outcome, report.problems.length
+        ? "Backup " + backup.id + " is damaged: " + report.problems.length + " problem(s), first: " + JSON.stringify(report.problems[0])
+        : "Backup " + backup.id + " verified: " + report.objects_checked + " objects, " + report.bytes_checked + " bytes, all present and intact.",
+        report.problems.length ? "error" : "done");
+    });
+  }
+
+  function restoreBackup(repository, backup, workspace) {
+    var outcome = document.getElementById("backups-outcome");
+    var name = window.prompt("Restore workspace " + workspace.name + " as it was at backup " + backup.id +
+      " (position " + backup.position + "). Restore it as a new workspace named:", workspace.name + "-restored");
+    if (name === null) {
+      return;
+    }
+    name = name.trim();
+    var inPlace = name === "" || name === workspace.name;
+    var question = inPlace
+      ? "Restore " + workspace.name + " in place: objects it lacks come back, existing ones are kept. Go ahead?"
+      : "Restore " + workspace.name + " as a new workspace " + name + " (the original is not touched). Go ahead?";
+    if (!window.confirm(question)) {
+      return;
+    }
+    var body = { from: repository, backup: backup.id, workspace: workspace.name };
+    if (!inPlace) {
+      body.as = name;
+    }
+    say(outcome, "Restoring…");
+    stream("/api/tandem/v1/restores", body, progressOf).then(function (last) {
+      if (last.error) {
+        say(outcome, "The restore did not happen: " + last.error.message, "error");
+        return;
+      }
+      var result = last.result;
+      var p = say(outcome, "Restored " + result.workspace + ": " + result.records + " changes, " + result.artifacts +
+        " artifacts, " + result.files + " files, " + result.bytes + " bytes, at position " + result.position +
+        " of " + result.source_region + ". ", "done");
+      var link = document.createElement("a");
+      link.href = result.workspace === "default" ? "/" : "/w/" + encodeURIComponent(result.workspace) + "/";
+      link.textContent = "Open it";
+      p.appendChild(link);
     });
   }
 

@@ -18,6 +18,7 @@ mod artifacts;
 pub mod chart;
 mod continuity;
 mod experiments;
+mod operations;
 mod pages;
 mod registry;
 mod run;
@@ -72,10 +73,13 @@ pub fn routes(deployment: bool) -> Router<AppState> {
     Router::new()
         .merge(workspace_pages())
         .nest("/w/{workspace}", workspace_pages())
+        // A workspace's home with its trailing slash (the header's links).
+        .route("/w/{workspace}/", get(experiments::experiments))
         .route("/login", get(session::login_page).post(session::login))
         .route("/logout", post(session::logout))
         .route("/audit", get(continuity::audit))
         .route("/deployment", get(move || pages::deployment(deployment)))
+        .route("/continuity", get(move || operations::page(deployment)))
         .route("/console.css", get(pages::stylesheet))
         .route("/console.js", get(pages::script))
 }

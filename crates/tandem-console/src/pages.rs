@@ -66,6 +66,7 @@ pub(crate) fn layout(title: &str, workspace_base: &str, content: Markup) -> Html
                             a href={ (workspace_base) "/models" } { "Models" }
                             a href={ (workspace_base) "/deleted" } { "Deleted" }
                             a href="/deployment" { "Deployment" }
+                            a href="/continuity" { "Continuity" }
                             a href="/audit" { "Audit" }
                         }
                         form.switcher method="get" action="/" data-switcher="" {
