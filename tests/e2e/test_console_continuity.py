@@ -130,6 +130,14 @@ def test_the_replicas_are_verified_from_the_console(tmp_path):
                 page.wait_for_selector("#verify .done", timeout=60_000)
                 assert "Equal:" in page.inner_text("#verify")
                 page.wait_for_selector("#divergence >> text=Nothing in quarantine")
+                # The doctor's verdict and every check, asked of both regions.
+                page.wait_for_selector("#doctor >> text=A failover would", timeout=30_000)
+                checks = page.locator("#doctor table tr").count() - 1
+                assert checks >= 9, page.inner_text("#doctor")
+                # This deployment has no witness: the doctor says a failover would not succeed,
+                # and why, on a highlighted row.
+                assert "NOT succeed now: witness failed" in page.inner_text("#doctor")
+                assert page.locator("#doctor tr.bad").count() == 1
                 watched.shot("continuity-deployment")
                 watched.check()
             finally:

@@ -253,6 +253,7 @@ const ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("/api/tandem/v1/divergence/{id}/apply", &[(POST, Operate)]),
         ("/api/tandem/v1/verify", &[(GET, Operate), (POST, Operate)]),
         ("/api/tandem/v1/diagnostics", &[(GET, Operate)]),
+        ("/api/tandem/v1/doctor", &[(GET, Operate)]),
         // Region to region.
         ("/api/tandem/v1/replication/journal", &[(GET, Replicate)]),
         (

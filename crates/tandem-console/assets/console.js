@@ -239,6 +239,10 @@
         api("POST", "/api/tandem/v1/verify", {}).then(function (answer) { showVerify(verify, answer); });
       });
     }
+    var doctor = document.getElementById("doctor");
+    if (doctor) {
+      loadDoctor(doctor);
+    }
     loadConflicts(document.getElementById("conflicts"));
     var divergence = document.getElementById("divergence");
     if (divergence) {
@@ -322,6 +326,29 @@
     if (rows.length) {
       target.appendChild(grid(["Workspace", "Class", "Table", "Object", "Digest per region"], rows));
     }
+  }
+
+  function loadDoctor(target) {
+    api("GET", target.getAttribute("data-source")).then(function (answer) {
+      if (refused(target, answer)) {
+        return;
+      }
+      var report = answer.body;
+      var warnings = report.checks.filter(function (check) { return check.status === "warn"; }).length;
+      say(target, report.failover_ready
+        ? "A failover would succeed now (" + warnings + " warning" + (warnings === 1 ? "" : "s") + ")."
+        : "A failover would NOT succeed now: " + report.failed.join(", ") + " failed.",
+        report.failover_ready ? "done" : "error");
+      var table = grid(["", "Check", "Why", "Fix"], report.checks.map(function (check) {
+        return [check.status.toUpperCase(), check.name, check.reason, check.fix];
+      }));
+      Array.prototype.forEach.call(table.querySelectorAll("tr"), function (row, index) {
+        if (index > 0 && report.checks[index - 1].status === "fail") {
+          row.className = "bad";
+        }
+      });
+      target.appendChild(table);
+    }).catch(function (error) { say(target, "This region does not answer: " + error, "error"); });
   }
 
   function loadConflicts(target) {

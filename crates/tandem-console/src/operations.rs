@@ -1,10 +1,11 @@
 //! The continuity operations page (Operators): the last verification of the
-//! replicas (and one on demand), conflicts merged between hot-hot regions,
+//! replicas (and one on demand), the doctor's checks (would a failover
+//! succeed now), conflicts merged between hot-hot regions,
 //! the divergence quarantine (show a record, apply it at the primary), and
 //! backups (list a repository, verify one, restore one with progress).
 //!
 //! A frame like the deployment page: its script reads the JSON API with
-//! the viewer's session (`/api/tandem/v1/verify`, `/conflicts`,
+//! the viewer's session (`/api/tandem/v1/verify`, `/doctor`, `/conflicts`,
 //! `/divergence`, `/backups`, `/restores`), so the console adds no second
 //! path to any of these operations and the API's permissions apply.
 
@@ -27,6 +28,15 @@ pub(crate) async fn page(in_deployment: bool) -> Response {
                     button #verify-now type="button" { "Verify now" }
                 } @else {
                     p.note { "This region runs on its own: there are no replicas to compare." }
+                }
+            }
+            section #doctor-section {
+                h2 { "Would a failover succeed now?" }
+                @if in_deployment {
+                    p.note { "The checks of `tandem doctor`, asked of every region with your credentials: reachability and readiness, the witness, clock skew, lag and RPO, storage, backups, verification, deployment files, the replication secret, TLS." }
+                    div #doctor data-source="/api/tandem/v1/doctor" { p { "Asking every region…" } }
+                } @else {
+                    p.note { "This region runs on its own: there is nothing to fail over to." }
                 }
             }
             section #conflicts-section {

@@ -32,6 +32,7 @@
 
 mod content;
 pub mod diagnostics;
+mod doctor;
 pub mod follower;
 mod forced;
 pub mod leadership;

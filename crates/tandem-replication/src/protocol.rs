@@ -66,6 +66,7 @@ fn api() -> OpenApiRouter<Arc<Region>> {
         .routes(routes!(fingerprint))
         .routes(routes!(fingerprint_rows))
         .routes(routes!(run_verify, last_verify))
+        .routes(routes!(crate::doctor::doctor))
 }
 
 pub fn routes(region: Arc<Region>) -> Router {

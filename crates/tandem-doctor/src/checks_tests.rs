@@ -2,7 +2,7 @@
 //! hand-built inputs.
 
 use super::*;
-use crate::doctor::inputs::*;
+use crate::inputs::*;
 use tandem_core::diagnostics::*;
 
 const NOW: i64 = 1_800_000_000_000;
@@ -598,7 +598,7 @@ fn tls_does_not_apply_to_plain_http_and_expiry_is_checked_where_it_does() {
 #[test]
 fn the_report_fails_when_any_check_fails_and_prints_the_fix() {
     let inputs = healthy();
-    let report = crate::doctor::Report::new(&inputs, run(&inputs));
+    let report = crate::Report::new(&inputs, run(&inputs));
     assert!(report.failover_ready);
     assert!(report
         .table()
@@ -608,7 +608,7 @@ fn the_report_fails_when_any_check_fails_and_prints_the_fix() {
     west(&mut inputs).status = Err("connection refused".to_string());
     west(&mut inputs).diagnostics = Err("connection refused".to_string());
     west(&mut inputs).clock = None;
-    let report = crate::doctor::Report::new(&inputs, run(&inputs));
+    let report = crate::Report::new(&inputs, run(&inputs));
     assert!(!report.failover_ready);
     assert!(report.failed.contains(&"regions"), "{:?}", report.failed);
     let table = report.table();

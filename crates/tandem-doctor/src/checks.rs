@@ -10,7 +10,7 @@
 use serde::Serialize;
 use tandem_core::diagnostics::PeerOutcome;
 
-use super::inputs::Inputs;
+use crate::inputs::Inputs;
 
 /// The verdict of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
