@@ -124,11 +124,11 @@ async fn workspace_id_of(state: &AppState, name: &str) -> ApiResult<String> {
 }
 
 async fn server_info() -> Json<Value> {
-    // Workspaces are addressed by URL path here, not by MLflow's workspace
-    // header, so the client is told MLflow workspaces are off.
+    // Workspaces are on: the client's `X-MLFLOW-WORKSPACE` header selects
+    // one as `/w/<name>/` does, and MLflow's workspace API serves them.
     Json(json!({
         "store_type": "SqlStore",
-        "workspaces_enabled": false,
+        "workspaces_enabled": true,
         "trace_archival_enabled": false,
         "multipart_uploads_enabled": false,
         "multipart_downloads_enabled": false,
