@@ -139,6 +139,26 @@ def test_the_header_never_contradicts_the_path_and_names_a_workspace_that_exists
         assert status == 200, body
 
 
+def test_a_workspace_tracking_uri_and_the_same_workspace_set_agree(server, no_workspace, monkeypatch):
+    name, other = workspace_name(), workspace_name()
+    for workspace in (name, other):
+        assert requests.post(f"{server.url}/api/3.0/mlflow/workspaces", json={"name": workspace},
+                             timeout=10).status_code == 201
+    scoped_uri = f"{server.url}/w/{name}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", scoped_uri)
+    mlflow.set_tracking_uri(scoped_uri)
+    # The client asks server-info relative to its URI before it uses a
+    # workspace: answered under the prefix too.
+    mlflow.set_workspace(name)
+    client = MlflowClient(scoped_uri, scoped_uri)
+    experiment_id = client.create_experiment(unique("exp"))
+    assert MlflowClient(f"{server.url}/w/{name}").get_experiment(experiment_id).experiment_id == experiment_id
+    # Another workspace set than the URI's: refused, nothing written.
+    mlflow.set_workspace(other)
+    error = expect_error("INVALID_PARAMETER_VALUE", client.create_experiment, unique("exp"))
+    assert f"'{name}'" in error.message and f"'{other}'" in error.message
+
+
 def test_the_workspace_api_in_mlflows_shapes_and_codes(server, tracking_uri, no_workspace):
     base = f"{server.url}/api/3.0/mlflow/workspaces"
     name = workspace_name()

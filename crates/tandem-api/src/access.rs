@@ -203,6 +203,10 @@ const ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("/version", &[(GET, Public)]),
         ("/api/3.0/mlflow/server-info", &[(GET, Public)]),
         ("/ajax-api/3.0/mlflow/server-info", &[(GET, Public)]),
+        // Also under a workspace's prefix: the client asks it relative to
+        // its tracking URI before it sends a workspace header.
+        ("/w/{workspace}/api/3.0/mlflow/server-info", &[(GET, Public)]),
+        ("/w/{workspace}/ajax-api/3.0/mlflow/server-info", &[(GET, Public)]),
         // MLflow's workspace API: the same permissions as Tandem's own
         // workspace routes below (the list handler shows each caller only
         // the workspaces it may read).
@@ -420,7 +424,7 @@ pub fn required(method: &Method, route: &str) -> Option<Permission> {
             .or_else(|| lookup(CONSOLE_ROUTES, method, route))
             .or_else(|| lookup(ROUTES, method, route))
     } else {
-        None
+        lookup(ROUTES, method, route)
     }
 }
 
@@ -485,15 +489,16 @@ fn workspace_of(route: &str, path: &str, headers: &header::HeaderMap) -> Result<
             .map(percent_decode)
             .filter(|segment| !segment.is_empty())
     };
-    if route == "/w/{workspace}" || route.starts_with("/w/{workspace}/") {
+    if route.ends_with("/mlflow/server-info") || route.ends_with("/mlflow/workspaces") {
+        // Server-info answers whatever the header says, as MLflow's does.
+        Ok(None)
+    } else if route == "/w/{workspace}" || route.starts_with("/w/{workspace}/") {
         let from_path = segment(2);
         crate::extract::requested_workspace(from_path.as_deref(), headers).map(Some)
     } else if route.starts_with("/api/tandem/v1/workspaces/{") || is_mlflow_workspace_route(route) {
         // The workspace API names its workspace in the path; the client
         // sends no header there, and one sent is ignored, as MLflow does.
         Ok(segment(5))
-    } else if route.ends_with("/mlflow/server-info") || route.ends_with("/mlflow/workspaces") {
-        Ok(None)
     } else if route.contains("/mlflow") || CONSOLE_WORKSPACE_ROUTES.iter().any(|(path, _)| *path == route) {
         crate::extract::requested_workspace(None, headers).map(Some)
     } else {
@@ -784,5 +789,14 @@ mod tests {
         );
         let info = "/api/3.0/mlflow/server-info";
         assert_eq!(workspace_of(info, info, &team_a).unwrap(), None);
+        assert_eq!(
+            workspace_of(
+                "/w/{workspace}/api/3.0/mlflow/server-info",
+                "/w/team-b/api/3.0/mlflow/server-info",
+                &team_a
+            )
+            .unwrap(),
+            None
+        );
     }
 }

@@ -181,7 +181,7 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .merge(scoped())
-        .nest("/w/{workspace}", scoped())
+        .nest("/w/{workspace}", scoped().merge(tandem::scoped_info_routes()))
         .merge(tandem::info_routes())
         .merge(mlflow_workspaces::routes())
         .merge(principals::mlflow_user_routes())

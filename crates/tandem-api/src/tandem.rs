@@ -36,6 +36,15 @@ pub(crate) fn info_routes() -> Router<AppState> {
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
 }
 
+/// MLflow's `server-info` under a workspace's prefix (`/w/{workspace}`):
+/// the client asks it relative to its tracking URI, so one pointed at
+/// `/w/<name>` with a workspace set finds workspaces on too.
+pub(crate) fn scoped_info_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/3.0/mlflow/server-info", get(server_info))
+        .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+}
+
 /// Workspaces, the journal, the region's position and merge conflicts.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -43,6 +43,8 @@ fn every_documented_operation_declares_a_permission() {
                     "/api/tandem/v1/openapi.json",
                     "/api/3.0/mlflow/server-info",
                     "/ajax-api/3.0/mlflow/server-info",
+                    "/w/{workspace}/api/3.0/mlflow/server-info",
+                    "/w/{workspace}/ajax-api/3.0/mlflow/server-info",
                     "/console.css",
                     "/console.js",
                     "/login",
