@@ -325,8 +325,12 @@ def test_with_authentication_the_header_is_authorized_as_the_path_is(auth_server
     # The workspace API: listing shows each caller what it may read.
     listed = requests.get(base, headers=bearer(reader), timeout=10).json()["workspaces"]
     assert [w["name"] for w in listed] == [team_a]
-    everything = [w["name"] for w in requests.get(base, headers=admin, timeout=10).json()["workspaces"]]
-    assert {team_a, team_b, "default"} <= set(everything)
+    owned = [w["name"] for w in requests.get(base, headers=bearer(owner), timeout=10).json()["workspaces"]]
+    assert owned == [team_a]
+    # Those who create and delete workspaces see them all.
+    for token in (server.admin_token, operator):
+        everything = [w["name"] for w in requests.get(base, headers=bearer(token), timeout=10).json()["workspaces"]]
+        assert {team_a, team_b, "default"} <= set(everything)
     assert requests.get(f"{base}/{team_a}", headers=bearer(reader), timeout=10).status_code == 200
     assert requests.get(f"{base}/{team_b}", headers=bearer(reader), timeout=10).status_code == 403
     # Create and delete are the operators'; update the workspace's owner's.

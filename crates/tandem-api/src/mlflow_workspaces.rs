@@ -181,16 +181,19 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     }
 }
 
-/// The active workspaces the caller may read (all of them without
-/// authentication, or for a deployment-wide reader): listing a workspace
-/// tells its name, which is the caller's business only where it has a role.
+/// The active workspaces the caller may read, or all of them for those
+/// who create and delete workspaces (operators, admins) and without
+/// authentication: a workspace's name is otherwise the business of those
+/// with a role in it, and MLflow's client offers the list as "the
+/// workspaces available to the current user".
 async fn list_workspaces(State(state): State<AppState>, caller: Caller) -> ApiResult<Json<Value>> {
+    let sees_all = caller.require(Permission::Operate, None).is_ok();
     let workspaces: Vec<Value> = state
         .store
         .list_workspaces(ViewType::ActiveOnly)
         .await?
         .iter()
-        .filter(|workspace| caller.require(Permission::Read, Some(&workspace.name)).is_ok())
+        .filter(|workspace| sees_all || caller.require(Permission::Read, Some(&workspace.name)).is_ok())
         .map(to_mlflow)
         .collect();
     Ok(Json(json!({ "workspaces": workspaces })))
