@@ -119,6 +119,22 @@ def test_the_mlflow_client_works_through_the_gateway(deployment, tmp_path):
     assert scoped.get_experiment(experiment_id).name.startswith("scoped-")
     assert requests.get(f"{gateway.url}/api/tandem/v1/workspaces/{workspace}", timeout=10).status_code == 200
 
+    # MLflow's workspaces through the gateway: its workspace API reaches the
+    # primary, and the X-MLFLOW-WORKSPACE header passes unchanged, so
+    # set_workspace lands where /w/<name> does, in every region.
+    team = unique("team")
+    mlflow.set_tracking_uri(gateway.url)
+    try:
+        assert mlflow.create_workspace(team).name == team
+        mlflow.set_workspace(team)
+        run_id = MlflowClient(gateway.url).create_run(
+            MlflowClient(gateway.url).create_experiment(unique("header"))).info.run_id
+    finally:
+        mlflow.set_workspace(None)
+    assert MlflowClient(f"{gateway.url}/w/{team}").get_run(run_id).info.run_id == run_id
+    cluster.wait_caught_up()
+    assert MlflowClient(f"{cluster.secondaries[0].url}/w/{team}").get_run(run_id).info.run_id == run_id
+
     status = gateway.status()
     assert status["primary"]["region"] == "eastus"
     assert [region["healthy"] for region in status["regions"]] == [True, True]

@@ -28,7 +28,7 @@ def test_health_version_and_server_info(server):
     assert info.status_code == 200
     body = info.json()
     assert body["store_type"] == "SqlStore"
-    assert body["workspaces_enabled"] is False
+    assert body["workspaces_enabled"] is True
 
 
 def test_malformed_json_is_a_400_with_error_json(server):

@@ -203,6 +203,29 @@ const ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("/version", &[(GET, Public)]),
         ("/api/3.0/mlflow/server-info", &[(GET, Public)]),
         ("/ajax-api/3.0/mlflow/server-info", &[(GET, Public)]),
+        // Also under a workspace's prefix: the client asks it relative to
+        // its tracking URI before it sends a workspace header.
+        ("/w/{workspace}/api/3.0/mlflow/server-info", &[(GET, Public)]),
+        ("/w/{workspace}/ajax-api/3.0/mlflow/server-info", &[(GET, Public)]),
+        // MLflow's workspace API: the same permissions as Tandem's own
+        // workspace routes below (the list handler shows each caller only
+        // the workspaces it may read).
+        (
+            "/api/3.0/mlflow/workspaces",
+            &[(GET, Authenticated), (POST, Operate)],
+        ),
+        (
+            "/ajax-api/3.0/mlflow/workspaces",
+            &[(GET, Authenticated), (POST, Operate)],
+        ),
+        (
+            "/api/3.0/mlflow/workspaces/{name}",
+            &[(GET, Read), (PATCH, Manage), (DELETE, Operate)],
+        ),
+        (
+            "/ajax-api/3.0/mlflow/workspaces/{name}",
+            &[(GET, Read), (PATCH, Manage), (DELETE, Operate)],
+        ),
         ("/api/tandem/v1/openapi.json", &[(GET, Public)]),
         ("/metrics", &[(GET, Operate)]),
         // Workspaces and their lifecycle.
@@ -405,7 +428,7 @@ pub fn required(method: &Method, route: &str) -> Option<Permission> {
             .or_else(|| lookup(CONSOLE_ROUTES, method, route))
             .or_else(|| lookup(ROUTES, method, route))
     } else {
-        None
+        lookup(ROUTES, method, route)
     }
 }
 
@@ -456,24 +479,40 @@ pub fn declared_routes() -> Vec<(Method, String, Permission)> {
 }
 
 /// The workspace (by name) a request is about, for workspace permissions:
-/// `/w/{workspace}/…`, `/api/tandem/v1/workspaces/{name}/…`, or the
-/// default workspace for MLflow's routes at the root.
-fn workspace_of(route: &str, path: &str) -> Option<String> {
+/// `/w/{workspace}/…`, `/api/tandem/v1/workspaces/{name}/…`, MLflow's
+/// `/api/3.0/mlflow/workspaces/{name}`, or for MLflow's routes and the
+/// console's pages the `X-MLFLOW-WORKSPACE` header, else the default
+/// workspace. The name comes from [`crate::extract::requested_workspace`],
+/// the rule the `Ws` extractor applies too, so the gate authorizes the
+/// workspace the handler serves; a header naming another workspace than
+/// the path is refused here.
+fn workspace_of(route: &str, path: &str, headers: &header::HeaderMap) -> Result<Option<String>, ApiError> {
     let segment = |index: usize| {
         path.split('/')
             .nth(index)
             .map(percent_decode)
             .filter(|segment| !segment.is_empty())
     };
-    if route == "/w/{workspace}" || route.starts_with("/w/{workspace}/") {
-        segment(2)
-    } else if route.starts_with("/api/tandem/v1/workspaces/{") {
-        segment(5)
+    if route.ends_with("/mlflow/server-info") || route.ends_with("/mlflow/workspaces") {
+        // Server-info answers whatever the header says, as MLflow's does.
+        Ok(None)
+    } else if route == "/w/{workspace}" || route.starts_with("/w/{workspace}/") {
+        let from_path = segment(2);
+        crate::extract::requested_workspace(from_path.as_deref(), headers).map(Some)
+    } else if route.starts_with("/api/tandem/v1/workspaces/{") || is_mlflow_workspace_route(route) {
+        // The workspace API names its workspace in the path; the client
+        // sends no header there, and one sent is ignored, as MLflow does.
+        Ok(segment(5))
     } else if route.contains("/mlflow") || CONSOLE_WORKSPACE_ROUTES.iter().any(|(path, _)| *path == route) {
-        Some(tandem_store::DEFAULT_WORKSPACE.to_string())
+        crate::extract::requested_workspace(None, headers).map(Some)
     } else {
-        None
+        Ok(None)
     }
+}
+
+/// MLflow's `/api/3.0/mlflow/workspaces/{name}` (and its `/ajax-api` form).
+fn is_mlflow_workspace_route(route: &str) -> bool {
+    route == "/api/3.0/mlflow/workspaces/{name}" || route == "/ajax-api/3.0/mlflow/workspaces/{name}"
 }
 
 fn percent_decode(segment: &str) -> String {
@@ -622,7 +661,10 @@ async fn check(State(gate): State<Gate>, mut request: Request, next: Next) -> Re
             quiet,
         );
     };
-    let workspace = workspace_of(&route, request.uri().path());
+    let workspace = match workspace_of(&route, request.uri().path(), request.headers()) {
+        Ok(workspace) => workspace,
+        Err(error) => return error.into_response(),
+    };
     let allowed = if permission == Permission::Replicate {
         identity.name == tandem_auth::REPLICATION_PRINCIPAL
     } else {
@@ -677,28 +719,87 @@ mod tests {
         );
     }
 
+    fn of(route: &str, path: &str) -> Option<String> {
+        workspace_of(route, path, &header::HeaderMap::new()).unwrap()
+    }
+
+    fn with_header(value: &'static str) -> header::HeaderMap {
+        let mut headers = header::HeaderMap::new();
+        headers.insert("x-mlflow-workspace", header::HeaderValue::from_static(value));
+        headers
+    }
+
     #[test]
     fn workspaces_come_from_the_path() {
         assert_eq!(
-            workspace_of(
+            of(
                 "/w/{workspace}/api/2.0/mlflow/runs/get",
                 "/w/team%20a/api/2.0/mlflow/runs/get"
             ),
             Some("team a".to_string())
         );
         assert_eq!(
-            workspace_of(
+            of(
                 "/api/tandem/v1/workspaces/{name}/deleted",
                 "/api/tandem/v1/workspaces/w1/deleted"
             ),
             Some("w1".to_string())
         );
         assert_eq!(
-            workspace_of("/api/2.0/mlflow/runs/get", "/api/2.0/mlflow/runs/get"),
-            Some("default".to_string())
+            of(
+                "/ajax-api/3.0/mlflow/workspaces/{name}",
+                "/ajax-api/3.0/mlflow/workspaces/team-a"
+            ),
+            Some("team-a".to_string())
         );
         assert_eq!(
-            workspace_of("/api/tandem/v1/journal", "/api/tandem/v1/journal"),
+            of("/api/2.0/mlflow/runs/get", "/api/2.0/mlflow/runs/get"),
+            Some("default".to_string())
+        );
+        assert_eq!(of("/api/tandem/v1/journal", "/api/tandem/v1/journal"), None);
+        assert_eq!(
+            of("/api/3.0/mlflow/workspaces", "/api/3.0/mlflow/workspaces"),
+            None
+        );
+    }
+
+    #[test]
+    fn the_workspace_header_selects_like_the_path_and_never_against_it() {
+        let team_a = with_header(" team-a ");
+        let root = "/api/2.0/mlflow/runs/log-batch";
+        assert_eq!(
+            workspace_of(root, root, &team_a).unwrap(),
+            Some("team-a".to_string())
+        );
+        let scoped = "/w/{workspace}/api/2.0/mlflow/runs/log-batch";
+        assert_eq!(
+            workspace_of(scoped, "/w/team-a/api/2.0/mlflow/runs/log-batch", &team_a).unwrap(),
+            Some("team-a".to_string())
+        );
+        let conflict = workspace_of(scoped, "/w/team-b/api/2.0/mlflow/runs/log-batch", &team_a).unwrap_err();
+        assert_eq!(conflict.status(), axum::http::StatusCode::BAD_REQUEST);
+        assert!(conflict.message.contains("'team-b'") && conflict.message.contains("'team-a'"));
+        // An empty header is no header, as in MLflow.
+        assert_eq!(
+            workspace_of(root, root, &with_header("  ")).unwrap(),
+            Some("default".to_string())
+        );
+        // The workspace API names its workspace in the path; server-info
+        // answers whatever the header says.
+        let named = "/api/3.0/mlflow/workspaces/{name}";
+        assert_eq!(
+            workspace_of(named, "/api/3.0/mlflow/workspaces/team-b", &team_a).unwrap(),
+            Some("team-b".to_string())
+        );
+        let info = "/api/3.0/mlflow/server-info";
+        assert_eq!(workspace_of(info, info, &team_a).unwrap(), None);
+        assert_eq!(
+            workspace_of(
+                "/w/{workspace}/api/3.0/mlflow/server-info",
+                "/w/team-b/api/3.0/mlflow/server-info",
+                &team_a
+            )
+            .unwrap(),
             None
         );
     }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::Method;
+use axum::http::{HeaderMap, Method};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tandem_store::{WorkspaceRef, DEFAULT_WORKSPACE};
@@ -15,29 +15,71 @@ use tandem_store::{WorkspaceRef, DEFAULT_WORKSPACE};
 use crate::error::ApiError;
 use crate::AppState;
 
-/// The workspace a request addresses: `/w/<name>/…`, or `default` at the root.
+/// The header MLflow's client (3.x, `mlflow.set_workspace` or
+/// `MLFLOW_WORKSPACE`) sends to name the workspace of a request.
+pub const WORKSPACE_HEADER: &str = "x-mlflow-workspace";
+
+/// The workspace a request addresses: `/w/<name>/…`, or the
+/// `X-MLFLOW-WORKSPACE` header, or `default` at the root.
 pub struct Ws(pub WorkspaceRef);
 
 impl FromRequestParts<AppState> for Ws {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let name = workspace_name(parts, state).await;
+        let name = workspace_name(parts, state).await?;
         Ok(Ws(state.store.resolve_workspace(&name).await?))
     }
 }
 
 /// The workspace named by the `{workspace}` path parameter of the
-/// `/w/{workspace}` mount, else the default. (Nesting strips the prefix from
-/// the request's URI, so the parameter is the only reliable source.)
-pub async fn workspace_name(parts: &mut Parts, state: &AppState) -> String {
-    match RawPathParams::from_request_parts(parts, state).await {
+/// `/w/{workspace}` mount, or by the request's `X-MLFLOW-WORKSPACE` header,
+/// else the default. (Nesting strips the prefix from the request's URI, so
+/// the parameter is the only reliable source of the path's name.)
+pub async fn workspace_name(parts: &mut Parts, state: &AppState) -> Result<String, ApiError> {
+    let from_path = match RawPathParams::from_request_parts(parts, state).await {
         Ok(params) => params
             .iter()
             .find(|(key, _)| *key == "workspace")
-            .map(|(_, value)| value.to_string())
-            .unwrap_or_else(|| DEFAULT_WORKSPACE.to_string()),
-        Err(_) => DEFAULT_WORKSPACE.to_string(),
+            .map(|(_, value)| value.to_string()),
+        Err(_) => None,
+    };
+    requested_workspace(from_path.as_deref(), &parts.headers)
+}
+
+/// The one rule for which workspace a request is about, shared by the
+/// [`Ws`] extractor and the access gate (`access::workspace_of`) so that
+/// the workspace authorized is always the workspace served: the `/w/<name>/`
+/// prefix, else the `X-MLFLOW-WORKSPACE` header (trimmed; empty counts as
+/// absent, as in MLflow), else `default`. A header that names another
+/// workspace than the prefix is refused rather than one of them chosen.
+pub fn requested_workspace(from_path: Option<&str>, headers: &HeaderMap) -> Result<String, ApiError> {
+    let mut from_header: Option<&str> = None;
+    for value in headers.get_all(WORKSPACE_HEADER) {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::bad_request("the X-MLFLOW-WORKSPACE header is not valid text"))?
+            .trim();
+        if value.is_empty() {
+            continue;
+        }
+        match from_header {
+            Some(earlier) if earlier != value => {
+                return Err(ApiError::invalid(format!(
+                    "the request names two workspaces in its X-MLFLOW-WORKSPACE headers ('{earlier}' and '{value}'); send one"
+                )))
+            }
+            _ => from_header = Some(value),
+        }
+    }
+    match (from_path, from_header) {
+        (Some(path), Some(header)) if path != header => Err(ApiError::invalid(format!(
+            "the request addresses workspace '{path}' by its URL (/w/{path}/) and workspace '{header}' by its \
+             X-MLFLOW-WORKSPACE header; send only one of them, or the same workspace in both"
+        ))),
+        (Some(path), _) => Ok(path.to_string()),
+        (None, Some(header)) => Ok(header.to_string()),
+        (None, None) => Ok(DEFAULT_WORKSPACE.to_string()),
     }
 }
 

@@ -5,6 +5,9 @@
 //!   for any workspace under `/w/<workspace>/`;
 //! - MLflow's artifact proxy (`/api/2.0/mlflow-artifacts/…`), streaming bytes
 //!   between the client and the region's storage;
+//! - MLflow's workspace API (`/api/3.0/mlflow/workspaces`) and its
+//!   `X-MLFLOW-WORKSPACE` header, which selects a workspace as `/w/<name>/`
+//!   does (see [`extract::requested_workspace`]);
 //! - the Tandem API (`/api/tandem/v1/…`): workspaces, the journal, the
 //!   workspace file share and its salvage.
 //!
@@ -19,6 +22,7 @@ mod artifacts;
 pub mod error;
 pub mod extract;
 mod files;
+mod mlflow_workspaces;
 mod models;
 pub mod openapi;
 mod principals;
@@ -95,7 +99,10 @@ pub(crate) fn declared_length(headers: &axum::http::HeaderMap) -> i64 {
 
 /// The asset class an MLflow route serves, for read checks.
 fn class_of_path(path: &str) -> Option<AssetClass> {
-    if path.contains("/registered-models") || path.contains("/model-versions") {
+    if path.contains("/mlflow/workspaces") {
+        // Workspaces themselves, like Tandem's own workspace API.
+        None
+    } else if path.contains("/registered-models") || path.contains("/model-versions") {
         Some(AssetClass::Registry)
     } else if path.contains("/mlflow/") || path.contains("/mlflow-artifacts/") {
         Some(AssetClass::Tracking)
@@ -110,7 +117,10 @@ fn class_of_path(path: &str) -> Option<AssetClass> {
 /// artifact proxy, workspaces and their files), as opposed to the region's
 /// own endpoints (health, status, replication, backups).
 fn workspace_scoped(path: &str) -> bool {
-    class_of_path(path).is_some() || path.starts_with("/w/") || path.starts_with("/api/tandem/v1/workspaces")
+    class_of_path(path).is_some()
+        || path.starts_with("/w/")
+        || path.starts_with("/api/tandem/v1/workspaces")
+        || path.contains("/mlflow/workspaces")
 }
 
 /// Applies the region policy around every request: workspace data is not
@@ -172,8 +182,9 @@ pub fn router(state: AppState) -> Router {
     };
     Router::new()
         .merge(scoped())
-        .nest("/w/{workspace}", scoped())
+        .nest("/w/{workspace}", scoped().merge(tandem::scoped_info_routes()))
         .merge(tandem::info_routes())
+        .merge(mlflow_workspaces::routes())
         .merge(principals::mlflow_user_routes())
         .merge(tandem_api().split_for_parts().0)
         // Bodies are read by our extractors with their own limits (JSON) or

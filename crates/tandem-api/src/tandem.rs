@@ -36,6 +36,15 @@ pub(crate) fn info_routes() -> Router<AppState> {
         .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
 }
 
+/// MLflow's `server-info` under a workspace's prefix (`/w/{workspace}`):
+/// the client asks it relative to its tracking URI, so one pointed at
+/// `/w/<name>` with a workspace set finds workspaces on too.
+pub(crate) fn scoped_info_routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/3.0/mlflow/server-info", get(server_info))
+        .route("/ajax-api/3.0/mlflow/server-info", get(server_info))
+}
+
 /// Workspaces, the journal, the region's position and merge conflicts.
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -124,11 +133,11 @@ async fn workspace_id_of(state: &AppState, name: &str) -> ApiResult<String> {
 }
 
 async fn server_info() -> Json<Value> {
-    // Workspaces are addressed by URL path here, not by MLflow's workspace
-    // header, so the client is told MLflow workspaces are off.
+    // Workspaces are on: the client's `X-MLFLOW-WORKSPACE` header selects
+    // one as `/w/<name>/` does, and MLflow's workspace API serves them.
     Json(json!({
         "store_type": "SqlStore",
-        "workspaces_enabled": false,
+        "workspaces_enabled": true,
         "trace_archival_enabled": false,
         "multipart_uploads_enabled": false,
         "multipart_downloads_enabled": false,

@@ -666,9 +666,13 @@ mod tests {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("12"));
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer token"));
+        // MLflow's workspace header selects the workspace in the region: it
+        // passes unchanged.
+        headers.insert("x-mlflow-workspace", HeaderValue::from_static("team-a"));
         let forwarded = forwarded_headers(&headers, true);
         let names: Vec<&str> = forwarded.keys().map(|name| name.as_str()).collect();
-        assert_eq!(names, ["content-type", "authorization"]);
+        assert_eq!(names, ["content-type", "authorization", "x-mlflow-workspace"]);
+        assert_eq!(forwarded["x-mlflow-workspace"], "team-a");
         assert!(forwarded_headers(&headers, false).contains_key(header::CONTENT_LENGTH));
     }
 }

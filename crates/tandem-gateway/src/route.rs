@@ -66,15 +66,24 @@ fn unscoped(path: &str) -> &str {
     }
 }
 
+/// MLflow's workspace API: workspaces themselves, routed like Tandem's own
+/// workspace API (no asset class; its reads replicated), not as tracking.
+fn is_mlflow_workspaces(path: &str) -> bool {
+    ["/api/3.0/mlflow/workspaces", "/ajax-api/3.0/mlflow/workspaces"]
+        .iter()
+        .any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+}
+
 fn is_mlflow(path: &str) -> bool {
-    [
-        "/api/2.0/mlflow",
-        "/ajax-api/2.0/mlflow",
-        "/api/3.0/",
-        "/ajax-api/3.0/",
-    ]
-    .iter()
-    .any(|prefix| path.starts_with(prefix))
+    !is_mlflow_workspaces(path)
+        && [
+            "/api/2.0/mlflow",
+            "/ajax-api/2.0/mlflow",
+            "/api/3.0/",
+            "/ajax-api/3.0/",
+        ]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
 }
 
 /// The POST endpoints MLflow serves as reads: `runs/search`,
@@ -95,6 +104,7 @@ fn is_replicated_tandem_read(path: &str) -> bool {
         || path == "/api/tandem/v1/conflicts"
         || path == "/api/tandem/v1/workspaces"
         || path.starts_with("/api/tandem/v1/workspaces/")
+        || is_mlflow_workspaces(path)
 }
 
 /// Classifies a request by method and path.
@@ -206,6 +216,8 @@ mod tests {
             ),
             ("/api/3.0/mlflow/server-info", Some(AssetClass::Tracking)),
             ("/api/tandem/v1/workspaces", None),
+            ("/api/3.0/mlflow/workspaces", None),
+            ("/ajax-api/3.0/mlflow/workspaces/team-a", None),
             ("/w/registered-models/api/tandem/v1/journal", None),
             ("/metrics", None),
         ];
@@ -279,6 +291,21 @@ mod tests {
         assert_eq!(
             place(Method::POST, "/api/tandem/v1/workspaces", &hot_cold),
             PrimaryOnly
+        );
+        // MLflow's workspace API goes where Tandem's does, whatever the
+        // tracking class allows: creating a workspace is the primary's.
+        let hot_hot = deployment("hot-hot", "hot-hot");
+        assert_eq!(
+            place(Method::POST, "/api/3.0/mlflow/workspaces", &hot_hot),
+            PrimaryOnly
+        );
+        assert_eq!(
+            place(Method::DELETE, "/api/3.0/mlflow/workspaces/team-a", &hot_hot),
+            PrimaryOnly
+        );
+        assert_eq!(
+            place(Method::GET, "/api/3.0/mlflow/workspaces", &hot_cold),
+            PrimaryThenAnyHealthy
         );
     }
 

@@ -43,6 +43,8 @@ fn every_documented_operation_declares_a_permission() {
                     "/api/tandem/v1/openapi.json",
                     "/api/3.0/mlflow/server-info",
                     "/ajax-api/3.0/mlflow/server-info",
+                    "/w/{workspace}/api/3.0/mlflow/server-info",
+                    "/w/{workspace}/ajax-api/3.0/mlflow/server-info",
                     "/console.css",
                     "/console.js",
                     "/login",
@@ -280,6 +282,7 @@ fn every_plain_route_of_the_sources_declares_a_permission() {
         "artifacts.rs",
         "principals.rs",
         "tandem.rs",
+        "mlflow_workspaces.rs",
     ] {
         let text = std::fs::read_to_string(crates.join("tandem-api/src").join(file)).unwrap();
         let compact: String = text.split_whitespace().collect();
