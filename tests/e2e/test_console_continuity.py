@@ -9,21 +9,13 @@ temporary directory."""
 import os
 
 import mlflow
-import pytest
 import requests
 from playwright.sync_api import sync_playwright
 
 from conftest import _tandem_bin
 from support import unique
-from test_auth import AuthServer, bearer
-from test_console_browser import Watched, chromium
-
-
-@pytest.fixture
-def console(tmp_path):
-    server = AuthServer(_tandem_bin(), tmp_path / "server")
-    yield server
-    server.stop()
+from test_auth import bearer
+from test_console_browser import Watched, chromium, console  # noqa: F401 - the fixture
 
 
 def sign_in(page, url, token):

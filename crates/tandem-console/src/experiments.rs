@@ -120,6 +120,26 @@ pub(crate) async fn create_experiment(
     }
 }
 
+/// The experiment the address names, or the page that says why not.
+async fn experiment_of(
+    state: &AppState,
+    ws: &tandem_store::WorkspaceRef,
+    params: &std::collections::HashMap<String, String>,
+) -> Result<tandem_core::model::Experiment, Response> {
+    let Some(experiment_id) = params.get("experiment_id") else {
+        return Err(message_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "No experiment in the address.",
+        ));
+    };
+    state
+        .store
+        .get_experiment(ws, experiment_id)
+        .await
+        .map_err(store_error)
+}
+
 /// Runs on a page of the runs table.
 const PAGE: usize = 100;
 /// Columns shown when the user chose none: the first metrics and params
@@ -226,17 +246,11 @@ pub(crate) async fn runs(
     Path(params): Path<std::collections::HashMap<String, String>>,
     axum::extract::RawQuery(raw): axum::extract::RawQuery,
 ) -> Response {
-    let Some(experiment_id) = params.get("experiment_id") else {
-        return message_page(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "No experiment in the address.",
-        );
-    };
-    let experiment = match state.store.get_experiment(&ws, experiment_id).await {
+    let experiment = match experiment_of(&state, &ws, &params).await {
         Ok(experiment) => experiment,
-        Err(error) => return store_error(error),
+        Err(page) => return page,
     };
+    let experiment_id = &experiment.experiment_id;
     let view = RunsView::parse(raw);
     let page = match state
         .store
@@ -471,17 +485,11 @@ pub(crate) async fn logged_models(
     Ws(ws): Ws,
     Path(params): Params,
 ) -> Response {
-    let Some(experiment_id) = params.get("experiment_id") else {
-        return message_page(
-            StatusCode::NOT_FOUND,
-            "Not found",
-            "No experiment in the address.",
-        );
-    };
-    let experiment = match state.store.get_experiment(&ws, experiment_id).await {
+    let experiment = match experiment_of(&state, &ws, &params).await {
         Ok(experiment) => experiment,
-        Err(error) => return store_error(error),
+        Err(page) => return page,
     };
+    let experiment_id = &experiment.experiment_id;
     let models = match state
         .store
         .search_logged_models(
