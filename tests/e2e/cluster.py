@@ -250,7 +250,19 @@ class Cluster:
             this = next((r for r in document.get("regions", []) if r.get("this_region")), {})
             return any(f["source"] == source.name and f["applied"] >= head for f in this.get("following", []))
 
-        wait_until(applied, timeout, f"{region.name} to apply {source.name}'s journal up to {head}")
+        try:
+            wait_until(applied, timeout, f"{region.name} to apply {source.name}'s journal up to {head}")
+        except AssertionError as error:
+            # What the follower says of itself (its last error above all) and
+            # the logs' ends: a stall here must be diagnosable from CI output.
+            document = status(region.url) or {}
+            this = next((r for r in document.get("regions", []) if r.get("this_region")), {})
+            raise AssertionError(
+                f"{error}\n{region.name} follows: {json.dumps(this.get('following'), indent=1)}\n"
+                f"{region.name} role {document.get('role')}, primary {document.get('primary')}, "
+                f"epoch {document.get('epoch')}, head {document.get('journal_head')}\n"
+                f"--- {region.name} log ---\n{self.log_tail(region)}\n--- {source.name} log ---\n{self.log_tail(source)}"
+            ) from None
 
     def wait_caught_up(self, timeout: float = 30.0):
         """Until every secondary has applied the primary's whole journal."""

@@ -79,10 +79,17 @@ async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
         .http
         .get(format!("{url}/api/tandem/v1/replication/journal"))
         .query(&[("after", position.to_string()), ("region", region.name.clone())]);
-    let response = region
-        .authorized(request)
-        .send()
+    // The source answers at once (the records stream after the headers):
+    // a request that gets no answer — a pooled connection something in
+    // between dropped — is given up and made again, never waited on forever.
+    let response = tokio::time::timeout(SILENCE_LIMIT, region.authorized(request).send())
         .await
+        .map_err(|_| {
+            format!(
+                "{url} did not answer the journal request within {}s",
+                SILENCE_LIMIT.as_secs()
+            )
+        })?
         .map_err(|error| format!("cannot reach {url}: {error}"))?;
     if !response.status().is_success() {
         let status = response.status();
@@ -188,7 +195,8 @@ async fn acknowledge(region: &Region, url: &str, applied: i64) {
         .http
         .post(format!("{url}/api/tandem/v1/replication/ack"))
         .json(&serde_json::json!({ "region": region.name, "applied": applied }));
-    if let Err(error) = region.authorized(request).send().await {
+    // Bounded: the next position waits for this one.
+    if let Err(error) = region.authorized(request.timeout(SILENCE_LIMIT)).send().await {
         tracing::debug!(%error, "acknowledgement not delivered");
     }
 }
@@ -272,10 +280,14 @@ pub(crate) async fn copy_content(
             area.as_str()
         ))
         .query(&[("sha256", sha256)]);
-    let response = region
-        .authorized(request)
-        .send()
+    let response = tokio::time::timeout(SILENCE_LIMIT, region.authorized(request).send())
         .await
+        .map_err(|_| {
+            format!(
+                "{noun} {path}: {url} did not answer within {}s",
+                SILENCE_LIMIT.as_secs()
+            )
+        })?
         .map_err(|e| format!("{noun} {path}: {e}"))?;
     match response.status().as_u16() {
         200 => {}

@@ -233,7 +233,11 @@ impl Region {
             .filter(|region| region.name != name)
             .map(|region| (region.name.clone(), PeerProgress::default()))
             .collect();
-        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(3));
+        // Idle connections are let go well before a peer's own idle
+        // timeout (30 s by default) closes them under a request.
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(10));
         // Peers at `https://` URLs signed by the deployment's own CA.
         if let Some(pem) = &deployment.ca_pem {
             for certificate in
