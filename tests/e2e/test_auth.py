@@ -53,7 +53,7 @@ class AuthServiceClient:
 
 
 class AuthServer:
-    def __init__(self, binary: str, root: Path):
+    def __init__(self, binary: str, root: Path, extra: tuple[str, ...] = ()):
         self.binary = binary
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -62,7 +62,7 @@ class AuthServer:
         root.mkdir(parents=True, exist_ok=True)
         handle = open(self.log, "ab")
         self.process = subprocess.Popen(
-            [binary, "server", "--auth", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}"],
+            [binary, "server", "--auth", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}", *extra],
             stdout=handle, stderr=subprocess.STDOUT)
         handle.close()
         deadline = time.monotonic() + 30

@@ -128,6 +128,10 @@ const MLFLOW_ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("mlflow/runs/outputs", &[(POST, W)]),
         ("mlflow/metrics/get-history", &[(GET, R)]),
         ("mlflow/metrics/get-history-bulk-interval", &[(GET, R)]),
+        ("mlflow/metrics/get-history-bulk", &[(GET, R)]),
+        ("mlflow/experiments/search-datasets", &[(POST, R)]),
+        // MLflow's AI gateway proxy: always the empty gateway.
+        ("mlflow/gateway-proxy", &[(GET, R), (POST, R)]),
         ("mlflow/artifacts/list", &[(GET, R)]),
         ("mlflow/logged-models", &[(POST, W)]),
         ("mlflow/logged-models/search", &[(POST, R)]),
@@ -138,6 +142,11 @@ const MLFLOW_ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("mlflow/logged-models/{model_id}/tags", &[(PATCH, W)]),
         ("mlflow/logged-models/{model_id}/tags/{tag_key}", &[(DELETE, W)]),
         ("mlflow/logged-models/{model_id}/params", &[(POST, W)]),
+        ("mlflow/logged-models/{model_id}/artifacts/files", &[(GET, R)]),
+        (
+            "mlflow/logged-models/{model_id}/artifacts/directories",
+            &[(GET, R)],
+        ),
         ("mlflow/registered-models/create", &[(POST, W)]),
         ("mlflow/registered-models/rename", &[(POST, W)]),
         ("mlflow/registered-models/update", &[(PATCH, W)]),
@@ -168,6 +177,18 @@ const MLFLOW_ROUTES: &[(&str, &[(Method, Permission)])] = {
             "mlflow-artifacts/artifacts/{*path}",
             &[(GET, R), (PUT, W), (DELETE, W)],
         ),
+    ]
+};
+
+/// What MLflow's web UI reads outside the REST API (downloads by run and
+/// model version, GraphQL), at the root and under `/w/{workspace}`. Its
+/// GraphQL fields only read (MLflow's "mutations" there are searches).
+const MLFLOW_UI_ROUTES: &[(&str, &[(Method, Permission)])] = {
+    use Permission::Read as R;
+    &[
+        ("/get-artifact", &[(Method::GET, R)]),
+        ("/model-versions/get-artifact", &[(Method::GET, R)]),
+        ("/graphql", &[(Method::GET, R), (Method::POST, R)]),
     ]
 };
 
@@ -227,6 +248,17 @@ const ROUTES: &[(&str, &[(Method, Permission)])] = {
             &[(GET, Read), (PATCH, Manage), (DELETE, Operate)],
         ),
         ("/api/tandem/v1/openapi.json", &[(GET, Public)]),
+        // MLflow's UI asks whether to send usage telemetry; the answer is
+        // always "no", and records sent anyway are dropped unread.
+        (
+            "/ajax-api/3.0/mlflow/ui-telemetry",
+            &[(GET, Public), (POST, Public)],
+        ),
+        // MLflow's UI itself (`--mlflow-ui`): its page and files hold no
+        // data; what it shows comes from the API, behind this gate.
+        ("/mlflow", &[(GET, Public)]),
+        ("/mlflow/", &[(GET, Public)]),
+        ("/mlflow/static-files/{*path}", &[(GET, Public)]),
         ("/metrics", &[(GET, Operate)]),
         // Workspaces and their lifecycle.
         (
@@ -423,6 +455,9 @@ pub fn required(method: &Method, route: &str) -> Option<Permission> {
     if let Some(permission) = lookup(CONSOLE_WORKSPACE_ROUTES, method, console) {
         return Some(permission);
     }
+    if let Some(permission) = lookup(MLFLOW_UI_ROUTES, method, scoped) {
+        return Some(permission);
+    }
     if scoped.len() == route.len() {
         lookup(MLFLOW_USER_ROUTES, method, route)
             .or_else(|| lookup(CONSOLE_ROUTES, method, route))
@@ -456,6 +491,13 @@ pub fn declared_routes() -> Vec<(Method, String, Permission)> {
                 for (method, permission) in methods.iter() {
                     routes.push((method.clone(), format!("{base}{prefix}{path}"), *permission));
                 }
+            }
+        }
+    }
+    for (path, methods) in MLFLOW_UI_ROUTES {
+        for base in ["", "/w/{workspace}"] {
+            for (method, permission) in methods.iter() {
+                routes.push((method.clone(), format!("{base}{path}"), *permission));
             }
         }
     }
@@ -503,7 +545,10 @@ fn workspace_of(route: &str, path: &str, headers: &header::HeaderMap) -> Result<
         // The workspace API names its workspace in the path; the client
         // sends no header there, and one sent is ignored, as MLflow does.
         Ok(segment(5))
-    } else if route.contains("/mlflow") || CONSOLE_WORKSPACE_ROUTES.iter().any(|(path, _)| *path == route) {
+    } else if route.contains("/mlflow")
+        || CONSOLE_WORKSPACE_ROUTES.iter().any(|(path, _)| *path == route)
+        || MLFLOW_UI_ROUTES.iter().any(|(path, _)| *path == route)
+    {
         crate::extract::requested_workspace(None, headers).map(Some)
     } else {
         Ok(None)

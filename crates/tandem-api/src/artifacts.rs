@@ -216,7 +216,11 @@ struct ListQuery {
     path: Option<String>,
 }
 
-async fn list_under(state: &AppState, ws: &WorkspaceRef, path: Option<&str>) -> ApiResult<Vec<Value>> {
+pub(crate) async fn list_under(
+    state: &AppState,
+    ws: &WorkspaceRef,
+    path: Option<&str>,
+) -> ApiResult<Vec<Value>> {
     let path = match path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
         Some(path) => Some(ArtifactKey::parse(path)?),
         None => None,

@@ -22,6 +22,8 @@ mod artifacts;
 pub mod error;
 pub mod extract;
 mod files;
+mod graphql;
+mod mlflow_ui;
 mod mlflow_workspaces;
 mod models;
 pub mod openapi;
@@ -104,7 +106,11 @@ fn class_of_path(path: &str) -> Option<AssetClass> {
         None
     } else if path.contains("/registered-models") || path.contains("/model-versions") {
         Some(AssetClass::Registry)
-    } else if path.contains("/mlflow/") || path.contains("/mlflow-artifacts/") {
+    } else if path.contains("/mlflow/")
+        || path.contains("/mlflow-artifacts/")
+        || path.ends_with("/get-artifact")
+        || path.ends_with("/graphql")
+    {
         Some(AssetClass::Tracking)
     } else if path.starts_with("/api/tandem/v1/workspaces/") && path.contains("/files") {
         Some(AssetClass::Files)
@@ -138,7 +144,9 @@ async fn region_policy(State(state): State<AppState>, request: Request, next: Ne
     }
     let reads_only = request.method() == Method::GET
         || path.ends_with("/search")
-        || path.ends_with("/get-latest-versions");
+        || path.ends_with("/get-latest-versions")
+        || path.ends_with("/search-datasets")
+        || path.ends_with("/graphql");
     if reads_only {
         if let Some(class) = class_of_path(&path) {
             if let Err(error) = state.policy.check_read(class) {
@@ -179,12 +187,14 @@ pub fn router(state: AppState) -> Router {
             .merge(tracking::routes())
             .merge(models::routes())
             .merge(artifacts::routes())
+            .merge(mlflow_ui::routes())
     };
     Router::new()
         .merge(scoped())
         .nest("/w/{workspace}", scoped().merge(tandem::scoped_info_routes()))
         .merge(tandem::info_routes())
         .merge(mlflow_workspaces::routes())
+        .merge(mlflow_ui::root_routes())
         .merge(principals::mlflow_user_routes())
         .merge(tandem_api().split_for_parts().0)
         // Bodies are read by our extractors with their own limits (JSON) or

@@ -31,6 +31,11 @@ pub struct GatewayArgs {
     /// deployment file's ca_file].
     #[arg(long, env = "TANDEM_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// Serve MLflow's own web UI from this build directory at /mlflow/ (the
+    /// mlflow/server/js/build directory of an installed mlflow package),
+    /// its calls sent on to the regions like every other request.
+    #[arg(long, env = "TANDEM_MLFLOW_UI", value_name = "DIR")]
+    pub mlflow_ui: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
     pub log_format: String,
@@ -56,6 +61,9 @@ pub async fn run(
     }
     config.poll_interval = args.poll_interval;
     config.failover_wait = args.failover_wait;
+    if let Some(dir) = args.mlflow_ui {
+        config.mlflow_ui = Some(tandem_http::web_app::checked_build(&dir).map_err(anyhow::Error::msg)?);
+    }
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

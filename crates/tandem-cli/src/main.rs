@@ -197,6 +197,11 @@ struct ServerArgs {
     /// URLs [env: TANDEM_CA_FILE; default: the deployment file's ca_file].
     #[arg(long)]
     ca_file: Option<PathBuf>,
+    /// Serve MLflow's own web UI from this build directory at /mlflow/ (the
+    /// mlflow/server/js/build directory of an installed mlflow package)
+    /// [env: TANDEM_MLFLOW_UI].
+    #[arg(long, value_name = "DIR")]
+    mlflow_ui: Option<PathBuf>,
     /// Log format.
     #[arg(long, default_value = "text", value_parser = ["text", "json"], env = "TANDEM_LOG_FORMAT")]
     log_format: String,
@@ -581,6 +586,9 @@ async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(path) = args.ca_file {
         config.ca_file = Some(path);
+    }
+    if let Some(path) = args.mlflow_ui {
+        config.mlflow_ui = Some(path);
     }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await

@@ -299,6 +299,17 @@ pub struct DatasetInput {
     pub dataset: Dataset,
 }
 
+/// A dataset some run of an experiment used, with the context it was used
+/// in (the input's `mlflow.data.context` tag): MLflow's `SearchDatasets`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    pub experiment_id: String,
+    pub name: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelInput {
     pub model_id: String,

@@ -82,6 +82,9 @@ pub struct GatewayConfig {
     pub failover_wait: Duration,
     /// Serve HTTPS with this certificate (`--tls-cert`, `--tls-key`).
     pub tls: Option<tandem_http::tls::Tls>,
+    /// A build of MLflow's web UI to serve at `/mlflow/` (`--mlflow-ui`);
+    /// its API calls are proxied like any other request.
+    pub mlflow_ui: Option<std::path::PathBuf>,
 }
 
 impl GatewayConfig {
@@ -94,6 +97,7 @@ impl GatewayConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             failover_wait: DEFAULT_FAILOVER_WAIT,
             tls: None,
+            mlflow_ui: None,
         }
     }
 }
@@ -102,6 +106,7 @@ impl GatewayConfig {
 pub struct Gateway {
     proxy: proxy::Proxy,
     tls: Option<tandem_http::tls::Tls>,
+    mlflow_ui: Option<std::path::PathBuf>,
 }
 
 impl Gateway {
@@ -146,6 +151,7 @@ impl Gateway {
         Ok(Arc::new(Gateway {
             proxy,
             tls: config.tls.clone(),
+            mlflow_ui: config.mlflow_ui.clone(),
         }))
     }
 
@@ -172,7 +178,13 @@ impl Gateway {
             )
             .fallback(forward)
             .with_state(self.clone());
-        tandem_telemetry::instrument(router, "gateway")
+        let Some(dir) = &self.mlflow_ui else {
+            return tandem_telemetry::instrument(router, "gateway");
+        };
+        // MLflow's UI: its page and files from here, its API calls (under
+        // `/mlflow/`, relative to its page) proxied at their own paths.
+        let router = router.merge(tandem_http::web_app::routes("/mlflow", dir.clone()));
+        tandem_http::web_app::under_prefix("/mlflow", tandem_telemetry::instrument(router, "gateway"))
     }
 
     /// What the gateway knows: the primary, each region's health and role,

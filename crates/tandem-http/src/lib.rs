@@ -26,6 +26,7 @@
 
 mod body;
 pub mod tls;
+pub mod web_app;
 
 use std::future::Future;
 use std::io;

@@ -108,6 +108,10 @@ pub struct ServerConfig {
     /// `https://` URLs, instead of the deployment file's `ca_file`
     /// (`TANDEM_CA_FILE`).
     pub ca_file: Option<PathBuf>,
+    /// A build of MLflow's own web UI to serve at `/mlflow/` (the
+    /// `mlflow/server/js/build` directory of an installed `mlflow` package)
+    /// against this region (`TANDEM_MLFLOW_UI`).
+    pub mlflow_ui: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +144,7 @@ impl Default for ServerConfig {
             tls_cert: None,
             tls_key: None,
             ca_file: None,
+            mlflow_ui: None,
         }
     }
 }
@@ -258,6 +263,7 @@ impl ServerConfig {
             ("TANDEM_TLS_CERT", &mut self.tls_cert),
             ("TANDEM_TLS_KEY", &mut self.tls_key),
             ("TANDEM_CA_FILE", &mut self.ca_file),
+            ("TANDEM_MLFLOW_UI", &mut self.mlflow_ui),
         ] {
             if let Some(value) = env(name).filter(|value| !value.trim().is_empty()) {
                 *target = Some(PathBuf::from(value));

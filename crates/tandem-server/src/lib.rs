@@ -300,6 +300,22 @@ pub async fn serve(
     let app = app.merge(tandem_backup::http::routes(backups.clone()));
     // The web console, over the same store and behind the same gate.
     let app = app.merge(tandem_console::routes(config.deployment.is_some()).with_state(console_state));
+    // MLflow's own UI, when the operator gave a build of it.
+    let mlflow_ui = match &config.mlflow_ui {
+        Some(dir) => {
+            Some(
+                tandem_http::web_app::checked_build(dir).map_err(|message| ConfigError::Invalid {
+                    name: "mlflow_ui".to_string(),
+                    message,
+                })?,
+            )
+        }
+        None => None,
+    };
+    let app = match &mlflow_ui {
+        Some(dir) => app.merge(tandem_http::web_app::routes(MLFLOW_UI_PREFIX, dir.clone())),
+        None => app,
+    };
     let app = app.route(
         tandem_api::openapi::OPENAPI_PATH,
         tandem_api::openapi::handler(openapi(config.deployment.is_some())),
@@ -318,6 +334,12 @@ pub async fn serve(
     // Every route, whoever added it, behind the gate.
     let app = tandem_api::access::gate(app, tandem_api::access::Gate { authenticator });
     let app = tandem_telemetry::instrument(app, "region");
+    // The UI calls its API relative to its page: `/mlflow/graphql` is
+    // `/graphql`, decided before routing (and so before the gate).
+    let app = match mlflow_ui {
+        Some(_) => tandem_http::web_app::under_prefix(MLFLOW_UI_PREFIX, app),
+        None => app,
+    };
     if let Some(schedule) = schedule {
         tokio::spawn(tandem_backup::schedule::run(
             backups,
@@ -353,6 +375,9 @@ pub async fn serve(
     tracing::info!("tandem server stopped");
     Ok(())
 }
+
+/// Where MLflow's own UI is served, when configured.
+pub const MLFLOW_UI_PREFIX: &str = "/mlflow";
 
 /// What a region's diagnostics need from its configuration: its local
 /// volumes, its database's name, its backup repository, its TLS (its

@@ -31,8 +31,9 @@ fn every_documented_operation_declares_a_permission() {
             );
         }
     }
-    // And nothing is public but the probes, the document, the sign-in page
-    // and the console's stylesheet and script.
+    // And nothing is public but the probes, the document, the sign-in page,
+    // the console's stylesheet and script, and MLflow's UI's page, files and
+    // telemetry switch (which answers "off" and reads or keeps nothing).
     for (method, path, permission) in tandem_api::access::declared_routes() {
         if permission == Permission::Public {
             let public = (method == Method::GET
@@ -48,9 +49,14 @@ fn every_documented_operation_declares_a_permission() {
                     "/console.css",
                     "/console.js",
                     "/login",
+                    "/ajax-api/3.0/mlflow/ui-telemetry",
+                    "/mlflow",
+                    "/mlflow/",
+                    "/mlflow/static-files/{*path}",
                 ]
                 .contains(&path.as_str()))
-                || (method == Method::POST && path == "/login");
+                || (method == Method::POST
+                    && ["/login", "/ajax-api/3.0/mlflow/ui-telemetry"].contains(&path.as_str()));
             assert!(public, "{method} {path} is public");
         }
     }

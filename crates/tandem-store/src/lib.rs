@@ -473,6 +473,15 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         range: Option<(i64, i64)>,
         buckets: usize,
     ) -> StoreResult<tandem_core::history::HistoryEnvelope>;
+    /// The distinct datasets the runs of `experiment_ids` used as inputs,
+    /// each with its context, ordered by experiment, name, digest and
+    /// context; at most `limit` of them (MLflow's `SearchDatasets`).
+    async fn search_datasets(
+        &self,
+        ws: &WorkspaceRef,
+        experiment_ids: &[String],
+        limit: usize,
+    ) -> StoreResult<Vec<tandem_core::model::DatasetSummary>>;
     /// The distinct steps of `key` in `run_id`, ascending (what MLflow's
     /// bulk-interval sampling works on), without reading every point.
     async fn metric_steps(&self, ws: &WorkspaceRef, run_id: &str, key: &str) -> StoreResult<Vec<i64>>;

@@ -80,6 +80,11 @@ pub struct UpArgs {
     /// `admin` is created, its token in DIR/admin.token.
     #[arg(long)]
     pub no_auth: bool,
+    /// Serve MLflow's own web UI from this build directory at the gateway's
+    /// /mlflow/ (the mlflow/server/js/build directory of an installed
+    /// mlflow package).
+    #[arg(long, value_name = "DIR")]
+    pub mlflow_ui: Option<PathBuf>,
 }
 
 fn duration(value: &str) -> Result<Duration, String> {
@@ -235,6 +240,7 @@ fn part_specs(
     deployment_path: &Path,
     deployment: &tandem_deployment::Deployment,
     admin_token_file: Option<&Path>,
+    mlflow_ui: Option<&Path>,
 ) -> anyhow::Result<Vec<PartSpec>> {
     let mut specs = Vec::new();
     let log = |name: &str| dir.join(format!("{name}.log"));
@@ -286,17 +292,21 @@ fn part_specs(
     }
     // The gateway last: it finds the primary among regions that answer.
     let gateway_listen = gateway_listen(dir)?;
+    let mut arguments: Vec<std::ffi::OsString> = vec![
+        "gateway".into(),
+        "--deployment".into(),
+        deployment_path.into(),
+        "--listen".into(),
+        gateway_listen.clone().into(),
+    ];
+    if let Some(build) = mlflow_ui {
+        arguments.extend(["--mlflow-ui".into(), build.into()]);
+    }
     specs.push(PartSpec {
         name: "gateway".to_string(),
         kind: Kind::Gateway,
         url: format!("http://{gateway_listen}"),
-        arguments: vec![
-            "gateway".into(),
-            "--deployment".into(),
-            deployment_path.into(),
-            "--listen".into(),
-            gateway_listen.into(),
-        ],
+        arguments,
         log: log("gateway"),
     });
     Ok(specs)
@@ -404,7 +414,20 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
         Some(admin_token(&dir)?)
     };
     let admin_token_file = admin_token.as_ref().map(|(path, _)| path.clone());
-    let specs = part_specs(&dir, &deployment_path, &deployment, admin_token_file.as_deref())?;
+    let mlflow_ui = match &args.mlflow_ui {
+        Some(build) => Some(
+            tandem_http::web_app::checked_build(&build.canonicalize().unwrap_or_else(|_| build.clone()))
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let specs = part_specs(
+        &dir,
+        &deployment_path,
+        &deployment,
+        admin_token_file.as_deref(),
+        mlflow_ui.as_deref(),
+    )?;
     let witness_summary = match &deployment.witness {
         None => "no witness (the primary never changes)".to_string(),
         Some(spec) => match &spec.kind {

@@ -4,6 +4,7 @@
 
 mod access;
 mod apply;
+mod datasets;
 mod dump;
 mod epochs;
 mod files;

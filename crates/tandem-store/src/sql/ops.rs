@@ -1077,6 +1077,15 @@ impl MetadataStore for SqlStore {
             .await
     }
 
+    async fn search_datasets(
+        &self,
+        ws: &WorkspaceRef,
+        experiment_ids: &[String],
+        limit: usize,
+    ) -> StoreResult<Vec<tandem_core::model::DatasetSummary>> {
+        self.search_datasets_impl(ws, experiment_ids, limit).await
+    }
+
     async fn metric_steps(&self, ws: &WorkspaceRef, run_id: &str, key: &str) -> StoreResult<Vec<i64>> {
         self.metric_steps_impl(ws, run_id, key).await
     }
