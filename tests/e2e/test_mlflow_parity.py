@@ -1,0 +1,73 @@
+"""Behaviours where Tandem answers exactly as `mlflow server` 3.17.2 does
+(its `server/handlers.py`, `server/validation.py`, `utils/validation.py`
+and `utils/uri.py`): required metric timestamps, MLflow's wording for
+values of the wrong JSON type, a model version's empty description, the
+`mlflow.modelVersions` tag's text, logged models from runs the server does
+not know, and `.` as the root of a run's artifacts."""
+
+import requests
+import mlflow
+from mlflow.entities import Metric
+
+from support import error_json, expect_error, raw_request, unique
+
+SEE_DOCS = " See the API docs for more information about request parameters."
+
+
+def wrong_type(value: str, parameter: str, python_type: str) -> str:
+    """MLflow's message for a value of the wrong type (`invalid_value` with
+    the schema check's hint: note the two spaces after the colon)."""
+    return f"Invalid value {value} for parameter '{parameter}' supplied:  Hint: Value was of type '{python_type}'.{SEE_DOCS}"
+
+
+def refusal(response) -> str:
+    assert response.status_code == 400, response.text
+    body = response.json()
+    assert body["error_code"] == "INVALID_PARAMETER_VALUE", body
+    return body["message"]
+
+
+def new_run(client) -> str:
+    experiment_id = client.create_experiment(unique("parity"))
+    return client.create_run(experiment_id).info.run_id
+
+
+def test_values_of_the_wrong_type_are_refused_in_mlflow_words(tracking_uri, client):
+    api = f"{tracking_uri}/api/2.0/mlflow"
+    run_id = new_run(client)
+    cases = [
+        ("runs/log-metric", {"run_id": 31, "key": "m", "value": 1, "timestamp": 0}, wrong_type("31", "run_id", "int")),
+        ("runs/log-metric", {"run_id": run_id, "key": "m", "value": "foo", "timestamp": 0},
+         wrong_type('"foo"', "value", "str")),
+        ("runs/log-metric", {"run_id": run_id, "key": "m", "value": 1, "timestamp": "soon"},
+         wrong_type('"soon"', "timestamp", "str")),
+        ("runs/log-metric", {"run_id": run_id, "key": ["m"], "value": 1, "timestamp": 0},
+         wrong_type('["m"]', "key", "list")),
+        ("runs/log-parameter", {"run_id": run_id, "key": "p", "value": 5}, wrong_type("5", "value", "int")),
+        ("runs/log-parameter", {"run_id": run_id, "key": "p", "value": {"b": 1, "a": "é"}},
+         wrong_type('{"a":"\\u00e9","b":1}', "value", "dict")),
+        ("runs/set-tag", {"run_id": 31, "key": "t", "value": "v"}, wrong_type("31", "run_id", "int")),
+        ("runs/set-tag", {"run_id": run_id, "key": "t", "value": True}, wrong_type("true", "value", "bool")),
+        ("runs/log-batch", {"run_id": run_id, "metrics": "foo"}, wrong_type('"foo"', "metrics", "str")),
+        ("runs/log-batch", {"run_id": run_id, "params": {"key": "p"}}, wrong_type('{"key":"p"}', "params", "dict")),
+        ("runs/log-batch", {"run_id": 2.5, "tags": []}, wrong_type("2.5", "run_id", "float")),
+        ("experiments/create", {"name": 5}, wrong_type("5", "name", "int")),
+        ("experiments/create", {"name": unique("exp"), "artifact_location": 1},
+         wrong_type("1", "artifact_location", "int")),
+        ("experiments/create", {"name": unique("exp"), "tags": {"a": 1}}, wrong_type('{"a":1}', "tags", "dict")),
+    ]
+    for path, body, expected in cases:
+        response = requests.post(f"{api}/{path}", json=body, timeout=30)
+        assert refusal(response) == expected, (path, body)
+    run = client.get_run(run_id)
+    assert run.data.metrics == {} and run.data.params == {}
+    assert "t" not in run.data.tags
+
+    # Unknown fields are still refused (MLflow ignores them; Tandem says so).
+    unknown = requests.post(f"{api}/runs/log-metric",
+                            json={"run_id": run_id, "key": "m", "value": 1, "timestamp": 0, "bogus": 1}, timeout=30)
+    assert "bogus" in refusal(unknown)
+    # Malformed JSON stays a BAD_REQUEST.
+    malformed = requests.post(f"{api}/runs/log-metric", data=b'{"run_id": ', timeout=30,
+                              headers={"Content-Type": "application/json"})
+    assert malformed.status_code == 400 and malformed.json()["error_code"] == "BAD_REQUEST"
