@@ -32,6 +32,35 @@ def new_run(client) -> str:
     return client.create_run(experiment_id).info.run_id
 
 
+def test_a_metric_without_timestamp_is_refused(tracking_uri, client):
+    api = f"{tracking_uri}/api/2.0/mlflow"
+    run_id = new_run(client)
+
+    message = refusal(requests.post(f"{api}/runs/log-metric", json={"run_id": run_id, "key": "m", "value": 1.0},
+                                    timeout=30))
+    assert message == f"Missing value for required parameter 'timestamp'.{SEE_DOCS}"
+
+    batch = {"run_id": run_id, "metrics": [
+        {"key": "a", "value": 1.0, "timestamp": 5, "step": 0},
+        {"key": "b", "value": 2.0, "step": 0},
+    ]}
+    message = refusal(requests.post(f"{api}/runs/log-batch", json=batch, timeout=30))
+    assert message == f"Missing value for required parameter 'metrics[1].timestamp'.{SEE_DOCS}"
+
+    # Nothing was logged, and 0 is a timestamp like any other.
+    assert client.get_run(run_id).data.metrics == {}
+    ok = requests.post(f"{api}/runs/log-metric", json={"run_id": run_id, "key": "m", "value": 1.0, "timestamp": 0},
+                       timeout=30)
+    assert ok.status_code == 200, ok.text
+    assert [(m.value, m.timestamp) for m in client.get_metric_history(run_id, "m")] == [(1.0, 0)]
+
+    # The official client always sends one.
+    client.log_metric(run_id, "c", 3.0)
+    client.log_batch(run_id, metrics=[Metric("d", 4.0, 7, 0)])
+    assert client.get_run(run_id).data.metrics == {"m": 1.0, "c": 3.0, "d": 4.0}
+    assert client.get_metric_history(run_id, "d")[0].timestamp == 7
+
+
 def test_values_of_the_wrong_type_are_refused_in_mlflow_words(tracking_uri, client):
     api = f"{tracking_uri}/api/2.0/mlflow"
     run_id = new_run(client)
