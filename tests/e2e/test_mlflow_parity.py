@@ -100,3 +100,28 @@ def test_values_of_the_wrong_type_are_refused_in_mlflow_words(tracking_uri, clie
     malformed = requests.post(f"{api}/runs/log-metric", data=b'{"run_id": ', timeout=30,
                               headers={"Content-Type": "application/json"})
     assert malformed.status_code == 400 and malformed.json()["error_code"] == "BAD_REQUEST"
+
+
+def test_a_model_version_without_description_reads_back_empty(tracking_uri, client):
+    api = f"{tracking_uri}/api/2.0/mlflow"
+    run_id = new_run(client)
+    name = unique("described")
+    client.create_registered_model(name)
+    source = f"runs:/{run_id}/model"
+
+    created = requests.post(f"{api}/model-versions/create", json={"name": name, "source": source, "run_id": run_id},
+                            timeout=30)
+    assert created.status_code == 200, created.text
+    assert created.json()["model_version"]["description"] == ""
+    got = requests.get(f"{api}/model-versions/get", params={"name": name, "version": "1"}, timeout=30)
+    assert got.json()["model_version"]["description"] == ""
+    found = requests.get(f"{api}/model-versions/search", params={"filter": f"name = '{name}'"}, timeout=30)
+    assert [v["description"] for v in found.json()["model_versions"]] == [""]
+
+    # Through the client: "" rather than None, as against `mlflow server`.
+    version = client.create_model_version(name, source, run_id=run_id)
+    assert version.description == ""
+    assert client.get_model_version(name, version.version).description == ""
+    assert [v.description for v in client.search_model_versions(f"name = '{name}'")] == ["", ""]
+    described = client.create_model_version(name, source, run_id=run_id, description="third")
+    assert client.get_model_version(name, described.version).description == "third"
