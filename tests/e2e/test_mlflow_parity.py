@@ -125,3 +125,20 @@ def test_a_model_version_without_description_reads_back_empty(tracking_uri, clie
     assert [v.description for v in client.search_model_versions(f"name = '{name}'")] == ["", ""]
     described = client.create_model_version(name, source, run_id=run_id, description="third")
     assert client.get_model_version(name, described.version).description == "third"
+
+
+def test_the_model_versions_tag_holds_the_version_as_a_number(tracking_uri, client):
+    api = f"{tracking_uri}/api/2.0/mlflow"
+    experiment_id = client.create_experiment(unique("tagged"))
+    run_id = client.create_run(experiment_id).info.run_id
+    logged = client.create_logged_model(experiment_id, name="model", source_run_id=run_id)
+    name = unique("registered")
+    client.create_registered_model(name)
+
+    for _ in range(2):
+        created = requests.post(f"{api}/model-versions/create", timeout=30, json={
+            "name": name, "source": f"models:/{logged.model_id}", "run_id": run_id, "model_id": logged.model_id})
+        assert created.status_code == 200, created.text
+    tag = client.get_logged_model(logged.model_id).tags["mlflow.modelVersions"]
+    # `json.dumps` of MLflow's store's integer versions.
+    assert tag == f'[{{"name": "{name}", "version": 1}}, {{"name": "{name}", "version": 2}}]'

@@ -15,6 +15,7 @@ use crate::*;
 
 const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
 use tandem_core::model::RUN_NAME_TAG;
+use tandem_core::python_json::{self, Separators};
 
 fn not_found(message: String) -> StoreError {
     StoreError::Domain(Error::not_found(message))
@@ -1607,7 +1608,8 @@ impl MetadataStore for SqlStore {
         .bind(&request.name)
         .fetch_one(&self.pool)
         .await?;
-        let version = self.allocate_id(AssetClass::Registry, next.max(1)).to_string();
+        let version_number = self.allocate_id(AssetClass::Registry, next.max(1));
+        let version = version_number.to_string();
         let time = write.now;
         let logged_model_tag = if model_id.is_empty() {
             None
@@ -1620,13 +1622,15 @@ impl MetadataStore for SqlStore {
                     .find(|tag| tag.key == MODEL_VERSIONS_TAG)
                     .and_then(|tag| serde_json::from_str(&tag.value).ok())
                     .unwrap_or_default();
-                let entry = serde_json::json!({"name": request.name, "version": version});
+                // As MLflow's server writes it: the version a JSON number
+                // (its store's integer), the text `json.dumps`'s.
+                let entry = serde_json::json!({"name": request.name, "version": version_number});
                 if !registered.contains(&entry) {
                     registered.push(entry);
                 }
                 Tag::new(
                     MODEL_VERSIONS_TAG,
-                    serde_json::Value::Array(registered).to_string(),
+                    python_json::dumps(&serde_json::Value::Array(registered), Separators::Default, false),
                 )
             })
         };
