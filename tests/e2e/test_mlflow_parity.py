@@ -142,3 +142,18 @@ def test_the_model_versions_tag_holds_the_version_as_a_number(tracking_uri, clie
     tag = client.get_logged_model(logged.model_id).tags["mlflow.modelVersions"]
     # `json.dumps` of MLflow's store's integer versions.
     assert tag == f'[{{"name": "{name}", "version": 1}}, {{"name": "{name}", "version": 2}}]'
+
+
+def test_a_logged_model_may_name_a_run_the_server_does_not_know(tracking_uri, client):
+    api = f"{tracking_uri}/api/2.0/mlflow"
+    experiment_id = client.create_experiment(unique("foreign"))
+    foreign_run = "0123456789abcdef0123456789abcdef"
+    response = requests.post(f"{api}/logged-models", timeout=30,
+                             json={"experiment_id": experiment_id, "name": "raw", "source_run_id": foreign_run})
+    assert response.status_code == 200, response.text
+    model = response.json()["model"]
+    assert model["info"]["source_run_id"] == foreign_run
+    through_client = client.create_logged_model(experiment_id, name="client", source_run_id=foreign_run)
+    assert client.get_logged_model(through_client.model_id).source_run_id == foreign_run
+    # The experiment is still checked.
+    expect_error("RESOURCE_DOES_NOT_EXIST", client.create_logged_model, "999999999", source_run_id=foreign_run)

@@ -1106,12 +1106,9 @@ impl MetadataStore for SqlStore {
         for tag in &request.tags {
             rules::validate_run_tag(tag, "tags")?;
         }
+        // The source run is recorded as given, not looked up: MLflow accepts
+        // a run it does not know (the model may come from another server).
         let experiment = self.ensure_experiment_active(ws, &request.experiment_id).await?;
-        if let Some(run_id) = &request.source_run_id {
-            if !run_id.is_empty() {
-                self.run_info_in(ws, run_id).await?;
-            }
-        }
         let model_id = ids::new_logged_model_id();
         let name = request.name.unwrap_or_else(names::random_run_name);
         let artifact_uri = append_to_uri(&experiment.artifact_location, &["models", &model_id, "artifacts"]);
