@@ -157,3 +157,45 @@ def test_a_logged_model_may_name_a_run_the_server_does_not_know(tracking_uri, cl
     assert client.get_logged_model(through_client.model_id).source_run_id == foreign_run
     # The experiment is still checked.
     expect_error("RESOURCE_DOES_NOT_EXIST", client.create_logged_model, "999999999", source_run_id=foreign_run)
+
+
+def test_a_whole_run_downloads_with_dot_and_traversal_is_refused(tracking_uri, client, tmp_path):
+    api = f"{tracking_uri}/api/2.0/mlflow"
+    run_id = new_run(client)
+    source = tmp_path / "source"
+    (source / "sub").mkdir(parents=True)
+    (source / "top.txt").write_text("top")
+    (source / "sub" / "inner.txt").write_text("inner")
+    client.log_artifacts(run_id, str(source))
+
+    downloaded = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=".", dst_path=str(tmp_path / "dst"))
+    root = tmp_path / "dst"
+    assert (root / "top.txt").read_text() == "top"
+    assert (root / "sub" / "inner.txt").read_text() == "inner"
+    assert downloaded.rstrip("/").startswith(str(root))
+
+    # `artifacts/list` takes `.` as the root and quotes the path back as
+    # given, as MLflow's `posixpath.join` does; `..` is MLflow's `Invalid path`.
+    listed = requests.get(f"{api}/artifacts/list", params={"run_id": run_id, "path": "."}, timeout=30).json()
+    assert sorted(f["path"] for f in listed["files"]) == ["./sub", "./top.txt"]
+    listed = requests.get(f"{api}/artifacts/list", params={"run_id": run_id, "path": "./sub"}, timeout=30).json()
+    assert [f["path"] for f in listed["files"]] == ["./sub/inner.txt"]
+    assert sorted(f.path for f in client.list_artifacts(run_id)) == ["sub", "top.txt"]
+    for path in ["../x", "sub/../../x", "/etc", "sub#x", "%2e%2e/x"]:
+        response = requests.get(f"{api}/artifacts/list", params={"run_id": run_id, "path": path}, timeout=30)
+        assert refusal(response) == "Invalid path", path
+
+    # The proxy: `.` segments are the directory they stand in, `..` is refused.
+    experiment_id = client.get_run(run_id).info.experiment_id
+    proxy = f"{tracking_uri}/api/2.0/mlflow-artifacts/artifacts"
+    run_root = f"{experiment_id}/{run_id}/artifacts"
+    listed = requests.get(proxy, params={"path": f"{run_root}/."}, timeout=30).json()
+    assert sorted(f["path"] for f in listed["files"]) == ["sub", "top.txt"]
+    assert refusal(requests.get(proxy, params={"path": f"{run_root}/../x"}, timeout=30)) == "Invalid path"
+    # Sent byte for byte (requests would drop the dot segments itself).
+    proxy_path = f"/api/2.0/mlflow-artifacts/artifacts/{run_root}"
+    status, body = raw_request(tracking_uri, "GET", f"{proxy_path}/./sub/inner.txt")
+    assert (status, body) == (200, b"inner")
+    for traversal in ["sub/../../x", "%252e%252e/top.txt"]:
+        status, body = raw_request(tracking_uri, "GET", f"{proxy_path}/{traversal}")
+        assert status == 400 and error_json(body)["message"] == "Invalid path", (traversal, body)

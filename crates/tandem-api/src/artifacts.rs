@@ -51,7 +51,61 @@ pub(crate) fn storage_key(ws: &WorkspaceRef, path: Option<&ArtifactKey>) -> ApiR
 
 fn artifact_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {
     let path = params.get("path").map(String::as_str).unwrap_or("");
-    Ok(ArtifactKey::parse(path)?)
+    Ok(ArtifactKey::parse(&without_dot_segments(&safe_path(path)?))?)
+}
+
+/// MLflow's `validate_path_is_safe`: a path the client gives is refused
+/// (400 `Invalid path`) when, percent-decoded until it no longer changes,
+/// it holds a `#`, a `..` segment, or is absolute (POSIX or Windows). It
+/// answers the decoded path. `.` segments are allowed, as in MLflow, where
+/// the client asks for `.` to mean the root (`download_artifacts(run_id=…,
+/// artifact_path=".")`); [`without_dot_segments`] drops them. What passes
+/// here still goes through [`ArtifactKey::parse`], Tandem's own refusals.
+pub(crate) fn safe_path(path: &str) -> ApiResult<String> {
+    let invalid = || ApiError::invalid("Invalid path");
+    let mut decoded = path.to_string();
+    let mut settled = false;
+    for _ in 0..10 {
+        let next = percent_encoding::percent_decode_str(&decoded)
+            .decode_utf8()
+            .map_err(|_| invalid())?
+            .into_owned();
+        if next == decoded {
+            settled = true;
+            break;
+        }
+        decoded = next;
+    }
+    if !settled {
+        return Err(invalid());
+    }
+    let bytes = decoded.as_bytes();
+    let windows_drive = bytes.len() >= 3
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes[2], b'/' | b'\\');
+    let traversal = decoded.split('/').any(|segment| segment == "..");
+    if decoded.contains('#')
+        || traversal
+        || decoded.starts_with('/')
+        || decoded.starts_with('\\')
+        || windows_drive
+    {
+        return Err(invalid());
+    }
+    Ok(decoded)
+}
+
+/// A safe path without its `.` segments: `.` and `./` are the root (`""`),
+/// `a/./b` is `a/b`.
+pub(crate) fn without_dot_segments(path: &str) -> String {
+    let trailing_slash = path.ends_with('/');
+    let kept: Vec<&str> = path.split('/').filter(|segment| *segment != ".").collect();
+    let mut joined = kept.join("/");
+    if trailing_slash && !joined.is_empty() && !joined.ends_with('/') {
+        joined.push('/');
+    }
+    joined
 }
 
 async fn upload_artifact(
@@ -217,7 +271,12 @@ struct ListQuery {
 }
 
 async fn list_under(state: &AppState, ws: &WorkspaceRef, path: Option<&str>) -> ApiResult<Vec<Value>> {
-    let path = match path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
+    let path = path.map(without_dot_segments);
+    let path = match path
+        .as_deref()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
         Some(path) => Some(ArtifactKey::parse(path)?),
         None => None,
     };
@@ -249,7 +308,8 @@ async fn list_artifacts(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let files = list_under(&state, &ws, query.path.as_deref()).await?;
+    let path = query.path.as_deref().map(safe_path).transpose()?;
+    let files = list_under(&state, &ws, path.as_deref()).await?;
     let mut body = json!({});
     if !files.is_empty() {
         body["files"] = json!(files);
@@ -285,8 +345,16 @@ async fn list_run_artifacts(
             run.info.artifact_uri
         ))
     })?;
-    let sub = request.path.unwrap_or_default();
-    let sub = sub.trim_matches('/');
+    // The path as the client gave it (decoded) prefixes the listed names,
+    // as `posixpath.join` does in MLflow: `.` lists `./a`, `dir/` lists `dir/a`.
+    let given = request
+        .path
+        .as_deref()
+        .map(safe_path)
+        .transpose()?
+        .unwrap_or_default();
+    let normalized = without_dot_segments(&given);
+    let sub = normalized.trim_matches('/');
     let listed = if sub.is_empty() {
         root.clone()
     } else {
@@ -296,9 +364,10 @@ async fn list_run_artifacts(
         .await?
         .into_iter()
         .map(|mut file| {
-            if !sub.is_empty() {
+            if !given.is_empty() {
                 let relative = file["path"].as_str().unwrap_or_default().to_string();
-                file["path"] = json!(format!("{sub}/{relative}"));
+                let separator = if given.ends_with('/') { "" } else { "/" };
+                file["path"] = json!(format!("{given}{separator}{relative}"));
             }
             file
         })
@@ -308,4 +377,44 @@ async fn list_run_artifacts(
         body["files"] = json!(files);
     }
     Ok(Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_checked_as_mlflow_validate_path_is_safe_checks_them() {
+        for refused in [
+            "..",
+            "../x",
+            "a/../../x",
+            "a/..",
+            "/etc",
+            "\\\\server\\share",
+            "C:/x",
+            "c:\\x",
+            "a#b",
+            "%2e%2e/x",
+            "%252e%252e/x",
+            "a/%2F..%2F/x",
+        ] {
+            let error = safe_path(refused).expect_err(refused);
+            assert_eq!(error.message, "Invalid path", "{refused}");
+            assert_eq!(error.kind, tandem_core::ErrorKind::InvalidParameterValue);
+        }
+        assert_eq!(safe_path(".").unwrap(), ".");
+        assert_eq!(safe_path("a/./b").unwrap(), "a/./b");
+        assert_eq!(safe_path("a..b/c").unwrap(), "a..b/c");
+        assert_eq!(safe_path("a%20b").unwrap(), "a b");
+    }
+
+    #[test]
+    fn dot_segments_stand_for_the_directory_they_are_in() {
+        assert_eq!(without_dot_segments("."), "");
+        assert_eq!(without_dot_segments("./"), "");
+        assert_eq!(without_dot_segments("./a/./b/."), "a/b");
+        assert_eq!(without_dot_segments("a/./b/"), "a/b/");
+        assert_eq!(without_dot_segments("a.b/.c"), "a.b/.c");
+    }
 }
