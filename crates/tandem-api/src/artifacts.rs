@@ -49,19 +49,35 @@ pub(crate) fn storage_key(ws: &WorkspaceRef, path: Option<&ArtifactKey>) -> ApiR
     Ok(tandem_artifacts::workspace_artifact_key(&ws.workspace_id, path)?)
 }
 
-fn artifact_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {
+/// The path of a read (a download): `.` segments stand for their directory,
+/// as in MLflow.
+fn read_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {
     let path = params.get("path").map(String::as_str).unwrap_or("");
-    Ok(ArtifactKey::parse(&without_dot_segments(&safe_path(path)?))?)
+    check_path_is_safe(path)?;
+    Ok(ArtifactKey::parse(&without_dot_segments(path))?)
+}
+
+/// The path of a write (an upload or a delete): checked as MLflow checks
+/// it, and then stricter than MLflow, which would write `a/./x` to `a/x`:
+/// a write names its file exactly, without `.` segments (the official
+/// client's HTTP library removes them from the URL before sending, so only
+/// a hand-made request has them).
+fn write_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {
+    let path = params.get("path").map(String::as_str).unwrap_or("");
+    check_path_is_safe(path)?;
+    Ok(ArtifactKey::parse(path)?)
 }
 
 /// MLflow's `validate_path_is_safe`: a path the client gives is refused
 /// (400 `Invalid path`) when, percent-decoded until it no longer changes,
-/// it holds a `#`, a `..` segment, or is absolute (POSIX or Windows). It
-/// answers the decoded path. `.` segments are allowed, as in MLflow, where
-/// the client asks for `.` to mean the root (`download_artifacts(run_id=…,
-/// artifact_path=".")`); [`without_dot_segments`] drops them. What passes
-/// here still goes through [`ArtifactKey::parse`], Tandem's own refusals.
-pub(crate) fn safe_path(path: &str) -> ApiResult<String> {
+/// it holds a `#`, a `..` segment, or is absolute (POSIX or Windows). `.`
+/// segments are allowed, as in MLflow, where the client asks for `.` to
+/// mean the root (`download_artifacts(run_id=…, artifact_path=".")`);
+/// [`without_dot_segments`] drops them from reads. The path is then used
+/// as it came (MLflow goes on with the decoded one: a file named
+/// `a%20b` would become `a b`), and still goes through
+/// [`ArtifactKey::parse`], Tandem's own refusals.
+pub(crate) fn check_path_is_safe(path: &str) -> ApiResult<()> {
     let invalid = || ApiError::invalid("Invalid path");
     let mut decoded = path.to_string();
     let mut settled = false;
@@ -93,7 +109,7 @@ pub(crate) fn safe_path(path: &str) -> ApiResult<String> {
     {
         return Err(invalid());
     }
-    Ok(decoded)
+    Ok(())
 }
 
 /// A safe path without its `.` segments: `.` and `./` are the root (`""`),
@@ -115,7 +131,7 @@ async fn upload_artifact(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let path = artifact_path(&params)?;
+    let path = write_path(&params)?;
     state.store.check_artifact_owner(&ws, path.as_str(), true).await?;
     // Refused before a byte is stored when the declared size cannot fit.
     state
@@ -201,7 +217,7 @@ async fn download_artifact(
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let path = artifact_path(&params)?;
+    let path = read_path(&params)?;
     let key = storage_key(&ws, Some(&path))?;
     serve_bytes(&state, &key, path.as_str(), &headers).await
 }
@@ -251,7 +267,7 @@ async fn delete_artifact(
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let path = artifact_path(&params)?;
+    let path = write_path(&params)?;
     state
         .store
         .check_artifact_owner(&ws, path.as_str(), false)
@@ -308,8 +324,10 @@ async fn list_artifacts(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
-    let path = query.path.as_deref().map(safe_path).transpose()?;
-    let files = list_under(&state, &ws, path.as_deref()).await?;
+    if let Some(path) = &query.path {
+        check_path_is_safe(path)?;
+    }
+    let files = list_under(&state, &ws, query.path.as_deref()).await?;
     let mut body = json!({});
     if !files.is_empty() {
         body["files"] = json!(files);
@@ -338,6 +356,11 @@ async fn list_run_artifacts(
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ApiError::missing("run_id"))?;
     let _ = request.page_token;
+    // Checked before the run is looked up, as MLflow does. The path as the
+    // client gave it prefixes the listed names, as `posixpath.join` does in
+    // MLflow: `.` lists `./a`, `dir/` lists `dir/a`.
+    let given = request.path.unwrap_or_default();
+    check_path_is_safe(&given)?;
     let run = state.store.get_run(&ws, &run_id).await?;
     let root = tandem_store::proxied_artifact_path(&run.info.artifact_uri).ok_or_else(|| {
         ApiError::invalid(format!(
@@ -345,14 +368,6 @@ async fn list_run_artifacts(
             run.info.artifact_uri
         ))
     })?;
-    // The path as the client gave it (decoded) prefixes the listed names,
-    // as `posixpath.join` does in MLflow: `.` lists `./a`, `dir/` lists `dir/a`.
-    let given = request
-        .path
-        .as_deref()
-        .map(safe_path)
-        .transpose()?
-        .unwrap_or_default();
     let normalized = without_dot_segments(&given);
     let sub = normalized.trim_matches('/');
     let listed = if sub.is_empty() {
@@ -399,14 +414,13 @@ mod tests {
             "%252e%252e/x",
             "a/%2F..%2F/x",
         ] {
-            let error = safe_path(refused).expect_err(refused);
+            let error = check_path_is_safe(refused).expect_err(refused);
             assert_eq!(error.message, "Invalid path", "{refused}");
             assert_eq!(error.kind, tandem_core::ErrorKind::InvalidParameterValue);
         }
-        assert_eq!(safe_path(".").unwrap(), ".");
-        assert_eq!(safe_path("a/./b").unwrap(), "a/./b");
-        assert_eq!(safe_path("a..b/c").unwrap(), "a..b/c");
-        assert_eq!(safe_path("a%20b").unwrap(), "a b");
+        for allowed in [".", "a/./b", "a..b/c", "a%20b", "a%25b", ""] {
+            assert!(check_path_is_safe(allowed).is_ok(), "{allowed}");
+        }
     }
 
     #[test]
