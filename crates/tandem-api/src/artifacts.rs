@@ -49,9 +49,79 @@ pub(crate) fn storage_key(ws: &WorkspaceRef, path: Option<&ArtifactKey>) -> ApiR
     Ok(tandem_artifacts::workspace_artifact_key(&ws.workspace_id, path)?)
 }
 
-fn artifact_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {
+/// The path of a read (a download): `.` segments stand for their directory,
+/// as in MLflow.
+fn read_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {
     let path = params.get("path").map(String::as_str).unwrap_or("");
+    check_path_is_safe(path)?;
+    Ok(ArtifactKey::parse(&without_dot_segments(path))?)
+}
+
+/// The path of a write (an upload or a delete): checked as MLflow checks
+/// it, and then stricter than MLflow, which would write `a/./x` to `a/x`:
+/// a write names its file exactly, without `.` segments (the official
+/// client's HTTP library removes them from the URL before sending, so only
+/// a hand-made request has them).
+fn write_path(params: &HashMap<String, String>) -> ApiResult<ArtifactKey> {
+    let path = params.get("path").map(String::as_str).unwrap_or("");
+    check_path_is_safe(path)?;
     Ok(ArtifactKey::parse(path)?)
+}
+
+/// MLflow's `validate_path_is_safe`: a path the client gives is refused
+/// (400 `Invalid path`) when, percent-decoded until it no longer changes,
+/// it holds a `#`, a `..` segment, or is absolute (POSIX or Windows). `.`
+/// segments are allowed, as in MLflow, where the client asks for `.` to
+/// mean the root (`download_artifacts(run_id=…, artifact_path=".")`);
+/// [`without_dot_segments`] drops them from reads. The path is then used
+/// as it came (MLflow goes on with the decoded one: a file named
+/// `a%20b` would become `a b`), and still goes through
+/// [`ArtifactKey::parse`], Tandem's own refusals.
+pub(crate) fn check_path_is_safe(path: &str) -> ApiResult<()> {
+    let invalid = || ApiError::invalid("Invalid path");
+    let mut decoded = path.to_string();
+    let mut settled = false;
+    for _ in 0..10 {
+        let next = percent_encoding::percent_decode_str(&decoded)
+            .decode_utf8()
+            .map_err(|_| invalid())?
+            .into_owned();
+        if next == decoded {
+            settled = true;
+            break;
+        }
+        decoded = next;
+    }
+    if !settled {
+        return Err(invalid());
+    }
+    let bytes = decoded.as_bytes();
+    let windows_drive = bytes.len() >= 3
+        && bytes[0].is_ascii_alphabetic()
+        && bytes[1] == b':'
+        && matches!(bytes[2], b'/' | b'\\');
+    let traversal = decoded.split('/').any(|segment| segment == "..");
+    if decoded.contains('#')
+        || traversal
+        || decoded.starts_with('/')
+        || decoded.starts_with('\\')
+        || windows_drive
+    {
+        return Err(invalid());
+    }
+    Ok(())
+}
+
+/// A safe path without its `.` segments: `.` and `./` are the root (`""`),
+/// `a/./b` is `a/b`.
+pub(crate) fn without_dot_segments(path: &str) -> String {
+    let trailing_slash = path.ends_with('/');
+    let kept: Vec<&str> = path.split('/').filter(|segment| *segment != ".").collect();
+    let mut joined = kept.join("/");
+    if trailing_slash && !joined.is_empty() && !joined.ends_with('/') {
+        joined.push('/');
+    }
+    joined
 }
 
 async fn upload_artifact(
@@ -61,7 +131,7 @@ async fn upload_artifact(
     headers: axum::http::HeaderMap,
     body: Body,
 ) -> ApiResult<Json<Value>> {
-    let path = artifact_path(&params)?;
+    let path = write_path(&params)?;
     state.store.check_artifact_owner(&ws, path.as_str(), true).await?;
     // Refused before a byte is stored when the declared size cannot fit.
     state
@@ -147,7 +217,7 @@ async fn download_artifact(
     Path(params): Path<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let path = artifact_path(&params)?;
+    let path = read_path(&params)?;
     let key = storage_key(&ws, Some(&path))?;
     serve_bytes(&state, &key, path.as_str(), &headers).await
 }
@@ -197,7 +267,7 @@ async fn delete_artifact(
     State(state): State<AppState>,
     Path(params): Path<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    let path = artifact_path(&params)?;
+    let path = write_path(&params)?;
     state
         .store
         .check_artifact_owner(&ws, path.as_str(), false)
@@ -221,7 +291,12 @@ pub(crate) async fn list_under(
     ws: &WorkspaceRef,
     path: Option<&str>,
 ) -> ApiResult<Vec<Value>> {
-    let path = match path.map(|p| p.trim_matches('/')).filter(|p| !p.is_empty()) {
+    let path = path.map(without_dot_segments);
+    let path = match path
+        .as_deref()
+        .map(|p| p.trim_matches('/'))
+        .filter(|p| !p.is_empty())
+    {
         Some(path) => Some(ArtifactKey::parse(path)?),
         None => None,
     };
@@ -253,6 +328,9 @@ async fn list_artifacts(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Value>> {
+    if let Some(path) = &query.path {
+        check_path_is_safe(path)?;
+    }
     let files = list_under(&state, &ws, query.path.as_deref()).await?;
     let mut body = json!({});
     if !files.is_empty() {
@@ -282,6 +360,11 @@ async fn list_run_artifacts(
         .filter(|id| !id.is_empty())
         .ok_or_else(|| ApiError::missing("run_id"))?;
     let _ = request.page_token;
+    // Checked before the run is looked up, as MLflow does. The path as the
+    // client gave it prefixes the listed names, as `posixpath.join` does in
+    // MLflow: `.` lists `./a`, `dir/` lists `dir/a`.
+    let given = request.path.unwrap_or_default();
+    check_path_is_safe(&given)?;
     let run = state.store.get_run(&ws, &run_id).await?;
     let root = tandem_store::proxied_artifact_path(&run.info.artifact_uri).ok_or_else(|| {
         ApiError::invalid(format!(
@@ -289,8 +372,8 @@ async fn list_run_artifacts(
             run.info.artifact_uri
         ))
     })?;
-    let sub = request.path.unwrap_or_default();
-    let sub = sub.trim_matches('/');
+    let normalized = without_dot_segments(&given);
+    let sub = normalized.trim_matches('/');
     let listed = if sub.is_empty() {
         root.clone()
     } else {
@@ -300,9 +383,10 @@ async fn list_run_artifacts(
         .await?
         .into_iter()
         .map(|mut file| {
-            if !sub.is_empty() {
+            if !given.is_empty() {
                 let relative = file["path"].as_str().unwrap_or_default().to_string();
-                file["path"] = json!(format!("{sub}/{relative}"));
+                let separator = if given.ends_with('/') { "" } else { "/" };
+                file["path"] = json!(format!("{given}{separator}{relative}"));
             }
             file
         })
@@ -312,4 +396,43 @@ async fn list_run_artifacts(
         body["files"] = json!(files);
     }
     Ok(Json(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_checked_as_mlflow_validate_path_is_safe_checks_them() {
+        for refused in [
+            "..",
+            "../x",
+            "a/../../x",
+            "a/..",
+            "/etc",
+            "\\\\server\\share",
+            "C:/x",
+            "c:\\x",
+            "a#b",
+            "%2e%2e/x",
+            "%252e%252e/x",
+            "a/%2F..%2F/x",
+        ] {
+            let error = check_path_is_safe(refused).expect_err(refused);
+            assert_eq!(error.message, "Invalid path", "{refused}");
+            assert_eq!(error.kind, tandem_core::ErrorKind::InvalidParameterValue);
+        }
+        for allowed in [".", "a/./b", "a..b/c", "a%20b", "a%25b", ""] {
+            assert!(check_path_is_safe(allowed).is_ok(), "{allowed}");
+        }
+    }
+
+    #[test]
+    fn dot_segments_stand_for_the_directory_they_are_in() {
+        assert_eq!(without_dot_segments("."), "");
+        assert_eq!(without_dot_segments("./"), "");
+        assert_eq!(without_dot_segments("./a/./b/."), "a/b");
+        assert_eq!(without_dot_segments("a/./b/"), "a/b/");
+        assert_eq!(without_dot_segments("a.b/.c"), "a.b/.c");
+    }
 }

@@ -10,6 +10,8 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use serde_path_to_error::Segment;
+use tandem_core::python_json::{self, Separators};
 use tandem_store::{WorkspaceRef, DEFAULT_WORKSPACE};
 
 use crate::error::ApiError;
@@ -137,15 +139,22 @@ pub fn decode_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = match result {
         Ok(value) => value,
         Err(error) => {
-            let path = error.path().to_string();
-            let inner = error.into_inner();
-            return Err(match inner.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-                    ApiError::bad_request(format!("Malformed JSON in request body: {inner}"))
-                }
-                _ if path == "." || path.is_empty() => ApiError::invalid(format!("Invalid request: {inner}")),
-                _ => ApiError::invalid(format!("Invalid value for parameter '{path}' supplied: {inner}")),
-            });
+            if let serde_json::error::Category::Syntax | serde_json::error::Category::Eof =
+                error.inner().classify()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "Malformed JSON in request body: {}",
+                    error.into_inner()
+                )));
+            }
+            // Only on this error path: the body as a tree, to quote the
+            // offending value the way MLflow does.
+            let body: Option<Value> = serde_json::from_slice(bytes).ok();
+            return Err(field_error(
+                error.path(),
+                error.inner().to_string(),
+                body.as_ref(),
+            ));
         }
     };
     deserializer
@@ -156,15 +165,50 @@ pub fn decode_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// Decodes a JSON value into a message, naming the field that failed.
 pub fn decode<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|error| {
-        let path = error.path().to_string();
-        let inner = error.into_inner().to_string();
-        if path == "." || path.is_empty() {
-            ApiError::invalid(format!("Invalid request: {inner}"))
-        } else {
-            ApiError::invalid(format!("Invalid value for parameter '{path}' supplied: {inner}"))
-        }
-    })
+    serde_path_to_error::deserialize(&value)
+        .map_err(|error| field_error(error.path(), error.inner().to_string(), Some(&value)))
+}
+
+/// The refusal of a well-formed message with a wrong field. A value of the
+/// wrong type (`"run_id": 31`, `"metrics": "foo"`, `"timestamp": "soon"`) is
+/// refused in MLflow's words, which quote the value as `json.dumps` writes
+/// it and name its Python type; anything else (an unknown field, a number
+/// out of range) names the field and says what serde found wrong.
+fn field_error(path: &serde_path_to_error::Path, message: String, request: Option<&Value>) -> ApiError {
+    let path_text = path.to_string();
+    if path_text == "." || path_text.is_empty() {
+        return ApiError::invalid(format!("Invalid request: {message}"));
+    }
+    // serde's own wording for a value that does not fit the field's type
+    // (`invalid type: integer `31`, expected a string`), or that has the
+    // type but not a form the field accepts (`"soon"` for an int64).
+    let wrong_type = ["invalid type:", "invalid value:", "invalid length"]
+        .iter()
+        .any(|prefix| message.starts_with(prefix));
+    match request.and_then(|request| value_at(request, path)) {
+        Some(value) if wrong_type => ApiError::invalid(format!(
+            "Invalid value {} for parameter '{path_text}' supplied:  Hint: Value was of type '{}'. \
+             See the API docs for more information about request parameters.",
+            python_json::dumps(value, Separators::Compact, true),
+            python_json::type_name(value),
+        )),
+        _ => ApiError::invalid(format!(
+            "Invalid value for parameter '{path_text}' supplied: {message}"
+        )),
+    }
+}
+
+/// The value a deserializer's path leads to in the request's JSON.
+fn value_at<'a>(request: &'a Value, path: &serde_path_to_error::Path) -> Option<&'a Value> {
+    let mut value = request;
+    for segment in path.iter() {
+        value = match segment {
+            Segment::Seq { index } => value.get(*index)?,
+            Segment::Map { key } => value.get(key.as_str())?,
+            Segment::Enum { .. } | Segment::Unknown => return None,
+        };
+    }
+    Some(value)
 }
 
 fn query_to_json(query: &str) -> Value {
@@ -264,5 +308,75 @@ pub mod lenient {
             }
         }
         deserializer.deserialize_option(BoolVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Metric {
+        key: Option<String>,
+        #[serde(default, deserialize_with = "lenient::int64_opt")]
+        timestamp: Option<i64>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Batch {
+        run_id: Option<String>,
+        #[serde(default)]
+        metrics: Vec<Metric>,
+    }
+
+    fn refusal(body: &str) -> ApiError {
+        decode_slice::<Batch>(body.as_bytes()).expect_err(body)
+    }
+
+    #[test]
+    fn values_of_the_wrong_type_are_refused_in_mlflow_words() {
+        let see_docs = " See the API docs for more information about request parameters.";
+        for (body, expected) in [
+            (r#"{"run_id": 31}"#, format!("Invalid value 31 for parameter 'run_id' supplied:  Hint: Value was of type 'int'.{see_docs}")),
+            (r#"{"metrics": "foo"}"#, format!("Invalid value \"foo\" for parameter 'metrics' supplied:  Hint: Value was of type 'str'.{see_docs}")),
+            (
+                r#"{"metrics": [{"key": "k"}, {"timestamp": "soon"}]}"#,
+                format!("Invalid value \"soon\" for parameter 'metrics[1].timestamp' supplied:  Hint: Value was of type 'str'.{see_docs}"),
+            ),
+            (
+                r#"{"run_id": {"z": [1.5], "a": null}}"#,
+                format!("Invalid value {{\"a\":null,\"z\":[1.5]}} for parameter 'run_id' supplied:  Hint: Value was of type 'dict'.{see_docs}"),
+            ),
+        ] {
+            let error = refusal(body);
+            assert_eq!(error.kind, tandem_core::ErrorKind::InvalidParameterValue, "{body}");
+            assert_eq!(error.message, expected, "{body}");
+        }
+        // The same words for a GET's query parameters.
+        let error = decode::<Batch>(serde_json::json!({"run_id": ["a", "b"]})).unwrap_err();
+        assert!(error.message.starts_with("Invalid value [\"a\",\"b\"] for parameter 'run_id' supplied:  Hint: Value was of type 'list'."), "{}", error.message);
+    }
+
+    #[test]
+    fn unknown_fields_and_malformed_json_keep_their_refusals() {
+        let error = refusal(r#"{"run_id": "r", "bogus": 1}"#);
+        assert_eq!(error.kind, tandem_core::ErrorKind::InvalidParameterValue);
+        assert!(
+            error.message.contains("unknown field `bogus`"),
+            "{}",
+            error.message
+        );
+        let error = refusal(r#"{"run_id": "r", "#);
+        assert_eq!(error.kind, tandem_core::ErrorKind::BadRequest);
+        assert!(
+            error.message.starts_with("Malformed JSON in request body"),
+            "{}",
+            error.message
+        );
     }
 }

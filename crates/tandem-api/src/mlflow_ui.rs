@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tandem_artifacts::ArtifactKey;
 use tandem_store::WorkspaceRef;
 
-use crate::artifacts::{list_under, serve_bytes, storage_key};
+use crate::artifacts::{check_path_is_safe, list_under, serve_bytes, storage_key, without_dot_segments};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Message, Ws};
 use crate::AppState;
@@ -73,23 +73,20 @@ pub(crate) fn root_routes() -> Router<AppState> {
     )
 }
 
-/// A path inside an artifact root, refused with MLflow's message when it
-/// is absolute or climbs out (`validate_path_is_safe`).
+/// A path inside an artifact root, checked by MLflow's rule
+/// ([`check_path_is_safe`]: `Invalid path`), `.` segments dropped; `.` or
+/// nothing is the root itself (None).
 fn relative_path(path: Option<&str>, name: &str) -> ApiResult<Option<ArtifactKey>> {
     let Some(path) = path else {
         return Err(ApiError::missing(name));
     };
+    check_path_is_safe(path)?;
+    let path = without_dot_segments(path);
     let trimmed = path.trim_matches('/');
-    if trimmed.is_empty() || trimmed == "." {
+    if trimmed.is_empty() {
         return Ok(None);
     }
-    if path.starts_with('/') || path.contains('\\') || path.split('/').any(|segment| segment == "..") {
-        return Err(ApiError::invalid("Invalid path"));
-    }
-    let without_dots: Vec<&str> = trimmed.split('/').filter(|segment| *segment != ".").collect();
-    Ok(Some(
-        ArtifactKey::parse(&without_dots.join("/")).map_err(|_| ApiError::invalid("Invalid path"))?,
-    ))
+    Ok(Some(ArtifactKey::parse(trimmed)?))
 }
 
 /// The storage key of `path` under the proxied artifact root `root_uri`.
@@ -387,7 +384,7 @@ mod tests {
                 .as_str(),
             "model/MLmodel"
         );
-        for bad in ["../x", "a/../../b", "/etc/passwd", "a\\..\\b", ".."] {
+        for bad in ["../x", "a/../../b", "/etc/passwd", "..%2fx", ".."] {
             let error = relative_path(Some(bad), "path").unwrap_err();
             assert_eq!(error.message, "Invalid path", "{bad}");
         }

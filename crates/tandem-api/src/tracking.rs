@@ -501,8 +501,10 @@ mod optional_float {
 }
 
 /// A metric of a request; `path` names it in errors (`metrics[3].`), and is
-/// only formatted when there is an error to report.
-fn metric_of(message: MetricMessage, path: impl Fn() -> String, now: i64) -> ApiResult<Metric> {
+/// only formatted when there is an error to report. Key, value and
+/// timestamp are required, in that order, as MLflow checks them: a metric
+/// without a timestamp is refused rather than given the server's clock.
+fn metric_of(message: MetricMessage, path: impl Fn() -> String) -> ApiResult<Metric> {
     let key = match message.key {
         Some(key) if !key.is_empty() => key,
         _ => return Err(ApiError::missing(&format!("{}key", path()))),
@@ -510,23 +512,19 @@ fn metric_of(message: MetricMessage, path: impl Fn() -> String, now: i64) -> Api
     let value = message
         .value
         .ok_or_else(|| ApiError::missing(&format!("{}value", path())))?;
+    let timestamp = message
+        .timestamp
+        .ok_or_else(|| ApiError::missing(&format!("{}timestamp", path())))?;
     Ok(Metric {
         key,
         value,
-        timestamp: message.timestamp.unwrap_or(now),
+        timestamp,
         step: message.step.unwrap_or(0),
         dataset_name: message.dataset_name.filter(|v| !v.is_empty()),
         dataset_digest: message.dataset_digest.filter(|v| !v.is_empty()),
         model_id: message.model_id.filter(|v| !v.is_empty()),
         run_id: None,
     })
-}
-
-fn now_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[derive(Deserialize)]
@@ -564,7 +562,6 @@ async fn log_metric(
             _run_id: None,
         },
         String::new,
-        now_millis(),
     )?;
     state
         .store
@@ -651,12 +648,11 @@ async fn log_batch(
     Message(request): Message<LogBatchRequest>,
 ) -> Reply {
     let run_id = run_id_of(request.run_id, None)?;
-    let now = now_millis();
     let metrics = request
         .metrics
         .into_iter()
         .enumerate()
-        .map(|(index, metric)| metric_of(metric, || format!("metrics[{index}]."), now))
+        .map(|(index, metric)| metric_of(metric, || format!("metrics[{index}].")))
         .collect::<ApiResult<Vec<_>>>()?;
     let params = tags_of(request.params, "params")?
         .into_iter()

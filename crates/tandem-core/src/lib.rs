@@ -20,6 +20,7 @@ pub mod journal;
 pub mod merge;
 pub mod model;
 pub mod names;
+pub mod python_json;
 pub mod search;
 pub mod validation;
 

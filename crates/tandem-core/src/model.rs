@@ -527,7 +527,9 @@ pub struct ModelVersion {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub user_id: String,
     pub current_stage: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// Always written, `""` when there is none: MLflow sets the field
+    /// whenever the version was created (unlike a registered model's).
+    #[serde(default)]
     pub description: String,
     #[serde(default)]
     pub source: String,

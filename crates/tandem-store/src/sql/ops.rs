@@ -15,6 +15,7 @@ use crate::*;
 
 const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
 use tandem_core::model::RUN_NAME_TAG;
+use tandem_core::python_json::{self, Separators};
 
 fn not_found(message: String) -> StoreError {
     StoreError::Domain(Error::not_found(message))
@@ -1114,12 +1115,9 @@ impl MetadataStore for SqlStore {
         for tag in &request.tags {
             rules::validate_run_tag(tag, "tags")?;
         }
+        // The source run is recorded as given, not looked up: MLflow accepts
+        // a run it does not know (the model may come from another server).
         let experiment = self.ensure_experiment_active(ws, &request.experiment_id).await?;
-        if let Some(run_id) = &request.source_run_id {
-            if !run_id.is_empty() {
-                self.run_info_in(ws, run_id).await?;
-            }
-        }
         let model_id = ids::new_logged_model_id();
         let name = request.name.unwrap_or_else(names::random_run_name);
         let artifact_uri = append_to_uri(&experiment.artifact_location, &["models", &model_id, "artifacts"]);
@@ -1616,7 +1614,8 @@ impl MetadataStore for SqlStore {
         .bind(&request.name)
         .fetch_one(&self.pool)
         .await?;
-        let version = self.allocate_id(AssetClass::Registry, next.max(1)).to_string();
+        let version_number = self.allocate_id(AssetClass::Registry, next.max(1));
+        let version = version_number.to_string();
         let time = write.now;
         let logged_model_tag = if model_id.is_empty() {
             None
@@ -1629,13 +1628,15 @@ impl MetadataStore for SqlStore {
                     .find(|tag| tag.key == MODEL_VERSIONS_TAG)
                     .and_then(|tag| serde_json::from_str(&tag.value).ok())
                     .unwrap_or_default();
-                let entry = serde_json::json!({"name": request.name, "version": version});
+                // As MLflow's server writes it: the version a JSON number
+                // (its store's integer), the text `json.dumps`'s.
+                let entry = serde_json::json!({"name": request.name, "version": version_number});
                 if !registered.contains(&entry) {
                     registered.push(entry);
                 }
                 Tag::new(
                     MODEL_VERSIONS_TAG,
-                    serde_json::Value::Array(registered).to_string(),
+                    python_json::dumps(&serde_json::Value::Array(registered), Separators::Default, false),
                 )
             })
         };
