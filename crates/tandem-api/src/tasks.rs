@@ -171,6 +171,11 @@ pub async fn run(
                 }
                 // Collect at once what the purge queued.
                 collect_garbage(store.as_ref(), &artifacts).await;
+                // Tables grow between restarts; their statistics must too,
+                // or the planner picks worse plans as they do.
+                if let Err(error) = store.refresh_planner_statistics().await {
+                    tracing::warn!(%error, "refreshing the query planner's statistics failed; will retry");
+                }
             }
             _ = gc.tick() => {
                 collect_garbage(store.as_ref(), &artifacts).await;

@@ -45,8 +45,8 @@ pub use logged_models::search_logged_models;
 pub use page_token::{decode_page_token, encode_page_token};
 pub use registry::{search_model_versions, search_registered_models};
 pub use runs::{
-    run_search_needs, run_search_prefilters, run_search_sql_order, search_runs, validate_run_filter,
-    RunPrefilter, RunSearchNeeds, SqlOrderKey,
+    run_search_exact_prefilters, run_search_needs, run_search_prefilters, run_search_sql_order, search_runs,
+    validate_run_filter, RunPrefilter, RunSearchNeeds, SqlOrderKey,
 };
 
 /// One page of search results.

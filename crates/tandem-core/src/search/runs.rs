@@ -207,6 +207,26 @@ pub fn run_search_prefilters(filter: &str) -> Vec<RunPrefilter> {
         .collect()
 }
 
+/// `filter` as prefilters that decide it exactly — every clause a param or
+/// tag compared for equality with a string (the database's `=` on text is
+/// the grammar's) — or None if any clause needs the grammar. An empty
+/// filter is no prefilter.
+pub fn run_search_exact_prefilters(filter: &str) -> Option<Vec<RunPrefilter>> {
+    parse_run_filter(filter)
+        .ok()?
+        .into_iter()
+        .map(|clause| match (clause.field, clause.cmp, clause.value) {
+            (RunField::Param(key), Cmp::Eq, Literal::Str(value)) => {
+                Some(RunPrefilter::ParamEquals { key, value })
+            }
+            (RunField::Tag(key), Cmp::Eq, Literal::Str(value)) => {
+                Some(RunPrefilter::TagEquals { key, value })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 /// One key of an order the database can evaluate alone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SqlOrderKey {
@@ -216,15 +236,15 @@ pub enum SqlOrderKey {
     Metric(String),
 }
 
-/// When a search has no filter and orders only by start or end time or by
-/// metrics, the database can order and page it alone: its full order, with
+/// When a search's filter is only equalities of params and tags (or
+/// nothing: see [`run_search_exact_prefilters`]) and it orders only by
+/// start or end time or by metrics, the database can filter, order and
+/// page it alone: its full order, with
 /// MLflow's tie-breakers (start time descending, run id), as (key,
 /// ascending). Missing values sort last in either direction and NaN just
 /// before them, as [`search_runs`] sorts.
 pub fn run_search_sql_order(filter: &str, order_by: &[String]) -> Option<Vec<(SqlOrderKey, bool)>> {
-    if !parse_run_filter(filter).ok()?.is_empty() {
-        return None;
-    }
+    run_search_exact_prefilters(filter)?;
     let mut keys = Vec::new();
     for entry in order_by {
         let (field, ascending) = parse_run_order_by(entry).ok()?;

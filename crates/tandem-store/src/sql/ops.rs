@@ -1078,6 +1078,20 @@ impl MetadataStore for SqlStore {
             .await
     }
 
+    async fn refresh_planner_statistics(&self) -> StoreResult<()> {
+        if self.backend == Backend::Sqlite {
+            // On the writer: ANALYZE writes its results. Bounded work per
+            // table, and none for tables that have not grown much.
+            let _writing = self.write_lock.lock().await;
+            let mut connection = self.writer.acquire().await?;
+            sqlx::query("PRAGMA analysis_limit = 1000")
+                .execute(&mut *connection)
+                .await?;
+            sqlx::query("PRAGMA optimize").execute(&mut *connection).await?;
+        }
+        Ok(())
+    }
+
     async fn search_datasets(
         &self,
         ws: &WorkspaceRef,

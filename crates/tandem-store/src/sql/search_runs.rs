@@ -1,12 +1,13 @@
-//! `search_runs` without loading whole experiments: a search with no filter
-//! ordered by start or end time or by metrics is ordered and paged by the
-//! database (a metric is a join on its latest value), and
-//! only the page's runs are loaded; any other search filters and orders
+//! `search_runs` without loading whole experiments: a search whose filter
+//! is only equalities of params and tags (or none) ordered by start or end
+//! time or by metrics is filtered, ordered and paged by the database (each
+//! equality an `EXISTS` on its key, a metric a join on its latest value),
+//! and only the page's runs are loaded; any other search filters and orders
 //! runs loaded with only the keys it names (`RunSearchNeeds`) — narrowed
 //! first by what the database can test of its clauses (`RunPrefilter`) —
-//! then loads
-//! the page's runs whole. Both give exactly the page `search::search_runs`
-//! gives over whole runs (same order, same offset page tokens).
+//! then loads the page's runs whole. Both give exactly the page
+//! `search::search_runs` gives over whole runs (same order, same offset
+//! page tokens).
 
 use std::collections::HashMap;
 
@@ -53,13 +54,20 @@ impl SqlStore {
                 query.page_token.as_deref(),
             )?);
         }
-        if let Some(order) = search::run_search_sql_order(&query.filter, &query.order_by) {
+        if let (Some(order), Some(exact)) = (
+            search::run_search_sql_order(&query.filter, &query.order_by),
+            search::run_search_exact_prefilters(&query.filter),
+        ) {
             let offset = match query.page_token.as_deref() {
                 Some(token) if !token.is_empty() => search::decode_page_token(token)?,
                 _ => 0,
             };
-            // Metric keys are bound after the experiment ids; each metric
-            // of the order is a join on its latest value.
+            // The filter's equalities decide it alone here.
+            let mut arguments = arguments.clone();
+            add_prefilters(&mut condition, &mut arguments, exact);
+            // Metric keys are bound after the experiment ids and the
+            // filter's values; each metric of the order is a join on its
+            // latest value.
             let mut bound = arguments.clone();
             let mut joins = String::new();
             let order: Vec<String> = order
@@ -110,40 +118,11 @@ impl SqlStore {
         // The clauses the database can test narrow the runs loaded; the
         // grammar still decides every match.
         let mut arguments = arguments.clone();
-        for prefilter in search::run_search_prefilters(&query.filter) {
-            let (sql, key, value) = match prefilter {
-                RunPrefilter::ParamEquals { key, value } => (
-                    "EXISTS (SELECT 1 FROM run_params pf WHERE pf.run_id = r.run_id AND pf.key = $K AND pf.value = $V)",
-                    key,
-                    value,
-                ),
-                RunPrefilter::TagEquals { key, value } => (
-                    "EXISTS (SELECT 1 FROM run_tags tf WHERE tf.run_id = r.run_id AND tf.key = $K AND tf.value = $V)",
-                    key,
-                    value,
-                ),
-                RunPrefilter::MetricAtLeast { key, value } => (
-                    "EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = $K \
-                     AND mf.is_nan = 0 AND mf.value >= CAST($V AS DOUBLE PRECISION))",
-                    key,
-                    value.to_string(),
-                ),
-                RunPrefilter::MetricAtMost { key, value } => (
-                    "EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = $K \
-                     AND mf.is_nan = 0 AND mf.value <= CAST($V AS DOUBLE PRECISION))",
-                    key,
-                    value.to_string(),
-                ),
-            };
-            let (k, v) = (arguments.len() + 2, arguments.len() + 3);
-            condition.push_str(" AND ");
-            condition.push_str(
-                &sql.replace("$K", &format!("${k}"))
-                    .replace("$V", &format!("${v}")),
-            );
-            arguments.push(key);
-            arguments.push(value);
-        }
+        add_prefilters(
+            &mut condition,
+            &mut arguments,
+            search::run_search_prefilters(&query.filter),
+        );
         let light =
             load::runs_where_needing(&self.pool, &ws.workspace_id, &condition, &arguments, Some(&needs))
                 .await?;
@@ -176,5 +155,44 @@ impl SqlStore {
             }
         }
         Ok(ids.iter().filter_map(|id| runs.remove(id)).collect())
+    }
+}
+
+/// Adds `prefilters` to a search's `condition` (`AND EXISTS …` each), their
+/// keys and values bound after `arguments`.
+fn add_prefilters(condition: &mut String, arguments: &mut Vec<String>, prefilters: Vec<RunPrefilter>) {
+    for prefilter in prefilters {
+        let (sql, key, value) = match prefilter {
+            RunPrefilter::ParamEquals { key, value } => (
+                "EXISTS (SELECT 1 FROM run_params pf WHERE pf.run_id = r.run_id AND pf.key = $K AND pf.value = $V)",
+                key,
+                value,
+            ),
+            RunPrefilter::TagEquals { key, value } => (
+                "EXISTS (SELECT 1 FROM run_tags tf WHERE tf.run_id = r.run_id AND tf.key = $K AND tf.value = $V)",
+                key,
+                value,
+            ),
+            RunPrefilter::MetricAtLeast { key, value } => (
+                "EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = $K \
+                 AND mf.is_nan = 0 AND mf.value >= CAST($V AS DOUBLE PRECISION))",
+                key,
+                value.to_string(),
+            ),
+            RunPrefilter::MetricAtMost { key, value } => (
+                "EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = $K \
+                 AND mf.is_nan = 0 AND mf.value <= CAST($V AS DOUBLE PRECISION))",
+                key,
+                value.to_string(),
+            ),
+        };
+        let (k, v) = (arguments.len() + 2, arguments.len() + 3);
+        condition.push_str(" AND ");
+        condition.push_str(
+            &sql.replace("$K", &format!("${k}"))
+                .replace("$V", &format!("${v}")),
+        );
+        arguments.push(key);
+        arguments.push(value);
     }
 }
