@@ -299,6 +299,15 @@ def test_datasets_bulk_histories_and_telemetry(ui):
 
     telemetry = requests.get(f"{url}/ajax-api/3.0/mlflow/ui-telemetry", timeout=30).json()
     assert telemetry["disable_ui_telemetry"] is True
+    # Tandem keeps no traces: the GenAI views' searches find nothing, and
+    # only for a principal who may read the workspace.
+    for path in ["traces/search", "traces/metrics", "datasets/search"]:
+        response = requests.post(f"{url}/ajax-api/3.0/mlflow/{path}", json={"experiment_ids": [ui["experiment_id"]]},
+                                 auth=auth, timeout=30)
+        assert response.status_code == 200 and response.json() == {}, (path, response.text)
+        response = requests.post(f"{url}/ajax-api/3.0/mlflow/{path}", json={}, auth=("outsider", "outsider-pass-1"),
+                                 timeout=30)
+        assert response.status_code == 403, (path, response.text)
     response = requests.get(f"{url}/ajax-api/2.0/mlflow/gateway-proxy", params={"gateway_path": "api/2.0/endpoints/"},
                             auth=auth, timeout=30)
     assert response.status_code == 200 and response.json() == {"endpoints": []}
@@ -354,6 +363,12 @@ def test_a_reader_browses_a_run_in_mlflows_own_ui(ui, tmp_path):
             page.get_by_text("lr-0.01").first.wait_for(timeout=30_000)
             page.get_by_text("lr-0.1", exact=True).first.wait_for(timeout=30_000)
             watched.shot("experiment")
+
+            # The experiment's default view is MLflow's GenAI overview:
+            # Tandem keeps no traces, so it shows none (and no error).
+            page.goto(f"{url}/mlflow/#/experiments/{experiment_id}?workspace=default")
+            page.get_by_text("No data available").first.wait_for(timeout=30_000)
+            watched.shot("genai-overview")
 
             page.goto(f"{url}/mlflow/#/models/{ui['model_name']}/versions/1?workspace=default")
             page.get_by_text("Version 1").first.wait_for(timeout=30_000)

@@ -254,6 +254,11 @@ const ROUTES: &[(&str, &[(Method, Permission)])] = {
             "/ajax-api/3.0/mlflow/ui-telemetry",
             &[(GET, Public), (POST, Public)],
         ),
+        // The searches of MLflow's UI's GenAI views (Tandem keeps no
+        // traces: they find nothing, but only in a workspace one may read).
+        ("/ajax-api/3.0/mlflow/traces/search", &[(POST, Read)]),
+        ("/ajax-api/3.0/mlflow/traces/metrics", &[(POST, Read)]),
+        ("/ajax-api/3.0/mlflow/datasets/search", &[(POST, Read)]),
         // MLflow's UI itself (`--mlflow-ui`): its page and files hold no
         // data; what it shows comes from the API, behind this gate.
         ("/mlflow", &[(GET, Public)]),

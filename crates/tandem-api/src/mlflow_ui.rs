@@ -65,12 +65,31 @@ pub(crate) fn routes() -> Router<AppState> {
     router
 }
 
-/// Routes only at the root: the UI's telemetry switch.
+/// Routes only at the root: the UI's telemetry switch, and the searches of
+/// its GenAI views, which find nothing (Tandem keeps no traces and no
+/// evaluation datasets) in the workspace the UI's header names.
 pub(crate) fn root_routes() -> Router<AppState> {
-    Router::new().route(
+    let mut router = Router::new().route(
         "/ajax-api/3.0/mlflow/ui-telemetry",
         get(telemetry_config).post(telemetry_records),
-    )
+    );
+    for path in GENAI_SEARCHES {
+        router = router.route(path, post(nothing_found));
+    }
+    router
+}
+
+/// The GenAI views' searches (traces, their metrics, evaluation datasets).
+pub const GENAI_SEARCHES: [&str; 3] = [
+    "/ajax-api/3.0/mlflow/traces/search",
+    "/ajax-api/3.0/mlflow/traces/metrics",
+    "/ajax-api/3.0/mlflow/datasets/search",
+];
+
+/// An empty answer in MLflow's JSON (empty lists are left out), after the
+/// workspace is resolved.
+async fn nothing_found(Ws(_): Ws) -> Json<Value> {
+    Json(json!({}))
 }
 
 /// A path inside an artifact root, checked by MLflow's rule
