@@ -342,6 +342,41 @@ def test_planned_failover_loses_nothing_and_fails_back(deployment):
     assert answer.status_code == 400 and "unknown region" in answer.json()["message"], answer.text
 
 
+def apply_from_the_console(url: str, record_id: str, tmp_path):
+    """Applies quarantined record `record_id` from the continuity page of the
+    region at `url`, as an operator would in the browser."""
+    from playwright.sync_api import sync_playwright
+
+    from test_console_browser import Watched, chromium
+
+    shots = tmp_path / "screenshots"
+    shots.mkdir(exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        try:
+            watched = Watched(browser.new_context().new_page(), shots)
+            page = watched.page
+            questions = []
+
+            def answer(dialog):
+                questions.append(dialog.message)
+                dialog.accept()
+
+            page.on("dialog", answer)
+            page.goto(f"{url}/continuity")
+            row = page.locator("#divergence tr", has_text=record_id)
+            row.get_by_role("button", name="Show").click(timeout=30_000)
+            page.wait_for_selector("#divergence pre.preview:visible >> text=diverged-experiment", timeout=30_000)
+            watched.shot("divergence-shown")
+            row.get_by_role("button", name="Apply").click()
+            page.wait_for_selector(f"#divergence-outcome.done >> text=Applied {record_id}", timeout=30_000)
+            assert questions and record_id in questions[0] and "overwrite" in questions[0], questions
+            watched.shot("divergence-applied")
+            watched.check()
+        finally:
+            browser.close()
+
+
 def test_manual_mode_waits_for_a_forced_failover_and_quarantines_what_diverged(tmp_path):
     deployment = Deployment(tmp_path, failover='mode = "manual"')
     try:
@@ -391,11 +426,13 @@ def test_manual_mode_waits_for_a_forced_failover_and_quarantines_what_diverged(t
         assert listed.returncode == 0, listed.stderr
         assert sorted(entry["id"] for entry in json.loads(listed.stdout)["records"]) == sorted(r["id"] for r in records)
 
-        # Applied on purpose, it reaches the primary and then every region.
+        # Applied on purpose — from the console's continuity page at eastus,
+        # in chromium: shown, confirmed, applied — it reaches the primary and
+        # then every region.
         created = next(r for r in records if r["record"]["change"]["type"] == "experiment_created")
-        answer = requests.post(f"{deployment.east.url}/api/tandem/v1/divergence/{created['id']}/apply", timeout=30)
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["record"]["status"] == "applied"
+        apply_from_the_console(deployment.east.url, created["id"], tmp_path)
+        answer = requests.get(f"{deployment.east.url}/api/tandem/v1/divergence/{created['id']}", timeout=30)
+        assert answer.json()["record"]["status"] == "applied", answer.text
         west_client = MlflowClient(deployment.west.url)
         assert west_client.get_experiment(lost_experiment).name == "diverged-experiment"
         wait_until(lambda: east_client.get_experiment_by_name("diverged-experiment") is not None, 20,
