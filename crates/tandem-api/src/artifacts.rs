@@ -286,11 +286,7 @@ struct ListQuery {
     path: Option<String>,
 }
 
-pub(crate) async fn list_under(
-    state: &AppState,
-    ws: &WorkspaceRef,
-    path: Option<&str>,
-) -> ApiResult<Vec<Value>> {
+async fn list_under(state: &AppState, ws: &WorkspaceRef, path: Option<&str>) -> ApiResult<Vec<Value>> {
     let path = path.map(without_dot_segments);
     let path = match path
         .as_deref()
@@ -379,7 +375,23 @@ async fn list_run_artifacts(
     } else {
         format!("{root}/{sub}")
     };
-    let files: Vec<Value> = list_under(&state, &ws, Some(&listed))
+    Ok(Json(
+        listing(&state, &ws, &run.info.artifact_uri, &listed, &given).await?,
+    ))
+}
+
+/// MLflow's `ListArtifacts` answer for storage path `listed` under the
+/// artifact root `root_uri`: each file named after `given` (the path the
+/// client asked for, as `posixpath.join` names it in MLflow: `.` lists
+/// `./a`, `dir/` lists `dir/a`), and the root's URI.
+pub(crate) async fn listing(
+    state: &AppState,
+    ws: &WorkspaceRef,
+    root_uri: &str,
+    listed: &str,
+    given: &str,
+) -> ApiResult<Value> {
+    let files: Vec<Value> = list_under(state, ws, Some(listed))
         .await?
         .into_iter()
         .map(|mut file| {
@@ -391,11 +403,11 @@ async fn list_run_artifacts(
             file
         })
         .collect();
-    let mut body = json!({ "root_uri": run.info.artifact_uri });
+    let mut body = json!({ "root_uri": root_uri });
     if !files.is_empty() {
         body["files"] = json!(files);
     }
-    Ok(Json(body))
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 use tandem_artifacts::ArtifactKey;
 use tandem_store::WorkspaceRef;
 
-use crate::artifacts::{check_path_is_safe, list_under, serve_bytes, storage_key, without_dot_segments};
+use crate::artifacts::{check_path_is_safe, listing, serve_bytes, storage_key, without_dot_segments};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Message, Ws};
 use crate::AppState;
@@ -225,22 +225,10 @@ async fn list_logged_model_artifacts(
     let model = state.store.get_logged_model(&ws, &model_id).await?;
     let owner = format!("logged model {model_id}");
     let (_, listed) = key_under(&ws, &model.info.artifact_uri, sub.as_ref(), &owner)?;
-    let files: Vec<Value> = list_under(&state, &ws, Some(&listed))
-        .await?
-        .into_iter()
-        .map(|mut file| {
-            if let Some(sub) = &sub {
-                let relative = file["path"].as_str().unwrap_or_default().to_string();
-                file["path"] = json!(format!("{}/{relative}", sub.as_str()));
-            }
-            file
-        })
-        .collect();
-    let mut body = json!({ "root_uri": model.info.artifact_uri });
-    if !files.is_empty() {
-        body["files"] = json!(files);
-    }
-    Ok(Json(body))
+    let given = sub.as_ref().map(|sub| sub.as_str()).unwrap_or_default();
+    Ok(Json(
+        listing(&state, &ws, &model.info.artifact_uri, &listed, given).await?,
+    ))
 }
 
 #[derive(Deserialize)]
