@@ -24,7 +24,7 @@ from mlflow.entities import Metric
 from playwright.sync_api import sync_playwright
 from sklearn.linear_model import LogisticRegression
 
-from conftest import _tandem_bin
+from conftest import _point_client_at, _reset_fluent_state, _tandem_bin
 from support import raw_request, unique
 from test_auth import AuthServer
 from test_console_browser import Watched, chromium
@@ -61,9 +61,13 @@ def ui(tmp_path_factory):
     registered sklearn model), and a Reader who browses it."""
     root = tmp_path_factory.mktemp("mlflow-ui")
     server = AuthServer(_tandem_bin(), root / "server", ("--mlflow-ui", str(mlflow_ui_build())))
-    os.environ["MLFLOW_TRACKING_TOKEN"] = server.admin_token
+    # Everything the fluent client remembers points here while seeding (the
+    # registry too: an earlier test may have pointed it elsewhere).
+    patch = pytest.MonkeyPatch()
+    patch.setenv("MLFLOW_TRACKING_TOKEN", server.admin_token)
+    _point_client_at(server.url, patch)
+    _reset_fluent_state()
     try:
-        mlflow.set_tracking_uri(server.url)
         experiment = mlflow.set_experiment(unique("ui"))
         client = mlflow.MlflowClient(server.url)
         model_name = unique("ui-model")
@@ -83,8 +87,10 @@ def ui(tmp_path_factory):
         with mlflow.start_run(run_name="lr-0.01"):
             mlflow.log_param("lr", "0.01")
     finally:
-        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+        _reset_fluent_state()
+        patch.undo()
         mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     server.cli("user", "create", "viewer", "--password-stdin", "--role", "Reader@default", stdin="viewer-pass-1\n")
     server.cli("user", "create", "outsider", "--password-stdin", stdin="outsider-pass-1\n")
     yield {"server": server, "url": server.url, "experiment_id": experiment.experiment_id,
