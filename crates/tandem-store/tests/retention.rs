@@ -40,10 +40,6 @@ fn kind(error: StoreError) -> ErrorKind {
     error.kind()
 }
 
-fn message(error: StoreError) -> String {
-    error.to_string()
-}
-
 scenarios!(
     registry_soft_delete_recover_and_purge,
     tracking_items_delete_recover_and_purge,
