@@ -198,17 +198,8 @@ def test_rename_tags_search_and_delete(tracking_uri, client):
     expect_error("RESOURCE_DOES_NOT_EXIST", client.get_registered_model, new_name)
     assert client.search_registered_models(f"name = '{new_name}'") == []
     assert client.search_model_versions(f"name = '{new_name}'") == []
-    # Deletion is soft: the name stays reserved by the deleted model until it
-    # is purged (test_recovery_softdelete.py covers recovery).
-    error = expect_error("RESOURCE_ALREADY_EXISTS", client.create_registered_model, new_name)
-    assert "deleted registered model" in error.message
-    purged = requests.post(
-        f"{tracking_uri}/api/tandem/v1/workspaces/default/deleted/registered_model/{new_name}/purge",
-        json={},
-        timeout=30,
-    )
-    assert purged.status_code == 200, purged.text
-    # The name is free again.
+    # As in MLflow the name is free at once (the deleted model stays
+    # recoverable under another key: test_registry_names.py).
     client.create_registered_model(new_name)
     fresh = client.get_registered_model(new_name)
     assert (fresh.latest_versions, fresh.aliases, fresh.tags, fresh.description) == ([], {}, {}, "")

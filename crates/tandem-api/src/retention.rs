@@ -37,6 +37,17 @@ struct PurgeRequest {
     keep_artifacts: bool,
 }
 
+/// The optional body of a recovery: empty means under its own name.
+#[derive(Deserialize, Default, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct RecoverRequest {
+    /// A registered model only: the name to recover it under, when its
+    /// own name has been taken again since it was deleted. Its versions,
+    /// tags and aliases follow it.
+    #[serde(default)]
+    name: Option<String>,
+}
+
 #[derive(Serialize, ToSchema)]
 struct PurgedWorkspace {
     workspace: Workspace,
@@ -59,6 +70,9 @@ struct ItemRef {
 #[derive(Serialize, ToSchema)]
 struct RecoveredItem {
     recovered: ItemRef,
+    /// The name a registered model was recovered under, if a new one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -81,9 +95,9 @@ struct GcQueue {
 }
 
 /// An optional JSON body: empty means every field at its default.
-fn purge_request(body: &[u8]) -> ApiResult<PurgeRequest> {
+fn optional_body<T: serde::de::DeserializeOwned + Default>(body: &[u8]) -> ApiResult<T> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(PurgeRequest::default());
+        return Ok(T::default());
     }
     decode_slice(body)
 }
@@ -128,7 +142,7 @@ async fn purge_workspace(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<Json<PurgedWorkspace>> {
-    let request = purge_request(&body)?;
+    let request = optional_body::<PurgeRequest>(&body)?;
     let workspace = state.store.purge_workspace(&name, request.keep_artifacts).await?;
     Ok(Json(PurgedWorkspace {
         workspace,
@@ -213,26 +227,40 @@ async fn list_deleted(
 }
 
 /// Recovers a deleted item (an experiment with its runs, a run, a model…).
+///
+/// A deleted registered model frees its name at once, as in MLflow: its id
+/// is `name:<hex>` (or, when only one deleted model has it, its name). If
+/// the name has been taken again, the recovery is refused (400
+/// `RESOURCE_ALREADY_EXISTS`, as MLflow answers a taken name) unless the body gives a new name,
+/// `{"name": "NEW_NAME"}`; the model and its versions, tags and aliases are
+/// recovered under it.
 #[utoipa::path(post, path = "/api/tandem/v1/workspaces/{name}/deleted/{kind}/{id}/recover", tag = tags::RETENTION,
     params(
         ("name" = String, Path, description = "The workspace's name or id"),
         ("kind" = DeletedKind, Path, description = "What the item is"),
-        ("id" = String, Path, description = "The item's id (a model version: `name/version`)"),
+        ("id" = String, Path, description = "The item's id (a model version: `name/version`; a registered model: `name:<hex>`, or its name if only one deleted model has it)"),
     ),
+    request_body(content = Option<RecoverRequest>, description = "Optional; `{\"name\": \"NEW_NAME\"}` recovers a registered model under a new name"),
     responses(
         (status = 200, description = "Recovered", body = RecoveredItem),
-        (status = 400, description = "Unknown kind, or the item cannot be recovered", body = ErrorBody),
+        (status = 400, description = "Unknown kind, malformed body, the item cannot be recovered, or (`RESOURCE_ALREADY_EXISTS`) the registered model's name or the new name is held by an active model: give a new name", body = ErrorBody),
         (status = 404, description = "No such deleted item", body = ErrorBody),
     ))]
 async fn recover_item(
     State(state): State<AppState>,
     Path((name, kind_name, id)): Path<(String, String, String)>,
+    body: axum::body::Bytes,
 ) -> ApiResult<Json<RecoveredItem>> {
     let kind = kind(&kind_name)?;
+    let request = optional_body::<RecoverRequest>(&body)?;
     let ws = state.store.resolve_workspace(&name).await?;
-    state.store.recover_deleted(&ws, kind, &id).await?;
+    state
+        .store
+        .recover_deleted_as(&ws, kind, &id, request.name.as_deref())
+        .await?;
     Ok(Json(RecoveredItem {
         recovered: ItemRef { kind, id },
+        name: request.name,
     }))
 }
 
@@ -255,7 +283,7 @@ async fn purge_item(
     body: axum::body::Bytes,
 ) -> ApiResult<Json<PurgedItem>> {
     let kind = kind(&kind_name)?;
-    let request = purge_request(&body)?;
+    let request = optional_body::<PurgeRequest>(&body)?;
     let ws = state.store.resolve_workspace(&name).await?;
     state
         .store

@@ -27,14 +27,19 @@ pub(crate) enum DeletedCommand {
         client: ClientArgs,
     },
     /// Recover a deleted item: experiment, run, logged_model,
-    /// registered_model (with its versions and aliases) or model_version
-    /// (id `name/version`).
+    /// registered_model (with its versions and aliases; id `name:<hex>` as
+    /// listed, or its name if only one deleted model has it) or
+    /// model_version (id `name/version`).
     Recover {
         #[arg(value_parser = KINDS)]
         kind: String,
         id: String,
         #[arg(long, default_value = "default")]
         workspace: String,
+        /// A registered model only: recover it under this name (needed when
+        /// its own name was taken again after it was deleted).
+        #[arg(long = "as", value_name = "NEW_NAME")]
+        new_name: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -81,11 +86,32 @@ pub(crate) async fn run(command: DeletedCommand) -> anyhow::Result<()> {
             kind,
             id,
             workspace,
+            new_name,
             client,
         } => {
+            if new_name.is_some() && kind != "registered_model" {
+                return Err(crate::Refusal::Usage(
+                    "--as is for a registered_model only: other items keep their names".to_string(),
+                )
+                .into());
+            }
             let target = client.resolve()?;
-            target.client.recover_deleted(&workspace, &kind, &id).await?;
-            report(target.json, "recovered", &kind, &id, None)
+            target
+                .client
+                .recover_deleted_as(&workspace, &kind, &id, new_name.as_deref())
+                .await?;
+            match new_name {
+                Some(name) if !target.json => {
+                    println!("recovered {kind} {id} as {name}");
+                    Ok(())
+                }
+                Some(name) => {
+                    let value = serde_json::json!({ "recovered": { "kind": kind, "id": id }, "name": name });
+                    println!("{}", serde_json::to_string_pretty(&value)?);
+                    Ok(())
+                }
+                None => report(target.json, "recovered", &kind, &id, None),
+            }
         }
         DeletedCommand::Purge {
             kind,

@@ -115,13 +115,28 @@ impl TandemClient {
     }
 
     pub async fn recover_deleted(&self, workspace: &str, kind: &str, id: &str) -> ClientResult<()> {
+        self.recover_deleted_as(workspace, kind, id, None).await
+    }
+
+    /// Recovers a deleted item; a registered model under `new_name` if given.
+    pub async fn recover_deleted_as(
+        &self,
+        workspace: &str,
+        kind: &str,
+        id: &str,
+        new_name: Option<&str>,
+    ) -> ClientResult<()> {
         let url = self.url(&format!(
             "/api/tandem/v1/workspaces/{}/deleted/{}/{}/recover",
             segment(workspace),
             segment(kind),
             segment(id)
         ));
-        self.send(self.http.post(&url), &url).await.map(|_| ())
+        let mut request = self.http.post(&url);
+        if let Some(name) = new_name {
+            request = request.json(&json!({ "name": name }));
+        }
+        self.send(request, &url).await.map(|_| ())
     }
 
     pub async fn purge_deleted(

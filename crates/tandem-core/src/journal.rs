@@ -31,7 +31,11 @@ use crate::model::{
 /// `workspace_quota_set`; older records read unchanged. Version 6 added
 /// principals, tokens and role assignments (the `access` class) and the
 /// record's `principal`; older records have none and read unchanged.
-pub const FORMAT_VERSION: i32 = 6;
+/// Version 7 added `kept_as` to `registered_model_deleted` and
+/// `registered_model_restored`: a deleted registered model is kept under
+/// another key and its name is free at once, as in MLflow; older records
+/// have none and read unchanged (the deleted model kept its name).
+pub const FORMAT_VERSION: i32 = 7;
 
 /// The first format in which `registered_model_deleted` and
 /// `model_version_deleted` are soft deletes.
@@ -147,7 +151,7 @@ impl JournalRecord {
 /// removed by it, hence `keep_artifacts`).
 fn upgrade_hard_delete(change: Change) -> Change {
     match change {
-        Change::RegisteredModelDeleted { name, time } => Change::RegisteredModelPurged { name, time },
+        Change::RegisteredModelDeleted { name, time, .. } => Change::RegisteredModelPurged { name, time },
         Change::ModelVersionDeleted { name, version, time } => {
             Change::ModelVersionPurged { name, version, time }
         }
@@ -217,9 +221,15 @@ pub enum Change {
         keep_artifacts: bool,
         time: Millis,
     },
+    /// A deleted registered model is back under `name` (its old name, or
+    /// a new one given at recovery). `kept_as` (format 7): the key it was
+    /// kept under while deleted, which its rows and its versions' rows
+    /// move back from; None for a model deleted in place (format <= 6).
     RegisteredModelRestored {
         name: String,
         time: Millis,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept_as: Option<String>,
     },
     /// A registered model is gone with its versions, tags and aliases (a
     /// version's files belong to its run or logged model, so no artifact
@@ -371,9 +381,19 @@ pub enum Change {
         description: String,
         time: Millis,
     },
+    /// A registered model is deleted softly (format >= 3). With `kept_as`
+    /// (format 7) its rows, versions, tags and aliases move to that key
+    /// (`name:<hex>`, never a valid model name, since names cannot hold
+    /// ':'), so the name is free at once, as in MLflow; the model stays
+    /// recoverable by that key for the workspace's retention. Without it
+    /// (format <= 6) the model kept its name until recovered or purged.
+    /// A model already deleted in place may be moved aside later by this
+    /// change with its original `time`.
     RegisteredModelDeleted {
         name: String,
         time: Millis,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept_as: Option<String>,
     },
     RegisteredModelTagSet {
         name: String,
@@ -835,7 +855,8 @@ mod tests {
             JournalRecord::decode_change(3, model).unwrap(),
             Change::RegisteredModelDeleted {
                 name: "m".into(),
-                time: 5
+                time: 5,
+                kept_as: None,
             }
         );
         assert_eq!(
@@ -866,6 +887,48 @@ mod tests {
             serde_json::from_str::<JournalRecord>(&serde_json::to_string(&new).unwrap()).unwrap(),
             new
         );
+    }
+
+    #[test]
+    fn registry_deletes_before_format_7_kept_the_name() {
+        let old = r#"{"type":"registered_model_deleted","name":"m","time":5}"#;
+        for format in [3, 6, 7] {
+            assert_eq!(
+                JournalRecord::decode_change(format, old).unwrap(),
+                Change::RegisteredModelDeleted {
+                    name: "m".into(),
+                    time: 5,
+                    kept_as: None,
+                }
+            );
+        }
+        let restored = r#"{"type":"registered_model_restored","name":"m","time":5}"#;
+        assert_eq!(
+            JournalRecord::decode_change(6, restored).unwrap(),
+            Change::RegisteredModelRestored {
+                name: "m".into(),
+                time: 5,
+                kept_as: None,
+            }
+        );
+        let new = Change::RegisteredModelDeleted {
+            name: "m".into(),
+            time: 5,
+            kept_as: Some("m:0123abcd".into()),
+        };
+        let payload = JournalRecord::encode_change(&new);
+        assert!(payload.contains("\"kept_as\":\"m:0123abcd\""), "{payload}");
+        assert_eq!(
+            JournalRecord::decode_change(FORMAT_VERSION, &payload).unwrap(),
+            new
+        );
+        // Without a key, the payload is what format 6 wrote.
+        let in_place = Change::RegisteredModelDeleted {
+            name: "m".into(),
+            time: 5,
+            kept_as: None,
+        };
+        assert_eq!(JournalRecord::encode_change(&in_place), old);
     }
 
     #[test]

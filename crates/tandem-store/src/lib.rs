@@ -697,11 +697,27 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     async fn purge_workspace(&self, name_or_id: &str, keep_artifacts: bool) -> StoreResult<Workspace>;
     /// Deleted items of an active workspace, oldest deletion first.
     async fn list_deleted(&self, ws: &WorkspaceRef) -> StoreResult<Vec<retention::DeletedItem>>;
+    /// Recovers a deleted item under its own name. A deleted registered
+    /// model is found by its id or, when only one deleted model has it,
+    /// by its name.
     async fn recover_deleted(
         &self,
         ws: &WorkspaceRef,
         kind: retention::DeletedKind,
         id: &str,
+    ) -> StoreResult<()> {
+        self.recover_deleted_as(ws, kind, id, None).await
+    }
+    /// Recovers a deleted item; a registered model under `new_name` if
+    /// given (its versions, tags and aliases follow it). Refused with
+    /// `RESOURCE_ALREADY_EXISTS` when the name it would take is held by an
+    /// active model.
+    async fn recover_deleted_as(
+        &self,
+        ws: &WorkspaceRef,
+        kind: retention::DeletedKind,
+        id: &str,
+        new_name: Option<&str>,
     ) -> StoreResult<()>;
     async fn purge_deleted(
         &self,

@@ -423,22 +423,7 @@ pub(crate) async fn apply(
             }
         }
         Change::RegisteredModelRenamed { name, new_name, time } => {
-            for table in [
-                "registered_models",
-                "registered_model_tags",
-                "registered_model_aliases",
-                "model_versions",
-                "model_version_tags",
-            ] {
-                sqlx::query(&format!(
-                    "UPDATE {table} SET name = $1 WHERE workspace_id = $2 AND name = $3"
-                ))
-                .bind(new_name)
-                .bind(workspace_id)
-                .bind(name)
-                .execute(&mut **tx)
-                .await?;
-            }
+            move_registered_model(tx, workspace_id, name, new_name).await?;
             touch_registered_model(tx, workspace_id, new_name, *time).await?;
         }
         Change::RegisteredModelUpdated {
@@ -456,7 +441,9 @@ pub(crate) async fn apply(
         }
         // Soft since journal format 3 (older records read as purges): the
         // model and its versions are hidden until recovered or purged.
-        Change::RegisteredModelDeleted { name, time } => {
+        // Since format 7 the deleted model moves to `kept_as` with its
+        // versions, tags and aliases, and its name is free at once.
+        Change::RegisteredModelDeleted { name, time, kept_as } => {
             sqlx::query(
                 "UPDATE registered_models SET deletion_time = $1 WHERE workspace_id = $2 AND name = $3",
             )
@@ -465,6 +452,9 @@ pub(crate) async fn apply(
             .bind(name)
             .execute(conn)
             .await?;
+            if let Some(kept_as) = kept_as {
+                move_registered_model(tx, workspace_id, name, kept_as).await?;
+            }
         }
         Change::RegisteredModelTagSet { name, tag } => {
             upsert_registered_model_tag(tx, workspace_id, name, tag).await?;
@@ -968,6 +958,33 @@ async fn upsert_model_version_tag(
     .bind(&tag.value)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Moves a registered model's rows, and its versions', tags' and aliases',
+/// from key `from` to key `to` (a rename, a deletion set aside, a recovery).
+pub(crate) async fn move_registered_model(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    from: &str,
+    to: &str,
+) -> StoreResult<()> {
+    for table in [
+        "registered_models",
+        "registered_model_tags",
+        "registered_model_aliases",
+        "model_versions",
+        "model_version_tags",
+    ] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET name = $1 WHERE workspace_id = $2 AND name = $3"
+        ))
+        .bind(to)
+        .bind(workspace_id)
+        .bind(from)
+        .execute(&mut **tx)
+        .await?;
+    }
     Ok(())
 }
 

@@ -1308,10 +1308,16 @@ impl MetadataStore for SqlStore {
                 "Registered Model (name={name}) already exists."
             ))));
         }
-        self.ensure_model_name_not_reserved(ws, name).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
+        // As in MLflow, a deleted model's name is free at once: one deleted
+        // in place before journal format 7 is set aside first.
+        let set_aside = self.set_aside_deleted_model(ws, name).await?;
+        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let time = write.now;
+        if let Some(change) = set_aside {
+            self.record(&mut write, change).await?;
+        }
+        self.record(
+            &mut write,
             Change::RegisteredModelCreated {
                 name: name.to_string(),
                 description: description.to_string(),
@@ -1321,6 +1327,8 @@ impl MetadataStore for SqlStore {
             },
         )
         .await?;
+        Self::commit(write).await?;
+        drop(_guard);
         self.get_registered_model(ws, name).await
     }
 
@@ -1362,12 +1370,18 @@ impl MetadataStore for SqlStore {
                 "Registered Model (name={new_name}) already exists."
             ))));
         }
-        if name != new_name {
-            self.ensure_model_name_not_reserved(ws, new_name).await?;
+        let set_aside = if name != new_name {
+            self.set_aside_deleted_model(ws, new_name).await?
+        } else {
+            None
+        };
+        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let time = write.now;
+        if let Some(change) = set_aside {
+            self.record(&mut write, change).await?;
         }
-        let time = self.now();
-        self.write_one(
-            ws,
+        self.record(
+            &mut write,
             Change::RegisteredModelRenamed {
                 name: name.to_string(),
                 new_name: new_name.to_string(),
@@ -1375,6 +1389,8 @@ impl MetadataStore for SqlStore {
             },
         )
         .await?;
+        Self::commit(write).await?;
+        drop(_guard);
         self.get_registered_model(ws, new_name).await
     }
 
@@ -1406,6 +1422,7 @@ impl MetadataStore for SqlStore {
             Change::RegisteredModelDeleted {
                 name: name.to_string(),
                 time,
+                kept_as: self.kept_as_for_delete(name),
             },
         )
         .await
@@ -1933,13 +1950,14 @@ impl MetadataStore for SqlStore {
         self.list_deleted_impl(ws).await
     }
 
-    async fn recover_deleted(
+    async fn recover_deleted_as(
         &self,
         ws: &WorkspaceRef,
         kind: crate::retention::DeletedKind,
         id: &str,
+        new_name: Option<&str>,
     ) -> StoreResult<()> {
-        self.recover_deleted_impl(ws, kind, id).await
+        self.recover_deleted_impl(ws, kind, id, new_name).await
     }
 
     async fn purge_deleted(

@@ -282,6 +282,10 @@ impl SqlStore {
                     let name: String = row.try_get("name")?;
                     let version: i64 = row.try_get("version")?;
                     (format!("{name}/{version}"), name)
+                } else if kind == DeletedKind::RegisteredModel {
+                    let key: String = row.try_get("id")?;
+                    let name = kept_name(&key).to_string();
+                    (key, name)
                 } else {
                     (row.try_get("id")?, row.try_get("name")?)
                 };
@@ -302,8 +306,28 @@ impl SqlStore {
 
     async fn deleted_item(&self, ws: &WorkspaceRef, kind: DeletedKind, id: &str) -> StoreResult<DeletedItem> {
         let items = self.list_deleted_impl(ws).await?;
-        if let Some(item) = items.into_iter().find(|item| item.kind == kind && item.id == id) {
-            return Ok(item);
+        if let Some(item) = items.iter().find(|item| item.kind == kind && item.id == id) {
+            return Ok(item.clone());
+        }
+        // A deleted registered model is also found by its name, when only
+        // one deleted model has it.
+        if kind == DeletedKind::RegisteredModel {
+            let named: Vec<&DeletedItem> = items
+                .iter()
+                .filter(|item| item.kind == kind && item.name == id)
+                .collect();
+            match named.as_slice() {
+                [item] => return Ok((*item).clone()),
+                [] => {}
+                several => {
+                    return Err(domain(Error::invalid(format!(
+                        "{} deleted registered models are named '{id}' in workspace '{}': give one of their ids ({})",
+                        several.len(),
+                        ws.name,
+                        several.iter().map(|item| item.id.as_str()).collect::<Vec<_>>().join(", ")
+                    ))))
+                }
+            }
         }
         Err(domain(Error::not_found(format!(
             "No deleted {} '{id}' in workspace '{}' (it is active, belongs to a deleted parent, or does not exist)",
@@ -317,8 +341,15 @@ impl SqlStore {
         ws: &WorkspaceRef,
         kind: DeletedKind,
         id: &str,
+        new_name: Option<&str>,
     ) -> StoreResult<()> {
         let item = self.deleted_item(ws, kind, id).await?;
+        if new_name.is_some() && kind != DeletedKind::RegisteredModel {
+            return Err(domain(Error::invalid(format!(
+                "only a registered model can be recovered under a new name, not a {}",
+                kind.as_str()
+            ))));
+        }
         let time = self.now();
         let change = match kind {
             DeletedKind::Experiment => Change::ExperimentRestored {
@@ -331,13 +362,7 @@ impl SqlStore {
                 time,
             },
             DeletedKind::RegisteredModel => {
-                if self.get_registered_model(ws, &item.id).await.is_ok() {
-                    return Err(domain(Error::already_exists(format!(
-                        "Registered Model (name={}) already exists",
-                        item.id
-                    ))));
-                }
-                Change::RegisteredModelRestored { name: item.id, time }
+                return self.recover_registered_model(ws, &item, new_name).await;
             }
             DeletedKind::ModelVersion => {
                 let (name, version) = split_version_id(&item.id)?;
@@ -345,6 +370,72 @@ impl SqlStore {
             }
         };
         self.write_one(ws, change).await
+    }
+
+    /// Brings a deleted registered model back under its name, or under
+    /// `new_name`: refused while an active model holds that name.
+    async fn recover_registered_model(
+        &self,
+        ws: &WorkspaceRef,
+        item: &DeletedItem,
+        new_name: Option<&str>,
+    ) -> StoreResult<()> {
+        let target = new_name.unwrap_or(&item.name);
+        if let Some(new_name) = new_name {
+            if new_name.trim().is_empty() {
+                return Err(domain(Error::invalid(
+                    "the new name of a recovered registered model cannot be empty".to_string(),
+                )));
+            }
+            tandem_core::validation::validate_model_name(new_name).map_err(domain)?;
+            if new_name != item.name && self.multi_writer(AssetClass::Registry) {
+                return Err(domain(Error::invalid(format!(
+                    "cannot recover registered model '{}' as '{new_name}': the registry is hot-hot in this deployment, and renames cannot be merged with concurrent writes in other regions; recover it under its own name",
+                    item.name
+                ))));
+            }
+        }
+        if self.get_registered_model(ws, target).await.is_ok() {
+            let hint = format!(
+                "`tandem deleted recover registered_model {id} --as NEW_NAME --workspace {ws_name}` \
+                 (POST /api/tandem/v1/workspaces/{ws_name}/deleted/registered_model/{id}/recover with {{\"name\": \"NEW_NAME\"}})",
+                id = item.id,
+                ws_name = ws.name
+            );
+            return Err(domain(Error::already_exists(if new_name.is_some() {
+                format!(
+                    "Registered Model (name={target}) already exists: give deleted registered model '{}' another new name: {hint}",
+                    item.id
+                )
+            } else {
+                format!(
+                    "Registered Model (name={target}) already exists: the name was taken again after registered model '{}' was deleted; give it a new name to recover it: {hint}",
+                    item.id
+                )
+            })));
+        }
+        // Another model deleted in place (format <= 6) holding the name
+        // is set aside first.
+        let set_aside = if target == item.id {
+            None
+        } else {
+            self.set_aside_deleted_model(ws, target).await?
+        };
+        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let time = write.now;
+        if let Some(change) = set_aside {
+            self.record(&mut write, change).await?;
+        }
+        self.record(
+            &mut write,
+            Change::RegisteredModelRestored {
+                name: target.to_string(),
+                time,
+                kept_as: (item.id != target).then(|| item.id.clone()),
+            },
+        )
+        .await?;
+        Self::commit(write).await
     }
 
     pub(crate) async fn purge_deleted_impl(
@@ -493,6 +584,7 @@ fn purge_change(item: &DeletedItem, keep_artifacts: bool, time: Millis) -> Store
             keep_artifacts,
             time,
         },
+        // Its id is the key it is kept under.
         DeletedKind::RegisteredModel => Change::RegisteredModelPurged {
             name: item.id.clone(),
             time,
@@ -504,13 +596,38 @@ fn purge_change(item: &DeletedItem, keep_artifacts: bool, time: Millis) -> Store
     })
 }
 
+/// The key a deleted registered model is kept under: its name, ':' (which
+/// no model name holds) and random hex, unique among the deleted models of
+/// that name in every region. Its id in the deleted list.
+pub(crate) fn kept_key(name: &str) -> String {
+    let hex = tandem_core::ids::new_run_id();
+    format!("{name}:{}", &hex[..12])
+}
+
+/// The name of a deleted registered model kept under `key` (a model
+/// deleted in place before journal format 7 is kept under its name).
+pub(crate) fn kept_name(key: &str) -> &str {
+    key.split_once(':').map_or(key, |(name, _)| name)
+}
+
 impl SqlStore {
-    /// A deleted registered model keeps its name until it is purged.
-    pub(crate) async fn ensure_model_name_not_reserved(
+    /// The key a registered model deleted now is kept under: None (in
+    /// place, its name reserved until it is recovered or purged) while the
+    /// registry is hot-hot, where moving it could not be merged with
+    /// concurrent writes to it in other regions, as a rename could not.
+    pub(crate) fn kept_as_for_delete(&self, name: &str) -> Option<String> {
+        (!self.multi_writer(AssetClass::Registry)).then(|| kept_key(name))
+    }
+
+    /// A registered model deleted in place (journal format <= 6, or while
+    /// the registry was hot-hot) holds its name: the change that sets it
+    /// aside, keeping its deletion time, so the name can be taken as MLflow
+    /// allows. Refused while the registry is hot-hot.
+    pub(crate) async fn set_aside_deleted_model(
         &self,
         ws: &WorkspaceRef,
         name: &str,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<Option<Change>> {
         let deleted: Option<Option<i64>> = sqlx::query_scalar(
             "SELECT deletion_time FROM registered_models WHERE workspace_id = $1 AND name = $2",
         )
@@ -518,16 +635,24 @@ impl SqlStore {
         .bind(name)
         .fetch_optional(&self.pool)
         .await?;
-        if let Some(Some(deletion_time)) = deleted {
+        let Some(Some(deletion_time)) = deleted else {
+            return Ok(None);
+        };
+        if self.multi_writer(AssetClass::Registry) {
             let workspace = self.workspace_of(ws).await?;
             return Err(domain(Error::already_exists(format!(
-                "Registered Model (name={name}) already exists: the name is held by a deleted registered model (deleted at {}, kept until {}); \
-                 recover it with `tandem deleted recover registered_model {name} --workspace {ws_name}` or purge it with `tandem deleted purge registered_model {name} --workspace {ws_name}`",
+                "Registered Model (name={name}) already exists: the name is held by a deleted registered model (deleted at {}, kept until {}) \
+                 while the registry is hot-hot in this deployment; recover it with `tandem deleted recover registered_model {name} --workspace {ws_name}` \
+                 or purge it with `tandem deleted purge registered_model {name} --workspace {ws_name}`",
                 format_utc(deletion_time),
                 format_utc(purge_after(deletion_time, workspace.retention_days)),
                 ws_name = ws.name
             ))));
         }
-        Ok(())
+        Ok(Some(Change::RegisteredModelDeleted {
+            name: name.to_string(),
+            time: deletion_time,
+            kept_as: Some(kept_key(name)),
+        }))
     }
 }

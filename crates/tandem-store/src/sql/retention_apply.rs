@@ -158,7 +158,10 @@ pub(crate) async fn apply(
             keep_artifacts,
             time,
         } => purge_logged_model(tx, workspace_id, model_id, *keep_artifacts, *time).await?,
-        Change::RegisteredModelRestored { name, .. } => {
+        Change::RegisteredModelRestored { name, kept_as, .. } => {
+            if let Some(kept_as) = kept_as {
+                super::apply::move_registered_model(tx, workspace_id, kept_as, name).await?;
+            }
             sqlx::query(
                 "UPDATE registered_models SET deletion_time = NULL WHERE workspace_id = $1 AND name = $2",
             )
