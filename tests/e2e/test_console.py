@@ -215,6 +215,34 @@ def test_deleted_items_with_their_time_left_and_the_audit_trail(console):
         os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
 
 
+def test_a_deleted_model_whose_name_was_taken_is_recovered_under_a_new_name(console):
+    import os
+
+    os.environ["MLFLOW_TRACKING_TOKEN"] = console.admin_token
+    try:
+        client = mlflow.MlflowClient(tracking_uri=console.url, registry_uri=console.url)
+        name = unique("reused")
+        client.create_registered_model(name, description="the first")
+        client.delete_registered_model(name)
+        client.create_registered_model(name, description="the second")
+        browser = sign_in(console, token=console.admin_token)
+        page = browser.get(f"{console.url}/deleted").text
+        kept = re.search(r'action="/deleted/registered_model/([^"]+)/recover"', page)
+        assert kept and 'name="as"' in page, page
+        csrf = csrf_of(page)
+        # Its name is taken: refused, saying how to go on; nothing changes.
+        refused = browser.post(f"{console.url}/deleted/registered_model/{kept.group(1)}/recover", data={"csrf": csrf})
+        assert refused.status_code == 400 and "new name" in refused.text, refused.text
+        assert client.get_registered_model(name).description == "the second"
+        recovered = browser.post(f"{console.url}/deleted/registered_model/{kept.group(1)}/recover",
+                                 data={"csrf": csrf, "as": f"{name}-first"})
+        assert recovered.status_code == 200, recovered.text
+        assert client.get_registered_model(f"{name}-first").description == "the first"
+        assert client.get_registered_model(name).description == "the second"
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_TOKEN", None)
+
+
 def check_deleted_and_audit(console, client, keep: str, drop: str):
     browser = sign_in(console, token=console.admin_token)
     page = browser.get(f"{console.url}/deleted").text

@@ -64,6 +64,10 @@ pub(crate) async fn deleted(
                                 td {
                                     form.inline method="post" action={ (prefix) "/deleted/" (item.kind.as_str()) "/" (item.id) "/recover" } {
                                         input type="hidden" name="csrf" value=(csrf);
+                                        @if item.kind == DeletedKind::RegisteredModel {
+                                            // Its name may have been taken since: then it comes back under another.
+                                            input type="text" name="as" placeholder="as (if the name is taken)" aria-label={ "Recover " (item.name) " as" };
+                                        }
                                         button { "Recover" }
                                     }
                                     form.inline method="post" action={ (prefix) "/deleted/" (item.kind.as_str()) "/" (item.id) "/purge" } data-confirm={ "Purge " (item.name) " for good? This cannot be undone." } {
@@ -88,6 +92,15 @@ pub(crate) struct CsrfForm {
     csrf: String,
 }
 
+/// The recover form: a registered model may come back under a new name.
+#[derive(Deserialize)]
+pub(crate) struct RecoverForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default, rename = "as")]
+    new_name: String,
+}
+
 async fn act_on_deleted(
     state: AppState,
     ws: tandem_store::WorkspaceRef,
@@ -95,7 +108,7 @@ async fn act_on_deleted(
     headers: HeaderMap,
     params: std::collections::HashMap<String, String>,
     csrf: &str,
-    purge: bool,
+    action: Action<'_>,
 ) -> Response {
     if let Some(refused) = guard_change(&headers, &caller, csrf) {
         return refused;
@@ -110,10 +123,12 @@ async fn act_on_deleted(
             "No such kind of deleted item.",
         );
     };
-    let outcome = if purge {
-        state.store.purge_deleted(&ws, kind, id, false).await
-    } else {
-        state.store.recover_deleted(&ws, kind, id).await
+    let outcome = match action {
+        Action::Purge => state.store.purge_deleted(&ws, kind, id, false).await,
+        Action::Recover { new_name } => {
+            let new_name = Some(new_name.trim()).filter(|name| !name.is_empty());
+            state.store.recover_deleted_as(&ws, kind, id, new_name).await
+        }
     };
     match outcome {
         Ok(()) => Redirect::to(&format!("{}/deleted", base(&ws))).into_response(),
@@ -127,9 +142,12 @@ pub(crate) async fn recover(
     caller: Caller,
     headers: HeaderMap,
     Path(params): Path<std::collections::HashMap<String, String>>,
-    Form(form): Form<CsrfForm>,
+    Form(form): Form<RecoverForm>,
 ) -> Response {
-    act_on_deleted(state, ws, caller, headers, params, &form.csrf, false).await
+    let action = Action::Recover {
+        new_name: &form.new_name,
+    };
+    act_on_deleted(state, ws, caller, headers, params, &form.csrf, action).await
 }
 
 pub(crate) async fn purge(
@@ -140,7 +158,16 @@ pub(crate) async fn purge(
     Path(params): Path<std::collections::HashMap<String, String>>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    act_on_deleted(state, ws, caller, headers, params, &form.csrf, true).await
+    act_on_deleted(state, ws, caller, headers, params, &form.csrf, Action::Purge).await
+}
+
+/// What is done to a deleted item.
+enum Action<'a> {
+    /// Brought back; a registered model under `new_name` when not empty.
+    Recover {
+        new_name: &'a str,
+    },
+    Purge,
 }
 
 /// The newest records of the journal: who did what, when, where.
