@@ -184,6 +184,32 @@ def test_graphql_answers_the_uis_queries_in_mlflows_shapes(ui):
     assert files["notes.txt"]["fileSize"] == str(len("learning rate 0.1"))
 
 
+def test_graphql_answers_in_the_workspace_the_ui_names(ui):
+    """MLflow's UI names its workspace with the X-MLFLOW-WORKSPACE header; the
+    fields answer there (and under /w/<name>/), never in another."""
+    server, url = ui["server"], ui["url"]
+    team = unique("team")
+    server.cli("workspace", "create", team)
+    admin = {"Authorization": f"Bearer {server.admin_token}"}
+    experiment_id = requests.post(f"{url}/w/{team}/api/2.0/mlflow/experiments/create", json={"name": "in-team"},
+                                  headers=admin, timeout=30).json()["experiment_id"]
+    run_id = requests.post(f"{url}/w/{team}/api/2.0/mlflow/runs/create",
+                           json={"experiment_id": experiment_id, "run_name": "team-run", "start_time": 1},
+                           headers=admin, timeout=30).json()["run"]["info"]["run_id"]
+    query = {"query": GET_RUN, "variables": {"data": {"runId": run_id}}}
+    for path, headers in [("/graphql", {"X-MLFLOW-WORKSPACE": team}), (f"/w/{team}/graphql", {}),
+                          ("/mlflow/graphql", {"X-MLFLOW-WORKSPACE": team})]:
+        response = requests.post(f"{url}{path}", json=query, headers={**admin, **headers}, timeout=30)
+        assert response.status_code == 200, (path, response.text)
+        assert response.json()["data"]["mlflowGetRun"]["run"]["info"]["runName"] == "team-run", path
+    # The default workspace has no such run; the Reader of default may not read the team's.
+    body = requests.post(f"{url}/graphql", json=query, headers=admin, timeout=30).json()
+    assert body["data"]["mlflowGetRun"] is None and body["errors"], body
+    response = requests.post(f"{url}/graphql", json=query, headers={"X-MLFLOW-WORKSPACE": team}, auth=ui["auth"],
+                             timeout=30)
+    assert response.status_code == 403, response.text
+
+
 def test_graphql_refuses_what_its_schema_and_bounds_refuse(ui):
     # A run that does not exist: the field is null and the error listed.
     status, body = graphql(ui, GET_RUN, {"data": {"runId": "0" * 32}})
