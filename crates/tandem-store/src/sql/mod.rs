@@ -11,14 +11,17 @@ mod files;
 mod fingerprint;
 mod history;
 mod load;
+mod logged_models;
 mod merge;
 mod migrate;
 mod ops;
+mod registry;
 mod replication;
 mod restore;
 mod retention;
 mod retention_apply;
 mod search_runs;
+mod tracking;
 
 pub use ops::proxied_artifact_path;
 

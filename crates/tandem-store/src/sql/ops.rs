@@ -3,30 +3,26 @@
 
 use async_trait::async_trait;
 use sqlx::Row;
-use tandem_core::journal::{AssetClass, Change, JournalRecord};
+use tandem_core::journal::{Change, JournalRecord};
 use tandem_core::model::*;
 use tandem_core::search::{self, Page};
 use tandem_core::validation as rules;
-use tandem_core::{ids, names, Error};
+use tandem_core::{ids, Error};
 
 use super::{load, Backend, SqlStore};
 use crate::error::{StoreError, StoreResult};
 use crate::*;
 
-const MODEL_VERSIONS_TAG: &str = "mlflow.modelVersions";
-use tandem_core::model::RUN_NAME_TAG;
-use tandem_core::python_json::{self, Separators};
-
-fn not_found(message: String) -> StoreError {
+pub(super) fn not_found(message: String) -> StoreError {
     StoreError::Domain(Error::not_found(message))
 }
 
-fn invalid(message: String) -> StoreError {
+pub(super) fn invalid(message: String) -> StoreError {
     StoreError::Domain(Error::invalid(message))
 }
 
 /// Joins a path to a URI the way MLflow's `append_to_uri_path` does.
-fn append_to_uri(base: &str, parts: &[&str]) -> String {
+pub(super) fn append_to_uri(base: &str, parts: &[&str]) -> String {
     let mut uri = base.trim_end_matches('/').to_string();
     for part in parts {
         uri.push('/');
@@ -49,7 +45,7 @@ pub fn proxied_artifact_path(uri: &str) -> Option<String> {
 
 /// Refuses `path` unless it lies inside the artifact root of a run or an
 /// active logged model of `ws` (an active run if `for_write`), read on `conn`.
-async fn artifact_owner_check(
+pub(super) async fn artifact_owner_check(
     conn: &mut sqlx::AnyConnection,
     ws: &WorkspaceRef,
     path: &str,
@@ -97,7 +93,7 @@ async fn artifact_owner_check(
 }
 
 /// Refuses changes to a run that is not active, in MLflow's words.
-fn ensure_active(info: &RunInfo) -> StoreResult<()> {
+pub(super) fn ensure_active(info: &RunInfo) -> StoreResult<()> {
     if info.lifecycle_stage != LifecycleStage::Active {
         return Err(invalid(format!(
             "The run {} must be in the 'active' state. Current state is {}.",
@@ -109,7 +105,7 @@ fn ensure_active(info: &RunInfo) -> StoreResult<()> {
 }
 
 impl SqlStore {
-    async fn ensure_experiment_active(
+    pub(super) async fn ensure_experiment_active(
         &self,
         ws: &WorkspaceRef,
         experiment_id: &str,
@@ -131,13 +127,17 @@ impl SqlStore {
         }
     }
 
-    async fn active_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<RunInfo> {
+    pub(super) async fn active_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<RunInfo> {
         let info = self.run_info_in(ws, run_id).await?;
         ensure_active(&info)?;
         Ok(info)
     }
 
-    async fn logged_model_in(&self, ws: &WorkspaceRef, model_id: &str) -> StoreResult<LoggedModel> {
+    pub(super) async fn logged_model_in(
+        &self,
+        ws: &WorkspaceRef,
+        model_id: &str,
+    ) -> StoreResult<LoggedModel> {
         let models = load::logged_models_where(
             &self.pool,
             &ws.workspace_id,
@@ -151,7 +151,7 @@ impl SqlStore {
         }
     }
 
-    async fn registered_model_exists(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<()> {
+    pub(super) async fn registered_model_exists(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<()> {
         let found: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM registered_models WHERE workspace_id = $1 AND name = $2 AND deletion_time IS NULL",
         )
@@ -165,7 +165,7 @@ impl SqlStore {
         }
     }
 
-    async fn model_version_in(
+    pub(super) async fn model_version_in(
         &self,
         ws: &WorkspaceRef,
         name: &str,
@@ -185,7 +185,7 @@ impl SqlStore {
             .ok_or_else(|| not_found(format!("Model Version (name={name}, version={number}) not found")))
     }
 
-    async fn workspace_row(&self, name: &str, view: ViewType) -> StoreResult<Option<Workspace>> {
+    pub(super) async fn workspace_row(&self, name: &str, view: ViewType) -> StoreResult<Option<Workspace>> {
         let rows = sqlx::query(&format!(
             "SELECT {} FROM workspaces WHERE name = $1",
             load::WORKSPACE_COLUMNS
@@ -219,13 +219,13 @@ impl SqlStore {
         Ok(())
     }
 
-    fn default_artifact_location(experiment_id: &str) -> String {
+    pub(super) fn default_artifact_location(experiment_id: &str) -> String {
         format!("mlflow-artifacts:/{experiment_id}")
     }
 
     /// The change that creates an experiment, its artifact location defaulted
     /// to the artifact proxy's `mlflow-artifacts:/<id>`.
-    fn experiment_created_change(
+    pub(super) fn experiment_created_change(
         experiment_id: String,
         name: &str,
         artifact_location: Option<&str>,
@@ -587,64 +587,16 @@ impl MetadataStore for SqlStore {
         artifact_location: Option<&str>,
         tags: Vec<Tag>,
     ) -> StoreResult<String> {
-        rules::validate_experiment_name(name)?;
-        if let Some(location) = artifact_location {
-            rules::validate_artifact_location(location)?;
-        }
-        for tag in &tags {
-            rules::validate_experiment_tag(tag)?;
-        }
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
-        // An experiment whose runs would store their artifacts inside
-        // another run's (or logged model's) artifacts would lose them when
-        // that owner is purged and its root collected.
-        if let Some(path) = artifact_location.and_then(proxied_artifact_path) {
-            if !path.is_empty() {
-                let mut conn = self.pool.acquire().await?;
-                if artifact_owner_check(&mut conn, ws, &path, false).await.is_ok() {
-                    return Err(invalid(format!(
-                        "Artifact location '{}' lies inside the artifacts of an existing run or logged model; \
-                         an experiment's artifacts must not live inside another owner's, whose purge would remove them. \
-                         Choose a location outside every run's and logged model's artifacts (or leave it empty)",
-                        artifact_location.unwrap_or_default()
-                    )));
-                }
-            }
-        }
-        if let Some(existing) = load::experiment_by_name(&self.pool, &ws.workspace_id, name).await? {
-            let state = if existing.lifecycle_stage == LifecycleStage::Deleted {
-                " (deleted)"
-            } else {
-                ""
-            };
-            return Err(StoreError::Domain(Error::already_exists(format!(
-                "Experiment(name={name}) already exists{state}. Error: experiment {} holds this name",
-                existing.experiment_id
-            ))));
-        }
-        let next: i64 =
-            sqlx::query_scalar("SELECT next_experiment_id FROM workspaces WHERE workspace_id = $1")
-                .bind(&ws.workspace_id)
-                .fetch_one(&self.pool)
-                .await?;
-        let experiment_id = self.allocate_id(AssetClass::Tracking, next.max(1)).to_string();
-        let change =
-            Self::experiment_created_change(experiment_id.clone(), name, artifact_location, tags, write.now);
-        self.record(&mut write, change).await?;
-        Self::commit(write).await?;
-        Ok(experiment_id)
+        self.create_experiment_impl(ws, name, artifact_location, tags)
+            .await
     }
 
     async fn get_experiment(&self, ws: &WorkspaceRef, experiment_id: &str) -> StoreResult<Experiment> {
-        load::experiment(&self.pool, &ws.workspace_id, experiment_id)
-            .await?
-            .ok_or_else(|| not_found(format!("No Experiment with id={experiment_id} exists")))
+        self.get_experiment_impl(ws, experiment_id).await
     }
 
     async fn get_experiment_by_name(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<Experiment> {
-        load::experiment_by_name(&self.pool, &ws.workspace_id, name)
-            .await?
-            .ok_or_else(|| not_found(format!("Could not find experiment with name '{name}'")))
+        self.get_experiment_by_name_impl(ws, name).await
     }
 
     async fn search_experiments(
@@ -652,19 +604,7 @@ impl MetadataStore for SqlStore {
         ws: &WorkspaceRef,
         query: SearchQuery,
     ) -> StoreResult<Page<Experiment>> {
-        let condition = match query.view_type {
-            ViewType::ActiveOnly => "AND lifecycle_stage = 'active'",
-            ViewType::DeletedOnly => "AND lifecycle_stage = 'deleted'",
-            ViewType::All => "",
-        };
-        let experiments = load::experiments_where(&self.pool, &ws.workspace_id, condition, None).await?;
-        Ok(search::search_experiments(
-            experiments,
-            &query.filter,
-            &query.order_by,
-            query.max_results,
-            query.page_token.as_deref(),
-        )?)
+        self.search_experiments_impl(ws, query).await
     }
 
     async fn rename_experiment(
@@ -673,83 +613,19 @@ impl MetadataStore for SqlStore {
         experiment_id: &str,
         new_name: &str,
     ) -> StoreResult<()> {
-        rules::validate_experiment_name(new_name)?;
-        let experiment = self.get_experiment(ws, experiment_id).await?;
-        if experiment.lifecycle_stage != LifecycleStage::Active {
-            return Err(StoreError::Domain(Error::invalid(format!(
-                "Cannot rename a non-active experiment {experiment_id}."
-            ))));
-        }
-        if experiment.name == new_name {
-            return Ok(());
-        }
-        if load::experiment_by_name(&self.pool, &ws.workspace_id, new_name)
-            .await?
-            .is_some()
-        {
-            return Err(StoreError::Domain(Error::already_exists(format!(
-                "Experiment(name={new_name}) already exists."
-            ))));
-        }
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::ExperimentRenamed {
-                experiment_id: experiment_id.to_string(),
-                name: new_name.to_string(),
-                time,
-            },
-        )
-        .await
+        self.rename_experiment_impl(ws, experiment_id, new_name).await
     }
 
     async fn delete_experiment(&self, ws: &WorkspaceRef, experiment_id: &str) -> StoreResult<()> {
-        if experiment_id == DEFAULT_EXPERIMENT_ID {
-            return Err(invalid(format!(
-                "Cannot delete the default experiment '{DEFAULT_EXPERIMENT_ID}'. This is an internally reserved experiment."
-            )));
-        }
-        self.get_experiment(ws, experiment_id).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::ExperimentDeleted {
-                experiment_id: experiment_id.to_string(),
-                time,
-            },
-        )
-        .await
+        self.delete_experiment_impl(ws, experiment_id).await
     }
 
     async fn restore_experiment(&self, ws: &WorkspaceRef, experiment_id: &str) -> StoreResult<()> {
-        let experiment = self.get_experiment(ws, experiment_id).await?;
-        if experiment.lifecycle_stage != LifecycleStage::Deleted {
-            return Err(invalid(format!(
-                "Cannot restore an active experiment {experiment_id}. Current state is active."
-            )));
-        }
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::ExperimentRestored {
-                experiment_id: experiment_id.to_string(),
-                time,
-            },
-        )
-        .await
+        self.restore_experiment_impl(ws, experiment_id).await
     }
 
     async fn set_experiment_tag(&self, ws: &WorkspaceRef, experiment_id: &str, tag: Tag) -> StoreResult<()> {
-        rules::validate_experiment_tag(&tag)?;
-        self.ensure_experiment_active(ws, experiment_id).await?;
-        self.write_one(
-            ws,
-            Change::ExperimentTagSet {
-                experiment_id: experiment_id.to_string(),
-                tag,
-            },
-        )
-        .await
+        self.set_experiment_tag_impl(ws, experiment_id, tag).await
     }
 
     async fn delete_experiment_tag(
@@ -758,115 +634,27 @@ impl MetadataStore for SqlStore {
         experiment_id: &str,
         key: &str,
     ) -> StoreResult<()> {
-        let experiment = self.ensure_experiment_active(ws, experiment_id).await?;
-        if !experiment.tags.iter().any(|tag| tag.key == key) {
-            return Err(not_found(format!(
-                "No tag with name: {key} in experiment with id {experiment_id}"
-            )));
-        }
-        self.write_one(
-            ws,
-            Change::ExperimentTagDeleted {
-                experiment_id: experiment_id.to_string(),
-                key: key.to_string(),
-            },
-        )
-        .await
+        self.delete_experiment_tag_impl(ws, experiment_id, key).await
     }
 
     async fn create_run(&self, ws: &WorkspaceRef, request: CreateRun) -> StoreResult<Run> {
-        for (index, tag) in request.tags.iter().enumerate() {
-            rules::validate_run_tag(tag, &format!("tags[{index}]"))?;
-        }
-        let experiment = self.ensure_experiment_active(ws, &request.experiment_id).await?;
-        let tag_name = request
-            .tags
-            .iter()
-            .find(|tag| tag.key == RUN_NAME_TAG)
-            .map(|tag| tag.value.clone());
-        let requested_name = request.run_name.filter(|name| !name.is_empty());
-        if let (Some(name), Some(tag_name)) = (&requested_name, &tag_name) {
-            if name != tag_name {
-                return Err(invalid(format!(
-                    "Both 'run_name' argument and 'mlflow.runName' tag are specified, but with different values (run_name='{name}', mlflow.runName='{tag_name}')."
-                )));
-            }
-        }
-        let run_name = requested_name
-            .or(tag_name.clone())
-            .unwrap_or_else(names::random_run_name);
-        let mut tags = request.tags;
-        if tag_name.is_none() {
-            tags.push(Tag::new(RUN_NAME_TAG, run_name.clone()));
-        }
-        let run_id = ids::new_run_id();
-        let artifact_uri = append_to_uri(&experiment.artifact_location, &[&run_id, "artifacts"]);
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
-        let start_time = Some(request.start_time.unwrap_or(write.now));
-        self.record(
-            &mut write,
-            Change::RunCreated {
-                run_id: run_id.clone(),
-                experiment_id: request.experiment_id.clone(),
-                run_name,
-                user_id: request.user_id,
-                start_time,
-                artifact_uri,
-                tags,
-            },
-        )
-        .await?;
-        Self::commit(write).await?;
-        self.get_run(ws, &run_id).await
+        self.create_run_impl(ws, request).await
     }
 
     async fn get_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<Run> {
-        load::run(&self.pool, &ws.workspace_id, run_id)
-            .await?
-            .ok_or_else(|| not_found(format!("Run with id={run_id} not found")))
+        self.get_run_impl(ws, run_id).await
     }
 
     async fn update_run(&self, ws: &WorkspaceRef, run_id: &str, update: UpdateRun) -> StoreResult<RunInfo> {
-        self.active_run(ws, run_id).await?;
-        let run_name = update.run_name.filter(|name| !name.is_empty());
-        if let Some(name) = &run_name {
-            rules::validate_run_tag(&Tag::new(RUN_NAME_TAG, name.clone()), "run_name")?;
-        }
-        self.write_one(
-            ws,
-            Change::RunUpdated {
-                run_id: run_id.to_string(),
-                status: update.status,
-                end_time: update.end_time,
-                run_name,
-            },
-        )
-        .await?;
-        Ok(self.run_info_in(ws, run_id).await?)
+        self.update_run_impl(ws, run_id, update).await
     }
 
     async fn delete_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<()> {
-        self.run_info_in(ws, run_id).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::RunDeleted {
-                run_id: run_id.to_string(),
-                time,
-            },
-        )
-        .await
+        self.delete_run_impl(ws, run_id).await
     }
 
     async fn restore_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<()> {
-        self.run_info_in(ws, run_id).await?;
-        self.write_one(
-            ws,
-            Change::RunRestored {
-                run_id: run_id.to_string(),
-            },
-        )
-        .await
+        self.restore_run_impl(ws, run_id).await
     }
 
     async fn search_runs(&self, ws: &WorkspaceRef, query: SearchRuns) -> StoreResult<Page<Run>> {
@@ -881,90 +669,11 @@ impl MetadataStore for SqlStore {
         params: Vec<Param>,
         tags: Vec<Tag>,
     ) -> StoreResult<()> {
-        rules::validate_batch_limits(metrics.len(), params.len(), tags.len())?;
-        rules::validate_param_keys_unique(&params)?;
-        // A batch repeats a few keys many times (a key per series, a metric per
-        // step): a key found valid once is valid again, so only its first
-        // occurrence pays for the checks of its name.
-        let mut valid_keys: std::collections::HashSet<&str> = std::collections::HashSet::new();
-        for (index, metric) in metrics.iter().enumerate() {
-            if metric.timestamp >= 0 && valid_keys.contains(metric.key.as_str()) {
-                continue;
-            }
-            rules::validate_metric(metric, &format!("metrics[{index}]"))?;
-            valid_keys.insert(&metric.key);
-        }
-        for (index, param) in params.iter().enumerate() {
-            rules::validate_param(param, &format!("params[{index}]"))?;
-        }
-        for (index, tag) in tags.iter().enumerate() {
-            rules::validate_run_tag(tag, &format!("tags[{index}]"))?;
-        }
-        if metrics.is_empty() && params.is_empty() && tags.is_empty() {
-            self.active_run(ws, run_id).await?;
-            return Ok(());
-        }
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
-        // Validated inside the write, on its connection: the state checked is
-        // the state written to, and on SQLite the writer's page cache holds
-        // these pages already.
-        let info = match load::run_info(&mut *write.tx, run_id).await? {
-            Some((workspace_id, info)) if workspace_id == ws.workspace_id => info,
-            _ => return Err(not_found(format!("Run with id={run_id} not found"))),
-        };
-        ensure_active(&info)?;
-        if !params.is_empty() {
-            let rows = sqlx::query("SELECT key, value FROM run_params WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_all(&mut *write.tx)
-                .await?;
-            for row in rows {
-                let key: String = row.try_get("key")?;
-                let value: String = row.try_get("value")?;
-                if let Some(new) = params
-                    .iter()
-                    .find(|param| param.key == key && param.value != value)
-                {
-                    return Err(invalid(format!(
-                        "Changing param values is not allowed. Param with key='{key}' was already logged with value='{value}' for run ID='{run_id}'. Attempted logging new value '{}'.",
-                        new.value
-                    )));
-                }
-            }
-        }
-        self.record(
-            &mut write,
-            Change::RunDataLogged {
-                run_id: run_id.to_string(),
-                metrics,
-                params,
-                tags,
-            },
-        )
-        .await?;
-        Self::commit(write).await
+        self.log_batch_impl(ws, run_id, metrics, params, tags).await
     }
 
     async fn delete_run_tag(&self, ws: &WorkspaceRef, run_id: &str, key: &str) -> StoreResult<()> {
-        self.active_run(ws, run_id).await?;
-        let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM run_tags WHERE run_id = $1 AND key = $2")
-            .bind(run_id)
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await?;
-        if found.is_none() {
-            return Err(not_found(format!(
-                "No tag with name: {key} in run with id {run_id}"
-            )));
-        }
-        self.write_one(
-            ws,
-            Change::RunTagDeleted {
-                run_id: run_id.to_string(),
-                key: key.to_string(),
-            },
-        )
-        .await
+        self.delete_run_tag_impl(ws, run_id, key).await
     }
 
     async fn log_inputs(
@@ -974,35 +683,7 @@ impl MetadataStore for SqlStore {
         datasets: Vec<DatasetInput>,
         models: Vec<ModelInput>,
     ) -> StoreResult<()> {
-        for input in &datasets {
-            let dataset = &input.dataset;
-            rules::validate_length("Dataset name", rules::MAX_DATASET_NAME_SIZE, &dataset.name)?;
-            rules::validate_length("Dataset digest", rules::MAX_DATASET_DIGEST_SIZE, &dataset.digest)?;
-            rules::validate_length("Dataset source", rules::MAX_DATASET_SOURCE_SIZE, &dataset.source)?;
-            if let Some(schema) = &dataset.schema {
-                rules::validate_length("Dataset schema", rules::MAX_DATASET_SCHEMA_SIZE, schema)?;
-            }
-            if let Some(profile) = &dataset.profile {
-                rules::validate_length("Dataset profile", rules::MAX_DATASET_PROFILE_SIZE, profile)?;
-            }
-            for tag in &input.tags {
-                rules::validate_length("InputTag key", rules::MAX_INPUT_TAG_KEY_SIZE, &tag.key)?;
-                rules::validate_length("InputTag value", rules::MAX_INPUT_TAG_VALUE_SIZE, &tag.value)?;
-            }
-        }
-        self.active_run(ws, run_id).await?;
-        if datasets.is_empty() && models.is_empty() {
-            return Ok(());
-        }
-        self.write_one(
-            ws,
-            Change::RunInputsLogged {
-                run_id: run_id.to_string(),
-                datasets,
-                models,
-            },
-        )
-        .await
+        self.log_inputs_impl(ws, run_id, datasets, models).await
     }
 
     async fn log_outputs(
@@ -1011,18 +692,7 @@ impl MetadataStore for SqlStore {
         run_id: &str,
         models: Vec<ModelOutput>,
     ) -> StoreResult<()> {
-        self.active_run(ws, run_id).await?;
-        if models.is_empty() {
-            return Ok(());
-        }
-        self.write_one(
-            ws,
-            Change::RunOutputsLogged {
-                run_id: run_id.to_string(),
-                models,
-            },
-        )
-        .await
+        self.log_outputs_impl(ws, run_id, models).await
     }
 
     async fn get_metric_history(
@@ -1120,44 +790,11 @@ impl MetadataStore for SqlStore {
         ws: &WorkspaceRef,
         request: CreateLoggedModel,
     ) -> StoreResult<LoggedModel> {
-        if let Some(name) = &request.name {
-            rules::validate_logged_model_name(name)?;
-        }
-        for param in &request.params {
-            rules::validate_param(param, "params")?;
-        }
-        for tag in &request.tags {
-            rules::validate_run_tag(tag, "tags")?;
-        }
-        // The source run is recorded as given, not looked up: MLflow accepts
-        // a run it does not know (the model may come from another server).
-        let experiment = self.ensure_experiment_active(ws, &request.experiment_id).await?;
-        let model_id = ids::new_logged_model_id();
-        let name = request.name.unwrap_or_else(names::random_run_name);
-        let artifact_uri = append_to_uri(&experiment.artifact_location, &["models", &model_id, "artifacts"]);
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::LoggedModelCreated {
-                model_id: model_id.clone(),
-                experiment_id: request.experiment_id,
-                name,
-                artifact_uri,
-                status: LoggedModelStatus::LoggedModelPending,
-                creator_id: request.creator_id,
-                model_type: request.model_type.filter(|t| !t.is_empty()),
-                source_run_id: request.source_run_id.filter(|r| !r.is_empty()),
-                tags: request.tags,
-                params: request.params,
-                time,
-            },
-        )
-        .await?;
-        self.get_logged_model(ws, &model_id).await
+        self.create_logged_model_impl(ws, request).await
     }
 
     async fn get_logged_model(&self, ws: &WorkspaceRef, model_id: &str) -> StoreResult<LoggedModel> {
-        self.logged_model_in(ws, model_id).await
+        self.get_logged_model_impl(ws, model_id).await
     }
 
     async fn finalize_logged_model(
@@ -1166,37 +803,11 @@ impl MetadataStore for SqlStore {
         model_id: &str,
         status: LoggedModelStatus,
     ) -> StoreResult<LoggedModel> {
-        self.logged_model_in(ws, model_id).await?;
-        if status == LoggedModelStatus::LoggedModelStatusUnspecified {
-            return Err(invalid(
-                "Invalid logged model status: LOGGED_MODEL_STATUS_UNSPECIFIED".to_string(),
-            ));
-        }
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::LoggedModelUpdated {
-                model_id: model_id.to_string(),
-                status,
-                status_message: None,
-                time,
-            },
-        )
-        .await?;
-        self.get_logged_model(ws, model_id).await
+        self.finalize_logged_model_impl(ws, model_id, status).await
     }
 
     async fn delete_logged_model(&self, ws: &WorkspaceRef, model_id: &str) -> StoreResult<()> {
-        self.logged_model_in(ws, model_id).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::LoggedModelDeleted {
-                model_id: model_id.to_string(),
-                time,
-            },
-        )
-        .await
+        self.delete_logged_model_impl(ws, model_id).await
     }
 
     async fn set_logged_model_tags(
@@ -1205,39 +816,11 @@ impl MetadataStore for SqlStore {
         model_id: &str,
         tags: Vec<Tag>,
     ) -> StoreResult<()> {
-        for tag in &tags {
-            rules::validate_run_tag(tag, "tags")?;
-        }
-        self.logged_model_in(ws, model_id).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::LoggedModelTagsSet {
-                model_id: model_id.to_string(),
-                tags,
-                time,
-            },
-        )
-        .await
+        self.set_logged_model_tags_impl(ws, model_id, tags).await
     }
 
     async fn delete_logged_model_tag(&self, ws: &WorkspaceRef, model_id: &str, key: &str) -> StoreResult<()> {
-        let model = self.logged_model_in(ws, model_id).await?;
-        if !model.info.tags.iter().any(|tag| tag.key == key) {
-            return Err(not_found(format!(
-                "No tag with key {key:?} found for model with ID {model_id:?}."
-            )));
-        }
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::LoggedModelTagDeleted {
-                model_id: model_id.to_string(),
-                key: key.to_string(),
-                time,
-            },
-        )
-        .await
+        self.delete_logged_model_tag_impl(ws, model_id, key).await
     }
 
     async fn log_logged_model_params(
@@ -1246,20 +829,7 @@ impl MetadataStore for SqlStore {
         model_id: &str,
         params: Vec<Param>,
     ) -> StoreResult<()> {
-        for param in &params {
-            rules::validate_param(param, "params")?;
-        }
-        self.logged_model_in(ws, model_id).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::LoggedModelParamsLogged {
-                model_id: model_id.to_string(),
-                params,
-                time,
-            },
-        )
-        .await
+        self.log_logged_model_params_impl(ws, model_id, params).await
     }
 
     async fn search_logged_models(
@@ -1267,28 +837,7 @@ impl MetadataStore for SqlStore {
         ws: &WorkspaceRef,
         query: SearchLoggedModels,
     ) -> StoreResult<Page<LoggedModel>> {
-        if query.experiment_ids.is_empty() {
-            return Err(invalid("Please specify at least one experiment ID.".to_string()));
-        }
-        tandem_core::validation::validate_search_experiment_ids(&query.experiment_ids)?;
-        let placeholders: Vec<String> = (0..query.experiment_ids.len())
-            .map(|i| format!("${}", i + 2))
-            .collect();
-        let condition = format!(
-            "AND m.lifecycle_stage = 'active' AND m.experiment_id IN ({})",
-            placeholders.join(", ")
-        );
-        let models =
-            load::logged_models_where(&self.pool, &ws.workspace_id, &condition, &query.experiment_ids)
-                .await?;
-        Ok(search::search_logged_models(
-            models,
-            &query.filter,
-            &query.datasets,
-            &query.order_by,
-            query.max_results,
-            query.page_token.as_deref(),
-        )?)
+        self.search_logged_models_impl(ws, query).await
     }
 
     async fn create_registered_model(
@@ -1299,51 +848,12 @@ impl MetadataStore for SqlStore {
         tags: Vec<Tag>,
         user_id: &str,
     ) -> StoreResult<RegisteredModel> {
-        rules::validate_model_name(name)?;
-        for tag in &tags {
-            rules::validate_registry_tag(tag)?;
-        }
-        if self.registered_model_exists(ws, name).await.is_ok() {
-            return Err(StoreError::Domain(Error::already_exists(format!(
-                "Registered Model (name={name}) already exists."
-            ))));
-        }
-        // As in MLflow, a deleted model's name is free at once: one deleted
-        // in place before journal format 7 is set aside first.
-        let set_aside = self.set_aside_deleted_model(ws, name).await?;
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
-        let time = write.now;
-        if let Some(change) = set_aside {
-            self.record(&mut write, change).await?;
-        }
-        self.record(
-            &mut write,
-            Change::RegisteredModelCreated {
-                name: name.to_string(),
-                description: description.to_string(),
-                user_id: user_id.to_string(),
-                tags,
-                time,
-            },
-        )
-        .await?;
-        Self::commit(write).await?;
-        drop(_guard);
-        self.get_registered_model(ws, name).await
+        self.create_registered_model_impl(ws, name, description, tags, user_id)
+            .await
     }
 
     async fn get_registered_model(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<RegisteredModel> {
-        rules::validate_model_name(name)?;
-        load::registered_models_where(
-            &self.pool,
-            &ws.workspace_id,
-            "AND m.name = $2",
-            &[name.to_string()],
-        )
-        .await?
-        .into_iter()
-        .next()
-        .ok_or_else(|| not_found(format!("Registered Model with name={name} not found")))
+        self.get_registered_model_impl(ws, name).await
     }
 
     async fn rename_registered_model(
@@ -1352,46 +862,7 @@ impl MetadataStore for SqlStore {
         name: &str,
         new_name: &str,
     ) -> StoreResult<RegisteredModel> {
-        if new_name.trim().is_empty() {
-            return Err(StoreError::Domain(rules::missing_value("new_name")));
-        }
-        rules::validate_model_name(new_name)?;
-        if self.multi_writer(AssetClass::Registry) {
-            // Everything else in the registry hangs on the model's name; a
-            // rename racing a write in another region could not be merged
-            // without losing one of them.
-            return Err(StoreError::Domain(Error::invalid(format!(
-                "cannot rename registered model '{name}': the registry is hot-hot in this deployment, and renames cannot be merged with concurrent writes in other regions; create '{new_name}' and register its versions there instead"
-            ))));
-        }
-        self.registered_model_exists(ws, name).await?;
-        if name != new_name && self.registered_model_exists(ws, new_name).await.is_ok() {
-            return Err(StoreError::Domain(Error::already_exists(format!(
-                "Registered Model (name={new_name}) already exists."
-            ))));
-        }
-        let set_aside = if name != new_name {
-            self.set_aside_deleted_model(ws, new_name).await?
-        } else {
-            None
-        };
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
-        let time = write.now;
-        if let Some(change) = set_aside {
-            self.record(&mut write, change).await?;
-        }
-        self.record(
-            &mut write,
-            Change::RegisteredModelRenamed {
-                name: name.to_string(),
-                new_name: new_name.to_string(),
-                time,
-            },
-        )
-        .await?;
-        Self::commit(write).await?;
-        drop(_guard);
-        self.get_registered_model(ws, new_name).await
+        self.rename_registered_model_impl(ws, name, new_name).await
     }
 
     async fn update_registered_model(
@@ -1400,32 +871,11 @@ impl MetadataStore for SqlStore {
         name: &str,
         description: &str,
     ) -> StoreResult<RegisteredModel> {
-        self.registered_model_exists(ws, name).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::RegisteredModelUpdated {
-                name: name.to_string(),
-                description: description.to_string(),
-                time,
-            },
-        )
-        .await?;
-        self.get_registered_model(ws, name).await
+        self.update_registered_model_impl(ws, name, description).await
     }
 
     async fn delete_registered_model(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<()> {
-        self.registered_model_exists(ws, name).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::RegisteredModelDeleted {
-                name: name.to_string(),
-                time,
-                kept_as: self.kept_as_for_delete(name),
-            },
-        )
-        .await
+        self.delete_registered_model_impl(ws, name).await
     }
 
     async fn search_registered_models(
@@ -1433,14 +883,7 @@ impl MetadataStore for SqlStore {
         ws: &WorkspaceRef,
         query: SearchQuery,
     ) -> StoreResult<Page<RegisteredModel>> {
-        let models = load::registered_models_where(&self.pool, &ws.workspace_id, "", &[]).await?;
-        Ok(search::search_registered_models(
-            models,
-            &query.filter,
-            &query.order_by,
-            query.max_results,
-            query.page_token.as_deref(),
-        )?)
+        self.search_registered_models_impl(ws, query).await
     }
 
     async fn get_latest_versions(
@@ -1449,74 +892,15 @@ impl MetadataStore for SqlStore {
         name: &str,
         stages: &[String],
     ) -> StoreResult<Vec<ModelVersion>> {
-        self.registered_model_exists(ws, name).await?;
-        let wanted: Vec<&'static str> = if stages.is_empty() {
-            STAGES.to_vec()
-        } else {
-            stages
-                .iter()
-                .map(|stage| {
-                    canonical_stage(stage).ok_or_else(|| {
-                        invalid(format!(
-                            "Invalid Model Version stage: {stage}. Value must be one of None, Staging, Production, Archived."
-                        ))
-                    })
-                })
-                .collect::<StoreResult<_>>()?
-        };
-        let versions = load::model_versions_where(
-            &self.pool,
-            &ws.workspace_id,
-            "AND v.name = $2",
-            &[name.to_string()],
-        )
-        .await?;
-        let mut latest: Vec<ModelVersion> = Vec::new();
-        for version in versions
-            .into_iter()
-            .filter(|v| wanted.contains(&v.current_stage.as_str()))
-        {
-            match latest
-                .iter_mut()
-                .find(|existing| existing.current_stage == version.current_stage)
-            {
-                Some(existing) => {
-                    if version.version.parse::<i64>().unwrap_or(0)
-                        > existing.version.parse::<i64>().unwrap_or(0)
-                    {
-                        *existing = version;
-                    }
-                }
-                None => latest.push(version),
-            }
-        }
-        latest.sort_by_key(|version| version.version.parse::<i64>().unwrap_or(0));
-        Ok(latest)
+        self.get_latest_versions_impl(ws, name, stages).await
     }
 
     async fn set_registered_model_tag(&self, ws: &WorkspaceRef, name: &str, tag: Tag) -> StoreResult<()> {
-        rules::validate_registry_tag(&tag)?;
-        self.registered_model_exists(ws, name).await?;
-        self.write_one(
-            ws,
-            Change::RegisteredModelTagSet {
-                name: name.to_string(),
-                tag,
-            },
-        )
-        .await
+        self.set_registered_model_tag_impl(ws, name, tag).await
     }
 
     async fn delete_registered_model_tag(&self, ws: &WorkspaceRef, name: &str, key: &str) -> StoreResult<()> {
-        self.registered_model_exists(ws, name).await?;
-        self.write_one(
-            ws,
-            Change::RegisteredModelTagDeleted {
-                name: name.to_string(),
-                key: key.to_string(),
-            },
-        )
-        .await
+        self.delete_registered_model_tag_impl(ws, name, key).await
     }
 
     async fn set_registered_model_alias(
@@ -1526,17 +910,8 @@ impl MetadataStore for SqlStore {
         alias: &str,
         version: &str,
     ) -> StoreResult<()> {
-        rules::validate_alias_name(alias)?;
-        let version = self.model_version_in(ws, name, version).await?;
-        self.write_one(
-            ws,
-            Change::RegisteredModelAliasSet {
-                name: name.to_string(),
-                alias: alias.to_string(),
-                version: version.version,
-            },
-        )
-        .await
+        self.set_registered_model_alias_impl(ws, name, alias, version)
+            .await
     }
 
     async fn delete_registered_model_alias(
@@ -1545,16 +920,7 @@ impl MetadataStore for SqlStore {
         name: &str,
         alias: &str,
     ) -> StoreResult<()> {
-        rules::validate_alias_name(alias)?;
-        self.registered_model_exists(ws, name).await?;
-        self.write_one(
-            ws,
-            Change::RegisteredModelAliasDeleted {
-                name: name.to_string(),
-                alias: alias.to_string(),
-            },
-        )
-        .await
+        self.delete_registered_model_alias_impl(ws, name, alias).await
     }
 
     async fn get_model_version_by_alias(
@@ -1563,28 +929,7 @@ impl MetadataStore for SqlStore {
         name: &str,
         alias: &str,
     ) -> StoreResult<ModelVersion> {
-        self.registered_model_exists(ws, name).await?;
-        // MLflow reserves `latest` (any case) for the newest version, whatever
-        // its stage; `models:/name@latest` depends on it.
-        if alias.eq_ignore_ascii_case("latest") {
-            let versions = self.get_latest_versions(ws, name, &[]).await?;
-            return versions
-                .into_iter()
-                .max_by_key(|version| version.version.parse::<i64>().unwrap_or(0))
-                .ok_or_else(|| not_found(format!("Latest version not found for model {name}.")));
-        }
-        let version: Option<i64> = sqlx::query_scalar(
-            "SELECT version FROM registered_model_aliases WHERE workspace_id = $1 AND name = $2 AND alias = $3",
-        )
-        .bind(&ws.workspace_id)
-        .bind(name)
-        .bind(alias)
-        .fetch_optional(&self.pool)
-        .await?;
-        match version {
-            Some(version) => self.model_version_in(ws, name, &version.to_string()).await,
-            None => Err(not_found(format!("Registered model alias {alias} not found."))),
-        }
+        self.get_model_version_by_alias_impl(ws, name, alias).await
     }
 
     async fn create_model_version(
@@ -1592,116 +937,7 @@ impl MetadataStore for SqlStore {
         ws: &WorkspaceRef,
         request: CreateModelVersion,
     ) -> StoreResult<ModelVersion> {
-        rules::validate_model_name(&request.name)?;
-        if request.source.is_empty() {
-            return Err(StoreError::Domain(rules::missing_value("source")));
-        }
-        for tag in &request.tags {
-            rules::validate_registry_tag(tag)?;
-        }
-        self.registered_model_exists(ws, &request.name).await?;
-        let mut run_id = request.run_id;
-        let mut model_id = request.model_id;
-        let mut storage_location = request.source.clone();
-        // A `models:/` source names a logged model or another version; the
-        // files are where that one's are.
-        if let Some(reference) = request.source.strip_prefix("models:/") {
-            if let Some(logged_id) = reference
-                .strip_prefix("m-")
-                .map(|_| reference.trim_end_matches('/'))
-            {
-                let logged = self.logged_model_in(ws, logged_id).await.map_err(|_| {
-                    invalid(format!(
-                        "Unable to fetch model from model URI source artifact location '{}'.",
-                        request.source
-                    ))
-                })?;
-                storage_location = logged.info.artifact_uri.clone();
-                if run_id.is_empty() {
-                    run_id = logged.info.source_run_id.clone().unwrap_or_default();
-                }
-                if model_id.is_empty() {
-                    model_id = logged_id.to_string();
-                }
-            } else if let Some((source_name, source_version)) =
-                reference.trim_end_matches('/').rsplit_once('/')
-            {
-                let source = self.model_version_in(ws, source_name, source_version).await?;
-                storage_location = self
-                    .get_model_version_download_uri(ws, &source.name, &source.version)
-                    .await?;
-            }
-        }
-        if run_id.is_empty() && !model_id.is_empty() {
-            if let Ok(logged) = self.logged_model_in(ws, &model_id).await {
-                run_id = logged.info.source_run_id.clone().unwrap_or_default();
-            }
-        }
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
-        let next: i64 = sqlx::query_scalar(
-            "SELECT next_version FROM registered_models WHERE workspace_id = $1 AND name = $2",
-        )
-        .bind(&ws.workspace_id)
-        .bind(&request.name)
-        .fetch_one(&self.pool)
-        .await?;
-        let version_number = self.allocate_id(AssetClass::Registry, next.max(1));
-        let version = version_number.to_string();
-        let time = write.now;
-        let logged_model_tag = if model_id.is_empty() {
-            None
-        } else {
-            self.logged_model_in(ws, &model_id).await.ok().map(|logged| {
-                let mut registered: Vec<serde_json::Value> = logged
-                    .info
-                    .tags
-                    .iter()
-                    .find(|tag| tag.key == MODEL_VERSIONS_TAG)
-                    .and_then(|tag| serde_json::from_str(&tag.value).ok())
-                    .unwrap_or_default();
-                // As MLflow's server writes it: the version a JSON number
-                // (its store's integer), the text `json.dumps`'s.
-                let entry = serde_json::json!({"name": request.name, "version": version_number});
-                if !registered.contains(&entry) {
-                    registered.push(entry);
-                }
-                Tag::new(
-                    MODEL_VERSIONS_TAG,
-                    python_json::dumps(&serde_json::Value::Array(registered), Separators::Default, false),
-                )
-            })
-        };
-        self.record(
-            &mut write,
-            Change::ModelVersionCreated {
-                name: request.name.clone(),
-                version: version.clone(),
-                source: request.source,
-                storage_location,
-                run_id,
-                run_link: request.run_link,
-                description: request.description,
-                user_id: request.user_id,
-                model_id: model_id.clone(),
-                status: ModelVersionStatus::Ready,
-                tags: request.tags,
-                time,
-            },
-        )
-        .await?;
-        if let Some(tag) = logged_model_tag {
-            self.record(
-                &mut write,
-                Change::LoggedModelTagsSet {
-                    model_id,
-                    tags: vec![tag],
-                    time,
-                },
-            )
-            .await?;
-        }
-        Self::commit(write).await?;
-        self.model_version_in(ws, &request.name, &version).await
+        self.create_model_version_impl(ws, request).await
     }
 
     async fn get_model_version(
@@ -1710,7 +946,7 @@ impl MetadataStore for SqlStore {
         name: &str,
         version: &str,
     ) -> StoreResult<ModelVersion> {
-        self.model_version_in(ws, name, version).await
+        self.get_model_version_impl(ws, name, version).await
     }
 
     async fn get_model_version_download_uri(
@@ -1719,20 +955,7 @@ impl MetadataStore for SqlStore {
         name: &str,
         version: &str,
     ) -> StoreResult<String> {
-        let existing = self.model_version_in(ws, name, version).await?;
-        let location: String = sqlx::query_scalar(
-            "SELECT storage_location FROM model_versions v WHERE v.workspace_id = $1 AND v.name = $2 AND v.version = CAST($3 AS BIGINT) AND v.deletion_time IS NULL",
-        )
-        .bind(&ws.workspace_id)
-        .bind(name)
-        .bind(&existing.version)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(if location.is_empty() {
-            existing.source
-        } else {
-            location
-        })
+        self.get_model_version_download_uri_impl(ws, name, version).await
     }
 
     async fn update_model_version(
@@ -1742,19 +965,8 @@ impl MetadataStore for SqlStore {
         version: &str,
         description: &str,
     ) -> StoreResult<ModelVersion> {
-        let existing = self.model_version_in(ws, name, version).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::ModelVersionUpdated {
-                name: name.to_string(),
-                version: existing.version.clone(),
-                description: description.to_string(),
-                time,
-            },
-        )
-        .await?;
-        self.model_version_in(ws, name, &existing.version).await
+        self.update_model_version_impl(ws, name, version, description)
+            .await
     }
 
     async fn transition_model_version_stage(
@@ -1765,59 +977,12 @@ impl MetadataStore for SqlStore {
         stage: &str,
         archive_existing_versions: bool,
     ) -> StoreResult<ModelVersion> {
-        let stage = canonical_stage(stage).ok_or_else(|| {
-            invalid(format!(
-                "Invalid Model Version stage: {stage}. Value must be one of None, Staging, Production, Archived."
-            ))
-        })?;
-        if archive_existing_versions && !matches!(stage, "Staging" | "Production") {
-            return Err(invalid(format!(
-                "Model version transition cannot archive existing model versions because '{stage}' is not an Active stage. Valid stages are Staging, Production"
-            )));
-        }
-        let existing = self.model_version_in(ws, name, version).await?;
-        let archived_versions = if archive_existing_versions {
-            load::model_versions_where(
-                &self.pool,
-                &ws.workspace_id,
-                "AND v.name = $2",
-                &[name.to_string()],
-            )
-            .await?
-            .into_iter()
-            .filter(|other| other.version != existing.version && other.current_stage == stage)
-            .map(|other| other.version)
-            .collect()
-        } else {
-            Vec::new()
-        };
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::ModelVersionStageSet {
-                name: name.to_string(),
-                version: existing.version.clone(),
-                stage: stage.to_string(),
-                archived_versions,
-                time,
-            },
-        )
-        .await?;
-        self.model_version_in(ws, name, &existing.version).await
+        self.transition_model_version_stage_impl(ws, name, version, stage, archive_existing_versions)
+            .await
     }
 
     async fn delete_model_version(&self, ws: &WorkspaceRef, name: &str, version: &str) -> StoreResult<()> {
-        let existing = self.model_version_in(ws, name, version).await?;
-        let time = self.now();
-        self.write_one(
-            ws,
-            Change::ModelVersionDeleted {
-                name: name.to_string(),
-                version: existing.version,
-                time,
-            },
-        )
-        .await
+        self.delete_model_version_impl(ws, name, version).await
     }
 
     async fn search_model_versions(
@@ -1825,14 +990,7 @@ impl MetadataStore for SqlStore {
         ws: &WorkspaceRef,
         query: SearchQuery,
     ) -> StoreResult<Page<ModelVersion>> {
-        let versions = load::model_versions_where(&self.pool, &ws.workspace_id, "", &[]).await?;
-        Ok(search::search_model_versions(
-            versions,
-            &query.filter,
-            &query.order_by,
-            query.max_results,
-            query.page_token.as_deref(),
-        )?)
+        self.search_model_versions_impl(ws, query).await
     }
 
     async fn set_model_version_tag(
@@ -1842,17 +1000,7 @@ impl MetadataStore for SqlStore {
         version: &str,
         tag: Tag,
     ) -> StoreResult<()> {
-        rules::validate_registry_tag(&tag)?;
-        let existing = self.model_version_in(ws, name, version).await?;
-        self.write_one(
-            ws,
-            Change::ModelVersionTagSet {
-                name: name.to_string(),
-                version: existing.version,
-                tag,
-            },
-        )
-        .await
+        self.set_model_version_tag_impl(ws, name, version, tag).await
     }
 
     async fn delete_model_version_tag(
@@ -1862,16 +1010,7 @@ impl MetadataStore for SqlStore {
         version: &str,
         key: &str,
     ) -> StoreResult<()> {
-        let existing = self.model_version_in(ws, name, version).await?;
-        self.write_one(
-            ws,
-            Change::ModelVersionTagDeleted {
-                name: name.to_string(),
-                version: existing.version,
-                key: key.to_string(),
-            },
-        )
-        .await
+        self.delete_model_version_tag_impl(ws, name, version, key).await
     }
 
     async fn check_artifact_owner(&self, ws: &WorkspaceRef, path: &str, for_write: bool) -> StoreResult<()> {
