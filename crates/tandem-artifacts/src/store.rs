@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -14,7 +15,9 @@ use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 
 use crate::error::{classify, Op};
+use crate::direct::Direct;
 use crate::local::LocalRoot;
+use crate::{DirectUpload, UploadedPart};
 use crate::{open, upload, ArtifactError, ArtifactKey};
 
 /// Chunk size when streaming a local file back: object_store's own file stream reads 8 KiB
@@ -51,6 +54,7 @@ pub struct ArtifactStore {
     prefix: String,
     url: String,
     local: Option<LocalRoot>,
+    direct: Option<Direct>,
 }
 
 /// What a completed upload wrote.
@@ -87,6 +91,7 @@ impl ArtifactStore {
             prefix: opened.prefix,
             url: url.to_string(),
             local: opened.local,
+            direct: opened.direct,
         })
     }
 
@@ -335,6 +340,91 @@ impl ArtifactStore {
                 path: from.to_string(),
             },
             other => classify(other, to.as_str(), Op::Write),
+        })
+    }
+
+    /// Whether clients may send an object's parts straight to the storage
+    /// (S3, Azure Blob): see [`create_direct_upload`](Self::create_direct_upload).
+    pub fn direct_uploads(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Starts a multipart upload to `key` whose `num_parts` parts the client
+    /// PUTs itself to the returned URLs, valid for `expires_in`. Nothing is
+    /// visible at `key` until [`complete_direct_upload`](Self::complete_direct_upload).
+    /// `Unsupported` on storage without direct uploads.
+    pub async fn create_direct_upload(
+        &self,
+        key: &ArtifactKey,
+        num_parts: u32,
+        expires_in: Duration,
+    ) -> Result<DirectUpload, ArtifactError> {
+        let direct = self.direct()?;
+        if num_parts == 0 || num_parts > crate::MAX_DIRECT_PARTS {
+            return Err(ArtifactError::invalid(
+                key.as_str(),
+                format!("a direct upload has 1 to {} parts, not {num_parts}", crate::MAX_DIRECT_PARTS),
+            ));
+        }
+        let location = self.location(key)?;
+        direct.create(&location, key.as_str(), num_parts, expires_in).await
+    }
+
+    /// Completes a direct upload from the parts the client sent (in order),
+    /// making the object visible at `key`, and returns its size and SHA-256
+    /// (read back once: the bytes never passed through this process). An
+    /// object larger than `max_size` is deleted again (`TooLarge`).
+    pub async fn complete_direct_upload(
+        &self,
+        key: &ArtifactKey,
+        upload_id: &str,
+        parts: &[UploadedPart],
+        max_size: Option<u64>,
+    ) -> Result<PutOutcome, ArtifactError> {
+        let direct = self.direct()?;
+        if parts.is_empty() {
+            return Err(ArtifactError::invalid(key.as_str(), "a direct upload needs at least one part"));
+        }
+        let location = self.location(key)?;
+        direct.complete(&location, key.as_str(), upload_id, parts).await?;
+        let outcome = self.digest(key).await?;
+        if let Some(limit) = max_size {
+            if outcome.size > limit {
+                self.delete(key).await?;
+                return Err(ArtifactError::TooLarge { limit });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Abandons a direct upload: S3 drops its parts; Azure cannot drop
+    /// uncommitted blocks and discards them after 7 days.
+    pub async fn abort_direct_upload(&self, key: &ArtifactKey, upload_id: &str) -> Result<(), ArtifactError> {
+        let direct = self.direct()?;
+        let location = self.location(key)?;
+        direct.abort(&location, key.as_str(), upload_id).await
+    }
+
+    /// The size and SHA-256 of the object at `key`, streamed.
+    pub async fn digest(&self, key: &ArtifactKey) -> Result<PutOutcome, ArtifactError> {
+        use sha2::{Digest, Sha256};
+        let (_, mut stream) = self.get_stream(key).await?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(PutOutcome {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    fn direct(&self) -> Result<&Direct, ArtifactError> {
+        self.direct.as_ref().ok_or_else(|| ArtifactError::Unsupported {
+            message: format!("direct uploads to {} storage", self.url.split(':').next().unwrap_or("this")),
         })
     }
 
