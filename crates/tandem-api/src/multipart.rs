@@ -104,7 +104,9 @@ fn supported(state: &AppState) -> ApiResult<()> {
 fn target(params: &HashMap<String, String>, file: Option<&str>) -> ApiResult<ArtifactKey> {
     let dir = params.get("path").map(String::as_str).unwrap_or("");
     check_path_is_safe(dir)?;
-    let file = file.filter(|f| !f.is_empty()).ok_or_else(|| ApiError::missing("path"))?;
+    let file = file
+        .filter(|f| !f.is_empty())
+        .ok_or_else(|| ApiError::missing("path"))?;
     let name = file.rsplit('/').next().unwrap_or_default();
     if name.is_empty() || name == "." {
         return Err(ApiError::invalid(format!("'{file}' names no file")));
@@ -168,7 +170,9 @@ async fn create(
             json!({ "url": part.url, "part_number": part.part_number, "headers": headers })
         })
         .collect();
-    Ok(Json(json!({ "upload_id": upload.upload_id, "credentials": credentials })))
+    Ok(Json(
+        json!({ "upload_id": upload.upload_id, "credentials": credentials }),
+    ))
 }
 
 async fn complete(

@@ -24,12 +24,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
+use http::Method;
 use object_store::aws::{AmazonS3, AwsCredential};
 use object_store::azure::MicrosoftAzure;
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::signer::Signer;
-use http::Method;
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -178,7 +178,12 @@ impl Direct {
         Ok(())
     }
 
-    pub(crate) async fn abort(&self, location: &Path, key: &str, upload_id: &str) -> Result<(), ArtifactError> {
+    pub(crate) async fn abort(
+        &self,
+        location: &Path,
+        key: &str,
+        upload_id: &str,
+    ) -> Result<(), ArtifactError> {
         match self {
             Direct::S3 { store, .. } => store
                 .abort_multipart(location, &upload_id.to_string())
@@ -289,7 +294,10 @@ fn presign_s3(
     let scope = format!("{date}/{region}/s3/aws4_request");
     let mut params: Vec<(String, String)> = vec![
         ("X-Amz-Algorithm".into(), "AWS4-HMAC-SHA256".into()),
-        ("X-Amz-Credential".into(), format!("{}/{scope}", credential.key_id)),
+        (
+            "X-Amz-Credential".into(),
+            format!("{}/{scope}", credential.key_id),
+        ),
         ("X-Amz-Date".into(), date_time.clone()),
         ("X-Amz-Expires".into(), expires_in.as_secs().to_string()),
         ("X-Amz-SignedHeaders".into(), "host".into()),
@@ -345,7 +353,15 @@ mod tests {
         let base = Url::parse("https://examplebucket.s3.amazonaws.com/test.txt").unwrap();
         // 2013-05-24T00:00:00Z
         let now = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
-        let url = presign_s3("GET", &base, &[], &credential, "us-east-1", now, Duration::from_secs(86_400));
+        let url = presign_s3(
+            "GET",
+            &base,
+            &[],
+            &credential,
+            "us-east-1",
+            now,
+            Duration::from_secs(86_400),
+        );
         assert!(
             url.ends_with("X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"),
             "{url}"
@@ -378,10 +394,34 @@ mod tests {
         assert!(query.contains("X-Amz-Date=19700101T000000Z"), "{query}");
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn storage_without_direct_uploads_says_so() {
+        let store = crate::ArtifactStore::open("memory://", &Default::default()).unwrap();
+        assert!(!store.direct_uploads());
+        let key = crate::ArtifactKey::parse("a/b").unwrap();
+        let refused = store.create_direct_upload(&key, 1, Duration::from_secs(60)).await;
+        assert!(
+            matches!(refused, Err(ArtifactError::Unsupported { .. })),
+            "{refused:?}"
+        );
+        let refused = store.abort_direct_upload(&key, "x").await;
+        assert!(
+            matches!(refused, Err(ArtifactError::Unsupported { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(store.abort_expired_direct_uploads(Duration::ZERO).await, 0);
+    }
+
     #[test]
     fn dates_and_block_ids() {
-        assert_eq!(amz_date(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
-        assert_eq!(amz_date(UNIX_EPOCH + Duration::from_secs(4_102_444_799)), "20991231T235959Z");
+        assert_eq!(
+            amz_date(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "20000229T000000Z"
+        );
+        assert_eq!(
+            amz_date(UNIX_EPOCH + Duration::from_secs(4_102_444_799)),
+            "20991231T235959Z"
+        );
         assert_eq!(base64_encode(b"hello"), "aGVsbG8=");
         assert_eq!(base64_encode(b"hell"), "aGVsbA==");
         assert_eq!(base64_encode(b"hel"), "aGVs");

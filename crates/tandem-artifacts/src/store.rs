@@ -14,11 +14,11 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 
-use crate::error::{classify, Op};
 use crate::direct::Direct;
+use crate::error::{classify, Op};
 use crate::local::LocalRoot;
-use crate::{DirectUpload, UploadedPart};
 use crate::{open, upload, ArtifactError, ArtifactKey};
+use crate::{DirectUpload, UploadedPart};
 
 /// Chunk size when streaming a local file back: object_store's own file stream reads 8 KiB
 /// per blocking task, which is needlessly slow for multi-gigabyte model files.
@@ -82,7 +82,8 @@ struct PendingUpload {
 
 impl PendingUploads {
     fn insert(&self, key: &ArtifactKey, upload_id: &str, pending: PendingUpload) {
-        self.lock().insert((key.as_str().to_string(), upload_id.to_string()), pending);
+        self.lock()
+            .insert((key.as_str().to_string(), upload_id.to_string()), pending);
     }
 
     fn take(&self, key: &ArtifactKey, upload_id: &str) -> Result<PendingUpload, ArtifactError> {
@@ -406,11 +407,16 @@ impl ArtifactStore {
         if num_parts == 0 || num_parts > crate::MAX_DIRECT_PARTS {
             return Err(ArtifactError::invalid(
                 key.as_str(),
-                format!("a direct upload has 1 to {} parts, not {num_parts}", crate::MAX_DIRECT_PARTS),
+                format!(
+                    "a direct upload has 1 to {} parts, not {num_parts}",
+                    crate::MAX_DIRECT_PARTS
+                ),
             ));
         }
         let location = self.location(key)?;
-        let upload = direct.create(&location, key.as_str(), num_parts, expires_in).await?;
+        let upload = direct
+            .create(&location, key.as_str(), num_parts, expires_in)
+            .await?;
         self.pending.insert(
             key,
             &upload.upload_id,
@@ -443,10 +449,11 @@ impl ArtifactStore {
         // put back if the storage refuses the completion (the client then
         // aborts it).
         let pending = self.pending.take(key, upload_id)?;
-        let numbered = parts
-            .iter()
-            .enumerate()
-            .all(|(i, part)| part.part_number >= 1 && part.part_number <= pending.num_parts && (i == 0 || parts[i - 1].part_number < part.part_number));
+        let numbered = parts.iter().enumerate().all(|(i, part)| {
+            part.part_number >= 1
+                && part.part_number <= pending.num_parts
+                && (i == 0 || parts[i - 1].part_number < part.part_number)
+        });
         if parts.is_empty() || !numbered {
             self.pending.insert(key, upload_id, pending);
             return Err(ArtifactError::invalid(
@@ -499,10 +506,14 @@ impl ArtifactStore {
             .collect();
         let mut aborted = 0;
         for (key, upload_id) in expired {
-            let Ok(key) = ArtifactKey::parse(&key) else { continue };
+            let Ok(key) = ArtifactKey::parse(&key) else {
+                continue;
+            };
             match self.abort_direct_upload(&key, &upload_id).await {
                 Ok(()) => aborted += 1,
-                Err(error) => tracing::warn!(key = key.as_str(), upload_id, %error, "could not abort an abandoned direct upload"),
+                Err(error) => {
+                    tracing::warn!(key = key.as_str(), upload_id, %error, "could not abort an abandoned direct upload")
+                }
             }
         }
         aborted
@@ -532,7 +543,10 @@ impl ArtifactStore {
 
     fn direct(&self) -> Result<&Direct, ArtifactError> {
         self.direct.as_ref().ok_or_else(|| ArtifactError::Unsupported {
-            message: format!("direct uploads to {} storage", self.url.split(':').next().unwrap_or("this")),
+            message: format!(
+                "direct uploads to {} storage",
+                self.url.split(':').next().unwrap_or("this")
+            ),
         })
     }
 
