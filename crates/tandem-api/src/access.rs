@@ -177,6 +177,10 @@ const MLFLOW_ROUTES: &[(&str, &[(Method, Permission)])] = {
             "mlflow-artifacts/artifacts/{*path}",
             &[(GET, R), (PUT, W), (DELETE, W)],
         ),
+        // Direct multipart uploads: each writes (or abandons) an artifact.
+        ("mlflow-artifacts/mpu/create/{*path}", &[(POST, W)]),
+        ("mlflow-artifacts/mpu/complete/{*path}", &[(POST, W)]),
+        ("mlflow-artifacts/mpu/abort/{*path}", &[(POST, W)]),
     ]
 };
 

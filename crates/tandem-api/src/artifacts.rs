@@ -41,7 +41,7 @@ pub(crate) fn routes() -> Router<AppState> {
     for prefix in ["/api/2.0/mlflow", "/ajax-api/2.0/mlflow"] {
         router = router.route(&format!("{prefix}/artifacts/list"), get(list_run_artifacts));
     }
-    router
+    router.merge(crate::multipart::routes())
 }
 
 /// The storage key of an artifact path of a workspace.
@@ -144,14 +144,30 @@ async fn upload_artifact(
         .artifacts
         .put_stream(&key, Box::pin(stream), state.limits.max_artifact_size)
         .await?;
+    record_upload(&state, &ws, &path, &key, &outcome).await?;
+    tracing::debug!(workspace = %ws.name, path = path.as_str(), size = outcome.size, sha256 = %outcome.sha256, "stored artifact");
+    Ok(Json(json!({})))
+}
+
+/// Records bytes now complete at `key` (artifact `path`) in the store,
+/// which journals them (`ArtifactWritten`, size and SHA-256): the one way
+/// an upload, proxied or direct, becomes a listed artifact.
+pub(crate) async fn record_upload(
+    state: &AppState,
+    ws: &WorkspaceRef,
+    path: &ArtifactKey,
+    key: &ArtifactKey,
+    outcome: &tandem_artifacts::PutOutcome,
+) -> ApiResult<()> {
     if let Err(error) = state
         .store
-        .record_artifact(&ws, path.as_str(), outcome.size as i64, &outcome.sha256)
+        .record_artifact(ws, path.as_str(), outcome.size as i64, &outcome.sha256)
         .await
     {
         // The owner was purged while the bytes were streaming (the store
-        // checks it again under its writer lock): nothing will ever index
-        // these bytes, so remove them rather than leave them behind.
+        // checks it again under its writer lock), or the workspace's quota
+        // has no room for them: nothing will ever index these bytes, so
+        // remove them rather than leave them behind.
         if let tandem_store::StoreError::Domain(domain) = &error {
             if matches!(
                 domain.kind,
@@ -159,15 +175,14 @@ async fn upload_artifact(
                     | tandem_core::ErrorKind::ResourceDoesNotExist
                     | tandem_core::ErrorKind::StorageFull
             ) {
-                if let Err(cleanup) = state.artifacts.delete(&key).await {
+                if let Err(cleanup) = state.artifacts.delete(key).await {
                     tracing::warn!(key = key.as_str(), %cleanup, "could not remove an orphaned upload");
                 }
             }
         }
         return Err(error.into());
     }
-    tracing::debug!(workspace = %ws.name, path = path.as_str(), size = outcome.size, sha256 = %outcome.sha256, "stored artifact");
-    Ok(Json(json!({})))
+    Ok(())
 }
 
 fn content_type(path: &str) -> &'static str {

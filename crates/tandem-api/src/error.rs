@@ -86,6 +86,11 @@ impl From<ArtifactError> for ApiError {
         match &error {
             ArtifactError::InvalidPath { .. } => ApiError::invalid(error.to_string()),
             ArtifactError::NotFound { .. } => ApiError::not_found(error.to_string()),
+            // Named by the artifact path the client gave, not the storage key.
+            ArtifactError::UnknownUpload { upload_id, .. } => ApiError::not_found(format!(
+                "No open multipart upload '{upload_id}' for this artifact path: this server did not \
+                 create it for the path, or it was completed, aborted or expired"
+            )),
             ArtifactError::TooLarge { .. } => ApiError::invalid(error.to_string()),
             ArtifactError::BodyInterrupted { .. } => ApiError::bad_request(error.to_string()),
             ArtifactError::StorageFull { .. } => {

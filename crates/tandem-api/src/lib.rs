@@ -26,6 +26,7 @@ mod graphql;
 mod mlflow_ui;
 mod mlflow_workspaces;
 mod models;
+pub mod multipart;
 pub mod openapi;
 mod principals;
 pub mod ready;

@@ -132,14 +132,16 @@ async fn workspace_id_of(state: &AppState, name: &str) -> ApiResult<String> {
         .ok_or_else(|| ApiError::not_found(format!("Workspace '{name}' does not exist")))
 }
 
-async fn server_info() -> Json<Value> {
+async fn server_info(State(state): State<AppState>) -> Json<Value> {
     // Workspaces are on: the client's `X-MLFLOW-WORKSPACE` header selects
     // one as `/w/<name>/` does, and MLflow's workspace API serves them.
     Json(json!({
         "store_type": "SqlStore",
         "workspaces_enabled": true,
         "trace_archival_enabled": false,
-        "multipart_uploads_enabled": false,
+        // As MLflow: whether the storage takes parts at presigned URLs
+        // (`mpu/create`); the client then uploads large files that way.
+        "multipart_uploads_enabled": state.artifacts.direct_uploads(),
         "multipart_downloads_enabled": false,
         "presigned_upload_run_id_supported": false,
         "presigned_upload_model_id_supported": false,

@@ -3,7 +3,8 @@
 //! workspace's retention, only where local writes are accepted — a
 //! secondary receives the primary's purges by replication), and the garbage
 //! collector that removes purged items' artifacts from this region's
-//! storage, draining the store's `gc_queue`.
+//! storage, draining the store's `gc_queue`; and the abort of direct
+//! multipart uploads left open past `multipart::ABANDONED_AFTER`.
 //!
 //! The collector is idempotent (a prefix already gone is fine; the entry is
 //! removed only after its prefix is), retries failures with exponential
@@ -18,6 +19,8 @@ use tandem_store::MetadataStore;
 
 /// Entries taken from the queue per pass.
 const GC_BATCH: i64 = 100;
+/// How often direct uploads open past `multipart::ABANDONED_AFTER` are aborted.
+const ABANDONED_UPLOADS_SWEEP: Duration = Duration::from_secs(10 * 60);
 /// Longest wait before retrying a prefix that failed.
 const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
 
@@ -155,8 +158,11 @@ pub async fn run(
 ) {
     let mut purge = tokio::time::interval(intervals.purge);
     let mut gc = tokio::time::interval(intervals.gc);
+    // Direct uploads whose client went away (see `multipart`).
+    let mut abandoned = tokio::time::interval(ABANDONED_UPLOADS_SWEEP);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    abandoned.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -179,6 +185,14 @@ pub async fn run(
             }
             _ = gc.tick() => {
                 collect_garbage(store.as_ref(), &artifacts).await;
+            }
+            _ = abandoned.tick() => {
+                let aborted = artifacts
+                    .abort_expired_direct_uploads(crate::multipart::ABANDONED_AFTER)
+                    .await;
+                if aborted > 0 {
+                    tracing::info!(aborted, "aborted abandoned direct uploads");
+                }
             }
         }
     }

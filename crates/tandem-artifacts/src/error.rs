@@ -26,6 +26,10 @@ pub enum ArtifactError {
     /// The upload body failed mid-way (client went away): nothing was written.
     #[error("upload body interrupted: {message}")]
     BodyInterrupted { message: String },
+    /// A direct upload this store did not create for this key, or one already
+    /// completed, aborted or expired.
+    #[error("no open multipart upload {upload_id:?} for {path}")]
+    UnknownUpload { path: String, upload_id: String },
     /// The URL scheme, an option, or an operation is not supported by this store.
     #[error("unsupported: {message}")]
     Unsupported { message: String },

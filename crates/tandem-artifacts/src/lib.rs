@@ -29,7 +29,10 @@
 //! * Uploads that fail on S3 are aborted; if an abort itself fails (or the process dies
 //!   mid-upload) the parts stay invisible but billable: keep a bucket lifecycle rule that
 //!   removes incomplete multipart uploads.
+//! * Direct uploads (parts sent by the client to presigned URLs, see
+//!   [`ArtifactStore::create_direct_upload`]) exist on S3 and Azure only.
 
+mod direct;
 mod error;
 mod key;
 mod local;
@@ -37,6 +40,7 @@ mod open;
 mod store;
 mod upload;
 
+pub use direct::{DirectUpload, PartTarget, UploadedPart, MAX_DIRECT_PARTS};
 pub use error::ArtifactError;
 pub use key::{ArtifactKey, MAX_KEY_BYTES, MAX_SEGMENT_BYTES};
 pub use store::{ArtifactStore, Listing, PutOutcome};

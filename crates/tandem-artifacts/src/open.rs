@@ -17,6 +17,7 @@ use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use url::Url;
 
+use crate::direct::Direct;
 use crate::local::LocalRoot;
 use crate::{ArtifactError, ArtifactKey};
 
@@ -27,6 +28,8 @@ pub(crate) struct Opened {
     pub prefix: String,
     /// Set for `file://` stores, which need symlink checks and their own listing.
     pub local: Option<LocalRoot>,
+    /// Set for stores that take parts at presigned URLs (S3, Azure).
+    pub direct: Option<Direct>,
 }
 
 pub(crate) fn open(url_str: &str, options: &HashMap<String, String>) -> Result<Opened, ArtifactError> {
@@ -49,6 +52,7 @@ pub(crate) fn open(url_str: &str, options: &HashMap<String, String>) -> Result<O
                 store: Arc::new(InMemory::new()),
                 prefix: prefix_of(&url, url_str)?,
                 local: None,
+                direct: None,
             })
         }
         "s3" | "s3a" => {
@@ -57,8 +61,14 @@ pub(crate) fn open(url_str: &str, options: &HashMap<String, String>) -> Result<O
                 let config_key: AmazonS3ConfigKey = parse_option(key, "s3")?;
                 builder = builder.with_config(config_key, value);
             }
-            let store = builder.build().map_err(|e| build_error("s3", e))?;
-            Ok(cloud(Arc::new(store), prefix_of(&url, url_str)?))
+            // What the presigned part URLs are signed for (object_store's default).
+            let region = builder
+                .get_config_value(&AmazonS3ConfigKey::Region)
+                .unwrap_or_else(|| "us-east-1".to_string());
+            let store = Arc::new(builder.build().map_err(|e| build_error("s3", e))?);
+            let mut opened = cloud(store.clone(), prefix_of(&url, url_str)?);
+            opened.direct = Some(Direct::S3 { store, region });
+            Ok(opened)
         }
         "az" | "azure" => {
             let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
@@ -66,8 +76,10 @@ pub(crate) fn open(url_str: &str, options: &HashMap<String, String>) -> Result<O
                 let config_key: AzureConfigKey = parse_option(key, "azure")?;
                 builder = builder.with_config(config_key, value);
             }
-            let store = builder.build().map_err(|e| build_error("azure", e))?;
-            Ok(cloud(Arc::new(store), prefix_of(&url, url_str)?))
+            let store = Arc::new(builder.build().map_err(|e| build_error("azure", e))?);
+            let mut opened = cloud(store.clone(), prefix_of(&url, url_str)?);
+            opened.direct = Some(Direct::Azure { store });
+            Ok(opened)
         }
         "gs" => {
             let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
@@ -89,6 +101,7 @@ fn cloud(store: Arc<dyn ObjectStore>, prefix: String) -> Opened {
         store,
         prefix,
         local: None,
+        direct: None,
     }
 }
 
@@ -119,6 +132,7 @@ fn open_local(url: &Url, url_str: &str) -> Result<Opened, ArtifactError> {
         store: store.clone(),
         prefix: String::new(),
         local: Some(LocalRoot::new(root, store)),
+        direct: None,
     })
 }
 

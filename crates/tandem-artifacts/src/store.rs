@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -13,9 +14,11 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, GetResultPayload, ObjectStore};
 
+use crate::direct::Direct;
 use crate::error::{classify, Op};
 use crate::local::LocalRoot;
 use crate::{open, upload, ArtifactError, ArtifactKey};
+use crate::{DirectUpload, UploadedPart};
 
 /// Chunk size when streaming a local file back: object_store's own file stream reads 8 KiB
 /// per blocking task, which is needlessly slow for multi-gigabyte model files.
@@ -51,6 +54,50 @@ pub struct ArtifactStore {
     prefix: String,
     url: String,
     local: Option<LocalRoot>,
+    direct: Option<Direct>,
+    /// Direct uploads created and not yet completed or aborted, by storage
+    /// key and upload id (see [`PendingUploads`]).
+    pending: Arc<PendingUploads>,
+}
+
+/// The direct uploads this process created and that are still open. Only
+/// these may be completed or aborted: an upload id the process did not
+/// create for that key is refused. Kept in memory: an entry lives for
+/// minutes to hours, and neither the journal nor the other regions have
+/// any use for it. The cost: create and complete must reach the same
+/// process (a region served by several replicas needs sticky routing for
+/// them), and after a restart the open uploads are forgotten (their parts
+/// stay in the bucket until a lifecycle rule removes them on S3; Azure
+/// discards uncommitted blocks after 7 days).
+#[derive(Debug, Default)]
+struct PendingUploads {
+    open: std::sync::Mutex<HashMap<(String, String), PendingUpload>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct PendingUpload {
+    num_parts: u32,
+    created: std::time::Instant,
+}
+
+impl PendingUploads {
+    fn insert(&self, key: &ArtifactKey, upload_id: &str, pending: PendingUpload) {
+        self.lock()
+            .insert((key.as_str().to_string(), upload_id.to_string()), pending);
+    }
+
+    fn take(&self, key: &ArtifactKey, upload_id: &str) -> Result<PendingUpload, ArtifactError> {
+        self.lock()
+            .remove(&(key.as_str().to_string(), upload_id.to_string()))
+            .ok_or_else(|| ArtifactError::UnknownUpload {
+                path: key.to_string(),
+                upload_id: upload_id.to_string(),
+            })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PendingUpload>> {
+        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// What a completed upload wrote.
@@ -87,6 +134,8 @@ impl ArtifactStore {
             prefix: opened.prefix,
             url: url.to_string(),
             local: opened.local,
+            direct: opened.direct,
+            pending: Arc::default(),
         })
     }
 
@@ -335,6 +384,169 @@ impl ArtifactStore {
                 path: from.to_string(),
             },
             other => classify(other, to.as_str(), Op::Write),
+        })
+    }
+
+    /// Whether clients may send an object's parts straight to the storage
+    /// (S3, Azure Blob): see [`create_direct_upload`](Self::create_direct_upload).
+    pub fn direct_uploads(&self) -> bool {
+        self.direct.is_some()
+    }
+
+    /// Starts a multipart upload to `key` whose `num_parts` parts the client
+    /// PUTs itself to the returned URLs, valid for `expires_in`. Nothing is
+    /// visible at `key` until [`complete_direct_upload`](Self::complete_direct_upload).
+    /// `Unsupported` on storage without direct uploads.
+    pub async fn create_direct_upload(
+        &self,
+        key: &ArtifactKey,
+        num_parts: u32,
+        expires_in: Duration,
+    ) -> Result<DirectUpload, ArtifactError> {
+        let direct = self.direct()?;
+        if num_parts == 0 || num_parts > crate::MAX_DIRECT_PARTS {
+            return Err(ArtifactError::invalid(
+                key.as_str(),
+                format!(
+                    "a direct upload has 1 to {} parts, not {num_parts}",
+                    crate::MAX_DIRECT_PARTS
+                ),
+            ));
+        }
+        let location = self.location(key)?;
+        let upload = direct
+            .create(&location, key.as_str(), num_parts, expires_in)
+            .await?;
+        self.pending.insert(
+            key,
+            &upload.upload_id,
+            PendingUpload {
+                num_parts,
+                created: std::time::Instant::now(),
+            },
+        );
+        Ok(upload)
+    }
+
+    /// Completes a direct upload from the parts the client sent (in order),
+    /// making the object visible at `key`, and returns its size and SHA-256
+    /// (read back once: the bytes never passed through this process). An
+    /// object larger than `max_size` is deleted again (`TooLarge`).
+    ///
+    /// `UnknownUpload` unless this store created `upload_id` for `key` and
+    /// it is still open. Parts are numbered 1 to the number of parts the
+    /// upload was created with, in increasing order.
+    pub async fn complete_direct_upload(
+        &self,
+        key: &ArtifactKey,
+        upload_id: &str,
+        parts: &[UploadedPart],
+        max_size: Option<u64>,
+    ) -> Result<PutOutcome, ArtifactError> {
+        let direct = self.direct()?;
+        let location = self.location(key)?;
+        // Taken, so that two completions of one upload cannot both proceed;
+        // put back if the storage refuses the completion (the client then
+        // aborts it).
+        let pending = self.pending.take(key, upload_id)?;
+        let numbered = parts.iter().enumerate().all(|(i, part)| {
+            part.part_number >= 1
+                && part.part_number <= pending.num_parts
+                && (i == 0 || parts[i - 1].part_number < part.part_number)
+        });
+        if parts.is_empty() || !numbered {
+            self.pending.insert(key, upload_id, pending);
+            return Err(ArtifactError::invalid(
+                key.as_str(),
+                format!(
+                    "the parts of a direct upload are numbered 1 to {} in increasing order, at least one",
+                    pending.num_parts
+                ),
+            ));
+        }
+        if let Err(error) = direct.complete(&location, key.as_str(), upload_id, parts).await {
+            self.pending.insert(key, upload_id, pending);
+            return Err(error);
+        }
+        let outcome = self.digest(key).await?;
+        if let Some(limit) = max_size {
+            if outcome.size > limit {
+                self.delete(key).await?;
+                return Err(ArtifactError::TooLarge { limit });
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// Abandons a direct upload: S3 drops its parts; Azure cannot drop
+    /// uncommitted blocks and discards them after 7 days.
+    /// `UnknownUpload` unless this store created `upload_id` for `key` and
+    /// it is still open.
+    pub async fn abort_direct_upload(&self, key: &ArtifactKey, upload_id: &str) -> Result<(), ArtifactError> {
+        let direct = self.direct()?;
+        let location = self.location(key)?;
+        let pending = self.pending.take(key, upload_id)?;
+        if let Err(error) = direct.abort(&location, key.as_str(), upload_id).await {
+            self.pending.insert(key, upload_id, pending);
+            return Err(error);
+        }
+        Ok(())
+    }
+
+    /// Aborts the direct uploads opened longer than `max_age` ago (their
+    /// client went away): returns how many. A failed abort is kept for the
+    /// next call.
+    pub async fn abort_expired_direct_uploads(&self, max_age: Duration) -> usize {
+        let expired: Vec<(String, String)> = self
+            .pending
+            .lock()
+            .iter()
+            .filter(|(_, pending)| pending.created.elapsed() > max_age)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut aborted = 0;
+        for (key, upload_id) in expired {
+            let Ok(key) = ArtifactKey::parse(&key) else {
+                continue;
+            };
+            match self.abort_direct_upload(&key, &upload_id).await {
+                Ok(()) => aborted += 1,
+                Err(error) => {
+                    tracing::warn!(key = key.as_str(), upload_id, %error, "could not abort an abandoned direct upload")
+                }
+            }
+        }
+        aborted
+    }
+
+    /// How many direct uploads are open.
+    pub fn open_direct_uploads(&self) -> usize {
+        self.pending.lock().len()
+    }
+
+    /// The size and SHA-256 of the object at `key`, streamed.
+    pub async fn digest(&self, key: &ArtifactKey) -> Result<PutOutcome, ArtifactError> {
+        use sha2::{Digest, Sha256};
+        let (_, mut stream) = self.get_stream(key).await?;
+        let mut hasher = Sha256::new();
+        let mut size = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk?;
+            size += chunk.len() as u64;
+            hasher.update(&chunk);
+        }
+        Ok(PutOutcome {
+            size,
+            sha256: hex::encode(hasher.finalize()),
+        })
+    }
+
+    fn direct(&self) -> Result<&Direct, ArtifactError> {
+        self.direct.as_ref().ok_or_else(|| ArtifactError::Unsupported {
+            message: format!(
+                "direct uploads to {} storage",
+                self.url.split(':').next().unwrap_or("this")
+            ),
         })
     }
 

@@ -29,6 +29,10 @@ pub enum ErrorKind {
     /// The server's storage (metadata database or artifact store) has no
     /// room. Nothing was written; retrying helps only once space is freed.
     StorageFull,
+    /// The server does not offer this operation (MLflow's
+    /// `NOT_IMPLEMENTED`, 501): e.g. direct multipart uploads on storage
+    /// without them, which the client answers by uploading through the proxy.
+    NotImplemented,
     Internal,
 }
 
@@ -48,6 +52,7 @@ impl ErrorKind {
             ErrorKind::NotPrimary => "PERMISSION_DENIED",
             ErrorKind::Unavailable => "TEMPORARILY_UNAVAILABLE",
             ErrorKind::StorageFull => "RESOURCE_EXHAUSTED",
+            ErrorKind::NotImplemented => "NOT_IMPLEMENTED",
             ErrorKind::Internal => "INTERNAL_ERROR",
         }
     }
@@ -67,6 +72,7 @@ impl ErrorKind {
             // client retries, so a full disk fails the call at once instead
             // of after minutes of backoff.
             ErrorKind::StorageFull => 507,
+            ErrorKind::NotImplemented => 501,
             // MLflow answers INVALID_STATE with 500, which its client
             // retries for minutes; here it is always a refusal the caller
             // can act on (the resource is not in a state that allows the

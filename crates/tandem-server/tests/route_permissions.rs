@@ -286,6 +286,7 @@ fn every_plain_route_of_the_sources_declares_a_permission() {
         "tracking.rs",
         "models.rs",
         "artifacts.rs",
+        "multipart.rs",
         "principals.rs",
         "tandem.rs",
         "mlflow_workspaces.rs",

@@ -1,0 +1,313 @@
+"""MLflow 3's direct multipart artifact uploads (`mpu/create|complete|abort`)
+with the official client: on a region whose artifacts are on S3 (moto) or
+Azure Blob (Azurite), `log_artifact` of a large file sends its parts straight
+to the bucket at presigned URLs, and the server records the completed object
+like any proxied upload (journaled with its size and SHA-256). On local
+storage the routes answer MLflow's NOT_IMPLEMENTED message and the client
+falls back to a proxied PUT.
+
+The emulators are started by the tests: moto's `moto_server` and Azurite's
+`azurite-blob` on PATH (`TANDEM_SKIP_MOTO=1` / `TANDEM_SKIP_AZURITE=1` skip).
+"""
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import os
+import shutil
+import socket
+import subprocess
+import time
+from email.utils import formatdate
+from urllib.parse import urlparse
+
+import mlflow
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from conftest import _start, _stop, _tandem_bin
+from support import journal, unique
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+BUCKET = "tandem-mpu"
+# Small parts (moto is told to accept them): several parts of a small file.
+CHUNK = 64 * 1024
+FILE_SIZE = 4 * CHUNK + 1234
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, name: str, log) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited early: {log.read_text(errors='replace')[-2000:]}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"{name} did not listen on {port} within 60 s")
+
+
+@contextlib.contextmanager
+def _emulator(name: str, command: list[str], port: int, log, env=None):
+    with open(log, "ab") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})})
+    try:
+        _wait_for_port(port, process, name, log)
+        yield
+    finally:
+        _stop(process)
+
+
+@contextlib.contextmanager
+def _environment(values: dict):
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def _region(tmp_path, env: dict):
+    with _environment(env):
+        server = _start(_tandem_bin(), "sqlite", tmp_path / "data", tmp_path / "server.log", None)
+    try:
+        yield server
+    finally:
+        _stop(server.process)
+
+
+@pytest.fixture
+def moto(tmp_path):
+    if os.environ.get("TANDEM_SKIP_MOTO") == "1":
+        pytest.skip("TANDEM_SKIP_MOTO=1")
+    binary = shutil.which("moto_server")
+    if binary is None:
+        pytest.fail("moto_server is not on PATH (see tests/e2e/README.md)")
+    port = _free_port()
+    with _emulator("moto", [binary, "-H", "127.0.0.1", "-p", str(port)], port, tmp_path / "moto.log",
+                   env={"S3_UPLOAD_PART_MIN_SIZE": str(CHUNK)}):
+        url = f"http://127.0.0.1:{port}"
+        assert requests.put(f"{url}/{BUCKET}", timeout=30).status_code == 200
+        yield url
+
+
+@pytest.fixture
+def s3_region(moto, tmp_path):
+    env = {
+        "TANDEM_ARTIFACTS_URL": f"s3://{BUCKET}/region",
+        "AWS_ENDPOINT": moto,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
+    with _region(tmp_path, env) as server:
+        yield server
+
+
+def _azurite_create_container(url: str, container: str) -> None:
+    date = formatdate(usegmt=True)
+    version = "2023-11-03"
+    resource = f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{container}\nrestype:container"
+    to_sign = f"PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n{resource}"
+    signature = base64.b64encode(
+        hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode(), hashlib.sha256).digest()
+    ).decode()
+    response = requests.put(
+        f"{url}/{AZURITE_ACCOUNT}/{container}?restype=container",
+        headers={"x-ms-date": date, "x-ms-version": version,
+                 "Authorization": f"SharedKey {AZURITE_ACCOUNT}:{signature}"},
+        timeout=30,
+    )
+    assert response.status_code == 201, response.text
+
+
+@pytest.fixture
+def azure_region(tmp_path):
+    if os.environ.get("TANDEM_SKIP_AZURITE") == "1":
+        pytest.skip("TANDEM_SKIP_AZURITE=1")
+    binary = shutil.which("azurite-blob")
+    if binary is None:
+        pytest.fail("azurite-blob is not on PATH (see tests/e2e/README.md)")
+    port = _free_port()
+    data = tmp_path / "azurite"
+    data.mkdir()
+    command = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data),
+               "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry"]
+    with _emulator("azurite", command, port, tmp_path / "azurite.log"):
+        url = f"http://127.0.0.1:{port}"
+        _azurite_create_container(url, "artifacts")
+        env = {
+            "TANDEM_ARTIFACTS_URL": "az://artifacts/region",
+            "AZURE_STORAGE_ACCOUNT_NAME": AZURITE_ACCOUNT,
+            "AZURE_STORAGE_ACCOUNT_KEY": AZURITE_KEY,
+            "AZURE_ENDPOINT": f"{url}/{AZURITE_ACCOUNT}",
+            "AZURE_ALLOW_HTTP": "true",
+        }
+        with _region(tmp_path, env) as server:
+            yield server
+
+
+@pytest.fixture
+def multipart_client(monkeypatch):
+    """The official client set to upload files of FILE_SIZE in CHUNK parts."""
+    monkeypatch.setenv("MLFLOW_ENABLE_PROXY_MULTIPART_UPLOAD", "true")
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_MINIMUM_FILE_SIZE", str(2 * CHUNK))
+    monkeypatch.setenv("MLFLOW_MULTIPART_UPLOAD_CHUNK_SIZE", str(CHUNK))
+
+
+def _client(server, monkeypatch) -> MlflowClient:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server.url)
+    mlflow.set_tracking_uri(server.url)
+    return MlflowClient(server.url)
+
+
+def _requests_to(server, route_part: str, method: str) -> float:
+    """Requests the server counted on routes containing `route_part`."""
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("tandem_http_requests_total{") and route_part in line and f'method="{method}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _run_dir(run) -> str:
+    """The run's artifact root as the proxy's paths name it."""
+    uri = run.info.artifact_uri
+    assert uri.startswith("mlflow-artifacts:"), uri
+    return urlparse(uri).path.strip("/")
+
+
+def _big_file(tmp_path, name="weights.bin") -> tuple:
+    data = os.urandom(FILE_SIZE)
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path, data
+
+
+def _written(server, path: str) -> list[dict]:
+    return [record for record in journal(server.url) if path in str(record)]
+
+
+def _direct_upload_round_trip(server, monkeypatch, tmp_path):
+    client = _client(server, monkeypatch)
+    info = requests.get(f"{server.url}/api/3.0/mlflow/server-info", timeout=10).json()
+    assert info["multipart_uploads_enabled"] is True
+    run = client.create_run(client.create_experiment(unique("mpu")))
+    local, data = _big_file(tmp_path)
+    puts_before = _requests_to(server, "mlflow-artifacts/artifacts/", "PUT")
+    client.log_artifact(run.info.run_id, str(local), artifact_path="model")
+    # Straight to the bucket: one create, one complete, no proxied PUT.
+    assert _requests_to(server, "mpu/create", "POST") == 1
+    assert _requests_to(server, "mpu/complete", "POST") == 1
+    assert _requests_to(server, "mlflow-artifacts/artifacts/", "PUT") == puts_before
+    listed = client.list_artifacts(run.info.run_id, "model")
+    assert [(f.path, f.file_size) for f in listed] == [("model/weights.bin", FILE_SIZE)]
+    downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="model/weights.bin",
+                                                     dst_path=str(tmp_path / "down"))
+    assert open(downloaded, "rb").read() == data
+    path = f"{_run_dir(run)}/model/weights.bin"
+    records = _written(server, path)
+    assert records, f"no journal record names {path}"
+    text = str(records[-1])
+    assert str(FILE_SIZE) in text and hashlib.sha256(data).hexdigest() in text, records[-1]
+    return client, run
+
+
+def _post(server, action: str, directory: str, body: dict) -> requests.Response:
+    return requests.post(f"{server.url}/api/2.0/mlflow-artifacts/mpu/{action}/{directory}", json=body, timeout=30)
+
+
+def test_s3_log_artifact_goes_direct_and_is_journaled(s3_region, moto, multipart_client, monkeypatch, tmp_path):
+    _direct_upload_round_trip(s3_region, monkeypatch, tmp_path)
+    # Nothing left open in the bucket.
+    uploads = requests.get(f"{moto}/{BUCKET}?uploads", timeout=30).text
+    assert "<UploadId>" not in uploads, uploads
+
+
+def test_s3_abort_and_foreign_upload_ids(s3_region, moto, monkeypatch, tmp_path):
+    client = _client(s3_region, monkeypatch)
+    run = client.create_run(client.create_experiment(unique("mpu")))
+    directory = _run_dir(run)
+    created = _post(s3_region, "create", directory, {"path": "/local/a.bin", "num_parts": 2})
+    assert created.status_code == 200, created.text
+    body = created.json()
+    assert [c["part_number"] for c in body["credentials"]] == [1, 2]
+    upload_id = body["upload_id"]
+    etags = []
+    for credential, part in zip(body["credentials"], [b"x" * CHUNK, b"y" * 10]):
+        put = requests.put(credential["url"], data=part, headers=credential.get("headers") or {}, timeout=30)
+        assert put.status_code == 200, put.text
+        etags.append(put.headers["ETag"])
+    parts = [{"part_number": i + 1, "etag": etag} for i, etag in enumerate(etags)]
+    # An upload id this server did not create, or created for another path.
+    for path, wrong_id in [("/local/a.bin", "not-an-upload"), ("/local/b.bin", upload_id)]:
+        refused = _post(s3_region, "complete", directory, {"path": path, "upload_id": wrong_id, "parts": parts})
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    # Aborted: the parts are gone from the bucket and no artifact appears.
+    aborted = _post(s3_region, "abort", directory, {"path": "/local/a.bin", "upload_id": upload_id})
+    assert aborted.status_code == 200, aborted.text
+    assert "<UploadId>" not in requests.get(f"{moto}/{BUCKET}?uploads", timeout=30).text
+    assert client.list_artifacts(run.info.run_id) == []
+    assert not _written(s3_region, f"{directory}/a.bin")
+    # Once aborted, it cannot be completed.
+    late = _post(s3_region, "complete", directory, {"path": "/local/a.bin", "upload_id": upload_id, "parts": parts})
+    assert late.status_code == 404, late.text
+    # Also under /ajax-api and a workspace's prefix.
+    for base in ["/ajax-api/2.0", "/w/default/api/2.0"]:
+        url = f"{s3_region.url}{base}/mlflow-artifacts/mpu"
+        opened = requests.post(f"{url}/create/{directory}", json={"path": "d.bin", "num_parts": 1}, timeout=30)
+        assert opened.status_code == 200, opened.text
+        closed = requests.post(f"{url}/abort/{directory}",
+                               json={"path": "d.bin", "upload_id": opened.json()["upload_id"]}, timeout=30)
+        assert closed.status_code == 200, closed.text
+    # Paths are checked as every artifact write's are.
+    traversal = _post(s3_region, "create", f"{directory}/%2E%2E/%2E%2E", {"path": "a.bin", "num_parts": 1})
+    assert traversal.status_code == 400, traversal.text
+    outside = _post(s3_region, "create", "0/not-a-run/artifacts", {"path": "a.bin", "num_parts": 1})
+    assert outside.status_code in (400, 403, 404), outside.text
+
+
+def test_azure_log_artifact_goes_direct_and_is_journaled(azure_region, multipart_client, monkeypatch, tmp_path):
+    client, run = _direct_upload_round_trip(azure_region, monkeypatch, tmp_path)
+    directory = _run_dir(run)
+    created = _post(azure_region, "create", directory, {"path": "c.bin", "num_parts": 1}).json()
+    aborted = _post(azure_region, "abort", directory, {"path": "c.bin", "upload_id": created["upload_id"]})
+    assert aborted.status_code == 200, aborted.text
+    again = _post(azure_region, "abort", directory, {"path": "c.bin", "upload_id": created["upload_id"]})
+    assert again.status_code == 404, again.text
+
+
+def test_local_storage_falls_back_to_a_proxied_put(server, multipart_client, monkeypatch, tmp_path):
+    client = _client(server, monkeypatch)
+    info = requests.get(f"{server.url}/api/3.0/mlflow/server-info", timeout=10).json()
+    assert info["multipart_uploads_enabled"] is False
+    run = client.create_run(client.create_experiment(unique("mpu")))
+    refused = _post(server, "create", _run_dir(run), {"path": "x.bin", "num_parts": 2})
+    assert refused.status_code == 501, refused.text
+    assert refused.json() == {
+        "error_code": "NOT_IMPLEMENTED",
+        "message": "Multipart upload is not supported for the current artifact repository",
+    }
+    local, data = _big_file(tmp_path)
+    client.log_artifact(run.info.run_id, str(local))
+    downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="weights.bin",
+                                                     dst_path=str(tmp_path / "down"))
+    assert open(downloaded, "rb").read() == data
