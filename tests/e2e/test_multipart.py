@@ -311,3 +311,29 @@ def test_local_storage_falls_back_to_a_proxied_put(server, multipart_client, mon
     downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="weights.bin",
                                                      dst_path=str(tmp_path / "down"))
     assert open(downloaded, "rb").read() == data
+
+
+def test_direct_uploads_can_be_turned_off(moto, multipart_client, monkeypatch, tmp_path):
+    """TANDEM_DIRECT_UPLOADS=0 (clients that cannot reach the bucket): the
+    server does not offer them, and the client uploads through the proxy."""
+    env = {
+        "TANDEM_ARTIFACTS_URL": f"s3://{BUCKET}/proxied",
+        "AWS_ENDPOINT": moto,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "TANDEM_DIRECT_UPLOADS": "0",
+    }
+    with _region(tmp_path, env) as server:
+        info = requests.get(f"{server.url}/api/3.0/mlflow/server-info", timeout=10).json()
+        assert info["multipart_uploads_enabled"] is False
+        client = _client(server, monkeypatch)
+        run = client.create_run(client.create_experiment(unique("proxied")))
+        local, data = _big_file(tmp_path)
+        client.log_artifact(run.info.run_id, str(local))
+        assert _requests_to(server, "mlflow-artifacts/artifacts/", "PUT") == 1
+        assert _requests_to(server, "mpu/complete", "POST") == 0
+        downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="weights.bin",
+                                                         dst_path=str(tmp_path / "down"))
+        assert open(downloaded, "rb").read() == data

@@ -139,6 +139,14 @@ impl ArtifactStore {
         })
     }
 
+    /// This store without direct uploads: clients upload through the proxy
+    /// even where the storage could take them directly (when clients cannot
+    /// reach the bucket, or a policy wants every byte through the region).
+    pub fn without_direct_uploads(mut self) -> ArtifactStore {
+        self.direct = None;
+        self
+    }
+
     /// The URL this store was opened from, as given.
     pub fn url(&self) -> &str {
         &self.url

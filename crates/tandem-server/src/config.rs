@@ -112,6 +112,11 @@ pub struct ServerConfig {
     /// `mlflow/server/js/build` directory of an installed `mlflow` package)
     /// against this region (`TANDEM_MLFLOW_UI`).
     pub mlflow_ui: Option<PathBuf>,
+    /// Let clients upload large artifacts straight to S3 or Azure storage
+    /// (MLflow's multipart protocol; default on, as in `mlflow server`).
+    /// Off (`TANDEM_DIRECT_UPLOADS=0`) when clients cannot reach the bucket:
+    /// then every upload goes through the region's proxy.
+    pub direct_uploads: bool,
 }
 
 impl Default for ServerConfig {
@@ -145,6 +150,7 @@ impl Default for ServerConfig {
             tls_key: None,
             ca_file: None,
             mlflow_ui: None,
+            direct_uploads: true,
         }
     }
 }
@@ -242,6 +248,7 @@ impl ServerConfig {
         for (name, target) in [
             ("TANDEM_AUTH", &mut self.auth),
             ("TANDEM_INSECURE_NO_AUTH", &mut self.insecure_no_auth),
+            ("TANDEM_DIRECT_UPLOADS", &mut self.direct_uploads),
         ] {
             if let Some(value) = env(name) {
                 *target = match value.trim().to_ascii_lowercase().as_str() {

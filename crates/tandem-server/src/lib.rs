@@ -61,6 +61,11 @@ pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> 
     }
     let store = SqlStore::open(options).await?;
     let artifacts = ArtifactStore::open(&config.artifacts_url()?, &config.artifacts_options)?;
+    let artifacts = if config.direct_uploads {
+        artifacts
+    } else {
+        artifacts.without_direct_uploads()
+    };
     tracing::info!(
         region = %config.region,
         metadata = %redact(&config.metadata_url()?),
