@@ -173,9 +173,13 @@ async fn run(
     };
     let (root_type, operation) = match prepare(&document, &mut execution, request) {
         Ok(prepared) => prepared,
+        // A query the schema or the bounds refuse is answered 200 with
+        // the error listed, as `mlflow server` answers it (its UI's client
+        // reads GraphQL errors from a 200). Only text that is not GraphQL
+        // at all is a 400 (MLflow fails with a 500 there).
         Err(Refusal(message)) => {
             return (
-                StatusCode::BAD_REQUEST,
+                StatusCode::OK,
                 json!({ "data": null, "errors": [message] }),
             )
         }
@@ -456,7 +460,12 @@ impl Execution {
                 continue;
             };
             let raw = value.get(snake_case(&field.name)).unwrap_or(&Value::Null);
-            let converted = if ty.list {
+            let converted = if raw.is_null() && !ty.list && PROTO_DEFAULTS_EXEMPT.iter().all(|t| *t != type_name) {
+                // MLflow resolves fields on its protobuf messages, where
+                // an unset scalar reads as its default (a directory's
+                // `fileSize` is "0"), never null.
+                proto_default(&ty.name)
+            } else if ty.list {
                 match raw {
                     Value::Array(items) => Value::Array(
                         items
@@ -493,6 +502,22 @@ impl Execution {
             ("String", Value::Number(_) | Value::Bool(_)) => Value::String(scalar_text(raw)),
             _ => raw.clone(),
         }
+    }
+}
+
+/// The types MLflow builds itself rather than from its messages: their
+/// unset fields stay null.
+const PROTO_DEFAULTS_EXEMPT: &[&str] = &["Test", "TestMutation"];
+
+/// What an unset scalar field of a protobuf message reads as.
+fn proto_default(type_name: &str) -> Value {
+    match type_name {
+        "LongString" => json!("0"),
+        "Int" => json!(0),
+        "Float" => json!(0.0),
+        "Boolean" => json!(false),
+        "String" => json!(""),
+        _ => Value::Null,
     }
 }
 
