@@ -664,3 +664,141 @@ def test_a_logged_models_files_are_listed_and_served_to_the_ui(tracking_uri):
     file = requests.get(f"{base}/files", params={"artifact_file_path": "MLmodel"}, timeout=TIMEOUT)
     assert file.status_code == 200, file.text
     assert info.model_id in file.text
+
+
+# --- the UI's upload and GraphQL ----------------------------------------------
+
+
+def test_the_uis_upload_refuses_bad_requests_in_mlflows_order(client, tracking_uri):
+    """test_upload_artifact_handler_rejects_invalid_requests"""
+    run_id = new_run(client, "upload_artifacts_test")
+    url = f"{tracking_uri}/ajax-api/2.0/mlflow/upload-artifact"
+    for params, message in [
+        ({}, "Request must specify run_uuid."),
+        ({"run_uuid": run_id}, "Request must specify path."),
+        ({"run_uuid": run_id, "path": ""}, "Request must specify path."),
+        ({"run_uuid": run_id, "path": "../test.txt"}, "Invalid path"),
+        ({"run_uuid": run_id, "path": "test.txt"}, "Request must specify data."),
+    ]:
+        refused(requests.post(url, params=params, timeout=TIMEOUT), message)
+    assert client.list_artifacts(run_id) == []
+
+
+def test_the_uis_upload_stores_a_file_the_run_then_serves(client, tracking_uri):
+    """test_upload_artifact_handler"""
+    run_id = new_run(client, "upload_artifacts_test")
+    response = requests.post(f"{tracking_uri}/ajax-api/2.0/mlflow/upload-artifact",
+                             params={"run_uuid": run_id, "path": "dir/test.txt"}, data="hello world",
+                             timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    served = requests.get(f"{tracking_uri}/get-artifact", params={"run_uuid": run_id, "path": "dir/test.txt"},
+                          timeout=TIMEOUT)
+    assert (served.status_code, served.text) == (200, "hello world")
+    assert [(a.path, a.file_size) for a in client.list_artifacts(run_id, "dir")] == [("dir/test.txt", 11)]
+
+
+def graphql(tracking_uri: str, query: str) -> dict:
+    response = requests.post(f"{tracking_uri}/graphql", json={"query": query, "operationName": "testQuery"},
+                             headers={"content-type": "application/json; charset=utf-8"}, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_graphql_answers_the_test_field_and_bounds_queries(tracking_uri):
+    """test_graphql_handler, test_graphql_handler_batching_raise_error"""
+    assert graphql(tracking_uri, 'query testQuery {test(inputString: "abc") { output }}')["data"] == {
+        "test": {"output": "abc"}}
+    roots = " ".join(f'key_{i}: test(inputString: "abc") {{ output }}' for i in range(12))
+    assert "GraphQL queries should have at most 10" in graphql(tracking_uri, f"query testQuery {{{roots}}}")["errors"][0]
+    aliases = " ".join(f"experiment_{i}: experiment {{ name }}" for i in range(12))
+    answer = graphql(tracking_uri, f'query testQuery {{mlflowGetExperiment(input: {{experimentId: "123"}}) {{{aliases}}}}}')
+    assert "queries should have at most 10 aliases" in answer["errors"][0]
+    inner = "name"
+    for _ in range(12):
+        inner = f"name {{ {inner} }}"
+    answer = graphql(tracking_uri, 'query testQuery { mlflowGetExperiment(input: {experimentId: "123"}) '
+                                   f"{{ experiment {{ {inner} }} }} }}")
+    assert "Query exceeds maximum depth of 10" in answer["errors"][0]
+    selections = " ".join(f"field_{i} {{ name }}" for i in range(1002))
+    answer = graphql(tracking_uri, 'query testQuery { mlflowGetExperiment(input: {experimentId: "123"}) '
+                                   f"{{ experiment {{ {selections} }} }} }}")
+    assert "Query exceeds maximum total selections of 1000" in answer["errors"][0]
+
+
+def test_graphql_reads_experiments_runs_and_their_model_versions(client, tracking_uri):
+    """test_get_experiment_graphql, test_get_run_and_experiment_graphql, test_search_runs_graphql"""
+    name = unique("GraphqlTest")
+    client.create_registered_model(name)
+    experiment_id = client.create_experiment(name)
+    answer = graphql(tracking_uri, f'query testQuery {{mlflowGetExperiment(input: {{experimentId: "{experiment_id}"}})'
+                                   " { experiment { name } }}")
+    assert answer["data"]["mlflowGetExperiment"]["experiment"]["name"] == name
+    run_1 = client.create_run(experiment_id)
+    run_2 = client.create_run(experiment_id)
+    client.create_model_version(name, f"runs:/{run_2.info.run_id}/model", run_2.info.run_id)
+    answer = graphql(tracking_uri, f'''query testQuery @component(name: "Test") {{
+        mlflowGetRun(input: {{runId: "{run_2.info.run_id}"}}) {{
+            run {{ info {{ status }} experiment {{ name }} modelVersions {{ name }} }} }} }}''')
+    assert answer["errors"] is None
+    run = answer["data"]["mlflowGetRun"]["run"]
+    assert (run["info"]["status"], run["experiment"]["name"], run["modelVersions"][0]["name"]) == (
+        run_2.info.status, name, name)
+    answer = graphql(tracking_uri, f'''mutation testQuery {{
+        mlflowSearchRuns(input: {{ experimentIds: ["{experiment_id}"] }}) {{ runs {{ info {{ runId }} }} }} }}''')
+    assert answer["data"]["mlflowSearchRuns"]["runs"] == [
+        {"info": {"runId": run_2.info.run_id}}, {"info": {"runId": run_1.info.run_id}}]
+
+
+def test_graphql_reads_metrics_artifacts_and_datasets(client, tracking_uri, tmp_path):
+    """test_get_metric_history_bulk_interval_graphql, test_list_artifacts_graphql,
+    test_search_datasets_graphql, test_graphql_nan_metric_handling"""
+    experiment_id = client.create_experiment(unique("GraphqlTest"))
+    run_id = client.create_run(experiment_id).info.run_id
+    for i in range(10):
+        client.log_metric(run_id, "metric_0", i, step=i)
+    answer = graphql(tracking_uri, f'''query testQuery {{ mlflowGetMetricHistoryBulkInterval(input: {{
+        runIds: ["{run_id}"], metricKey: "metric_0" }}) {{ metrics {{ key timestamp value }} }} }}''')
+    metrics = answer["data"]["mlflowGetMetricHistoryBulkInterval"]["metrics"]
+    assert [(m["key"], m["value"]) for m in metrics] == [("metric_0", i) for i in range(10)]
+
+    client.log_metric(run_id, "normal_metric", 123, timestamp=1, step=1)
+    client.log_metric(run_id, "nan_metric", math.nan, timestamp=2, step=2)
+    answer = graphql(tracking_uri, f'''query testQuery {{ mlflowGetRun(input: {{runId: "{run_id}"}}) {{
+        run {{ data {{ metrics {{ key value timestamp step }} }} }} }} }}''')
+    assert answer["errors"] is None
+    metrics = {m["key"]: m for m in answer["data"]["mlflowGetRun"]["run"]["data"]["metrics"]}
+    assert metrics["normal_metric"] == {"key": "normal_metric", "value": 123, "timestamp": "1", "step": "1"}
+    assert metrics["nan_metric"] == {"key": "nan_metric", "value": None, "timestamp": "2", "step": "2"}
+
+    file = tmp_path / "test.txt"
+    file.write_text("hello world")
+    client.log_artifact(run_id, str(file))
+    client.log_artifact(run_id, str(file), "testDir")
+    fields = "files { path isDir fileSize }"
+    answer = graphql(tracking_uri, f'query testQuery {{ files: mlflowListArtifacts(input: {{ runId: "{run_id}" }})'
+                                   f" {{ {fields} }} }}")
+    assert answer["data"]["files"]["files"] == [
+        {"path": "test.txt", "isDir": False, "fileSize": "11"}, {"path": "testDir", "isDir": True, "fileSize": "0"}]
+    answer = graphql(tracking_uri, 'query testQuery { subdir: mlflowListArtifacts(input: '
+                                   f'{{ runId: "{run_id}", path: "testDir" }}) {{ {fields} }} }}')
+    assert answer["data"]["subdir"]["files"] == [{"path": "testDir/test.txt", "isDir": False, "fileSize": "11"}]
+
+    client.log_inputs(run_id, [
+        DatasetInput(Dataset(name="test-dataset-1", digest="12345", source_type="script", source="test"), []),
+        DatasetInput(Dataset(name="test-dataset-2", digest="12346", source_type="script", source="test"),
+                     [InputTag(MLFLOW_DATASET_CONTEXT, "training")]),
+    ])
+    answer = graphql(tracking_uri, f'''mutation testQuery {{ mlflowSearchDatasets(input:{{experimentIds: ["{experiment_id}"]}})
+        {{ datasetSummaries {{ experimentId name digest context }} }} }}''')
+    assert sorted(answer["data"]["mlflowSearchDatasets"]["datasetSummaries"], key=lambda d: d["digest"]) == [
+        {"experimentId": experiment_id, "name": "test-dataset-1", "digest": "12345", "context": ""},
+        {"experimentId": experiment_id, "name": "test-dataset-2", "digest": "12346", "context": "training"},
+    ]
+
+
+def test_a_relative_artifact_location_is_kept_as_given(client):
+    """test_create_get_search_experiment's `artifact_location="my_location"`: a
+    deliberate difference, MLflow resolves it against its own working directory
+    (see README)"""
+    experiment_id = client.create_experiment(unique("relative"), artifact_location="my_location")
+    assert client.get_experiment(experiment_id).artifact_location == "my_location"

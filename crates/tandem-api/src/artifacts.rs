@@ -132,13 +132,27 @@ async fn upload_artifact(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let path = write_path(&params)?;
-    state.store.check_artifact_owner(&ws, path.as_str(), true).await?;
+    store_artifact(&state, &ws, &path, crate::declared_length(&headers), body).await?;
+    Ok(Json(json!({})))
+}
+
+/// Streams `body` to the artifact `path` (relative to the workspace's
+/// proxied root), under its owner's and the workspace's checks, and records
+/// it; bytes nothing could record are removed.
+pub(crate) async fn store_artifact(
+    state: &AppState,
+    ws: &WorkspaceRef,
+    path: &ArtifactKey,
+    declared_length: i64,
+    body: Body,
+) -> ApiResult<()> {
+    state.store.check_artifact_owner(ws, path.as_str(), true).await?;
     // Refused before a byte is stored when the declared size cannot fit.
     state
         .store
-        .check_storage_quota(&ws, "artifacts", path.as_str(), crate::declared_length(&headers))
+        .check_storage_quota(ws, "artifacts", path.as_str(), declared_length)
         .await?;
-    let key = storage_key(&ws, Some(&path))?;
+    let key = storage_key(ws, Some(path))?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let outcome = state
         .artifacts
@@ -146,7 +160,7 @@ async fn upload_artifact(
         .await?;
     if let Err(error) = state
         .store
-        .record_artifact(&ws, path.as_str(), outcome.size as i64, &outcome.sha256)
+        .record_artifact(ws, path.as_str(), outcome.size as i64, &outcome.sha256)
         .await
     {
         // The owner was purged while the bytes were streaming (the store
@@ -167,7 +181,7 @@ async fn upload_artifact(
         return Err(error.into());
     }
     tracing::debug!(workspace = %ws.name, path = path.as_str(), size = outcome.size, sha256 = %outcome.sha256, "stored artifact");
-    Ok(Json(json!({})))
+    Ok(())
 }
 
 fn content_type(path: &str) -> &'static str {
