@@ -190,9 +190,15 @@ async fn upload_run_artifact(
     if data.len() > MAX_UPLOAD {
         return Err(too_large());
     }
-    let relative = relative_path(Some(&path), "path")?.ok_or_else(|| ApiError::invalid("Request must specify path."))?;
+    let relative =
+        relative_path(Some(&path), "path")?.ok_or_else(|| ApiError::invalid("Request must specify path."))?;
     let run = state.store.get_run(&ws, &run_id).await?;
-    let (_, full) = key_under(&ws, &run.info.artifact_uri, Some(&relative), &format!("run {run_id}"))?;
+    let (_, full) = key_under(
+        &ws,
+        &run.info.artifact_uri,
+        Some(&relative),
+        &format!("run {run_id}"),
+    )?;
     let key = ArtifactKey::parse(&full)?;
     let length = data.len() as i64;
     crate::artifacts::store_artifact(&state, &ws, &key, length, axum::body::Body::from(data)).await?;

@@ -197,11 +197,20 @@ async fn the_bulk_interval_sample_takes_each_buckets_first_row_and_the_last(back
     };
     // 20 rows in 5 buckets of 4: each bucket's first row, the last row of
     // all in place of the last sampled one (MLflow 3.17.2's answer).
-    assert_eq!(sample(5, None).await, vec![(0, 1), (2, 1), (4, 1), (6, 1), (9, 2)]);
+    assert_eq!(
+        sample(5, None).await,
+        vec![(0, 1), (2, 1), (4, 1), (6, 1), (9, 2)]
+    );
     // Ten rows in 6 buckets (2, 2, 2, 2, 1, 1): the last row is a first one.
-    assert_eq!(sample(6, Some((0, 4))).await, vec![(0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (4, 2)]);
+    assert_eq!(
+        sample(6, Some((0, 4))).await,
+        vec![(0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (4, 2)]
+    );
     // Fewer rows than buckets: every row.
-    assert_eq!(sample(50, Some((8, 9))).await, vec![(8, 1), (8, 2), (9, 1), (9, 2)]);
+    assert_eq!(
+        sample(50, Some((8, 9))).await,
+        vec![(8, 1), (8, 2), (9, 1), (9, 2)]
+    );
     assert_eq!(sample(1, None).await, vec![(9, 2)]);
     assert!(store
         .metric_history_sampled(&ws, &run_id, "nothing", 5, None)

@@ -177,12 +177,7 @@ async fn run(
         // the error listed, as `mlflow server` answers it (its UI's client
         // reads GraphQL errors from a 200). Only text that is not GraphQL
         // at all is a 400 (MLflow fails with a 500 there).
-        Err(Refusal(message)) => {
-            return (
-                StatusCode::OK,
-                json!({ "data": null, "errors": [message] }),
-            )
-        }
+        Err(Refusal(message)) => return (StatusCode::OK, json!({ "data": null, "errors": [message] })),
     };
     let data = execution.root(root_type, operation).await;
     let errors = if execution.errors.is_empty() {
@@ -460,25 +455,26 @@ impl Execution {
                 continue;
             };
             let raw = value.get(snake_case(&field.name)).unwrap_or(&Value::Null);
-            let converted = if raw.is_null() && !ty.list && PROTO_DEFAULTS_EXEMPT.iter().all(|t| *t != type_name) {
-                // MLflow resolves fields on its protobuf messages, where
-                // an unset scalar reads as its default (a directory's
-                // `fileSize` is "0"), never null.
-                proto_default(&ty.name)
-            } else if ty.list {
-                match raw {
-                    Value::Array(items) => Value::Array(
-                        items
-                            .iter()
-                            .map(|item| self.convert(item, &ty.name, &field.selection_set))
-                            .collect(),
-                    ),
-                    // MLflow's messages have empty repeated fields, never none.
-                    _ => Value::Array(Vec::new()),
-                }
-            } else {
-                self.convert(raw, &ty.name, &field.selection_set)
-            };
+            let converted =
+                if raw.is_null() && !ty.list && PROTO_DEFAULTS_EXEMPT.iter().all(|t| *t != type_name) {
+                    // MLflow resolves fields on its protobuf messages, where
+                    // an unset scalar reads as its default (a directory's
+                    // `fileSize` is "0"), never null.
+                    proto_default(&ty.name)
+                } else if ty.list {
+                    match raw {
+                        Value::Array(items) => Value::Array(
+                            items
+                                .iter()
+                                .map(|item| self.convert(item, &ty.name, &field.selection_set))
+                                .collect(),
+                        ),
+                        // MLflow's messages have empty repeated fields, never none.
+                        _ => Value::Array(Vec::new()),
+                    }
+                } else {
+                    self.convert(raw, &ty.name, &field.selection_set)
+                };
             merge_into(&mut out, key, converted);
         }
         Value::Object(out)

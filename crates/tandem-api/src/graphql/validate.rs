@@ -157,7 +157,8 @@ fn scan(document: &q::Document<'static, String>) -> Result<(), Refusal> {
             let mut fields = Vec::new();
             let mut aliases = 0;
             let mut seen = visited.clone();
-            let mut pending: std::collections::VecDeque<&q::Selection<'static, String>> = set.items.iter().collect();
+            let mut pending: std::collections::VecDeque<&q::Selection<'static, String>> =
+                set.items.iter().collect();
             while let Some(selection) = pending.pop_front() {
                 match selection {
                     q::Selection::Field(field) => {
@@ -166,7 +167,9 @@ fn scan(document: &q::Document<'static, String>) -> Result<(), Refusal> {
                         }
                         fields.push(field);
                     }
-                    q::Selection::InlineFragment(fragment) => pending.extend(fragment.selection_set.items.iter()),
+                    q::Selection::InlineFragment(fragment) => {
+                        pending.extend(fragment.selection_set.items.iter())
+                    }
                     q::Selection::FragmentSpread(spread) => {
                         if seen.insert(spread.fragment_name.as_str()) {
                             if let Some(fragment) = fragments.get(spread.fragment_name.as_str()) {
