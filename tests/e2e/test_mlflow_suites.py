@@ -8,6 +8,8 @@ the tally of what matches and what differs on purpose is in README.md
 
 import json
 import math
+import os
+import subprocess
 import time
 
 import mlflow
@@ -23,6 +25,8 @@ from mlflow.entities.logged_model_status import LoggedModelStatus
 from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_PARENT_RUN_ID, MLFLOW_USER
 
+from cluster import free_port, wait_until
+from conftest import _tandem_bin
 from support import unique
 
 TIMEOUT = 30
@@ -802,3 +806,36 @@ def test_a_relative_artifact_location_is_kept_as_given(client):
     (see README)"""
     experiment_id = client.create_experiment(unique("relative"), artifact_location="my_location")
     assert client.get_experiment(experiment_id).artifact_location == "my_location"
+
+
+def test_an_operators_source_pattern_refuses_other_sources(tmp_path):
+    """test_create_model_version_with_validation_regex:
+    a server started with MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX"""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = dict(os.environ, TANDEM_SQLITE_SYNCHRONOUS="NORMAL",
+                       MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX=r"^mlflow-artifacts:/.*$")
+    with open(tmp_path / "region.log", "ab") as log:
+        process = subprocess.Popen([_tandem_bin(), "server", "--listen", f"127.0.0.1:{port}",
+                                    "--data", str(tmp_path / "data")],
+                                   stdout=log, stderr=subprocess.STDOUT, env=environment)
+    try:
+        def ready() -> bool:
+            try:
+                return requests.get(f"{url}/ready", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_until(ready, 30, "the region to be ready")
+        client = MlflowClient(tracking_uri=url, registry_uri=url)
+        client.create_registered_model("test")
+        with pytest.raises(MlflowException, match="Invalid model version source: 's3://path/to/model'."):
+            client.create_model_version("test", source="s3://path/to/model")
+        run = client.create_run(experiment_id=client.create_experiment("test"))
+        assert run.info.artifact_uri.startswith("mlflow-artifacts:/")
+        version = client.create_model_version("test", source=f"{run.info.artifact_uri}/model",
+                                              run_id=run.info.run_id)
+        assert version.version == "1"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
