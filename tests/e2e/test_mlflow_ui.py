@@ -233,13 +233,15 @@ def test_graphql_refuses_what_its_schema_and_bounds_refuse(ui):
          "fragment A on MlflowRunInfo { ...A }", "within itself"),
     ]:
         status, body = graphql(ui, query)
-        assert status == 400 and body["data"] is None, (query, body)
+        # As `mlflow server` answers: 200 with the error listed; text that
+        # is not GraphQL is a 400 (MLflow's is a 500).
+        assert status == (400 if words == "Syntax Error" else 200) and body["data"] is None, (query, body)
         assert any(words in error for error in body["errors"]), (query, body)
     deep = "query { test(inputString: \"x\") { output } }"
     assert graphql(ui, deep)[0] == 200
     status, body = graphql(ui, "query { mlflowSearchRuns(input: {}) { runs { " + "info { " * 11 + "runId"
                            + " }" * 11 + " } } }")
-    assert status == 400, body
+    assert status == 200 and "maximum depth" in body["errors"][0], body
     # Not JSON, no query: clear refusals.
     response = requests.post(f"{ui['url']}/graphql", data=b"{", auth=ui["auth"],
                              headers={"Content-Type": "application/json"}, timeout=30)

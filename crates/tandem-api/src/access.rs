@@ -130,6 +130,8 @@ const MLFLOW_ROUTES: &[(&str, &[(Method, Permission)])] = {
         ("mlflow/metrics/get-history-bulk-interval", &[(GET, R)]),
         ("mlflow/metrics/get-history-bulk", &[(GET, R)]),
         ("mlflow/experiments/search-datasets", &[(POST, R)]),
+        // The UI's upload of one small file to a run.
+        ("mlflow/upload-artifact", &[(POST, W)]),
         // MLflow's AI gateway proxy: always the empty gateway.
         ("mlflow/gateway-proxy", &[(GET, R), (POST, R)]),
         ("mlflow/artifacts/list", &[(GET, R)]),

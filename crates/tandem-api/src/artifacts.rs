@@ -132,21 +132,35 @@ async fn upload_artifact(
     body: Body,
 ) -> ApiResult<Json<Value>> {
     let path = write_path(&params)?;
-    state.store.check_artifact_owner(&ws, path.as_str(), true).await?;
+    store_artifact(&state, &ws, &path, crate::declared_length(&headers), body).await?;
+    Ok(Json(json!({})))
+}
+
+/// Streams `body` to the artifact `path` (relative to the workspace's
+/// proxied root), under its owner's and the workspace's checks, and records
+/// it; bytes nothing could record are removed.
+pub(crate) async fn store_artifact(
+    state: &AppState,
+    ws: &WorkspaceRef,
+    path: &ArtifactKey,
+    declared_length: i64,
+    body: Body,
+) -> ApiResult<()> {
+    state.store.check_artifact_owner(ws, path.as_str(), true).await?;
     // Refused before a byte is stored when the declared size cannot fit.
     state
         .store
-        .check_storage_quota(&ws, "artifacts", path.as_str(), crate::declared_length(&headers))
+        .check_storage_quota(ws, "artifacts", path.as_str(), declared_length)
         .await?;
-    let key = storage_key(&ws, Some(&path))?;
+    let key = storage_key(ws, Some(path))?;
     let stream = body.into_data_stream().map_err(std::io::Error::other);
     let outcome = state
         .artifacts
         .put_stream(&key, Box::pin(stream), state.limits.max_artifact_size)
         .await?;
-    record_upload(&state, &ws, &path, &key, &outcome).await?;
+    record_upload(state, ws, path, &key, &outcome).await?;
     tracing::debug!(workspace = %ws.name, path = path.as_str(), size = outcome.size, sha256 = %outcome.sha256, "stored artifact");
-    Ok(Json(json!({})))
+    Ok(())
 }
 
 /// Records bytes now complete at `key` (artifact `path`) in the store,

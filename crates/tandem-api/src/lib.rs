@@ -54,6 +54,9 @@ pub struct Limits {
     pub max_json_body: usize,
     /// Largest single artifact upload, in bytes (None: unlimited).
     pub max_artifact_size: Option<u64>,
+    /// What every model version source must match somewhere (MLflow's
+    /// `MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX`), when set.
+    pub model_version_source: Option<regex::Regex>,
 }
 
 impl Default for Limits {
@@ -61,6 +64,7 @@ impl Default for Limits {
         Limits {
             max_json_body: 16 * 1024 * 1024,
             max_artifact_size: None,
+            model_version_source: None,
         }
     }
 }

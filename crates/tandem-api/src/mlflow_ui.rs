@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -49,6 +49,7 @@ pub(crate) fn routes() -> Router<AppState> {
                 &format!("{prefix}/metrics/get-history-bulk"),
                 get(metric_history_bulk),
             )
+            .route(&format!("{prefix}/upload-artifact"), post(upload_run_artifact))
             .route(
                 &format!("{prefix}/logged-models/{{model_id}}/artifacts/files"),
                 get(logged_model_artifact),
@@ -152,6 +153,60 @@ async fn run_artifact(
     let run = state.store.get_run(&ws, &run_id).await?;
     let (key, full) = key_under(&ws, &run.info.artifact_uri, Some(&path), &format!("run {run_id}"))?;
     serve_bytes(&state, &key, &full, &headers).await
+}
+
+/// The most `POST …/upload-artifact` takes, as in MLflow.
+const MAX_UPLOAD: usize = 10 * 1024 * 1024;
+
+/// `POST …/upload-artifact?run_uuid=…&path=…` with the file as the body:
+/// what MLflow's UI uploads to a run (at most 10 MB), refused in MLflow's
+/// words and order; the empty answer MLflow gives.
+async fn upload_run_artifact(
+    Ws(ws): Ws,
+    State(state): State<AppState>,
+    Query(query): Query<RunArtifactQuery>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> ApiResult<Response> {
+    let run_id = query
+        .run_uuid
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| ApiError::invalid("Request must specify run_uuid."))?;
+    let path = query
+        .path
+        .filter(|path| !path.is_empty())
+        .ok_or_else(|| ApiError::invalid("Request must specify path."))?;
+    check_path_is_safe(&path)?;
+    let too_large = || ApiError::invalid("Artifact size is too large. Max size is 10MB.");
+    if crate::declared_length(&headers) > MAX_UPLOAD as i64 {
+        return Err(too_large());
+    }
+    let data = axum::body::to_bytes(body, MAX_UPLOAD + 1)
+        .await
+        .map_err(|_| too_large())?;
+    if data.is_empty() {
+        return Err(ApiError::invalid("Request must specify data."));
+    }
+    if data.len() > MAX_UPLOAD {
+        return Err(too_large());
+    }
+    let relative =
+        relative_path(Some(&path), "path")?.ok_or_else(|| ApiError::invalid("Request must specify path."))?;
+    let run = state.store.get_run(&ws, &run_id).await?;
+    let (_, full) = key_under(
+        &ws,
+        &run.info.artifact_uri,
+        Some(&relative),
+        &format!("run {run_id}"),
+    )?;
+    let key = ArtifactKey::parse(&full)?;
+    let length = data.len() as i64;
+    crate::artifacts::store_artifact(&state, &ws, &key, length, axum::body::Body::from(data)).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::empty(),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -702,6 +702,14 @@ async fn create_model_version(
 ) -> Reply {
     let name = required(request.name, "name")?;
     let source = required(request.source, "source")?;
+    // The operator's pattern first, as `mlflow server` checks it.
+    if let Some(pattern) = &state.limits.model_version_source {
+        if !pattern.is_match(&source) {
+            return Err(ApiError::invalid(format!(
+                "Invalid model version source: '{source}'."
+            )));
+        }
+    }
     let run_id = request.run_id.unwrap_or_default();
     let model_id = request.model_id.unwrap_or_default();
     crate::sources::validate(&state, &ws, &source, &run_id, &model_id).await?;

@@ -855,29 +855,16 @@ async fn get_metric_history_bulk_interval(
             ))
         }
     };
-    // Steps first (integers off the metrics key), then only the points at
-    // the sampled steps: a long history is never decoded whole.
-    let mut steps = Vec::with_capacity(request.run_ids.len());
+    let mut metrics = Vec::new();
     for run_id in &request.run_ids {
         tandem_core::validation::validate_run_id(run_id, "run_ids")?;
-        steps.push(state.store.metric_steps(&ws, run_id, &key).await?);
     }
-    let sampled = history::sampled_steps(&steps, max_results as usize, range);
-    let per_run = (max_results as usize).max(sampled.len());
-    let mut metrics = Vec::new();
-    for (run_id, steps_of_run) in request.run_ids.iter().zip(&steps) {
-        let wanted: Vec<i64> = sampled
-            .iter()
-            .copied()
-            .filter(|step| steps_of_run.binary_search(step).is_ok())
-            .collect();
-        let kept = state
+    for run_id in &request.run_ids {
+        let sampled = state
             .store
-            .metric_history_at_steps(&ws, run_id, &key, &wanted)
+            .metric_history_sampled(&ws, run_id, &key, max_results as usize, range)
             .await?;
-        for index in history::evenly_spaced_indices(kept.len(), per_run) {
-            metrics.push(kept[index].clone());
-        }
+        metrics.extend(sampled);
     }
     let mut body = json!({});
     if !metrics.is_empty() {

@@ -27,6 +27,7 @@ async fn server() -> Server {
     let limits = Limits {
         max_json_body: 64 * 1024,
         max_artifact_size: Some(1024 * 1024),
+        model_version_source: None,
     };
     let app = router(AppState::standalone(store.clone(), artifacts, limits));
     Server {

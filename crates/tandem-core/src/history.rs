@@ -1,68 +1,12 @@
-//! Sampling metric histories for charts across runs, as MLflow's
-//! `get-history-bulk-interval` does (its UI charts with it): steps are
-//! sampled evenly over the union of the runs' steps in a range, each run's
-//! first and last step kept, and each run's rows bounded.
+//! Metric histories made small for charts: the bounds of MLflow's
+//! `get-history-bulk-interval` (its UI charts with it; the store samples
+//! each run's rows as MLflow 3.17 does, `NTILE` buckets plus the last row)
+//! and the envelope of one history Tandem's console draws.
 
 /// MLflow's bound on the sample per run.
 pub const MAX_RESULTS_PER_RUN: i64 = 2500;
 /// MLflow's bound on the runs of one request.
 pub const MAX_RUNS: usize = 100;
-
-/// The steps to return, given every run's steps (any order), at most about
-/// `max_results` of them within `[start, end]` (None: from 0 to the last
-/// step), plus every run's minimum and maximum inside the range.
-pub fn sampled_steps(runs: &[Vec<i64>], max_results: usize, range: Option<(i64, i64)>) -> Vec<i64> {
-    let max_results = max_results.max(1);
-    let mut extremes: std::collections::BTreeSet<i64> = runs
-        .iter()
-        .filter(|steps| !steps.is_empty())
-        .flat_map(|steps| {
-            [
-                *steps.iter().min().expect("non-empty"),
-                *steps.iter().max().expect("non-empty"),
-            ]
-        })
-        .collect();
-    let all: std::collections::BTreeSet<i64> = runs.iter().flatten().copied().collect();
-    let all: Vec<i64> = all.into_iter().collect();
-    let (start, end) = range.unwrap_or((0, all.last().copied().unwrap_or(0)));
-    extremes.retain(|step| (start..=end).contains(step));
-    let from = all.partition_point(|step| *step < start);
-    let to = all.partition_point(|step| *step <= end);
-    let mut sampled: std::collections::BTreeSet<i64> = if to - from <= max_results {
-        all[from..to].iter().copied().collect()
-    } else {
-        let interval = (to - from) as f64 / max_results as f64;
-        let mut sampled: std::collections::BTreeSet<i64> = (0..max_results)
-            .map(|i| from + (i as f64 * interval) as usize)
-            .filter(|index| *index < to)
-            .map(|index| all[index])
-            .collect();
-        sampled.insert(all[to - 1]);
-        sampled
-    };
-    sampled.extend(extremes);
-    sampled.into_iter().collect()
-}
-
-/// At most `max_results` evenly spaced indices into `total` items, the
-/// first and the last always among them (MLflow's rounding: half to even).
-pub fn evenly_spaced_indices(total: usize, max_results: usize) -> Vec<usize> {
-    if total == 0 {
-        return Vec::new();
-    }
-    if total <= max_results {
-        return (0..total).collect();
-    }
-    if max_results <= 1 {
-        return vec![total - 1];
-    }
-    let step = (total - 1) as f64 / (max_results - 1) as f64;
-    let indices: std::collections::BTreeSet<usize> = (0..max_results)
-        .map(|i| (i as f64 * step).round_ties_even() as usize)
-        .collect();
-    indices.into_iter().collect()
-}
 
 /// Which x a chart of one history is drawn along.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,41 +76,6 @@ pub fn envelope_points(buckets: &[HistoryBucket]) -> Vec<(i64, f64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn few_steps_are_all_kept() {
-        assert_eq!(
-            sampled_steps(&[vec![0, 1, 2], vec![1, 5]], 10, None),
-            vec![0, 1, 2, 5]
-        );
-    }
-
-    #[test]
-    fn many_steps_are_sampled_evenly_keeping_each_runs_ends() {
-        let long: Vec<i64> = (0..10_000).collect();
-        let short = vec![3, 17];
-        let steps = sampled_steps(&[long, short], 100, None);
-        assert!(steps.len() <= 104, "{}", steps.len());
-        for kept in [0, 3, 17, 9_999] {
-            assert!(steps.contains(&kept), "{kept}");
-        }
-        assert!(steps.windows(2).all(|pair| pair[0] < pair[1]));
-    }
-
-    #[test]
-    fn a_range_bounds_the_sample() {
-        let steps = sampled_steps(&[(0..100).collect()], 5, Some((10, 20)));
-        assert!(steps.iter().all(|step| (10..=20).contains(step)), "{steps:?}");
-        assert!(steps.contains(&20));
-    }
-
-    #[test]
-    fn indices_are_spread_like_mlflows() {
-        assert_eq!(evenly_spaced_indices(5, 10), vec![0, 1, 2, 3, 4]);
-        assert_eq!(evenly_spaced_indices(5, 1), vec![4]);
-        assert_eq!(evenly_spaced_indices(10, 3), vec![0, 4, 9]); // 4.5 rounds to even
-        assert!(evenly_spaced_indices(0, 3).is_empty());
-    }
 
     #[test]
     fn bucket_widths_cover_the_range_without_overflow() {

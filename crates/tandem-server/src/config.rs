@@ -117,6 +117,11 @@ pub struct ServerConfig {
     /// Off (`TANDEM_DIRECT_UPLOADS=0`) when clients cannot reach the bucket:
     /// then every upload goes through the region's proxy.
     pub direct_uploads: bool,
+    /// A regular expression every model version source must match somewhere
+    /// (Rust's `regex` syntax), on top of the fixed source checks:
+    /// `MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX`, as for
+    /// `mlflow server`. Give every region of a deployment the same one.
+    pub model_version_source_regex: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -151,6 +156,7 @@ impl Default for ServerConfig {
             ca_file: None,
             mlflow_ui: None,
             direct_uploads: true,
+            model_version_source_regex: None,
         }
     }
 }
@@ -170,6 +176,24 @@ impl ServerConfig {
                 name: "tls".to_string(),
                 message: "give both tls_cert and tls_key (--tls-cert, --tls-key), or neither".to_string(),
             }),
+        }
+    }
+
+    /// The compiled `model_version_source_regex` (an empty one is none, as
+    /// for MLflow).
+    pub fn model_version_source_pattern(&self) -> Result<Option<regex::Regex>, ConfigError> {
+        match self
+            .model_version_source_regex
+            .as_deref()
+            .filter(|text| !text.is_empty())
+        {
+            None => Ok(None),
+            Some(text) => regex::Regex::new(text)
+                .map(Some)
+                .map_err(|error| ConfigError::Invalid {
+                    name: "model_version_source_regex".to_string(),
+                    message: error.to_string(),
+                }),
         }
     }
 
@@ -275,6 +299,12 @@ impl ServerConfig {
             if let Some(value) = env(name).filter(|value| !value.trim().is_empty()) {
                 *target = Some(PathBuf::from(value));
             }
+        }
+        // MLflow's own name, so an `mlflow server`'s setting carries over.
+        if let Some(value) =
+            env("MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX").filter(|value| !value.is_empty())
+        {
+            self.model_version_source_regex = Some(value);
         }
         if let Some(value) = env("TANDEM_WITNESS_ENDPOINTS") {
             self.witness_endpoints = Some(value);
@@ -413,6 +443,30 @@ fn absolute(path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_model_version_source_pattern_is_compiled_once_and_checked_at_start() {
+        let with = |text: &str| ServerConfig {
+            model_version_source_regex: Some(text.to_string()),
+            ..ServerConfig::default()
+        };
+        assert!(ServerConfig::default()
+            .model_version_source_pattern()
+            .unwrap()
+            .is_none());
+        assert!(with("").model_version_source_pattern().unwrap().is_none());
+        let pattern = with("^mlflow-artifacts:/")
+            .model_version_source_pattern()
+            .unwrap()
+            .unwrap();
+        assert!(pattern.is_match("mlflow-artifacts:/1/abc/artifacts/model"));
+        assert!(!pattern.is_match("s3://bucket/model"));
+        let error = with("(").model_version_source_pattern().unwrap_err();
+        assert!(
+            error.to_string().contains("model_version_source_regex"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn local_volumes_are_the_directories_written_each_once() {

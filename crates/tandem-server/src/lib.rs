@@ -79,6 +79,7 @@ pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> 
             max_json_body: config.max_json_body,
             // 0 turns the limit off.
             max_artifact_size: config.max_artifact_size.filter(|size| *size > 0),
+            model_version_source: config.model_version_source_pattern()?,
         },
     ))
 }

@@ -482,17 +482,17 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         experiment_ids: &[String],
         limit: usize,
     ) -> StoreResult<Vec<tandem_core::model::DatasetSummary>>;
-    /// The distinct steps of `key` in `run_id`, ascending (what MLflow's
-    /// bulk-interval sampling works on), without reading every point.
-    async fn metric_steps(&self, ws: &WorkspaceRef, run_id: &str, key: &str) -> StoreResult<Vec<i64>>;
-    /// The points of `key` in `run_id` at the given steps, ordered by step,
-    /// timestamp and value.
-    async fn metric_history_at_steps(
+    /// MLflow 3.17's bulk-interval sample of `key` in `run_id` (at most
+    /// about `max_results` points, the first and last kept, within `range`
+    /// of steps), ordered by step, timestamp and value, without reading
+    /// every point.
+    async fn metric_history_sampled(
         &self,
         ws: &WorkspaceRef,
         run_id: &str,
         key: &str,
-        steps: &[i64],
+        max_results: usize,
+        range: Option<(i64, i64)>,
     ) -> StoreResult<Vec<Metric>>;
 
     // Logged models.

@@ -1,9 +1,8 @@
 //! Conformance scenarios of the chartable metric history, on SQLite and
 //! PostgreSQL: `metric_history_envelope` (short histories whole, long ones
 //! reduced in the database to buckets that keep every spike, ranges, the
-//! time axis, NaN left out, unknown runs refused) and the steps and points
-//! MLflow's bulk-interval sampling reads (`metric_steps`,
-//! `metric_history_at_steps`).
+//! time axis, NaN left out, unknown runs refused) and MLflow 3.17's
+//! bulk-interval sample (`metric_history_sampled`).
 
 #[allow(dead_code)]
 #[macro_use]
@@ -16,7 +15,7 @@ use tandem_core::ErrorKind;
 use tandem_store::*;
 
 scenarios!(
-    steps_and_points_at_steps_feed_the_bulk_interval_sampling,
+    the_bulk_interval_sample_takes_each_buckets_first_row_and_the_last,
     short_histories_come_back_whole,
     long_histories_are_bucketed_keeping_their_extremes,
     unknown_runs_and_keys_are_told_apart,
@@ -166,50 +165,57 @@ async fn unknown_runs_and_keys_are_told_apart(backend: Backend) {
     harness.finish().await;
 }
 
-async fn steps_and_points_at_steps_feed_the_bulk_interval_sampling(backend: Backend) {
+async fn the_bulk_interval_sample_takes_each_buckets_first_row_and_the_last(backend: Backend) {
     let Some(harness) = support::Harness::new(backend).await else {
         return;
     };
     let store = harness.store.as_ref();
     let (ws, run_id) = run_in_default(store).await;
-    // Two points at step 5 (different timestamps), steps out of order.
-    let points = vec![
-        metric("loss", 0.5, 2_000, 5),
-        metric("loss", 0.4, 1_000, 5),
-        metric("loss", 0.9, 1_500, 1),
-        metric("loss", 0.1, 3_000, 700),
-    ];
+    // Ten steps at two timestamps each, logged out of order.
+    let mut points = Vec::new();
+    for step in (0..10).rev() {
+        for timestamp in [2, 1] {
+            points.push(metric("loss", 10.0, timestamp, step));
+        }
+    }
     store
         .log_batch(&ws, &run_id, points, vec![], vec![])
         .await
         .unwrap();
+    let sample = |max_results, range| {
+        let run_id = run_id.clone();
+        let ws = ws.clone();
+        async move {
+            store
+                .metric_history_sampled(&ws, &run_id, "loss", max_results, range)
+                .await
+                .unwrap()
+                .iter()
+                .map(|metric| (metric.step, metric.timestamp))
+                .collect::<Vec<_>>()
+        }
+    };
+    // 20 rows in 5 buckets of 4: each bucket's first row, the last row of
+    // all in place of the last sampled one (MLflow 3.17.2's answer).
     assert_eq!(
-        store.metric_steps(&ws, &run_id, "loss").await.unwrap(),
-        vec![1, 5, 700]
+        sample(5, None).await,
+        vec![(0, 1), (2, 1), (4, 1), (6, 1), (9, 2)]
     );
+    // Ten rows in 6 buckets (2, 2, 2, 2, 1, 1): the last row is a first one.
+    assert_eq!(
+        sample(6, Some((0, 4))).await,
+        vec![(0, 1), (1, 1), (2, 1), (3, 1), (4, 1), (4, 2)]
+    );
+    // Fewer rows than buckets: every row.
+    assert_eq!(
+        sample(50, Some((8, 9))).await,
+        vec![(8, 1), (8, 2), (9, 1), (9, 2)]
+    );
+    assert_eq!(sample(1, None).await, vec![(9, 2)]);
     assert!(store
-        .metric_steps(&ws, &run_id, "nothing")
+        .metric_history_sampled(&ws, &run_id, "nothing", 5, None)
         .await
         .unwrap()
         .is_empty());
-    let at = store
-        .metric_history_at_steps(&ws, &run_id, "loss", &[700, 5, 42])
-        .await
-        .unwrap();
-    let seen: Vec<(i64, i64)> = at.iter().map(|metric| (metric.step, metric.timestamp)).collect();
-    assert_eq!(seen, vec![(5, 1_000), (5, 2_000), (700, 3_000)]);
-    assert!(at
-        .iter()
-        .all(|metric| metric.run_id.as_deref() == Some(run_id.as_str())));
-    // More steps than one statement binds: every point (steps 1, 5, 5, 700).
-    let many: Vec<i64> = (0..1_200).collect();
-    assert_eq!(
-        store
-            .metric_history_at_steps(&ws, &run_id, "loss", &many)
-            .await
-            .unwrap()
-            .len(),
-        4
-    );
     harness.finish().await;
 }

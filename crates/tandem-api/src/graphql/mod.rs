@@ -173,12 +173,11 @@ async fn run(
     };
     let (root_type, operation) = match prepare(&document, &mut execution, request) {
         Ok(prepared) => prepared,
-        Err(Refusal(message)) => {
-            return (
-                StatusCode::BAD_REQUEST,
-                json!({ "data": null, "errors": [message] }),
-            )
-        }
+        // A query the schema or the bounds refuse is answered 200 with
+        // the error listed, as `mlflow server` answers it (its UI's client
+        // reads GraphQL errors from a 200). Only text that is not GraphQL
+        // at all is a 400 (MLflow fails with a 500 there).
+        Err(Refusal(message)) => return (StatusCode::OK, json!({ "data": null, "errors": [message] })),
     };
     let data = execution.root(root_type, operation).await;
     let errors = if execution.errors.is_empty() {
@@ -456,20 +455,26 @@ impl Execution {
                 continue;
             };
             let raw = value.get(snake_case(&field.name)).unwrap_or(&Value::Null);
-            let converted = if ty.list {
-                match raw {
-                    Value::Array(items) => Value::Array(
-                        items
-                            .iter()
-                            .map(|item| self.convert(item, &ty.name, &field.selection_set))
-                            .collect(),
-                    ),
-                    // MLflow's messages have empty repeated fields, never none.
-                    _ => Value::Array(Vec::new()),
-                }
-            } else {
-                self.convert(raw, &ty.name, &field.selection_set)
-            };
+            let converted =
+                if raw.is_null() && !ty.list && PROTO_DEFAULTS_EXEMPT.iter().all(|t| *t != type_name) {
+                    // MLflow resolves fields on its protobuf messages, where
+                    // an unset scalar reads as its default (a directory's
+                    // `fileSize` is "0"), never null.
+                    proto_default(&ty.name)
+                } else if ty.list {
+                    match raw {
+                        Value::Array(items) => Value::Array(
+                            items
+                                .iter()
+                                .map(|item| self.convert(item, &ty.name, &field.selection_set))
+                                .collect(),
+                        ),
+                        // MLflow's messages have empty repeated fields, never none.
+                        _ => Value::Array(Vec::new()),
+                    }
+                } else {
+                    self.convert(raw, &ty.name, &field.selection_set)
+                };
             merge_into(&mut out, key, converted);
         }
         Value::Object(out)
@@ -493,6 +498,22 @@ impl Execution {
             ("String", Value::Number(_) | Value::Bool(_)) => Value::String(scalar_text(raw)),
             _ => raw.clone(),
         }
+    }
+}
+
+/// The types MLflow builds itself rather than from its messages: their
+/// unset fields stay null.
+const PROTO_DEFAULTS_EXEMPT: &[&str] = &["Test", "TestMutation"];
+
+/// What an unset scalar field of a protobuf message reads as.
+fn proto_default(type_name: &str) -> Value {
+    match type_name {
+        "LongString" => json!("0"),
+        "Int" => json!(0),
+        "Float" => json!(0.0),
+        "Boolean" => json!(false),
+        "String" => json!(""),
+        _ => Value::Null,
     }
 }
 

@@ -25,6 +25,7 @@ pub(super) fn prepare<'d>(
     execution: &mut Execution,
     request: GraphqlRequest,
 ) -> Result<(&'static str, &'d Set), Refusal> {
+    scan(document)?;
     let mut operations = Vec::new();
     for definition in &document.definitions {
         match definition {
@@ -119,6 +120,93 @@ pub(super) fn prepare<'d>(
         )));
     }
     Ok((root_type, selection_set))
+}
+
+/// MLflow's safety scan (`check_query_safety`), over the text alone before
+/// anything is checked against the schema, so a query past a bound is
+/// refused for the bound first, in MLflow's words and order: depth, total
+/// selections (fragments followed, each once per branch), then root fields
+/// and aliases on one level (fragments' fields counted on the level they
+/// are spread into).
+fn scan(document: &q::Document<'static, String>) -> Result<(), Refusal> {
+    let fragments: std::collections::HashMap<&str, &Set> = document
+        .definitions
+        .iter()
+        .filter_map(|definition| match definition {
+            q::Definition::Fragment(fragment) => Some((fragment.name.as_str(), &fragment.selection_set)),
+            q::Definition::Operation(_) => None,
+        })
+        .collect();
+    let (mut roots, mut most_aliases, mut total) = (0usize, 0usize, 0usize);
+    for definition in &document.definitions {
+        let set = match definition {
+            q::Definition::Operation(q::OperationDefinition::SelectionSet(set)) => set,
+            q::Definition::Operation(q::OperationDefinition::Query(query)) => &query.selection_set,
+            q::Definition::Operation(q::OperationDefinition::Mutation(mutation)) => &mutation.selection_set,
+            q::Definition::Operation(q::OperationDefinition::Subscription(subscription)) => {
+                &subscription.selection_set
+            }
+            q::Definition::Fragment(_) => continue,
+        };
+        let mut stack: Vec<(&Set, usize, HashSet<&str>)> = vec![(set, 1, HashSet::new())];
+        while let Some((set, depth, visited)) = stack.pop() {
+            if depth > MAX_DEPTH {
+                return Err(Refusal(format!("Query exceeds maximum depth of {MAX_DEPTH}")));
+            }
+            // This level's fields, with those of its fragments.
+            let mut fields = Vec::new();
+            let mut aliases = 0;
+            let mut seen = visited.clone();
+            let mut pending: std::collections::VecDeque<&q::Selection<'static, String>> =
+                set.items.iter().collect();
+            while let Some(selection) = pending.pop_front() {
+                match selection {
+                    q::Selection::Field(field) => {
+                        if field.alias.is_some() {
+                            aliases += 1;
+                        }
+                        fields.push(field);
+                    }
+                    q::Selection::InlineFragment(fragment) => {
+                        pending.extend(fragment.selection_set.items.iter())
+                    }
+                    q::Selection::FragmentSpread(spread) => {
+                        if seen.insert(spread.fragment_name.as_str()) {
+                            if let Some(fragment) = fragments.get(spread.fragment_name.as_str()) {
+                                pending.extend(fragment.items.iter());
+                            }
+                        }
+                    }
+                }
+            }
+            for field in fields {
+                if depth == 1 {
+                    roots += 1;
+                }
+                if !field.selection_set.items.is_empty() {
+                    stack.push((&field.selection_set, depth + 1, visited.clone()));
+                }
+                total += 1;
+                if total > MAX_SELECTIONS {
+                    return Err(Refusal(format!(
+                        "Query exceeds maximum total selections of {MAX_SELECTIONS}"
+                    )));
+                }
+            }
+            most_aliases = most_aliases.max(aliases);
+        }
+    }
+    if roots > MAX_ROOT_FIELDS {
+        return Err(Refusal(format!(
+            "GraphQL queries should have at most {MAX_ROOT_FIELDS} root fields, got {roots} root fields."
+        )));
+    }
+    if most_aliases > MAX_ALIASES {
+        return Err(Refusal(format!(
+            "GraphQL queries should have at most {MAX_ALIASES} aliases, got {most_aliases} aliases."
+        )));
+    }
+    Ok(())
 }
 
 /// What a query has used of MLflow's bounds so far.

@@ -98,55 +98,66 @@ impl SqlStore {
         })
     }
 
-    /// The distinct steps of `key` in `run_id`, ascending: what MLflow's
-    /// bulk-interval sampling needs, read as integers from the metrics key
-    /// instead of decoding every point.
-    pub(crate) async fn metric_steps_impl(
+    /// MLflow 3.17's bulk-interval sample of `key` in `run_id`: the rows
+    /// (within `range` of steps) ordered by step, timestamp, value and NaN,
+    /// cut into `max_results` buckets as SQL's `NTILE` cuts them, the first
+    /// row of each bucket, and the last row of all in place of the last
+    /// sampled one when it is not already there (appended while there is
+    /// room). Done in the database: never more than about `max_results`
+    /// rows are read, however long the history.
+    pub(crate) async fn metric_history_sampled_impl(
         &self,
         ws: &WorkspaceRef,
         run_id: &str,
         key: &str,
-    ) -> StoreResult<Vec<i64>> {
-        self.run_info_in(ws, run_id).await?;
-        let rows =
-            sqlx::query("SELECT DISTINCT step FROM metrics WHERE run_id = $1 AND key = $2 ORDER BY step")
-                .bind(run_id)
-                .bind(key)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|row| Ok(row.try_get::<i64, _>("step")?))
-            .collect()
-    }
-
-    /// The points of `key` in `run_id` at `steps` (any order), ordered by
-    /// step, timestamp and value.
-    pub(crate) async fn metric_history_at_steps_impl(
-        &self,
-        ws: &WorkspaceRef,
-        run_id: &str,
-        key: &str,
-        steps: &[i64],
+        max_results: usize,
+        range: Option<(i64, i64)>,
     ) -> StoreResult<Vec<Metric>> {
         self.run_info_in(ws, run_id).await?;
-        let mut steps = steps.to_vec();
-        steps.sort_unstable();
-        steps.dedup();
+        let (low, high) = range.unwrap_or((i64::MIN, i64::MAX));
+        let columns = "key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest";
+        let slice = "FROM metrics WHERE run_id = $1 AND key = $2 AND step >= $3 AND step <= $4";
+        let order = "step, timestamp, value, is_nan";
+        // An integer we bound ourselves, written into the statement: NTILE
+        // takes an `integer` on PostgreSQL, not a bound `bigint`.
+        let buckets = max_results.clamp(1, history::MAX_RESULTS_PER_RUN as usize);
+        let sampled = format!(
+            "SELECT {columns} FROM (\
+               SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY bucket ORDER BY {order}) AS rn FROM (\
+                 SELECT {columns}, NTILE({buckets}) OVER (ORDER BY {order}) AS bucket {slice}\
+               ) bucketed\
+             ) ranked WHERE rn = 1 ORDER BY {order}"
+        );
         let mut points = Vec::new();
-        // Bounded lists of bind parameters, well under every backend's limit.
-        for chunk in steps.chunks(500) {
-            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 3)).collect();
-            let sql = format!(
-                "SELECT key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics \
-                 WHERE run_id = $1 AND key = $2 AND step IN ({}) ORDER BY step, timestamp, value",
-                placeholders.join(", ")
-            );
-            let mut query = sqlx::query(&sql).bind(run_id).bind(key);
-            for step in chunk {
-                query = query.bind(*step);
-            }
-            for row in query.fetch_all(&self.pool).await? {
-                points.push(super::load::metric_row(&row, run_id)?);
+        for row in sqlx::query(&sampled)
+            .bind(run_id)
+            .bind(key)
+            .bind(low)
+            .bind(high)
+            .fetch_all(&self.pool)
+            .await?
+        {
+            points.push(super::load::metric_row(&row, run_id)?);
+        }
+        let last = sqlx::query(&format!(
+            "SELECT {columns} {slice} ORDER BY step DESC, timestamp DESC, value DESC, is_nan DESC LIMIT 1"
+        ))
+        .bind(run_id)
+        .bind(key)
+        .bind(low)
+        .bind(high)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = last {
+            let last = super::load::metric_row(&row, run_id)?;
+            let same = |a: &Metric, b: &Metric| {
+                (a.step, a.timestamp) == (b.step, b.timestamp)
+                    && (a.value == b.value || (a.value.is_nan() && b.value.is_nan()))
+            };
+            match points.last() {
+                Some(sampled) if same(sampled, &last) => {}
+                _ if points.len() >= buckets => *points.last_mut().expect("full") = last,
+                _ => points.push(last),
             }
         }
         Ok(points)

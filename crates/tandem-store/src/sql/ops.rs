@@ -771,18 +771,16 @@ impl MetadataStore for SqlStore {
         self.search_datasets_impl(ws, experiment_ids, limit).await
     }
 
-    async fn metric_steps(&self, ws: &WorkspaceRef, run_id: &str, key: &str) -> StoreResult<Vec<i64>> {
-        self.metric_steps_impl(ws, run_id, key).await
-    }
-
-    async fn metric_history_at_steps(
+    async fn metric_history_sampled(
         &self,
         ws: &WorkspaceRef,
         run_id: &str,
         key: &str,
-        steps: &[i64],
+        max_results: usize,
+        range: Option<(i64, i64)>,
     ) -> StoreResult<Vec<Metric>> {
-        self.metric_history_at_steps_impl(ws, run_id, key, steps).await
+        self.metric_history_sampled_impl(ws, run_id, key, max_results, range)
+            .await
     }
 
     async fn create_logged_model(
