@@ -750,14 +750,18 @@ impl MetadataStore for SqlStore {
 
     async fn refresh_planner_statistics(&self) -> StoreResult<()> {
         if self.backend == Backend::Sqlite {
-            // On the writer: ANALYZE writes its results. Bounded work per
-            // table, and none for tables that have not grown much.
+            // On the writer: ANALYZE writes its results. Every table is
+            // checked (0x10000), not only those this connection used lately;
+            // bounded work per table, none for tables that have not grown
+            // much since their last statistics.
             let _writing = self.write_lock.lock().await;
             let mut connection = self.writer.acquire().await?;
             sqlx::query("PRAGMA analysis_limit = 1000")
                 .execute(&mut *connection)
                 .await?;
-            sqlx::query("PRAGMA optimize").execute(&mut *connection).await?;
+            sqlx::query("PRAGMA optimize = 0x10002")
+                .execute(&mut *connection)
+                .await?;
         }
         Ok(())
     }

@@ -1,0 +1,76 @@
+//! The planner's statistics on SQLite: a store whose tables grew after it
+//! opened gets statistics for them from `refresh_planner_statistics`, so a
+//! page of runs is read by their keys rather than by scanning the
+//! workspace's index (the plan is checked, not a timing).
+
+#[allow(dead_code)]
+mod support;
+
+use sqlx::any::AnyPoolOptions;
+use sqlx::Row;
+use support::Backend;
+use tandem_store::*;
+
+async fn query(url: &str, sql: &str) -> Vec<String> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    let rows = sqlx::query(sql).fetch_all(&pool).await.unwrap();
+    pool.close().await;
+    rows.iter()
+        .map(|row| {
+            (0..row.len())
+                .map(|i| row.try_get::<String, _>(i).unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_that_grew_get_statistics_and_pages_are_read_by_key() {
+    let Some(harness) = support::Harness::new(Backend::Sqlite).await else {
+        return;
+    };
+    let store = harness.store.as_ref();
+    let ws = store.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..2_000 {
+        let run = store
+            .create_run(
+                &ws,
+                CreateRun {
+                    experiment_id: "0".to_string(),
+                    ..CreateRun::default()
+                },
+            )
+            .await
+            .unwrap();
+        ids.push(run.info.run_id);
+    }
+    let runs_stats = "SELECT idx FROM sqlite_stat1 WHERE tbl = 'runs'";
+    assert!(
+        query(&harness.url, runs_stats).await.is_empty(),
+        "no statistics before"
+    );
+    store.refresh_planner_statistics().await.unwrap();
+    assert!(
+        !query(&harness.url, runs_stats).await.is_empty(),
+        "statistics of runs after"
+    );
+    let listed: Vec<String> = ids[..50].iter().map(|id| format!("'{id}'")).collect();
+    let plan = query(
+        &harness.url,
+        &format!(
+            "EXPLAIN QUERY PLAN SELECT r.run_id FROM runs r WHERE r.workspace_id = '{}' AND r.run_id IN ({})",
+            ws.workspace_id,
+            listed.join(", ")
+        ),
+    )
+    .await
+    .join("\n");
+    assert!(plan.contains("sqlite_autoindex_runs_1"), "{plan}");
+    harness.finish().await;
+}
