@@ -73,9 +73,32 @@ pub fn envelope_points(buckets: &[HistoryBucket]) -> Vec<(i64, f64)> {
     points
 }
 
+/// The 0-based positions at which SQL's `NTILE(buckets)` starts each bucket
+/// over `rows` ordered rows: as many buckets as there are rows at most, the
+/// first `rows % buckets` of them one row longer.
+pub fn ntile_starts(rows: u64, buckets: u64) -> Vec<u64> {
+    let buckets = buckets.min(rows);
+    if buckets == 0 {
+        return Vec::new();
+    }
+    let (size, longer) = (rows / buckets, rows % buckets);
+    (0..buckets)
+        .map(|bucket| bucket * size + bucket.min(longer))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ntile_starts_are_where_sql_starts_its_buckets() {
+        // 10 rows in 4 buckets: sizes 3, 3, 2, 2.
+        assert_eq!(ntile_starts(10, 4), vec![0, 3, 6, 8]);
+        assert_eq!(ntile_starts(3, 5), vec![0, 1, 2]);
+        assert_eq!(ntile_starts(0, 5), Vec::<u64>::new());
+        assert_eq!(ntile_starts(7, 1), vec![0]);
+    }
 
     #[test]
     fn bucket_widths_cover_the_range_without_overflow() {

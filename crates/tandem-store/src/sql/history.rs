@@ -118,26 +118,39 @@ impl SqlStore {
         let columns = "key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest";
         let slice = "FROM metrics WHERE run_id = $1 AND key = $2 AND step >= $3 AND step <= $4";
         let order = "step, timestamp, value, is_nan";
-        // An integer we bound ourselves, written into the statement: NTILE
-        // takes an `integer` on PostgreSQL, not a bound `bigint`.
         let buckets = max_results.clamp(1, history::MAX_RESULTS_PER_RUN as usize);
-        let sampled = format!(
-            "SELECT {columns} FROM (\
-               SELECT {columns}, ROW_NUMBER() OVER (PARTITION BY bucket ORDER BY {order}) AS rn FROM (\
-                 SELECT {columns}, NTILE({buckets}) OVER (ORDER BY {order}) AS bucket {slice}\
-               ) bucketed\
-             ) ranked WHERE rn = 1 ORDER BY {order}"
-        );
-        let mut points = Vec::new();
-        for row in sqlx::query(&sampled)
+        // Where SQL's `NTILE(buckets)` would start each bucket over the
+        // slice's rows: computed from their count, so the database numbers
+        // the rows once, in the order of the metrics key (no sort, no second
+        // window), and returns only those rows.
+        let total: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) {slice}"))
             .bind(run_id)
             .bind(key)
             .bind(low)
             .bind(high)
-            .fetch_all(&self.pool)
-            .await?
-        {
-            points.push(super::load::metric_row(&row, run_id)?);
+            .fetch_one(&self.pool)
+            .await?;
+        let starts = history::ntile_starts(total.max(0) as u64, buckets as u64);
+        let mut points = Vec::new();
+        if !starts.is_empty() {
+            // Row numbers we computed, written into the statement.
+            let wanted: Vec<String> = starts.iter().map(|start| (start + 1).to_string()).collect();
+            let sampled = format!(
+                "SELECT {columns} FROM (\
+                   SELECT {columns}, ROW_NUMBER() OVER (ORDER BY {order}) AS rn {slice}\
+                 ) numbered WHERE rn IN ({}) ORDER BY {order}",
+                wanted.join(", ")
+            );
+            for row in sqlx::query(&sampled)
+                .bind(run_id)
+                .bind(key)
+                .bind(low)
+                .bind(high)
+                .fetch_all(&self.pool)
+                .await?
+            {
+                points.push(super::load::metric_row(&row, run_id)?);
+            }
         }
         let last = sqlx::query(&format!(
             "SELECT {columns} {slice} ORDER BY step DESC, timestamp DESC, value DESC, is_nan DESC LIMIT 1"
