@@ -119,6 +119,18 @@ fn target(params: &HashMap<String, String>, file: Option<&str>) -> ApiResult<Art
     Ok(ArtifactKey::parse(&joined)?)
 }
 
+/// What every route checks first, in MLflow's order: the URL's directory,
+/// then whether the storage takes direct uploads at all, then the file.
+fn checked_target(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    file: Option<&str>,
+) -> ApiResult<ArtifactKey> {
+    check_path_is_safe(params.get("path").map(String::as_str).unwrap_or(""))?;
+    supported(state)?;
+    target(params, file)
+}
+
 fn upload_id(given: Option<String>) -> ApiResult<String> {
     given
         .filter(|id| !id.is_empty())
@@ -131,10 +143,7 @@ async fn create(
     Path(params): Path<HashMap<String, String>>,
     Message(request): Message<CreateRequest>,
 ) -> ApiResult<Json<Value>> {
-    let dir = params.get("path").map(String::as_str).unwrap_or("");
-    check_path_is_safe(dir)?;
-    supported(&state)?;
-    let path = target(&params, request.path.as_deref())?;
+    let path = checked_target(&state, &params, request.path.as_deref())?;
     state.store.check_artifact_owner(&ws, path.as_str(), true).await?;
     // The size is unknown until completion, where the store checks it
     // again; a workspace already at its quota is refused here.
@@ -181,10 +190,7 @@ async fn complete(
     Path(params): Path<HashMap<String, String>>,
     Message(request): Message<CompleteRequest>,
 ) -> ApiResult<Json<Value>> {
-    let dir = params.get("path").map(String::as_str).unwrap_or("");
-    check_path_is_safe(dir)?;
-    supported(&state)?;
-    let path = target(&params, request.path.as_deref())?;
+    let path = checked_target(&state, &params, request.path.as_deref())?;
     let upload_id = upload_id(request.upload_id)?;
     let parts = request.parts.ok_or_else(|| ApiError::missing("parts"))?;
     let parts = parts
@@ -220,10 +226,7 @@ async fn abort(
     Path(params): Path<HashMap<String, String>>,
     Message(request): Message<AbortRequest>,
 ) -> ApiResult<Json<Value>> {
-    let dir = params.get("path").map(String::as_str).unwrap_or("");
-    check_path_is_safe(dir)?;
-    supported(&state)?;
-    let path = target(&params, request.path.as_deref())?;
+    let path = checked_target(&state, &params, request.path.as_deref())?;
     let upload_id = upload_id(request.upload_id)?;
     abort_in(&state, &ws, &path, &upload_id).await?;
     Ok(Json(json!({})))

@@ -12,6 +12,7 @@ mod fingerprint;
 mod history;
 mod load;
 mod logged_models;
+mod lookup;
 mod merge;
 mod migrate;
 mod ops;
@@ -22,6 +23,7 @@ mod retention;
 mod retention_apply;
 mod search_runs;
 mod tracking;
+mod workspaces;
 
 pub use ops::proxied_artifact_path;
 

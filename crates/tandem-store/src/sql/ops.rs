@@ -6,8 +6,7 @@ use sqlx::Row;
 use tandem_core::journal::{Change, JournalRecord};
 use tandem_core::model::*;
 use tandem_core::search::{self, Page};
-use tandem_core::validation as rules;
-use tandem_core::{ids, Error};
+use tandem_core::Error;
 
 use super::{load, Backend, SqlStore};
 use crate::error::{StoreError, StoreResult};
@@ -102,148 +101,6 @@ pub(super) fn ensure_active(info: &RunInfo) -> StoreResult<()> {
         )));
     }
     Ok(())
-}
-
-impl SqlStore {
-    pub(super) async fn ensure_experiment_active(
-        &self,
-        ws: &WorkspaceRef,
-        experiment_id: &str,
-    ) -> StoreResult<Experiment> {
-        let experiment = self.get_experiment(ws, experiment_id).await?;
-        if experiment.lifecycle_stage != LifecycleStage::Active {
-            return Err(invalid(format!(
-                "The experiment {experiment_id} must be in the 'active' state. Current state is {}.",
-                experiment.lifecycle_stage.as_str()
-            )));
-        }
-        Ok(experiment)
-    }
-
-    pub(crate) async fn run_info_in(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<RunInfo> {
-        match load::run_info(&self.pool, run_id).await? {
-            Some((workspace_id, info)) if workspace_id == ws.workspace_id => Ok(info),
-            _ => Err(not_found(format!("Run with id={run_id} not found"))),
-        }
-    }
-
-    pub(super) async fn active_run(&self, ws: &WorkspaceRef, run_id: &str) -> StoreResult<RunInfo> {
-        let info = self.run_info_in(ws, run_id).await?;
-        ensure_active(&info)?;
-        Ok(info)
-    }
-
-    pub(super) async fn logged_model_in(
-        &self,
-        ws: &WorkspaceRef,
-        model_id: &str,
-    ) -> StoreResult<LoggedModel> {
-        let models = load::logged_models_where(
-            &self.pool,
-            &ws.workspace_id,
-            "AND m.model_id = $2",
-            &[model_id.to_string()],
-        )
-        .await?;
-        match models.into_iter().next() {
-            Some(model) if model.info.lifecycle_stage == LifecycleStage::Active => Ok(model),
-            _ => Err(not_found(format!("Logged model with ID '{model_id}' not found."))),
-        }
-    }
-
-    pub(super) async fn registered_model_exists(&self, ws: &WorkspaceRef, name: &str) -> StoreResult<()> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM registered_models WHERE workspace_id = $1 AND name = $2 AND deletion_time IS NULL",
-        )
-        .bind(&ws.workspace_id)
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        match found {
-            Some(_) => Ok(()),
-            None => Err(not_found(format!("Registered Model with name={name} not found"))),
-        }
-    }
-
-    pub(super) async fn model_version_in(
-        &self,
-        ws: &WorkspaceRef,
-        name: &str,
-        version: &str,
-    ) -> StoreResult<ModelVersion> {
-        let number = rules::parse_model_version(version)?;
-        let versions = load::model_versions_where(
-            &self.pool,
-            &ws.workspace_id,
-            "AND v.name = $2 AND v.version = CAST($3 AS BIGINT)",
-            &[name.to_string(), number.to_string()],
-        )
-        .await?;
-        versions
-            .into_iter()
-            .next()
-            .ok_or_else(|| not_found(format!("Model Version (name={name}, version={number}) not found")))
-    }
-
-    pub(super) async fn workspace_row(&self, name: &str, view: ViewType) -> StoreResult<Option<Workspace>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM workspaces WHERE name = $1",
-            load::WORKSPACE_COLUMNS
-        ))
-        .bind(name)
-        .fetch_all(&self.pool)
-        .await?;
-        for row in rows {
-            let workspace = load::workspace_from_row(&row)?;
-            if view.includes(workspace.lifecycle_stage) {
-                return Ok(Some(workspace));
-            }
-        }
-        Ok(None)
-    }
-
-    /// Creates the `default` workspace on first start, through the journal
-    /// like any other.
-    pub(super) async fn ensure_default_workspace(&self) -> StoreResult<()> {
-        if self
-            .workspace_row(DEFAULT_WORKSPACE, ViewType::All)
-            .await?
-            .is_none()
-        {
-            self.create_workspace(
-                DEFAULT_WORKSPACE,
-                "The default workspace, also served at the API root",
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    pub(super) fn default_artifact_location(experiment_id: &str) -> String {
-        format!("mlflow-artifacts:/{experiment_id}")
-    }
-
-    /// The change that creates an experiment, its artifact location defaulted
-    /// to the artifact proxy's `mlflow-artifacts:/<id>`.
-    pub(super) fn experiment_created_change(
-        experiment_id: String,
-        name: &str,
-        artifact_location: Option<&str>,
-        tags: Vec<Tag>,
-        time: Millis,
-    ) -> Change {
-        let artifact_location = match artifact_location {
-            Some(location) if !location.is_empty() => location.to_string(),
-            _ => Self::default_artifact_location(&experiment_id),
-        };
-        Change::ExperimentCreated {
-            experiment_id,
-            name: name.to_string(),
-            artifact_location,
-            tags,
-            time,
-        }
-    }
 }
 
 #[async_trait]
@@ -473,111 +330,23 @@ impl MetadataStore for SqlStore {
     }
 
     async fn create_workspace(&self, name: &str, description: &str) -> StoreResult<Workspace> {
-        rules::validate_workspace_name(name)?;
-        if let Some(existing) = self.workspace_row(name, ViewType::All).await? {
-            return Err(StoreError::Domain(match existing.lifecycle_stage {
-                LifecycleStage::Active => Error::already_exists(format!("Workspace '{name}' already exists")),
-                LifecycleStage::Deleted => Error::already_exists(format!(
-                    "Workspace name '{name}' is reserved by deleted workspace {} (deleted at {}, kept until {}); {}",
-                    existing.workspace_id,
-                    format_utc(existing.deletion_time.unwrap_or_default()),
-                    format_utc(existing.purge_after.unwrap_or_default()),
-                    super::retention::recovery_hint(&existing)
-                )),
-            }));
-        }
-        let workspace_id = ids::new_workspace_id();
-        let (_guard, mut write) = self.begin_write(&workspace_id).await?;
-        let time = write.now;
-        self.record(
-            &mut write,
-            Change::WorkspaceCreated {
-                workspace_id: workspace_id.clone(),
-                name: name.to_string(),
-                description: description.to_string(),
-                time,
-            },
-        )
-        .await?;
-        let change = Self::experiment_created_change(
-            DEFAULT_EXPERIMENT_ID.to_string(),
-            DEFAULT_EXPERIMENT_NAME,
-            None,
-            vec![],
-            time,
-        );
-        self.record(&mut write, change).await?;
-        Self::commit(write).await?;
-        tracing::info!(workspace = name, workspace_id = %workspace_id, "created workspace");
-        self.get_workspace(name).await
+        self.create_workspace_impl(name, description).await
     }
 
     async fn get_workspace(&self, name: &str) -> StoreResult<Workspace> {
-        self.workspace_row(name, ViewType::ActiveOnly)
-            .await?
-            .ok_or_else(|| not_found(format!("Workspace '{name}' does not exist")))
+        self.get_workspace_impl(name).await
     }
 
     async fn list_workspaces(&self, view: ViewType) -> StoreResult<Vec<Workspace>> {
-        let rows = sqlx::query(&format!(
-            "SELECT {} FROM workspaces ORDER BY name",
-            load::WORKSPACE_COLUMNS
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        let mut workspaces = Vec::new();
-        for row in rows {
-            let workspace = load::workspace_from_row(&row)?;
-            if view.includes(workspace.lifecycle_stage) {
-                workspaces.push(workspace);
-            }
-        }
-        Ok(workspaces)
+        self.list_workspaces_impl(view).await
     }
 
     async fn delete_workspace(&self, name: &str) -> StoreResult<Workspace> {
-        if name == DEFAULT_WORKSPACE {
-            return Err(invalid("The default workspace cannot be deleted".to_string()));
-        }
-        let workspace = match self.get_workspace(name).await {
-            Ok(workspace) => workspace,
-            Err(_) => return Err(self.explain_missing_workspace(name).await),
-        };
-        let ws = WorkspaceRef {
-            workspace_id: workspace.workspace_id.clone(),
-            name: name.to_string(),
-        };
-        let time = self.now();
-        self.write_one(&ws, Change::WorkspaceDeleted { time }).await?;
-        tracing::info!(workspace = name, workspace_id = %workspace.workspace_id, "deleted workspace");
-        self.find_workspace_impl(&workspace.workspace_id).await
+        self.delete_workspace_impl(name).await
     }
 
     async fn resolve_workspace(&self, name: &str) -> StoreResult<WorkspaceRef> {
-        let cached = self.backend == Backend::Sqlite;
-        let (generation, hit) = self.workspace_names.get(name);
-        if let (true, Some(workspace_id)) = (cached, hit) {
-            return Ok(WorkspaceRef {
-                workspace_id,
-                name: name.to_string(),
-            });
-        }
-        let workspace_id: Option<String> = sqlx::query_scalar(
-            "SELECT workspace_id FROM workspaces WHERE name = $1 AND lifecycle_stage = 'active'",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        if let (true, Some(workspace_id)) = (cached, &workspace_id) {
-            self.workspace_names.insert(generation, name, workspace_id);
-        }
-        match workspace_id {
-            Some(workspace_id) => Ok(WorkspaceRef {
-                workspace_id,
-                name: name.to_string(),
-            }),
-            None => Err(self.explain_missing_workspace(name).await),
-        }
+        self.resolve_workspace_impl(name).await
     }
 
     async fn create_experiment(
