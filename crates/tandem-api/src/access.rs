@@ -291,6 +291,12 @@ const ROUTES: &[(&str, &[(Method, Permission)])] = {
             "/api/tandem/v1/workspaces/{name}/deleted/{kind}/{id}/purge",
             &[(POST, Manage)],
         ),
+        // Copies from other servers (`tandem import`, `sync`).
+        ("/api/tandem/v1/workspaces/{workspace}/import", &[(POST, Write)]),
+        (
+            "/api/tandem/v1/workspaces/{workspace}/import/origins",
+            &[(GET, Read)],
+        ),
         // The file share.
         ("/api/tandem/v1/workspaces/{workspace}/files", &[(GET, Read)]),
         (

@@ -35,6 +35,7 @@ mod sources;
 mod tandem;
 pub mod tasks;
 mod tracking;
+mod transfer;
 
 use std::sync::Arc;
 
@@ -176,6 +177,7 @@ fn tandem_api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(retention::routes())
         .merge(files::routes())
         .merge(principals::routes())
+        .merge(transfer::routes())
 }
 
 /// The OpenAPI document of this crate's part of the Tandem API, for

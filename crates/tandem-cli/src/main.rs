@@ -21,6 +21,7 @@ mod files;
 mod gateway;
 mod progress;
 mod restore;
+mod transfer;
 mod up;
 mod verify;
 mod witness;
@@ -136,6 +137,15 @@ enum Command {
     /// Who did what and when, from the journal: deletes, purges, restores,
     /// failovers, role and token changes, every write.
     Audit(access::AuditArgs),
+    /// Copy everything an MLflow tracking server (or another Tandem
+    /// workspace) holds into a workspace: experiments, runs with complete
+    /// histories, artifacts (SHA-256 checked), logged models, registered
+    /// models with their version numbers. Idempotent, resumable,
+    /// incremental; exits 1 when an object failed (each one listed).
+    Import(transfer::ImportArgs),
+    /// Keep a workspace a copy of a source: `import` again and again (only
+    /// what changed is copied), once or every --watch seconds.
+    Sync(transfer::SyncArgs),
 }
 
 #[derive(Args)]
@@ -238,6 +248,9 @@ pub(crate) struct ClientArgs {
 /// Where a client command sends its requests and how it prints.
 pub(crate) struct Target {
     pub client: TandemClient,
+    /// What the client authenticates with (for commands that also speak
+    /// to the server through another HTTP client, as `import` does).
+    pub credentials: Option<tandem_client::Credentials>,
     pub url: String,
     pub url_source: config::UrlSource,
     pub json: bool,
@@ -271,6 +284,7 @@ impl ClientArgs {
         )?;
         Ok(Target {
             client,
+            credentials,
             url: resolved.url,
             url_source: resolved.url_source,
             json: resolved.json,
@@ -486,6 +500,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Doctor(args) => doctor::run(args).await,
         Command::Backup(command) => backup::run(command).await,
         Command::Files(command) => files::run(command).await,
+        Command::Import(args) => transfer::import(args).await,
+        Command::Sync(args) => transfer::sync(args).await,
         Command::Login(args) => access::login(args).await,
         Command::Whoami(args) => access::whoami(args).await,
         Command::User(command) => access::run_user(command).await,

@@ -35,7 +35,9 @@ use crate::model::{
 /// `registered_model_restored`: a deleted registered model is kept under
 /// another key and its name is free at once, as in MLflow; older records
 /// have none and read unchanged (the deleted model kept its name).
-pub const FORMAT_VERSION: i32 = 7;
+/// Version 8 added `origin_recorded` (where an imported object came from);
+/// older records read unchanged.
+pub const FORMAT_VERSION: i32 = 8;
 
 /// The first format in which `registered_model_deleted` and
 /// `model_version_deleted` are soft deletes.
@@ -460,6 +462,15 @@ pub enum Change {
         key: String,
     },
 
+    /// An object copied from another server (`tandem import`/`sync`) is
+    /// here as `origin.target_id` (format 8): what makes a copy idempotent
+    /// and incremental. Written in the transaction that writes the copy.
+    /// Of the tracking class whatever the object's kind, so all of a
+    /// workspace's origins replicate together.
+    OriginRecorded {
+        origin: crate::transfer::Origin,
+    },
+
     /// An artifact was written: its content is in the region's storage under
     /// `path` (relative to the workspace's artifact root), with this size and
     /// digest. Replication copies it by digest; backup stores it by digest.
@@ -754,6 +765,7 @@ impl Change {
             Change::ModelVersionDeleted { .. } => "model_version_deleted",
             Change::ModelVersionTagSet { .. } => "model_version_tag_set",
             Change::ModelVersionTagDeleted { .. } => "model_version_tag_deleted",
+            Change::OriginRecorded { .. } => "origin_recorded",
             Change::ArtifactWritten { .. } => "artifact_written",
             Change::ArtifactDeleted { .. } => "artifact_deleted",
             Change::FileWritten { .. } => "file_written",

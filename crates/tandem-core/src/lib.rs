@@ -22,6 +22,7 @@ pub mod model;
 pub mod names;
 pub mod python_json;
 pub mod search;
+pub mod transfer;
 pub mod validation;
 
 pub use error::{Error, ErrorKind, Result};

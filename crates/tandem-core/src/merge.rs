@@ -310,6 +310,12 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         ArtifactDeleted { path } => vec![Touch::delete(format!("art/{path}"))],
         FileWritten { path, .. } => vec![Touch::write(format!("file/{path}"))],
         FileDeleted { path } => vec![Touch::delete(format!("file/{path}"))],
+        OriginRecorded { origin } => vec![Touch::write(format!(
+            "origin/{}/{}/{}",
+            origin.source,
+            origin.kind.as_str(),
+            origin.source_id
+        ))],
     }
 }
 

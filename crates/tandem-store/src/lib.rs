@@ -486,6 +486,20 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// about `max_results` points, the first and last kept, within `range`
     /// of steps), ordered by step, timestamp and value, without reading
     /// every point.
+    /// Writes one object copied from another server, whole, in one
+    /// transaction with its origin (see `tandem_core::transfer`): created,
+    /// brought up to date, left unchanged (same digest) or skipped.
+    async fn import_object(
+        &self,
+        ws: &WorkspaceRef,
+        request: tandem_core::transfer::ImportRequest,
+    ) -> StoreResult<tandem_core::transfer::ImportOutcome>;
+    /// The origins of the workspace's copies of `source`'s objects.
+    async fn transfer_origins(
+        &self,
+        ws: &WorkspaceRef,
+        source: &str,
+    ) -> StoreResult<Vec<tandem_core::transfer::Origin>>;
     async fn metric_history_sampled(
         &self,
         ws: &WorkspaceRef,

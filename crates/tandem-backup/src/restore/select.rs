@@ -100,6 +100,14 @@ impl IdMap {
         if self.tokens.is_empty() {
             return change;
         }
+        // An origin names the copy here (renamed) and the object at its
+        // source, whose id is the source's and must stay as it is.
+        if let Change::OriginRecorded { mut origin } = change {
+            if let Some(renamed) = self.rewrite_text(&origin.target_id) {
+                origin.target_id = renamed;
+            }
+            return Change::OriginRecorded { origin };
+        }
         let mut value = serde_json::to_value(&change).expect("changes encode");
         if !self.rewrite_value(&mut value) {
             return change;

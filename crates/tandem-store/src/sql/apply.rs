@@ -674,6 +674,23 @@ pub(crate) async fn apply(
             .execute(&mut **tx)
             .await?;
         }
+        Change::OriginRecorded { origin } => {
+            sqlx::query(
+                "INSERT INTO transfer_origins (workspace_id, source, kind, source_id, target_id, digest, time) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (workspace_id, source, kind, source_id) \
+                 DO UPDATE SET target_id = excluded.target_id, digest = excluded.digest, time = excluded.time",
+            )
+            .bind(workspace_id)
+            .bind(&origin.source)
+            .bind(origin.kind.as_str())
+            .bind(&origin.source_id)
+            .bind(&origin.target_id)
+            .bind(&origin.digest)
+            .bind(origin.time)
+            .execute(conn)
+            .await?;
+        }
         Change::ArtifactDeleted { .. } | Change::FileDeleted { .. } => {
             // A path names a file or a whole directory.
             let (area, path) = change.deleted_content().expect("both delete content");

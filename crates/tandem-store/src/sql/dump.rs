@@ -265,6 +265,18 @@ pub(super) const TABLES: &[(&str, &[(&str, ColumnType)])] = {
                 ("modified_at", Int),
             ],
         ),
+        (
+            "transfer_origins",
+            &[
+                ("workspace_id", Text),
+                ("source", Text),
+                ("kind", Text),
+                ("source_id", Text),
+                ("target_id", Text),
+                ("digest", Text),
+                ("time", Int),
+            ],
+        ),
     ]
 };
 

@@ -55,6 +55,7 @@ fn spec(table: &str) -> Option<TableSpec> {
         "model_versions" => ("registry", Workspace, &["name", "version"]),
         "model_version_tags" => ("registry", Workspace, &["name", "version", "key"]),
         "files" => ("files", Workspace, &["path"]),
+        "transfer_origins" => ("tracking", Workspace, &["source", "kind", "source_id"]),
         _ => return None,
     };
     Some(TableSpec { class, scope, key })

@@ -75,6 +75,11 @@ const SQLITE: &[Migration] = &[
         description: "runs indexed by start time within an experiment",
         sql: include_str!("../../migrations/sqlite/0015_runs_by_start_time.sql"),
     },
+    Migration {
+        version: 16,
+        description: "where copied objects came from",
+        sql: include_str!("../../migrations/sqlite/0016_transfer_origins.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -138,10 +143,15 @@ const POSTGRES: &[Migration] = &[
         description: "runs indexed by start time within an experiment",
         sql: include_str!("../../migrations/postgres/0015_runs_by_start_time.sql"),
     },
+    Migration {
+        version: 16,
+        description: "where copied objects came from",
+        sql: include_str!("../../migrations/postgres/0016_transfer_origins.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 15;
+pub const SCHEMA_VERSION: i64 = 16;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

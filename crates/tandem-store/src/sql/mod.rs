@@ -23,6 +23,7 @@ mod retention;
 mod retention_apply;
 mod search_runs;
 mod tracking;
+mod transfer;
 mod workspaces;
 
 pub use ops::proxied_artifact_path;

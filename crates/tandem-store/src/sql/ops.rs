@@ -544,6 +544,22 @@ impl MetadataStore for SqlStore {
         self.search_datasets_impl(ws, experiment_ids, limit).await
     }
 
+    async fn import_object(
+        &self,
+        ws: &WorkspaceRef,
+        request: tandem_core::transfer::ImportRequest,
+    ) -> StoreResult<tandem_core::transfer::ImportOutcome> {
+        self.import_object_impl(ws, request).await
+    }
+
+    async fn transfer_origins(
+        &self,
+        ws: &WorkspaceRef,
+        source: &str,
+    ) -> StoreResult<Vec<tandem_core::transfer::Origin>> {
+        self.transfer_origins_impl(ws, source).await
+    }
+
     async fn metric_history_sampled(
         &self,
         ws: &WorkspaceRef,

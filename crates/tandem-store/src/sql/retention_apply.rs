@@ -37,6 +37,7 @@ const WORKSPACE_ROWS: &[&str] = &[
     "DELETE FROM artifacts WHERE workspace_id = $1",
     // The rows only: the bytes stay in storage to be salvaged.
     "DELETE FROM files WHERE workspace_id = $1",
+    "DELETE FROM transfer_origins WHERE workspace_id = $1",
     "DELETE FROM workspaces WHERE workspace_id = $1",
 ];
 

@@ -1,0 +1,1106 @@
+//! The copy itself: read the source in MLflow's shapes, map ids, write each
+//! object whole into the target, copy and verify artifacts.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use futures::TryStreamExt;
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tandem_core::model::{
+    ArtifactEntry, Experiment, LoggedModel, Metric, ModelVersion, RegisteredModel, Run,
+};
+use tandem_core::transfer::{
+    digest_json, ImportAction, ImportOutcome, ImportRequest, ObjectKind, OnConflict, Origin, TransferObject,
+    HISTORY_CHUNK, TRANSFER_FORMAT,
+};
+
+use crate::endpoint::Endpoint;
+use crate::TransferError;
+
+/// What to copy, and where.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// How the target names the source in its origins (the source's
+    /// tracking URI, without credentials).
+    pub source_key: String,
+    /// The target workspace's name.
+    pub workspace: String,
+    pub on_conflict: OnConflict,
+    /// Copy deleted experiments and runs too (as deleted). Runs a copied
+    /// model version was made from come along deleted or not.
+    pub include_deleted: bool,
+    /// Only these experiments (names or ids); every one when empty.
+    pub experiments: Vec<String>,
+    /// Only these registered models (with the runs and logged models their
+    /// versions need); every one when empty and no experiment is named.
+    pub registered_models: Vec<String>,
+}
+
+/// A step of the copy, for a progress bar.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub phase: &'static str,
+    pub done: u64,
+    pub total: u64,
+    pub bytes: u64,
+}
+
+/// What happened to the objects of one kind.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct KindCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub unchanged: u64,
+    pub skipped: u64,
+    pub failed: u64,
+}
+
+impl KindCounts {
+    fn count(&mut self, action: ImportAction) {
+        match action {
+            ImportAction::Created => self.created += 1,
+            ImportAction::Updated => self.updated += 1,
+            ImportAction::Unchanged => self.unchanged += 1,
+            ImportAction::Skipped => self.skipped += 1,
+        }
+    }
+}
+
+/// One object that did not come across, and why.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: &'static str,
+    pub source_id: String,
+    pub message: String,
+}
+
+/// The copy's summary.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub source: String,
+    pub workspace: String,
+    pub experiments: KindCounts,
+    pub runs: KindCounts,
+    pub logged_models: KindCounts,
+    pub registered_models: KindCounts,
+    pub model_versions: u64,
+    pub metric_points: u64,
+    pub artifacts_copied: u64,
+    pub artifact_bytes: u64,
+    pub failures: Vec<Failure>,
+    pub seconds: f64,
+}
+
+/// A copied run or logged model: its id and artifact root here, and its
+/// artifact root at the source (to rewrite model version sources).
+#[derive(Debug, Clone)]
+struct Copied {
+    target_id: String,
+    source_uri: String,
+    target_uri: Option<String>,
+}
+
+struct Copier<'a> {
+    source: &'a Endpoint,
+    target: &'a Endpoint,
+    options: &'a CopyOptions,
+    progress: &'a (dyn Fn(&Progress) + Sync),
+    origins: HashMap<(ObjectKind, String), Origin>,
+    experiments: HashMap<String, String>,
+    runs: HashMap<String, Copied>,
+    models: HashMap<String, Copied>,
+    report: Report,
+}
+
+/// Copies `source` into the target's workspace `options.workspace`.
+pub async fn copy(
+    source: &Endpoint,
+    target: &Endpoint,
+    options: &CopyOptions,
+    progress: &(dyn Fn(&Progress) + Sync),
+) -> Result<Report, TransferError> {
+    let started = Instant::now();
+    let mut copier = Copier {
+        source,
+        target,
+        options,
+        progress,
+        origins: HashMap::new(),
+        experiments: HashMap::new(),
+        runs: HashMap::new(),
+        models: HashMap::new(),
+        report: Report {
+            source: options.source_key.clone(),
+            workspace: options.workspace.clone(),
+            ..Report::default()
+        },
+    };
+    copier.load_origins().await?;
+    // Registered models first as a reading: their versions name runs (even
+    // deleted ones) and logged models that must come along.
+    let registered = copier.read_registered_models().await?;
+    let mut needed_runs = HashSet::new();
+    for (_, versions) in &registered {
+        for version in versions {
+            if !version.run_id.is_empty() {
+                needed_runs.insert(version.run_id.clone());
+            }
+        }
+    }
+    copier.copy_experiments(&needed_runs).await?;
+    copier.copy_registered_models(registered).await?;
+    copier.report.seconds = started.elapsed().as_secs_f64();
+    Ok(copier.report)
+}
+
+impl Copier<'_> {
+    fn workspace_path(&self, rest: &str) -> String {
+        format!(
+            "api/tandem/v1/workspaces/{}/{rest}",
+            encode_segment(&self.options.workspace)
+        )
+    }
+
+    async fn load_origins(&mut self) -> Result<(), TransferError> {
+        let path = self.workspace_path("import/origins");
+        let answer: Value = self
+            .target
+            .get_json(&path, &[("source", self.options.source_key.clone())])
+            .await?;
+        let origins: Vec<Origin> = serde_json::from_value(answer["origins"].clone())
+            .map_err(|error| TransferError::Decode(format!("origins: {error}")))?;
+        for origin in origins {
+            self.origins
+                .insert((origin.kind, origin.source_id.clone()), origin);
+        }
+        Ok(())
+    }
+
+    fn unchanged(&self, kind: ObjectKind, source_id: &str, digest: &str) -> Option<String> {
+        self.origins
+            .get(&(kind, source_id.to_string()))
+            .filter(|origin| origin.digest == digest)
+            .map(|origin| origin.target_id.clone())
+    }
+
+    async fn import(
+        &self,
+        source_id: &str,
+        digest: Option<String>,
+        object: TransferObject,
+    ) -> Result<(ImportOutcome, Vec<ArtifactEntry>), TransferError> {
+        let request = ImportRequest {
+            format: TRANSFER_FORMAT,
+            source: self.options.source_key.clone(),
+            source_id: source_id.to_string(),
+            on_conflict: self.options.on_conflict,
+            digest,
+            object,
+        };
+        let body =
+            serde_json::to_value(&request).map_err(|error| TransferError::Decode(error.to_string()))?;
+        let answer: Value = self
+            .target
+            .post_json(&self.workspace_path("import"), &body)
+            .await?;
+        let outcome: ImportOutcome = serde_json::from_value(answer.clone())
+            .map_err(|error| TransferError::Decode(format!("import answer: {error}")))?;
+        let artifacts: Vec<ArtifactEntry> = match answer.get("artifacts") {
+            Some(list) => serde_json::from_value(list.clone())
+                .map_err(|error| TransferError::Decode(format!("import answer: {error}")))?,
+            None => Vec::new(),
+        };
+        Ok((outcome, artifacts))
+    }
+
+    fn fail(
+        &mut self,
+        kind: ObjectKind,
+        source_id: &str,
+        error: &TransferError,
+    ) -> Result<(), TransferError> {
+        if error.is_fatal() {
+            return Err(TransferError::Usage(format!(
+                "stopped at {} {source_id}: {error}",
+                kind.as_str()
+            )));
+        }
+        self.report.failures.push(Failure {
+            kind: kind.as_str(),
+            source_id: source_id.to_string(),
+            message: error.to_string(),
+        });
+        match kind {
+            ObjectKind::Experiment => self.report.experiments.failed += 1,
+            ObjectKind::Run => self.report.runs.failed += 1,
+            ObjectKind::LoggedModel => self.report.logged_models.failed += 1,
+            ObjectKind::RegisteredModel => self.report.registered_models.failed += 1,
+        }
+        Ok(())
+    }
+
+    fn tick(&self, phase: &'static str, done: u64, total: u64) {
+        (self.progress)(&Progress {
+            phase,
+            done,
+            total,
+            bytes: self.report.artifact_bytes,
+        });
+    }
+
+    async fn copy_experiments(&mut self, needed_runs: &HashSet<String>) -> Result<(), TransferError> {
+        let view = if self.options.include_deleted {
+            "ALL"
+        } else {
+            "ACTIVE_ONLY"
+        };
+        let listed = self
+            .source
+            .pages(
+                "api/2.0/mlflow/experiments/search",
+                true,
+                json!({"max_results": 1000, "view_type": view}),
+                "experiments",
+            )
+            .await?;
+        let mut experiments = Vec::new();
+        for value in listed {
+            let experiment: Experiment = serde_json::from_value(value)
+                .map_err(|error| TransferError::Decode(format!("experiment: {error}")))?;
+            let selected = self.options.experiments.is_empty()
+                || self
+                    .options
+                    .experiments
+                    .iter()
+                    .any(|wanted| *wanted == experiment.name || *wanted == experiment.experiment_id);
+            // With only registered models named, the experiments copied are
+            // those holding the runs their versions need.
+            let by_model = !self.options.registered_models.is_empty() && self.options.experiments.is_empty();
+            if selected || by_model {
+                experiments.push((experiment, selected && !by_model));
+            }
+        }
+        let total = experiments.len() as u64;
+        for (done, (mut experiment, whole)) in experiments.into_iter().enumerate() {
+            self.tick("experiments", done as u64, total);
+            experiment.tags.sort_by(|a, b| a.key.cmp(&b.key));
+            experiment.artifact_location = String::new();
+            let source_id = experiment.experiment_id.clone();
+            let digest = digest_json(&serde_json::to_value(&experiment).expect("experiments encode"));
+            let target_id = match self.unchanged(ObjectKind::Experiment, &source_id, &digest) {
+                Some(target_id) => {
+                    self.report.experiments.unchanged += 1;
+                    target_id
+                }
+                None => match self
+                    .import(
+                        &source_id,
+                        Some(digest),
+                        TransferObject::Experiment { experiment },
+                    )
+                    .await
+                {
+                    Ok((outcome, _)) => {
+                        self.report.experiments.count(outcome.action);
+                        if outcome.action == ImportAction::Skipped {
+                            continue;
+                        }
+                        outcome.target_id
+                    }
+                    Err(error) => {
+                        self.fail(ObjectKind::Experiment, &source_id, &error)?;
+                        continue;
+                    }
+                },
+            };
+            self.experiments.insert(source_id.clone(), target_id.clone());
+            self.copy_runs(&source_id, &target_id, whole, needed_runs).await?;
+            self.copy_logged_models(&source_id, &target_id).await?;
+        }
+        self.tick("experiments", total, total);
+        Ok(())
+    }
+
+    async fn copy_runs(
+        &mut self,
+        source_experiment: &str,
+        target_experiment: &str,
+        whole: bool,
+        needed_runs: &HashSet<String>,
+    ) -> Result<(), TransferError> {
+        let listed = self
+            .source
+            .pages(
+                "api/2.0/mlflow/runs/search",
+                true,
+                json!({"experiment_ids": [source_experiment], "run_view_type": "ALL", "max_results": 1000}),
+                "runs",
+            )
+            .await?;
+        let mut runs = Vec::new();
+        for value in listed {
+            let run: Run = serde_json::from_value(value)
+                .map_err(|error| TransferError::Decode(format!("run: {error}")))?;
+            let deleted = run.info.lifecycle_stage == tandem_core::model::LifecycleStage::Deleted;
+            let wanted = if whole {
+                !deleted || self.options.include_deleted || needed_runs.contains(&run.info.run_id)
+            } else {
+                needed_runs.contains(&run.info.run_id)
+            };
+            if wanted {
+                runs.push(run);
+            }
+        }
+        let runs = parents_first(runs);
+        let total = runs.len() as u64;
+        for (done, run) in runs.into_iter().enumerate() {
+            self.tick("runs", done as u64, total);
+            let source_id = run.info.run_id.clone();
+            if let Err(error) = self.copy_run(run, target_experiment).await {
+                self.fail(ObjectKind::Run, &source_id, &error)?;
+            }
+        }
+        self.tick("runs", total, total);
+        Ok(())
+    }
+
+    async fn copy_run(&mut self, mut run: Run, target_experiment: &str) -> Result<(), TransferError> {
+        let source_id = run.info.run_id.clone();
+        let source_uri = run.info.artifact_uri.clone();
+        run.data.tags.sort_by(|a, b| a.key.cmp(&b.key));
+        run.data.params.sort_by(|a, b| a.key.cmp(&b.key));
+        run.data.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+        let listing = self.list_run_artifacts(&source_id).await?;
+        let digest = digest_json(&json!({"run": run, "artifacts": listing}));
+        if let Some(target_id) = self.unchanged(ObjectKind::Run, &source_id, &digest) {
+            self.report.runs.unchanged += 1;
+            self.runs.insert(
+                source_id,
+                Copied {
+                    target_id,
+                    source_uri,
+                    target_uri: None,
+                },
+            );
+            return Ok(());
+        }
+        // The run as the target takes it: its experiment and parent here.
+        let keys: Vec<String> = run.data.metrics.iter().map(|metric| metric.key.clone()).collect();
+        let mut target_run = run.clone();
+        target_run.info.experiment_id = target_experiment.to_string();
+        if let Some(origin) = self.origins.get(&(ObjectKind::Run, source_id.clone())) {
+            target_run.info.run_id = origin.target_id.clone();
+        }
+        for tag in &mut target_run.data.tags {
+            if tag.key == "mlflow.parentRunId" {
+                if let Some(parent) = self.runs.get(&tag.value) {
+                    tag.value = parent.target_id.clone();
+                }
+            }
+        }
+        target_run.data.metrics.clear();
+        let (first, held) = self
+            .import(
+                &source_id,
+                None,
+                TransferObject::Run {
+                    run: target_run.clone(),
+                    metrics: Vec::new(),
+                },
+            )
+            .await?;
+        let target_id = first.target_id.clone();
+        target_run.info.run_id = target_id.clone();
+        let mut action = first.action;
+        let wrote = |action: &mut ImportAction, outcome: &ImportOutcome| {
+            if outcome.changes > 0 && *action == ImportAction::Unchanged {
+                *action = ImportAction::Updated;
+            }
+        };
+        wrote(&mut action, &first);
+        for key in keys {
+            let history = self.history(&source_id, &key).await?;
+            for chunk in history.chunks(HISTORY_CHUNK) {
+                self.report.metric_points += chunk.len() as u64;
+                let (outcome, _) = self
+                    .import(
+                        &source_id,
+                        None,
+                        TransferObject::Run {
+                            run: target_run.clone(),
+                            metrics: chunk.to_vec(),
+                        },
+                    )
+                    .await?;
+                wrote(&mut action, &outcome);
+            }
+        }
+        if !listing.is_empty() {
+            let Some(root) = proxied_path(&first.artifact_uri) else {
+                return Err(TransferError::Integrity(format!(
+                    "run {target_id}'s artifacts live at {}, outside the target's artifact proxy",
+                    first.artifact_uri
+                )));
+            };
+            let uploaded = self
+                .copy_artifacts(&listing, &held, &root, |path| {
+                    (
+                        "get-artifact".to_string(),
+                        vec![("path", path.to_string()), ("run_uuid", source_id.clone())],
+                    )
+                })
+                .await?;
+            if !uploaded.is_empty() {
+                let (outcome, now_held) = self
+                    .import(
+                        &source_id,
+                        None,
+                        TransferObject::Run {
+                            run: target_run.clone(),
+                            metrics: Vec::new(),
+                        },
+                    )
+                    .await?;
+                wrote(&mut action, &outcome);
+                verify(&uploaded, &now_held)?;
+                if action == ImportAction::Unchanged {
+                    action = ImportAction::Updated;
+                }
+            }
+        }
+        let (last, _) = self
+            .import(
+                &source_id,
+                Some(digest.clone()),
+                TransferObject::Run {
+                    run: target_run,
+                    metrics: Vec::new(),
+                },
+            )
+            .await?;
+        wrote(&mut action, &last);
+        self.report.runs.count(action);
+        self.origins.insert(
+            (ObjectKind::Run, source_id.clone()),
+            Origin {
+                source: self.options.source_key.clone(),
+                kind: ObjectKind::Run,
+                source_id: source_id.clone(),
+                target_id: target_id.clone(),
+                digest,
+                time: 0,
+            },
+        );
+        self.runs.insert(
+            source_id,
+            Copied {
+                target_id,
+                source_uri,
+                target_uri: Some(first.artifact_uri),
+            },
+        );
+        Ok(())
+    }
+
+    /// A metric's complete history at the source, page by page.
+    async fn history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>, TransferError> {
+        let values = self
+            .source
+            .pages(
+                "api/2.0/mlflow/metrics/get-history",
+                false,
+                json!({"run_id": run_id, "metric_key": key, "max_results": 25000}),
+                "metrics",
+            )
+            .await?;
+        values
+            .into_iter()
+            .map(|value| {
+                serde_json::from_value::<Metric>(value)
+                    .map_err(|error| TransferError::Decode(format!("metric: {error}")))
+            })
+            .collect()
+    }
+
+    /// Every file of a run's artifacts at the source: (path, size).
+    async fn list_run_artifacts(&self, run_id: &str) -> Result<Vec<(String, i64)>, TransferError> {
+        let mut files = Vec::new();
+        let mut directories = vec![String::new()];
+        while let Some(directory) = directories.pop() {
+            let mut query = vec![("run_id", run_id.to_string())];
+            if !directory.is_empty() {
+                query.push(("path", directory.clone()));
+            }
+            let answer: Value = self
+                .source
+                .get_json("api/2.0/mlflow/artifacts/list", &query)
+                .await?;
+            collect_listing(&answer, &mut files, &mut directories);
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Every file of a logged model's artifacts at the source.
+    async fn list_model_artifacts(&self, model_id: &str) -> Result<Vec<(String, i64)>, TransferError> {
+        let mut files = Vec::new();
+        let mut directories = vec![String::new()];
+        let path = format!(
+            "ajax-api/2.0/mlflow/logged-models/{}/artifacts/directories",
+            encode_segment(model_id)
+        );
+        while let Some(directory) = directories.pop() {
+            let query = vec![("artifact_directory_path", directory.clone())];
+            let answer: Value = match self.source.get_json(&path, &query).await {
+                Ok(answer) => answer,
+                // A logged model with no artifacts yet has no directory.
+                Err(TransferError::Api { status: 404, .. }) if directory.is_empty() => return Ok(Vec::new()),
+                Err(error) => return Err(error),
+            };
+            collect_listing(&answer, &mut files, &mut directories);
+        }
+        files.sort();
+        Ok(files)
+    }
+
+    /// Copies the files the target lacks (by path and size) under `root`,
+    /// hashing each as it streams; returns (path, size, sha256) of each.
+    async fn copy_artifacts(
+        &mut self,
+        listing: &[(String, i64)],
+        held: &[ArtifactEntry],
+        root: &str,
+        download: impl Fn(&str) -> (String, Vec<(&'static str, String)>),
+    ) -> Result<Vec<(String, i64, String)>, TransferError> {
+        let held: HashMap<&str, i64> = held
+            .iter()
+            .map(|entry| (entry.path.as_str(), entry.size))
+            .collect();
+        let mut uploaded = Vec::new();
+        for (path, size) in listing {
+            if held.get(path.as_str()) == Some(size) {
+                continue;
+            }
+            let (route, query) = download(path);
+            let url = self.source.url(&route);
+            let response = self.source.send(|http| http.get(&url).query(&query)).await?;
+            let hasher = Arc::new(Mutex::new((Sha256::new(), 0i64)));
+            let tap = hasher.clone();
+            let stream = response.bytes_stream().map_ok(move |chunk| {
+                let mut state = tap.lock().expect("hasher lock");
+                state.0.update(&chunk);
+                state.1 += chunk.len() as i64;
+                chunk
+            });
+            let target_url = self.artifact_url(&format!("{root}/{path}"))?;
+            self.target
+                .send_once(
+                    self.target
+                        .http()
+                        .put(&target_url)
+                        .body(reqwest::Body::wrap_stream(stream)),
+                )
+                .await?;
+            let (digest, length) = {
+                let mut state = hasher.lock().expect("hasher lock");
+                let taken = std::mem::take(&mut state.0);
+                (hex::encode(taken.finalize()), state.1)
+            };
+            if length != *size {
+                return Err(TransferError::Integrity(format!(
+                    "artifact {path}: the source listed {size} bytes but sent {length} (did it change during the copy?)"
+                )));
+            }
+            self.report.artifacts_copied += 1;
+            self.report.artifact_bytes += length as u64;
+            uploaded.push((path.clone(), length, digest));
+        }
+        Ok(uploaded)
+    }
+
+    fn artifact_url(&self, path: &str) -> Result<String, TransferError> {
+        let mut url = url::Url::parse(&self.target.url(&format!(
+            "w/{}/api/2.0/mlflow-artifacts/artifacts",
+            encode_segment(&self.options.workspace)
+        )))
+        .map_err(|error| TransferError::Usage(error.to_string()))?;
+        url.path_segments_mut()
+            .map_err(|_| TransferError::Usage("the target URL cannot take a path".to_string()))?
+            .extend(path.split('/').filter(|segment| !segment.is_empty()));
+        Ok(url.to_string())
+    }
+
+    async fn copy_logged_models(
+        &mut self,
+        source_experiment: &str,
+        target_experiment: &str,
+    ) -> Result<(), TransferError> {
+        let listed = match self
+            .source
+            .pages(
+                "api/2.0/mlflow/logged-models/search",
+                true,
+                json!({"experiment_ids": [source_experiment], "max_results": 100}),
+                "models",
+            )
+            .await
+        {
+            Ok(listed) => listed,
+            // An MLflow server older than 3 has no logged models.
+            Err(TransferError::Api { status: 404, .. }) => return Ok(()),
+            Err(error) => return Err(error),
+        };
+        for value in listed {
+            let model: LoggedModel = match serde_json::from_value(value) {
+                Ok(model) => model,
+                Err(error) => {
+                    self.fail(
+                        ObjectKind::LoggedModel,
+                        "?",
+                        &TransferError::Decode(format!("logged model: {error}")),
+                    )?;
+                    continue;
+                }
+            };
+            let source_id = model.info.model_id.clone();
+            if let Err(error) = self.copy_logged_model(model, target_experiment).await {
+                self.fail(ObjectKind::LoggedModel, &source_id, &error)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn copy_logged_model(
+        &mut self,
+        mut model: LoggedModel,
+        target_experiment: &str,
+    ) -> Result<(), TransferError> {
+        let source_id = model.info.model_id.clone();
+        let source_uri = model.info.artifact_uri.clone();
+        model.info.tags.sort_by(|a, b| a.key.cmp(&b.key));
+        model.data.params.sort_by(|a, b| a.key.cmp(&b.key));
+        // Registrations and metrics are the registry's and the runs'.
+        model.info.registrations.clear();
+        model.data.metrics.clear();
+        let listing = self.list_model_artifacts(&source_id).await?;
+        let digest = digest_json(&json!({"model": model, "artifacts": listing}));
+        if let Some(target_id) = self.unchanged(ObjectKind::LoggedModel, &source_id, &digest) {
+            self.report.logged_models.unchanged += 1;
+            self.models.insert(
+                source_id,
+                Copied {
+                    target_id,
+                    source_uri,
+                    target_uri: None,
+                },
+            );
+            return Ok(());
+        }
+        let mut target_model = model.clone();
+        target_model.info.experiment_id = target_experiment.to_string();
+        if let Some(origin) = self.origins.get(&(ObjectKind::LoggedModel, source_id.clone())) {
+            target_model.info.model_id = origin.target_id.clone();
+        }
+        if let Some(run) = target_model
+            .info
+            .source_run_id
+            .as_ref()
+            .and_then(|id| self.runs.get(id))
+        {
+            target_model.info.source_run_id = Some(run.target_id.clone());
+        }
+        let (first, held) = self
+            .import(
+                &source_id,
+                None,
+                TransferObject::LoggedModel {
+                    model: target_model.clone(),
+                },
+            )
+            .await?;
+        target_model.info.model_id = first.target_id.clone();
+        let mut action = first.action;
+        if !listing.is_empty() {
+            let root = proxied_path(&first.artifact_uri).ok_or_else(|| {
+                TransferError::Integrity(format!(
+                    "logged model {}'s artifacts live at {}, outside the target's artifact proxy",
+                    first.target_id, first.artifact_uri
+                ))
+            })?;
+            let files_route = format!(
+                "ajax-api/2.0/mlflow/logged-models/{}/artifacts/files",
+                encode_segment(&source_id)
+            );
+            let uploaded = self
+                .copy_artifacts(&listing, &held, &root, |path| {
+                    (
+                        files_route.clone(),
+                        vec![("artifact_file_path", path.to_string())],
+                    )
+                })
+                .await?;
+            if !uploaded.is_empty() {
+                let (_, now_held) = self
+                    .import(
+                        &source_id,
+                        None,
+                        TransferObject::LoggedModel {
+                            model: target_model.clone(),
+                        },
+                    )
+                    .await?;
+                verify(&uploaded, &now_held)?;
+                if action == ImportAction::Unchanged {
+                    action = ImportAction::Updated;
+                }
+            }
+        }
+        self.import(
+            &source_id,
+            Some(digest),
+            TransferObject::LoggedModel { model: target_model },
+        )
+        .await?;
+        self.report.logged_models.count(action);
+        self.models.insert(
+            source_id,
+            Copied {
+                target_id: first.target_id,
+                source_uri,
+                target_uri: Some(first.artifact_uri),
+            },
+        );
+        Ok(())
+    }
+
+    async fn read_registered_models(
+        &self,
+    ) -> Result<Vec<(RegisteredModel, Vec<ModelVersion>)>, TransferError> {
+        if !self.options.experiments.is_empty() && self.options.registered_models.is_empty() {
+            return Ok(Vec::new());
+        }
+        let listed = self
+            .source
+            .pages(
+                "api/2.0/mlflow/registered-models/search",
+                false,
+                json!({"max_results": 1000}),
+                "registered_models",
+            )
+            .await?;
+        let mut out = Vec::new();
+        for value in listed {
+            let mut model: RegisteredModel = serde_json::from_value(value)
+                .map_err(|error| TransferError::Decode(format!("registered model: {error}")))?;
+            if !self.options.registered_models.is_empty()
+                && !self.options.registered_models.contains(&model.name)
+            {
+                continue;
+            }
+            let filter = if model.name.contains('\'') {
+                format!("name=\"{}\"", model.name)
+            } else {
+                format!("name='{}'", model.name)
+            };
+            let versions = self
+                .source
+                .pages(
+                    "api/2.0/mlflow/model-versions/search",
+                    false,
+                    json!({"filter": filter, "max_results": 10000}),
+                    "model_versions",
+                )
+                .await?;
+            let mut versions: Vec<ModelVersion> = versions
+                .into_iter()
+                .map(|value| {
+                    serde_json::from_value(value)
+                        .map_err(|error| TransferError::Decode(format!("model version: {error}")))
+                })
+                .collect::<Result<_, _>>()?;
+            versions.sort_by_key(|version| version.version.parse::<i64>().unwrap_or(i64::MAX));
+            model.latest_versions.clear();
+            model.tags.sort_by(|a, b| a.key.cmp(&b.key));
+            model.aliases.sort_by(|a, b| a.alias.cmp(&b.alias));
+            out.push((model, versions));
+        }
+        Ok(out)
+    }
+
+    async fn copy_registered_models(
+        &mut self,
+        registered: Vec<(RegisteredModel, Vec<ModelVersion>)>,
+    ) -> Result<(), TransferError> {
+        let total = registered.len() as u64;
+        for (done, (model, versions)) in registered.into_iter().enumerate() {
+            self.tick("registered models", done as u64, total);
+            let source_id = model.name.clone();
+            if let Err(error) = self.copy_registered_model(model, versions).await {
+                self.fail(ObjectKind::RegisteredModel, &source_id, &error)?;
+            }
+        }
+        self.tick("registered models", total, total);
+        Ok(())
+    }
+
+    async fn copy_registered_model(
+        &mut self,
+        model: RegisteredModel,
+        mut versions: Vec<ModelVersion>,
+    ) -> Result<(), TransferError> {
+        let source_id = model.name.clone();
+        for version in &mut versions {
+            version.tags.sort_by(|a, b| a.key.cmp(&b.key));
+            version.aliases.sort();
+        }
+        let digest = digest_json(&json!({"model": model, "versions": versions}));
+        if self
+            .unchanged(ObjectKind::RegisteredModel, &source_id, &digest)
+            .is_some()
+        {
+            self.report.registered_models.unchanged += 1;
+            return Ok(());
+        }
+        let mut mapped = Vec::with_capacity(versions.len());
+        for mut version in versions {
+            self.map_version(&mut version).await?;
+            mapped.push(version);
+        }
+        let count = mapped.len() as u64;
+        let (outcome, _) = self
+            .import(
+                &source_id,
+                Some(digest),
+                TransferObject::RegisteredModel {
+                    model,
+                    versions: mapped,
+                },
+            )
+            .await?;
+        self.report.registered_models.count(outcome.action);
+        if outcome.action != ImportAction::Skipped {
+            self.report.model_versions += count;
+        }
+        Ok(())
+    }
+
+    /// Points a version at the target's copies of its run and logged model.
+    async fn map_version(&mut self, version: &mut ModelVersion) -> Result<(), TransferError> {
+        version.name.clear();
+        let source = version.source.clone();
+        if !version.run_id.is_empty() {
+            let run = self.runs.get(&version.run_id).cloned().ok_or_else(|| {
+                TransferError::Integrity(format!(
+                    "version {} was made from run {}, which was not copied",
+                    version.version, version.run_id
+                ))
+            })?;
+            let target_uri = match &run.target_uri {
+                Some(uri) => uri.clone(),
+                None => self.target_run_uri(&run.target_id).await?,
+            };
+            if let Some(rest) = source.strip_prefix(&run.source_uri) {
+                version.source = format!("{target_uri}{rest}");
+            } else if let Some(rest) = source.strip_prefix(&format!("runs:/{}", version.run_id)) {
+                version.source = format!("runs:/{}{rest}", run.target_id);
+            }
+            version.run_id = run.target_id;
+            version.run_link.clear();
+        }
+        // MLflow's version search leaves `model_id` out; a `models:/m-…`
+        // source names the logged model (as the server that made it read it).
+        if version.model_id.is_empty() {
+            if let Some(named) = source.strip_prefix("models:/m-") {
+                let named = named.trim_end_matches('/');
+                if !named.contains('/') {
+                    version.model_id = format!("m-{named}");
+                }
+            }
+        }
+        if !version.model_id.is_empty() {
+            let model = self.models.get(&version.model_id).cloned().ok_or_else(|| {
+                TransferError::Integrity(format!(
+                    "version {} was made from logged model {}, which was not copied",
+                    version.version, version.model_id
+                ))
+            })?;
+            if let Some(rest) = source.strip_prefix(&format!("models:/{}", version.model_id)) {
+                version.source = format!("models:/{}{rest}", model.target_id);
+            } else if let (Some(rest), Some(target_uri)) =
+                (source.strip_prefix(&model.source_uri), model.target_uri.as_ref())
+            {
+                version.source = format!("{target_uri}{rest}");
+            }
+            version.model_id = model.target_id;
+        }
+        Ok(())
+    }
+
+    async fn target_run_uri(&self, run_id: &str) -> Result<String, TransferError> {
+        let path = format!(
+            "w/{}/api/2.0/mlflow/runs/get",
+            encode_segment(&self.options.workspace)
+        );
+        let answer: Value = self
+            .target
+            .get_json(&path, &[("run_id", run_id.to_string())])
+            .await?;
+        answer["run"]["info"]["artifact_uri"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| TransferError::Decode(format!("run {run_id} without an artifact URI")))
+    }
+}
+
+fn collect_listing(answer: &Value, files: &mut Vec<(String, i64)>, directories: &mut Vec<String>) {
+    for file in answer["files"].as_array().into_iter().flatten() {
+        let path = file["path"].as_str().unwrap_or_default().to_string();
+        if file["is_dir"].as_bool().unwrap_or(false) {
+            directories.push(path);
+        } else {
+            files.push((path, file["file_size"].as_i64().unwrap_or(0)));
+        }
+    }
+}
+
+/// Each uploaded file must be held by the target with the bytes read from
+/// the source.
+fn verify(uploaded: &[(String, i64, String)], held: &[ArtifactEntry]) -> Result<(), TransferError> {
+    let held: HashMap<&str, (&str, i64)> = held
+        .iter()
+        .map(|entry| (entry.path.as_str(), (entry.sha256.as_str(), entry.size)))
+        .collect();
+    for (path, size, sha256) in uploaded {
+        match held.get(path.as_str()) {
+            Some((digest, length)) if digest == sha256 && length == size => {}
+            Some((digest, length)) => {
+                return Err(TransferError::Integrity(format!(
+                    "artifact {path}: the target holds {length} bytes with SHA-256 {digest}, the source sent {size} bytes with {sha256}"
+                )))
+            }
+            None => {
+                return Err(TransferError::Integrity(format!(
+                    "artifact {path} was uploaded but the target does not list it"
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `mlflow-artifacts:/a/b` → `a/b`; None for a root outside the proxy.
+fn proxied_path(uri: &str) -> Option<String> {
+    let rest = uri.strip_prefix("mlflow-artifacts:")?;
+    let path = match rest.strip_prefix("//") {
+        Some(with_authority) => with_authority.split_once('/').map(|(_, path)| path).unwrap_or(""),
+        None => rest,
+    };
+    let path = path.trim_matches('/');
+    (!path.is_empty()).then(|| path.to_string())
+}
+
+fn encode_segment(segment: &str) -> String {
+    let mut url = url::Url::parse("http://x/").expect("a base URL");
+    url.path_segments_mut().expect("a base").push(segment);
+    url.path().trim_start_matches('/').to_string()
+}
+
+/// Runs ordered so that a parent comes before its children (by
+/// `mlflow.parentRunId`), which lets a child's link be rewritten when its
+/// parent had to take a new id.
+fn parents_first(runs: Vec<Run>) -> Vec<Run> {
+    let ids: HashSet<String> = runs.iter().map(|run| run.info.run_id.clone()).collect();
+    let mut depth_of: HashMap<String, usize> = HashMap::new();
+    let parent_of: HashMap<String, String> = runs
+        .iter()
+        .filter_map(|run| {
+            run.tag("mlflow.parentRunId")
+                .filter(|parent| ids.contains(*parent))
+                .map(|parent| (run.info.run_id.clone(), parent.to_string()))
+        })
+        .collect();
+    for id in &ids {
+        let mut depth = 0;
+        let mut at = id.clone();
+        while let Some(parent) = parent_of.get(&at) {
+            depth += 1;
+            at = parent.clone();
+            if depth > ids.len() {
+                break;
+            }
+        }
+        depth_of.insert(id.clone(), depth);
+    }
+    let mut runs = runs;
+    runs.sort_by_key(|run| {
+        (
+            depth_of.get(&run.info.run_id).copied().unwrap_or(0),
+            run.info.start_time,
+        )
+    });
+    runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: &str, parent: Option<&str>, start: i64) -> Run {
+        let mut tags = Vec::new();
+        if let Some(parent) = parent {
+            tags.push(tandem_core::model::Tag::new("mlflow.parentRunId", parent));
+        }
+        serde_json::from_value(json!({
+            "info": {"run_id": id, "run_uuid": id, "run_name": id, "experiment_id": "1", "status": "FINISHED",
+                     "start_time": start, "artifact_uri": "", "lifecycle_stage": "active"},
+            "data": {"tags": tags},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn parents_come_before_their_children() {
+        let runs = vec![
+            run("c", Some("b"), 1),
+            run("b", Some("a"), 2),
+            run("a", None, 3),
+            run("x", None, 0),
+        ];
+        let order: Vec<String> = parents_first(runs)
+            .into_iter()
+            .map(|run| run.info.run_id)
+            .collect();
+        assert_eq!(order, ["x", "a", "b", "c"]);
+    }
+
+    #[test]
+    fn proxied_paths_and_segments() {
+        assert_eq!(
+            proxied_path("mlflow-artifacts:/1/abc/artifacts").as_deref(),
+            Some("1/abc/artifacts")
+        );
+        assert_eq!(
+            proxied_path("mlflow-artifacts://h:5000/1/x").as_deref(),
+            Some("1/x")
+        );
+        assert_eq!(proxied_path("s3://bucket/x"), None);
+        assert_eq!(encode_segment("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn verification_names_the_differing_file() {
+        let held = vec![ArtifactEntry {
+            path: "a.txt".to_string(),
+            size: 3,
+            sha256: "x".to_string(),
+            created_at: 0,
+        }];
+        assert!(verify(&[("a.txt".to_string(), 3, "x".to_string())], &held).is_ok());
+        let error = verify(&[("a.txt".to_string(), 3, "y".to_string())], &held).unwrap_err();
+        assert!(error.to_string().contains("a.txt"));
+        assert!(verify(&[("b.txt".to_string(), 1, "z".to_string())], &held).is_err());
+    }
+}

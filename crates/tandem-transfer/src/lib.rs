@@ -1,0 +1,66 @@
+//! Copying what an MLflow tracking server holds into a Tandem workspace:
+//! `tandem import --from <tracking URI> --into <workspace>`, and `tandem
+//! sync` between two workspaces (a Tandem workspace URL is a tracking URI).
+//!
+//! The copy reads the source through MLflow's REST API only and writes
+//! each object *whole* through the target's import endpoint (see
+//! `tandem_core::transfer`): experiments, then their runs (parents before
+//! children, complete metric histories in chunks, dataset inputs, outputs,
+//! artifacts byte for byte with their SHA-256 checked), logged models with
+//! their artifacts, and registered models with every version under its own
+//! number. Ids are kept where the target has none such; every reference
+//! between objects is rewritten to the target's ids.
+//!
+//! The target remembers each object's origin with the digest of what was
+//! copied, so a second copy skips what is unchanged (idempotent), a copy
+//! killed midway finishes the next time (resumable: an object without a
+//! complete origin is copied again, and what it already holds is not
+//! written twice), and a copy of a source that changed copies only the
+//! changes (incremental).
+//!
+//! Architecture invariant: HTTP only, like `tandem-client` — no store, no
+//! storage.
+
+mod copy;
+mod endpoint;
+
+pub use copy::{copy, CopyOptions, Failure, KindCounts, Progress, Report};
+pub use endpoint::{Auth, Endpoint};
+
+/// What stops a copy (a failure of one object is not an error: it is listed
+/// in the report and the copy goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    /// The options do not describe a copy.
+    #[error("{0}")]
+    Usage(String),
+    /// A server answered with an error.
+    #[error("{url}: {code} ({status}): {message}")]
+    Api {
+        url: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// A server could not be reached, or the exchange broke.
+    #[error("cannot reach {url}: {message}")]
+    Transport { url: String, message: String },
+    /// An answer could not be understood.
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+    /// An artifact arrived at the target with other bytes than the source's.
+    #[error("{0}")]
+    Integrity(String),
+}
+
+impl TransferError {
+    /// Whether the failure is the whole side's (unreachable, refused
+    /// credentials), which no later object would escape either.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            TransferError::Usage(_) | TransferError::Transport { .. } => true,
+            TransferError::Api { status, .. } => matches!(status, 401 | 403),
+            _ => false,
+        }
+    }
+}

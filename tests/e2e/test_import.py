@@ -1,0 +1,336 @@
+"""`tandem import` and `tandem sync` against a real `mlflow server` 3.17.2
+(the full mlflow package, in its own venv: TANDEM_MLFLOW_SERVER_VENV,
+default ~/.cache/tandem-mlflow-server-venv, which scripts/test makes),
+filled through the official client with nested runs, a deleted run and its
+model version, version gaps, dataset inputs, a 100,000-point history,
+NaN/±Inf values, aliases, stages, a logged model and artifacts. Everything
+is compared object by object and byte by byte through the client; a second
+import changes nothing; a change at the source is copied alone; a copy
+killed midway finishes when run again; a Tandem workspace is a source too."""
+
+import hashlib
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import requests
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from support import unique
+
+SERVER_VENV = Path(os.environ.get("TANDEM_MLFLOW_SERVER_VENV", Path.home() / ".cache/tandem-mlflow-server-venv"))
+LONG_HISTORY = 100_000
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_mlflow_server(root: Path):
+    binary = SERVER_VENV / "bin" / "mlflow"
+    if not binary.exists():
+        pytest.fail(f"no `mlflow server` at {binary}: scripts/test installs mlflow==3.17.2 there", pytrace=False)
+    port = _free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    log = open(root / "mlflow.log", "ab")
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    process = subprocess.Popen(
+        [str(binary), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts"),
+         "--workers", "1"],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"mlflow server exited: {(root / 'mlflow.log').read_text()[-3000:]}", pytrace=False)
+        try:
+            if requests.get(f"{url}/health", timeout=1).status_code == 200:
+                return process, url
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    pytest.fail("mlflow server not healthy after 120 s", pytrace=False)
+
+
+def stop(process):
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def tandem(server, *args, expect=0, timeout=600):
+    result = subprocess.run([os.environ["TANDEM_BIN"], *args, "--url", server.url],
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == expect, (args, result.returncode, result.stdout[-3000:], result.stderr[-3000:])
+    return result
+
+
+def import_json(server, source, workspace, *extra, expect=0):
+    result = tandem(server, "import", "--from", source, "--into", workspace, "--json", *extra, expect=expect)
+    return json.loads(result.stdout)
+
+
+def fill(uri: str, tmp: Path) -> dict:
+    """The source's content, made through the official client."""
+    client = MlflowClient(uri, uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    name = unique("imp")
+    experiment_id = client.create_experiment(name, tags={"team": "a"})
+    gone_experiment = client.create_experiment(unique("imp-gone"))
+    client.delete_experiment(gone_experiment)
+
+    parent = client.create_run(experiment_id, run_name="parent", tags={"k": "v"})
+    pid = parent.info.run_id
+    client.log_batch(pid, params=[Param("lr", "0.01"), Param("layers", "3")])
+    now = int(time.time() * 1000)
+    special = [Metric("special", value, now + i, i) for i, value in enumerate([float("nan"), float("inf"), float("-inf"), 1.5])]
+    client.log_batch(pid, metrics=special)
+    for start in range(0, LONG_HISTORY, 1000):
+        client.log_batch(pid, metrics=[Metric("loss", 1.0 / (step + 1), now + step, step)
+                                       for step in range(start, start + 1000)])
+    frame = pd.DataFrame({"a": [1, 2, 3], "b": [0.1, 0.2, 0.3]})
+    dataset = mlflow.data.from_pandas(frame, name="train-set")
+    client.log_inputs(pid, datasets=[mlflow.entities.DatasetInput(dataset._to_mlflow_entity(),
+                                                                  tags=[mlflow.entities.InputTag("mlflow.data.context", "training")])])
+    files = tmp / "files"
+    (files / "nested").mkdir(parents=True)
+    (files / "notes.txt").write_text("hello")
+    (files / "nested" / "blob.bin").write_bytes(os.urandom(1_500_000))
+    client.log_artifacts(pid, str(files))
+    client.set_terminated(pid, "FINISHED")
+
+    child = client.create_run(experiment_id, run_name="child", tags={"mlflow.parentRunId": pid})
+    client.log_metric(child.info.run_id, "acc", 0.9, step=1)
+    client.set_terminated(child.info.run_id, "FAILED")
+
+    doomed = client.create_run(experiment_id, run_name="doomed")
+    client.log_artifact(doomed.info.run_id, str(files / "notes.txt"), "model")
+    client.set_terminated(doomed.info.run_id)
+
+    model = unique("imp-model")
+    client.create_registered_model(model, tags={"owner": "x"}, description="the model")
+    source = f"{parent.info.artifact_uri}/nested"
+    v1 = client.create_model_version(model, source, pid, description="first")
+    v2 = client.create_model_version(model, source, pid)
+    v3 = client.create_model_version(model, f"{doomed.info.artifact_uri}/model", doomed.info.run_id,
+                                     tags={"stage": "candidate"})
+    client.delete_model_version(model, v2.version)
+    client.transition_model_version_stage(model, v1.version, "Production")
+    client.set_registered_model_alias(model, "champion", v3.version)
+    client.delete_run(doomed.info.run_id)
+
+    # A logged model with artifacts, registered from its models:/ URI.
+    logged = client.create_logged_model(experiment_id, name="lm", source_run_id=pid, params={"alpha": "1"})
+    client.log_model_artifacts(logged.model_id, str(files))
+    client.finalize_logged_model(logged.model_id, mlflow.entities.LoggedModelStatus.READY)
+    lm_model = unique("imp-lm")
+    client.create_registered_model(lm_model)
+    client.create_model_version(lm_model, f"models:/{logged.model_id}", model_id=logged.model_id)
+    return {"experiment": name, "experiment_id": experiment_id, "model": model, "lm_model": lm_model,
+            "parent": pid, "child": child.info.run_id, "doomed": doomed.info.run_id, "logged": logged.model_id,
+            "gone_experiment": gone_experiment}
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow-source")
+    process, url = start_mlflow_server(root / "server")
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    try:
+        content = fill(url, root)
+        content["url"] = url
+        yield content
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+        stop(process)
+
+
+def sha_tree(client: MlflowClient, run_id: str, tmp: Path) -> dict:
+    out = tmp / unique("dl")
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="", dst_path=str(out),
+                                                     tracking_uri=client._tracking_client.tracking_uri))
+    return {str(path.relative_to(local)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in local.rglob("*") if path.is_file()}
+
+
+def history(client, run_id, key):
+    points = client.get_metric_history(run_id, key)
+    return sorted((m.step, m.timestamp, "nan" if math.isnan(m.value) else m.value) for m in points)
+
+
+def compare_runs(src: MlflowClient, dst: MlflowClient, run_id: str, tmp: Path):
+    a, b = src.get_run(run_id), dst.get_run(run_id)
+    for field in ("run_id", "run_name", "status", "start_time", "end_time", "user_id", "lifecycle_stage"):
+        assert getattr(a.info, field) == getattr(b.info, field), field
+    assert a.data.params == b.data.params
+    assert a.data.tags == b.data.tags
+    assert a.data.metrics.keys() == b.data.metrics.keys()
+    for key in a.data.metrics:
+        assert history(src, run_id, key) == history(dst, run_id, key), key
+    assert [(d.dataset.name, d.dataset.digest, [(t.key, t.value) for t in d.tags]) for d in a.inputs.dataset_inputs] == \
+        [(d.dataset.name, d.dataset.digest, [(t.key, t.value) for t in d.tags]) for d in b.inputs.dataset_inputs]
+    if a.info.lifecycle_stage == "active":
+        assert sha_tree(src, run_id, tmp) == sha_tree(dst, run_id, tmp)
+
+
+def test_import_from_mlflow_server_is_lossless_and_idempotent(server, make_workspace, source, tmp_path):
+    target_uri = make_workspace()
+    workspace = target_uri.rsplit("/", 1)[1]
+    report = import_json(server, source["url"], workspace, "--include-deleted")
+    assert report["failures"] == [], report["failures"]
+    assert report["runs"]["created"] == 3 and report["runs"]["failed"] == 0
+    assert report["metric_points"] >= LONG_HISTORY
+    src, dst = MlflowClient(source["url"], source["url"]), MlflowClient(target_uri, target_uri)
+
+    # Experiments: name, tags, times, lifecycle (the deleted one with --include-deleted).
+    a = src.get_experiment(source["experiment_id"])
+    b = dst.get_experiment_by_name(source["experiment"])
+    assert (a.tags, a.creation_time, a.last_update_time, a.lifecycle_stage) == \
+        (b.tags, b.creation_time, b.last_update_time, b.lifecycle_stage)
+    gone = src.get_experiment(source["gone_experiment"])
+    copied = dst.get_experiment_by_name(gone.name)
+    assert copied is not None and copied.lifecycle_stage == "deleted"
+
+    # Runs: the same ids, every field, complete histories (NaN, ±Inf), datasets, artifacts byte for byte.
+    for run_id in (source["parent"], source["child"], source["doomed"]):
+        compare_runs(src, dst, run_id, tmp_path)
+    assert len(dst.get_metric_history(source["parent"], "loss")) == LONG_HISTORY
+    assert dst.get_run(source["child"]).data.tags["mlflow.parentRunId"] == source["parent"]
+    assert dst.get_run(source["doomed"]).info.lifecycle_stage == "deleted"
+
+    # Registered models: numbers with their gap, stages, aliases, tags, descriptions, sources here.
+    def versions(client, name):
+        return sorted((v.version, v.current_stage, v.description, v.tags, v.run_id, v.creation_timestamp)
+                      for v in client.search_model_versions(f"name='{name}'"))
+    assert versions(src, source["model"]) == versions(dst, source["model"])
+    assert [v[0] for v in versions(dst, source["model"])] == ["1", "3"]
+    ra, rb = src.get_registered_model(source["model"]), dst.get_registered_model(source["model"])
+    assert (ra.description, ra.tags, ra.aliases, ra.creation_timestamp, ra.last_updated_timestamp) == \
+        (rb.description, rb.tags, rb.aliases, rb.creation_timestamp, rb.last_updated_timestamp)
+    assert dst.get_model_version(source["model"], "1").source.startswith("mlflow-artifacts:")
+    # The version's files are the imported run's, downloadable here.
+    mlflow.set_tracking_uri(target_uri)
+    mlflow.set_registry_uri(target_uri)
+    local = mlflow.artifacts.download_artifacts(f"models:/{source['model']}/1", tracking_uri=target_uri,
+                                                dst_path=str(tmp_path / "mv"))
+    assert [p.stat().st_size for p in Path(local).rglob("blob.bin")] == [1_500_000]
+
+    # The logged model, its artifacts, and the version made from it.
+    la, lb = src.get_logged_model(source["logged"]), dst.get_logged_model(source["logged"])
+    assert (la.name, la.params, la.status, la.source_run_id) == (lb.name, lb.params, lb.status, lb.source_run_id)
+    lm_version = requests.get(f"{target_uri}/api/2.0/mlflow/model-versions/get",
+                              params={"name": source["lm_model"], "version": "1"}, timeout=30).json()["model_version"]
+    assert (lm_version["model_id"], lm_version["source"]) == (source["logged"], f"models:/{source['logged']}")
+    lm_files = mlflow.artifacts.download_artifacts(f"models:/{source['lm_model']}/1", tracking_uri=target_uri,
+                                                   dst_path=str(tmp_path / "lm"))
+    assert [p.read_text() for p in Path(lm_files).rglob("notes.txt")] == ["hello"]
+
+    # A second import changes nothing: no journal record is written.
+    head = requests.get(f"{server.url}/api/tandem/v1/region", timeout=30).json()
+    again = import_json(server, source["url"], workspace, "--include-deleted")
+    assert again["failures"] == []
+    for kind in ("experiments", "runs", "logged_models", "registered_models"):
+        assert again[kind]["created"] == 0 and again[kind]["updated"] == 0, (kind, again[kind])
+    assert again["artifacts_copied"] == 0
+    assert requests.get(f"{server.url}/api/tandem/v1/region", timeout=30).json() == head
+
+    # A change at the source is copied alone.
+    src.log_metric(source["child"], "acc", 0.95, step=2)
+    src.set_tag(source["child"], "note", "later")
+    third = import_json(server, source["url"], workspace, "--include-deleted")
+    assert third["runs"]["updated"] == 1 and third["runs"]["created"] == 0, third["runs"]
+    compare_runs(src, dst, source["child"], tmp_path)
+
+
+def test_name_clashes_are_refused_unless_told(server, make_workspace, source):
+    target_uri = make_workspace()
+    workspace = target_uri.rsplit("/", 1)[1]
+    dst = MlflowClient(target_uri, target_uri)
+    mine = dst.create_experiment(source["experiment"])
+    result = tandem(server, "import", "--from", source["url"], "--into", workspace, "--json", expect=1)
+    report = json.loads(result.stdout)
+    failed = [f for f in report["failures"] if f["kind"] == "experiment"]
+    assert failed and "was not copied from" in failed[0]["message"]
+    assert "--on-conflict" in failed[0]["message"]
+    # Nothing of it was copied into the clashing experiment.
+    assert dst.search_runs([mine]) == []
+    merged = import_json(server, source["url"], workspace, "--on-conflict", "merge")
+    assert merged["failures"] == []
+    # (Run ids are unique in a deployment: an earlier test's copy holds the
+    # source's, so these copies have their own.)
+    assert {r.info.run_name for r in dst.search_runs([mine])} == {"parent", "child"}
+
+
+def test_an_unreachable_source_is_said_plainly(server, make_workspace):
+    workspace = make_workspace().rsplit("/", 1)[1]
+    result = tandem(server, "import", "--from", f"http://127.0.0.1:{_free_port()}", "--into", workspace, expect=5)
+    assert "cannot reach" in result.stderr
+
+
+def test_a_killed_import_finishes_when_run_again(server, make_workspace, source):
+    target_uri = make_workspace()
+    workspace = target_uri.rsplit("/", 1)[1]
+    process = subprocess.Popen([os.environ["TANDEM_BIN"], "import", "--from", source["url"], "--into", workspace,
+                                "--json", "--url", server.url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    origins_url = f"{server.url}/api/tandem/v1/workspaces/{workspace}/import/origins"
+    deadline = time.monotonic() + 120
+    try:
+        # Killed once the first run is under way (its origin is recorded with
+        # the run's first chunk, before its history and artifacts).
+        while time.monotonic() < deadline and process.poll() is None:
+            origins = requests.get(origins_url, params={"source": source["url"]}, timeout=30).json()["origins"]
+            if any(o["kind"] == "run" for o in origins):
+                break
+            time.sleep(0.02)
+    finally:
+        process.kill()
+        process.wait()
+    report = import_json(server, source["url"], workspace)
+    assert report["failures"] == []
+    dst = MlflowClient(target_uri, target_uri)
+    experiment = dst.get_experiment_by_name(source["experiment"])
+    runs = dst.search_runs([experiment.experiment_id], run_view_type=mlflow.entities.ViewType.ALL)
+    assert sorted(r.info.run_name for r in runs) == ["child", "doomed", "parent"]
+    parent = next(r for r in runs if r.info.run_name == "parent")
+    assert len(dst.get_metric_history(parent.info.run_id, "loss")) == LONG_HISTORY
+
+
+def test_sync_from_another_tandem_workspace_is_incremental(server, make_workspace, tmp_path):
+    first_uri, second_uri = make_workspace(), make_workspace()
+    first = MlflowClient(first_uri, first_uri)
+    experiment = first.create_experiment(unique("sync"))
+    run = first.create_run(experiment)
+    first.log_metric(run.info.run_id, "m", 1.0, step=0)
+    (tmp_path / "a.txt").write_text("a")
+    first.log_artifact(run.info.run_id, str(tmp_path / "a.txt"))
+    second_ws = second_uri.rsplit("/", 1)[1]
+    one = json.loads(tandem(server, "sync", "--from", first_uri, "--into", second_ws, "--json").stdout)
+    assert one["runs"]["created"] == 1 and one["failures"] == []
+    second = MlflowClient(second_uri, second_uri)
+    # Run ids are unique in a deployment: the copy beside its original has its own.
+    copied = second.search_runs([second.get_experiment_by_name(first.get_experiment(experiment).name).experiment_id])
+    assert len(copied) == 1 and copied[0].info.run_id != run.info.run_id
+    first.log_metric(run.info.run_id, "m", 2.0, step=1)
+    two = json.loads(tandem(server, "sync", "--from", first_uri, "--into", second_ws, "--json").stdout)
+    assert two["runs"]["updated"] == 1 and two["metric_points"] == 2
+    assert [m.value for m in second.get_metric_history(copied[0].info.run_id, "m")] == [1.0, 2.0]
