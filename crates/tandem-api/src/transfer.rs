@@ -53,6 +53,7 @@ struct OriginList {
 }
 
 #[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct OriginQuery {
     /// The source, as the copier names it (`http://host:5000`, …).
     source: String,
