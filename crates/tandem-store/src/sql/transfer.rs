@@ -266,18 +266,11 @@ impl SqlStore {
                 time: experiment.last_update_time,
             });
         }
-        let have: HashMap<&str, &str> = current
-            .tags
-            .iter()
-            .map(|tag| (tag.key.as_str(), tag.value.as_str()))
-            .collect();
-        for tag in &experiment.tags {
-            if have.get(tag.key.as_str()) != Some(&tag.value.as_str()) {
-                changes.push(Change::ExperimentTagSet {
-                    experiment_id: id.clone(),
-                    tag: tag.clone(),
-                });
-            }
+        for tag in differing(&current.tags, &experiment.tags) {
+            changes.push(Change::ExperimentTagSet {
+                experiment_id: id.clone(),
+                tag,
+            });
         }
         match (current.lifecycle_stage, experiment.lifecycle_stage) {
             (LifecycleStage::Active, LifecycleStage::Deleted) => changes.push(Change::ExperimentDeleted {
@@ -414,32 +407,8 @@ impl SqlStore {
             }));
         };
         let run_id = current.info.run_id.clone();
-        let have_tags: HashMap<&str, &str> = current
-            .data
-            .tags
-            .iter()
-            .map(|tag| (tag.key.as_str(), tag.value.as_str()))
-            .collect();
-        let tags: Vec<Tag> = run
-            .data
-            .tags
-            .iter()
-            .filter(|tag| have_tags.get(tag.key.as_str()) != Some(&tag.value.as_str()))
-            .cloned()
-            .collect();
-        let have_params: HashMap<&str, &str> = current
-            .data
-            .params
-            .iter()
-            .map(|param| (param.key.as_str(), param.value.as_str()))
-            .collect();
-        let params: Vec<Param> = run
-            .data
-            .params
-            .iter()
-            .filter(|param| have_params.get(param.key.as_str()) != Some(&param.value.as_str()))
-            .cloned()
-            .collect();
+        let tags = differing(&current.data.tags, &run.data.tags);
+        let params = differing(&current.data.params, &run.data.params);
         if !tags.is_empty() || !params.is_empty() {
             changes.push(Change::RunDataLogged {
                 run_id: run_id.clone(),
@@ -591,18 +560,7 @@ impl SqlStore {
             }));
         };
         let model_id = current.info.model_id.clone();
-        let have: HashMap<&str, &str> = current
-            .info
-            .tags
-            .iter()
-            .map(|tag| (tag.key.as_str(), tag.value.as_str()))
-            .collect();
-        let tags: Vec<Tag> = info
-            .tags
-            .iter()
-            .filter(|tag| have.get(tag.key.as_str()) != Some(&tag.value.as_str()))
-            .cloned()
-            .collect();
+        let tags = differing(&current.info.tags, &info.tags);
         if !tags.is_empty() {
             changes.push(Change::LoggedModelTagsSet {
                 model_id: model_id.clone(),
@@ -610,19 +568,7 @@ impl SqlStore {
                 time: info.last_updated_timestamp_ms,
             });
         }
-        let have_params: HashMap<&str, &str> = current
-            .data
-            .params
-            .iter()
-            .map(|param| (param.key.as_str(), param.value.as_str()))
-            .collect();
-        let params: Vec<Param> = model
-            .data
-            .params
-            .iter()
-            .filter(|param| have_params.get(param.key.as_str()) != Some(&param.value.as_str()))
-            .cloned()
-            .collect();
+        let params = differing(&current.data.params, &model.data.params);
         if !params.is_empty() {
             changes.push(Change::LoggedModelParamsLogged {
                 model_id: model_id.clone(),
@@ -744,18 +690,11 @@ impl SqlStore {
                         time: model.last_updated_timestamp,
                     });
                 }
-                let have: HashMap<&str, &str> = current
-                    .tags
-                    .iter()
-                    .map(|tag| (tag.key.as_str(), tag.value.as_str()))
-                    .collect();
-                for tag in &model.tags {
-                    if have.get(tag.key.as_str()) != Some(&tag.value.as_str()) {
-                        changes.push(Change::RegisteredModelTagSet {
-                            name: name.clone(),
-                            tag: tag.clone(),
-                        });
-                    }
+                for tag in differing(&current.tags, &model.tags) {
+                    changes.push(Change::RegisteredModelTagSet {
+                        name: name.clone(),
+                        tag,
+                    });
                 }
                 let versions = load::model_versions_where(
                     &self.pool,
@@ -892,19 +831,12 @@ impl SqlStore {
                 time: version.last_updated_timestamp,
             });
         }
-        let have: HashMap<&str, &str> = current
-            .tags
-            .iter()
-            .map(|tag| (tag.key.as_str(), tag.value.as_str()))
-            .collect();
-        for tag in &version.tags {
-            if have.get(tag.key.as_str()) != Some(&tag.value.as_str()) {
-                changes.push(Change::ModelVersionTagSet {
-                    name: name.to_string(),
-                    version: version.version.clone(),
-                    tag: tag.clone(),
-                });
-            }
+        for tag in differing(&current.tags, &version.tags) {
+            changes.push(Change::ModelVersionTagSet {
+                name: name.to_string(),
+                version: version.version.clone(),
+                tag,
+            });
         }
         if current.description != version.description
             || current.last_updated_timestamp < version.last_updated_timestamp
@@ -934,6 +866,40 @@ impl SqlStore {
         .into_iter()
         .next())
     }
+}
+
+/// A key and value, as tags and params both are.
+trait KeyValue: Clone {
+    fn key(&self) -> &str;
+    fn value(&self) -> &str;
+}
+
+impl KeyValue for Tag {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl KeyValue for Param {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+/// The entries of `wanted` that `have` lacks or holds with another value.
+fn differing<T: KeyValue>(have: &[T], wanted: &[T]) -> Vec<T> {
+    let have: HashMap<&str, &str> = have.iter().map(|entry| (entry.key(), entry.value())).collect();
+    wanted
+        .iter()
+        .filter(|entry| have.get(entry.key()) != Some(&entry.value()))
+        .cloned()
+        .collect()
 }
 
 fn origin_row(row: &sqlx::any::AnyRow) -> StoreResult<Origin> {
