@@ -461,3 +461,29 @@ def test_a_restore_brings_back_principals_tokens_and_the_workspaces_roles(tandem
         source.stop()
         if target is not None:
             target.stop()
+
+
+def test_a_move_needs_write_access_to_both_workspaces(server, tmp_path):
+    server.cli("workspace", "create", "here")
+    server.cli("workspace", "create", "there")
+    owner = json.loads(server.cli("user", "create", "mover", "--role", "Owner@here", "--json"))["token"]
+    client = mlflow.MlflowClient(tracking_uri=f"{server.url}/w/here")
+    with credentials(token=owner):
+        experiment_id = client.create_experiment(unique("moving"))
+        run_id = client.create_run(experiment_id).info.run_id
+    with credentials(token=owner):
+        name = client.get_experiment(experiment_id).name
+    # Writing in `here` is not enough: the move writes `there` too.
+    out = server.cli("move", "--experiment", name, "--from", "here", "--to", "there", token=owner, expect=6)
+    assert out == ""
+    server.cli("role", "assign", "mover", "Contributor", "--workspace", "there")
+    moved = json.loads(server.cli("move", "--experiment", name, "--from", "here", "--to", "there", "--json",
+                                  token=owner))
+    assert moved["runs"] == 1
+    with credentials(token=owner):
+        there = mlflow.MlflowClient(tracking_uri=f"{server.url}/w/there")
+        assert there.get_run(run_id).info.experiment_id == moved["experiments"][0]["to_id"]
+    # Anonymous: refused before anything is read.
+    anonymous = requests.post(f"{server.url}/api/tandem/v1/workspaces/there/move",
+                              json={"to": "here", "experiments": [name]}, timeout=10)
+    assert anonymous.status_code == 401

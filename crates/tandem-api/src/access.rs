@@ -293,6 +293,8 @@ const ROUTES: &[(&str, &[(Method, Permission)])] = {
         ),
         // Copies from other servers (`tandem import`, `sync`).
         ("/api/tandem/v1/workspaces/{workspace}/import", &[(POST, Write)]),
+        // `tandem move`: Write here; the handler checks Write in the destination.
+        ("/api/tandem/v1/workspaces/{workspace}/move", &[(POST, Write)]),
         (
             "/api/tandem/v1/workspaces/{workspace}/import/origins",
             &[(GET, Read)],

@@ -26,6 +26,7 @@ mod graphql;
 mod mlflow_ui;
 mod mlflow_workspaces;
 mod models;
+mod moving;
 pub mod multipart;
 pub mod openapi;
 mod principals;
@@ -178,6 +179,7 @@ fn tandem_api() -> utoipa_axum::router::OpenApiRouter<AppState> {
         .merge(files::routes())
         .merge(principals::routes())
         .merge(transfer::routes())
+        .merge(moving::routes())
 }
 
 /// The OpenAPI document of this crate's part of the Tandem API, for

@@ -146,6 +146,10 @@ enum Command {
     /// Keep a workspace a copy of a source: `import` again and again (only
     /// what changed is copied), once or every --watch seconds.
     Sync(transfer::SyncArgs),
+    /// Move experiments (with their runs, logged models and artifacts) and
+    /// registered models (with their versions) to another workspace of the
+    /// deployment, online, in one transaction; moving back undoes it.
+    Move(transfer::MoveArgs),
 }
 
 #[derive(Args)]
@@ -502,6 +506,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Files(command) => files::run(command).await,
         Command::Import(args) => transfer::import(args).await,
         Command::Sync(args) => transfer::sync(args).await,
+        Command::Move(args) => transfer::move_objects(args).await,
         Command::Login(args) => access::login(args).await,
         Command::Whoami(args) => access::whoami(args).await,
         Command::User(command) => access::run_user(command).await,

@@ -1,10 +1,12 @@
 //! `tandem import` and `tandem sync`: copy an MLflow tracking server (or
-//! another Tandem workspace) into a workspace with `tandem-transfer`.
+//! another Tandem workspace) into a workspace with `tandem-transfer`;
+//! `tandem move`: move objects between two workspaces of one deployment,
+//! which the server does in one transaction.
 
 use std::time::Duration;
 
 use clap::Args;
-use tandem_core::transfer::OnConflict;
+use tandem_core::transfer::{MoveOutcome, MoveRequest, OnConflict};
 use tandem_transfer::{Auth, CopyOptions, Endpoint, Report, TransferError};
 
 use crate::progress::ProgressLine;
@@ -138,10 +140,12 @@ async fn run_once(
     };
     let result = tandem_transfer::copy(source, target, options, &show).await;
     bar.lock().expect("progress lock").finish();
-    result.map_err(refusal)
+    result.map_err(|error| refusal(error, source, target))
 }
 
-fn refusal(error: TransferError) -> anyhow::Error {
+/// The CLI's error for a copy that could not go on, naming the side that
+/// refused (the source's credentials, a target that is a secondary, …).
+fn refusal(error: TransferError, source: &Endpoint, target: &Endpoint) -> anyhow::Error {
     match error {
         TransferError::Usage(message) => Refusal::Usage(message).into(),
         TransferError::Transport { .. } => Refusal::Unreachable(error.to_string()).into(),
@@ -150,12 +154,27 @@ fn refusal(error: TransferError) -> anyhow::Error {
             code,
             message,
             url,
-        } => tandem_client::ClientError::Api {
-            status,
-            code,
-            message: format!("{url}: {message}"),
+        } => {
+            // The longer base that prefixes the URL: both sides may be
+            // workspaces of one server.
+            let side = match (url.starts_with(source.base()), url.starts_with(target.base())) {
+                (true, true) if source.base().len() >= target.base().len() => "the source",
+                (true, true) => "the target",
+                (true, false) => "the source",
+                (false, true) => "the target",
+                (false, false) => "a server",
+            };
+            let hint = match status {
+                401 => " (check the credentials given for it)",
+                _ => "",
+            };
+            tandem_client::ClientError::Api {
+                status,
+                code,
+                message: format!("{side} refused {url}: {message}{hint}"),
+            }
+            .into()
         }
-        .into(),
         other => anyhow::anyhow!(other),
     }
 }
@@ -205,4 +224,88 @@ fn print(report: &Report, json: bool) {
             failure.kind, failure.source_id, failure.message
         );
     }
+}
+
+#[derive(Args)]
+pub(crate) struct MoveArgs {
+    /// An experiment to move (name or id); repeat for more.
+    #[arg(long = "experiment", value_name = "NAME|ID")]
+    experiments: Vec<String>,
+    /// A registered model to move; repeat for more. The runs and logged
+    /// models its versions were made from must move too (the server says
+    /// which, if they do not).
+    #[arg(long = "registered-model", value_name = "NAME")]
+    registered_models: Vec<String>,
+    /// The workspace they leave.
+    #[arg(long, value_name = "WORKSPACE")]
+    from: String,
+    /// The workspace they go to.
+    #[arg(long, value_name = "WORKSPACE")]
+    to: String,
+    /// Check and count only; nothing moves.
+    #[arg(long)]
+    dry_run: bool,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub(crate) async fn move_objects(args: MoveArgs) -> anyhow::Result<()> {
+    if args.experiments.is_empty() && args.registered_models.is_empty() {
+        return Err(Refusal::Usage(
+            "name what to move: --experiment NAME|ID and/or --registered-model NAME".into(),
+        )
+        .into());
+    }
+    let target = args.client.resolve()?;
+    let request = MoveRequest {
+        to: args.to.clone(),
+        experiments: args.experiments.clone(),
+        registered_models: args.registered_models.clone(),
+        dry_run: args.dry_run,
+    };
+    let outcome = target.client.move_objects(&args.from, &request).await?;
+    if target.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+    } else {
+        println!("{}", describe_move(&outcome));
+    }
+    Ok(())
+}
+
+/// One paragraph: what moved (or would), and how much came with it.
+fn describe_move(outcome: &MoveOutcome) -> String {
+    let mut objects: Vec<String> = outcome
+        .experiments
+        .iter()
+        .map(|experiment| {
+            if experiment.from_id == experiment.to_id {
+                format!("experiment '{}' (id {})", experiment.name, experiment.to_id)
+            } else {
+                format!(
+                    "experiment '{}' (id {} there, was {})",
+                    experiment.name, experiment.to_id, experiment.from_id
+                )
+            }
+        })
+        .collect();
+    objects.extend(
+        outcome
+            .registered_models
+            .iter()
+            .map(|name| format!("registered model '{name}'")),
+    );
+    let verb = if outcome.dry_run { "would move" } else { "moved" };
+    format!(
+        "{verb} {} from '{}' to '{}': {} run(s), {} logged model(s), {} model version(s), {} metric point(s), {} artifact(s) ({}); {} change(s) in one transaction",
+        objects.join(", "),
+        outcome.from,
+        outcome.to,
+        outcome.runs,
+        outcome.logged_models,
+        outcome.model_versions,
+        outcome.metric_points,
+        outcome.artifacts,
+        indicatif::HumanBytes(outcome.artifact_bytes),
+        outcome.changes,
+    )
 }

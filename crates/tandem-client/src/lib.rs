@@ -340,6 +340,17 @@ impl TandemClient {
         self.json(self.http.delete(&url), &url, "workspace").await
     }
 
+    /// Moves experiments and registered models from `workspace` to
+    /// another of the deployment, in one transaction (`tandem move`).
+    pub async fn move_objects(
+        &self,
+        workspace: &str,
+        request: &tandem_core::transfer::MoveRequest,
+    ) -> ClientResult<tandem_core::transfer::MoveOutcome> {
+        let url = self.url(&format!("/api/tandem/v1/workspaces/{workspace}/move"));
+        self.whole(self.http.post(&url).json(request), &url).await
+    }
+
     /// The deployment's status as this region sees it: roles, positions,
     /// lag, RPO per class.
     pub async fn regions(&self) -> ClientResult<Value> {

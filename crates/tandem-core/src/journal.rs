@@ -36,8 +36,10 @@ use crate::model::{
 /// another key and its name is free at once, as in MLflow; older records
 /// have none and read unchanged (the deleted model kept its name).
 /// Version 8 added `origin_recorded` (where an imported object came from);
-/// older records read unchanged.
-pub const FORMAT_VERSION: i32 = 8;
+/// older records read unchanged. Version 9 added `experiment_moved_out` and
+/// `registered_model_moved_out` (`tandem move`); older records read
+/// unchanged.
+pub const FORMAT_VERSION: i32 = 9;
 
 /// The first format in which `registered_model_deleted` and
 /// `model_version_deleted` are soft deletes.
@@ -243,6 +245,28 @@ pub enum Change {
     ModelVersionRestored {
         name: String,
         version: String,
+        time: Millis,
+    },
+    /// An experiment left this workspace for another of the deployment
+    /// (`tandem move`, format 9): gone from here with its runs, logged
+    /// models and artifact index, as a purge is, its bytes queued for
+    /// collection. The same transaction journals its arrival in
+    /// `to_workspace_id` as ordinary creations (there as `to_experiment_id`),
+    /// after copying its artifacts there, so each workspace's journal alone
+    /// still rebuilds that workspace.
+    ExperimentMovedOut {
+        experiment_id: String,
+        to_workspace_id: String,
+        to_experiment_id: String,
+        time: Millis,
+    },
+    /// A registered model left this workspace for another (format 9), with
+    /// its versions, tags and aliases; it arrives there as ordinary
+    /// creations in the same transaction. Its versions' files belong to
+    /// runs and logged models, which move on their own.
+    RegisteredModelMovedOut {
+        name: String,
+        to_workspace_id: String,
         time: Millis,
     },
     ModelVersionPurged {
@@ -681,6 +705,7 @@ impl Change {
             | Change::ModelVersionTagDeleted { .. }
             | Change::RegisteredModelRestored { .. }
             | Change::RegisteredModelPurged { .. }
+            | Change::RegisteredModelMovedOut { .. }
             | Change::ModelVersionRestored { .. }
             | Change::ModelVersionPurged { .. } => Some(AssetClass::Registry),
             Change::FileWritten { .. } | Change::FileDeleted { .. } => Some(AssetClass::Files),
@@ -783,6 +808,8 @@ impl Change {
             Change::WorkspaceQuotaSet { .. } => "workspace_quota_set",
             Change::WorkspacePurged { .. } => "workspace_purged",
             Change::ExperimentPurged { .. } => "experiment_purged",
+            Change::ExperimentMovedOut { .. } => "experiment_moved_out",
+            Change::RegisteredModelMovedOut { .. } => "registered_model_moved_out",
             Change::RunPurged { .. } => "run_purged",
             Change::LoggedModelRestored { .. } => "logged_model_restored",
             Change::LoggedModelPurged { .. } => "logged_model_purged",

@@ -148,14 +148,18 @@ pub fn touches(change: &Change) -> Vec<Touch> {
         // did: a tombstone on the item's own register, which beats any
         // concurrent write to it. Soft deletes and recoveries are a
         // lifecycle register (`…/life`) under it, like experiments and runs.
-        ExperimentPurged { experiment_id, .. } => vec![Touch::delete(experiment_key(experiment_id))],
+        ExperimentPurged { experiment_id, .. } | ExperimentMovedOut { experiment_id, .. } => {
+            vec![Touch::delete(experiment_key(experiment_id))]
+        }
         RunPurged { run_id, .. } => vec![Touch::delete(format!("run/{run_id}"))],
         LoggedModelRestored { model_id, .. } => vec![Touch::write(format!("lm/{model_id}/life"))],
         LoggedModelPurged { model_id, .. } => vec![Touch::delete(format!("lm/{model_id}"))],
         RegisteredModelRestored { name, .. } => {
             vec![Touch::write(format!("rm/{name}/life")).within(&[registered_model_key(name)])]
         }
-        RegisteredModelPurged { name, .. } => vec![Touch::delete(registered_model_key(name))],
+        RegisteredModelPurged { name, .. } | RegisteredModelMovedOut { name, .. } => {
+            vec![Touch::delete(registered_model_key(name))]
+        }
         ModelVersionRestored { name, version, .. } => {
             vec![Touch::write(format!("mv/{name}/{version}/life"))
                 .within(&[registered_model_key(name), model_version_key(name, version)])]

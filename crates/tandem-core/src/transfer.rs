@@ -208,6 +208,53 @@ pub struct ImportOutcome {
     pub changes: i64,
 }
 
+/// A move inside one deployment (`tandem move`): experiments (by name or
+/// id) and registered models (by name) leave the workspace the request is
+/// sent to for workspace `to`, whole, in one transaction. Runs and logged
+/// models keep their ids, registered models their names and version
+/// numbers; an experiment keeps its id unless `to` holds it. What a moved
+/// object refers to must move with it (a version's run, the versions made
+/// from a moved run): the server names what is missing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MoveRequest {
+    /// The destination workspace's name.
+    pub to: String,
+    #[serde(default)]
+    pub experiments: Vec<String>,
+    #[serde(default)]
+    pub registered_models: Vec<String>,
+    /// Plan and check only: nothing is copied or written.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// One experiment a move took: its name and its id on either side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovedExperiment {
+    pub name: String,
+    pub from_id: String,
+    pub to_id: String,
+}
+
+/// What a move did (or, with `dry_run`, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveOutcome {
+    pub from: String,
+    pub to: String,
+    pub experiments: Vec<MovedExperiment>,
+    pub registered_models: Vec<String>,
+    pub runs: u64,
+    pub logged_models: u64,
+    pub model_versions: u64,
+    pub metric_points: u64,
+    pub artifacts: u64,
+    pub artifact_bytes: u64,
+    /// Journal changes written (or to be written) in the one transaction.
+    pub changes: u64,
+    pub dry_run: bool,
+}
+
 /// The digest of an object as the copier computes it: SHA-256 of its
 /// canonical JSON (serde_json writes fields in declaration order and maps
 /// sorted), hex. Used only to tell "changed since copied" from "unchanged".

@@ -277,6 +277,38 @@ pub struct DivergentRecord {
     pub record: JournalRecord,
 }
 
+/// A move between two workspaces (`tandem move`), planned against the
+/// state it was read from: what it will do, and the artifacts whose bytes
+/// the caller copies to the destination before committing it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MovePlan {
+    pub outcome: tandem_core::transfer::MoveOutcome,
+    pub artifacts: Vec<MovedArtifact>,
+    pub(crate) departures: Vec<tandem_core::journal::Change>,
+    pub(crate) arrivals: Vec<tandem_core::journal::Change>,
+    /// Each moved experiment's id here and there, kept when re-planned.
+    pub(crate) experiment_ids: std::collections::BTreeMap<String, String>,
+}
+
+/// One artifact a move takes: its path in the source workspace's artifact
+/// area and in the destination's, with the size and digest recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedArtifact {
+    pub from_path: String,
+    pub to_path: String,
+    pub size: i64,
+    pub sha256: String,
+}
+
+/// What committing a planned move did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MoveCommit {
+    Committed(tandem_core::transfer::MoveOutcome),
+    /// Something the move takes changed after it was planned: this is the
+    /// plan of the state now (copy its artifacts and commit it instead).
+    Changed(Box<MovePlan>),
+}
+
 /// A canonical, ordered dump of every table but the journal: two stores hold
 /// the same state exactly when their dumps are equal.
 pub type StateDump = Vec<(String, Vec<serde_json::Value>)>;
@@ -494,6 +526,26 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         ws: &WorkspaceRef,
         request: tandem_core::transfer::ImportRequest,
     ) -> StoreResult<tandem_core::transfer::ImportOutcome>;
+    /// Plans moving the experiments and registered models `request` names
+    /// from `from` to `to` (see `tandem_core::transfer::MoveRequest`):
+    /// refuses what cannot move (a name the destination holds, a reference
+    /// that would cross the two workspaces); writes nothing.
+    async fn plan_move(
+        &self,
+        from: &WorkspaceRef,
+        to: &WorkspaceRef,
+        request: &tandem_core::transfer::MoveRequest,
+    ) -> StoreResult<MovePlan>;
+    /// Writes a planned move in one transaction (the departures in `from`'s
+    /// journal, the arrivals in `to`'s), once the plan's artifacts are at
+    /// the destination, unless what it takes changed since it was planned.
+    async fn commit_move(
+        &self,
+        from: &WorkspaceRef,
+        to: &WorkspaceRef,
+        request: &tandem_core::transfer::MoveRequest,
+        planned: &MovePlan,
+    ) -> StoreResult<MoveCommit>;
     /// The origins of the workspace's copies of `source`'s objects.
     async fn transfer_origins(
         &self,

@@ -223,10 +223,7 @@ impl Copier<'_> {
         error: &TransferError,
     ) -> Result<(), TransferError> {
         if error.is_fatal() {
-            return Err(TransferError::Usage(format!(
-                "stopped at {} {source_id}: {error}",
-                kind.as_str()
-            )));
+            return Err(error.stopped_at(&format!("{} {source_id}", kind.as_str())));
         }
         self.report.failures.push(Failure {
             kind: kind.as_str(),

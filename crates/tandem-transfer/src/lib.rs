@@ -63,4 +63,27 @@ impl TransferError {
             _ => false,
         }
     }
+
+    /// The same failure, saying at which object the copy stopped: still
+    /// the side's refusal or unreachability it was, for the exit code.
+    pub fn stopped_at(&self, what: &str) -> TransferError {
+        match self {
+            TransferError::Api {
+                url,
+                status,
+                code,
+                message,
+            } => TransferError::Api {
+                url: url.clone(),
+                status: *status,
+                code: code.clone(),
+                message: format!("{message} (stopped at {what})"),
+            },
+            TransferError::Transport { url, message } => TransferError::Transport {
+                url: url.clone(),
+                message: format!("{message} (stopped at {what})"),
+            },
+            other => TransferError::Usage(format!("stopped at {what}: {other}")),
+        }
+    }
 }

@@ -636,6 +636,8 @@ pub(crate) async fn apply(
         | Change::WorkspaceQuotaSet { .. }
         | Change::WorkspacePurged { .. }
         | Change::ExperimentPurged { .. }
+        | Change::ExperimentMovedOut { .. }
+        | Change::RegisteredModelMovedOut { .. }
         | Change::RunPurged { .. }
         | Change::LoggedModelRestored { .. }
         | Change::LoggedModelPurged { .. }

@@ -15,6 +15,7 @@ mod logged_models;
 mod lookup;
 mod merge;
 mod migrate;
+mod moving;
 mod ops;
 mod registry;
 mod replication;

@@ -552,6 +552,25 @@ impl MetadataStore for SqlStore {
         self.import_object_impl(ws, request).await
     }
 
+    async fn plan_move(
+        &self,
+        from: &WorkspaceRef,
+        to: &WorkspaceRef,
+        request: &tandem_core::transfer::MoveRequest,
+    ) -> StoreResult<crate::MovePlan> {
+        self.plan_move_impl(from, to, request, &Default::default()).await
+    }
+
+    async fn commit_move(
+        &self,
+        from: &WorkspaceRef,
+        to: &WorkspaceRef,
+        request: &tandem_core::transfer::MoveRequest,
+        planned: &crate::MovePlan,
+    ) -> StoreResult<crate::MoveCommit> {
+        self.commit_move_impl(from, to, request, planned).await
+    }
+
     async fn transfer_origins(
         &self,
         ws: &WorkspaceRef,

@@ -109,35 +109,14 @@ pub(crate) async fn apply(
             experiment_id,
             keep_artifacts,
             time,
-        } => {
-            let runs: Vec<String> =
-                sqlx::query_scalar("SELECT run_id FROM runs WHERE workspace_id = $1 AND experiment_id = $2")
-                    .bind(workspace_id)
-                    .bind(experiment_id)
-                    .fetch_all(&mut **tx)
-                    .await?;
-            for run_id in runs {
-                purge_run(tx, workspace_id, &run_id, *keep_artifacts, *time).await?;
-            }
-            let models: Vec<String> = sqlx::query_scalar(
-                "SELECT model_id FROM logged_models WHERE workspace_id = $1 AND experiment_id = $2",
-            )
-            .bind(workspace_id)
-            .bind(experiment_id)
-            .fetch_all(&mut **tx)
-            .await?;
-            for model_id in models {
-                purge_logged_model(tx, workspace_id, &model_id, *keep_artifacts, *time).await?;
-            }
-            for table in ["experiment_tags", "experiments"] {
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE workspace_id = $1 AND experiment_id = $2"
-                ))
-                .bind(workspace_id)
-                .bind(experiment_id)
-                .execute(&mut **tx)
-                .await?;
-            }
+        } => purge_experiment(tx, workspace_id, experiment_id, *keep_artifacts, *time).await?,
+        // What moved is gone from here as a purge is; its bytes, copied to
+        // the destination first, are collected here.
+        Change::ExperimentMovedOut {
+            experiment_id, time, ..
+        } => purge_experiment(tx, workspace_id, experiment_id, false, *time).await?,
+        Change::RegisteredModelMovedOut { name, .. } => {
+            purge_registered_model(tx, workspace_id, name).await?
         }
         Change::RunPurged {
             run_id,
@@ -171,23 +150,7 @@ pub(crate) async fn apply(
             .execute(&mut **tx)
             .await?;
         }
-        Change::RegisteredModelPurged { name, .. } => {
-            for table in [
-                "registered_models",
-                "registered_model_tags",
-                "registered_model_aliases",
-                "model_versions",
-                "model_version_tags",
-            ] {
-                sqlx::query(&format!(
-                    "DELETE FROM {table} WHERE workspace_id = $1 AND name = $2"
-                ))
-                .bind(workspace_id)
-                .bind(name)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
+        Change::RegisteredModelPurged { name, .. } => purge_registered_model(tx, workspace_id, name).await?,
         Change::ModelVersionRestored { name, version, .. } => {
             sqlx::query(
                 "UPDATE model_versions SET deletion_time = NULL WHERE workspace_id = $1 AND name = $2 AND version = $3",
@@ -214,6 +177,69 @@ pub(crate) async fn apply(
         _ => return Ok(false),
     }
     Ok(true)
+}
+
+/// Removes an experiment with its runs and logged models.
+async fn purge_experiment(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    experiment_id: &str,
+    keep_artifacts: bool,
+    time: i64,
+) -> StoreResult<()> {
+    let runs: Vec<String> =
+        sqlx::query_scalar("SELECT run_id FROM runs WHERE workspace_id = $1 AND experiment_id = $2")
+            .bind(workspace_id)
+            .bind(experiment_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    for run_id in runs {
+        purge_run(tx, workspace_id, &run_id, keep_artifacts, time).await?;
+    }
+    let models: Vec<String> = sqlx::query_scalar(
+        "SELECT model_id FROM logged_models WHERE workspace_id = $1 AND experiment_id = $2",
+    )
+    .bind(workspace_id)
+    .bind(experiment_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    for model_id in models {
+        purge_logged_model(tx, workspace_id, &model_id, keep_artifacts, time).await?;
+    }
+    for table in ["experiment_tags", "experiments"] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE workspace_id = $1 AND experiment_id = $2"
+        ))
+        .bind(workspace_id)
+        .bind(experiment_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Removes a registered model with its versions, tags and aliases.
+async fn purge_registered_model(
+    tx: &mut Transaction<'_, Any>,
+    workspace_id: &str,
+    name: &str,
+) -> StoreResult<()> {
+    for table in [
+        "registered_models",
+        "registered_model_tags",
+        "registered_model_aliases",
+        "model_versions",
+        "model_version_tags",
+    ] {
+        sqlx::query(&format!(
+            "DELETE FROM {table} WHERE workspace_id = $1 AND name = $2"
+        ))
+        .bind(workspace_id)
+        .bind(name)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn purge_run(

@@ -364,35 +364,13 @@ impl SqlStore {
                 ids::new_run_id()
             };
             let artifact_uri = append_to_uri(&experiment.artifact_location, &[&run_id, "artifacts"]);
-            let mut tags = run.data.tags.clone();
-            if !tags.iter().any(|tag| tag.key == RUN_NAME_TAG) && !run.info.run_name.is_empty() {
-                tags.push(Tag::new(RUN_NAME_TAG, run.info.run_name.clone()));
-            }
-            changes.push(Change::RunCreated {
-                run_id: run_id.clone(),
-                experiment_id: experiment.experiment_id.clone(),
-                run_name: run.info.run_name.clone(),
-                user_id: run.info.user_id.clone(),
-                start_time: run.info.start_time,
-                artifact_uri: artifact_uri.clone(),
-                tags,
-            });
-            if !run.data.params.is_empty() {
-                changes.push(Change::RunDataLogged {
-                    run_id: run_id.clone(),
-                    metrics: Vec::new(),
-                    params: run.data.params.clone(),
-                    tags: Vec::new(),
-                });
-            }
-            push_inputs_outputs(&mut changes, &run_id, &run, None);
-            changes.push(Change::RunUpdated {
-                run_id: run_id.clone(),
-                status: Some(run.info.status),
-                end_time: run.info.end_time,
-                run_name: None,
-            });
-            push_points(&mut changes, &run_id, metrics);
+            changes.extend(run_arrival(
+                &run,
+                &run_id,
+                &experiment.experiment_id,
+                &artifact_uri,
+                metrics,
+            ));
             if wanted_stage == LifecycleStage::Deleted {
                 changes.push(Change::RunDeleted {
                     run_id: run_id.clone(),
@@ -533,25 +511,13 @@ impl SqlStore {
             };
             let artifact_uri =
                 append_to_uri(&experiment.artifact_location, &["models", &model_id, "artifacts"]);
-            changes.push(Change::LoggedModelCreated {
-                model_id: model_id.clone(),
-                experiment_id: experiment.experiment_id.clone(),
-                name: info.name.clone(),
-                artifact_uri: artifact_uri.clone(),
-                status: info.status,
-                creator_id: info.creator_id.clone(),
-                model_type: info.model_type.clone().filter(|kind| !kind.is_empty()),
-                source_run_id: info.source_run_id.clone().filter(|id| !id.is_empty()),
-                tags: info.tags.clone(),
-                params: model.data.params.clone(),
-                time: info.creation_timestamp_ms,
-            });
-            changes.push(Change::LoggedModelUpdated {
-                model_id: model_id.clone(),
-                status: info.status,
-                status_message: info.status_message.clone(),
-                time: info.last_updated_timestamp_ms,
-            });
+            changes.extend(logged_model_arrival(
+                &info,
+                &model.data.params,
+                &model_id,
+                &experiment.experiment_id,
+                &artifact_uri,
+            ));
             return Ok(Some(Plan {
                 target_id: model_id,
                 artifact_uri,
@@ -789,37 +755,7 @@ impl SqlStore {
                     storage_location = logged.info.artifact_uri.clone();
                 }
             }
-            changes.push(Change::ModelVersionCreated {
-                name: name.to_string(),
-                version: version.version.clone(),
-                source: version.source.clone(),
-                storage_location,
-                run_id: version.run_id.clone(),
-                run_link: version.run_link.clone(),
-                description: version.description.clone(),
-                user_id: version.user_id.clone(),
-                model_id: version.model_id.clone(),
-                status: version.status,
-                tags: version.tags.clone(),
-                time: version.creation_timestamp,
-            });
-            if stage != "None" {
-                changes.push(Change::ModelVersionStageSet {
-                    name: name.to_string(),
-                    version: version.version.clone(),
-                    stage: stage.to_string(),
-                    archived_versions: Vec::new(),
-                    time: version.last_updated_timestamp,
-                });
-            }
-            if version.last_updated_timestamp > version.creation_timestamp {
-                changes.push(Change::ModelVersionUpdated {
-                    name: name.to_string(),
-                    version: version.version.clone(),
-                    description: version.description.clone(),
-                    time: version.last_updated_timestamp,
-                });
-            }
+            changes.extend(version_arrival(name, version, storage_location));
             return Ok(());
         };
         if current.current_stage != stage {
@@ -960,6 +896,120 @@ fn point_key(metric: &Metric) -> PointKey {
     )
 }
 
+/// The changes that create `run` here as `run_id`, in `experiment_id`
+/// with its artifacts under `artifact_uri`, with `metrics` (its whole
+/// history or a first chunk of it): everything but its deletion, which
+/// callers time themselves.
+pub(super) fn run_arrival(
+    run: &Run,
+    run_id: &str,
+    experiment_id: &str,
+    artifact_uri: &str,
+    metrics: Vec<Metric>,
+) -> Vec<Change> {
+    let mut changes = Vec::new();
+    let mut tags = run.data.tags.clone();
+    if !tags.iter().any(|tag| tag.key == RUN_NAME_TAG) && !run.info.run_name.is_empty() {
+        tags.push(Tag::new(RUN_NAME_TAG, run.info.run_name.clone()));
+    }
+    changes.push(Change::RunCreated {
+        run_id: run_id.to_string(),
+        experiment_id: experiment_id.to_string(),
+        run_name: run.info.run_name.clone(),
+        user_id: run.info.user_id.clone(),
+        start_time: run.info.start_time,
+        artifact_uri: artifact_uri.to_string(),
+        tags,
+    });
+    if !run.data.params.is_empty() {
+        changes.push(Change::RunDataLogged {
+            run_id: run_id.to_string(),
+            metrics: Vec::new(),
+            params: run.data.params.clone(),
+            tags: Vec::new(),
+        });
+    }
+    push_inputs_outputs(&mut changes, run_id, run, None);
+    changes.push(Change::RunUpdated {
+        run_id: run_id.to_string(),
+        status: Some(run.info.status),
+        end_time: run.info.end_time,
+        run_name: None,
+    });
+    push_points(&mut changes, run_id, metrics);
+    changes
+}
+
+/// The changes that create logged model `info` here as `model_id`.
+pub(super) fn logged_model_arrival(
+    info: &LoggedModelInfo,
+    params: &[Param],
+    model_id: &str,
+    experiment_id: &str,
+    artifact_uri: &str,
+) -> Vec<Change> {
+    vec![
+        Change::LoggedModelCreated {
+            model_id: model_id.to_string(),
+            experiment_id: experiment_id.to_string(),
+            name: info.name.clone(),
+            artifact_uri: artifact_uri.to_string(),
+            status: info.status,
+            creator_id: info.creator_id.clone(),
+            model_type: info.model_type.clone().filter(|kind| !kind.is_empty()),
+            source_run_id: info.source_run_id.clone().filter(|id| !id.is_empty()),
+            tags: info.tags.clone(),
+            params: params.to_vec(),
+            time: info.creation_timestamp_ms,
+        },
+        Change::LoggedModelUpdated {
+            model_id: model_id.to_string(),
+            status: info.status,
+            status_message: info.status_message.clone(),
+            time: info.last_updated_timestamp_ms,
+        },
+    ]
+}
+
+/// The changes that create `version` of registered model `name` here,
+/// its files at `storage_location`.
+pub(super) fn version_arrival(name: &str, version: &ModelVersion, storage_location: String) -> Vec<Change> {
+    let stage = canonical_stage(&version.current_stage).unwrap_or("None");
+    let mut changes = Vec::new();
+    changes.push(Change::ModelVersionCreated {
+        name: name.to_string(),
+        version: version.version.clone(),
+        source: version.source.clone(),
+        storage_location,
+        run_id: version.run_id.clone(),
+        run_link: version.run_link.clone(),
+        description: version.description.clone(),
+        user_id: version.user_id.clone(),
+        model_id: version.model_id.clone(),
+        status: version.status,
+        tags: version.tags.clone(),
+        time: version.creation_timestamp,
+    });
+    if stage != "None" {
+        changes.push(Change::ModelVersionStageSet {
+            name: name.to_string(),
+            version: version.version.clone(),
+            stage: stage.to_string(),
+            archived_versions: Vec::new(),
+            time: version.last_updated_timestamp,
+        });
+    }
+    if version.last_updated_timestamp > version.creation_timestamp {
+        changes.push(Change::ModelVersionUpdated {
+            name: name.to_string(),
+            version: version.version.clone(),
+            description: version.description.clone(),
+            time: version.last_updated_timestamp,
+        });
+    }
+    changes
+}
+
 fn push_points(changes: &mut Vec<Change>, run_id: &str, metrics: Vec<Metric>) {
     let mut metrics = metrics;
     for metric in &mut metrics {
@@ -976,7 +1026,7 @@ fn push_points(changes: &mut Vec<Change>, run_id: &str, metrics: Vec<Metric>) {
 }
 
 /// The run's dataset inputs, model inputs and outputs the target lacks.
-fn push_inputs_outputs(changes: &mut Vec<Change>, run_id: &str, run: &Run, current: Option<&Run>) {
+pub(super) fn push_inputs_outputs(changes: &mut Vec<Change>, run_id: &str, run: &Run, current: Option<&Run>) {
     let datasets: Vec<DatasetInput> = run
         .inputs
         .dataset_inputs

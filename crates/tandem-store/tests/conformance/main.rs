@@ -10,6 +10,7 @@ mod support;
 
 mod access;
 mod journal;
+mod moving;
 mod regions;
 mod registry;
 mod tracking;
@@ -25,6 +26,7 @@ use tandem_store::*;
 
 use access::*;
 use journal::*;
+use moving::*;
 use regions::*;
 use registry::*;
 use tracking::*;
@@ -100,4 +102,5 @@ conformance!(
     epochs_fence_and_quarantine_divergent_changes,
     the_write_probe_commits_without_journaling_or_changing_state,
     principals_tokens_and_roles,
+    moving_between_workspaces,
 );
