@@ -10,6 +10,7 @@ primary while clients keep talking to the primary directly.
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -41,10 +42,23 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.1):
         time.sleep(interval)
 
 
+# Ports below Linux's ephemeral range (32768-60999 by default): a region
+# restarted on its port must find it free, and a port the kernel hands out
+# for bind(0) can meanwhile become the source port of any outgoing
+# connection (that race failed a failover test once).
+_PORTS = range(20000, 32768)
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    for _ in range(200):
+        port = random.choice(_PORTS)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range after 200 tries")
 
 
 class FaultProxy:
