@@ -240,10 +240,12 @@ async fn model_version_artifact(
 async fn logged_model_artifact(
     Ws(ws): Ws,
     State(state): State<AppState>,
-    Path(model_id): Path<String>,
+    Path(params): Path<HashMap<String, String>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    // Under `/w/{ws}/` the path holds the workspace too: take the model's by name.
+    let model_id = model_id_of(&params)?;
     let path = match query.get("artifact_file_path").filter(|path| !path.is_empty()) {
         Some(path) => relative_path(Some(path), "artifact_file_path")?,
         None => None,
@@ -264,14 +266,23 @@ struct ListModelArtifactsRequest {
     page_token: Option<String>,
 }
 
+fn model_id_of(params: &HashMap<String, String>) -> ApiResult<String> {
+    params
+        .get("model_id")
+        .cloned()
+        .ok_or_else(|| ApiError::invalid("missing the logged model id in the path"))
+}
+
 /// `GET …/logged-models/{model_id}/artifacts/directories`: a logged model's
 /// files, as `artifacts/list` lists a run's.
 async fn list_logged_model_artifacts(
     Ws(ws): Ws,
     State(state): State<AppState>,
-    Path(model_id): Path<String>,
+    Path(params): Path<HashMap<String, String>>,
     Message(request): Message<ListModelArtifactsRequest>,
 ) -> ApiResult<Json<Value>> {
+    // Under `/w/{ws}/` the path holds the workspace too: take the model's by name.
+    let model_id = model_id_of(&params)?;
     let _ = request.page_token;
     let sub = match request.artifact_directory_path.as_deref() {
         Some(path) => relative_path(Some(path), "artifact_directory_path")?,

@@ -143,6 +143,11 @@ enum Command {
     /// models with their version numbers. Idempotent, resumable,
     /// incremental; exits 1 when an object failed (each one listed).
     Import(transfer::ImportArgs),
+    /// Write a workspace (or some of its experiments and registered models)
+    /// as a bundle on a file system or object store: versioned records and
+    /// content-addressed blobs under a manifest with counts and digests, for
+    /// `tandem import --from <bundle URL>` anywhere.
+    Export(transfer::ExportArgs),
     /// Keep a workspace a copy of a source: `import` again and again (only
     /// what changed is copied), once or every --watch seconds.
     Sync(transfer::SyncArgs),
@@ -505,6 +510,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(command) => backup::run(command).await,
         Command::Files(command) => files::run(command).await,
         Command::Import(args) => transfer::import(args).await,
+        Command::Export(args) => transfer::export(args).await,
         Command::Sync(args) => transfer::sync(args).await,
         Command::Move(args) => transfer::move_objects(args).await,
         Command::Login(args) => access::login(args).await,

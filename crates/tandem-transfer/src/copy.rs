@@ -9,15 +9,15 @@ use futures::TryStreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tandem_core::model::{
-    ArtifactEntry, Experiment, LoggedModel, Metric, ModelVersion, RegisteredModel, Run,
-};
+use tandem_core::model::{ArtifactEntry, LoggedModel, ModelVersion, RegisteredModel, Run};
 use tandem_core::transfer::{
     digest_json, ImportAction, ImportOutcome, ImportRequest, ObjectKind, OnConflict, Origin, TransferObject,
     HISTORY_CHUNK, TRANSFER_FORMAT,
 };
 
 use crate::endpoint::Endpoint;
+use crate::select::{select_experiments, select_runs};
+use crate::source::{encode_segment, ByteStream, Listing, Source};
 use crate::TransferError;
 
 /// What to copy, and where.
@@ -37,6 +37,12 @@ pub struct CopyOptions {
     /// Only these registered models (with the runs and logged models their
     /// versions need); every one when empty and no experiment is named.
     pub registered_models: Vec<String>,
+    /// Only the runs this MLflow search filter selects (runs a copied
+    /// model version was made from come along regardless).
+    pub run_filter: Option<String>,
+    /// Read the source and compare it with the target's origins, but write
+    /// nothing: the report counts what a copy would create or update.
+    pub dry_run: bool,
 }
 
 /// A step of the copy, for a progress bar.
@@ -104,7 +110,7 @@ struct Copied {
 }
 
 struct Copier<'a> {
-    source: &'a Endpoint,
+    source: &'a dyn Source,
     target: &'a Endpoint,
     options: &'a CopyOptions,
     progress: &'a (dyn Fn(&Progress) + Sync),
@@ -117,7 +123,7 @@ struct Copier<'a> {
 
 /// Copies `source` into the target's workspace `options.workspace`.
 pub async fn copy(
-    source: &Endpoint,
+    source: &dyn Source,
     target: &Endpoint,
     options: &CopyOptions,
     progress: &(dyn Fn(&Progress) + Sync),
@@ -239,6 +245,22 @@ impl Copier<'_> {
         Ok(())
     }
 
+    /// A dry run's count of an object a copy would write: an update when
+    /// the target holds an earlier copy of it, else a creation.
+    fn would_copy(&mut self, kind: ObjectKind, source_id: &str) {
+        let action = if self.origins.contains_key(&(kind, source_id.to_string())) {
+            ImportAction::Updated
+        } else {
+            ImportAction::Created
+        };
+        match kind {
+            ObjectKind::Experiment => self.report.experiments.count(action),
+            ObjectKind::Run => self.report.runs.count(action),
+            ObjectKind::LoggedModel => self.report.logged_models.count(action),
+            ObjectKind::RegisteredModel => self.report.registered_models.count(action),
+        }
+    }
+
     fn tick(&self, phase: &'static str, done: u64, total: u64) {
         (self.progress)(&Progress {
             phase,
@@ -249,37 +271,7 @@ impl Copier<'_> {
     }
 
     async fn copy_experiments(&mut self, needed_runs: &HashSet<String>) -> Result<(), TransferError> {
-        let view = if self.options.include_deleted {
-            "ALL"
-        } else {
-            "ACTIVE_ONLY"
-        };
-        let listed = self
-            .source
-            .pages(
-                "api/2.0/mlflow/experiments/search",
-                true,
-                json!({"max_results": 1000, "view_type": view}),
-                "experiments",
-            )
-            .await?;
-        let mut experiments = Vec::new();
-        for value in listed {
-            let experiment: Experiment = serde_json::from_value(value)
-                .map_err(|error| TransferError::Decode(format!("experiment: {error}")))?;
-            let selected = self.options.experiments.is_empty()
-                || self
-                    .options
-                    .experiments
-                    .iter()
-                    .any(|wanted| *wanted == experiment.name || *wanted == experiment.experiment_id);
-            // With only registered models named, the experiments copied are
-            // those holding the runs their versions need.
-            let by_model = !self.options.registered_models.is_empty() && self.options.experiments.is_empty();
-            if selected || by_model {
-                experiments.push((experiment, selected && !by_model));
-            }
-        }
+        let experiments = select_experiments(self.source, self.options).await?;
         let total = experiments.len() as u64;
         for (done, (mut experiment, whole)) in experiments.into_iter().enumerate() {
             self.tick("experiments", done as u64, total);
@@ -291,6 +283,10 @@ impl Copier<'_> {
                 Some(target_id) => {
                     self.report.experiments.unchanged += 1;
                     target_id
+                }
+                None if self.options.dry_run => {
+                    self.would_copy(ObjectKind::Experiment, &source_id);
+                    source_id.clone()
                 }
                 None => match self
                     .import(
@@ -328,30 +324,7 @@ impl Copier<'_> {
         whole: bool,
         needed_runs: &HashSet<String>,
     ) -> Result<(), TransferError> {
-        let listed = self
-            .source
-            .pages(
-                "api/2.0/mlflow/runs/search",
-                true,
-                json!({"experiment_ids": [source_experiment], "run_view_type": "ALL", "max_results": 1000}),
-                "runs",
-            )
-            .await?;
-        let mut runs = Vec::new();
-        for value in listed {
-            let run: Run = serde_json::from_value(value)
-                .map_err(|error| TransferError::Decode(format!("run: {error}")))?;
-            let deleted = run.info.lifecycle_stage == tandem_core::model::LifecycleStage::Deleted;
-            let wanted = if whole {
-                !deleted || self.options.include_deleted || needed_runs.contains(&run.info.run_id)
-            } else {
-                needed_runs.contains(&run.info.run_id)
-            };
-            if wanted {
-                runs.push(run);
-            }
-        }
-        let runs = parents_first(runs);
+        let runs = select_runs(self.source, self.options, source_experiment, whole, needed_runs).await?;
         let total = runs.len() as u64;
         for (done, run) in runs.into_iter().enumerate() {
             self.tick("runs", done as u64, total);
@@ -370,14 +343,18 @@ impl Copier<'_> {
         run.data.tags.sort_by(|a, b| a.key.cmp(&b.key));
         run.data.params.sort_by(|a, b| a.key.cmp(&b.key));
         run.data.metrics.sort_by(|a, b| a.key.cmp(&b.key));
-        let listing = self.list_run_artifacts(&source_id).await?;
+        let listing = self.source.run_artifacts(&source_id).await?;
         let digest = digest_json(&json!({"run": run, "artifacts": listing}));
-        if let Some(target_id) = self.unchanged(ObjectKind::Run, &source_id, &digest) {
-            self.report.runs.unchanged += 1;
+        let unchanged = self.unchanged(ObjectKind::Run, &source_id, &digest);
+        if unchanged.is_some() || self.options.dry_run {
+            match unchanged {
+                Some(_) => self.report.runs.unchanged += 1,
+                None => self.would_copy(ObjectKind::Run, &source_id),
+            }
             self.runs.insert(
-                source_id,
+                source_id.clone(),
                 Copied {
-                    target_id,
+                    target_id: unchanged.unwrap_or(source_id),
                     source_uri,
                     target_uri: None,
                 },
@@ -419,7 +396,7 @@ impl Copier<'_> {
         };
         wrote(&mut action, &first);
         for key in keys {
-            let history = self.history(&source_id, &key).await?;
+            let history = self.source.history(&source_id, &key).await?;
             for chunk in history.chunks(HISTORY_CHUNK) {
                 self.report.metric_points += chunk.len() as u64;
                 let (outcome, _) = self
@@ -443,12 +420,7 @@ impl Copier<'_> {
                 )));
             };
             let uploaded = self
-                .copy_artifacts(&listing, &held, &root, |path| {
-                    (
-                        "get-artifact".to_string(),
-                        vec![("path", path.to_string()), ("run_uuid", source_id.clone())],
-                    )
-                })
+                .copy_artifacts(&listing, &held, &root, Owner::Run(&source_id))
                 .await?;
             if !uploaded.is_empty() {
                 let (outcome, now_held) = self
@@ -502,75 +474,14 @@ impl Copier<'_> {
         Ok(())
     }
 
-    /// A metric's complete history at the source, page by page.
-    async fn history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>, TransferError> {
-        let values = self
-            .source
-            .pages(
-                "api/2.0/mlflow/metrics/get-history",
-                false,
-                json!({"run_id": run_id, "metric_key": key, "max_results": 25000}),
-                "metrics",
-            )
-            .await?;
-        values
-            .into_iter()
-            .map(|value| {
-                serde_json::from_value::<Metric>(value)
-                    .map_err(|error| TransferError::Decode(format!("metric: {error}")))
-            })
-            .collect()
-    }
-
-    /// Every file of a run's artifacts at the source: (path, size).
-    async fn list_run_artifacts(&self, run_id: &str) -> Result<Vec<(String, i64)>, TransferError> {
-        let mut files = Vec::new();
-        let mut directories = vec![String::new()];
-        while let Some(directory) = directories.pop() {
-            let mut query = vec![("run_id", run_id.to_string())];
-            if !directory.is_empty() {
-                query.push(("path", directory.clone()));
-            }
-            let answer: Value = self
-                .source
-                .get_json("api/2.0/mlflow/artifacts/list", &query)
-                .await?;
-            collect_listing(&answer, &mut files, &mut directories);
-        }
-        files.sort();
-        Ok(files)
-    }
-
-    /// Every file of a logged model's artifacts at the source.
-    async fn list_model_artifacts(&self, model_id: &str) -> Result<Vec<(String, i64)>, TransferError> {
-        let mut files = Vec::new();
-        let mut directories = vec![String::new()];
-        let path = format!(
-            "ajax-api/2.0/mlflow/logged-models/{}/artifacts/directories",
-            encode_segment(model_id)
-        );
-        while let Some(directory) = directories.pop() {
-            let query = vec![("artifact_directory_path", directory.clone())];
-            let answer: Value = match self.source.get_json(&path, &query).await {
-                Ok(answer) => answer,
-                // A logged model with no artifacts yet has no directory.
-                Err(TransferError::Api { status: 404, .. }) if directory.is_empty() => return Ok(Vec::new()),
-                Err(error) => return Err(error),
-            };
-            collect_listing(&answer, &mut files, &mut directories);
-        }
-        files.sort();
-        Ok(files)
-    }
-
     /// Copies the files the target lacks (by path and size) under `root`,
     /// hashing each as it streams; returns (path, size, sha256) of each.
     async fn copy_artifacts(
         &mut self,
-        listing: &[(String, i64)],
+        listing: &Listing,
         held: &[ArtifactEntry],
         root: &str,
-        download: impl Fn(&str) -> (String, Vec<(&'static str, String)>),
+        owner: Owner<'_>,
     ) -> Result<Vec<(String, i64, String)>, TransferError> {
         let held: HashMap<&str, i64> = held
             .iter()
@@ -581,26 +492,42 @@ impl Copier<'_> {
             if held.get(path.as_str()) == Some(size) {
                 continue;
             }
-            let (route, query) = download(path);
-            let url = self.source.url(&route);
-            let response = self.source.send(|http| http.get(&url).query(&query)).await?;
+            let stream: ByteStream = match owner {
+                Owner::Run(run_id) => self.source.open_run_artifact(run_id, path).await?,
+                Owner::Model(model_id) => self.source.open_model_artifact(model_id, path).await?,
+            };
             let hasher = Arc::new(Mutex::new((Sha256::new(), 0i64)));
+            // The source's own failure (a damaged bundle blob, a broken
+            // download), kept to be named rather than the upload's.
+            let broken: Arc<Mutex<Option<TransferError>>> = Arc::default();
             let tap = hasher.clone();
-            let stream = response.bytes_stream().map_ok(move |chunk| {
-                let mut state = tap.lock().expect("hasher lock");
-                state.0.update(&chunk);
-                state.1 += chunk.len() as i64;
-                chunk
-            });
+            let seen = broken.clone();
+            let stream = stream
+                .map_ok(move |chunk| {
+                    let mut state = tap.lock().expect("hasher lock");
+                    state.0.update(&chunk);
+                    state.1 += chunk.len() as i64;
+                    chunk
+                })
+                .map_err(move |error| {
+                    let message = error.to_string();
+                    *seen.lock().expect("error lock") = Some(error);
+                    std::io::Error::other(message)
+                });
             let target_url = self.artifact_url(&format!("{root}/{path}"))?;
-            self.target
+            let sent = self
+                .target
                 .send_once(
                     self.target
                         .http()
                         .put(&target_url)
                         .body(reqwest::Body::wrap_stream(stream)),
                 )
-                .await?;
+                .await;
+            if let Some(error) = broken.lock().expect("error lock").take() {
+                return Err(error);
+            }
+            sent?;
             let (digest, length) = {
                 let mut state = hasher.lock().expect("hasher lock");
                 let taken = std::mem::take(&mut state.0);
@@ -635,30 +562,11 @@ impl Copier<'_> {
         source_experiment: &str,
         target_experiment: &str,
     ) -> Result<(), TransferError> {
-        let listed = match self
-            .source
-            .pages(
-                "api/2.0/mlflow/logged-models/search",
-                true,
-                json!({"experiment_ids": [source_experiment], "max_results": 100}),
-                "models",
-            )
-            .await
-        {
-            Ok(listed) => listed,
-            // An MLflow server older than 3 has no logged models.
-            Err(TransferError::Api { status: 404, .. }) => return Ok(()),
-            Err(error) => return Err(error),
-        };
-        for value in listed {
-            let model: LoggedModel = match serde_json::from_value(value) {
+        for listed in self.source.logged_models(source_experiment).await? {
+            let model: LoggedModel = match listed {
                 Ok(model) => model,
                 Err(error) => {
-                    self.fail(
-                        ObjectKind::LoggedModel,
-                        "?",
-                        &TransferError::Decode(format!("logged model: {error}")),
-                    )?;
+                    self.fail(ObjectKind::LoggedModel, "?", &error)?;
                     continue;
                 }
             };
@@ -682,14 +590,18 @@ impl Copier<'_> {
         // Registrations and metrics are the registry's and the runs'.
         model.info.registrations.clear();
         model.data.metrics.clear();
-        let listing = self.list_model_artifacts(&source_id).await?;
+        let listing = self.source.model_artifacts(&source_id).await?;
         let digest = digest_json(&json!({"model": model, "artifacts": listing}));
-        if let Some(target_id) = self.unchanged(ObjectKind::LoggedModel, &source_id, &digest) {
-            self.report.logged_models.unchanged += 1;
+        let unchanged = self.unchanged(ObjectKind::LoggedModel, &source_id, &digest);
+        if unchanged.is_some() || self.options.dry_run {
+            match unchanged {
+                Some(_) => self.report.logged_models.unchanged += 1,
+                None => self.would_copy(ObjectKind::LoggedModel, &source_id),
+            }
             self.models.insert(
-                source_id,
+                source_id.clone(),
                 Copied {
-                    target_id,
+                    target_id: unchanged.unwrap_or(source_id),
                     source_uri,
                     target_uri: None,
                 },
@@ -727,17 +639,8 @@ impl Copier<'_> {
                     first.target_id, first.artifact_uri
                 ))
             })?;
-            let files_route = format!(
-                "ajax-api/2.0/mlflow/logged-models/{}/artifacts/files",
-                encode_segment(&source_id)
-            );
             let uploaded = self
-                .copy_artifacts(&listing, &held, &root, |path| {
-                    (
-                        files_route.clone(),
-                        vec![("artifact_file_path", path.to_string())],
-                    )
-                })
+                .copy_artifacts(&listing, &held, &root, Owner::Model(&source_id))
                 .await?;
             if !uploaded.is_empty() {
                 let (_, now_held) = self
@@ -779,52 +682,9 @@ impl Copier<'_> {
         if !self.options.experiments.is_empty() && self.options.registered_models.is_empty() {
             return Ok(Vec::new());
         }
-        let listed = self
-            .source
-            .pages(
-                "api/2.0/mlflow/registered-models/search",
-                false,
-                json!({"max_results": 1000}),
-                "registered_models",
-            )
-            .await?;
-        let mut out = Vec::new();
-        for value in listed {
-            let mut model: RegisteredModel = serde_json::from_value(value)
-                .map_err(|error| TransferError::Decode(format!("registered model: {error}")))?;
-            if !self.options.registered_models.is_empty()
-                && !self.options.registered_models.contains(&model.name)
-            {
-                continue;
-            }
-            let filter = if model.name.contains('\'') {
-                format!("name=\"{}\"", model.name)
-            } else {
-                format!("name='{}'", model.name)
-            };
-            let versions = self
-                .source
-                .pages(
-                    "api/2.0/mlflow/model-versions/search",
-                    false,
-                    json!({"filter": filter, "max_results": 10000}),
-                    "model_versions",
-                )
-                .await?;
-            let mut versions: Vec<ModelVersion> = versions
-                .into_iter()
-                .map(|value| {
-                    serde_json::from_value(value)
-                        .map_err(|error| TransferError::Decode(format!("model version: {error}")))
-                })
-                .collect::<Result<_, _>>()?;
-            versions.sort_by_key(|version| version.version.parse::<i64>().unwrap_or(i64::MAX));
-            model.latest_versions.clear();
-            model.tags.sort_by(|a, b| a.key.cmp(&b.key));
-            model.aliases.sort_by(|a, b| a.alias.cmp(&b.alias));
-            out.push((model, versions));
-        }
-        Ok(out)
+        self.source
+            .registered_models(&self.options.registered_models)
+            .await
     }
 
     async fn copy_registered_models(
@@ -859,6 +719,11 @@ impl Copier<'_> {
             .is_some()
         {
             self.report.registered_models.unchanged += 1;
+            return Ok(());
+        }
+        if self.options.dry_run {
+            self.would_copy(ObjectKind::RegisteredModel, &source_id);
+            self.report.model_versions += versions.len() as u64;
             return Ok(());
         }
         let mut mapped = Vec::with_capacity(versions.len());
@@ -952,17 +817,6 @@ impl Copier<'_> {
     }
 }
 
-fn collect_listing(answer: &Value, files: &mut Vec<(String, i64)>, directories: &mut Vec<String>) {
-    for file in answer["files"].as_array().into_iter().flatten() {
-        let path = file["path"].as_str().unwrap_or_default().to_string();
-        if file["is_dir"].as_bool().unwrap_or(false) {
-            directories.push(path);
-        } else {
-            files.push((path, file["file_size"].as_i64().unwrap_or(0)));
-        }
-    }
-}
-
 /// Each uploaded file must be held by the target with the bytes read from
 /// the source.
 fn verify(uploaded: &[(String, i64, String)], held: &[ArtifactEntry]) -> Result<(), TransferError> {
@@ -988,6 +842,13 @@ fn verify(uploaded: &[(String, i64, String)], held: &[ArtifactEntry]) -> Result<
     Ok(())
 }
 
+/// Whose artifact a copy reads.
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    Run(&'a str),
+    Model(&'a str),
+}
+
 /// `mlflow-artifacts:/a/b` → `a/b`; None for a root outside the proxy.
 fn proxied_path(uri: &str) -> Option<String> {
     let rest = uri.strip_prefix("mlflow-artifacts:")?;
@@ -999,51 +860,10 @@ fn proxied_path(uri: &str) -> Option<String> {
     (!path.is_empty()).then(|| path.to_string())
 }
 
-fn encode_segment(segment: &str) -> String {
-    let mut url = url::Url::parse("http://x/").expect("a base URL");
-    url.path_segments_mut().expect("a base").push(segment);
-    url.path().trim_start_matches('/').to_string()
-}
-
-/// Runs ordered so that a parent comes before its children (by
-/// `mlflow.parentRunId`), which lets a child's link be rewritten when its
-/// parent had to take a new id.
-fn parents_first(runs: Vec<Run>) -> Vec<Run> {
-    let ids: HashSet<String> = runs.iter().map(|run| run.info.run_id.clone()).collect();
-    let mut depth_of: HashMap<String, usize> = HashMap::new();
-    let parent_of: HashMap<String, String> = runs
-        .iter()
-        .filter_map(|run| {
-            run.tag("mlflow.parentRunId")
-                .filter(|parent| ids.contains(*parent))
-                .map(|parent| (run.info.run_id.clone(), parent.to_string()))
-        })
-        .collect();
-    for id in &ids {
-        let mut depth = 0;
-        let mut at = id.clone();
-        while let Some(parent) = parent_of.get(&at) {
-            depth += 1;
-            at = parent.clone();
-            if depth > ids.len() {
-                break;
-            }
-        }
-        depth_of.insert(id.clone(), depth);
-    }
-    let mut runs = runs;
-    runs.sort_by_key(|run| {
-        (
-            depth_of.get(&run.info.run_id).copied().unwrap_or(0),
-            run.info.start_time,
-        )
-    });
-    runs
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::select::parents_first;
 
     fn run(id: &str, parent: Option<&str>, start: i64) -> Run {
         let mut tags = Vec::new();

@@ -1,8 +1,11 @@
 //! Copying what an MLflow tracking server holds into a Tandem workspace:
 //! `tandem import --from <tracking URI> --into <workspace>`, and `tandem
-//! sync` between two workspaces (a Tandem workspace URL is a tracking URI).
+//! sync` between two workspaces (a Tandem workspace URL is a tracking URI);
+//! `tandem export --to <bundle URL>` and `tandem import --from <bundle URL>`
+//! through a bundle on a file system or object store ([`bundle`]).
 //!
-//! The copy reads the source through MLflow's REST API only and writes
+//! The copy reads a [`Source`] (a tracking server through MLflow's REST
+//! API, or a bundle) and writes
 //! each object *whole* through the target's import endpoint (see
 //! `tandem_core::transfer`): experiments, then their runs (parents before
 //! children, complete metric histories in chunks, dataset inputs, outputs,
@@ -18,14 +21,19 @@
 //! written twice), and a copy of a source that changed copies only the
 //! changes (incremental).
 //!
-//! Architecture invariant: HTTP only, like `tandem-client` — no store, no
-//! storage.
+//! Architecture invariant: no store. Servers are reached over HTTP only,
+//! like `tandem-client`; storage (through `tandem-artifacts`) only holds
+//! bundles.
 
+pub mod bundle;
 mod copy;
 mod endpoint;
+mod select;
+mod source;
 
 pub use copy::{copy, CopyOptions, Failure, KindCounts, Progress, Report};
 pub use endpoint::{Auth, Endpoint};
+pub use source::{workspace_url, ByteStream, Listing, Source, TrackingSource};
 
 /// What stops a copy (a failure of one object is not an error: it is listed
 /// in the report and the copy goes on).
@@ -48,9 +56,19 @@ pub enum TransferError {
     /// An answer could not be understood.
     #[error("unexpected answer: {0}")]
     Decode(String),
-    /// An artifact arrived at the target with other bytes than the source's.
+    /// An artifact arrived at the target with other bytes than the source's,
+    /// or a bundle's blob is damaged.
     #[error("{0}")]
     Integrity(String),
+    /// A bundle cannot be read: no manifest, a newer format, a damaged record.
+    #[error("{0}")]
+    Bundle(String),
+    /// A bundle's storage failed (no room, no access).
+    #[error("{0}")]
+    Storage(String),
+    /// The destination holds what this would write (a bundle already there).
+    #[error("{0}")]
+    Exists(String),
 }
 
 impl TransferError {
@@ -58,8 +76,14 @@ impl TransferError {
     /// credentials), which no later object would escape either.
     pub fn is_fatal(&self) -> bool {
         match self {
-            TransferError::Usage(_) | TransferError::Transport { .. } => true,
-            TransferError::Api { status, .. } => matches!(status, 401 | 403),
+            TransferError::Usage(_)
+            | TransferError::Transport { .. }
+            | TransferError::Bundle(_)
+            | TransferError::Storage(_)
+            | TransferError::Exists(_) => true,
+            // Refused credentials, and a target whose storage is full: no
+            // later object would fare better.
+            TransferError::Api { status, .. } => matches!(status, 401 | 403 | 507),
             _ => false,
         }
     }
@@ -83,6 +107,11 @@ impl TransferError {
                 url: url.clone(),
                 message: format!("{message} (stopped at {what})"),
             },
+            TransferError::Bundle(message) => TransferError::Bundle(format!("{message} (stopped at {what})")),
+            TransferError::Storage(message) => {
+                TransferError::Storage(format!("{message} (stopped at {what})"))
+            }
+            TransferError::Exists(message) => TransferError::Exists(message.clone()),
             other => TransferError::Usage(format!("stopped at {what}: {other}")),
         }
     }

@@ -1,0 +1,309 @@
+//! What a copy reads: a [`Source`] holds experiments, runs with their
+//! complete metric histories and artifacts, logged models and registered
+//! models, in MLflow's shapes. Two kinds: a tracking server read through
+//! MLflow's REST API ([`TrackingSource`], an `mlflow server` or a Tandem
+//! workspace), and a bundle ([`crate::bundle::BundleSource`]). The copy
+//! and the bundle writer walk either the same way.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::{json, Value};
+use tandem_core::model::{Experiment, LoggedModel, Metric, ModelVersion, RegisteredModel, Run};
+
+use crate::endpoint::Endpoint;
+use crate::TransferError;
+
+/// An artifact's bytes as they arrive.
+pub type ByteStream = BoxStream<'static, Result<Bytes, TransferError>>;
+
+/// A file of a run's or logged model's artifacts: path and size.
+pub type Listing = Vec<(String, i64)>;
+
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// How a target names this source in the origins it keeps (a tracking
+    /// URI without credentials), so a later copy recognises what it holds.
+    fn key(&self) -> String;
+
+    /// Every experiment, deleted ones too when asked.
+    async fn experiments(&self, include_deleted: bool) -> Result<Vec<Experiment>, TransferError>;
+
+    /// The runs of an experiment, deleted ones included; only those
+    /// matching `filter` (MLflow's search syntax) when one is given.
+    async fn runs(&self, experiment_id: &str, filter: Option<&str>) -> Result<Vec<Run>, TransferError>;
+
+    /// A metric's complete history.
+    async fn history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>, TransferError>;
+
+    /// Every file of a run's artifacts, sorted by path.
+    async fn run_artifacts(&self, run_id: &str) -> Result<Listing, TransferError>;
+
+    /// A run's artifact.
+    async fn open_run_artifact(&self, run_id: &str, path: &str) -> Result<ByteStream, TransferError>;
+
+    /// The logged models of an experiment (one that cannot be read is an
+    /// error of its own, so the others still come across).
+    async fn logged_models(
+        &self,
+        experiment_id: &str,
+    ) -> Result<Vec<Result<LoggedModel, TransferError>>, TransferError>;
+
+    /// Every file of a logged model's artifacts, sorted by path.
+    async fn model_artifacts(&self, model_id: &str) -> Result<Listing, TransferError>;
+
+    /// A logged model's artifact.
+    async fn open_model_artifact(&self, model_id: &str, path: &str) -> Result<ByteStream, TransferError>;
+
+    /// Registered models with all their versions in number order; only the
+    /// `named` ones unless that is empty.
+    async fn registered_models(
+        &self,
+        named: &[String],
+    ) -> Result<Vec<(RegisteredModel, Vec<ModelVersion>)>, TransferError>;
+}
+
+/// A tracking server read through MLflow's REST API.
+pub struct TrackingSource {
+    endpoint: Endpoint,
+}
+
+impl TrackingSource {
+    pub fn new(endpoint: Endpoint) -> TrackingSource {
+        TrackingSource { endpoint }
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    async fn open(
+        &self,
+        route: &str,
+        query: Vec<(&'static str, String)>,
+    ) -> Result<ByteStream, TransferError> {
+        let url = self.endpoint.url(route);
+        let response = self.endpoint.send(|http| http.get(&url).query(&query)).await?;
+        let base = self.endpoint.base().to_string();
+        Ok(response
+            .bytes_stream()
+            .map_err(move |error| TransferError::Transport {
+                url: base.clone(),
+                message: format!("the download broke: {error}"),
+            })
+            .boxed())
+    }
+
+    async fn listing(
+        &self,
+        route: &str,
+        directory_param: &'static str,
+        fixed: Vec<(&'static str, String)>,
+    ) -> Result<Option<Listing>, TransferError> {
+        let mut files = Vec::new();
+        let mut directories = vec![String::new()];
+        while let Some(directory) = directories.pop() {
+            let mut query = fixed.clone();
+            if !directory.is_empty() || directory_param == "artifact_directory_path" {
+                query.push((directory_param, directory.clone()));
+            }
+            let answer: Value = match self.endpoint.get_json(route, &query).await {
+                Ok(answer) => answer,
+                // A logged model with no artifacts yet has no directory.
+                Err(TransferError::Api { status: 404, .. })
+                    if directory.is_empty() && directory_param == "artifact_directory_path" =>
+                {
+                    return Ok(None)
+                }
+                Err(error) => return Err(error),
+            };
+            for file in answer["files"].as_array().into_iter().flatten() {
+                let path = file["path"].as_str().unwrap_or_default().to_string();
+                if file["is_dir"].as_bool().unwrap_or(false) {
+                    directories.push(path);
+                } else {
+                    files.push((path, file["file_size"].as_i64().unwrap_or(0)));
+                }
+            }
+        }
+        files.sort();
+        Ok(Some(files))
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, TransferError> {
+    serde_json::from_value(value).map_err(|error| TransferError::Decode(format!("{what}: {error}")))
+}
+
+#[async_trait]
+impl Source for TrackingSource {
+    fn key(&self) -> String {
+        self.endpoint.base().to_string()
+    }
+
+    async fn experiments(&self, include_deleted: bool) -> Result<Vec<Experiment>, TransferError> {
+        let view = if include_deleted { "ALL" } else { "ACTIVE_ONLY" };
+        self.endpoint
+            .pages(
+                "api/2.0/mlflow/experiments/search",
+                true,
+                json!({"max_results": 1000, "view_type": view}),
+                "experiments",
+            )
+            .await?
+            .into_iter()
+            .map(|value| decode("experiment", value))
+            .collect()
+    }
+
+    async fn runs(&self, experiment_id: &str, filter: Option<&str>) -> Result<Vec<Run>, TransferError> {
+        let mut body =
+            json!({"experiment_ids": [experiment_id], "run_view_type": "ALL", "max_results": 1000});
+        if let Some(filter) = filter {
+            body["filter"] = json!(filter);
+        }
+        self.endpoint
+            .pages("api/2.0/mlflow/runs/search", true, body, "runs")
+            .await?
+            .into_iter()
+            .map(|value| decode("run", value))
+            .collect()
+    }
+
+    async fn history(&self, run_id: &str, key: &str) -> Result<Vec<Metric>, TransferError> {
+        self.endpoint
+            .pages(
+                "api/2.0/mlflow/metrics/get-history",
+                false,
+                json!({"run_id": run_id, "metric_key": key, "max_results": 25000}),
+                "metrics",
+            )
+            .await?
+            .into_iter()
+            .map(|value| decode("metric", value))
+            .collect()
+    }
+
+    async fn run_artifacts(&self, run_id: &str) -> Result<Listing, TransferError> {
+        let listed = self
+            .listing(
+                "api/2.0/mlflow/artifacts/list",
+                "path",
+                vec![("run_id", run_id.to_string())],
+            )
+            .await?;
+        Ok(listed.unwrap_or_default())
+    }
+
+    async fn open_run_artifact(&self, run_id: &str, path: &str) -> Result<ByteStream, TransferError> {
+        self.open(
+            "get-artifact",
+            vec![("path", path.to_string()), ("run_uuid", run_id.to_string())],
+        )
+        .await
+    }
+
+    async fn logged_models(
+        &self,
+        experiment_id: &str,
+    ) -> Result<Vec<Result<LoggedModel, TransferError>>, TransferError> {
+        let listed = match self
+            .endpoint
+            .pages(
+                "api/2.0/mlflow/logged-models/search",
+                true,
+                json!({"experiment_ids": [experiment_id], "max_results": 100}),
+                "models",
+            )
+            .await
+        {
+            Ok(listed) => listed,
+            // An MLflow server older than 3 has no logged models.
+            Err(TransferError::Api { status: 404, .. }) => return Ok(Vec::new()),
+            Err(error) => return Err(error),
+        };
+        Ok(listed
+            .into_iter()
+            .map(|value| decode("logged model", value))
+            .collect())
+    }
+
+    async fn model_artifacts(&self, model_id: &str) -> Result<Listing, TransferError> {
+        let route = format!(
+            "ajax-api/2.0/mlflow/logged-models/{}/artifacts/directories",
+            encode_segment(model_id)
+        );
+        let listed = self
+            .listing(&route, "artifact_directory_path", Vec::new())
+            .await?;
+        Ok(listed.unwrap_or_default())
+    }
+
+    async fn open_model_artifact(&self, model_id: &str, path: &str) -> Result<ByteStream, TransferError> {
+        let route = format!(
+            "ajax-api/2.0/mlflow/logged-models/{}/artifacts/files",
+            encode_segment(model_id)
+        );
+        self.open(&route, vec![("artifact_file_path", path.to_string())])
+            .await
+    }
+
+    async fn registered_models(
+        &self,
+        named: &[String],
+    ) -> Result<Vec<(RegisteredModel, Vec<ModelVersion>)>, TransferError> {
+        let listed = self
+            .endpoint
+            .pages(
+                "api/2.0/mlflow/registered-models/search",
+                false,
+                json!({"max_results": 1000}),
+                "registered_models",
+            )
+            .await?;
+        let mut out = Vec::new();
+        for value in listed {
+            let mut model: RegisteredModel = decode("registered model", value)?;
+            if !named.is_empty() && !named.contains(&model.name) {
+                continue;
+            }
+            let filter = if model.name.contains('\'') {
+                format!("name=\"{}\"", model.name)
+            } else {
+                format!("name='{}'", model.name)
+            };
+            let versions = self
+                .endpoint
+                .pages(
+                    "api/2.0/mlflow/model-versions/search",
+                    false,
+                    json!({"filter": filter, "max_results": 10000}),
+                    "model_versions",
+                )
+                .await?;
+            let mut versions: Vec<ModelVersion> = versions
+                .into_iter()
+                .map(|value| decode("model version", value))
+                .collect::<Result<_, _>>()?;
+            versions.sort_by_key(|version| version.version.parse::<i64>().unwrap_or(i64::MAX));
+            model.latest_versions.clear();
+            model.tags.sort_by(|a, b| a.key.cmp(&b.key));
+            model.aliases.sort_by(|a, b| a.alias.cmp(&b.alias));
+            out.push((model, versions));
+        }
+        Ok(out)
+    }
+}
+
+/// A Tandem workspace's tracking URI on `server`.
+pub fn workspace_url(server: &str, workspace: &str) -> String {
+    format!("{}/w/{}", server.trim_end_matches('/'), encode_segment(workspace))
+}
+
+/// One URL path segment, percent-encoded.
+pub(crate) fn encode_segment(segment: &str) -> String {
+    let mut url = url::Url::parse("http://x/").expect("a base URL");
+    url.path_segments_mut().expect("a base").push(segment);
+    url.path().trim_start_matches('/').to_string()
+}
