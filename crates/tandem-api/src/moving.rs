@@ -11,6 +11,8 @@
 //! commit like a purge's. A failed move leaves nothing: its copies are
 //! removed and no change is written.
 
+use std::collections::HashSet;
+
 use axum::extract::State;
 use axum::Json;
 use tandem_artifacts::ArtifactKey;
@@ -61,8 +63,10 @@ async fn move_objects(
     if request.dry_run {
         return Ok(Json(plan.outcome));
     }
-    let mut copied: Vec<MovedArtifact> = Vec::new();
-    let mut created: Vec<ArtifactKey> = Vec::new();
+    // Sets: a move of many thousands of files must not compare each with
+    // every other.
+    let mut copied: HashSet<MovedArtifact> = HashSet::new();
+    let mut created: HashSet<ArtifactKey> = HashSet::new();
     for _ in 0..ATTEMPTS {
         let result = async {
             for artifact in &plan.artifacts {
@@ -75,7 +79,7 @@ async fn move_objects(
                         &mut created,
                     )
                     .await?;
-                    copied.push(artifact.clone());
+                    copied.insert(artifact.clone());
                 }
             }
             Ok::<_, ApiError>(state.store.commit_move(&from, &to, &request, &plan).await?)
@@ -83,10 +87,8 @@ async fn move_objects(
         .await;
         match result {
             Ok(MoveCommit::Committed(outcome)) => {
-                let stale: Vec<&ArtifactKey> = created
-                    .iter()
-                    .filter(|key| !outcome_keeps(&plan.artifacts, &to.workspace_id, key))
-                    .collect();
+                let kept = kept_keys(&plan.artifacts, &to.workspace_id);
+                let stale: Vec<&ArtifactKey> = created.iter().filter(|key| !kept.contains(*key)).collect();
                 for key in stale {
                     let _ = state.artifacts.delete(key).await;
                 }
@@ -118,13 +120,11 @@ async fn copy_one(
     from_id: &str,
     to_id: &str,
     artifact: &MovedArtifact,
-    created: &mut Vec<ArtifactKey>,
+    created: &mut HashSet<ArtifactKey>,
 ) -> ApiResult<()> {
     let source = tandem_artifacts::workspace_content_key(from_id, "artifacts", &artifact.from_path)?;
     let target = tandem_artifacts::workspace_content_key(to_id, "artifacts", &artifact.to_path)?;
-    if !created.contains(&target) {
-        created.push(target.clone());
-    }
+    created.insert(target.clone());
     state.artifacts.copy(&source, &target).await?;
     match state.artifacts.head(&target).await? {
         Some(size) if size as i64 == artifact.size => Ok(()),
@@ -142,15 +142,17 @@ async fn copy_one(
     }
 }
 
-/// Whether `key` is one of the committed plan's artifacts in `to_id`.
-fn outcome_keeps(artifacts: &[MovedArtifact], to_id: &str, key: &ArtifactKey) -> bool {
-    artifacts.iter().any(|artifact| {
-        tandem_artifacts::workspace_content_key(to_id, "artifacts", &artifact.to_path)
-            .is_ok_and(|kept| &kept == key)
-    })
+/// The committed plan's artifacts' keys in `to_id`.
+fn kept_keys(artifacts: &[MovedArtifact], to_id: &str) -> HashSet<ArtifactKey> {
+    artifacts
+        .iter()
+        .filter_map(|artifact| {
+            tandem_artifacts::workspace_content_key(to_id, "artifacts", &artifact.to_path).ok()
+        })
+        .collect()
 }
 
-async fn remove(state: &AppState, keys: &[ArtifactKey]) {
+async fn remove(state: &AppState, keys: &HashSet<ArtifactKey>) {
     for key in keys {
         if let Err(error) = state.artifacts.delete(key).await {
             tracing::warn!(key = %key, %error, "cannot remove an artifact copied for a move that did not happen");

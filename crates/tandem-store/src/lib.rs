@@ -292,7 +292,7 @@ pub struct MovePlan {
 
 /// One artifact a move takes: its path in the source workspace's artifact
 /// area and in the destination's, with the size and digest recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MovedArtifact {
     pub from_path: String,
     pub to_path: String,
