@@ -334,3 +334,167 @@ def test_sync_from_another_tandem_workspace_is_incremental(server, make_workspac
     two = json.loads(tandem(server, "sync", "--from", first_uri, "--into", second_ws, "--json").stdout)
     assert two["runs"]["updated"] == 1 and two["metric_points"] == 2
     assert [m.value for m in second.get_metric_history(copied[0].info.run_id, "m")] == [1.0, 2.0]
+
+
+
+def test_sync_with_delete_follows_deletions_and_restores(server, make_workspace):
+    first_uri, second_uri = make_workspace(), make_workspace()
+    first, second = MlflowClient(first_uri, first_uri), MlflowClient(second_uri, second_uri)
+    second_ws = second_uri.rsplit("/", 1)[1]
+    experiment = first.create_experiment(unique("del"))
+    runs = {name: first.create_run(experiment, run_name=name).info.run_id for name in ("keep", "drop")}
+    for run_id in runs.values():
+        first.set_terminated(run_id)
+    model = unique("del-model")
+    first.create_registered_model(model)
+    doomed_experiment = unique("del-exp")
+    doomed_id = first.create_experiment(doomed_experiment)
+
+    def sync(*extra, expect=0):
+        result = tandem(server, "sync", "--from", first_uri, "--into", second_ws, "--json", *extra, expect=expect)
+        return json.loads(result.stdout)
+
+    def deleted(report):
+        return {kind: report[kind]["deleted"] for kind in ("experiments", "runs", "logged_models", "registered_models")}
+
+    one = sync("--delete")
+    assert one["failures"] == [] and one["runs"]["created"] == 2
+    here = second.get_experiment_by_name(first.get_experiment(experiment).name)
+    copies = {r.info.run_name: r.info.run_id for r in second.search_runs([here.experiment_id])}
+
+    first.delete_run(runs["drop"])
+    first.delete_registered_model(model)
+    first.delete_experiment(doomed_id)
+    # Without --delete a deletion at the source is not followed.
+    assert set(deleted(sync()).values()) == {0}
+    assert second.get_run(copies["drop"]).info.lifecycle_stage == "active"
+    # A dry run counts what it would delete and deletes nothing.
+    expected = {"experiments": 1, "runs": 1, "logged_models": 0, "registered_models": 1}
+    assert deleted(sync("--delete", "--dry-run")) == expected
+    assert second.get_run(copies["drop"]).info.lifecycle_stage == "active"
+
+    assert deleted(sync("--delete")) == expected
+    assert second.get_run(copies["drop"]).info.lifecycle_stage == "deleted"
+    assert second.get_run(copies["keep"]).info.lifecycle_stage == "active"
+    assert second.get_experiment_by_name(doomed_experiment).lifecycle_stage == "deleted"
+    assert model not in {m.name for m in second.search_registered_models()}
+    assert set(deleted(sync("--delete")).values()) == {0}
+
+    # Restored at the source: restored here by the next pass.
+    first.restore_run(runs["drop"])
+    back = sync("--delete")
+    assert back["runs"]["updated"] == 1 and set(deleted(back).values()) == {0}, back
+    assert second.get_run(copies["drop"]).info.lifecycle_stage == "active"
+
+    # --delete takes a whole copy from the source itself.
+    refused = tandem(server, "sync", "--from", first_uri, "--into", second_ws, "--delete", "--experiment", "x", expect=2)
+    assert "whole copy" in refused.stderr
+
+
+def without_origin(tags: dict) -> dict:
+    return {k: v for k, v in tags.items() if k != "tandem.origin"}
+
+
+def test_export_back_into_an_empty_mlflow_server(server, make_workspace, source, tmp_path):
+    """MLflow source → Tandem → an empty `mlflow server`: everything MLflow's
+    REST API can write compares equal with the source (ids and creation
+    times are the new server's own); a second export writes nothing; a
+    change in Tandem is exported alone."""
+    target_uri = make_workspace()
+    workspace = target_uri.rsplit("/", 1)[1]
+    assert import_json(server, source["url"], workspace, "--include-deleted")["failures"] == []
+    process, back = start_mlflow_server(tmp_path / "back")
+    try:
+        def export(*extra, expect=0):
+            result = tandem(server, "export", "--workspace", workspace, "--to", back, "--include-deleted", "--json",
+                            *extra, expect=expect)
+            return json.loads(result.stdout)
+
+        report = export()
+        assert report["failures"] == [], report["failures"]
+        assert report["runs"]["created"] == 3 and report["logged_models"]["created"] == 1, report
+        assert report["metric_points"] >= LONG_HISTORY
+        src, here, dst = (MlflowClient(u, u) for u in (source["url"], target_uri, back))
+
+        a = src.get_experiment(source["experiment_id"])
+        b = dst.get_experiment_by_name(source["experiment"])
+        assert (a.tags, a.lifecycle_stage) == (without_origin(b.tags), b.lifecycle_stage)
+        gone = dst.get_experiment_by_name(src.get_experiment(source["gone_experiment"]).name)
+        assert gone is not None and gone.lifecycle_stage == "deleted"
+
+        view = mlflow.entities.ViewType.ALL
+        src_runs = {r.info.run_name: r for r in src.search_runs([source["experiment_id"]], run_view_type=view)}
+        dst_runs = {r.info.run_name: r for r in dst.search_runs([b.experiment_id], run_view_type=view)}
+        assert src_runs.keys() == dst_runs.keys() == {"parent", "child", "doomed"}
+        ids = {src_runs[name].info.run_id: dst_runs[name].info.run_id for name in src_runs}
+        for name, ra in src_runs.items():
+            rb = dst.get_run(dst_runs[name].info.run_id)
+            for field in ("run_name", "status", "start_time", "end_time", "user_id", "lifecycle_stage"):
+                assert getattr(ra.info, field) == getattr(rb.info, field), (name, field)
+            assert ra.data.params == rb.data.params
+            expected_tags = dict(ra.data.tags)
+            if "mlflow.parentRunId" in expected_tags:
+                expected_tags["mlflow.parentRunId"] = ids[expected_tags["mlflow.parentRunId"]]
+            assert without_origin(rb.data.tags) == expected_tags, name
+            for key in ra.data.metrics:
+                assert history(src, ra.info.run_id, key) == history(dst, rb.info.run_id, key), (name, key)
+            assert [(d.dataset.name, d.dataset.digest) for d in ra.inputs.dataset_inputs] == \
+                [(d.dataset.name, d.dataset.digest) for d in rb.inputs.dataset_inputs]
+            if ra.info.lifecycle_stage == "active":
+                assert sha_tree(src, ra.info.run_id, tmp_path) == sha_tree(dst, rb.info.run_id, tmp_path)
+        assert len(dst.get_metric_history(ids[source["parent"]], "loss")) == LONG_HISTORY
+
+        # Versions under their own numbers (the gap kept), stages, aliases,
+        # tags, descriptions, runs mapped; the files of a version download.
+        def versions(client, name, runs=None):
+            return sorted((v.version, v.current_stage, v.description, v.tags, (runs or {}).get(v.run_id, v.run_id))
+                          for v in client.search_model_versions(f"name='{name}'"))
+        assert versions(src, source["model"], ids) == versions(dst, source["model"])
+        assert [v[0] for v in versions(dst, source["model"])] == ["1", "3"]
+        ma, mb = src.get_registered_model(source["model"]), dst.get_registered_model(source["model"])
+        assert (ma.description, ma.tags, ma.aliases) == (mb.description, without_origin(mb.tags), mb.aliases)
+        mlflow.set_tracking_uri(back)
+        mlflow.set_registry_uri(back)
+        local = mlflow.artifacts.download_artifacts(f"models:/{source['model']}/1", tracking_uri=back,
+                                                    dst_path=str(tmp_path / "back-mv"))
+        assert [p.stat().st_size for p in Path(local).rglob("blob.bin")] == [1_500_000]
+
+        la = src.get_logged_model(source["logged"])
+        [lb] = dst.search_logged_models(experiment_ids=[b.experiment_id])
+        assert (la.name, la.params, la.status, ids[la.source_run_id]) == (lb.name, lb.params, lb.status, lb.source_run_id)
+        lm_version = dst.get_model_version(source["lm_model"], "1")
+        assert lm_version.source == f"models:/{lb.model_id}"
+        lm_files = mlflow.artifacts.download_artifacts(f"models:/{source['lm_model']}/1", tracking_uri=back,
+                                                       dst_path=str(tmp_path / "back-lm"))
+        assert [p.read_text() for p in Path(lm_files).rglob("notes.txt")] == ["hello"]
+
+        # Again: nothing written.
+        again = export()
+        for kind in ("experiments", "runs", "logged_models", "registered_models"):
+            assert again[kind]["created"] == 0 and again[kind]["updated"] == 0, (kind, again[kind])
+        assert again["artifacts_copied"] == 0 and again["metric_points"] == 0 and again["model_versions"] == 0
+
+        # A change in Tandem goes across alone: the new point, the new tag.
+        child_here = next(r for r in here.search_runs([here.get_experiment_by_name(source["experiment"]).experiment_id])
+                          if r.info.run_name == "child")
+        here.log_metric(child_here.info.run_id, "acc", 0.99, step=9)
+        here.set_tag(child_here.info.run_id, "exported", "twice")
+        third = export()
+        assert third["runs"]["updated"] == 1 and third["runs"]["created"] == 0, third["runs"]
+        assert third["metric_points"] == 1
+        child_there = dst.get_run(ids[source["child"]])
+        assert child_there.data.tags["exported"] == "twice"
+        assert history(here, child_here.info.run_id, "acc") == history(dst, child_there.info.run_id, "acc")
+
+        # A name the server holds for something else is refused, by name.
+        clash = MlflowClient(back, back)
+        clash_name = unique("clash")
+        clash.create_experiment(clash_name)
+        MlflowClient(target_uri, target_uri).create_experiment(clash_name)
+        refused = export("--experiment", clash_name, expect=1)
+        assert refused["failures"] and "was not copied from" in refused["failures"][0]["message"]
+        renamed = export("--experiment", clash_name, "--on-conflict", "rename")
+        assert renamed["experiments"]["created"] == 1 and renamed["failures"] == []
+        assert dst.get_experiment_by_name(f"{clash_name} (from 127.0.0.1)") is not None
+    finally:
+        stop(process)

@@ -29,21 +29,14 @@ pub(crate) struct ImportArgs {
     /// refuse (listed as failed), rename, merge into it, or skip.
     #[arg(long, value_name = "POLICY", default_value = "refuse", value_parser = ["refuse", "rename", "merge", "skip"])]
     on_conflict: String,
-    /// Copy deleted experiments and runs too (as deleted).
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Delete (softly) the copies of objects the source no longer holds:
+    /// runs, experiments, logged models and registered models copied from
+    /// it before. Only for a whole copy from a tracking server; nothing is
+    /// deleted after a pass in which an object failed.
     #[arg(long)]
-    include_deleted: bool,
-    /// Only this experiment (name or id); repeat for more.
-    #[arg(long = "experiment", value_name = "NAME|ID")]
-    experiments: Vec<String>,
-    /// Only this registered model, with the runs and logged models its
-    /// versions were made from; repeat for more.
-    #[arg(long = "registered-model", value_name = "NAME")]
-    registered_models: Vec<String>,
-    /// Only the runs this MLflow search filter selects (e.g.
-    /// "metrics.acc > 0.9"); runs a copied model version was made from come
-    /// along regardless.
-    #[arg(long, value_name = "FILTER")]
-    run_filter: Option<String>,
+    delete: bool,
     /// Read the source (every record and blob of a bundle, checked) and
     /// count what would be created, updated or left unchanged; write nothing.
     #[arg(long)]
@@ -59,6 +52,68 @@ pub(crate) struct ImportArgs {
     from_password: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
+}
+
+/// Which objects a copy or an export takes.
+#[derive(Args, Clone)]
+pub(crate) struct SelectionArgs {
+    /// Only this experiment (name or id); repeat for more.
+    #[arg(long = "experiment", value_name = "NAME|ID")]
+    experiments: Vec<String>,
+    /// Only this registered model, with the runs and logged models its
+    /// versions were made from; repeat for more.
+    #[arg(long = "registered-model", value_name = "NAME")]
+    registered_models: Vec<String>,
+    /// Only the runs this MLflow search filter selects (e.g.
+    /// "metrics.acc > 0.9"); runs a copied model version was made from come
+    /// along regardless.
+    #[arg(long, value_name = "FILTER")]
+    run_filter: Option<String>,
+    /// Copy deleted experiments and runs too (as deleted).
+    #[arg(long)]
+    include_deleted: bool,
+}
+
+impl SelectionArgs {
+    fn options(
+        &self,
+        source_key: String,
+        workspace: String,
+        on_conflict: &str,
+        dry_run: bool,
+    ) -> CopyOptions {
+        CopyOptions {
+            source_key,
+            workspace,
+            on_conflict: OnConflict::parse(on_conflict).expect("clap checked the value"),
+            include_deleted: self.include_deleted,
+            experiments: self.experiments.clone(),
+            registered_models: self.registered_models.clone(),
+            run_filter: self.run_filter.clone(),
+            dry_run,
+            delete: false,
+        }
+    }
+}
+
+/// Credentials for the other side of a copy, from `--from-*` or `--to-*`.
+fn other_side_auth(
+    token: &Option<String>,
+    username: &Option<String>,
+    password: &Option<String>,
+    flag: &str,
+) -> Result<Auth, Refusal> {
+    match (token, username, password) {
+        (Some(token), _, _) => Ok(Auth::Token(token.clone())),
+        (None, Some(username), Some(password)) => Ok(Auth::Basic {
+            username: username.clone(),
+            password: password.clone(),
+        }),
+        (None, Some(_), None) | (None, None, Some(_)) => Err(Refusal::Usage(format!(
+            "--{flag}-username and --{flag}-password go together"
+        ))),
+        (None, None, None) => Ok(Auth::None),
+    }
 }
 
 #[derive(Args)]
@@ -147,7 +202,7 @@ async fn prepare(args: &ImportArgs) -> anyhow::Result<Prepared> {
     let target_endpoint = Endpoint::new(&target.url, &endpoint_auth(&target))
         .map_err(|error| Refusal::Usage(error.to_string()))?;
     let source = if bundle::is_bundle_url(&args.from) {
-        if args.run_filter.is_some() {
+        if args.selection.run_filter.is_some() {
             return Err(Refusal::Usage(
                 "a bundle is imported as it was exported: --run-filter chooses runs when exporting"
                     .to_string(),
@@ -159,33 +214,37 @@ async fn prepare(args: &ImportArgs) -> anyhow::Result<Prepared> {
             .map_err(|error| refusal(error, None, &target_endpoint))?;
         Opened::Bundle(Box::new(opened))
     } else {
-        let source_auth = match (&args.from_token, &args.from_username, &args.from_password) {
-            (Some(token), _, _) => Auth::Token(token.clone()),
-            (None, Some(username), Some(password)) => Auth::Basic {
-                username: username.clone(),
-                password: password.clone(),
-            },
-            (None, Some(_), None) | (None, None, Some(_)) => {
-                return Err(
-                    Refusal::Usage("--from-username and --from-password go together".to_string()).into(),
-                )
-            }
-            (None, None, None) => Auth::None,
-        };
+        let source_auth =
+            other_side_auth(&args.from_token, &args.from_username, &args.from_password, "from")?;
         let endpoint =
             Endpoint::new(&args.from, &source_auth).map_err(|error| Refusal::Usage(error.to_string()))?;
         Opened::Tracking(TrackingSource::new(endpoint))
     };
-    let options = CopyOptions {
-        source_key: source.source().key(),
-        workspace: args.into.clone(),
-        on_conflict: OnConflict::parse(&args.on_conflict).expect("clap checked the value"),
-        include_deleted: args.include_deleted,
-        experiments: args.experiments.clone(),
-        registered_models: args.registered_models.clone(),
-        run_filter: args.run_filter.clone(),
-        dry_run: args.dry_run,
-    };
+    if args.delete {
+        let selection = &args.selection;
+        if !selection.experiments.is_empty()
+            || !selection.registered_models.is_empty()
+            || selection.run_filter.is_some()
+        {
+            return Err(Refusal::Usage(
+                "--delete deletes what the source no longer holds: it takes a whole copy, without --experiment, --registered-model or --run-filter".to_string(),
+            )
+            .into());
+        }
+        if matches!(source, Opened::Bundle(_)) {
+            return Err(Refusal::Usage(
+                "--delete needs the source itself: a bundle holds only what its export chose (sync from the workspace or server instead)".to_string(),
+            )
+            .into());
+        }
+    }
+    let mut options = args.selection.options(
+        source.source().key(),
+        args.into.clone(),
+        &args.on_conflict,
+        args.dry_run,
+    );
+    options.delete = args.delete;
     Ok((source, target_endpoint, options, target.json))
 }
 
@@ -282,18 +341,24 @@ fn print(report: &Report, json: bool) {
         );
         return;
     }
-    println!(
-        "{} → workspace {} in {:.1} s",
-        report.source, report.workspace, report.seconds
-    );
+    // An import names the workspace it wrote; an export, the server.
+    let target = match report.workspace.contains("://") {
+        true => report.workspace.clone(),
+        false => format!("workspace {}", report.workspace),
+    };
+    println!("{} → {target} in {:.1} s", report.source, report.seconds);
     for (name, counts) in [
         ("experiments", &report.experiments),
         ("runs", &report.runs),
         ("logged models", &report.logged_models),
         ("registered models", &report.registered_models),
     ] {
+        let deleted = match counts.deleted {
+            0 => String::new(),
+            n => format!(", {n} deleted"),
+        };
         println!(
-            "  {name:<18} {} created, {} updated, {} unchanged, {} skipped, {} failed",
+            "  {name:<18} {} created, {} updated, {} unchanged, {} skipped, {} failed{deleted}",
             counts.created, counts.updated, counts.unchanged, counts.skipped, counts.failed
         );
     }
@@ -301,6 +366,9 @@ fn print(report: &Report, json: bool) {
         "  {} model versions, {} metric points, {} artifacts ({} bytes) copied",
         report.model_versions, report.metric_points, report.artifacts_copied, report.artifact_bytes
     );
+    if report.deletions_withheld {
+        println!("  nothing deleted: --delete waits for a pass in which every object was copied");
+    }
     for failure in &report.failures {
         println!(
             "  FAILED {} {}: {}",
@@ -314,34 +382,39 @@ pub(crate) struct ExportArgs {
     /// The workspace to export.
     #[arg(long, value_name = "WORKSPACE", default_value = "default")]
     workspace: String,
-    /// Where to write the bundle: `file:///dir`, `s3://bucket/prefix`,
-    /// `az://container/prefix` or `gs://bucket/prefix` (credentials and
-    /// endpoints from the usual AWS_*, AZURE_STORAGE_*, GOOGLE_* variables).
-    /// It must not hold a bundle already.
-    #[arg(long, value_name = "BUNDLE_URL")]
+    /// Where to write: an MLflow tracking server (`http://host:5000`,
+    /// written through its REST API and artifact proxy; a later export
+    /// writes only what changed), or a bundle at `file:///dir`,
+    /// `s3://bucket/prefix`, `az://container/prefix` or `gs://bucket/prefix`
+    /// (credentials and endpoints from the usual AWS_*, AZURE_STORAGE_*,
+    /// GOOGLE_* variables), which must not hold a bundle already.
+    #[arg(long, value_name = "TRACKING_URI|BUNDLE_URL")]
     to: String,
-    /// Only this experiment (name or id); repeat for more.
-    #[arg(long = "experiment", value_name = "NAME|ID")]
-    experiments: Vec<String>,
-    /// Only this registered model, with the runs and logged models its
-    /// versions were made from; repeat for more.
-    #[arg(long = "registered-model", value_name = "NAME")]
-    registered_models: Vec<String>,
-    /// Only the runs this MLflow search filter selects; runs an exported
-    /// model version was made from come along regardless.
-    #[arg(long, value_name = "FILTER")]
-    run_filter: Option<String>,
-    /// Export deleted experiments and runs too.
-    #[arg(long)]
-    include_deleted: bool,
+    /// What to do with an experiment or registered model whose name a
+    /// tracking server holds for something that did not come from this
+    /// workspace: refuse (listed as failed), rename, merge into it, or skip.
+    #[arg(long, value_name = "POLICY", default_value = "refuse", value_parser = ["refuse", "rename", "merge", "skip"])]
+    on_conflict: String,
+    #[command(flatten)]
+    selection: SelectionArgs,
+    /// Token for a tracking server target [env: TO_MLFLOW_TRACKING_TOKEN].
+    #[arg(long, env = "TO_MLFLOW_TRACKING_TOKEN", hide_env_values = true)]
+    to_token: Option<String>,
+    /// Username for a tracking server target (HTTP Basic) [env: TO_MLFLOW_TRACKING_USERNAME].
+    #[arg(long, env = "TO_MLFLOW_TRACKING_USERNAME")]
+    to_username: Option<String>,
+    /// Password for a tracking server target [env: TO_MLFLOW_TRACKING_PASSWORD].
+    #[arg(long, env = "TO_MLFLOW_TRACKING_PASSWORD", hide_env_values = true)]
+    to_password: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
 }
 
 pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<()> {
-    if !bundle::is_bundle_url(&args.to) {
+    let into_tracking = args.to.starts_with("http://") || args.to.starts_with("https://");
+    if !bundle::is_bundle_url(&args.to) && !into_tracking {
         return Err(Refusal::Usage(format!(
-            "--to {}: a bundle goes to file:///…, s3://…, az://… or gs://… (exporting straight into a tracking server is not supported yet: export a bundle, or run `tandem import` on the other side)",
+            "--to {}: give a tracking server (http://…, https://…) or a bundle location (file:///…, s3://…, az://…, gs://…)",
             args.to
         ))
         .into());
@@ -351,16 +424,9 @@ pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let endpoint =
         Endpoint::new(&base, &endpoint_auth(&target)).map_err(|error| Refusal::Usage(error.to_string()))?;
     let source = TrackingSource::new(endpoint);
-    let options = CopyOptions {
-        source_key: source.key(),
-        workspace: args.workspace.clone(),
-        on_conflict: OnConflict::Refuse,
-        include_deleted: args.include_deleted,
-        experiments: args.experiments.clone(),
-        registered_models: args.registered_models.clone(),
-        run_filter: args.run_filter.clone(),
-        dry_run: false,
-    };
+    let options = args
+        .selection
+        .options(source.key(), args.workspace.clone(), &args.on_conflict, false);
     let bar = std::sync::Mutex::new(ProgressLine::new());
     let show = |progress: &tandem_transfer::Progress| {
         if !target.json {
@@ -371,6 +437,14 @@ pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<()> {
             bar.lock().expect("progress lock").update(&value);
         }
     };
+    if into_tracking {
+        let auth = other_side_auth(&args.to_token, &args.to_username, &args.to_password, "to")?;
+        let tracking = Endpoint::new(&args.to, &auth).map_err(|error| Refusal::Usage(error.to_string()))?;
+        let result = tandem_transfer::copy_to_tracking(&source, &tracking, &options, &show).await;
+        bar.lock().expect("progress lock").finish();
+        let report = result.map_err(|error| refusal(error, Some(source.endpoint().base()), &tracking))?;
+        return finish(&report, target.json);
+    }
     let result = bundle::export(&source, &args.to, &options, &show).await;
     bar.lock().expect("progress lock").finish();
     let report = result.map_err(|error| refusal(error, Some(source.endpoint().base()), source.endpoint()))?;

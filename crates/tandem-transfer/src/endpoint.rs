@@ -170,6 +170,21 @@ impl Endpoint {
         decode(&url, response).await
     }
 
+    /// A JSON request with another method (MLflow's PATCH and DELETE routes
+    /// take a JSON body too).
+    pub async fn call_json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, TransferError> {
+        let url = self.url(path);
+        let response = self
+            .send(|http| http.request(method.clone(), &url).json(body))
+            .await?;
+        decode(&url, response).await
+    }
+
     /// Every page of a paged MLflow search: `field` of each answer, the
     /// next page asked with its `next_page_token`.
     pub async fn pages(

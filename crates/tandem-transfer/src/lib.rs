@@ -2,7 +2,9 @@
 //! `tandem import --from <tracking URI> --into <workspace>`, and `tandem
 //! sync` between two workspaces (a Tandem workspace URL is a tracking URI);
 //! `tandem export --to <bundle URL>` and `tandem import --from <bundle URL>`
-//! through a bundle on a file system or object store ([`bundle`]).
+//! through a bundle on a file system or object store ([`bundle`]);
+//! `tandem export --to <tracking URI>` into an `mlflow server`
+//! ([`copy_to_tracking`], through MLflow's own REST API).
 //!
 //! The copy reads a [`Source`] (a tracking server through MLflow's REST
 //! API, or a bundle) and writes
@@ -30,10 +32,12 @@ mod copy;
 mod endpoint;
 mod select;
 mod source;
+mod tracking_target;
 
 pub use copy::{copy, CopyOptions, Failure, KindCounts, Progress, Report};
 pub use endpoint::{Auth, Endpoint};
 pub use source::{workspace_url, ByteStream, Listing, Source, TrackingSource};
+pub use tracking_target::{copy_to_tracking, ORIGIN_TAG};
 
 /// What stops a copy (a failure of one object is not an error: it is listed
 /// in the report and the copy goes on).

@@ -3,11 +3,34 @@
 
 use std::collections::{HashMap, HashSet};
 
-use tandem_core::model::{Experiment, LifecycleStage, Run};
+use tandem_core::model::{Experiment, LifecycleStage, ModelVersion, RegisteredModel, Run};
 
 use crate::copy::CopyOptions;
 use crate::source::Source;
 use crate::TransferError;
+
+/// The registered models selected, with all their versions: the named
+/// ones, none when only experiments are named, else every one.
+pub(crate) async fn select_registered_models(
+    source: &dyn Source,
+    options: &CopyOptions,
+) -> Result<Vec<(RegisteredModel, Vec<ModelVersion>)>, TransferError> {
+    if !options.experiments.is_empty() && options.registered_models.is_empty() {
+        return Ok(Vec::new());
+    }
+    source.registered_models(&options.registered_models).await
+}
+
+/// The runs the versions of `registered` were made from: they come along
+/// whatever the run selection says.
+pub(crate) fn needed_runs(registered: &[(RegisteredModel, Vec<ModelVersion>)]) -> HashSet<String> {
+    registered
+        .iter()
+        .flat_map(|(_, versions)| versions)
+        .filter(|version| !version.run_id.is_empty())
+        .map(|version| version.run_id.clone())
+        .collect()
+}
 
 /// The experiments selected, each with whether it is taken whole (`false`:
 /// only for the runs a copied model version needs).

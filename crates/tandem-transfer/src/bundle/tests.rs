@@ -194,6 +194,7 @@ fn options() -> CopyOptions {
         registered_models: Vec::new(),
         run_filter: None,
         dry_run: false,
+        delete: false,
     }
 }
 

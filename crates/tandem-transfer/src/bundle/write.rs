@@ -17,7 +17,7 @@ use super::format::{
 };
 use super::{open_storage, storage_error};
 use crate::copy::{CopyOptions, Progress};
-use crate::select::{select_experiments, select_runs};
+use crate::select::{needed_runs, select_experiments, select_registered_models, select_runs};
 use crate::source::{Listing, Source};
 use crate::TransferError;
 
@@ -79,16 +79,8 @@ pub async fn export(
         artifacts: 0,
         incoming: 0,
     };
-    let registered = if !options.experiments.is_empty() && options.registered_models.is_empty() {
-        Vec::new()
-    } else {
-        source.registered_models(&options.registered_models).await?
-    };
-    let needed_runs: HashSet<String> = registered
-        .iter()
-        .flat_map(|(_, versions)| versions.iter().map(|version| version.run_id.clone()))
-        .filter(|id| !id.is_empty())
-        .collect();
+    let registered = select_registered_models(source, options).await?;
+    let needed_runs = needed_runs(&registered);
     let experiments = select_experiments(source, options).await?;
     let total = experiments.len() as u64;
     let mut experiment_ids = Vec::new();

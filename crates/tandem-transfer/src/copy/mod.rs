@@ -5,18 +5,20 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use tandem_core::model::{ArtifactEntry, LoggedModel, ModelVersion, RegisteredModel, Run};
+use tandem_core::model::{ArtifactEntry, LoggedModel, Metric, ModelVersion, RegisteredModel, Run};
 use tandem_core::transfer::{
     digest_json, ImportAction, ImportOutcome, ImportRequest, ObjectKind, OnConflict, Origin, TransferObject,
     HISTORY_CHUNK, TRANSFER_FORMAT,
 };
 
+mod delete;
+
 use crate::endpoint::Endpoint;
-use crate::select::{select_experiments, select_runs};
+use crate::select::{needed_runs, select_experiments, select_registered_models, select_runs};
 use crate::source::{encode_segment, ByteStream, Listing, Source};
 use crate::TransferError;
 
@@ -43,6 +45,9 @@ pub struct CopyOptions {
     /// Read the source and compare it with the target's origins, but write
     /// nothing: the report counts what a copy would create or update.
     pub dry_run: bool,
+    /// Delete (softly) the target's copies of objects the source no longer
+    /// holds (or holds deleted, unless deleted ones are copied too).
+    pub delete: bool,
 }
 
 /// A step of the copy, for a progress bar.
@@ -62,10 +67,12 @@ pub struct KindCounts {
     pub unchanged: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Copies deleted because the source no longer holds their original.
+    pub deleted: u64,
 }
 
 impl KindCounts {
-    fn count(&mut self, action: ImportAction) {
+    pub(crate) fn count(&mut self, action: ImportAction) {
         match action {
             ImportAction::Created => self.created += 1,
             ImportAction::Updated => self.updated += 1,
@@ -83,6 +90,33 @@ pub struct Failure {
     pub message: String,
 }
 
+impl Report {
+    /// Lists one object as failed, unless the failure is the whole side's
+    /// (then the copy stops, saying where).
+    pub(crate) fn fail(
+        &mut self,
+        kind: ObjectKind,
+        source_id: &str,
+        error: &TransferError,
+    ) -> Result<(), TransferError> {
+        if error.is_fatal() {
+            return Err(error.stopped_at(&format!("{} {source_id}", kind.as_str())));
+        }
+        self.failures.push(Failure {
+            kind: kind.as_str(),
+            source_id: source_id.to_string(),
+            message: error.to_string(),
+        });
+        match kind {
+            ObjectKind::Experiment => self.experiments.failed += 1,
+            ObjectKind::Run => self.runs.failed += 1,
+            ObjectKind::LoggedModel => self.logged_models.failed += 1,
+            ObjectKind::RegisteredModel => self.registered_models.failed += 1,
+        }
+        Ok(())
+    }
+}
+
 /// The copy's summary.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
@@ -97,16 +131,30 @@ pub struct Report {
     pub artifacts_copied: u64,
     pub artifact_bytes: u64,
     pub failures: Vec<Failure>,
+    /// `delete` was asked but the pass had failures, so nothing was deleted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub deletions_withheld: bool,
     pub seconds: f64,
 }
 
 /// A copied run or logged model: its id and artifact root here, and its
 /// artifact root at the source (to rewrite model version sources).
 #[derive(Debug, Clone)]
-struct Copied {
-    target_id: String,
-    source_uri: String,
-    target_uri: Option<String>,
+pub(crate) struct Copied {
+    pub(crate) target_id: String,
+    pub(crate) source_uri: String,
+    pub(crate) target_uri: Option<String>,
+}
+
+/// Source reads kept in flight ahead of the writes.
+const LISTINGS_AHEAD: usize = 8;
+const HISTORIES_AHEAD: usize = 4;
+
+/// A run whose copy at the target is missing or out of date.
+struct PlannedRun {
+    run: Run,
+    listing: Listing,
+    digest: String,
 }
 
 struct Copier<'a> {
@@ -115,6 +163,8 @@ struct Copier<'a> {
     options: &'a CopyOptions,
     progress: &'a (dyn Fn(&Progress) + Sync),
     origins: HashMap<(ObjectKind, String), Origin>,
+    /// What the source listed in this pass, for `delete`.
+    seen: HashSet<(ObjectKind, String)>,
     experiments: HashMap<String, String>,
     runs: HashMap<String, Copied>,
     models: HashMap<String, Copied>,
@@ -135,6 +185,7 @@ pub async fn copy(
         options,
         progress,
         origins: HashMap::new(),
+        seen: HashSet::new(),
         experiments: HashMap::new(),
         runs: HashMap::new(),
         models: HashMap::new(),
@@ -147,17 +198,13 @@ pub async fn copy(
     copier.load_origins().await?;
     // Registered models first as a reading: their versions name runs (even
     // deleted ones) and logged models that must come along.
-    let registered = copier.read_registered_models().await?;
-    let mut needed_runs = HashSet::new();
-    for (_, versions) in &registered {
-        for version in versions {
-            if !version.run_id.is_empty() {
-                needed_runs.insert(version.run_id.clone());
-            }
-        }
-    }
+    let registered = select_registered_models(source, options).await?;
+    let needed_runs = needed_runs(&registered);
     copier.copy_experiments(&needed_runs).await?;
     copier.copy_registered_models(registered).await?;
+    if options.delete {
+        copier.delete_vanished().await?;
+    }
     copier.report.seconds = started.elapsed().as_secs_f64();
     Ok(copier.report)
 }
@@ -228,21 +275,7 @@ impl Copier<'_> {
         source_id: &str,
         error: &TransferError,
     ) -> Result<(), TransferError> {
-        if error.is_fatal() {
-            return Err(error.stopped_at(&format!("{} {source_id}", kind.as_str())));
-        }
-        self.report.failures.push(Failure {
-            kind: kind.as_str(),
-            source_id: source_id.to_string(),
-            message: error.to_string(),
-        });
-        match kind {
-            ObjectKind::Experiment => self.report.experiments.failed += 1,
-            ObjectKind::Run => self.report.runs.failed += 1,
-            ObjectKind::LoggedModel => self.report.logged_models.failed += 1,
-            ObjectKind::RegisteredModel => self.report.registered_models.failed += 1,
-        }
-        Ok(())
+        self.report.fail(kind, source_id, error)
     }
 
     /// A dry run's count of an object a copy would write: an update when
@@ -278,6 +311,7 @@ impl Copier<'_> {
             experiment.tags.sort_by(|a, b| a.key.cmp(&b.key));
             experiment.artifact_location = String::new();
             let source_id = experiment.experiment_id.clone();
+            self.seen.insert((ObjectKind::Experiment, source_id.clone()));
             let digest = digest_json(&serde_json::to_value(&experiment).expect("experiments encode"));
             let target_id = match self.unchanged(ObjectKind::Experiment, &source_id, &digest) {
                 Some(target_id) => {
@@ -326,10 +360,47 @@ impl Copier<'_> {
     ) -> Result<(), TransferError> {
         let runs = select_runs(self.source, self.options, source_experiment, whole, needed_runs).await?;
         let total = runs.len() as u64;
-        for (done, run) in runs.into_iter().enumerate() {
-            self.tick("runs", done as u64, total);
+        let source = self.source;
+        // Reads go ahead of the writes, several at a time: each run's file
+        // listing (a pass over an unchanged source is nothing but these),
+        // then the histories of the runs to copy. Order is kept: parents
+        // are written before their children.
+        let mut listed = futures::stream::iter(runs.into_iter().map(|mut run| async move {
+            normalize_run(&mut run);
+            let listing = source.run_artifacts(&run.info.run_id).await;
+            (run, listing)
+        }))
+        .buffered(LISTINGS_AHEAD);
+        let mut planned = Vec::new();
+        let mut done = 0;
+        while let Some((run, listing)) = listed.next().await {
+            self.tick("runs", done, total);
+            done += 1;
             let source_id = run.info.run_id.clone();
-            if let Err(error) = self.copy_run(run, target_experiment).await {
+            self.seen.insert((ObjectKind::Run, source_id.clone()));
+            match listing {
+                Ok(listing) => planned.extend(self.plan_run(run, listing)),
+                Err(error) => self.fail(ObjectKind::Run, &source_id, &error)?,
+            }
+        }
+        let mut fetched = futures::stream::iter(planned.into_iter().map(|plan| async move {
+            let mut histories = Vec::with_capacity(plan.run.data.metrics.len());
+            for metric in &plan.run.data.metrics {
+                match source.history(&plan.run.info.run_id, &metric.key).await {
+                    Ok(history) => histories.push(history),
+                    Err(error) => return (plan, Err(error)),
+                }
+            }
+            (plan, Ok(histories))
+        }))
+        .buffered(HISTORIES_AHEAD);
+        while let Some((plan, histories)) = fetched.next().await {
+            let source_id = plan.run.info.run_id.clone();
+            let written = match histories {
+                Ok(histories) => self.copy_run(plan, histories, target_experiment).await,
+                Err(error) => Err(error),
+            };
+            if let Err(error) = written {
                 self.fail(ObjectKind::Run, &source_id, &error)?;
             }
         }
@@ -337,32 +408,55 @@ impl Copier<'_> {
         Ok(())
     }
 
-    async fn copy_run(&mut self, mut run: Run, target_experiment: &str) -> Result<(), TransferError> {
+    /// Whether a run or logged model needs no writing: the target holds it
+    /// with this digest (counted unchanged), or the pass is a dry run
+    /// (counted as what it would be). Either way it is remembered, for the
+    /// versions that name it.
+    fn settled(&mut self, kind: ObjectKind, source_id: &str, source_uri: &str, digest: &str) -> bool {
+        let unchanged = self.unchanged(kind, source_id, digest);
+        if unchanged.is_none() && !self.options.dry_run {
+            return false;
+        }
+        match unchanged {
+            Some(_) if kind == ObjectKind::Run => self.report.runs.unchanged += 1,
+            Some(_) => self.report.logged_models.unchanged += 1,
+            None => self.would_copy(kind, source_id),
+        }
+        let copied = Copied {
+            target_id: unchanged.unwrap_or_else(|| source_id.to_string()),
+            source_uri: source_uri.to_string(),
+            target_uri: None,
+        };
+        match kind {
+            ObjectKind::Run => self.runs.insert(source_id.to_string(), copied),
+            _ => self.models.insert(source_id.to_string(), copied),
+        };
+        true
+    }
+
+    /// A run to write, or None when the target holds it as it is (or the
+    /// pass is a dry run, which only counts it).
+    fn plan_run(&mut self, run: Run, listing: Listing) -> Option<PlannedRun> {
+        let source_id = run.info.run_id.clone();
+        let digest = object_digest("run", &run, &listing);
+        if self.settled(ObjectKind::Run, &source_id, &run.info.artifact_uri, &digest) {
+            return None;
+        }
+        Some(PlannedRun { run, listing, digest })
+    }
+
+    /// Writes a run whole: the run, its history in chunks, its files, and
+    /// last its digest.
+    async fn copy_run(
+        &mut self,
+        plan: PlannedRun,
+        histories: Vec<Vec<Metric>>,
+        target_experiment: &str,
+    ) -> Result<(), TransferError> {
+        let PlannedRun { run, listing, digest } = plan;
         let source_id = run.info.run_id.clone();
         let source_uri = run.info.artifact_uri.clone();
-        run.data.tags.sort_by(|a, b| a.key.cmp(&b.key));
-        run.data.params.sort_by(|a, b| a.key.cmp(&b.key));
-        run.data.metrics.sort_by(|a, b| a.key.cmp(&b.key));
-        let listing = self.source.run_artifacts(&source_id).await?;
-        let digest = digest_json(&json!({"run": run, "artifacts": listing}));
-        let unchanged = self.unchanged(ObjectKind::Run, &source_id, &digest);
-        if unchanged.is_some() || self.options.dry_run {
-            match unchanged {
-                Some(_) => self.report.runs.unchanged += 1,
-                None => self.would_copy(ObjectKind::Run, &source_id),
-            }
-            self.runs.insert(
-                source_id.clone(),
-                Copied {
-                    target_id: unchanged.unwrap_or(source_id),
-                    source_uri,
-                    target_uri: None,
-                },
-            );
-            return Ok(());
-        }
         // The run as the target takes it: its experiment and parent here.
-        let keys: Vec<String> = run.data.metrics.iter().map(|metric| metric.key.clone()).collect();
         let mut target_run = run.clone();
         target_run.info.experiment_id = target_experiment.to_string();
         if let Some(origin) = self.origins.get(&(ObjectKind::Run, source_id.clone())) {
@@ -395,8 +489,7 @@ impl Copier<'_> {
             }
         };
         wrote(&mut action, &first);
-        for key in keys {
-            let history = self.source.history(&source_id, &key).await?;
+        for history in histories {
             for chunk in history.chunks(HISTORY_CHUNK) {
                 self.report.metric_points += chunk.len() as u64;
                 let (outcome, _) = self
@@ -492,52 +585,9 @@ impl Copier<'_> {
             if held.get(path.as_str()) == Some(size) {
                 continue;
             }
-            let stream: ByteStream = match owner {
-                Owner::Run(run_id) => self.source.open_run_artifact(run_id, path).await?,
-                Owner::Model(model_id) => self.source.open_model_artifact(model_id, path).await?,
-            };
-            let hasher = Arc::new(Mutex::new((Sha256::new(), 0i64)));
-            // The source's own failure (a damaged bundle blob, a broken
-            // download), kept to be named rather than the upload's.
-            let broken: Arc<Mutex<Option<TransferError>>> = Arc::default();
-            let tap = hasher.clone();
-            let seen = broken.clone();
-            let stream = stream
-                .map_ok(move |chunk| {
-                    let mut state = tap.lock().expect("hasher lock");
-                    state.0.update(&chunk);
-                    state.1 += chunk.len() as i64;
-                    chunk
-                })
-                .map_err(move |error| {
-                    let message = error.to_string();
-                    *seen.lock().expect("error lock") = Some(error);
-                    std::io::Error::other(message)
-                });
             let target_url = self.artifact_url(&format!("{root}/{path}"))?;
-            let sent = self
-                .target
-                .send_once(
-                    self.target
-                        .http()
-                        .put(&target_url)
-                        .body(reqwest::Body::wrap_stream(stream)),
-                )
-                .await;
-            if let Some(error) = broken.lock().expect("error lock").take() {
-                return Err(error);
-            }
-            sent?;
-            let (digest, length) = {
-                let mut state = hasher.lock().expect("hasher lock");
-                let taken = std::mem::take(&mut state.0);
-                (hex::encode(taken.finalize()), state.1)
-            };
-            if length != *size {
-                return Err(TransferError::Integrity(format!(
-                    "artifact {path}: the source listed {size} bytes but sent {length} (did it change during the copy?)"
-                )));
-            }
+            let (length, digest) =
+                send_artifact(self.source, owner, path, *size, self.target, &target_url).await?;
             self.report.artifacts_copied += 1;
             self.report.artifact_bytes += length as u64;
             uploaded.push((path.clone(), length, digest));
@@ -546,15 +596,13 @@ impl Copier<'_> {
     }
 
     fn artifact_url(&self, path: &str) -> Result<String, TransferError> {
-        let mut url = url::Url::parse(&self.target.url(&format!(
-            "w/{}/api/2.0/mlflow-artifacts/artifacts",
-            encode_segment(&self.options.workspace)
-        )))
-        .map_err(|error| TransferError::Usage(error.to_string()))?;
-        url.path_segments_mut()
-            .map_err(|_| TransferError::Usage("the target URL cannot take a path".to_string()))?
-            .extend(path.split('/').filter(|segment| !segment.is_empty()));
-        Ok(url.to_string())
+        proxy_url(
+            &self.target.url(&format!(
+                "w/{}/api/2.0/mlflow-artifacts/artifacts",
+                encode_segment(&self.options.workspace)
+            )),
+            path,
+        )
     }
 
     async fn copy_logged_models(
@@ -571,6 +619,7 @@ impl Copier<'_> {
                 }
             };
             let source_id = model.info.model_id.clone();
+            self.seen.insert((ObjectKind::LoggedModel, source_id.clone()));
             if let Err(error) = self.copy_logged_model(model, target_experiment).await {
                 self.fail(ObjectKind::LoggedModel, &source_id, &error)?;
             }
@@ -585,27 +634,10 @@ impl Copier<'_> {
     ) -> Result<(), TransferError> {
         let source_id = model.info.model_id.clone();
         let source_uri = model.info.artifact_uri.clone();
-        model.info.tags.sort_by(|a, b| a.key.cmp(&b.key));
-        model.data.params.sort_by(|a, b| a.key.cmp(&b.key));
-        // Registrations and metrics are the registry's and the runs'.
-        model.info.registrations.clear();
-        model.data.metrics.clear();
+        normalize_logged_model(&mut model);
         let listing = self.source.model_artifacts(&source_id).await?;
-        let digest = digest_json(&json!({"model": model, "artifacts": listing}));
-        let unchanged = self.unchanged(ObjectKind::LoggedModel, &source_id, &digest);
-        if unchanged.is_some() || self.options.dry_run {
-            match unchanged {
-                Some(_) => self.report.logged_models.unchanged += 1,
-                None => self.would_copy(ObjectKind::LoggedModel, &source_id),
-            }
-            self.models.insert(
-                source_id.clone(),
-                Copied {
-                    target_id: unchanged.unwrap_or(source_id),
-                    source_uri,
-                    target_uri: None,
-                },
-            );
+        let digest = object_digest("model", &model, &listing);
+        if self.settled(ObjectKind::LoggedModel, &source_id, &source_uri, &digest) {
             return Ok(());
         }
         let mut target_model = model.clone();
@@ -676,17 +708,6 @@ impl Copier<'_> {
         Ok(())
     }
 
-    async fn read_registered_models(
-        &self,
-    ) -> Result<Vec<(RegisteredModel, Vec<ModelVersion>)>, TransferError> {
-        if !self.options.experiments.is_empty() && self.options.registered_models.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.source
-            .registered_models(&self.options.registered_models)
-            .await
-    }
-
     async fn copy_registered_models(
         &mut self,
         registered: Vec<(RegisteredModel, Vec<ModelVersion>)>,
@@ -695,6 +716,7 @@ impl Copier<'_> {
         for (done, (model, versions)) in registered.into_iter().enumerate() {
             self.tick("registered models", done as u64, total);
             let source_id = model.name.clone();
+            self.seen.insert((ObjectKind::RegisteredModel, source_id.clone()));
             if let Err(error) = self.copy_registered_model(model, versions).await {
                 self.fail(ObjectKind::RegisteredModel, &source_id, &error)?;
             }
@@ -751,54 +773,15 @@ impl Copier<'_> {
 
     /// Points a version at the target's copies of its run and logged model.
     async fn map_version(&mut self, version: &mut ModelVersion) -> Result<(), TransferError> {
-        version.name.clear();
-        let source = version.source.clone();
-        if !version.run_id.is_empty() {
-            let run = self.runs.get(&version.run_id).cloned().ok_or_else(|| {
-                TransferError::Integrity(format!(
-                    "version {} was made from run {}, which was not copied",
-                    version.version, version.run_id
-                ))
-            })?;
-            let target_uri = match &run.target_uri {
-                Some(uri) => uri.clone(),
-                None => self.target_run_uri(&run.target_id).await?,
-            };
-            if let Some(rest) = source.strip_prefix(&run.source_uri) {
-                version.source = format!("{target_uri}{rest}");
-            } else if let Some(rest) = source.strip_prefix(&format!("runs:/{}", version.run_id)) {
-                version.source = format!("runs:/{}{rest}", run.target_id);
-            }
-            version.run_id = run.target_id;
-            version.run_link.clear();
-        }
-        // MLflow's version search leaves `model_id` out; a `models:/m-…`
-        // source names the logged model (as the server that made it read it).
-        if version.model_id.is_empty() {
-            if let Some(named) = source.strip_prefix("models:/m-") {
-                let named = named.trim_end_matches('/');
-                if !named.contains('/') {
-                    version.model_id = format!("m-{named}");
+        if let Some(run) = self.runs.get(&version.run_id) {
+            if run.target_uri.is_none() && version.source.starts_with(&run.source_uri) {
+                let target_uri = self.target_run_uri(&run.target_id).await?;
+                if let Some(run) = self.runs.get_mut(&version.run_id) {
+                    run.target_uri = Some(target_uri);
                 }
             }
         }
-        if !version.model_id.is_empty() {
-            let model = self.models.get(&version.model_id).cloned().ok_or_else(|| {
-                TransferError::Integrity(format!(
-                    "version {} was made from logged model {}, which was not copied",
-                    version.version, version.model_id
-                ))
-            })?;
-            if let Some(rest) = source.strip_prefix(&format!("models:/{}", version.model_id)) {
-                version.source = format!("models:/{}{rest}", model.target_id);
-            } else if let (Some(rest), Some(target_uri)) =
-                (source.strip_prefix(&model.source_uri), model.target_uri.as_ref())
-            {
-                version.source = format!("{target_uri}{rest}");
-            }
-            version.model_id = model.target_id;
-        }
-        Ok(())
+        rewrite_version(version, &self.runs, &self.models)
     }
 
     async fn target_run_uri(&self, run_id: &str) -> Result<String, TransferError> {
@@ -817,19 +800,164 @@ impl Copier<'_> {
     }
 }
 
+/// A version as the target takes it: its run, logged model and source
+/// rewritten to the target's copies (whose artifact roots are known).
+pub(crate) fn rewrite_version(
+    version: &mut ModelVersion,
+    runs: &HashMap<String, Copied>,
+    models: &HashMap<String, Copied>,
+) -> Result<(), TransferError> {
+    version.name.clear();
+    let source = version.source.clone();
+    if !version.run_id.is_empty() {
+        let run = runs.get(&version.run_id).ok_or_else(|| {
+            TransferError::Integrity(format!(
+                "version {} was made from run {}, which was not copied",
+                version.version, version.run_id
+            ))
+        })?;
+        if let (Some(rest), Some(target_uri)) = (source.strip_prefix(&run.source_uri), &run.target_uri) {
+            version.source = format!("{target_uri}{rest}");
+        } else if let Some(rest) = source.strip_prefix(&format!("runs:/{}", version.run_id)) {
+            version.source = format!("runs:/{}{rest}", run.target_id);
+        }
+        version.run_id = run.target_id.clone();
+        version.run_link.clear();
+    }
+    // MLflow's version search leaves `model_id` out; a `models:/m-…` source
+    // names the logged model (as the server that made it read it).
+    if version.model_id.is_empty() {
+        if let Some(named) = source.strip_prefix("models:/m-") {
+            let named = named.trim_end_matches('/');
+            if !named.contains('/') {
+                version.model_id = format!("m-{named}");
+            }
+        }
+    }
+    if !version.model_id.is_empty() {
+        let model = models.get(&version.model_id).ok_or_else(|| {
+            TransferError::Integrity(format!(
+                "version {} was made from logged model {}, which was not copied",
+                version.version, version.model_id
+            ))
+        })?;
+        if let Some(rest) = source.strip_prefix(&format!("models:/{}", version.model_id)) {
+            version.source = format!("models:/{}{rest}", model.target_id);
+        } else if let (Some(rest), Some(target_uri)) =
+            (source.strip_prefix(&model.source_uri), model.target_uri.as_ref())
+        {
+            version.source = format!("{target_uri}{rest}");
+        }
+        version.model_id = model.target_id.clone();
+    }
+    Ok(())
+}
+
+/// `base` (an artifact proxy's URL) with `path`'s segments appended, each
+/// percent-encoded.
+pub(crate) fn proxy_url(base: &str, path: &str) -> Result<String, TransferError> {
+    let mut url = url::Url::parse(base).map_err(|error| TransferError::Usage(error.to_string()))?;
+    url.path_segments_mut()
+        .map_err(|_| TransferError::Usage("the target URL cannot take a path".to_string()))?
+        .extend(path.split('/').filter(|segment| !segment.is_empty()));
+    Ok(url.to_string())
+}
+
+/// Streams one artifact from the source into a PUT at `target_url`,
+/// hashing it on the way; its (size, SHA-256), which must be the size the
+/// source listed.
+pub(crate) async fn send_artifact(
+    source: &dyn Source,
+    owner: Owner<'_>,
+    path: &str,
+    size: i64,
+    target: &Endpoint,
+    target_url: &str,
+) -> Result<(i64, String), TransferError> {
+    let stream: ByteStream = match owner {
+        Owner::Run(run_id) => source.open_run_artifact(run_id, path).await?,
+        Owner::Model(model_id) => source.open_model_artifact(model_id, path).await?,
+    };
+    let hasher = Arc::new(Mutex::new((Sha256::new(), 0i64)));
+    // The source's own failure (a damaged bundle blob, a broken download),
+    // kept to be named rather than the upload's.
+    let broken: Arc<Mutex<Option<TransferError>>> = Arc::default();
+    let tap = hasher.clone();
+    let seen = broken.clone();
+    let stream = stream
+        .map_ok(move |chunk| {
+            let mut state = tap.lock().expect("hasher lock");
+            state.0.update(&chunk);
+            state.1 += chunk.len() as i64;
+            chunk
+        })
+        .map_err(move |error| {
+            let message = error.to_string();
+            *seen.lock().expect("error lock") = Some(error);
+            std::io::Error::other(message)
+        });
+    let sent = target
+        .send_once(
+            target
+                .http()
+                .put(target_url)
+                .body(reqwest::Body::wrap_stream(stream)),
+        )
+        .await;
+    if let Some(error) = broken.lock().expect("error lock").take() {
+        return Err(error);
+    }
+    sent?;
+    let (digest, length) = {
+        let mut state = hasher.lock().expect("hasher lock");
+        let taken = std::mem::take(&mut state.0);
+        (hex::encode(taken.finalize()), state.1)
+    };
+    if length != size {
+        return Err(TransferError::Integrity(format!(
+            "artifact {path}: the source listed {size} bytes but sent {length} (did it change during the copy?)"
+        )));
+    }
+    Ok((length, digest))
+}
+
 /// Each uploaded file must be held by the target with the bytes read from
 /// the source.
 fn verify(uploaded: &[(String, i64, String)], held: &[ArtifactEntry]) -> Result<(), TransferError> {
-    let held: HashMap<&str, (&str, i64)> = held
+    let held: HashMap<&str, (i64, Option<&str>)> = held
         .iter()
-        .map(|entry| (entry.path.as_str(), (entry.sha256.as_str(), entry.size)))
+        .map(|entry| (entry.path.as_str(), (entry.size, Some(entry.sha256.as_str()))))
         .collect();
-    for (path, size, sha256) in uploaded {
-        match held.get(path.as_str()) {
-            Some((digest, length)) if digest == sha256 && length == size => {}
-            Some((digest, length)) => {
+    check_held(
+        uploaded
+            .iter()
+            .map(|(path, size, sha256)| (path.as_str(), (*size, Some(sha256.as_str())))),
+        &held,
+    )
+}
+
+/// Each file sent (path, size, SHA-256) must be held by the target as it
+/// was sent: same size, and same SHA-256 where both sides know one (an
+/// `mlflow server` records none).
+pub(crate) fn check_held<'a>(
+    sent: impl IntoIterator<Item = (&'a str, (i64, Option<&'a str>))>,
+    held: &HashMap<&str, (i64, Option<&str>)>,
+) -> Result<(), TransferError> {
+    let with = |digest: Option<&str>| {
+        digest
+            .map(|digest| format!(" with SHA-256 {digest}"))
+            .unwrap_or_default()
+    };
+    for (path, (size, digest)) in sent {
+        match held.get(path) {
+            Some((length, held_digest))
+                if *length == size
+                    && (digest.is_none() || held_digest.is_none() || *held_digest == digest) => {}
+            Some((length, held_digest)) => {
                 return Err(TransferError::Integrity(format!(
-                    "artifact {path}: the target holds {length} bytes with SHA-256 {digest}, the source sent {size} bytes with {sha256}"
+                    "artifact {path}: the target holds {length} bytes{}, the source sent {size} bytes{}",
+                    with(*held_digest),
+                    with(digest)
                 )))
             }
             None => {
@@ -842,15 +970,37 @@ fn verify(uploaded: &[(String, i64, String)], held: &[ArtifactEntry]) -> Result<
     Ok(())
 }
 
+/// A run as its digest sees it: tags, params and metrics in key order.
+pub(crate) fn normalize_run(run: &mut Run) {
+    run.data.tags.sort_by(|a, b| a.key.cmp(&b.key));
+    run.data.params.sort_by(|a, b| a.key.cmp(&b.key));
+    run.data.metrics.sort_by(|a, b| a.key.cmp(&b.key));
+}
+
+/// A logged model as its digest sees it: tags and params in key order;
+/// registrations and metrics left out (they are the registry's and the
+/// runs').
+pub(crate) fn normalize_logged_model(model: &mut LoggedModel) {
+    model.info.tags.sort_by(|a, b| a.key.cmp(&b.key));
+    model.data.params.sort_by(|a, b| a.key.cmp(&b.key));
+    model.info.registrations.clear();
+    model.data.metrics.clear();
+}
+
+/// What a copy of a run or logged model is compared by.
+pub(crate) fn object_digest(field: &str, object: &impl Serialize, listing: &Listing) -> String {
+    digest_json(&json!({field: object, "artifacts": listing}))
+}
+
 /// Whose artifact a copy reads.
 #[derive(Clone, Copy)]
-enum Owner<'a> {
+pub(crate) enum Owner<'a> {
     Run(&'a str),
     Model(&'a str),
 }
 
 /// `mlflow-artifacts:/a/b` → `a/b`; None for a root outside the proxy.
-fn proxied_path(uri: &str) -> Option<String> {
+pub(crate) fn proxied_path(uri: &str) -> Option<String> {
     let rest = uri.strip_prefix("mlflow-artifacts:")?;
     let path = match rest.strip_prefix("//") {
         Some(with_authority) => with_authority.split_once('/').map(|(_, path)| path).unwrap_or(""),
