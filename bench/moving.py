@@ -7,7 +7,7 @@ The source is an `mlflow server` 3.17.2 (SQLite, artifacts through its
 proxy) filled over REST by this program: `--runs` runs in 4 experiments
 (5 params, 3 tags, finished with start and end times), `--points` metric
 points in all (one NaN among them), `--artifact-mb` of random artifacts
-(8 MiB files), `--models` registered models of 10 versions each with a gap
+(8 MiB files), `--models` registered models (6: 54 versions) of 10 versions each with a gap
 (version 5 deleted), version 1 in Production and an alias. Then:
 
 - `tandem import --from SOURCE --into default` into a fresh `tandem server`
@@ -25,7 +25,7 @@ points in all (one NaN among them), `--artifact-mb` of random artifacts
   `tandem import` again: its wall time beside the full copy's.
 
     bash bench/setup-moving.sh          # venv with mlflow 3.17.2 + mlflow-export-import 1.2.0
-    python3 bench/moving.py             # 2,000 runs, 1,000,000 points, 1 GiB, 50 versions
+    python3 bench/moving.py             # 2,000 runs, 1,000,000 points, 1 GiB, 54 versions
     python3 bench/moving.py --runs 200 --points 100000 --artifact-mb 64 --models 1   # a quick look
 
 Runs with the venv's python (`--venv`, default ~/.cache/mlflow-exim-venv):
@@ -39,6 +39,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -242,13 +243,15 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=2000)
     p.add_argument("--points", type=int, default=1_000_000)
     p.add_argument("--artifact-mb", type=int, default=1024)
-    p.add_argument("--models", type=int, default=5, help="registered models of 10 versions (one deleted)")
+    p.add_argument("--models", type=int, default=6, help="registered models of 10 versions, one deleted: 54 versions")
     p.add_argument("--venv", default=os.path.expanduser("~/.cache/mlflow-exim-venv"))
     p.add_argument("--tandem-bin", default=DEFAULT_TANDEM_BIN)
     p.add_argument("--use-threads", choices=["true", "false"], default="true", help="export-import's own option")
     p.add_argument("--tmp-dir", default=None)
     p.add_argument("--json", metavar="PATH")
     args = p.parse_args()
+    # A SIGTERM stops the servers too (the finally below).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = tempfile.mkdtemp(prefix="tandem-bench-moving-", dir=args.tmp_dir)
     servers = []
     try:
