@@ -2,13 +2,11 @@
 //! object whole into the target, copy and verify artifacts.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tandem_core::model::{ArtifactEntry, LoggedModel, Metric, ModelVersion, RegisteredModel, Run};
 use tandem_core::transfer::{
     digest_json, ImportAction, ImportOutcome, ImportRequest, ObjectKind, OnConflict, Origin, TransferObject,
@@ -16,10 +14,14 @@ use tandem_core::transfer::{
 };
 
 mod delete;
+mod files;
+
+use files::verify;
+pub(crate) use files::{check_held, proxied_path, proxy_url, send_artifact, Owner};
 
 use crate::endpoint::Endpoint;
 use crate::select::{needed_runs, select_experiments, select_registered_models, select_runs};
-use crate::source::{encode_segment, ByteStream, Listing, Source};
+use crate::source::{encode_segment, Listing, Source};
 use crate::TransferError;
 
 /// What to copy, and where.
@@ -853,123 +855,6 @@ pub(crate) fn rewrite_version(
     Ok(())
 }
 
-/// `base` (an artifact proxy's URL) with `path`'s segments appended, each
-/// percent-encoded.
-pub(crate) fn proxy_url(base: &str, path: &str) -> Result<String, TransferError> {
-    let mut url = url::Url::parse(base).map_err(|error| TransferError::Usage(error.to_string()))?;
-    url.path_segments_mut()
-        .map_err(|_| TransferError::Usage("the target URL cannot take a path".to_string()))?
-        .extend(path.split('/').filter(|segment| !segment.is_empty()));
-    Ok(url.to_string())
-}
-
-/// Streams one artifact from the source into a PUT at `target_url`,
-/// hashing it on the way; its (size, SHA-256), which must be the size the
-/// source listed.
-pub(crate) async fn send_artifact(
-    source: &dyn Source,
-    owner: Owner<'_>,
-    path: &str,
-    size: i64,
-    target: &Endpoint,
-    target_url: &str,
-) -> Result<(i64, String), TransferError> {
-    let stream: ByteStream = match owner {
-        Owner::Run(run_id) => source.open_run_artifact(run_id, path).await?,
-        Owner::Model(model_id) => source.open_model_artifact(model_id, path).await?,
-    };
-    let hasher = Arc::new(Mutex::new((Sha256::new(), 0i64)));
-    // The source's own failure (a damaged bundle blob, a broken download),
-    // kept to be named rather than the upload's.
-    let broken: Arc<Mutex<Option<TransferError>>> = Arc::default();
-    let tap = hasher.clone();
-    let seen = broken.clone();
-    let stream = stream
-        .map_ok(move |chunk| {
-            let mut state = tap.lock().expect("hasher lock");
-            state.0.update(&chunk);
-            state.1 += chunk.len() as i64;
-            chunk
-        })
-        .map_err(move |error| {
-            let message = error.to_string();
-            *seen.lock().expect("error lock") = Some(error);
-            std::io::Error::other(message)
-        });
-    let sent = target
-        .send_once(
-            target
-                .http()
-                .put(target_url)
-                .body(reqwest::Body::wrap_stream(stream)),
-        )
-        .await;
-    if let Some(error) = broken.lock().expect("error lock").take() {
-        return Err(error);
-    }
-    sent?;
-    let (digest, length) = {
-        let mut state = hasher.lock().expect("hasher lock");
-        let taken = std::mem::take(&mut state.0);
-        (hex::encode(taken.finalize()), state.1)
-    };
-    if length != size {
-        return Err(TransferError::Integrity(format!(
-            "artifact {path}: the source listed {size} bytes but sent {length} (did it change during the copy?)"
-        )));
-    }
-    Ok((length, digest))
-}
-
-/// Each uploaded file must be held by the target with the bytes read from
-/// the source.
-fn verify(uploaded: &[(String, i64, String)], held: &[ArtifactEntry]) -> Result<(), TransferError> {
-    let held: HashMap<&str, (i64, Option<&str>)> = held
-        .iter()
-        .map(|entry| (entry.path.as_str(), (entry.size, Some(entry.sha256.as_str()))))
-        .collect();
-    check_held(
-        uploaded
-            .iter()
-            .map(|(path, size, sha256)| (path.as_str(), (*size, Some(sha256.as_str())))),
-        &held,
-    )
-}
-
-/// Each file sent (path, size, SHA-256) must be held by the target as it
-/// was sent: same size, and same SHA-256 where both sides know one (an
-/// `mlflow server` records none).
-pub(crate) fn check_held<'a>(
-    sent: impl IntoIterator<Item = (&'a str, (i64, Option<&'a str>))>,
-    held: &HashMap<&str, (i64, Option<&str>)>,
-) -> Result<(), TransferError> {
-    let with = |digest: Option<&str>| {
-        digest
-            .map(|digest| format!(" with SHA-256 {digest}"))
-            .unwrap_or_default()
-    };
-    for (path, (size, digest)) in sent {
-        match held.get(path) {
-            Some((length, held_digest))
-                if *length == size
-                    && (digest.is_none() || held_digest.is_none() || *held_digest == digest) => {}
-            Some((length, held_digest)) => {
-                return Err(TransferError::Integrity(format!(
-                    "artifact {path}: the target holds {length} bytes{}, the source sent {size} bytes{}",
-                    with(*held_digest),
-                    with(digest)
-                )))
-            }
-            None => {
-                return Err(TransferError::Integrity(format!(
-                    "artifact {path} was uploaded but the target does not list it"
-                )))
-            }
-        }
-    }
-    Ok(())
-}
-
 /// A run as its digest sees it: tags, params and metrics in key order.
 pub(crate) fn normalize_run(run: &mut Run) {
     run.data.tags.sort_by(|a, b| a.key.cmp(&b.key));
@@ -990,24 +875,6 @@ pub(crate) fn normalize_logged_model(model: &mut LoggedModel) {
 /// What a copy of a run or logged model is compared by.
 pub(crate) fn object_digest(field: &str, object: &impl Serialize, listing: &Listing) -> String {
     digest_json(&json!({field: object, "artifacts": listing}))
-}
-
-/// Whose artifact a copy reads.
-#[derive(Clone, Copy)]
-pub(crate) enum Owner<'a> {
-    Run(&'a str),
-    Model(&'a str),
-}
-
-/// `mlflow-artifacts:/a/b` → `a/b`; None for a root outside the proxy.
-pub(crate) fn proxied_path(uri: &str) -> Option<String> {
-    let rest = uri.strip_prefix("mlflow-artifacts:")?;
-    let path = match rest.strip_prefix("//") {
-        Some(with_authority) => with_authority.split_once('/').map(|(_, path)| path).unwrap_or(""),
-        None => rest,
-    };
-    let path = path.trim_matches('/');
-    (!path.is_empty()).then(|| path.to_string())
 }
 
 #[cfg(test)]
