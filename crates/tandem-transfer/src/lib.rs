@@ -41,7 +41,7 @@ pub use tracking_target::{copy_to_tracking, ORIGIN_TAG};
 
 /// What stops a copy (a failure of one object is not an error: it is listed
 /// in the report and the copy goes on).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TransferError {
     /// The options do not describe a copy.
     #[error("{0}")]

@@ -115,9 +115,40 @@ impl WitnessChoice {
 
 const REGION_NAMES: [&str; 3] = ["eastus", "westus", "centralus"];
 
+/// A port on 127.0.0.1 that nothing listens on, below the kernel's
+/// ephemeral range and never handed out twice by this process.
+///
+/// Why not `bind(0)`: the port it returns is in the ephemeral range, and
+/// between choosing it and the part binding it, any outgoing connection
+/// (a region calling the witness as it starts) may take it as its source
+/// port; the part then fails with "address in use". Ports below the range
+/// are never chosen by the kernel for outgoing connections, and a part
+/// restarted on its port finds it free for the same reason.
 fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(listener.local_addr()?.port())
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|text| text.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = if ephemeral_start > 11024 {
+        (ephemeral_start - 10000, ephemeral_start)
+    } else {
+        // An unusual range that starts low: fall back to the kernel's choice.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+        return Ok(listener.local_addr()?.port());
+    };
+    let mut given = GIVEN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..500 {
+        let port = low + (uuid::Uuid::new_v4().as_u128() % u128::from(high - low)) as u16;
+        if given.contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return Ok(port);
+        }
+    }
+    anyhow::bail!("no free port on 127.0.0.1 between {low} and {high} after 500 tries")
 }
 
 /// The `[witness]` section (and the `[failover]` comment) of a generated
@@ -358,7 +389,7 @@ async fn start(
             if let Err(error) = waited {
                 let log = spec.log.clone();
                 stop_all(&mut started).await;
-                bail!("{error:#}; see {}", log.display());
+                bail!("{error:#}; see {}{}", log.display(), log_tail(&log));
             }
         }
     }
@@ -367,10 +398,26 @@ async fn start(
         if let Err(error) = probe.wait_alive(spec, child).await {
             let log = spec.log.clone();
             stop_all(&mut started).await;
-            bail!("{error:#}; see {}", log.display());
+            bail!("{error:#}; see {}{}", log.display(), log_tail(&log));
         }
     }
     Ok(started)
+}
+
+/// The last lines of a part's log, indented, for an error that says why
+/// the part did not start (the log's directory may be gone by the time
+/// someone reads the error, as in CI).
+fn log_tail(log: &Path) -> String {
+    const LINES: usize = 8;
+    let Ok(text) = std::fs::read_to_string(log) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().filter(|line| !line.trim().is_empty()).collect();
+    let tail = &lines[lines.len().saturating_sub(LINES)..];
+    if tail.is_empty() {
+        return String::new();
+    }
+    format!("; it ended with:\n  {}", tail.join("\n  "))
 }
 
 pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) -> anyhow::Result<()> {

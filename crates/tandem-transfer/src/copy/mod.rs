@@ -2,25 +2,26 @@
 //! object whole into the target, copy and verify artifacts.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
-use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tandem_core::model::{ArtifactEntry, LoggedModel, Metric, ModelVersion, RegisteredModel, Run};
+use tandem_core::model::{ArtifactEntry, LoggedModel, ModelVersion, RegisteredModel, Run};
 use tandem_core::transfer::{
     digest_json, ImportAction, ImportOutcome, ImportRequest, ObjectKind, OnConflict, Origin, TransferObject,
-    HISTORY_CHUNK, TRANSFER_FORMAT,
+    TRANSFER_FORMAT,
 };
 
 mod delete;
 mod files;
+mod runs;
 
 use files::verify;
 pub(crate) use files::{check_held, proxied_path, proxy_url, send_artifact, Owner};
 
 use crate::endpoint::Endpoint;
-use crate::select::{needed_runs, select_experiments, select_registered_models, select_runs};
+use crate::select::{needed_runs, select_experiments, select_registered_models};
 use crate::source::{encode_segment, Listing, Source};
 use crate::TransferError;
 
@@ -148,17 +149,6 @@ pub(crate) struct Copied {
     pub(crate) target_uri: Option<String>,
 }
 
-/// Source reads kept in flight ahead of the writes.
-const LISTINGS_AHEAD: usize = 8;
-const HISTORIES_AHEAD: usize = 4;
-
-/// A run whose copy at the target is missing or out of date.
-struct PlannedRun {
-    run: Run,
-    listing: Listing,
-    digest: String,
-}
-
 struct Copier<'a> {
     source: &'a dyn Source,
     target: &'a Endpoint,
@@ -171,6 +161,9 @@ struct Copier<'a> {
     runs: HashMap<String, Copied>,
     models: HashMap<String, Copied>,
     report: Report,
+    /// Artifact bytes sent so far, for progress (the report counts each
+    /// object's once it is written whole).
+    streamed: AtomicU64,
 }
 
 /// Copies `source` into the target's workspace `options.workspace`.
@@ -196,6 +189,7 @@ pub async fn copy(
             workspace: options.workspace.clone(),
             ..Report::default()
         },
+        streamed: AtomicU64::new(0),
     };
     copier.load_origins().await?;
     // Registered models first as a reading: their versions name runs (even
@@ -301,7 +295,7 @@ impl Copier<'_> {
             phase,
             done,
             total,
-            bytes: self.report.artifact_bytes,
+            bytes: self.streamed.load(Ordering::Relaxed),
         });
     }
 
@@ -353,63 +347,6 @@ impl Copier<'_> {
         Ok(())
     }
 
-    async fn copy_runs(
-        &mut self,
-        source_experiment: &str,
-        target_experiment: &str,
-        whole: bool,
-        needed_runs: &HashSet<String>,
-    ) -> Result<(), TransferError> {
-        let runs = select_runs(self.source, self.options, source_experiment, whole, needed_runs).await?;
-        let total = runs.len() as u64;
-        let source = self.source;
-        // Reads go ahead of the writes, several at a time: each run's file
-        // listing (a pass over an unchanged source is nothing but these),
-        // then the histories of the runs to copy. Order is kept: parents
-        // are written before their children.
-        let mut listed = futures::stream::iter(runs.into_iter().map(|mut run| async move {
-            normalize_run(&mut run);
-            let listing = source.run_artifacts(&run.info.run_id).await;
-            (run, listing)
-        }))
-        .buffered(LISTINGS_AHEAD);
-        let mut planned = Vec::new();
-        let mut done = 0;
-        while let Some((run, listing)) = listed.next().await {
-            self.tick("runs", done, total);
-            done += 1;
-            let source_id = run.info.run_id.clone();
-            self.seen.insert((ObjectKind::Run, source_id.clone()));
-            match listing {
-                Ok(listing) => planned.extend(self.plan_run(run, listing)),
-                Err(error) => self.fail(ObjectKind::Run, &source_id, &error)?,
-            }
-        }
-        let mut fetched = futures::stream::iter(planned.into_iter().map(|plan| async move {
-            let mut histories = Vec::with_capacity(plan.run.data.metrics.len());
-            for metric in &plan.run.data.metrics {
-                match source.history(&plan.run.info.run_id, &metric.key).await {
-                    Ok(history) => histories.push(history),
-                    Err(error) => return (plan, Err(error)),
-                }
-            }
-            (plan, Ok(histories))
-        }))
-        .buffered(HISTORIES_AHEAD);
-        while let Some((plan, histories)) = fetched.next().await {
-            let source_id = plan.run.info.run_id.clone();
-            let written = match histories {
-                Ok(histories) => self.copy_run(plan, histories, target_experiment).await,
-                Err(error) => Err(error),
-            };
-            if let Err(error) = written {
-                self.fail(ObjectKind::Run, &source_id, &error)?;
-            }
-        }
-        self.tick("runs", total, total);
-        Ok(())
-    }
-
     /// Whether a run or logged model needs no writing: the target holds it
     /// with this digest (counted unchanged), or the pass is a dry run
     /// (counted as what it would be). Either way it is remembered, for the
@@ -436,143 +373,10 @@ impl Copier<'_> {
         true
     }
 
-    /// A run to write, or None when the target holds it as it is (or the
-    /// pass is a dry run, which only counts it).
-    fn plan_run(&mut self, run: Run, listing: Listing) -> Option<PlannedRun> {
-        let source_id = run.info.run_id.clone();
-        let digest = object_digest("run", &run, &listing);
-        if self.settled(ObjectKind::Run, &source_id, &run.info.artifact_uri, &digest) {
-            return None;
-        }
-        Some(PlannedRun { run, listing, digest })
-    }
-
-    /// Writes a run whole: the run, its history in chunks, its files, and
-    /// last its digest.
-    async fn copy_run(
-        &mut self,
-        plan: PlannedRun,
-        histories: Vec<Vec<Metric>>,
-        target_experiment: &str,
-    ) -> Result<(), TransferError> {
-        let PlannedRun { run, listing, digest } = plan;
-        let source_id = run.info.run_id.clone();
-        let source_uri = run.info.artifact_uri.clone();
-        // The run as the target takes it: its experiment and parent here.
-        let mut target_run = run.clone();
-        target_run.info.experiment_id = target_experiment.to_string();
-        if let Some(origin) = self.origins.get(&(ObjectKind::Run, source_id.clone())) {
-            target_run.info.run_id = origin.target_id.clone();
-        }
-        for tag in &mut target_run.data.tags {
-            if tag.key == "mlflow.parentRunId" {
-                if let Some(parent) = self.runs.get(&tag.value) {
-                    tag.value = parent.target_id.clone();
-                }
-            }
-        }
-        target_run.data.metrics.clear();
-        let (first, held) = self
-            .import(
-                &source_id,
-                None,
-                TransferObject::Run {
-                    run: target_run.clone(),
-                    metrics: Vec::new(),
-                },
-            )
-            .await?;
-        let target_id = first.target_id.clone();
-        target_run.info.run_id = target_id.clone();
-        let mut action = first.action;
-        let wrote = |action: &mut ImportAction, outcome: &ImportOutcome| {
-            if outcome.changes > 0 && *action == ImportAction::Unchanged {
-                *action = ImportAction::Updated;
-            }
-        };
-        wrote(&mut action, &first);
-        for history in histories {
-            for chunk in history.chunks(HISTORY_CHUNK) {
-                self.report.metric_points += chunk.len() as u64;
-                let (outcome, _) = self
-                    .import(
-                        &source_id,
-                        None,
-                        TransferObject::Run {
-                            run: target_run.clone(),
-                            metrics: chunk.to_vec(),
-                        },
-                    )
-                    .await?;
-                wrote(&mut action, &outcome);
-            }
-        }
-        if !listing.is_empty() {
-            let Some(root) = proxied_path(&first.artifact_uri) else {
-                return Err(TransferError::Integrity(format!(
-                    "run {target_id}'s artifacts live at {}, outside the target's artifact proxy",
-                    first.artifact_uri
-                )));
-            };
-            let uploaded = self
-                .copy_artifacts(&listing, &held, &root, Owner::Run(&source_id))
-                .await?;
-            if !uploaded.is_empty() {
-                let (outcome, now_held) = self
-                    .import(
-                        &source_id,
-                        None,
-                        TransferObject::Run {
-                            run: target_run.clone(),
-                            metrics: Vec::new(),
-                        },
-                    )
-                    .await?;
-                wrote(&mut action, &outcome);
-                verify(&uploaded, &now_held)?;
-                if action == ImportAction::Unchanged {
-                    action = ImportAction::Updated;
-                }
-            }
-        }
-        let (last, _) = self
-            .import(
-                &source_id,
-                Some(digest.clone()),
-                TransferObject::Run {
-                    run: target_run,
-                    metrics: Vec::new(),
-                },
-            )
-            .await?;
-        wrote(&mut action, &last);
-        self.report.runs.count(action);
-        self.origins.insert(
-            (ObjectKind::Run, source_id.clone()),
-            Origin {
-                source: self.options.source_key.clone(),
-                kind: ObjectKind::Run,
-                source_id: source_id.clone(),
-                target_id: target_id.clone(),
-                digest,
-                time: 0,
-            },
-        );
-        self.runs.insert(
-            source_id,
-            Copied {
-                target_id,
-                source_uri,
-                target_uri: Some(first.artifact_uri),
-            },
-        );
-        Ok(())
-    }
-
     /// Copies the files the target lacks (by path and size) under `root`,
     /// hashing each as it streams; returns (path, size, sha256) of each.
     async fn copy_artifacts(
-        &mut self,
+        &self,
         listing: &Listing,
         held: &[ArtifactEntry],
         root: &str,
@@ -590,8 +394,7 @@ impl Copier<'_> {
             let target_url = self.artifact_url(&format!("{root}/{path}"))?;
             let (length, digest) =
                 send_artifact(self.source, owner, path, *size, self.target, &target_url).await?;
-            self.report.artifacts_copied += 1;
-            self.report.artifact_bytes += length as u64;
+            self.streamed.fetch_add(length as u64, Ordering::Relaxed);
             uploaded.push((path.clone(), length, digest));
         }
         Ok(uploaded)
@@ -687,6 +490,8 @@ impl Copier<'_> {
                     )
                     .await?;
                 verify(&uploaded, &now_held)?;
+                self.report.artifacts_copied += uploaded.len() as u64;
+                self.report.artifact_bytes += uploaded.iter().map(|(_, size, _)| *size as u64).sum::<u64>();
                 if action == ImportAction::Unchanged {
                     action = ImportAction::Updated;
                 }
