@@ -22,7 +22,7 @@
 //! - one module per entity (`runs`, `experiments`, `registry`,
 //!   `logged_models`) that resolves the AST against that entity's fields
 //!   with MLflow's per-entity rules and messages, evaluates and sorts;
-//! - `page_token`: MLflow's offset tokens.
+//! - `page_token`: MLflow's offset tokens, and cursors for metric histories.
 //!
 //! Every malformed filter, `order_by` or page token is an
 //! [`Error::invalid`](crate::Error::invalid) (INVALID_PARAMETER_VALUE) with
@@ -42,7 +42,10 @@ mod runs;
 
 pub use experiments::search_experiments;
 pub use logged_models::search_logged_models;
-pub use page_token::{decode_page_token, encode_page_token};
+pub use page_token::{
+    decode_history_token, decode_page_token, encode_history_token, encode_page_token, HistoryCursor,
+    HistoryPosition,
+};
 pub use registry::{search_model_versions, search_registered_models};
 pub use runs::{
     run_search_exact_prefilters, run_search_needs, run_search_prefilters, run_search_sql_order, search_runs,

@@ -102,6 +102,49 @@ pub fn decode_page_token(token: &str) -> Result<usize> {
     usize::try_from(value).map_err(|_| Error::invalid(format!("Invalid page token, not stringable {shown}")))
 }
 
+/// Where the next page of a metric's history starts: after this point, in
+/// the order of the metrics table's key (step, timestamp, stored value, NaN
+/// flag, model, dataset name, dataset digest). Reading from a position
+/// costs the same on the last page as on the first, where an offset makes
+/// the database walk past every point before it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct HistoryCursor {
+    pub step: i64,
+    pub timestamp: i64,
+    /// The stored value's bits (JSON has no NaN or infinities).
+    pub value_bits: u64,
+    pub is_nan: i64,
+    pub model_id: String,
+    pub dataset_name: String,
+    pub dataset_digest: String,
+}
+
+/// Where a history page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HistoryPosition {
+    /// An offset token (MLflow's, or one Tandem issued before cursors).
+    Offset(usize),
+    After(HistoryCursor),
+}
+
+/// A history page token: base64 of `{"after": {…}}`.
+pub fn encode_history_token(cursor: &HistoryCursor) -> String {
+    base64_encode(serde_json::json!({ "after": cursor }).to_string().as_bytes())
+}
+
+/// Reads a history page token: a cursor, or an offset as MLflow writes it.
+pub fn decode_history_token(token: &str) -> Result<HistoryPosition> {
+    let after = base64_decode(token)
+        .and_then(|decoded| serde_json::from_slice::<serde_json::Value>(&decoded).ok())
+        .and_then(|parsed| parsed.get("after").cloned());
+    match after {
+        Some(after) => serde_json::from_value(after)
+            .map(HistoryPosition::After)
+            .map_err(|error| Error::invalid(format!("Invalid page token: {error}"))),
+        None => decode_page_token(token).map(HistoryPosition::Offset),
+    }
+}
+
 /// Takes one page of already sorted items: `max_results` from the token's
 /// offset, and a token for the next page only if items remain after it.
 pub(crate) fn paginate<T>(items: Vec<T>, page_token: Option<&str>, max_results: usize) -> Result<Page<T>> {
@@ -189,6 +232,31 @@ mod tests {
             err(&base64_encode(b"{\"offset\": -5}")),
             "Invalid page token, not stringable -5"
         );
+    }
+
+    #[test]
+    fn history_tokens_round_trip_and_offsets_still_read() {
+        let cursor = HistoryCursor {
+            step: -3,
+            timestamp: 1_700_000_000_000,
+            value_bits: f64::INFINITY.to_bits(),
+            is_nan: 0,
+            model_id: "m-1".to_string(),
+            dataset_name: String::new(),
+            dataset_digest: "d\"x".to_string(),
+        };
+        let token = encode_history_token(&cursor);
+        assert_eq!(
+            decode_history_token(&token).unwrap(),
+            HistoryPosition::After(cursor)
+        );
+        assert_eq!(
+            decode_history_token(&encode_page_token(25_000)).unwrap(),
+            HistoryPosition::Offset(25_000)
+        );
+        let broken = base64_encode(b"{\"after\": {\"step\": \"x\"}}");
+        assert!(decode_history_token(&broken).is_err());
+        assert!(decode_history_token("notbase64!!").is_err());
     }
 
     #[test]

@@ -473,28 +473,65 @@ impl MetadataStore for SqlStore {
         page_token: Option<&str>,
     ) -> StoreResult<Page<Metric>> {
         self.run_info_in(ws, run_id).await?;
-        let offset = match page_token {
-            Some(token) if !token.is_empty() => search::decode_page_token(token)?,
-            _ => 0,
+        let position = match page_token {
+            Some(token) if !token.is_empty() => search::decode_history_token(token)?,
+            _ => search::HistoryPosition::Offset(0),
         };
         let limit = max_results.map(|max| max as i64).unwrap_or(i64::MAX / 2);
-        let rows = sqlx::query(
-            "SELECT key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics \
-             WHERE run_id = $1 AND key = $2 ORDER BY step, timestamp, value LIMIT $3 OFFSET $4",
-        )
-        .bind(run_id)
-        .bind(key)
-        .bind(limit.saturating_add(1))
-        .bind(offset as i64)
-        .fetch_all(&self.pool)
-        .await?;
+        let columns =
+            "SELECT key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics";
+        // The key's order, so a page is a range of the primary key.
+        let order = "ORDER BY step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest";
+        let rows = match position {
+            search::HistoryPosition::Offset(offset) => {
+                sqlx::query(&format!(
+                    "{columns} WHERE run_id = $1 AND key = $2 {order} LIMIT $3 OFFSET $4"
+                ))
+                .bind(run_id)
+                .bind(key)
+                .bind(limit.saturating_add(1))
+                .bind(offset as i64)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            search::HistoryPosition::After(after) => {
+                sqlx::query(&format!(
+                    "{columns} WHERE run_id = $1 AND key = $2 AND \
+                     (step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) > \
+                     ($3, $4, $5, $6, $7, $8, $9) {order} LIMIT $10"
+                ))
+                .bind(run_id)
+                .bind(key)
+                .bind(after.step)
+                .bind(after.timestamp)
+                .bind(f64::from_bits(after.value_bits))
+                .bind(after.is_nan)
+                .bind(after.model_id)
+                .bind(after.dataset_name)
+                .bind(after.dataset_digest)
+                .bind(limit.saturating_add(1))
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
         let mut items = rows
             .iter()
             .map(|row| load::metric_row(row, run_id))
             .collect::<StoreResult<Vec<_>>>()?;
         let next_page_token = if items.len() as i64 > limit {
             items.truncate(limit as usize);
-            Some(search::encode_page_token(offset + items.len()))
+            items.last().map(|last| {
+                let (value, is_nan) = super::apply::stored_value(last.value);
+                search::encode_history_token(&search::HistoryCursor {
+                    step: last.step,
+                    timestamp: last.timestamp,
+                    value_bits: value.to_bits(),
+                    is_nan,
+                    model_id: last.model_id.clone().unwrap_or_default(),
+                    dataset_name: last.dataset_name.clone().unwrap_or_default(),
+                    dataset_digest: last.dataset_digest.clone().unwrap_or_default(),
+                })
+            })
         } else {
             None
         };

@@ -573,6 +573,63 @@ pub async fn metric_history_and_non_finite_values(harness: &support::Harness) {
         }
     }
     assert_eq!(seen, (0..250).collect::<Vec<i64>>());
+
+    // Pages start after the last point of the one before, in the table's
+    // order: points that tie on step and timestamp (NaN, infinities, equal
+    // values with another model) are neither skipped nor repeated where a
+    // page ends among them.
+    let mut ties = Vec::new();
+    for step in 0..4 {
+        for value in [f64::NAN, f64::NEG_INFINITY, 1.0, f64::INFINITY] {
+            ties.push(metric("ties", value, 50, step));
+        }
+        let mut with_model = metric("ties", 1.0, 50, step);
+        with_model.model_id = Some(format!("m-{step}"));
+        ties.push(with_model);
+    }
+    store.log_batch(&ws, &run_id, ties, vec![], vec![]).await.unwrap();
+    let whole = store
+        .get_metric_history(&ws, &run_id, "ties", None, None)
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(whole.len(), 20);
+    let shown = |points: &[Metric]| -> Vec<(i64, u64, Option<String>)> {
+        points
+            .iter()
+            .map(|m| (m.step, m.value.to_bits(), m.model_id.clone()))
+            .collect()
+    };
+    for size in [1, 3, 5, 7] {
+        let mut paged = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..=20 {
+            let page = store
+                .get_metric_history(&ws, &run_id, "ties", Some(size), token.as_deref())
+                .await
+                .unwrap();
+            assert!(page.items.len() <= size);
+            paged.extend(page.items);
+            token = page.next_page_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        assert!(token.is_none(), "pages of {size} did not end");
+        assert_eq!(shown(&paged), shown(&whole), "pages of {size}");
+    }
+    // An offset token (MLflow's, or an older Tandem's) still reads.
+    let from_offset = store
+        .get_metric_history(
+            &ws,
+            &run_id,
+            "ties",
+            Some(100),
+            Some(&tandem_core::search::encode_page_token(15)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown(&from_offset.items), shown(&whole[15..]));
     assert!(store
         .get_metric_history(&ws, &run_id, "missing", None, None)
         .await

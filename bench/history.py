@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Reading a long metric history (issue 17, "metric history reads"):
+`tandem server` beside `mlflow server` 3.17.2, the same points in both.
+
+One run gets `--points` points of one metric (`log-batch`, 1,000 a
+request), then the history is read `--reads` times over raw HTTP the way
+the official client pages it (`metrics/get-history`, 25,000 a page): wall
+time per read, the server's CPU per point (its whole process tree, from
+/proc), and Tandem's ratio. The reader is one Python thread that only
+fetches and parses JSON; its own CPU is printed too, so a client-bound
+figure shows as such.
+
+    python3 bench/history.py                  # 200,000 points, SQLite both
+    python3 bench/history.py --points 1000000 --reads 3
+
+Needs the venv of bench/setup-moving.sh (`mlflow` for the peer) and the
+release build (CARGO_TARGET_DIR, default /root/.cache/tandem-target-bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import requests
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import log, table  # noqa: E402
+from moving import mlflow_server, tandem_server  # noqa: E402
+from run import DEFAULT_TANDEM_BIN, tree_cpu_s  # noqa: E402
+
+
+def fill(base: str, points: int) -> str:
+    session = requests.Session()
+    api = lambda route, body: session.post(f"{base}/api/2.0/mlflow/{route}", json=body, timeout=600)  # noqa: E731
+    experiment = api("experiments/create", {"name": "history"}).json()["experiment_id"]
+    run_id = api("runs/create", {"experiment_id": experiment, "start_time": 0}).json()["run"]["info"]["run_id"]
+    for start in range(0, points, 1000):
+        batch = [{"key": "loss", "value": 1.0 / (step + 1), "timestamp": 1_700_000_000_000 + step, "step": step}
+                 for step in range(start, min(points, start + 1000))]
+        api("runs/log-batch", {"run_id": run_id, "metrics": batch}).raise_for_status()
+    return run_id
+
+
+def read(base: str, run_id: str) -> int:
+    session = requests.Session()
+    count, token = 0, None
+    while True:
+        params = {"run_id": run_id, "metric_key": "loss", "max_results": 25000}
+        if token:
+            params["page_token"] = token
+        answer = session.get(f"{base}/api/2.0/mlflow/metrics/get-history", params=params, timeout=600).json()
+        count += len(answer.get("metrics", []))
+        token = answer.get("next_page_token")
+        if not token:
+            return count
+
+
+def measure(server, points: int, reads: int) -> dict:
+    run_id = fill(server.url, points)
+    read(server.url, run_id)  # warm: caches, connections
+    walls, cpus = [], []
+    client0 = time.process_time()
+    for _ in range(reads):
+        cpu0, wall0 = tree_cpu_s(server.proc.pid), time.perf_counter()
+        got = read(server.url, run_id)
+        walls.append(time.perf_counter() - wall0)
+        cpus.append(tree_cpu_s(server.proc.pid) - cpu0)
+        if got != points:
+            raise RuntimeError(f"{server.name} returned {got} points, not {points}")
+    return {"wall": min(walls), "cpu_per_point_us": min(cpus) / points * 1e6,
+            "client_cpu": (time.process_time() - client0) / reads}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--points", type=int, default=200_000)
+    p.add_argument("--reads", type=int, default=5)
+    p.add_argument("--venv", default=os.path.expanduser("~/.cache/mlflow-exim-venv"))
+    p.add_argument("--tandem-bin", default=DEFAULT_TANDEM_BIN)
+    args = p.parse_args()
+    root = tempfile.mkdtemp(prefix="tandem-bench-history-")
+    results = {}
+    try:
+        for name, make in (("tandem", lambda: tandem_server(args.tandem_bin, os.path.join(root, "tandem"))),
+                           ("mlflow", lambda: mlflow_server(args.venv, os.path.join(root, "mlflow")))):
+            server = make()
+            server.start(180)
+            try:
+                log(f"{name}: {args.points} points, {args.reads} reads")
+                results[name] = measure(server, args.points, args.reads)
+            finally:
+                server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    t, m = results["tandem"], results["mlflow"]
+    print(f"reading a {args.points:,}-point history over get-history (25,000 a page), best of {args.reads}")
+    table([["", "tandem server", "mlflow server 3.17.2", "ratio"],
+           ["wall time per read, s", f"{t['wall']:.3f}", f"{m['wall']:.3f}", f"{m['wall'] / t['wall']:.1f}x"],
+           ["server CPU per point, us", f"{t['cpu_per_point_us']:.2f}", f"{m['cpu_per_point_us']:.2f}",
+            f"{m['cpu_per_point_us'] / t['cpu_per_point_us']:.1f}x"],
+           ["reader's own CPU per read, s", f"{t['client_cpu']:.3f}", f"{m['client_cpu']:.3f}", ""]], sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
