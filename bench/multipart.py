@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """A large artifact uploaded by the official mlflow client to a region whose
-storage is S3 (moto here), through Tandem's proxy vs straight to the bucket
-with MLflow 3's multipart protocol (issue 18).
+storage is S3 or GCS, through Tandem's proxy vs straight to the bucket with
+MLflow 3's multipart protocol (issue 18). The bucket is moto's, also for GCS
+(its XML API is S3's protocol; no GCS emulator here has its multipart
+uploads): `--storage gcs` measures Tandem's GCS path (V4-signed part URLs,
+object_store's GCS client), not Google's servers.
 
 Both runs use the same release build, the same moto server and the same
 file; only `TANDEM_DIRECT_UPLOADS` differs (0: the server offers no direct
@@ -10,8 +13,8 @@ presigned URL). Figures: the client's `log_artifact` wall time, the
 region's CPU seconds and its peak RSS during the upload. After each upload
 the artifact is downloaded back and its SHA-256 compared (not timed).
 
-    python3 bench/multipart.py                  # 1 GiB
-    python3 bench/multipart.py --size-mb 256
+    python3 bench/multipart.py                  # 1 GiB, S3
+    python3 bench/multipart.py --size-mb 256 --storage gcs
 
 The client runs in the e2e venv (`--client-python`, default
 ~/.cache/tandem-venv/bin/python); moto from ~/.cache/tandem-moto-venv.
@@ -69,6 +72,19 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def service_account(root: str, endpoint: str) -> str:
+    """A service account file with a fresh RSA key (openssl) whose XML API
+    endpoint is `endpoint`; returns its path."""
+    key = os.path.join(root, "gcs-key.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key],
+                   check=True, capture_output=True)
+    path = os.path.join(root, "service-account.json")
+    with open(key) as pem, open(path, "w") as out:
+        json.dump({"type": "service_account", "client_email": "bench@example.iam.gserviceaccount.com",
+                   "private_key_id": "bench", "private_key": pem.read(), "gcs_base_url": endpoint}, out)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tandem-bin", default=DEFAULT_TANDEM_BIN)
@@ -76,6 +92,7 @@ def main() -> None:
     parser.add_argument("--moto", default=shutil.which("moto_server")
                         or os.path.expanduser("~/.cache/tandem-moto-venv/bin/moto_server"))
     parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--storage", choices=["s3", "gcs"], default="s3")
     parser.add_argument("--tmp-dir", default=None)
     args = parser.parse_args()
 
@@ -104,14 +121,18 @@ def main() -> None:
                 digest.update(block)
                 f.write(block)
         expected = digest.hexdigest()
+        storage_env = {"AWS_ENDPOINT": moto_url, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
+                       "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1"}
+        if args.storage == "gcs":
+            storage_env = {"GOOGLE_SERVICE_ACCOUNT": service_account(root, moto_url)}
         results = {}
         for mode, direct in [("through the proxy", "0"), ("direct to the bucket", "1")]:
             data = os.path.join(root, f"data-{direct}")
             os.makedirs(data)
             port = free_port()
-            env = {**os.environ, "TANDEM_LOG": "warn", "TANDEM_ARTIFACTS_URL": f"s3://{BUCKET}/region-{direct}",
-                   "AWS_ENDPOINT": moto_url, "AWS_ALLOW_HTTP": "true", "AWS_ACCESS_KEY_ID": "bench",
-                   "AWS_SECRET_ACCESS_KEY": "bench", "AWS_REGION": "us-east-1", "TANDEM_DIRECT_UPLOADS": direct}
+            scheme = "gs" if args.storage == "gcs" else "s3"
+            env = {**os.environ, **storage_env, "TANDEM_LOG": "warn", "TANDEM_DIRECT_UPLOADS": direct,
+                   "TANDEM_ARTIFACTS_URL": f"{scheme}://{BUCKET}/region-{direct}"}
             server = Server("tandem", [args.tandem_bin, "server", "--listen", f"127.0.0.1:{port}", "--data", data],
                             env, port, data, os.path.join(root, f"server-{direct}.log"))
             server.start(60)
@@ -146,7 +167,8 @@ def main() -> None:
         for mode, figure in results.items():
             rows.append([mode, f"{figure['seconds']:.1f}", f"{args.size_mb / figure['seconds']:.0f}",
                          f"{figure['server_cpu_s']:.1f}", f"{figure['peak_rss_mb']:.0f}"])
-        print(f"\n{args.size_mb} MiB uploaded by the official client to a region on S3 (moto), same machine\n")
+        where = "GCS (its XML API served by moto)" if args.storage == "gcs" else "S3 (moto)"
+        print(f"\n{args.size_mb} MiB uploaded by the official client to a region on {where}, same machine\n")
         table(rows, sys.stdout)
         print(f"\nratio (proxied / direct): time {proxied['seconds'] / direct['seconds']:.2f}×, "
               f"region CPU {proxied['server_cpu_s'] / max(direct['server_cpu_s'], 1e-9):.2f}×")

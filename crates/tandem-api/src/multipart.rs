@@ -7,7 +7,8 @@
 //! As in MLflow, `{path}` is the directory (the run's or logged model's
 //! artifact root and the client's `artifact_path`) and the body's `path` is
 //! the client's local file, of which only the name is used. On storage
-//! without direct uploads (local directory, memory, GCS) every call answers
+//! without direct uploads (local directory, memory, GCS without a service
+//! account key) every call answers
 //! MLflow's `NOT_IMPLEMENTED` "Multipart upload is not supported for the
 //! current artifact repository", which makes the official client fall back
 //! to a proxied PUT.
@@ -33,12 +34,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{lenient, Message, Ws};
 use crate::AppState;
 
-/// How long a part's presigned URL stays valid.
+/// How long a part's presigned URL stays valid, unless uploads count as
+/// abandoned sooner (`TANDEM_ABANDONED_UPLOAD_AFTER_MS`; the region's
+/// background task aborts them then, and their URLs expire with them).
 pub const PART_URL_TTL: Duration = Duration::from_secs(6 * 60 * 60);
-/// Uploads still open this long after creation are aborted by the region's
-/// background task (their client went away); longer than [`PART_URL_TTL`],
-/// so an upload is never aborted while its URLs still work.
-pub const ABANDONED_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// MLflow's `_UnsupportedMultipartUploadException.MESSAGE`: the client
 /// matches the start of the error message to fall back to a proxied PUT.

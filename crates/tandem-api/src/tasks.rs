@@ -4,7 +4,8 @@
 //! secondary receives the primary's purges by replication), and the garbage
 //! collector that removes purged items' artifacts from this region's
 //! storage, draining the store's `gc_queue`; and the abort of direct
-//! multipart uploads left open past `multipart::ABANDONED_AFTER`.
+//! multipart uploads left open past the storage's
+//! `abandoned_uploads_after`.
 //!
 //! The collector is idempotent (a prefix already gone is fine; the entry is
 //! removed only after its prefix is), retries failures with exponential
@@ -19,7 +20,9 @@ use tandem_store::MetadataStore;
 
 /// Entries taken from the queue per pass.
 const GC_BATCH: i64 = 100;
-/// How often direct uploads open past `multipart::ABANDONED_AFTER` are aborted.
+/// How often, at most, direct uploads open past the storage's
+/// `abandoned_uploads_after` are looked for (a quarter of that age when it
+/// is shorter).
 const ABANDONED_UPLOADS_SWEEP: Duration = Duration::from_secs(10 * 60);
 /// Longest wait before retrying a prefix that failed.
 const MAX_BACKOFF_MS: i64 = 10 * 60 * 1000;
@@ -159,7 +162,9 @@ pub async fn run(
     let mut purge = tokio::time::interval(intervals.purge);
     let mut gc = tokio::time::interval(intervals.gc);
     // Direct uploads whose client went away (see `multipart`).
-    let mut abandoned = tokio::time::interval(ABANDONED_UPLOADS_SWEEP);
+    let sweep =
+        (artifacts.abandoned_uploads_after() / 4).clamp(Duration::from_millis(100), ABANDONED_UPLOADS_SWEEP);
+    let mut abandoned = tokio::time::interval(sweep);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     abandoned.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -187,9 +192,7 @@ pub async fn run(
                 collect_garbage(store.as_ref(), &artifacts).await;
             }
             _ = abandoned.tick() => {
-                let aborted = artifacts
-                    .abort_expired_direct_uploads(crate::multipart::ABANDONED_AFTER)
-                    .await;
+                let aborted = artifacts.abort_expired_direct_uploads().await;
                 if aborted > 0 {
                     tracing::info!(aborted, "aborted abandoned direct uploads");
                 }

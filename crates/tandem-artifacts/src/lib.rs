@@ -30,7 +30,8 @@
 //!   mid-upload) the parts stay invisible but billable: keep a bucket lifecycle rule that
 //!   removes incomplete multipart uploads.
 //! * Direct uploads (parts sent by the client to presigned URLs, see
-//!   [`ArtifactStore::create_direct_upload`]) exist on S3 and Azure only.
+//!   [`ArtifactStore::create_direct_upload`]) exist on S3, Azure and GCS (with a service
+//!   account key to sign part URLs).
 
 mod direct;
 mod error;
@@ -43,7 +44,7 @@ mod upload;
 pub use direct::{DirectUpload, PartTarget, UploadedPart, MAX_DIRECT_PARTS};
 pub use error::ArtifactError;
 pub use key::{ArtifactKey, MAX_KEY_BYTES, MAX_SEGMENT_BYTES};
-pub use store::{ArtifactStore, Listing, PutOutcome};
+pub use store::{ArtifactStore, Listing, PutOutcome, DEFAULT_ABANDONED_AFTER};
 pub use upload::{MAX_PARTS_IN_FLIGHT, PART_SIZE};
 
 /// The storage key of a workspace's MLflow artifact path:

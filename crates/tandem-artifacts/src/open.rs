@@ -17,7 +17,7 @@ use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use url::Url;
 
-use crate::direct::Direct;
+use crate::direct::{Direct, GcsSigner};
 use crate::local::LocalRoot;
 use crate::{ArtifactError, ArtifactKey};
 
@@ -28,7 +28,7 @@ pub(crate) struct Opened {
     pub prefix: String,
     /// Set for `file://` stores, which need symlink checks and their own listing.
     pub local: Option<LocalRoot>,
-    /// Set for stores that take parts at presigned URLs (S3, Azure).
+    /// Set for stores that take parts at presigned URLs (S3, Azure, GCS with a service account key).
     pub direct: Option<Direct>,
 }
 
@@ -87,13 +87,88 @@ pub(crate) fn open(url_str: &str, options: &HashMap<String, String>) -> Result<O
                 let config_key: GoogleConfigKey = parse_option(key, "gs")?;
                 builder = builder.with_config(config_key, value);
             }
-            let store = builder.build().map_err(|e| build_error("gs", e))?;
-            Ok(cloud(Arc::new(store), prefix_of(&url, url_str)?))
+            // Unsigned requests (a public bucket) have no key to sign with.
+            let skip_signature = builder
+                .get_config_value(&GoogleConfigKey::SkipSignature)
+                .is_some_and(|value| value == "true");
+            let signer = if skip_signature {
+                None
+            } else {
+                gcs_signer(&builder)?
+            };
+            let store = Arc::new(builder.build().map_err(|e| build_error("gs", e))?);
+            let mut opened = cloud(store.clone(), prefix_of(&url, url_str)?);
+            match (signer, url.host_str()) {
+                (Some((signer, endpoint)), Some(bucket)) => {
+                    opened.direct = Some(Direct::Gcs {
+                        store,
+                        signer: Arc::new(signer),
+                        endpoint,
+                        bucket: bucket.to_string(),
+                    });
+                }
+                _ => tracing::info!(
+                    "gs:// storage without a service account key: part URLs cannot be signed, \
+                     so clients upload through the proxy"
+                ),
+            }
+            Ok(opened)
         }
         other => Err(ArtifactError::Unsupported {
             message: format!("storage URL scheme {other:?} (expected file, memory, s3, az, azure or gs)"),
         }),
     }
+}
+
+/// Google's XML API endpoint, unless the service account file names another.
+const GCS_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// The signer of GCS part URLs and the endpoint they go to, from the
+/// service account whose key object_store would use: the configured
+/// service account file or key, else application default credentials of
+/// type `service_account` (the configured file, else gcloud's well-known
+/// one). None when no private key is at hand.
+fn gcs_signer(builder: &GoogleCloudStorageBuilder) -> Result<Option<(GcsSigner, String)>, ArtifactError> {
+    let read = |path: &str| {
+        std::fs::read_to_string(path).map_err(|e| ArtifactError::Unsupported {
+            message: format!("cannot read the GCS credentials file {path}: {e}"),
+        })
+    };
+    let account = if let Some(path) = builder.get_config_value(&GoogleConfigKey::ServiceAccount) {
+        Some(read(&path)?)
+    } else if let Some(key) = builder.get_config_value(&GoogleConfigKey::ServiceAccountKey) {
+        Some(key)
+    } else if let Some(path) = builder.get_config_value(&GoogleConfigKey::ApplicationCredentials) {
+        Some(read(&path)?)
+    } else {
+        std::env::var_os("HOME")
+            .map(|home| PathBuf::from(home).join(".config/gcloud/application_default_credentials.json"))
+            .filter(|path| path.is_file())
+            .map(|path| read(&path.display().to_string()))
+            .transpose()?
+    };
+    let Some(account) = account else {
+        return Ok(None);
+    };
+    let invalid = |message: String| ArtifactError::Unsupported {
+        message: format!("GCS service account: {message}"),
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&account).map_err(|e| invalid(format!("not JSON: {e}")))?;
+    let field = |name: &str| json.get(name).and_then(|value| value.as_str());
+    // Application default credentials may be a user's login (no key).
+    if field("type").is_some_and(|kind| kind != "service_account") {
+        return Ok(None);
+    }
+    let (Some(email), Some(pem)) = (
+        field("client_email"),
+        field("private_key").filter(|pem| !pem.is_empty()),
+    ) else {
+        return Ok(None);
+    };
+    let signer = GcsSigner::from_pem(email, pem).map_err(invalid)?;
+    let endpoint = field("gcs_base_url").unwrap_or(GCS_ENDPOINT).to_string();
+    Ok(Some((signer, endpoint)))
 }
 
 fn cloud(store: Arc<dyn ObjectStore>, prefix: String) -> Opened {

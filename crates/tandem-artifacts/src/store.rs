@@ -58,7 +58,15 @@ pub struct ArtifactStore {
     /// Direct uploads created and not yet completed or aborted, by storage
     /// key and upload id (see [`PendingUploads`]).
     pending: Arc<PendingUploads>,
+    /// How long a direct upload may stay open before
+    /// [`abort_expired_direct_uploads`](Self::abort_expired_direct_uploads)
+    /// aborts it; its part URLs expire no later.
+    abandoned_after: Duration,
 }
+
+/// How long a direct upload may stay open by default: a day, long past
+/// any upload whose client is still at work.
+pub const DEFAULT_ABANDONED_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// The direct uploads this process created and that are still open. Only
 /// these may be completed or aborted: an upload id the process did not
@@ -136,7 +144,22 @@ impl ArtifactStore {
             local: opened.local,
             direct: opened.direct,
             pending: Arc::default(),
+            abandoned_after: DEFAULT_ABANDONED_AFTER,
         })
+    }
+
+    /// This store with direct uploads open longer than `after` counted as
+    /// abandoned (their client went away): part URLs expire by then, and
+    /// [`abort_expired_direct_uploads`](Self::abort_expired_direct_uploads)
+    /// aborts them. The default is [`DEFAULT_ABANDONED_AFTER`].
+    pub fn with_abandoned_uploads_after(mut self, after: Duration) -> ArtifactStore {
+        self.abandoned_after = after;
+        self
+    }
+
+    /// See [`with_abandoned_uploads_after`](Self::with_abandoned_uploads_after).
+    pub fn abandoned_uploads_after(&self) -> Duration {
+        self.abandoned_after
     }
 
     /// This store without direct uploads: clients upload through the proxy
@@ -396,13 +419,14 @@ impl ArtifactStore {
     }
 
     /// Whether clients may send an object's parts straight to the storage
-    /// (S3, Azure Blob): see [`create_direct_upload`](Self::create_direct_upload).
+    /// (S3, Azure Blob, GCS with a service account key): see [`create_direct_upload`](Self::create_direct_upload).
     pub fn direct_uploads(&self) -> bool {
         self.direct.is_some()
     }
 
     /// Starts a multipart upload to `key` whose `num_parts` parts the client
-    /// PUTs itself to the returned URLs, valid for `expires_in`. Nothing is
+    /// PUTs itself to the returned URLs, valid for `expires_in` (at most
+    /// until the upload counts as abandoned). Nothing is
     /// visible at `key` until [`complete_direct_upload`](Self::complete_direct_upload).
     /// `Unsupported` on storage without direct uploads.
     pub async fn create_direct_upload(
@@ -422,6 +446,7 @@ impl ArtifactStore {
             ));
         }
         let location = self.location(key)?;
+        let expires_in = expires_in.min(self.abandoned_after);
         let upload = direct
             .create(&location, key.as_str(), num_parts, expires_in)
             .await?;
@@ -486,7 +511,7 @@ impl ArtifactStore {
         Ok(outcome)
     }
 
-    /// Abandons a direct upload: S3 drops its parts; Azure cannot drop
+    /// Abandons a direct upload: S3 and GCS drop its parts; Azure cannot drop
     /// uncommitted blocks and discards them after 7 days.
     /// `UnknownUpload` unless this store created `upload_id` for `key` and
     /// it is still open.
@@ -501,10 +526,12 @@ impl ArtifactStore {
         Ok(())
     }
 
-    /// Aborts the direct uploads opened longer than `max_age` ago (their
+    /// Aborts the direct uploads opened longer than
+    /// [`abandoned_uploads_after`](Self::abandoned_uploads_after) ago (their
     /// client went away): returns how many. A failed abort is kept for the
     /// next call.
-    pub async fn abort_expired_direct_uploads(&self, max_age: Duration) -> usize {
+    pub async fn abort_expired_direct_uploads(&self) -> usize {
+        let max_age = self.abandoned_after;
         let expired: Vec<(String, String)> = self
             .pending
             .lock()

@@ -112,11 +112,16 @@ pub struct ServerConfig {
     /// `mlflow/server/js/build` directory of an installed `mlflow` package)
     /// against this region (`TANDEM_MLFLOW_UI`).
     pub mlflow_ui: Option<PathBuf>,
-    /// Let clients upload large artifacts straight to S3 or Azure storage
+    /// Let clients upload large artifacts straight to S3, Azure or GCS storage
     /// (MLflow's multipart protocol; default on, as in `mlflow server`).
     /// Off (`TANDEM_DIRECT_UPLOADS=0`) when clients cannot reach the bucket:
     /// then every upload goes through the region's proxy.
     pub direct_uploads: bool,
+    /// Direct uploads still open this long after creation count as
+    /// abandoned (their client went away) and are aborted, their parts
+    /// removed from the bucket (`TANDEM_ABANDONED_UPLOAD_AFTER_MS`; default
+    /// a day). Part URLs expire no later.
+    pub abandoned_upload_after_ms: u64,
     /// A regular expression every model version source must match somewhere
     /// (Rust's `regex` syntax), on top of the fixed source checks:
     /// `MLFLOW_CREATE_MODEL_VERSION_SOURCE_VALIDATION_REGEX`, as for
@@ -156,6 +161,7 @@ impl Default for ServerConfig {
             ca_file: None,
             mlflow_ui: None,
             direct_uploads: true,
+            abandoned_upload_after_ms: tandem_artifacts::DEFAULT_ABANDONED_AFTER.as_millis() as u64,
             model_version_source_regex: None,
         }
     }
@@ -248,6 +254,10 @@ impl ServerConfig {
         for (name, target) in [
             ("TANDEM_PURGE_INTERVAL_MS", &mut self.purge_interval_ms),
             ("TANDEM_GC_INTERVAL_MS", &mut self.gc_interval_ms),
+            (
+                "TANDEM_ABANDONED_UPLOAD_AFTER_MS",
+                &mut self.abandoned_upload_after_ms,
+            ),
         ] {
             if let Some(value) = env(name) {
                 *target =

@@ -60,7 +60,8 @@ pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> 
         options.bootstrap_default_workspace = deployment.bootstrap_primary().name == config.region;
     }
     let store = SqlStore::open(options).await?;
-    let artifacts = ArtifactStore::open(&config.artifacts_url()?, &config.artifacts_options)?;
+    let artifacts = ArtifactStore::open(&config.artifacts_url()?, &config.artifacts_options)?
+        .with_abandoned_uploads_after(std::time::Duration::from_millis(config.abandoned_upload_after_ms));
     let artifacts = if config.direct_uploads {
         artifacts
     } else {
