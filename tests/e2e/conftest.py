@@ -8,7 +8,6 @@ the client at the server in every test (`tracking_uri`).
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -32,6 +31,7 @@ os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "true")
 import mlflow  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from cluster import free_port  # noqa: E402
 from support import unique  # noqa: E402
 
 # `TANDEM_E2E_BACKENDS=sqlite` runs one backend only (e.g. without PostgreSQL).
@@ -91,9 +91,9 @@ def _psql(sql: str) -> None:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    # Below the ephemeral range: a port bind(0) hands out can be taken as the
+    # source port of an outgoing connection before the server binds it.
+    return free_port()
 
 
 def _tandem_bin() -> str:

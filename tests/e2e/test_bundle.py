@@ -18,11 +18,12 @@ from pathlib import Path
 import mlflow
 import pytest
 
+from cluster import free_port
 from conftest import _start, _stop, _tandem_bin
 from support import journal
 from test_move import client_for, fill, snapshot, workspace
 from test_multipart import (AZURITE_ACCOUNT, AZURITE_KEY, _azurite_create_container, _emulator,
-                            _free_port, _environment, moto)  # noqa: F401 (moto is a fixture)
+                            _environment, moto)  # noqa: F401 (moto is a fixture)
 
 BUCKET = "tandem-mpu"
 
@@ -61,7 +62,7 @@ def azurite(tmp_path):
     binary = shutil.which("azurite-blob")
     if binary is None:
         pytest.fail("azurite-blob is not on PATH (see tests/e2e/README.md)")
-    port = _free_port()
+    port = free_port()
     data = tmp_path / "azurite"
     data.mkdir()
     command = [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data),

@@ -12,7 +12,6 @@ import hashlib
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,23 +25,18 @@ import requests
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
+from cluster import free_port
 from support import unique
 
 SERVER_VENV = Path(os.environ.get("TANDEM_MLFLOW_SERVER_VENV", Path.home() / ".cache/tandem-mlflow-server-venv"))
 LONG_HISTORY = 100_000
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_mlflow_server(root: Path):
     binary = SERVER_VENV / "bin" / "mlflow"
     if not binary.exists():
         pytest.fail(f"no `mlflow server` at {binary}: scripts/test installs mlflow==3.17.2 there", pytrace=False)
-    port = _free_port()
+    port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     log = open(root / "mlflow.log", "ab")
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
@@ -283,7 +277,7 @@ def test_name_clashes_are_refused_unless_told(server, make_workspace, source):
 
 def test_an_unreachable_source_is_said_plainly(server, make_workspace):
     workspace = make_workspace().rsplit("/", 1)[1]
-    result = tandem(server, "import", "--from", f"http://127.0.0.1:{_free_port()}", "--into", workspace, expect=5)
+    result = tandem(server, "import", "--from", f"http://127.0.0.1:{free_port()}", "--into", workspace, expect=5)
     assert "cannot reach" in result.stderr
 
 

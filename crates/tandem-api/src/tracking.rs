@@ -773,7 +773,7 @@ async fn get_metric_history(
     Ws(ws): Ws,
     state: axum::extract::State<AppState>,
     Message(request): Message<MetricHistoryRequest>,
-) -> Reply {
+) -> ApiResult<Json<HistoryPage>> {
     let run_id = run_id_of(request.run_id, request.run_uuid)?;
     let key = required(request.metric_key, "metric_key")?;
     let max_results = match request.max_results {
@@ -790,14 +790,20 @@ async fn get_metric_history(
             request.page_token.as_deref().filter(|t| !t.is_empty()),
         )
         .await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        body["metrics"] = json!(page.items);
-    }
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(HistoryPage {
+        metrics: page.items,
+        next_page_token: page.next_page_token,
+    }))
+}
+
+/// A page of `get-history`, serialized straight from the points (a page is
+/// up to 25,000 of them: no intermediate `Value` per point).
+#[derive(serde::Serialize)]
+struct HistoryPage {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    metrics: Vec<Metric>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_page_token: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -7,11 +7,64 @@ use sqlx::Row;
 use tandem_core::history::{self, HistoryAxis, HistoryBucket, HistoryEnvelope};
 use tandem_core::model::Metric;
 
+use tandem_core::search;
+
 use super::SqlStore;
 use crate::error::StoreResult;
 use crate::WorkspaceRef;
 
 impl SqlStore {
+    /// Up to `limit` points of `run_id`'s `key` from `position`, in the
+    /// metrics key's order, so that a page is a range of the primary key:
+    /// the portable path (PostgreSQL, in-memory SQLite), beside
+    /// `sqlite_reader::metric_page`, which runs the same query.
+    pub(super) async fn metric_page(
+        &self,
+        run_id: &str,
+        key: &str,
+        position: search::HistoryPosition,
+        limit: i64,
+    ) -> StoreResult<Vec<Metric>> {
+        let columns =
+            "SELECT key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics";
+        let order = "ORDER BY step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest";
+        let rows = match position {
+            search::HistoryPosition::Offset(offset) => {
+                sqlx::query(&format!(
+                    "{columns} WHERE run_id = $1 AND key = $2 {order} LIMIT $3 OFFSET $4"
+                ))
+                .bind(run_id)
+                .bind(key)
+                .bind(limit)
+                .bind(offset as i64)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            search::HistoryPosition::After(after) => {
+                sqlx::query(&format!(
+                    "{columns} WHERE run_id = $1 AND key = $2 AND \
+                     (step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) > \
+                     ($3, $4, $5, $6, $7, $8, $9) {order} LIMIT $10"
+                ))
+                .bind(run_id)
+                .bind(key)
+                .bind(after.step)
+                .bind(after.timestamp)
+                .bind(f64::from_bits(after.value_bits))
+                .bind(after.is_nan)
+                .bind(after.model_id)
+                .bind(after.dataset_name)
+                .bind(after.dataset_digest)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.iter()
+            .map(|row| super::load::metric_row(row, run_id))
+            .collect()
+    }
+
     pub(crate) async fn metric_history_envelope_impl(
         &self,
         ws: &WorkspaceRef,

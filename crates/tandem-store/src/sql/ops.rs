@@ -478,46 +478,21 @@ impl MetadataStore for SqlStore {
             _ => search::HistoryPosition::Offset(0),
         };
         let limit = max_results.map(|max| max as i64).unwrap_or(i64::MAX / 2);
-        let columns =
-            "SELECT key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics";
-        // The key's order, so a page is a range of the primary key.
-        let order = "ORDER BY step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest";
-        let rows = match position {
-            search::HistoryPosition::Offset(offset) => {
-                sqlx::query(&format!(
-                    "{columns} WHERE run_id = $1 AND key = $2 {order} LIMIT $3 OFFSET $4"
-                ))
-                .bind(run_id)
-                .bind(key)
-                .bind(limit.saturating_add(1))
-                .bind(offset as i64)
-                .fetch_all(&self.pool)
-                .await?
+        let mut items = match &self.sqlite_reader {
+            Some(reader) => {
+                let start = match &position {
+                    search::HistoryPosition::Offset(offset) => {
+                        super::sqlite_reader::Start::Offset(*offset as i64)
+                    }
+                    search::HistoryPosition::After(after) => super::sqlite_reader::Start::After(after),
+                };
+                super::sqlite_reader::metric_page(reader, run_id, key, start, limit.saturating_add(1)).await?
             }
-            search::HistoryPosition::After(after) => {
-                sqlx::query(&format!(
-                    "{columns} WHERE run_id = $1 AND key = $2 AND \
-                     (step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) > \
-                     ($3, $4, $5, $6, $7, $8, $9) {order} LIMIT $10"
-                ))
-                .bind(run_id)
-                .bind(key)
-                .bind(after.step)
-                .bind(after.timestamp)
-                .bind(f64::from_bits(after.value_bits))
-                .bind(after.is_nan)
-                .bind(after.model_id)
-                .bind(after.dataset_name)
-                .bind(after.dataset_digest)
-                .bind(limit.saturating_add(1))
-                .fetch_all(&self.pool)
-                .await?
+            None => {
+                self.metric_page(run_id, key, position, limit.saturating_add(1))
+                    .await?
             }
         };
-        let mut items = rows
-            .iter()
-            .map(|row| load::metric_row(row, run_id))
-            .collect::<StoreResult<Vec<_>>>()?;
         let next_page_token = if items.len() as i64 > limit {
             items.truncate(limit as usize);
             items.last().map(|last| {

@@ -1,0 +1,256 @@
+//! Pages of a metric history read through SQLite's C API, on a connection of
+//! a pool of its own.
+//!
+//! Through sqlx every row crosses from the connection's worker thread to the
+//! async side over a channel of 50 rows and becomes an `AnyRow`, each value
+//! allocated: profiling a 200,000-point read (`bench/history.py`) put thread
+//! hand-offs, futex waits and allocations at about 80% of the server's CPU.
+//! Here the statement is stepped on the connection's own handle, locked for
+//! the duration as sqlx documents (`SqliteConnection::lock_handle`), and the
+//! columns are read as native values. The query is the one the portable path
+//! runs (same order, same cursor), so the store's conformance suite judges
+//! both.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::ptr::NonNull;
+use std::str::FromStr;
+
+use libsqlite3_sys as ffi;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
+use tandem_core::model::Metric;
+use tandem_core::search::HistoryCursor;
+
+use crate::error::{StoreError, StoreResult, WriteOutcome};
+
+/// A pool of read-only connections to the store's SQLite file, or None
+/// where the database is not a file another connection can open (an
+/// in-memory database).
+pub(super) async fn open(url: &str, max_connections: u32) -> StoreResult<Option<SqlitePool>> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Ok(None);
+    }
+    // The file exists (the store's migrations ran): read-only, never
+    // created from here.
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(StoreError::database)?
+        .create_if_missing(false)
+        .read_only(true)
+        .busy_timeout(std::time::Duration::from_secs(10));
+    // Each sqlx SQLite connection is a thread: a few are enough for the
+    // pages being read at one time.
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections.clamp(1, 8))
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .map_err(StoreError::database)?;
+    Ok(Some(pool))
+}
+
+/// Where a page starts: after a cursor, or at an offset (tokens MLflow
+/// wrote).
+pub(super) enum Start<'a> {
+    Offset(i64),
+    After(&'a HistoryCursor),
+}
+
+const COLUMNS: &str =
+    "SELECT timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics";
+const ORDER: &str = "ORDER BY step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest";
+
+/// Up to `limit` points of `run_id`'s `key` from `start`, in the metrics
+/// key's order.
+pub(super) async fn metric_page(
+    pool: &SqlitePool,
+    run_id: &str,
+    key: &str,
+    start: Start<'_>,
+    limit: i64,
+) -> StoreResult<Vec<Metric>> {
+    let mut connection = pool.acquire().await.map_err(StoreError::database)?;
+    let mut handle = connection.lock_handle().await.map_err(StoreError::database)?;
+    let db = handle.as_raw_handle();
+    let read = || read_page(db, run_id, key, &start, limit);
+    // A page is up to tens of thousands of rows stepped without a yield:
+    // on the multi-threaded runtime, tell it this worker is busy.
+    match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(read),
+        _ => read(),
+    }
+}
+
+fn read_page(
+    db: NonNull<ffi::sqlite3>,
+    run_id: &str,
+    key: &str,
+    start: &Start<'_>,
+    limit: i64,
+) -> StoreResult<Vec<Metric>> {
+    let sql = match start {
+        Start::Offset(_) => format!("{COLUMNS} WHERE run_id = ?1 AND key = ?2 {ORDER} LIMIT ?3 OFFSET ?4"),
+        Start::After(_) => format!(
+            "{COLUMNS} WHERE run_id = ?1 AND key = ?2 AND \
+             (step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) > \
+             (?4, ?5, ?6, ?7, ?8, ?9, ?10) {ORDER} LIMIT ?3"
+        ),
+    };
+    let statement = Statement::prepare(db, &sql)?;
+    statement.bind_text(1, run_id)?;
+    statement.bind_text(2, key)?;
+    statement.bind_i64(3, limit)?;
+    match start {
+        Start::Offset(offset) => statement.bind_i64(4, *offset)?,
+        Start::After(after) => {
+            statement.bind_i64(4, after.step)?;
+            statement.bind_i64(5, after.timestamp)?;
+            statement.bind_f64(6, f64::from_bits(after.value_bits))?;
+            statement.bind_i64(7, after.is_nan)?;
+            statement.bind_text(8, &after.model_id)?;
+            statement.bind_text(9, &after.dataset_name)?;
+            statement.bind_text(10, &after.dataset_digest)?;
+        }
+    }
+    let run_id = run_id.to_string();
+    let mut metrics = Vec::with_capacity(limit.clamp(0, 25_000) as usize);
+    while statement.step()? {
+        let is_nan = statement.column_i64(3) != 0;
+        metrics.push(Metric {
+            key: key.to_string(),
+            value: if is_nan { f64::NAN } else { statement.column_f64(2) },
+            timestamp: statement.column_i64(0),
+            step: statement.column_i64(1),
+            model_id: statement.column_text(4)?,
+            dataset_name: statement.column_text(5)?,
+            dataset_digest: statement.column_text(6)?,
+            run_id: Some(run_id.clone()),
+        });
+    }
+    Ok(metrics)
+}
+
+/// A prepared statement, finalized when dropped.
+struct Statement {
+    db: NonNull<ffi::sqlite3>,
+    raw: NonNull<ffi::sqlite3_stmt>,
+}
+
+impl Statement {
+    fn prepare(db: NonNull<ffi::sqlite3>, sql: &str) -> StoreResult<Statement> {
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: `db` is a live connection handle locked for this thread's
+        // use (sqlx's `LockedSqliteHandle`); `sql` is valid for its length.
+        let rc = unsafe {
+            ffi::sqlite3_prepare_v2(
+                db.as_ptr(),
+                sql.as_ptr().cast::<c_char>(),
+                sql.len() as c_int,
+                &mut raw,
+                std::ptr::null_mut(),
+            )
+        };
+        match NonNull::new(raw) {
+            Some(raw) if rc == ffi::SQLITE_OK => Ok(Statement { db, raw }),
+            _ => Err(error(db, rc)),
+        }
+    }
+
+    fn check(&self, rc: c_int) -> StoreResult<()> {
+        if rc == ffi::SQLITE_OK {
+            Ok(())
+        } else {
+            Err(error(self.db, rc))
+        }
+    }
+
+    fn bind_text(&self, index: c_int, value: &str) -> StoreResult<()> {
+        // SAFETY: the statement is live; SQLITE_TRANSIENT makes SQLite copy
+        // the bytes before this call returns.
+        let rc = unsafe {
+            ffi::sqlite3_bind_text(
+                self.raw.as_ptr(),
+                index,
+                value.as_ptr().cast::<c_char>(),
+                value.len() as c_int,
+                ffi::SQLITE_TRANSIENT(),
+            )
+        };
+        self.check(rc)
+    }
+
+    fn bind_i64(&self, index: c_int, value: i64) -> StoreResult<()> {
+        // SAFETY: the statement is live.
+        self.check(unsafe { ffi::sqlite3_bind_int64(self.raw.as_ptr(), index, value) })
+    }
+
+    fn bind_f64(&self, index: c_int, value: f64) -> StoreResult<()> {
+        // SAFETY: the statement is live.
+        self.check(unsafe { ffi::sqlite3_bind_double(self.raw.as_ptr(), index, value) })
+    }
+
+    /// True while there is a row to read.
+    fn step(&self) -> StoreResult<bool> {
+        // SAFETY: the statement is live and used by this thread only.
+        match unsafe { ffi::sqlite3_step(self.raw.as_ptr()) } {
+            ffi::SQLITE_ROW => Ok(true),
+            ffi::SQLITE_DONE => Ok(false),
+            rc => Err(error(self.db, rc)),
+        }
+    }
+
+    fn column_i64(&self, index: c_int) -> i64 {
+        // SAFETY: called after a step that returned a row.
+        unsafe { ffi::sqlite3_column_int64(self.raw.as_ptr(), index) }
+    }
+
+    fn column_f64(&self, index: c_int) -> f64 {
+        // SAFETY: called after a step that returned a row.
+        unsafe { ffi::sqlite3_column_double(self.raw.as_ptr(), index) }
+    }
+
+    /// A text column, None when empty (the key's stand-in for "not set").
+    fn column_text(&self, index: c_int) -> StoreResult<Option<String>> {
+        // SAFETY: called after a step that returned a row; the pointer stays
+        // valid until the next step, and the bytes are copied before that.
+        let bytes = unsafe {
+            let text = ffi::sqlite3_column_text(self.raw.as_ptr(), index);
+            let len = ffi::sqlite3_column_bytes(self.raw.as_ptr(), index);
+            if text.is_null() || len <= 0 {
+                return Ok(None);
+            }
+            std::slice::from_raw_parts(text, len as usize)
+        };
+        String::from_utf8(bytes.to_vec())
+            .map(Some)
+            .map_err(|_| StoreError::Corrupt(format!("metric column {index} is not UTF-8")))
+    }
+}
+
+impl Drop for Statement {
+    fn drop(&mut self) {
+        // SAFETY: finalized exactly once, here.
+        unsafe {
+            ffi::sqlite3_finalize(self.raw.as_ptr());
+        }
+    }
+}
+
+fn error(db: NonNull<ffi::sqlite3>, rc: c_int) -> StoreError {
+    // SAFETY: `db` is live; the message is copied at once.
+    let message = unsafe {
+        let text = ffi::sqlite3_errmsg(db.as_ptr());
+        if text.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(text).to_string_lossy().into_owned()
+        }
+    };
+    let message = format!("SQLite error {rc}: {message}");
+    if rc & 0xff == ffi::SQLITE_FULL {
+        StoreError::Full { message }
+    } else {
+        StoreError::Database {
+            message,
+            outcome: WriteOutcome::Aborted,
+        }
+    }
+}
