@@ -12,6 +12,11 @@ figure shows as such.
 
     python3 bench/history.py                  # 200,000 points, SQLite both
     python3 bench/history.py --points 1000000 --reads 3
+    python3 bench/history.py --postgres       # PostgreSQL both (127.0.0.1:5432)
+
+With `--postgres` each server gets a fresh database, and the server CPU
+counts the PostgreSQL backends serving that database too (their pids from
+`pg_stat_activity`); the peer's venv gets `psycopg2-binary` if it lacks it.
 
 Needs the venv of bench/setup-moving.sh (`mlflow` for the peer) and the
 release build (CARGO_TARGET_DIR, default /root/.cache/tandem-target-bench).
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,7 +35,7 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, table  # noqa: E402
+from common import log, proc_cpu_s, table  # noqa: E402
 from moving import mlflow_server, tandem_server  # noqa: E402
 from run import DEFAULT_TANDEM_BIN, tree_cpu_s  # noqa: E402
 
@@ -60,16 +66,34 @@ def read(base: str, run_id: str) -> int:
             return count
 
 
-def measure(server, points: int, reads: int) -> dict:
+PG = "postgresql://postgres@127.0.0.1:5432"
+
+
+def psql(sql: str, database: str = "postgres") -> str:
+    return subprocess.run(["psql", f"{PG}/{database}", "-Atc", sql], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def server_cpu_s(server, database: str | None) -> float:
+    """The server's CPU, and that of the PostgreSQL backends serving its
+    database (which may come and go: counted while alive)."""
+    total = tree_cpu_s(server.proc.pid)
+    if database:
+        pids = psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'").split()
+        total += sum(proc_cpu_s(int(pid)) for pid in pids)
+    return total
+
+
+def measure(server, points: int, reads: int, database: str | None = None) -> dict:
     run_id = fill(server.url, points)
     read(server.url, run_id)  # warm: caches, connections
     walls, cpus = [], []
     client0 = time.process_time()
     for _ in range(reads):
-        cpu0, wall0 = tree_cpu_s(server.proc.pid), time.perf_counter()
+        cpu0, wall0 = server_cpu_s(server, database), time.perf_counter()
         got = read(server.url, run_id)
         walls.append(time.perf_counter() - wall0)
-        cpus.append(tree_cpu_s(server.proc.pid) - cpu0)
+        cpus.append(server_cpu_s(server, database) - cpu0)
         if got != points:
             raise RuntimeError(f"{server.name} returned {got} points, not {points}")
     return {"wall": min(walls), "cpu_per_point_us": min(cpus) / points * 1e6,
@@ -82,23 +106,41 @@ def main() -> None:
     p.add_argument("--reads", type=int, default=5)
     p.add_argument("--venv", default=os.path.expanduser("~/.cache/mlflow-exim-venv"))
     p.add_argument("--tandem-bin", default=DEFAULT_TANDEM_BIN)
+    p.add_argument("--postgres", action="store_true", help="both servers on PostgreSQL at 127.0.0.1:5432")
     args = p.parse_args()
     root = tempfile.mkdtemp(prefix="tandem-bench-history-")
     results = {}
+    if args.postgres and subprocess.run([os.path.join(args.venv, "bin", "python"), "-c", "import psycopg2"],
+                                        capture_output=True).returncode != 0:
+        subprocess.run([os.path.join(args.venv, "bin", "pip"), "install", "-q", "psycopg2-binary"], check=True)
     try:
         for name, make in (("tandem", lambda: tandem_server(args.tandem_bin, os.path.join(root, "tandem"))),
                            ("mlflow", lambda: mlflow_server(args.venv, os.path.join(root, "mlflow")))):
             server = make()
+            database = None
+            if args.postgres:
+                database = f"bench_history_{name}_{os.getpid()}"
+                psql(f"DROP DATABASE IF EXISTS {database}")
+                psql(f"CREATE DATABASE {database}")
+                if name == "tandem":
+                    server.env["TANDEM_METADATA_URL"] = f"{PG}/{database}"
+                else:
+                    at = server.argv.index("--backend-store-uri") + 1
+                    server.argv[at] = f"{PG.replace('postgresql:', 'postgresql+psycopg2:')}/{database}"
             server.start(180)
             try:
                 log(f"{name}: {args.points} points, {args.reads} reads")
-                results[name] = measure(server, args.points, args.reads)
+                results[name] = measure(server, args.points, args.reads, database)
             finally:
                 server.stop()
+                if database:
+                    psql(f"DROP DATABASE IF EXISTS {database}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     t, m = results["tandem"], results["mlflow"]
-    print(f"reading a {args.points:,}-point history over get-history (25,000 a page), best of {args.reads}")
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    print(f"reading a {args.points:,}-point history over get-history (25,000 a page), {backend} both, "
+          f"best of {args.reads}")
     table([["", "tandem server", "mlflow server 3.17.2", "ratio"],
            ["wall time per read, s", f"{t['wall']:.3f}", f"{m['wall']:.3f}", f"{m['wall'] / t['wall']:.1f}x"],
            ["server CPU per point, us", f"{t['cpu_per_point_us']:.2f}", f"{m['cpu_per_point_us']:.2f}",

@@ -25,7 +25,7 @@ import requests
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
-from cluster import free_port
+from cluster import FaultProxy, free_port
 from support import unique
 
 SERVER_VENV = Path(os.environ.get("TANDEM_MLFLOW_SERVER_VENV", Path.home() / ".cache/tandem-mlflow-server-venv"))
@@ -281,6 +281,17 @@ def test_an_unreachable_source_is_said_plainly(server, make_workspace):
     assert "cannot reach" in result.stderr
 
 
+def runs_whole(dst: MlflowClient, source):
+    """The source's three runs are at `dst` once each, the parent's long
+    history whole; returns the parent there."""
+    experiment = dst.get_experiment_by_name(source["experiment"])
+    runs = dst.search_runs([experiment.experiment_id], run_view_type=mlflow.entities.ViewType.ALL)
+    assert sorted(r.info.run_name for r in runs) == ["child", "doomed", "parent"]
+    parent = next(r for r in runs if r.info.run_name == "parent")
+    assert len(dst.get_metric_history(parent.info.run_id, "loss")) == LONG_HISTORY
+    return parent
+
+
 def test_a_killed_import_finishes_when_run_again(server, make_workspace, source):
     target_uri = make_workspace()
     workspace = target_uri.rsplit("/", 1)[1]
@@ -301,12 +312,7 @@ def test_a_killed_import_finishes_when_run_again(server, make_workspace, source)
         process.wait()
     report = import_json(server, source["url"], workspace)
     assert report["failures"] == []
-    dst = MlflowClient(target_uri, target_uri)
-    experiment = dst.get_experiment_by_name(source["experiment"])
-    runs = dst.search_runs([experiment.experiment_id], run_view_type=mlflow.entities.ViewType.ALL)
-    assert sorted(r.info.run_name for r in runs) == ["child", "doomed", "parent"]
-    parent = next(r for r in runs if r.info.run_name == "parent")
-    assert len(dst.get_metric_history(parent.info.run_id, "loss")) == LONG_HISTORY
+    runs_whole(MlflowClient(target_uri, target_uri), source)
 
 
 def test_sync_from_another_tandem_workspace_is_incremental(server, make_workspace, tmp_path):
@@ -491,4 +497,66 @@ def test_export_back_into_an_empty_mlflow_server(server, make_workspace, source,
         assert renamed["experiments"]["created"] == 1 and renamed["failures"] == []
         assert dst.get_experiment_by_name(f"{clash_name} (from 127.0.0.1)") is not None
     finally:
+        stop(process)
+
+
+def test_a_killed_export_finishes_when_run_again(server, make_workspace, source, tmp_path):
+    """An export to an `mlflow server` killed midway (its connection to the
+    target cut once the first run exists there, then the process killed)
+    finishes when run again: every run once, each history whole, the
+    versions under their numbers; a third run writes nothing."""
+    target_uri = make_workspace()
+    workspace = target_uri.rsplit("/", 1)[1]
+    assert import_json(server, source["url"], workspace, "--include-deleted")["failures"] == []
+    process, back = start_mlflow_server(tmp_path / "back")
+    proxy = FaultProxy(int(back.rsplit(":", 1)[1]))
+    try:
+        exporter = subprocess.Popen(
+            [os.environ["TANDEM_BIN"], "export", "--workspace", workspace, "--to", f"http://127.0.0.1:{proxy.port}",
+             "--include-deleted", "--json", "--url", server.url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def runs_at_target() -> list:
+            experiments = requests.get(f"{back}/api/2.0/mlflow/experiments/search",
+                                       params={"max_results": 1000, "view_type": "ALL"}, timeout=30).json()
+            ids = [e["experiment_id"] for e in experiments.get("experiments", [])]
+            if not ids:
+                return []
+            found = requests.post(f"{back}/api/2.0/mlflow/runs/search",
+                                  json={"experiment_ids": ids, "run_view_type": "ALL", "max_results": 1000},
+                                  timeout=30).json()
+            return found.get("runs", [])
+
+        deadline = time.monotonic() + 120
+        try:
+            while exporter.poll() is None and not runs_at_target():
+                assert time.monotonic() < deadline, "no run reached the target within 120 s"
+                time.sleep(0.02)
+            proxy.cut()
+            assert exporter.poll() is None or exporter.returncode != 0, "the export finished before it was cut"
+        finally:
+            exporter.kill()
+            exporter.wait()
+        partial = runs_at_target()
+        assert partial, "the first export wrote nothing before it was cut"
+        proxy.heal()
+
+        def export():
+            result = tandem(server, "export", "--workspace", workspace, "--to", f"http://127.0.0.1:{proxy.port}",
+                            "--include-deleted", "--json")
+            return json.loads(result.stdout)
+
+        report = export()
+        assert report["failures"] == [], report["failures"]
+        dst = MlflowClient(back, back)
+        parent = runs_whole(dst, source)
+        src = MlflowClient(source["url"], source["url"])
+        assert sha_tree(src, source["parent"], tmp_path) == sha_tree(dst, parent.info.run_id, tmp_path)
+        assert sorted(v.version for v in dst.search_model_versions(f"name='{source['model']}'")) == ["1", "3"]
+        again = export()
+        for kind in ("experiments", "runs", "logged_models", "registered_models"):
+            assert again[kind]["created"] == 0 and again[kind]["updated"] == 0, (kind, again[kind])
+        assert again["artifacts_copied"] == 0 and again["metric_points"] == 0 and again["model_versions"] == 0
+    finally:
+        proxy.close()
         stop(process)

@@ -11,7 +11,7 @@
 //! key for GCS. Both are checked against their publishers' examples in the
 //! tests.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
 use object_store::aws::AwsCredential;
@@ -35,24 +35,9 @@ pub(crate) fn strict_encode(value: &str) -> String {
 
 /// `YYYYMMDDTHHMMSSZ` of a time (UTC), as both schemes write it.
 pub(crate) fn compact_date(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3_600,
-        (rem / 60) % 60,
-        rem % 60
-    )
+    chrono::DateTime::<chrono::Utc>::from(time)
+        .format("%Y%m%dT%H%M%SZ")
+        .to_string()
 }
 
 /// The sorted, strictly encoded query of `params` (`k=v&…`).
@@ -224,6 +209,8 @@ pub(crate) fn gcs_object_url(endpoint: &str, bucket: &str, object: &str) -> Resu
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     /// AWS's published example of a presigned GET

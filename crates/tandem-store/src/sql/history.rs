@@ -6,65 +6,123 @@
 use sqlx::Row;
 use tandem_core::history::{self, HistoryAxis, HistoryBucket, HistoryEnvelope};
 use tandem_core::model::Metric;
-
-use tandem_core::search;
+use tandem_core::search::HistoryCursor;
 
 use super::SqlStore;
-use crate::error::StoreResult;
+use crate::error::{StoreError, StoreResult};
 use crate::WorkspaceRef;
 
-impl SqlStore {
-    /// Up to `limit` points of `run_id`'s `key` from `position`, in the
-    /// metrics key's order, so that a page is a range of the primary key:
-    /// the portable path (PostgreSQL, in-memory SQLite), beside
-    /// `sqlite_reader::metric_page`, which runs the same query.
-    pub(super) async fn metric_page(
+/// Where a history page starts: after a cursor, or at an offset (tokens
+/// MLflow wrote).
+pub(super) enum Start<'a> {
+    Offset(i64),
+    After(&'a HistoryCursor),
+}
+
+/// The history page query for `start`, in numbered parameters: `$1` the
+/// run, `$2` the key, `$3` the limit, then `$4` the offset or `$4`…`$10`
+/// the cursor. In the metrics key's order, so a page is a range of the key.
+pub(super) fn page_sql(start: &Start<'_>) -> String {
+    const COLUMNS: &str =
+        "SELECT timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics";
+    const ORDER: &str = "ORDER BY step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest";
+    match start {
+        Start::Offset(_) => format!("{COLUMNS} WHERE run_id = $1 AND key = $2 {ORDER} LIMIT $3 OFFSET $4"),
+        Start::After(_) => format!(
+            "{COLUMNS} WHERE run_id = $1 AND key = $2 AND \
+             (step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) > \
+             ($4, $5, $6, $7, $8, $9, $10) {ORDER} LIMIT $3"
+        ),
+    }
+}
+
+/// Pools that read history pages without sqlx's `Any` layer, whose
+/// per-value conversions (and, on SQLite, per-row hand-off between
+/// threads) cost several times the read itself: a page is up to 25,000
+/// points.
+pub(super) enum HistoryReader {
+    /// Read-only connections to the SQLite file, stepped through SQLite's
+    /// C API (`sqlite_reader`).
+    Sqlite(sqlx::SqlitePool),
+    /// Typed rows, from a small pool of its own.
+    Postgres(sqlx::PgPool),
+}
+
+impl HistoryReader {
+    pub(super) async fn open(url: &str, backend: super::Backend, max_connections: u32) -> StoreResult<Self> {
+        // A few connections are enough for the pages being read at one
+        // time (each SQLite connection is a thread of sqlx's).
+        let max_connections = max_connections.clamp(1, 4);
+        match backend {
+            super::Backend::Sqlite => Ok(HistoryReader::Sqlite(
+                super::sqlite_reader::open(url, max_connections).await?,
+            )),
+            super::Backend::Postgres => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .test_before_acquire(false)
+                    .connect(url)
+                    .await
+                    .map_err(StoreError::database)?;
+                Ok(HistoryReader::Postgres(pool))
+            }
+        }
+    }
+
+    /// Up to `limit` points of `run_id`'s `key` from `start`.
+    pub(super) async fn page(
         &self,
         run_id: &str,
         key: &str,
-        position: search::HistoryPosition,
+        start: Start<'_>,
         limit: i64,
     ) -> StoreResult<Vec<Metric>> {
-        let columns =
-            "SELECT key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics";
-        let order = "ORDER BY step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest";
-        let rows = match position {
-            search::HistoryPosition::Offset(offset) => {
-                sqlx::query(&format!(
-                    "{columns} WHERE run_id = $1 AND key = $2 {order} LIMIT $3 OFFSET $4"
-                ))
-                .bind(run_id)
-                .bind(key)
-                .bind(limit)
-                .bind(offset as i64)
-                .fetch_all(&self.pool)
-                .await?
+        match self {
+            HistoryReader::Sqlite(pool) => {
+                super::sqlite_reader::metric_page(pool, run_id, key, start, limit).await
             }
-            search::HistoryPosition::After(after) => {
-                sqlx::query(&format!(
-                    "{columns} WHERE run_id = $1 AND key = $2 AND \
-                     (step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) > \
-                     ($3, $4, $5, $6, $7, $8, $9) {order} LIMIT $10"
-                ))
-                .bind(run_id)
-                .bind(key)
-                .bind(after.step)
-                .bind(after.timestamp)
-                .bind(f64::from_bits(after.value_bits))
-                .bind(after.is_nan)
-                .bind(after.model_id)
-                .bind(after.dataset_name)
-                .bind(after.dataset_digest)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
+            HistoryReader::Postgres(pool) => {
+                type Point = (i64, i64, f64, i64, String, String, String);
+                let sql = page_sql(&start);
+                let query = sqlx::query_as::<_, Point>(&sql)
+                    .bind(run_id)
+                    .bind(key)
+                    .bind(limit);
+                let query = match start {
+                    Start::Offset(offset) => query.bind(offset),
+                    Start::After(after) => query
+                        .bind(after.step)
+                        .bind(after.timestamp)
+                        .bind(f64::from_bits(after.value_bits))
+                        .bind(after.is_nan)
+                        .bind(after.model_id.as_str())
+                        .bind(after.dataset_name.as_str())
+                        .bind(after.dataset_digest.as_str()),
+                };
+                let rows = query.fetch_all(pool).await.map_err(StoreError::database)?;
+                let run = Some(run_id.to_string());
+                let present = |text: String| (!text.is_empty()).then_some(text);
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest)| Metric {
+                            key: key.to_string(),
+                            value: super::load::metric_value(value, is_nan),
+                            timestamp,
+                            step,
+                            model_id: present(model_id),
+                            dataset_name: present(dataset_name),
+                            dataset_digest: present(dataset_digest),
+                            run_id: run.clone(),
+                        },
+                    )
+                    .collect())
             }
-        };
-        rows.iter()
-            .map(|row| super::load::metric_row(row, run_id))
-            .collect()
+        }
     }
+}
 
+impl SqlStore {
     pub(crate) async fn metric_history_envelope_impl(
         &self,
         ws: &WorkspaceRef,

@@ -99,9 +99,8 @@ pub struct SqlStore {
     /// connection, whose page cache stays valid between writes (see
     /// `open_with_clock`); on PostgreSQL the same pool as `pool`.
     writer: AnyPool,
-    /// SQLite files only: read-only connections whose handles long reads
-    /// step directly (see `sqlite_reader`).
-    sqlite_reader: Option<sqlx::SqlitePool>,
+    /// Where history pages are read (see `history::HistoryReader`).
+    history_reader: history::HistoryReader,
     backend: Backend,
     region: String,
     /// Serializes writers in this process. The journal head row serializes
@@ -234,10 +233,7 @@ impl SqlStore {
             Backend::Sqlite => connect_pool(&connect, backend, synchronous, 1, true).await?,
             Backend::Postgres => pool.clone(),
         };
-        let sqlite_reader = match backend {
-            Backend::Sqlite => sqlite_reader::open(&url, options.max_connections.max(1)).await?,
-            Backend::Postgres => None,
-        };
+        let history_reader = history::HistoryReader::open(&url, backend, options.max_connections).await?;
 
         let existing = sqlx::query("SELECT region, hlc FROM region_state WHERE id = 1")
             .fetch_optional(&pool)
@@ -272,7 +268,7 @@ impl SqlStore {
         let store = SqlStore {
             pool,
             writer,
-            sqlite_reader,
+            history_reader,
             backend,
             region: options.region,
             write_lock: Mutex::new(()),

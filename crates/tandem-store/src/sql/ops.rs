@@ -478,21 +478,14 @@ impl MetadataStore for SqlStore {
             _ => search::HistoryPosition::Offset(0),
         };
         let limit = max_results.map(|max| max as i64).unwrap_or(i64::MAX / 2);
-        let mut items = match &self.sqlite_reader {
-            Some(reader) => {
-                let start = match &position {
-                    search::HistoryPosition::Offset(offset) => {
-                        super::sqlite_reader::Start::Offset(*offset as i64)
-                    }
-                    search::HistoryPosition::After(after) => super::sqlite_reader::Start::After(after),
-                };
-                super::sqlite_reader::metric_page(reader, run_id, key, start, limit.saturating_add(1)).await?
-            }
-            None => {
-                self.metric_page(run_id, key, position, limit.saturating_add(1))
-                    .await?
-            }
+        let start = match &position {
+            search::HistoryPosition::Offset(offset) => super::history::Start::Offset(*offset as i64),
+            search::HistoryPosition::After(after) => super::history::Start::After(after),
         };
+        let mut items = self
+            .history_reader
+            .page(run_id, key, start, limit.saturating_add(1))
+            .await?;
         let next_page_token = if items.len() as i64 > limit {
             items.truncate(limit as usize);
             items.last().map(|last| {

@@ -7,9 +7,8 @@
 //! hand-offs, futex waits and allocations at about 80% of the server's CPU.
 //! Here the statement is stepped on the connection's own handle, locked for
 //! the duration as sqlx documents (`SqliteConnection::lock_handle`), and the
-//! columns are read as native values. The query is the one the portable path
-//! runs (same order, same cursor), so the store's conformance suite judges
-//! both.
+//! columns are read as native values. The query is `history::page_sql`, the
+//! one PostgreSQL runs too, so the store's conformance suite judges both.
 
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr::NonNull;
@@ -18,16 +17,18 @@ use std::str::FromStr;
 use libsqlite3_sys as ffi;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use tandem_core::model::Metric;
-use tandem_core::search::HistoryCursor;
 
+use super::history::{page_sql, Start};
 use crate::error::{StoreError, StoreResult, WriteOutcome};
 
-/// A pool of read-only connections to the store's SQLite file, or None
-/// where the database is not a file another connection can open (an
-/// in-memory database).
-pub(super) async fn open(url: &str, max_connections: u32) -> StoreResult<Option<SqlitePool>> {
+/// A pool of read-only connections to the store's SQLite file. An
+/// in-memory database has no file another connection could open (nor
+/// could the store's writes, which run on a connection of their own).
+pub(super) async fn open(url: &str, max_connections: u32) -> StoreResult<SqlitePool> {
     if url.contains(":memory:") || url.contains("mode=memory") {
-        return Ok(None);
+        return Err(StoreError::Domain(tandem_core::Error::invalid(
+            "an in-memory SQLite database cannot hold a metadata store: give a file",
+        )));
     }
     // The file exists (the store's migrations ran): read-only, never
     // created from here.
@@ -36,27 +37,13 @@ pub(super) async fn open(url: &str, max_connections: u32) -> StoreResult<Option<
         .create_if_missing(false)
         .read_only(true)
         .busy_timeout(std::time::Duration::from_secs(10));
-    // Each sqlx SQLite connection is a thread: a few are enough for the
-    // pages being read at one time.
-    let pool = SqlitePoolOptions::new()
-        .max_connections(max_connections.clamp(1, 8))
+    SqlitePoolOptions::new()
+        .max_connections(max_connections)
         .test_before_acquire(false)
         .connect_with(options)
         .await
-        .map_err(StoreError::database)?;
-    Ok(Some(pool))
+        .map_err(StoreError::database)
 }
-
-/// Where a page starts: after a cursor, or at an offset (tokens MLflow
-/// wrote).
-pub(super) enum Start<'a> {
-    Offset(i64),
-    After(&'a HistoryCursor),
-}
-
-const COLUMNS: &str =
-    "SELECT timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics";
-const ORDER: &str = "ORDER BY step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest";
 
 /// Up to `limit` points of `run_id`'s `key` from `start`, in the metrics
 /// key's order.
@@ -86,14 +73,11 @@ fn read_page(
     start: &Start<'_>,
     limit: i64,
 ) -> StoreResult<Vec<Metric>> {
-    let sql = match start {
-        Start::Offset(_) => format!("{COLUMNS} WHERE run_id = ?1 AND key = ?2 {ORDER} LIMIT ?3 OFFSET ?4"),
-        Start::After(_) => format!(
-            "{COLUMNS} WHERE run_id = ?1 AND key = ?2 AND \
-             (step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) > \
-             (?4, ?5, ?6, ?7, ?8, ?9, ?10) {ORDER} LIMIT ?3"
-        ),
-    };
+    // SQLite reads `$4` as a parameter named "$4", numbered by first
+    // appearance; `?4` keeps the numbers the binds below use.
+    let sql = (1..=10).rev().fold(page_sql(start), |sql, n| {
+        sql.replace(&format!("${n}"), &format!("?{n}"))
+    });
     let statement = Statement::prepare(db, &sql)?;
     statement.bind_text(1, run_id)?;
     statement.bind_text(2, key)?;
