@@ -119,36 +119,33 @@ pub(crate) async fn experiments_where<'e, E>(
 where
     E: Executor<'e, Database = Any> + Copy,
 {
-    let sql = format!(
-        "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments WHERE workspace_id = $1 {condition}"
-    );
+    let sql = experiments_sql(condition);
     let mut query = sqlx::query(&sql).bind(workspace_id);
     if let Some(argument) = argument {
         query = query.bind(argument);
     }
     let rows = query.fetch_all(executor).await?;
-    let tag_sql = format!(
-        "SELECT experiment_id, key, value FROM experiment_tags WHERE workspace_id = $1 AND experiment_id IN (SELECT experiment_id FROM experiments WHERE workspace_id = $1 {condition}) ORDER BY key"
-    );
+    let tag_sql = experiment_tags_sql(condition);
     let mut tag_query = sqlx::query(&tag_sql).bind(workspace_id);
     if let Some(argument) = argument {
         tag_query = tag_query.bind(argument);
     }
-    let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
+    let mut tags = Vec::new();
     for row in tag_query.fetch_all(executor).await? {
-        tags.entry(row.try_get("experiment_id")?)
-            .or_default()
-            .push(Tag::new(
+        tags.push((
+            row.try_get("experiment_id")?,
+            Tag::new(
                 row.try_get::<String, _>("key")?,
                 row.try_get::<String, _>("value")?,
-            ));
+            ),
+        ));
     }
-    rows.iter()
+    let experiments = rows
+        .iter()
         .map(|row| {
-            let experiment_id: String = row.try_get("experiment_id")?;
             Ok(Experiment {
-                tags: tags.remove(&experiment_id).unwrap_or_default(),
-                experiment_id,
+                tags: Vec::new(),
+                experiment_id: row.try_get("experiment_id")?,
                 name: row.try_get("name")?,
                 artifact_location: row.try_get("artifact_location")?,
                 lifecycle_stage: stage(&row.try_get::<String, _>("lifecycle_stage")?)?,
@@ -156,7 +153,69 @@ where
                 last_update_time: row.try_get("last_update_time")?,
             })
         })
-        .collect()
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(with_tags(experiments, tags))
+}
+
+fn experiments_sql(condition: &str) -> String {
+    format!(
+        "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments WHERE workspace_id = $1 {condition}"
+    )
+}
+
+fn experiment_tags_sql(condition: &str) -> String {
+    format!(
+        "SELECT experiment_id, key, value FROM experiment_tags WHERE workspace_id = $1 AND experiment_id IN (SELECT experiment_id FROM experiments WHERE workspace_id = $1 {condition}) ORDER BY key"
+    )
+}
+
+/// Each experiment with its tags (in the order given).
+fn with_tags(mut experiments: Vec<Experiment>, tags: Vec<(String, Tag)>) -> Vec<Experiment> {
+    let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
+    for (experiment_id, tag) in tags {
+        by_id.entry(experiment_id).or_default().push(tag);
+    }
+    for experiment in &mut experiments {
+        experiment.tags = by_id.remove(&experiment.experiment_id).unwrap_or_default();
+    }
+    experiments
+}
+
+/// [`experiments_where`] read through SQLite's C API (a search reads the
+/// whole workspace: sqlx's per-row hand-off would cost several times the
+/// read). `condition` takes no arguments.
+pub(crate) async fn experiments_where_sqlite(
+    pool: &sqlx::SqlitePool,
+    workspace_id: &str,
+    condition: &str,
+) -> StoreResult<Vec<Experiment>> {
+    use super::sqlite_reader::rows;
+    let mut tags = Vec::new();
+    for row in rows(pool, &experiment_tags_sql(condition), &[workspace_id]).await? {
+        let [experiment_id, key, value]: [_; 3] = row
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("an experiment tag row of the wrong width".to_string()))?;
+        tags.push((experiment_id.text()?, Tag::new(key.text()?, value.text()?)));
+    }
+    let experiments = rows(pool, &experiments_sql(condition), &[workspace_id])
+        .await?
+        .into_iter()
+        .map(|row| {
+            let [id, name, location, lifecycle, created, updated]: [_; 6] = row
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("an experiment row of the wrong width".to_string()))?;
+            Ok(Experiment {
+                tags: Vec::new(),
+                experiment_id: id.text()?,
+                name: name.text()?,
+                artifact_location: location.text()?,
+                lifecycle_stage: stage(&lifecycle.text()?)?,
+                creation_time: created.int()?,
+                last_update_time: updated.int()?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(with_tags(experiments, tags))
 }
 
 /// The run row alone, with the workspace it belongs to.

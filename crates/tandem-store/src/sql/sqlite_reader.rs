@@ -54,16 +54,91 @@ pub(super) async fn metric_page(
     start: Start<'_>,
     limit: i64,
 ) -> StoreResult<Vec<Metric>> {
+    with_handle(pool, |db| read_page(db, run_id, key, &start, limit)).await
+}
+
+/// Runs `read` on the handle of a connection of `pool`, locked for it.
+async fn with_handle<T>(
+    pool: &SqlitePool,
+    read: impl FnOnce(NonNull<ffi::sqlite3>) -> StoreResult<T>,
+) -> StoreResult<T> {
     let mut connection = pool.acquire().await.map_err(StoreError::database)?;
     let mut handle = connection.lock_handle().await.map_err(StoreError::database)?;
     let db = handle.as_raw_handle();
-    let read = || read_page(db, run_id, key, &start, limit);
-    // A page is up to tens of thousands of rows stepped without a yield:
-    // on the multi-threaded runtime, tell it this worker is busy.
+    // Thousands of rows are stepped without a yield: on the multi-threaded
+    // runtime, tell it this worker is busy.
     match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(read),
-        _ => read(),
+        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| read(db)),
+        _ => read(db),
     }
+}
+
+/// One column of a row read by [`rows`].
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Cell {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl Cell {
+    pub(super) fn text(self) -> StoreResult<String> {
+        match self {
+            Cell::Text(text) => Ok(text),
+            other => Err(StoreError::Corrupt(format!("expected text, found {other:?}"))),
+        }
+    }
+
+    pub(super) fn int(&self) -> StoreResult<i64> {
+        match self {
+            Cell::Int(value) => Ok(*value),
+            other => Err(StoreError::Corrupt(format!(
+                "expected an integer, found {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Every row of `sql` (`$N` parameters, bound to `arguments` as text in
+/// order), each as its columns: for reads of whole tables that sqlx's
+/// per-row hand-off would make several times slower.
+pub(super) async fn rows(pool: &SqlitePool, sql: &str, arguments: &[&str]) -> StoreResult<Vec<Vec<Cell>>> {
+    let sql = numbered(sql, arguments.len());
+    with_handle(pool, |db| {
+        let statement = Statement::prepare(db, &sql)?;
+        for (index, argument) in arguments.iter().enumerate() {
+            statement.bind_text(index as c_int + 1, argument)?;
+        }
+        // SAFETY: the statement is live.
+        let columns = unsafe { ffi::sqlite3_column_count(statement.raw.as_ptr()) };
+        let mut rows = Vec::new();
+        while statement.step()? {
+            let mut row = Vec::with_capacity(columns as usize);
+            for column in 0..columns {
+                // SAFETY: called after a step that returned a row.
+                let kind = unsafe { ffi::sqlite3_column_type(statement.raw.as_ptr(), column) };
+                row.push(match kind {
+                    ffi::SQLITE_INTEGER => Cell::Int(statement.column_i64(column)),
+                    ffi::SQLITE_FLOAT => Cell::Real(statement.column_f64(column)),
+                    ffi::SQLITE_NULL => Cell::Null,
+                    _ => Cell::Text(statement.column_text(column)?.unwrap_or_default()),
+                });
+            }
+            rows.push(row);
+        }
+        Ok(rows)
+    })
+    .await
+}
+
+/// `sql` with `$1`…`$count` written `?1`…: SQLite reads `$4` as a
+/// parameter named "$4", numbered by first appearance, where `?4` is the
+/// fourth.
+fn numbered(sql: &str, count: usize) -> String {
+    (1..=count).rev().fold(sql.to_string(), |sql, n| {
+        sql.replace(&format!("${n}"), &format!("?{n}"))
+    })
 }
 
 fn read_page(
@@ -73,11 +148,7 @@ fn read_page(
     start: &Start<'_>,
     limit: i64,
 ) -> StoreResult<Vec<Metric>> {
-    // SQLite reads `$4` as a parameter named "$4", numbered by first
-    // appearance; `?4` keeps the numbers the binds below use.
-    let sql = (1..=10).rev().fold(page_sql(start), |sql, n| {
-        sql.replace(&format!("${n}"), &format!("?{n}"))
-    });
+    let sql = numbered(&page_sql(start), 10);
     let statement = Statement::prepare(db, &sql)?;
     statement.bind_text(1, run_id)?;
     statement.bind_text(2, key)?;

@@ -100,7 +100,14 @@ impl SqlStore {
             ViewType::DeletedOnly => "AND lifecycle_stage = 'deleted'",
             ViewType::All => "",
         };
-        let experiments = load::experiments_where(&self.pool, &ws.workspace_id, condition, None).await?;
+        let experiments = match &self.history_reader {
+            super::history::HistoryReader::Sqlite(pool) => {
+                load::experiments_where_sqlite(pool, &ws.workspace_id, condition).await?
+            }
+            super::history::HistoryReader::Postgres(_) => {
+                load::experiments_where(&self.pool, &ws.workspace_id, condition, None).await?
+            }
+        };
         Ok(search::search_experiments(
             experiments,
             &query.filter,
