@@ -9,7 +9,7 @@ use tandem_core::model::Metric;
 use tandem_core::search::HistoryCursor;
 
 use super::SqlStore;
-use crate::error::{StoreError, StoreResult};
+use crate::error::StoreResult;
 use crate::WorkspaceRef;
 
 /// Where a history page starts: after a cursor, or at an offset (tokens
@@ -33,92 +33,6 @@ pub(super) fn page_sql(start: &Start<'_>) -> String {
              (step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest) > \
              ($4, $5, $6, $7, $8, $9, $10) {ORDER} LIMIT $3"
         ),
-    }
-}
-
-/// Pools that read history pages without sqlx's `Any` layer, whose
-/// per-value conversions (and, on SQLite, per-row hand-off between
-/// threads) cost several times the read itself: a page is up to 25,000
-/// points.
-pub(super) enum HistoryReader {
-    /// Read-only connections to the SQLite file, stepped through SQLite's
-    /// C API (`sqlite_reader`).
-    Sqlite(sqlx::SqlitePool),
-    /// Typed rows, from a small pool of its own.
-    Postgres(sqlx::PgPool),
-}
-
-impl HistoryReader {
-    pub(super) async fn open(url: &str, backend: super::Backend, max_connections: u32) -> StoreResult<Self> {
-        // A few connections are enough for the pages being read at one
-        // time (each SQLite connection is a thread of sqlx's).
-        let max_connections = max_connections.clamp(1, 4);
-        match backend {
-            super::Backend::Sqlite => Ok(HistoryReader::Sqlite(
-                super::sqlite_reader::open(url, max_connections).await?,
-            )),
-            super::Backend::Postgres => {
-                let pool = sqlx::postgres::PgPoolOptions::new()
-                    .max_connections(max_connections)
-                    .test_before_acquire(false)
-                    .connect(url)
-                    .await
-                    .map_err(StoreError::database)?;
-                Ok(HistoryReader::Postgres(pool))
-            }
-        }
-    }
-
-    /// Up to `limit` points of `run_id`'s `key` from `start`.
-    pub(super) async fn page(
-        &self,
-        run_id: &str,
-        key: &str,
-        start: Start<'_>,
-        limit: i64,
-    ) -> StoreResult<Vec<Metric>> {
-        match self {
-            HistoryReader::Sqlite(pool) => {
-                super::sqlite_reader::metric_page(pool, run_id, key, start, limit).await
-            }
-            HistoryReader::Postgres(pool) => {
-                type Point = (i64, i64, f64, i64, String, String, String);
-                let sql = page_sql(&start);
-                let query = sqlx::query_as::<_, Point>(&sql)
-                    .bind(run_id)
-                    .bind(key)
-                    .bind(limit);
-                let query = match start {
-                    Start::Offset(offset) => query.bind(offset),
-                    Start::After(after) => query
-                        .bind(after.step)
-                        .bind(after.timestamp)
-                        .bind(f64::from_bits(after.value_bits))
-                        .bind(after.is_nan)
-                        .bind(after.model_id.as_str())
-                        .bind(after.dataset_name.as_str())
-                        .bind(after.dataset_digest.as_str()),
-                };
-                let rows = query.fetch_all(pool).await.map_err(StoreError::database)?;
-                let run = Some(run_id.to_string());
-                let present = |text: String| (!text.is_empty()).then_some(text);
-                Ok(rows
-                    .into_iter()
-                    .map(
-                        |(timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest)| Metric {
-                            key: key.to_string(),
-                            value: super::load::metric_value(value, is_nan),
-                            timestamp,
-                            step,
-                            model_id: present(model_id),
-                            dataset_name: present(dataset_name),
-                            dataset_digest: present(dataset_digest),
-                            run_id: run.clone(),
-                        },
-                    )
-                    .collect())
-            }
-        }
     }
 }
 

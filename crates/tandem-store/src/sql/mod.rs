@@ -17,6 +17,7 @@ mod merge;
 mod migrate;
 mod moving;
 mod ops;
+mod read_pool;
 mod registry;
 mod replication;
 mod restore;
@@ -99,8 +100,8 @@ pub struct SqlStore {
     /// connection, whose page cache stays valid between writes (see
     /// `open_with_clock`); on PostgreSQL the same pool as `pool`.
     writer: AnyPool,
-    /// Where history pages are read (see `history::HistoryReader`).
-    history_reader: history::HistoryReader,
+    /// Where the large reads run (see `read_pool::ReadPool`).
+    read_pool: read_pool::ReadPool,
     backend: Backend,
     region: String,
     /// Serializes writers in this process. The journal head row serializes
@@ -233,7 +234,7 @@ impl SqlStore {
             Backend::Sqlite => connect_pool(&connect, backend, synchronous, 1, true).await?,
             Backend::Postgres => pool.clone(),
         };
-        let history_reader = history::HistoryReader::open(&url, backend, options.max_connections).await?;
+        let read_pool = read_pool::ReadPool::open(&url, backend, options.max_connections).await?;
 
         let existing = sqlx::query("SELECT region, hlc FROM region_state WHERE id = 1")
             .fetch_optional(&pool)
@@ -268,7 +269,7 @@ impl SqlStore {
         let store = SqlStore {
             pool,
             writer,
-            history_reader,
+            read_pool,
             backend,
             region: options.region,
             write_lock: Mutex::new(()),

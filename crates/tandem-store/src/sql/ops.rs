@@ -483,7 +483,7 @@ impl MetadataStore for SqlStore {
             search::HistoryPosition::After(after) => super::history::Start::After(after),
         };
         let mut items = self
-            .history_reader
+            .read_pool
             .page(run_id, key, start, limit.saturating_add(1))
             .await?;
         let next_page_token = if items.len() as i64 > limit {

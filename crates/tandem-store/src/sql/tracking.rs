@@ -100,13 +100,9 @@ impl SqlStore {
             ViewType::DeletedOnly => "AND lifecycle_stage = 'deleted'",
             ViewType::All => "",
         };
-        let experiments = match &self.history_reader {
-            super::history::HistoryReader::Sqlite(pool) => {
-                load::experiments_where_sqlite(pool, &ws.workspace_id, condition).await?
-            }
-            super::history::HistoryReader::Postgres(_) => {
-                load::experiments_where(&self.pool, &ws.workspace_id, condition, None).await?
-            }
+        let experiments = match self.read_pool.sqlite() {
+            Some(pool) => load::experiments_where_sqlite(pool, &ws.workspace_id, condition).await?,
+            None => load::experiments_where(&self.pool, &ws.workspace_id, condition, None).await?,
         };
         Ok(search::search_experiments(
             experiments,

@@ -1,0 +1,98 @@
+//! The store's second pool, for large reads around sqlx's `Any` layer
+//! (see [`ReadPool`]).
+
+use tandem_core::model::Metric;
+
+use super::history::{page_sql, Start};
+use super::{load, sqlite_reader, Backend};
+use crate::error::{StoreError, StoreResult};
+
+/// Pools for the large reads (history pages; on SQLite also a workspace's
+/// experiments) that go around sqlx's `Any` layer, whose per-value
+/// conversions (and, on SQLite, per-row hand-off between threads) cost
+/// several times the read itself: a history page is up to 25,000 points.
+pub(super) enum ReadPool {
+    /// Read-only connections to the SQLite file, stepped through SQLite's
+    /// C API (`sqlite_reader`).
+    Sqlite(sqlx::SqlitePool),
+    /// Typed rows, from a small pool of its own.
+    Postgres(sqlx::PgPool),
+}
+
+impl ReadPool {
+    pub(super) async fn open(url: &str, backend: Backend, max_connections: u32) -> StoreResult<Self> {
+        // A few connections are enough for the pages being read at one
+        // time (each SQLite connection is a thread of sqlx's).
+        let max_connections = max_connections.clamp(1, 4);
+        match backend {
+            Backend::Sqlite => Ok(ReadPool::Sqlite(sqlite_reader::open(url, max_connections).await?)),
+            Backend::Postgres => {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(max_connections)
+                    .test_before_acquire(false)
+                    .connect(url)
+                    .await
+                    .map_err(StoreError::database)?;
+                Ok(ReadPool::Postgres(pool))
+            }
+        }
+    }
+
+    /// The SQLite pool, whose handles `sqlite_reader` steps directly.
+    pub(super) fn sqlite(&self) -> Option<&sqlx::SqlitePool> {
+        match self {
+            ReadPool::Sqlite(pool) => Some(pool),
+            ReadPool::Postgres(_) => None,
+        }
+    }
+
+    /// Up to `limit` points of `run_id`'s `key` from `start`.
+    pub(super) async fn page(
+        &self,
+        run_id: &str,
+        key: &str,
+        start: Start<'_>,
+        limit: i64,
+    ) -> StoreResult<Vec<Metric>> {
+        match self {
+            ReadPool::Sqlite(pool) => sqlite_reader::metric_page(pool, run_id, key, start, limit).await,
+            ReadPool::Postgres(pool) => {
+                type Point = (i64, i64, f64, i64, String, String, String);
+                let sql = page_sql(&start);
+                let query = sqlx::query_as::<_, Point>(&sql)
+                    .bind(run_id)
+                    .bind(key)
+                    .bind(limit);
+                let query = match start {
+                    Start::Offset(offset) => query.bind(offset),
+                    Start::After(after) => query
+                        .bind(after.step)
+                        .bind(after.timestamp)
+                        .bind(f64::from_bits(after.value_bits))
+                        .bind(after.is_nan)
+                        .bind(after.model_id.as_str())
+                        .bind(after.dataset_name.as_str())
+                        .bind(after.dataset_digest.as_str()),
+                };
+                let rows = query.fetch_all(pool).await.map_err(StoreError::database)?;
+                let run = Some(run_id.to_string());
+                let present = |text: String| (!text.is_empty()).then_some(text);
+                Ok(rows
+                    .into_iter()
+                    .map(
+                        |(timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest)| Metric {
+                            key: key.to_string(),
+                            value: load::metric_value(value, is_nan),
+                            timestamp,
+                            step,
+                            model_id: present(model_id),
+                            dataset_name: present(dataset_name),
+                            dataset_digest: present(dataset_digest),
+                            run_id: run.clone(),
+                        },
+                    )
+                    .collect())
+            }
+        }
+    }
+}
