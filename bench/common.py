@@ -48,6 +48,18 @@ def proc_cpu_s(pid: int) -> float:
         return 0.0
 
 
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM), in MiB (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
 def http_json(method: str, url: str, body: dict | None = None, timeout: float = 10) -> dict:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,

@@ -35,7 +35,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import free_port, log, proc_cpu_s, table  # noqa: E402
+from common import free_port, log, peak_rss_mb, proc_cpu_s, table  # noqa: E402
 from run import DEFAULT_TANDEM_BIN, Server  # noqa: E402
 
 BUCKET = "bench"
@@ -59,17 +59,6 @@ with open(down, "rb") as f:
 os.remove(down)
 print(json.dumps({"seconds": seconds, "sha256": digest.hexdigest()}))
 """
-
-
-def peak_rss_mb(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
 def service_account(root: str, endpoint: str) -> str:

@@ -84,17 +84,23 @@ class FaultProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            if not self._open:
-                client.close()
-                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
                 upstream.settimeout(None)
             except OSError:
                 client.close()
                 continue
+            # Checked and registered under the lock `cut()` takes: a
+            # connection accepted while a cut is under way is refused, never
+            # left open behind it (the partition would leak).
             with self._lock:
-                self._connections += [client, upstream]
+                admitted = self._open
+                if admitted:
+                    self._connections += [client, upstream]
+            if not admitted:
+                client.close()
+                upstream.close()
+                continue
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
 
@@ -116,8 +122,8 @@ class FaultProxy:
                     pass
 
     def cut(self):
-        self._open = False
         with self._lock:
+            self._open = False
             connections, self._connections = self._connections, []
         for sock in connections:
             try:
@@ -297,6 +303,10 @@ class Cluster:
             return "\n".join(region.log.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+    def failure_logs(self, lines: int = 60) -> list[tuple[str, str]]:
+        """Each region's last log lines, for a failing test's report."""
+        return [(f"{region.name} log, last {lines} lines", self.log_tail(region, lines)) for region in self.regions]
 
     def close(self):
         problems = []

@@ -233,15 +233,21 @@ def _shutdown_problem(server: Server) -> str | None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Adds the tail of the server's log to a failing test's report."""
+    """Adds the tail of the server's log (or each process's, for a cluster) to a
+    failing test's report."""
     outcome = yield
     report = outcome.get_result()
     if report.failed:
-        server = getattr(item, "funcargs", {}).get("server")
+        funcargs = getattr(item, "funcargs", {})
+        server = funcargs.get("server")
         if isinstance(server, Server):
             report.sections.append(
                 (f"tandem server log ({server.backend}), last {LOG_TAIL_LINES} lines", server.log_tail())
             )
+        # Clusters and deployments of several processes say what each logged.
+        for value in funcargs.values():
+            if hasattr(value, "failure_logs"):
+                report.sections.extend(value.failure_logs())
 
 
 def _point_client_at(url: str, monkeypatch) -> None:

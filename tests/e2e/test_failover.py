@@ -159,6 +159,12 @@ class Deployment:
             assert not unaccounted, f"acknowledged async writes neither applied nor quarantined: {unaccounted}"
         return missing_async
 
+    def failure_logs(self) -> list[tuple[str, str]]:
+        logs = self.cluster.failure_logs() if self.cluster is not None else []
+        if self.gateway is not None:
+            logs.append(("gateway log, last 40 lines", self.gateway.log_tail()))
+        return logs
+
     def close(self):
         problems = []
         if self.gateway is not None:

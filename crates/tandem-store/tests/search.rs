@@ -2,8 +2,9 @@
 //! PostgreSQL: whatever path the store takes (ordered and paged by the
 //! database, or filtered over runs loaded with only the keys a search
 //! names), every page equals `tandem_core::search::search_runs` over whole
-//! runs — ties in start time, missing end times and metrics, NaN, deleted
-//! runs, paging.
+//! runs — ties in start time, missing end times and metrics, NaN and
+//! infinities, missing tags, LIKE patterns with what SQL treats specially,
+//! deleted runs, paging.
 
 #[allow(dead_code)]
 #[macro_use]
@@ -14,6 +15,18 @@ use tandem_core::model::*;
 use tandem_store::*;
 
 scenarios!(every_search_path_gives_the_reference_pages);
+
+/// The `note` tag of run i is NOTES[i % 9] (runs with i % 9 = 8 have none).
+const NOTES: [&str; 8] = [
+    "A*b",
+    "a?c",
+    "[x]",
+    "100%",
+    "a_b",
+    "back\\slash",
+    "Ünï\u{212A}",
+    "abc",
+];
 
 fn page_ids(page: &tandem_core::search::Page<Run>) -> Vec<String> {
     page.items.iter().map(|run| run.info.run_id.clone()).collect()
@@ -50,24 +63,48 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
                 &ws,
                 &id,
                 // Some runs have no loss, some a NaN loss; values tie.
-                match index {
-                    _ if index % 9 == 4 => vec![metric("acc", index as f64, 0, 0)],
-                    _ if index % 8 == 3 => {
-                        vec![metric("loss", f64::NAN, 0, 0), metric("acc", index as f64, 0, 0)]
-                    }
-                    _ => vec![
-                        metric("loss", (index % 7) as f64, 0, 0),
-                        metric("acc", index as f64, 0, 0),
-                    ],
-                },
+                [
+                    match index {
+                        _ if index % 9 == 4 => vec![metric("acc", index as f64, 0, 0)],
+                        _ if index % 8 == 3 => {
+                            vec![metric("loss", f64::NAN, 0, 0), metric("acc", index as f64, 0, 0)]
+                        }
+                        _ => vec![
+                            metric("loss", (index % 7) as f64, 0, 0),
+                            metric("acc", index as f64, 0, 0),
+                        ],
+                    },
+                    // Infinities both ways, and finite values around them.
+                    vec![metric(
+                        "gain",
+                        match index % 6 {
+                            0 => f64::INFINITY,
+                            1 => f64::NEG_INFINITY,
+                            _ => index as f64 - 10.0,
+                        },
+                        0,
+                        0,
+                    )],
+                ]
+                .concat(),
                 vec![Param {
                     key: "lr".into(),
                     value: format!("{}", index % 4),
                 }],
-                vec![Tag {
-                    key: "team".into(),
-                    value: format!("t{}", index % 3),
-                }],
+                // A second tag on most runs, its values full of what LIKE
+                // and GLOB treat specially, in both cases.
+                [
+                    vec![Tag {
+                        key: "team".into(),
+                        value: format!("t{}", index % 3),
+                    }],
+                    NOTES
+                        .get(index as usize % 9)
+                        .map(|note| Tag::new("note", *note))
+                        .into_iter()
+                        .collect(),
+                ]
+                .concat(),
             )
             .await
             .unwrap();
@@ -95,6 +132,8 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
     for id in &ids {
         whole.push(store.get_run(&ws, id).await.unwrap());
     }
+    let in_list = format!("attributes.run_id IN ('{}', '{}', '{}')", ids[0], ids[5], ids[30]);
+    let not_in_list = format!("attributes.run_id NOT IN ('{}', '{}')", ids[1], ids[6]);
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("", vec![]),
         ("", vec!["attributes.start_time ASC"]),
@@ -125,6 +164,59 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
             "attributes.run_name LIKE 'run-1%'",
             vec!["attributes.end_time ASC"],
         ),
+        // Decided by the database alone: LIKE is case-sensitive, and what
+        // GLOB or LIKE would read specially is only itself.
+        ("attributes.run_name LIKE 'RUN-1%'", vec![]),
+        ("tags.note LIKE 'a%'", vec![]),
+        ("tags.note LIKE '%*%'", vec!["metrics.acc DESC"]),
+        ("tags.note LIKE '_?_'", vec![]),
+        ("tags.note LIKE '[%'", vec![]),
+        ("tags.note LIKE '100%'", vec![]),
+        ("tags.note LIKE 'a_b'", vec![]),
+        ("tags.note LIKE 'a_'", vec![]),
+        ("tags.note LIKE '___'", vec![]),
+        ("tags.note LIKE 'back%'", vec![]),
+        ("tags.note LIKE 'Ü%'", vec![]),
+        ("tags.note LIKE '%'", vec![]),
+        ("tags.note != 'a_b'", vec!["attributes.start_time ASC"]),
+        ("tags.note IS NULL", vec![]),
+        (
+            "tags.note IS NOT NULL and params.lr = '1'",
+            vec!["metrics.acc DESC"],
+        ),
+        ("params.lr IS NULL", vec![]),
+        ("metrics.loss != 2", vec![]),
+        ("metrics.loss = 3", vec!["attributes.end_time DESC"]),
+        (
+            "metrics.acc > -1 and metrics.loss <= 4",
+            vec!["metrics.loss DESC"],
+        ),
+        ("metrics.gain > 0", vec!["metrics.gain DESC"]),
+        ("metrics.gain < 1e300", vec![]),
+        ("metrics.gain >= -5 and metrics.gain != 3", vec![]),
+        (
+            "attributes.status = 'FINISHED'",
+            vec!["attributes.start_time ASC"],
+        ),
+        ("attributes.status != 'RUNNING'", vec![]),
+        ("attributes.start_time > 1005", vec![]),
+        ("attributes.end_time <= 5004", vec!["attributes.end_time DESC"]),
+        (
+            "attributes.start_time = 1003 and attributes.end_time != 5001",
+            vec![],
+        ),
+        ("attributes.user_id = ''", vec![]),
+        (&in_list, vec![]),
+        (&not_in_list, vec!["metrics.acc ASC"]),
+        // The grammar decides these, with what the database can test first.
+        ("tags.team ILIKE 'T1'", vec![]),
+        ("metrics.loss > 2 and tags.note ILIKE 'A%'", vec![]),
+        // The Kelvin sign folds to 'k': a widened ILIKE must let it through.
+        ("tags.note ILIKE '%k'", vec![]),
+        ("tags.note ILIKE 'ü%'", vec![]),
+        ("attributes.run_name ILIKE 'RUN-1_'", vec!["metrics.acc DESC"]),
+        ("attributes.start_time > 1005.5", vec![]),
+        ("params.lr = '1'", vec!["attributes.run_name ASC"]),
     ];
     // Fresh planner statistics change plans, never answers.
     store.refresh_planner_statistics().await.unwrap();

@@ -222,6 +222,12 @@ fn ordering_satisfies(cmp: Cmp, ordering: Option<Ordering>) -> bool {
     }
 }
 
+/// MLflow's ILIKE of `value` by `pattern` (see [`like`]): what a store's
+/// database calls to decide it as the grammar does.
+pub fn ilike(value: &str, pattern: &str) -> bool {
+    like(value, pattern, true)
+}
+
 /// SQL LIKE as MLflow evaluates it in memory: `%` matches any run of
 /// characters, `_` exactly one, everything else (backslash included) itself,
 /// and the whole value must match. Case-insensitive for ILIKE.

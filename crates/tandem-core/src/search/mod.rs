@@ -39,7 +39,9 @@ mod page_token;
 mod parser;
 mod registry;
 mod runs;
+mod runs_sql;
 
+pub use compare::ilike;
 pub use experiments::search_experiments;
 pub use logged_models::search_logged_models;
 pub use page_token::{
@@ -47,9 +49,10 @@ pub use page_token::{
     HistoryPosition,
 };
 pub use registry::{search_model_versions, search_registered_models};
-pub use runs::{
-    run_search_exact_prefilters, run_search_needs, run_search_prefilters, run_search_sql_order, search_runs,
-    validate_run_filter, RunPrefilter, RunSearchNeeds, SqlOrderKey,
+pub use runs::{run_search_needs, search_runs, validate_run_filter, RunSearchNeeds};
+pub use runs_sql::{
+    run_search_prefilters, run_search_sql_filter, run_search_sql_order, RunSqlClause, SqlCmp, SqlOrderKey,
+    TextTest,
 };
 
 /// One page of search results.

@@ -55,7 +55,7 @@ const NUMERIC_ATTRIBUTES: &[&str] = &["start_time", "end_time", "created", "Crea
 const LIST_ATTRIBUTES: &[&str] = &["run_id"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RunAttribute {
+pub(super) enum RunAttribute {
     RunId,
     RunName,
     UserId,
@@ -82,14 +82,14 @@ impl RunAttribute {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum DatasetField {
+pub(super) enum DatasetField {
     Name,
     Digest,
     Context,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum RunField {
+pub(super) enum RunField {
     Metric(String),
     Param(String),
     Tag(String),
@@ -98,10 +98,10 @@ enum RunField {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-struct RunClause {
-    field: RunField,
-    cmp: Cmp,
-    value: Literal,
+pub(super) struct RunClause {
+    pub(super) field: RunField,
+    pub(super) cmp: Cmp,
+    pub(super) value: Literal,
 }
 
 /// Parses a filter without evaluating it, for early validation.
@@ -145,129 +145,6 @@ pub fn run_search_needs(filter: &str, order_by: &[String]) -> Result<RunSearchNe
     Ok(needs)
 }
 
-/// A condition a store may test in its database to narrow the runs a
-/// search evaluates: every run the filter matches satisfies it (it may let
-/// through runs the filter then refuses, never the other way round).
-#[derive(Debug, Clone, PartialEq)]
-pub enum RunPrefilter {
-    ParamEquals {
-        key: String,
-        value: String,
-    },
-    TagEquals {
-        key: String,
-        value: String,
-    },
-    /// The latest value is a number (not NaN) at least `value`.
-    MetricAtLeast {
-        key: String,
-        value: f64,
-    },
-    /// The latest value is a number (not NaN) at most `value`.
-    MetricAtMost {
-        key: String,
-        value: f64,
-    },
-}
-
-/// The prefilters of `filter`'s clauses (a filter is a conjunction, so
-/// each clause's is one); none for clauses that have no exact or wider
-/// equivalent a database can test.
-pub fn run_search_prefilters(filter: &str) -> Vec<RunPrefilter> {
-    let Ok(clauses) = parse_run_filter(filter) else {
-        return Vec::new();
-    };
-    clauses
-        .into_iter()
-        .filter_map(|clause| match (clause.field, clause.cmp, clause.value) {
-            (RunField::Param(key), Cmp::Eq, Literal::Str(value)) => {
-                Some(RunPrefilter::ParamEquals { key, value })
-            }
-            (RunField::Tag(key), Cmp::Eq, Literal::Str(value)) => {
-                Some(RunPrefilter::TagEquals { key, value })
-            }
-            (RunField::Metric(key), Cmp::Gt | Cmp::Ge, Literal::Number(number))
-                if number.value.is_finite() =>
-            {
-                Some(RunPrefilter::MetricAtLeast {
-                    key,
-                    value: number.value,
-                })
-            }
-            (RunField::Metric(key), Cmp::Lt | Cmp::Le, Literal::Number(number))
-                if number.value.is_finite() =>
-            {
-                Some(RunPrefilter::MetricAtMost {
-                    key,
-                    value: number.value,
-                })
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// `filter` as prefilters that decide it exactly — every clause a param or
-/// tag compared for equality with a string (the database's `=` on text is
-/// the grammar's) — or None if any clause needs the grammar. An empty
-/// filter is no prefilter.
-pub fn run_search_exact_prefilters(filter: &str) -> Option<Vec<RunPrefilter>> {
-    parse_run_filter(filter)
-        .ok()?
-        .into_iter()
-        .map(|clause| match (clause.field, clause.cmp, clause.value) {
-            (RunField::Param(key), Cmp::Eq, Literal::Str(value)) => {
-                Some(RunPrefilter::ParamEquals { key, value })
-            }
-            (RunField::Tag(key), Cmp::Eq, Literal::Str(value)) => {
-                Some(RunPrefilter::TagEquals { key, value })
-            }
-            _ => None,
-        })
-        .collect()
-}
-
-/// One key of an order the database can evaluate alone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SqlOrderKey {
-    /// A column of `runs` (`start_time`, `end_time`, `run_id`).
-    Column(&'static str),
-    /// The latest value of a metric (NaN after numbers, missing last).
-    Metric(String),
-}
-
-/// When a search's filter is only equalities of params and tags (or
-/// nothing: see [`run_search_exact_prefilters`]) and it orders only by
-/// start or end time or by metrics, the database can filter, order and
-/// page it alone: its full order, with
-/// MLflow's tie-breakers (start time descending, run id), as (key,
-/// ascending). Missing values sort last in either direction and NaN just
-/// before them, as [`search_runs`] sorts.
-pub fn run_search_sql_order(filter: &str, order_by: &[String]) -> Option<Vec<(SqlOrderKey, bool)>> {
-    run_search_exact_prefilters(filter)?;
-    let mut keys = Vec::new();
-    for entry in order_by {
-        let (field, ascending) = parse_run_order_by(entry).ok()?;
-        let key = match field {
-            RunField::Attribute(RunAttribute::StartTime) => SqlOrderKey::Column("start_time"),
-            RunField::Attribute(RunAttribute::EndTime) => SqlOrderKey::Column("end_time"),
-            RunField::Metric(key) => SqlOrderKey::Metric(key),
-            _ => return None,
-        };
-        keys.push((key, ascending));
-    }
-    keys.push((SqlOrderKey::Column("start_time"), false));
-    keys.push((SqlOrderKey::Column("run_id"), true));
-    // A key already ordered by decides nothing the second time.
-    let mut seen = Vec::new();
-    keys.retain(|(key, _)| {
-        let first = !seen.contains(key);
-        seen.push(key.clone());
-        first
-    });
-    Some(keys)
-}
-
 /// Filters, orders and paginates runs. `runs` already restricted to the
 /// requested experiments and run_view_type. Run.data.metrics holds the latest
 /// value per key.
@@ -295,7 +172,7 @@ pub fn search_runs(
     paginate(runs, page_token, max_results)
 }
 
-fn parse_run_filter(filter: &str) -> Result<Vec<RunClause>> {
+pub(super) fn parse_run_filter(filter: &str) -> Result<Vec<RunClause>> {
     parse_filter(filter, ClauseListStyle::Quoted)?
         .into_iter()
         .map(resolve)
@@ -430,7 +307,7 @@ fn run_matches(run: &Run, clause: &RunClause) -> bool {
 }
 
 /// `SearchUtils.parse_order_by_for_search_runs`.
-fn parse_run_order_by(entry: &str) -> Result<(RunField, bool)> {
+pub(super) fn parse_run_order_by(entry: &str) -> Result<(RunField, bool)> {
     let (identifier, ascending) = parse_order_by(entry)?;
     let (key_type, key) = tracking_identifier(identifier.trim(), ORDER_BY_ATTRIBUTES)?;
     let field = match key_type {

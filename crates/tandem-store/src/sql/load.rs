@@ -7,6 +7,7 @@ use sqlx::any::AnyRow;
 use sqlx::{Any, Executor, Row};
 use tandem_core::model::*;
 
+use super::rows::{Columns, RowSource};
 use crate::error::{StoreError, StoreResult};
 
 fn stage(value: &str) -> StoreResult<LifecycleStage> {
@@ -80,16 +81,13 @@ pub(crate) fn workspace_from_row(row: &AnyRow) -> StoreResult<Workspace> {
 pub(crate) const WORKSPACE_COLUMNS: &str =
     "workspace_id, name, description, creation_time, last_update_time, lifecycle_stage, deletion_time, retention_days, purge_protection, storage_quota";
 
-pub(crate) async fn experiment<'e, E>(
-    executor: E,
+pub(crate) async fn experiment<S: RowSource>(
+    source: &S,
     workspace_id: &str,
     experiment_id: &str,
-) -> StoreResult<Option<Experiment>>
-where
-    E: Executor<'e, Database = Any> + Copy,
-{
+) -> StoreResult<Option<Experiment>> {
     let rows = experiments_where(
-        executor,
+        source,
         workspace_id,
         "AND experiment_id = $2",
         Some(experiment_id),
@@ -98,229 +96,209 @@ where
     Ok(rows.into_iter().next())
 }
 
-pub(crate) async fn experiment_by_name<'e, E>(
-    executor: E,
+pub(crate) async fn experiment_by_name<S: RowSource>(
+    source: &S,
     workspace_id: &str,
     name: &str,
-) -> StoreResult<Option<Experiment>>
-where
-    E: Executor<'e, Database = Any> + Copy,
-{
-    let rows = experiments_where(executor, workspace_id, "AND name = $2", Some(name)).await?;
+) -> StoreResult<Option<Experiment>> {
+    let rows = experiments_where(source, workspace_id, "AND name = $2", Some(name)).await?;
     Ok(rows.into_iter().next())
 }
 
-pub(crate) async fn experiments_where<'e, E>(
-    executor: E,
+/// The experiments matching `condition` (`$2` = `argument` if given), with
+/// their tags.
+pub(crate) async fn experiments_where<S: RowSource>(
+    source: &S,
     workspace_id: &str,
     condition: &str,
     argument: Option<&str>,
-) -> StoreResult<Vec<Experiment>>
-where
-    E: Executor<'e, Database = Any> + Copy,
-{
-    let sql = experiments_sql(condition);
-    let mut query = sqlx::query(&sql).bind(workspace_id);
-    if let Some(argument) = argument {
-        query = query.bind(argument);
-    }
-    let rows = query.fetch_all(executor).await?;
-    let tag_sql = experiment_tags_sql(condition);
-    let mut tag_query = sqlx::query(&tag_sql).bind(workspace_id);
-    if let Some(argument) = argument {
-        tag_query = tag_query.bind(argument);
-    }
-    let mut tags = Vec::new();
-    for row in tag_query.fetch_all(executor).await? {
-        tags.push((
-            row.try_get("experiment_id")?,
-            Tag::new(
-                row.try_get::<String, _>("key")?,
-                row.try_get::<String, _>("value")?,
-            ),
-        ));
-    }
-    let experiments = rows
-        .iter()
-        .map(|row| {
-            Ok(Experiment {
-                tags: Vec::new(),
-                experiment_id: row.try_get("experiment_id")?,
-                name: row.try_get("name")?,
-                artifact_location: row.try_get("artifact_location")?,
-                lifecycle_stage: stage(&row.try_get::<String, _>("lifecycle_stage")?)?,
-                creation_time: row.try_get("creation_time")?,
-                last_update_time: row.try_get("last_update_time")?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(with_tags(experiments, tags))
-}
-
-fn experiments_sql(condition: &str) -> String {
-    format!(
-        "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments WHERE workspace_id = $1 {condition}"
-    )
-}
-
-fn experiment_tags_sql(condition: &str) -> String {
-    format!(
-        "SELECT experiment_id, key, value FROM experiment_tags WHERE workspace_id = $1 AND experiment_id IN (SELECT experiment_id FROM experiments WHERE workspace_id = $1 {condition}) ORDER BY key"
-    )
-}
-
-/// Each experiment with its tags (in the order given).
-fn with_tags(mut experiments: Vec<Experiment>, tags: Vec<(String, Tag)>) -> Vec<Experiment> {
-    let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
-    for (experiment_id, tag) in tags {
-        by_id.entry(experiment_id).or_default().push(tag);
-    }
-    for experiment in &mut experiments {
-        experiment.tags = by_id.remove(&experiment.experiment_id).unwrap_or_default();
-    }
-    experiments
-}
-
-/// [`experiments_where`] read through SQLite's C API (a search reads the
-/// whole workspace: sqlx's per-row hand-off would cost several times the
-/// read). `condition` takes no arguments.
-pub(crate) async fn experiments_where_sqlite(
-    pool: &sqlx::SqlitePool,
-    workspace_id: &str,
-    condition: &str,
 ) -> StoreResult<Vec<Experiment>> {
-    use super::sqlite_reader::rows;
-    let mut tags = Vec::new();
-    for row in rows(pool, &experiment_tags_sql(condition), &[workspace_id]).await? {
-        let [experiment_id, key, value]: [_; 3] = row
-            .try_into()
-            .map_err(|_| StoreError::Corrupt("an experiment tag row of the wrong width".to_string()))?;
-        tags.push((experiment_id.text()?, Tag::new(key.text()?, value.text()?)));
+    let mut bound = vec![workspace_id];
+    bound.extend(argument);
+    let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
+    let tag_sql = format!(
+        "SELECT experiment_id, key, value FROM experiment_tags WHERE workspace_id = $1 AND experiment_id IN (SELECT experiment_id FROM experiments WHERE workspace_id = $1 {condition}) ORDER BY key"
+    );
+    for mut row in source.rows(&tag_sql, &bound).await? {
+        by_id
+            .entry(row.text(0)?)
+            .or_default()
+            .push(Tag::new(row.text(1)?, row.text(2)?));
     }
-    let experiments = rows(pool, &experiments_sql(condition), &[workspace_id])
+    let sql = format!(
+        "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments WHERE workspace_id = $1 {condition}"
+    );
+    source
+        .rows(&sql, &bound)
         .await?
         .into_iter()
-        .map(|row| {
-            let [id, name, location, lifecycle, created, updated]: [_; 6] = row
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("an experiment row of the wrong width".to_string()))?;
+        .map(|mut row| {
+            let experiment_id = row.text(0)?;
             Ok(Experiment {
-                tags: Vec::new(),
-                experiment_id: id.text()?,
-                name: name.text()?,
-                artifact_location: location.text()?,
-                lifecycle_stage: stage(&lifecycle.text()?)?,
-                creation_time: created.int()?,
-                last_update_time: updated.int()?,
+                tags: by_id.remove(&experiment_id).unwrap_or_default(),
+                experiment_id,
+                name: row.text(1)?,
+                artifact_location: row.text(2)?,
+                lifecycle_stage: stage(&row.text(3)?)?,
+                creation_time: row.int(4)?,
+                last_update_time: row.int(5)?,
             })
         })
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(with_tags(experiments, tags))
+        .collect()
 }
+
+/// The columns of a run's row that [`run_info_from_row`] reads, in order.
+const RUN_COLUMNS: &str = "r.run_id, r.workspace_id, r.experiment_id, r.run_name, r.user_id, r.status, r.start_time, r.end_time, r.artifact_uri, r.lifecycle_stage";
 
 /// The run row alone, with the workspace it belongs to.
 pub(crate) async fn run_info<'e, E>(executor: E, run_id: &str) -> StoreResult<Option<(String, RunInfo)>>
 where
     E: Executor<'e, Database = Any>,
 {
-    let row = sqlx::query(
-        "SELECT run_id, workspace_id, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage FROM runs WHERE run_id = $1",
-    )
-    .bind(run_id)
-    .fetch_optional(executor)
-    .await?;
-    row.map(|row| Ok((row.try_get("workspace_id")?, run_info_from_row(&row)?)))
+    let row = sqlx::query(&format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id = $1"))
+        .bind(run_id)
+        .fetch_optional(executor)
+        .await?;
+    row.map(|mut row| Ok((row.text(1)?, run_info_from_row(&mut row)?)))
         .transpose()
 }
 
-fn run_info_from_row(row: &AnyRow) -> StoreResult<RunInfo> {
-    let run_id: String = row.try_get("run_id")?;
-    let status: String = row.try_get("status")?;
+/// A run's info from a row of [`RUN_COLUMNS`].
+fn run_info_from_row(row: &mut impl Columns) -> StoreResult<RunInfo> {
+    let run_id = row.text(0)?;
+    let status = row.text(5)?;
     Ok(RunInfo {
         run_uuid: run_id.clone(),
         run_id,
-        run_name: row.try_get("run_name")?,
-        experiment_id: row.try_get("experiment_id")?,
-        user_id: row.try_get("user_id")?,
+        experiment_id: row.text(2)?,
+        run_name: row.text(3)?,
+        user_id: row.text(4)?,
         status: RunStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown run status '{status}'")))?,
-        start_time: row.try_get("start_time")?,
-        end_time: row.try_get("end_time")?,
-        artifact_uri: row.try_get("artifact_uri")?,
-        lifecycle_stage: stage(&row.try_get::<String, _>("lifecycle_stage")?)?,
+        start_time: row.optional_int(6)?,
+        end_time: row.optional_int(7)?,
+        artifact_uri: row.text(8)?,
+        lifecycle_stage: stage(&row.text(9)?)?,
     })
 }
 
 /// Loads complete runs selected by `condition` on the `runs` table (aliased
 /// `r`), binding `arguments` after `$1` = workspace id.
-pub(crate) async fn runs_where<'e, E>(
-    executor: E,
+pub(crate) async fn runs_where<S: RowSource>(
+    source: &S,
     workspace_id: &str,
     condition: &str,
     arguments: &[String],
-) -> StoreResult<Vec<Run>>
-where
-    E: Executor<'e, Database = Any> + Copy,
-{
-    runs_where_needing(executor, workspace_id, condition, arguments, None).await
-}
-
-/// `AND key IN ($n, …)` after the `arguments` already bound, and the
-/// arguments with `keys` appended; None when no key is wanted.
-fn keys_in(arguments: &[String], keys: &std::collections::BTreeSet<String>) -> Option<(String, Vec<String>)> {
-    if keys.is_empty() {
-        return None;
-    }
-    let placeholders: Vec<String> = (0..keys.len())
-        .map(|i| format!("${}", arguments.len() + 2 + i))
-        .collect();
-    let mut bound = arguments.to_vec();
-    bound.extend(keys.iter().cloned());
-    Some((format!(" AND key IN ({})", placeholders.join(", ")), bound))
+) -> StoreResult<Vec<Run>> {
+    runs_where_needing(source, workspace_id, condition, arguments, None).await
 }
 
 /// The runs matching `condition`, whole (`needs` None), or with only what a
 /// search needs to filter and order them: their info and the metric, param
 /// and tag keys it names (and datasets if it compares them).
-pub(crate) async fn runs_where_needing<'e, E>(
-    executor: E,
+pub(crate) async fn runs_where_needing<S: RowSource>(
+    source: &S,
     workspace_id: &str,
     condition: &str,
     arguments: &[String],
     needs: Option<&tandem_core::search::RunSearchNeeds>,
-) -> StoreResult<Vec<Run>>
-where
-    E: Executor<'e, Database = Any> + Copy,
-{
-    let selection = format!("SELECT r.run_id FROM runs r WHERE r.workspace_id = $1 {condition}");
-    let run_sql = format!(
-        "SELECT run_id, workspace_id, experiment_id, run_name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage FROM runs r WHERE r.workspace_id = $1 {condition}"
-    );
+) -> StoreResult<Vec<Run>> {
+    let mut bound = vec![workspace_id];
+    bound.extend(arguments.iter().map(String::as_str));
+    let selection = Selection {
+        runs: format!("SELECT {RUN_COLUMNS} FROM runs r WHERE r.workspace_id = $1 {condition}"),
+        children: format!("run_id IN (SELECT r.run_id FROM runs r WHERE r.workspace_id = $1 {condition})"),
+        arguments: bound,
+    };
+    load_runs(source, &selection, needs).await
+}
+
+/// The runs `ids` of the workspace, whole, in no particular order.
+pub(crate) async fn runs_by_ids<S: RowSource>(
+    source: &S,
+    workspace_id: &str,
+    ids: &[String],
+) -> StoreResult<Vec<Run>> {
+    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+    let list = placeholders.join(", ");
+    let mut bound = vec![workspace_id];
+    bound.extend(ids.iter().map(String::as_str));
+    let selection = Selection {
+        // Found by their ids, then checked for the workspace: `|| ''` keeps
+        // a planner without statistics from scanning the workspace's runs
+        // by its index instead of looking the ids up.
+        runs: format!(
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id IN ({list}) AND (r.workspace_id || '') = $1"
+        ),
+        // Rows of runs of another workspace find no run to join.
+        children: format!("run_id IN ({list}) AND $1 = $1"),
+        arguments: bound,
+    };
+    load_runs(source, &selection, None).await
+}
+
+/// Which runs a load reads: the statement of their rows, the condition on
+/// `run_id` that selects the rows of the other tables, and the arguments
+/// both bind (`$1` the workspace id).
+struct Selection<'a> {
+    runs: String,
+    children: String,
+    arguments: Vec<&'a str>,
+}
+
+/// `AND key IN ($n, …)` after the `arguments` already bound, and the
+/// arguments with `keys` appended; None when no key is wanted.
+fn keys_in<'a>(
+    arguments: &[&'a str],
+    keys: &'a std::collections::BTreeSet<String>,
+) -> Option<(String, Vec<&'a str>)> {
+    if keys.is_empty() {
+        return None;
+    }
+    let placeholders: Vec<String> = (0..keys.len())
+        .map(|i| format!("${}", arguments.len() + 1 + i))
+        .collect();
+    let mut bound = arguments.to_vec();
+    bound.extend(keys.iter().map(String::as_str));
+    Some((format!(" AND key IN ({})", placeholders.join(", ")), bound))
+}
+
+async fn load_runs<S: RowSource>(
+    source: &S,
+    selection: &Selection<'_>,
+    needs: Option<&tandem_core::search::RunSearchNeeds>,
+) -> StoreResult<Vec<Run>> {
+    let Selection {
+        runs: run_sql,
+        children: selection,
+        arguments,
+    } = selection;
     // Per table: the keys to read (all: "", none: None).
     let restrict =
         |keys: fn(&tandem_core::search::RunSearchNeeds) -> &std::collections::BTreeSet<String>| match needs {
-            None => Some((String::new(), arguments.to_vec())),
+            None => Some((String::new(), arguments.clone())),
             Some(needs) => keys_in(arguments, keys(needs)),
         };
     let whole = needs.is_none();
     let want_datasets = needs.is_none_or(|needs| needs.datasets);
 
-    let run_rows = fetch(executor, &run_sql, workspace_id, arguments).await?;
+    let run_rows = source.rows(run_sql, arguments).await?;
     if run_rows.is_empty() {
         return Ok(Vec::new());
     }
-    let mut data: HashMap<String, (RunData, RunInputs, RunOutputs)> = HashMap::new();
+    let mut data: HashMap<String, (RunData, RunInputs, RunOutputs)> = HashMap::with_capacity(run_rows.len());
     if let Some((keys, bound)) = restrict(|needs| &needs.metrics) {
         let sql = format!(
-            "SELECT run_id, key, timestamp, step, value, is_nan FROM latest_metrics WHERE run_id IN ({selection}){keys} ORDER BY key"
+            "SELECT run_id, key, timestamp, step, value, is_nan FROM latest_metrics WHERE {selection}{keys} ORDER BY key"
         );
-        for row in fetch(executor, &sql, workspace_id, &bound).await? {
-            let entry = data.entry(row.try_get("run_id")?).or_default();
+        for mut row in source.rows(&sql, &bound).await? {
+            let entry = data.entry(row.text(0)?).or_default();
+            let (value, is_nan) = (row.real(4)?, row.int(5)?);
             entry.0.metrics.push(Metric {
-                key: row.try_get("key")?,
-                value: metric_value(row.try_get("value")?, row.try_get("is_nan")?),
-                timestamp: row.try_get("timestamp")?,
-                step: row.try_get("step")?,
+                key: row.text(1)?,
+                value: metric_value(value, is_nan),
+                timestamp: row.int(2)?,
+                step: row.int(3)?,
                 dataset_name: None,
                 dataset_digest: None,
                 model_id: None,
@@ -329,36 +307,30 @@ where
         }
     }
     if let Some((keys, bound)) = restrict(|needs| &needs.params) {
-        let sql = format!(
-            "SELECT run_id, key, value FROM run_params WHERE run_id IN ({selection}){keys} ORDER BY key"
-        );
-        for row in fetch(executor, &sql, workspace_id, &bound).await? {
-            let entry = data.entry(row.try_get("run_id")?).or_default();
+        let sql = format!("SELECT run_id, key, value FROM run_params WHERE {selection}{keys} ORDER BY key");
+        for mut row in source.rows(&sql, &bound).await? {
+            let entry = data.entry(row.text(0)?).or_default();
             entry.0.params.push(Param {
-                key: row.try_get("key")?,
-                value: row.try_get("value")?,
+                key: row.text(1)?,
+                value: row.text(2)?,
             });
         }
     }
     if let Some((keys, bound)) = restrict(|needs| &needs.tags) {
-        let sql = format!(
-            "SELECT run_id, key, value FROM run_tags WHERE run_id IN ({selection}){keys} ORDER BY key"
-        );
-        for row in fetch(executor, &sql, workspace_id, &bound).await? {
-            let entry = data.entry(row.try_get("run_id")?).or_default();
+        let sql = format!("SELECT run_id, key, value FROM run_tags WHERE {selection}{keys} ORDER BY key");
+        for mut row in source.rows(&sql, &bound).await? {
+            let entry = data.entry(row.text(0)?).or_default();
             entry.0.tags.push(Tag {
-                key: row.try_get("key")?,
-                value: row.try_get("value")?,
+                key: row.text(1)?,
+                value: row.text(2)?,
             });
         }
     }
     if want_datasets {
-        let sql = format!(
-            "SELECT run_id, input FROM run_dataset_inputs WHERE run_id IN ({selection}) ORDER BY position"
-        );
-        for row in fetch(executor, &sql, workspace_id, arguments).await? {
-            let entry = data.entry(row.try_get("run_id")?).or_default();
-            let input: String = row.try_get("input")?;
+        let sql = format!("SELECT run_id, input FROM run_dataset_inputs WHERE {selection} ORDER BY position");
+        for mut row in source.rows(&sql, arguments).await? {
+            let entry = data.entry(row.text(0)?).or_default();
+            let input = row.text(1)?;
             entry.1.dataset_inputs.push(
                 serde_json::from_str(&input)
                     .map_err(|err| StoreError::Corrupt(format!("dataset input: {err}")))?,
@@ -366,30 +338,29 @@ where
         }
     }
     if whole {
-        let sql = format!(
-            "SELECT run_id, model_id FROM run_model_inputs WHERE run_id IN ({selection}) ORDER BY model_id"
-        );
-        for row in fetch(executor, &sql, workspace_id, arguments).await? {
-            let entry = data.entry(row.try_get("run_id")?).or_default();
+        let sql =
+            format!("SELECT run_id, model_id FROM run_model_inputs WHERE {selection} ORDER BY model_id");
+        for mut row in source.rows(&sql, arguments).await? {
+            let entry = data.entry(row.text(0)?).or_default();
             entry.1.model_inputs.push(ModelInput {
-                model_id: row.try_get("model_id")?,
+                model_id: row.text(1)?,
             });
         }
         let sql = format!(
-            "SELECT run_id, model_id, step FROM run_model_outputs WHERE run_id IN ({selection}) ORDER BY model_id"
+            "SELECT run_id, model_id, step FROM run_model_outputs WHERE {selection} ORDER BY model_id"
         );
-        for row in fetch(executor, &sql, workspace_id, arguments).await? {
-            let entry = data.entry(row.try_get("run_id")?).or_default();
+        for mut row in source.rows(&sql, arguments).await? {
+            let entry = data.entry(row.text(0)?).or_default();
             entry.2.model_outputs.push(ModelOutput {
-                model_id: row.try_get("model_id")?,
-                step: row.try_get("step")?,
+                model_id: row.text(1)?,
+                step: row.int(2)?,
             });
         }
     }
     run_rows
-        .iter()
-        .map(|row| {
-            let info = run_info_from_row(row)?;
+        .into_iter()
+        .map(|mut row| {
+            let info = run_info_from_row(&mut row)?;
             let (data, inputs, outputs) = data.remove(&info.run_id).unwrap_or_default();
             Ok(Run {
                 info,
@@ -401,11 +372,12 @@ where
         .collect()
 }
 
-pub(crate) async fn run<'e, E>(executor: E, workspace_id: &str, run_id: &str) -> StoreResult<Option<Run>>
-where
-    E: Executor<'e, Database = Any> + Copy,
-{
-    let runs = runs_where(executor, workspace_id, "AND r.run_id = $2", &[run_id.to_string()]).await?;
+pub(crate) async fn run<S: RowSource>(
+    source: &S,
+    workspace_id: &str,
+    run_id: &str,
+) -> StoreResult<Option<Run>> {
+    let runs = runs_where(source, workspace_id, "AND r.run_id = $2", &[run_id.to_string()]).await?;
     Ok(runs.into_iter().next())
 }
 
@@ -556,31 +528,37 @@ pub(crate) const LIVE_VERSION: &str =
 
 /// Aliases of live versions only: an alias pointing to a deleted version is
 /// hidden (its row stays, so it comes back when the version is recovered,
-/// unless it was reassigned meanwhile).
-const LIVE_ALIASES: &str = "SELECT a.name, a.alias, a.version FROM registered_model_aliases a WHERE a.workspace_id = $1 \
-     AND EXISTS (SELECT 1 FROM model_versions v WHERE v.workspace_id = a.workspace_id AND v.name = a.name AND v.version = a.version \
-     AND v.deletion_time IS NULL AND EXISTS (SELECT 1 FROM registered_models lm WHERE lm.workspace_id = v.workspace_id \
-     AND lm.name = v.name AND lm.deletion_time IS NULL)) ORDER BY a.alias";
+/// unless it was reassigned meanwhile). Columns: name, alias, version;
+/// `{models}` restricts the models (a condition on `a.name`).
+fn live_aliases_sql(models: &str) -> String {
+    format!(
+        "SELECT a.name, a.alias, a.version FROM registered_model_aliases a WHERE a.workspace_id = $1 {models} \
+         AND EXISTS (SELECT 1 FROM model_versions v WHERE v.workspace_id = a.workspace_id AND v.name = a.name AND v.version = a.version \
+         AND v.deletion_time IS NULL AND EXISTS (SELECT 1 FROM registered_models lm WHERE lm.workspace_id = v.workspace_id \
+         AND lm.name = v.name AND lm.deletion_time IS NULL)) ORDER BY a.alias"
+    )
+}
 
-pub(crate) async fn model_versions_where<'e, E>(
-    executor: E,
+/// The live versions matching `condition` (on `model_versions v`, its
+/// arguments bound after `$1` = the workspace id), with their tags and
+/// aliases, by name and version.
+pub(crate) async fn model_versions_where<S: RowSource>(
+    source: &S,
     workspace_id: &str,
     condition: &str,
     arguments: &[String],
-) -> StoreResult<Vec<ModelVersion>>
-where
-    E: Executor<'e, Database = Any> + Copy,
-{
-    let rows = fetch(
-        executor,
-        &format!(
-            "SELECT name, version, creation_time, last_updated_time, user_id, current_stage, description, source, run_id, run_link, status, status_message, model_id \
-             FROM model_versions v WHERE v.workspace_id = $1 {LIVE_VERSION} {condition} ORDER BY name, version"
-        ),
-        workspace_id,
-        arguments,
-    )
-    .await?;
+) -> StoreResult<Vec<ModelVersion>> {
+    let mut bound = vec![workspace_id];
+    bound.extend(arguments.iter().map(String::as_str));
+    let rows = source
+        .rows(
+            &format!(
+                "SELECT name, version, creation_time, last_updated_time, user_id, current_stage, description, source, run_id, run_link, status, status_message, model_id \
+                 FROM model_versions v WHERE v.workspace_id = $1 {LIVE_VERSION} {condition} ORDER BY name, version"
+            ),
+            &bound,
+        )
+        .await?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -589,102 +567,107 @@ where
         "SELECT t.name, t.version, t.key, t.value FROM model_version_tags t WHERE t.workspace_id = $1 AND EXISTS \
          (SELECT 1 FROM model_versions v WHERE v.workspace_id = $1 AND v.name = t.name AND v.version = t.version {LIVE_VERSION} {condition}) ORDER BY t.key"
     );
-    for row in fetch(executor, &tag_sql, workspace_id, arguments).await? {
-        tags.entry((row.try_get("name")?, row.try_get("version")?))
-            .or_default()
-            .push(Tag {
-                key: row.try_get("key")?,
-                value: row.try_get("value")?,
-            });
+    for mut row in source.rows(&tag_sql, &bound).await? {
+        tags.entry((row.text(0)?, row.int(1)?)).or_default().push(Tag {
+            key: row.text(2)?,
+            value: row.text(3)?,
+        });
     }
     let mut aliases: HashMap<(String, i64), Vec<String>> = HashMap::new();
-    for row in sqlx::query(LIVE_ALIASES)
-        .bind(workspace_id.to_string())
-        .fetch_all(executor)
-        .await?
-    {
+    let alias_sql = live_aliases_sql(&format!(
+        "AND a.name IN (SELECT v.name FROM model_versions v WHERE v.workspace_id = $1 {LIVE_VERSION} {condition})"
+    ));
+    for mut row in source.rows(&alias_sql, &bound).await? {
         aliases
-            .entry((row.try_get("name")?, row.try_get("version")?))
+            .entry((row.text(0)?, row.int(2)?))
             .or_default()
-            .push(row.try_get("alias")?);
+            .push(row.text(1)?);
     }
-    rows.iter()
-        .map(|row| {
-            let name: String = row.try_get("name")?;
-            let version: i64 = row.try_get("version")?;
-            let status: String = row.try_get("status")?;
+    rows.into_iter()
+        .map(|mut row| {
+            let name = row.text(0)?;
+            let version = row.int(1)?;
+            let status = row.text(10)?;
             let key = (name.clone(), version);
             Ok(ModelVersion {
                 name,
                 version: version.to_string(),
-                creation_timestamp: row.try_get("creation_time")?,
-                last_updated_timestamp: row.try_get("last_updated_time")?,
-                user_id: row.try_get("user_id")?,
-                current_stage: row.try_get("current_stage")?,
-                description: row.try_get("description")?,
-                source: row.try_get("source")?,
-                run_id: row.try_get("run_id")?,
+                creation_timestamp: row.int(2)?,
+                last_updated_timestamp: row.int(3)?,
+                user_id: row.text(4)?,
+                current_stage: row.text(5)?,
+                description: row.text(6)?,
+                source: row.text(7)?,
+                run_id: row.text(8)?,
                 status: ModelVersionStatus::parse(&status)
                     .ok_or_else(|| StoreError::Corrupt(format!("unknown model version status '{status}'")))?,
-                status_message: row.try_get("status_message")?,
+                status_message: row.text(11)?,
                 tags: tags.remove(&key).unwrap_or_default(),
-                run_link: row.try_get("run_link")?,
+                run_link: row.text(9)?,
                 aliases: aliases.remove(&key).unwrap_or_default(),
-                model_id: row.try_get("model_id")?,
+                model_id: row.text(12)?,
             })
         })
         .collect()
 }
 
-pub(crate) async fn registered_models_where<'e, E>(
-    executor: E,
+/// The live registered models matching `condition` (on
+/// `registered_models m`, its arguments bound after `$1` = the workspace
+/// id), with their tags, aliases and latest version per stage, by name.
+/// Their tags, aliases and versions are read for these models alone.
+pub(crate) async fn registered_models_where<S: RowSource>(
+    source: &S,
     workspace_id: &str,
     condition: &str,
     arguments: &[String],
-) -> StoreResult<Vec<RegisteredModel>>
-where
-    E: Executor<'e, Database = Any> + Copy,
-{
-    let rows = fetch(
-        executor,
-        &format!(
-            "SELECT name, description, user_id, creation_time, last_updated_time FROM registered_models m WHERE m.workspace_id = $1 AND m.deletion_time IS NULL {condition} ORDER BY name"
-        ),
-        workspace_id,
-        arguments,
-    )
-    .await?;
+) -> StoreResult<Vec<RegisteredModel>> {
+    let mut bound = vec![workspace_id];
+    bound.extend(arguments.iter().map(String::as_str));
+    let models = format!(
+        "SELECT m.name FROM registered_models m WHERE m.workspace_id = $1 AND m.deletion_time IS NULL {condition}"
+    );
+    let rows = source
+        .rows(
+            &format!(
+                "SELECT name, description, user_id, creation_time, last_updated_time FROM registered_models m WHERE m.workspace_id = $1 AND m.deletion_time IS NULL {condition} ORDER BY name"
+            ),
+            &bound,
+        )
+        .await?;
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let mut tags: HashMap<String, Vec<Tag>> = HashMap::new();
-    for row in
-        sqlx::query("SELECT name, key, value FROM registered_model_tags WHERE workspace_id = $1 ORDER BY key")
-            .bind(workspace_id.to_string())
-            .fetch_all(executor)
-            .await?
-    {
-        tags.entry(row.try_get("name")?).or_default().push(Tag {
-            key: row.try_get("key")?,
-            value: row.try_get("value")?,
+    let tag_sql = format!(
+        "SELECT t.name, t.key, t.value FROM registered_model_tags t WHERE t.workspace_id = $1 AND t.name IN ({models}) ORDER BY t.key"
+    );
+    for mut row in source.rows(&tag_sql, &bound).await? {
+        tags.entry(row.text(0)?).or_default().push(Tag {
+            key: row.text(1)?,
+            value: row.text(2)?,
         });
     }
     let mut aliases: HashMap<String, Vec<RegisteredModelAlias>> = HashMap::new();
-    for row in sqlx::query(LIVE_ALIASES)
-        .bind(workspace_id.to_string())
-        .fetch_all(executor)
+    for mut row in source
+        .rows(&live_aliases_sql(&format!("AND a.name IN ({models})")), &bound)
         .await?
     {
         aliases
-            .entry(row.try_get("name")?)
+            .entry(row.text(0)?)
             .or_default()
             .push(RegisteredModelAlias {
-                alias: row.try_get("alias")?,
-                version: row.try_get::<i64, _>("version")?.to_string(),
+                alias: row.text(1)?,
+                version: row.int(2)?.to_string(),
             });
     }
     // Latest version per stage, as MLflow's `latest_versions` reports it.
-    let versions = model_versions_where(executor, workspace_id, "", &[]).await?;
+    let versions = model_versions_where(
+        source,
+        workspace_id,
+        &format!("AND v.name IN ({models})"),
+        arguments,
+    )
+    .await?;
     let mut latest: HashMap<String, Vec<ModelVersion>> = HashMap::new();
     for version in versions {
         let list = latest.entry(version.name.clone()).or_default();
@@ -701,16 +684,16 @@ where
             None => list.push(version),
         }
     }
-    rows.iter()
-        .map(|row| {
-            let name: String = row.try_get("name")?;
+    rows.into_iter()
+        .map(|mut row| {
+            let name = row.text(0)?;
             let mut latest_versions = latest.remove(&name).unwrap_or_default();
             latest_versions.sort_by_key(|version| version.version.parse::<i64>().unwrap_or(0));
             Ok(RegisteredModel {
-                creation_timestamp: row.try_get("creation_time")?,
-                last_updated_timestamp: row.try_get("last_updated_time")?,
-                user_id: row.try_get("user_id")?,
-                description: row.try_get("description")?,
+                creation_timestamp: row.int(3)?,
+                last_updated_timestamp: row.int(4)?,
+                user_id: row.text(2)?,
+                description: row.text(1)?,
                 latest_versions,
                 tags: tags.remove(&name).unwrap_or_default(),
                 aliases: aliases.remove(&name).unwrap_or_default(),

@@ -23,6 +23,7 @@ mod replication;
 mod restore;
 mod retention;
 mod retention_apply;
+mod rows;
 mod search_runs;
 mod sqlite_reader;
 mod tracking;

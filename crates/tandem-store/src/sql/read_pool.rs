@@ -4,13 +4,14 @@
 use tandem_core::model::Metric;
 
 use super::history::{page_sql, Start};
+use super::rows::Cell;
 use super::{load, sqlite_reader, Backend};
 use crate::error::{StoreError, StoreResult};
 
-/// Pools for the large reads (history pages; on SQLite also a workspace's
-/// experiments) that go around sqlx's `Any` layer, whose per-value
-/// conversions (and, on SQLite, per-row hand-off between threads) cost
-/// several times the read itself: a history page is up to 25,000 points.
+/// Pools for the large reads (history pages, searches) that go around
+/// sqlx's `Any` layer, whose per-value conversions (and, on SQLite, per-row
+/// hand-off between threads) cost several times the read itself: a
+/// history page is up to 25,000 points, a page of runs ~20,000 rows.
 pub(super) enum ReadPool {
     /// Read-only connections to the SQLite file, stepped through SQLite's
     /// C API (`sqlite_reader`).
@@ -38,11 +39,19 @@ impl ReadPool {
         }
     }
 
-    /// The SQLite pool, whose handles `sqlite_reader` steps directly.
-    pub(super) fn sqlite(&self) -> Option<&sqlx::SqlitePool> {
+    /// Every row of `sql` (`$N` parameters bound to `arguments` as text),
+    /// each as its columns.
+    pub(super) async fn cells(&self, sql: &str, arguments: &[&str]) -> StoreResult<Vec<Vec<Cell>>> {
         match self {
-            ReadPool::Sqlite(pool) => Some(pool),
-            ReadPool::Postgres(_) => None,
+            ReadPool::Sqlite(pool) => sqlite_reader::rows(pool, sql, arguments).await,
+            ReadPool::Postgres(pool) => {
+                let mut query = sqlx::query(sql);
+                for argument in arguments {
+                    query = query.bind(*argument);
+                }
+                let rows = query.fetch_all(pool).await.map_err(StoreError::database)?;
+                rows.iter().map(pg_cells).collect()
+            }
         }
     }
 
@@ -95,4 +104,27 @@ impl ReadPool {
             }
         }
     }
+}
+
+/// A PostgreSQL row's columns as cells, by their types.
+fn pg_cells(row: &sqlx::postgres::PgRow) -> StoreResult<Vec<Cell>> {
+    use sqlx::{Column, Row, TypeInfo, ValueRef};
+    let mut cells = Vec::with_capacity(row.len());
+    for (index, column) in row.columns().iter().enumerate() {
+        if row.try_get_raw(index).map_err(StoreError::database)?.is_null() {
+            cells.push(Cell::Null);
+            continue;
+        }
+        let get = |error: sqlx::Error| StoreError::database(error);
+        cells.push(match column.type_info().name() {
+            "INT8" => Cell::Int(row.try_get::<i64, _>(index).map_err(get)?),
+            "INT4" => Cell::Int(row.try_get::<i32, _>(index).map_err(get)?.into()),
+            "INT2" => Cell::Int(row.try_get::<i16, _>(index).map_err(get)?.into()),
+            "BOOL" => Cell::Int(row.try_get::<bool, _>(index).map_err(get)?.into()),
+            "FLOAT8" => Cell::Real(row.try_get::<f64, _>(index).map_err(get)?),
+            "FLOAT4" => Cell::Real(row.try_get::<f32, _>(index).map_err(get)?.into()),
+            _ => Cell::Text(row.try_get::<String, _>(index).map_err(get)?),
+        });
+    }
+    Ok(cells)
 }

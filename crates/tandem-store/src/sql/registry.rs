@@ -167,7 +167,7 @@ impl SqlStore {
         ws: &WorkspaceRef,
         query: SearchQuery,
     ) -> StoreResult<Page<RegisteredModel>> {
-        let models = load::registered_models_where(&self.pool, &ws.workspace_id, "", &[]).await?;
+        let models = load::registered_models_where(&self.read_pool, &ws.workspace_id, "", &[]).await?;
         Ok(search::search_registered_models(
             models,
             &query.filter,
@@ -574,7 +574,7 @@ impl SqlStore {
         ws: &WorkspaceRef,
         query: SearchQuery,
     ) -> StoreResult<Page<ModelVersion>> {
-        let versions = load::model_versions_where(&self.pool, &ws.workspace_id, "", &[]).await?;
+        let versions = load::model_versions_where(&self.read_pool, &ws.workspace_id, "", &[]).await?;
         Ok(search::search_model_versions(
             versions,
             &query.filter,

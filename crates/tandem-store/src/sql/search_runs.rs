@@ -5,17 +5,18 @@
 //! and only the page's runs are loaded; any other search filters and orders
 //! runs loaded with only the keys it names (`RunSearchNeeds`) — narrowed
 //! first by what the database can test of its clauses (`RunPrefilter`) —
-//! then loads the page's runs whole. Both give exactly the page
-//! `search::search_runs` gives over whole runs (same order, same offset
-//! page tokens).
+//! then loads the page's runs whole. Both read through the read pool
+//! (`rows`: sqlx's `Any` rows would cost several times the read) and give
+//! exactly the page `search::search_runs` gives over whole runs (same
+//! order, same offset page tokens).
 
 use std::collections::HashMap;
 
-use sqlx::Row;
 use tandem_core::model::{Run, ViewType};
-use tandem_core::search::{self, RunPrefilter, SqlOrderKey};
+use tandem_core::search::{self, RunSqlClause, SqlCmp, SqlOrderKey, TextTest};
 
-use super::{load, SqlStore};
+use super::rows::{Columns, RowSource};
+use super::{load, Backend, SqlStore};
 use crate::error::StoreResult;
 use crate::{Page, SearchRuns, WorkspaceRef};
 
@@ -56,15 +57,15 @@ impl SqlStore {
         }
         if let (Some(order), Some(exact)) = (
             search::run_search_sql_order(&query.filter, &query.order_by),
-            search::run_search_exact_prefilters(&query.filter),
+            search::run_search_sql_filter(&query.filter).filter(|clauses| decides(clauses, self.backend)),
         ) {
             let offset = match query.page_token.as_deref() {
                 Some(token) if !token.is_empty() => search::decode_page_token(token)?,
                 _ => 0,
             };
-            // The filter's equalities decide it alone here.
+            // The database decides the filter alone here.
             let mut arguments = arguments.clone();
-            add_prefilters(&mut condition, &mut arguments, exact);
+            add_clauses(&mut condition, &mut arguments, exact, self.backend);
             // Metric keys are bound after the experiment ids and the
             // filter's values; each metric of the order is a join on its
             // latest value.
@@ -100,10 +101,14 @@ impl SqlStore {
                 query.max_results + 1,
                 offset
             );
-            let mut ids = load::fetch(&self.pool, &sql, &ws.workspace_id, &bound)
+            let mut all: Vec<&str> = vec![&ws.workspace_id];
+            all.extend(bound.iter().map(String::as_str));
+            let mut ids = self
+                .read_pool
+                .rows(&sql, &all)
                 .await?
-                .iter()
-                .map(|row| Ok(row.try_get::<String, _>("run_id")?))
+                .into_iter()
+                .map(|mut row| row.text(0))
                 .collect::<StoreResult<Vec<String>>>()?;
             let next_page_token = (ids.len() > query.max_results).then(|| {
                 ids.truncate(query.max_results);
@@ -118,14 +123,20 @@ impl SqlStore {
         // The clauses the database can test narrow the runs loaded; the
         // grammar still decides every match.
         let mut arguments = arguments.clone();
-        add_prefilters(
+        add_clauses(
             &mut condition,
             &mut arguments,
             search::run_search_prefilters(&query.filter),
+            self.backend,
         );
-        let light =
-            load::runs_where_needing(&self.pool, &ws.workspace_id, &condition, &arguments, Some(&needs))
-                .await?;
+        let light = load::runs_where_needing(
+            &self.read_pool,
+            &ws.workspace_id,
+            &condition,
+            &arguments,
+            Some(&needs),
+        )
+        .await?;
         let page = search::search_runs(
             light,
             &query.filter,
@@ -148,9 +159,7 @@ impl SqlStore {
         let mut runs: HashMap<String, Run> = HashMap::with_capacity(ids.len());
         // Bounded lists of bind parameters (a page may hold 50,000 runs).
         for chunk in ids.chunks(500) {
-            let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let condition = format!("AND r.run_id IN ({})", placeholders.join(", "));
-            for run in load::runs_where(&self.pool, &ws.workspace_id, &condition, chunk).await? {
+            for run in load::runs_by_ids(&self.read_pool, &ws.workspace_id, chunk).await? {
                 runs.insert(run.info.run_id.clone(), run);
             }
         }
@@ -158,41 +167,165 @@ impl SqlStore {
     }
 }
 
-/// Adds `prefilters` to a search's `condition` (`AND EXISTS …` each), their
-/// keys and values bound after `arguments`.
-fn add_prefilters(condition: &mut String, arguments: &mut Vec<String>, prefilters: Vec<RunPrefilter>) {
-    for prefilter in prefilters {
-        let (sql, key, value) = match prefilter {
-            RunPrefilter::ParamEquals { key, value } => (
-                "EXISTS (SELECT 1 FROM run_params pf WHERE pf.run_id = r.run_id AND pf.key = $K AND pf.value = $V)",
-                key,
-                value,
-            ),
-            RunPrefilter::TagEquals { key, value } => (
-                "EXISTS (SELECT 1 FROM run_tags tf WHERE tf.run_id = r.run_id AND tf.key = $K AND tf.value = $V)",
-                key,
-                value,
-            ),
-            RunPrefilter::MetricAtLeast { key, value } => (
-                "EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = $K \
-                 AND mf.is_nan = 0 AND mf.value >= CAST($V AS DOUBLE PRECISION))",
-                key,
-                value.to_string(),
-            ),
-            RunPrefilter::MetricAtMost { key, value } => (
-                "EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = $K \
-                 AND mf.is_nan = 0 AND mf.value <= CAST($V AS DOUBLE PRECISION))",
-                key,
-                value.to_string(),
-            ),
+/// Adds `clauses` to a search's `condition` (`AND …` each), their keys and
+/// values bound after `arguments` (as text, cast where compared as numbers).
+fn add_clauses(
+    condition: &mut String,
+    arguments: &mut Vec<String>,
+    clauses: Vec<RunSqlClause>,
+    backend: Backend,
+) {
+    for clause in clauses {
+        let sql = match clause {
+            RunSqlClause::Metric { key, cmp, value } => {
+                let key = bind(arguments, key);
+                let value = bind(arguments, value.to_string());
+                let test = match cmp {
+                    // NaN differs from every number; it satisfies no other comparison.
+                    SqlCmp::Ne => {
+                        format!("(mf.is_nan <> 0 OR mf.value <> CAST({value} AS DOUBLE PRECISION))")
+                    }
+                    cmp => format!(
+                        "mf.is_nan = 0 AND mf.value {} CAST({value} AS DOUBLE PRECISION)",
+                        cmp.as_sql()
+                    ),
+                };
+                format!("EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = {key} AND {test})")
+            }
+            RunSqlClause::Param { key, test } => key_value_test("run_params", key, test, arguments, backend),
+            RunSqlClause::Tag { key, test } => key_value_test("run_tags", key, test, arguments, backend),
+            RunSqlClause::Attribute { column, test } => {
+                text_test(&format!("r.{column}"), test, arguments, backend)
+            }
+            RunSqlClause::Time { column, cmp, value } => {
+                let value = bind(arguments, value.to_string());
+                format!("r.{column} {} CAST({value} AS BIGINT)", cmp.as_sql())
+            }
         };
-        let (k, v) = (arguments.len() + 2, arguments.len() + 3);
         condition.push_str(" AND ");
-        condition.push_str(
-            &sql.replace("$K", &format!("${k}"))
-                .replace("$V", &format!("${v}")),
-        );
-        arguments.push(key);
-        arguments.push(value);
+        condition.push_str(&sql);
+    }
+}
+
+/// Whether `backend` decides `clauses` exactly: PostgreSQL has no MLflow
+/// ILIKE (its case folding is its own), which `text_test` only widens there.
+fn decides(clauses: &[RunSqlClause], backend: Backend) -> bool {
+    backend == Backend::Sqlite
+        || !clauses.iter().any(|clause| {
+            matches!(
+                clause,
+                RunSqlClause::Param {
+                    test: TextTest::ILike(_),
+                    ..
+                } | RunSqlClause::Tag {
+                    test: TextTest::ILike(_),
+                    ..
+                } | RunSqlClause::Attribute {
+                    test: TextTest::ILike(_),
+                    ..
+                }
+            )
+        })
+}
+
+/// Binds `value` after `arguments` (`$1` is the workspace id): its placeholder.
+fn bind(arguments: &mut Vec<String>, value: String) -> String {
+    arguments.push(value);
+    format!("${}", arguments.len() + 1)
+}
+
+/// A test of the value of `key` in `table` (`run_params`, `run_tags`).
+fn key_value_test(
+    table: &str,
+    key: String,
+    test: TextTest,
+    arguments: &mut Vec<String>,
+    backend: Backend,
+) -> String {
+    let key = bind(arguments, key);
+    let row = format!("SELECT 1 FROM {table} kv WHERE kv.run_id = r.run_id AND kv.key = {key}");
+    match test {
+        TextTest::Present => format!("EXISTS ({row})"),
+        TextTest::Absent => format!("NOT EXISTS ({row})"),
+        test => format!(
+            "EXISTS ({row} AND {})",
+            text_test("kv.value", test, arguments, backend)
+        ),
+    }
+}
+
+/// `column` tested as the grammar tests text: bytes compared, LIKE
+/// case-sensitive with nothing escaped (SQLite's GLOB with the pattern
+/// translated; PostgreSQL's LIKE with `ESCAPE ''`).
+fn text_test(column: &str, test: TextTest, arguments: &mut Vec<String>, backend: Backend) -> String {
+    match test {
+        TextTest::Equals(value) => format!("{column} = {}", bind(arguments, value)),
+        TextTest::Differs(value) => format!("{column} <> {}", bind(arguments, value)),
+        TextTest::Like(pattern) => match backend {
+            Backend::Sqlite => format!("{column} GLOB {}", bind(arguments, glob_pattern(&pattern))),
+            Backend::Postgres => format!("{column} LIKE {} ESCAPE ''", bind(arguments, pattern)),
+        },
+        // SQLite's read connections have MLflow's ILIKE itself
+        // (`sqlite_reader::ILIKE`). On PostgreSQL it only narrows
+        // (`decides`): LOWER() folds ASCII letters as the grammar does, and a
+        // value's other characters match an ASCII pattern's letters only if
+        // they fold to them, which only the Kelvin sign does (to 'k'):
+        // values holding one pass too. Other patterns do not narrow.
+        TextTest::ILike(pattern) => match backend {
+            Backend::Sqlite => format!(
+                "{}({column}, {})",
+                super::sqlite_reader::ILIKE,
+                bind(arguments, pattern)
+            ),
+            Backend::Postgres if pattern.is_ascii() => format!(
+                "(LOWER({column}) LIKE LOWER({}) ESCAPE '' OR {column} LIKE '%{KELVIN}%')",
+                bind(arguments, pattern)
+            ),
+            Backend::Postgres => "1 = 1".to_string(),
+        },
+        TextTest::In(values) if values.is_empty() => "1 = 0".to_string(),
+        TextTest::NotIn(values) if values.is_empty() => "1 = 1".to_string(),
+        TextTest::In(values) => {
+            let list: Vec<String> = values.into_iter().map(|value| bind(arguments, value)).collect();
+            format!("{column} IN ({})", list.join(", "))
+        }
+        TextTest::NotIn(values) => {
+            let list: Vec<String> = values.into_iter().map(|value| bind(arguments, value)).collect();
+            format!("{column} NOT IN ({})", list.join(", "))
+        }
+        TextTest::Present => format!("{column} IS NOT NULL"),
+        TextTest::Absent => format!("{column} IS NULL"),
+    }
+}
+
+/// The one character outside ASCII whose lower case is an ASCII letter.
+const KELVIN: char = '\u{212A}';
+
+/// MLflow's LIKE pattern (`%`, `_`, nothing escaped) as a SQLite GLOB
+/// pattern: `*` and `?` for the wildcards, GLOB's own specials bracketed.
+fn glob_pattern(pattern: &str) -> String {
+    let mut glob = String::with_capacity(pattern.len() + 8);
+    for character in pattern.chars() {
+        match character {
+            '%' => glob.push('*'),
+            '_' => glob.push('?'),
+            '*' => glob.push_str("[*]"),
+            '?' => glob.push_str("[?]"),
+            '[' => glob.push_str("[[]"),
+            other => glob.push(other),
+        }
+    }
+    glob
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_pattern;
+
+    #[test]
+    fn like_patterns_become_globs_that_match_the_same() {
+        assert_eq!(glob_pattern("a%b_c"), "a*b?c");
+        assert_eq!(glob_pattern("*?[x]%"), "[*][?][[]x]*");
+        assert_eq!(glob_pattern("100\\%"), "100\\*");
     }
 }

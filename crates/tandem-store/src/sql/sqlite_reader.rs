@@ -19,6 +19,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
 use tandem_core::model::Metric;
 
 use super::history::{page_sql, Start};
+use super::rows::Cell;
 use crate::error::{StoreError, StoreResult, WriteOutcome};
 
 /// A pool of read-only connections to the store's SQLite file. An
@@ -36,13 +37,86 @@ pub(super) async fn open(url: &str, max_connections: u32) -> StoreResult<SqliteP
         .map_err(StoreError::database)?
         .create_if_missing(false)
         .read_only(true)
-        .busy_timeout(std::time::Duration::from_secs(10));
+        .busy_timeout(std::time::Duration::from_secs(10))
+        // Searches read tens of thousands of rows: 8 MiB of pages each
+        // (SQLite's default is 2) keeps their indexes' hot pages here.
+        .pragma("cache_size", "-8192");
     SqlitePoolOptions::new()
         .max_connections(max_connections)
         .test_before_acquire(false)
+        .after_connect(|connection, _| {
+            Box::pin(async move {
+                let mut handle = connection.lock_handle().await?;
+                register_ilike(handle.as_raw_handle())
+                    .map_err(|error| sqlx::Error::Configuration(error.into()))
+            })
+        })
         .connect_with(options)
         .await
         .map_err(StoreError::database)
+}
+
+/// The SQL function of the read connections that is MLflow's ILIKE
+/// (`ILIKE(value, pattern)`, `tandem_core::search::ilike`): SQLite's LIKE
+/// folds only ASCII letters, so with it a search's ILIKE is decided by the
+/// database as the grammar decides it.
+pub(super) const ILIKE: &str = "mlflow_ilike";
+
+fn register_ilike(db: NonNull<ffi::sqlite3>) -> Result<(), String> {
+    // SAFETY: `db` is a live handle locked for this thread; the name is a
+    // NUL-terminated constant; the callback only reads its arguments.
+    let rc = unsafe {
+        ffi::sqlite3_create_function_v2(
+            db.as_ptr(),
+            c"mlflow_ilike".as_ptr(),
+            2,
+            ffi::SQLITE_UTF8 | ffi::SQLITE_DETERMINISTIC,
+            std::ptr::null_mut(),
+            Some(ilike),
+            None,
+            None,
+            None,
+        )
+    };
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(format!(
+            "cannot define {ILIKE} on a read connection (SQLite error {rc})"
+        ))
+    }
+}
+
+/// `mlflow_ilike(value, pattern)`: 1 or 0, NULL when either is NULL.
+unsafe extern "C" fn ilike(
+    context: *mut ffi::sqlite3_context,
+    count: c_int,
+    arguments: *mut *mut ffi::sqlite3_value,
+) {
+    // SAFETY: SQLite passes `count` (2, as registered) live values.
+    let arguments = unsafe { std::slice::from_raw_parts(arguments, count as usize) };
+    let text = |value: *mut ffi::sqlite3_value| -> Option<&str> {
+        // SAFETY: the value is live for the call; its text (converted to
+        // UTF-8 by SQLite) is `sqlite3_value_bytes` long.
+        unsafe {
+            let pointer = ffi::sqlite3_value_text(value);
+            if pointer.is_null() {
+                return None;
+            }
+            let length = ffi::sqlite3_value_bytes(value) as usize;
+            std::str::from_utf8(std::slice::from_raw_parts(pointer, length)).ok()
+        }
+    };
+    match (
+        arguments.first().and_then(|v| text(*v)),
+        arguments.get(1).and_then(|v| text(*v)),
+    ) {
+        // SAFETY: `context` is the call's.
+        (Some(value), Some(pattern)) => unsafe {
+            ffi::sqlite3_result_int(context, c_int::from(tandem_core::search::ilike(value, pattern)))
+        },
+        _ => unsafe { ffi::sqlite3_result_null(context) },
+    }
 }
 
 /// Up to `limit` points of `run_id`'s `key` from `start`, in the metrics
@@ -70,33 +144,6 @@ async fn with_handle<T>(
     match tokio::runtime::Handle::current().runtime_flavor() {
         tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| read(db)),
         _ => read(db),
-    }
-}
-
-/// One column of a row read by [`rows`].
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Cell {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(String),
-}
-
-impl Cell {
-    pub(super) fn text(self) -> StoreResult<String> {
-        match self {
-            Cell::Text(text) => Ok(text),
-            other => Err(StoreError::Corrupt(format!("expected text, found {other:?}"))),
-        }
-    }
-
-    pub(super) fn int(&self) -> StoreResult<i64> {
-        match self {
-            Cell::Int(value) => Ok(*value),
-            other => Err(StoreError::Corrupt(format!(
-                "expected an integer, found {other:?}"
-            ))),
-        }
     }
 }
 
@@ -134,11 +181,24 @@ pub(super) async fn rows(pool: &SqlitePool, sql: &str, arguments: &[&str]) -> St
 
 /// `sql` with `$1`…`$count` written `?1`…: SQLite reads `$4` as a
 /// parameter named "$4", numbered by first appearance, where `?4` is the
-/// fourth.
+/// fourth. One pass (a page of runs binds hundreds of ids).
 fn numbered(sql: &str, count: usize) -> String {
-    (1..=count).rev().fold(sql.to_string(), |sql, n| {
-        sql.replace(&format!("${n}"), &format!("?{n}"))
-    })
+    let mut out = String::with_capacity(sql.len());
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let parameter = after[..digits].parse::<usize>().ok();
+        match parameter {
+            Some(n) if (1..=count).contains(&n) => out.push('?'),
+            _ => out.push('$'),
+        }
+        out.push_str(&after[..digits]);
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 fn read_page(
@@ -307,5 +367,19 @@ fn error(db: NonNull<ffi::sqlite3>, rc: c_int) -> StoreError {
             message,
             outcome: WriteOutcome::Aborted,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::numbered;
+
+    #[test]
+    fn numbered_parameters_become_positional_and_nothing_else_changes() {
+        assert_eq!(
+            numbered("a = $1 AND b IN ($2, $10) AND c = '$x' AND d = $11 AND e = $", 10),
+            "a = ?1 AND b IN (?2, ?10) AND c = '$x' AND d = $11 AND e = $"
+        );
+        assert_eq!(numbered("no parameters", 3), "no parameters");
     }
 }

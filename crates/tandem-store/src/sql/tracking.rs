@@ -100,10 +100,7 @@ impl SqlStore {
             ViewType::DeletedOnly => "AND lifecycle_stage = 'deleted'",
             ViewType::All => "",
         };
-        let experiments = match self.read_pool.sqlite() {
-            Some(pool) => load::experiments_where_sqlite(pool, &ws.workspace_id, condition).await?,
-            None => load::experiments_where(&self.pool, &ws.workspace_id, condition, None).await?,
-        };
+        let experiments = load::experiments_where(&self.read_pool, &ws.workspace_id, condition, None).await?;
         Ok(search::search_experiments(
             experiments,
             &query.filter,
