@@ -109,6 +109,18 @@ pub fn search_experiments(
     paginate(experiments, page_token, max_results)
 }
 
+/// Whether a search by `filter` compares tags: if not, a store may give
+/// [`search_experiments`] experiments without their tags and load the
+/// page's whole afterwards — the page is the same.
+pub fn experiment_search_needs_tags(filter: &str) -> Result<bool> {
+    Ok(parse_filter(filter, ClauseListStyle::Plain)?
+        .into_iter()
+        .map(resolve)
+        .collect::<Result<Vec<_>>>()?
+        .iter()
+        .any(|clause| matches!(clause.field, ExperimentField::Tag(_))))
+}
+
 /// `SearchExperimentsUtils._get_comparison` with `SearchUtils._get_value`.
 fn resolve(comparison: RawComparison) -> Result<ExperimentClause> {
     let (key_type, key) = registry_identifier(&comparison.identifier, ATTRIBUTES)?;

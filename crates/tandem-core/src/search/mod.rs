@@ -42,7 +42,7 @@ mod runs;
 mod runs_sql;
 
 pub use compare::ilike;
-pub use experiments::search_experiments;
+pub use experiments::{experiment_search_needs_tags, search_experiments};
 pub use logged_models::search_logged_models;
 pub use page_token::{
     decode_history_token, decode_page_token, encode_history_token, encode_page_token, HistoryCursor,

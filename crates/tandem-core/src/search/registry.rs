@@ -99,6 +99,9 @@ const MODEL_ORDER_BY_ATTRIBUTES: &[&str] = &[
 ];
 
 /// Filters, orders and paginates registered models. Default order: name.
+/// Filters and orders read a model's name, times and tags only: a store
+/// may give it models without their versions and aliases and load the
+/// page's whole afterwards.
 pub fn search_registered_models(
     models: Vec<RegisteredModel>,
     filter: &str,

@@ -113,23 +113,67 @@ pub(crate) async fn experiments_where<S: RowSource>(
     condition: &str,
     argument: Option<&str>,
 ) -> StoreResult<Vec<Experiment>> {
+    experiments_where_tagged(source, workspace_id, condition, argument, true).await
+}
+
+/// The experiments `ids` of the workspace with their tags, in that order.
+pub(crate) async fn experiments_by_ids<S: RowSource>(
+    source: &S,
+    workspace_id: &str,
+    ids: &[String],
+) -> StoreResult<Vec<Experiment>> {
+    let mut found: HashMap<String, Experiment> = HashMap::with_capacity(ids.len());
+    // Bounded lists of bind parameters.
+    for chunk in ids.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let mut bound = vec![workspace_id];
+        bound.extend(chunk.iter().map(String::as_str));
+        let condition = format!("AND experiment_id IN ({})", placeholders.join(", "));
+        for experiment in experiments_bound(source, &condition, &bound, true).await? {
+            found.insert(experiment.experiment_id.clone(), experiment);
+        }
+    }
+    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+}
+
+/// [`experiments_where`], with their tags or (`tags` false) without.
+pub(crate) async fn experiments_where_tagged<S: RowSource>(
+    source: &S,
+    workspace_id: &str,
+    condition: &str,
+    argument: Option<&str>,
+    tags: bool,
+) -> StoreResult<Vec<Experiment>> {
     let mut bound = vec![workspace_id];
     bound.extend(argument);
+    experiments_bound(source, condition, &bound, tags).await
+}
+
+/// The experiments matching `condition` with `bound` as `$1` (the
+/// workspace id), `$2`, ….
+async fn experiments_bound<S: RowSource>(
+    source: &S,
+    condition: &str,
+    bound: &[&str],
+    tags: bool,
+) -> StoreResult<Vec<Experiment>> {
     let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
     let tag_sql = format!(
         "SELECT experiment_id, key, value FROM experiment_tags WHERE workspace_id = $1 AND experiment_id IN (SELECT experiment_id FROM experiments WHERE workspace_id = $1 {condition}) ORDER BY key"
     );
-    for mut row in source.rows(&tag_sql, &bound).await? {
-        by_id
-            .entry(row.text(0)?)
-            .or_default()
-            .push(Tag::new(row.text(1)?, row.text(2)?));
+    if tags {
+        for mut row in source.rows(&tag_sql, bound).await? {
+            by_id
+                .entry(row.text(0)?)
+                .or_default()
+                .push(Tag::new(row.text(1)?, row.text(2)?));
+        }
     }
     let sql = format!(
         "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments WHERE workspace_id = $1 {condition}"
     );
     source
-        .rows(&sql, &bound)
+        .rows(&sql, bound)
         .await?
         .into_iter()
         .map(|mut row| {
@@ -621,6 +665,36 @@ pub(crate) async fn registered_models_where<S: RowSource>(
     condition: &str,
     arguments: &[String],
 ) -> StoreResult<Vec<RegisteredModel>> {
+    registered_models_read(source, workspace_id, condition, arguments, true).await
+}
+
+/// The models `names` of the workspace, whole, in that order.
+pub(crate) async fn registered_models_by_names<S: RowSource>(
+    source: &S,
+    workspace_id: &str,
+    names: &[String],
+) -> StoreResult<Vec<RegisteredModel>> {
+    let mut found: HashMap<String, RegisteredModel> = HashMap::with_capacity(names.len());
+    // Bounded lists of bind parameters.
+    for chunk in names.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        let condition = format!("AND m.name IN ({})", placeholders.join(", "));
+        for model in registered_models_where(source, workspace_id, &condition, chunk).await? {
+            found.insert(model.name.clone(), model);
+        }
+    }
+    Ok(names.iter().filter_map(|name| found.remove(name)).collect())
+}
+
+/// [`registered_models_where`]; without versions and aliases unless
+/// `whole` (what a search filters and orders by is the rest).
+pub(crate) async fn registered_models_read<S: RowSource>(
+    source: &S,
+    workspace_id: &str,
+    condition: &str,
+    arguments: &[String],
+    whole: bool,
+) -> StoreResult<Vec<RegisteredModel>> {
     let mut bound = vec![workspace_id];
     bound.extend(arguments.iter().map(String::as_str));
     let models = format!(
@@ -646,6 +720,24 @@ pub(crate) async fn registered_models_where<S: RowSource>(
             key: row.text(1)?,
             value: row.text(2)?,
         });
+    }
+    if !whole {
+        return rows
+            .into_iter()
+            .map(|mut row| {
+                let name = row.text(0)?;
+                Ok(RegisteredModel {
+                    creation_timestamp: row.int(3)?,
+                    last_updated_timestamp: row.int(4)?,
+                    user_id: row.text(2)?,
+                    description: row.text(1)?,
+                    latest_versions: Vec::new(),
+                    tags: tags.remove(&name).unwrap_or_default(),
+                    aliases: Vec::new(),
+                    name,
+                })
+            })
+            .collect();
     }
     let mut aliases: HashMap<String, Vec<RegisteredModelAlias>> = HashMap::new();
     for mut row in source

@@ -100,14 +100,24 @@ impl SqlStore {
             ViewType::DeletedOnly => "AND lifecycle_stage = 'deleted'",
             ViewType::All => "",
         };
-        let experiments = load::experiments_where(&self.read_pool, &ws.workspace_id, condition, None).await?;
-        Ok(search::search_experiments(
+        // Every experiment of the view is filtered and ordered, its tags
+        // read only if the filter compares them; then the page's are read
+        // whole (at 10,000 experiments, the tags were most of the read).
+        let tags = search::experiment_search_needs_tags(&query.filter)?;
+        let experiments =
+            load::experiments_where_tagged(&self.read_pool, &ws.workspace_id, condition, None, tags).await?;
+        let mut page = search::search_experiments(
             experiments,
             &query.filter,
             &query.order_by,
             query.max_results,
             query.page_token.as_deref(),
-        )?)
+        )?;
+        if !tags {
+            let ids: Vec<String> = page.items.iter().map(|e| e.experiment_id.clone()).collect();
+            page.items = load::experiments_by_ids(&self.read_pool, &ws.workspace_id, &ids).await?;
+        }
+        Ok(page)
     }
 
     pub(super) async fn rename_experiment_impl(
