@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,9 +34,10 @@ import time
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, proc_cpu_s, table  # noqa: E402
+from common import log, table  # noqa: E402
 from moving import mlflow_server, tandem_server  # noqa: E402
-from run import DEFAULT_TANDEM_BIN, tree_cpu_s  # noqa: E402
+from pg import database_for, ensure_psycopg2, server_cpu_s  # noqa: E402
+from run import DEFAULT_TANDEM_BIN  # noqa: E402
 
 
 def fill(base: str, points: int) -> str:
@@ -66,22 +66,10 @@ def read(base: str, run_id: str) -> int:
             return count
 
 
-PG = "postgresql://postgres@127.0.0.1:5432"
 
 
-def psql(sql: str, database: str = "postgres") -> str:
-    return subprocess.run(["psql", f"{PG}/{database}", "-Atc", sql], check=True, capture_output=True,
-                          text=True).stdout
 
 
-def server_cpu_s(server, database: str | None) -> float:
-    """The server's CPU, and that of the PostgreSQL backends serving its
-    database (which may come and go: counted while alive)."""
-    total = tree_cpu_s(server.proc.pid)
-    if database:
-        pids = psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'").split()
-        total += sum(proc_cpu_s(int(pid)) for pid in pids)
-    return total
 
 
 def measure(server, points: int, reads: int, database: str | None = None) -> dict:
@@ -110,31 +98,19 @@ def main() -> None:
     args = p.parse_args()
     root = tempfile.mkdtemp(prefix="tandem-bench-history-")
     results = {}
-    if args.postgres and subprocess.run([os.path.join(args.venv, "bin", "python"), "-c", "import psycopg2"],
-                                        capture_output=True).returncode != 0:
-        subprocess.run([os.path.join(args.venv, "bin", "pip"), "install", "-q", "psycopg2-binary"], check=True)
+    if args.postgres:
+        ensure_psycopg2(args.venv)
     try:
         for name, make in (("tandem", lambda: tandem_server(args.tandem_bin, os.path.join(root, "tandem"))),
                            ("mlflow", lambda: mlflow_server(args.venv, os.path.join(root, "mlflow")))):
             server = make()
-            database = None
-            if args.postgres:
-                database = f"bench_history_{name}_{os.getpid()}"
-                psql(f"DROP DATABASE IF EXISTS {database}")
-                psql(f"CREATE DATABASE {database}")
-                if name == "tandem":
-                    server.env["TANDEM_METADATA_URL"] = f"{PG}/{database}"
-                else:
-                    at = server.argv.index("--backend-store-uri") + 1
-                    server.argv[at] = f"{PG.replace('postgresql:', 'postgresql+psycopg2:')}/{database}"
-            server.start(180)
-            try:
-                log(f"{name}: {args.points} points, {args.reads} reads")
-                results[name] = measure(server, args.points, args.reads, database)
-            finally:
-                server.stop()
-                if database:
-                    psql(f"DROP DATABASE IF EXISTS {database}")
+            with database_for(server, "bench_history", args.postgres) as database:
+                server.start(180)
+                try:
+                    log(f"{name}: {args.points} points, {args.reads} reads")
+                    results[name] = measure(server, args.points, args.reads, database)
+                finally:
+                    server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     t, m = results["tandem"], results["mlflow"]

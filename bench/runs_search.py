@@ -48,11 +48,11 @@ from concurrent.futures import ThreadPoolExecutor
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import log, peak_rss_mb, proc_cpu_s, table  # noqa: E402
+from common import log, peak_rss_mb, table  # noqa: E402
 from moving import mlflow_server, tandem_server  # noqa: E402
-from run import DEFAULT_TANDEM_BIN, process_tree, tree_cpu_s  # noqa: E402
+from pg import PG, database_for, ensure_psycopg2, server_cpu_s  # noqa: E402
+from run import DEFAULT_TANDEM_BIN, process_tree  # noqa: E402
 
-PG = "postgresql://postgres@127.0.0.1:5432"
 RATES = ["0.001", "0.01", "0.1"]
 TEAMS = ["a-team", "b-team", "c-team", "d-team"]
 START = 1_700_000_000_000
@@ -163,17 +163,8 @@ def search(session, base: str, experiment_id: str, body: dict, pages: int, ids: 
     return found
 
 
-def psql(sql: str, database: str = "postgres") -> str:
-    return subprocess.run(["psql", f"{PG}/{database}", "-Atc", sql], check=True, capture_output=True,
-                          text=True).stdout
 
 
-def server_cpu_s(server, database: str | None) -> float:
-    total = tree_cpu_s(server.proc.pid)
-    if database:
-        pids = psql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'").split()
-        total += sum(proc_cpu_s(int(pid)) for pid in pids)
-    return total
 
 
 def measure(server, experiment_id: str, runs: int, reads: int, database: str | None) -> dict:
@@ -211,42 +202,31 @@ def main() -> None:
     p.add_argument("--postgres", action="store_true", help="both servers on PostgreSQL at 127.0.0.1:5432")
     args = p.parse_args()
     python = os.path.join(args.venv, "bin", "python")
-    if args.postgres and subprocess.run([python, "-c", "import psycopg2"], capture_output=True).returncode != 0:
-        subprocess.run([os.path.join(args.venv, "bin", "pip"), "install", "-q", "psycopg2-binary"], check=True)
+    if args.postgres:
+        ensure_psycopg2(args.venv)
     root = tempfile.mkdtemp(prefix="tandem-bench-runs-search-")
     results = {}
     try:
         for name, make in (("tandem", lambda: tandem_server(args.tandem_bin, os.path.join(root, "tandem"))),
                            ("mlflow", lambda: mlflow_server(args.venv, os.path.join(root, "mlflow")))):
             server = make()
-            database = None
-            if args.postgres:
-                database = f"bench_runs_search_{name}_{os.getpid()}"
-                psql(f"DROP DATABASE IF EXISTS {database}")
-                psql(f"CREATE DATABASE {database}")
-                if name == "tandem":
-                    server.env["TANDEM_METADATA_URL"] = f"{PG}/{database}"
-                else:
-                    at = server.argv.index("--backend-store-uri") + 1
-                    server.argv[at] = f"{PG.replace('postgresql:', 'postgresql+psycopg2:')}/{database}"
-            server.start(180)
-            try:
-                created = requests.post(f"{server.url}/api/2.0/mlflow/experiments/create",
-                                        json={"name": "search-bench"}, timeout=60)
-                created.raise_for_status()
-                experiment_id = created.json()["experiment_id"]
-                log(f"{name}: writing {args.runs:,} runs")
-                fill0 = time.perf_counter()
-                if name == "tandem":
-                    fill_tandem(server.url, experiment_id, args.runs)
-                else:
-                    fill_mlflow_process(python, server, database, experiment_id, args.runs)
-                log(f"{name}: written in {time.perf_counter() - fill0:.0f}s; {args.reads} reads of each search")
-                results[name] = measure(server, experiment_id, args.runs, args.reads, database)
-            finally:
-                server.stop()
-                if database:
-                    psql(f"DROP DATABASE IF EXISTS {database}")
+            with database_for(server, "bench_runs_search", args.postgres) as database:
+                server.start(180)
+                try:
+                    created = requests.post(f"{server.url}/api/2.0/mlflow/experiments/create",
+                                            json={"name": "search-bench"}, timeout=60)
+                    created.raise_for_status()
+                    experiment_id = created.json()["experiment_id"]
+                    log(f"{name}: writing {args.runs:,} runs")
+                    fill0 = time.perf_counter()
+                    if name == "tandem":
+                        fill_tandem(server.url, experiment_id, args.runs)
+                    else:
+                        fill_mlflow_process(python, server, database, experiment_id, args.runs)
+                    log(f"{name}: written in {time.perf_counter() - fill0:.0f}s; {args.reads} reads of each search")
+                    results[name] = measure(server, experiment_id, args.runs, args.reads, database)
+                finally:
+                    server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
     backend = "PostgreSQL" if args.postgres else "SQLite"

@@ -5,7 +5,7 @@
 //! store only ever sees hashes: the password's Argon2id PHC string and the
 //! token's SHA-256 are computed above it.
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 use tandem_core::access::{Grant, Principal, Role, RoleAssignment, TokenInfo};
 use tandem_core::journal::{Change, DEPLOYMENT_RECORD};
 use tandem_core::model::Millis;
@@ -23,8 +23,8 @@ fn no_principal(name: &str) -> StoreError {
 }
 
 /// Applies an access change; false if `change` is not one.
-pub(crate) async fn apply_access(tx: &mut Transaction<'_, Any>, change: &Change) -> StoreResult<bool> {
-    let conn = &mut **tx;
+pub(crate) async fn apply_access(tx: &mut AnyConnection, change: &Change) -> StoreResult<bool> {
+    let conn = &mut *tx;
     match change {
         Change::PrincipalCreated {
             name,
@@ -69,7 +69,7 @@ pub(crate) async fn apply_access(tx: &mut Transaction<'_, Any>, change: &Change)
                 "DELETE FROM tokens WHERE principal = $1",
                 "DELETE FROM principals WHERE name = $1",
             ] {
-                sqlx::query(sql).bind(name).execute(&mut **tx).await?;
+                sqlx::query(sql).bind(name).execute(&mut *tx).await?;
             }
         }
         Change::TokenCreated {
@@ -138,10 +138,10 @@ pub(crate) async fn apply_access(tx: &mut Transaction<'_, Any>, change: &Change)
 /// Removes the role assignments scoped to `workspace_id`: a purged
 /// workspace takes them with it, and a new workspace of the same name
 /// starts with none.
-pub(crate) async fn forget_workspace(tx: &mut Transaction<'_, Any>, workspace_id: &str) -> StoreResult<()> {
+pub(crate) async fn forget_workspace(tx: &mut AnyConnection, workspace_id: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM role_assignments WHERE scope = $1")
         .bind(workspace_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
@@ -165,7 +165,7 @@ fn token_row(row: &sqlx::any::AnyRow) -> StoreResult<TokenInfo> {
 impl SqlStore {
     /// Journals one access change as a deployment-wide record.
     async fn write_access(&self, change: impl FnOnce(Millis) -> Change) -> StoreResult<()> {
-        let (_guard, mut write) = self.begin_write(DEPLOYMENT_RECORD).await?;
+        let mut write = self.begin_write(DEPLOYMENT_RECORD).await?;
         let change = change(write.now);
         self.record(&mut write, change).await?;
         Self::commit(write).await

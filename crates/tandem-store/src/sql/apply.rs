@@ -3,7 +3,7 @@
 //! records alike, so it must be deterministic: everything it writes comes from
 //! the change or from state the change's predecessors wrote.
 
-use sqlx::{Any, Transaction};
+use sqlx::AnyConnection;
 use tandem_core::journal::{Change, ContentArea};
 use tandem_core::model::{Metric, Tag};
 
@@ -21,11 +21,7 @@ pub(crate) fn stored_value(value: f64) -> (f64, i64) {
 
 use tandem_core::model::RUN_NAME_TAG;
 
-pub(crate) async fn apply(
-    tx: &mut Transaction<'_, Any>,
-    workspace_id: &str,
-    change: &Change,
-) -> StoreResult<()> {
+pub(crate) async fn apply(tx: &mut AnyConnection, workspace_id: &str, change: &Change) -> StoreResult<()> {
     if super::access::apply_access(tx, change).await? {
         return Ok(());
     }
@@ -35,7 +31,7 @@ pub(crate) async fn apply(
     if super::retention_apply::apply(tx, workspace_id, change).await? {
         return Ok(());
     }
-    let conn = &mut **tx;
+    let conn = &mut *tx;
     match change {
         Change::WorkspaceCreated {
             workspace_id: id,
@@ -257,7 +253,7 @@ pub(crate) async fn apply(
                 .bind(run_id)
                 .bind(&param.key)
                 .bind(&param.value)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             }
             for tag in tags {
@@ -280,7 +276,7 @@ pub(crate) async fn apply(
                 let position: i64 =
                     sqlx::query_scalar("SELECT COUNT(*) FROM run_dataset_inputs WHERE run_id = $1")
                         .bind(run_id)
-                        .fetch_one(&mut **tx)
+                        .fetch_one(&mut *tx)
                         .await?;
                 sqlx::query(
                     "INSERT INTO run_dataset_inputs (run_id, name, digest, position, input) VALUES ($1, $2, $3, $4, $5) \
@@ -291,7 +287,7 @@ pub(crate) async fn apply(
                 .bind(&input.dataset.digest)
                 .bind(position)
                 .bind(serde_json::to_string(input).expect("dataset inputs encode"))
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             }
             for model in models {
@@ -300,7 +296,7 @@ pub(crate) async fn apply(
                 )
                 .bind(run_id)
                 .bind(&model.model_id)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             }
         }
@@ -313,7 +309,7 @@ pub(crate) async fn apply(
                 .bind(run_id)
                 .bind(&model.model_id)
                 .bind(model.step)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             }
         }
@@ -574,7 +570,7 @@ pub(crate) async fn apply(
                 .bind(workspace_id)
                 .bind(name)
                 .bind(target.parse::<i64>().unwrap_or_default())
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             }
             touch_registered_model(tx, workspace_id, name, *time).await?;
@@ -589,7 +585,7 @@ pub(crate) async fn apply(
             .bind(workspace_id)
             .bind(name)
             .bind(version.parse::<i64>().unwrap_or_default())
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
             touch_registered_model(tx, workspace_id, name, *time).await?;
         }
@@ -667,13 +663,13 @@ pub(crate) async fn apply(
             .bind(primary)
             .bind(serde_json::to_string(fork).expect("maps encode"))
             .bind(time)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
             sqlx::query(
                 "UPDATE region_state SET epoch = CASE WHEN epoch > $1 THEN epoch ELSE $1 END WHERE id = 1",
             )
             .bind(epoch)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         }
         Change::OriginRecorded { origin } => {
@@ -721,7 +717,7 @@ fn content_table(area: ContentArea) -> (&'static str, &'static str) {
 }
 
 async fn upsert_experiment_tag(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     experiment_id: &str,
     tag: &Tag,
@@ -734,26 +730,26 @@ async fn upsert_experiment_tag(
     .bind(experiment_id)
     .bind(&tag.key)
     .bind(&tag.value)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-async fn upsert_run_tag(tx: &mut Transaction<'_, Any>, run_id: &str, tag: &Tag) -> StoreResult<()> {
+async fn upsert_run_tag(tx: &mut AnyConnection, run_id: &str, tag: &Tag) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO run_tags (run_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
     )
     .bind(run_id)
     .bind(&tag.key)
     .bind(&tag.value)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     // The run name and its tag are one fact in MLflow; keep them equal.
     if tag.key == RUN_NAME_TAG {
         sqlx::query("UPDATE runs SET run_name = $1 WHERE run_id = $2")
             .bind(&tag.value)
             .bind(run_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     Ok(())
@@ -789,12 +785,12 @@ fn values_list(rows: usize, columns: usize, first: usize, anonymous: bool) -> St
     sql
 }
 
-async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[Metric]) -> StoreResult<()> {
+async fn insert_metrics(tx: &mut AnyConnection, run_id: &str, metrics: &[Metric]) -> StoreResult<()> {
     // SQLite gets anonymous `?` placeholders: sqlx resolves a numbered
     // placeholder by its name, and SQLite's name lookup is linear in the
     // statement's parameter count, which made binding a 900-parameter
     // statement quadratic (half the server's CPU in a 500-metric batch).
-    let anonymous = (**tx).backend_name() == "SQLite";
+    let anonymous = tx.backend_name() == "SQLite";
     // Binding is most of the cost of a large insert (each text value is
     // copied, and freed again), so the run id is bound once per statement,
     // and metrics without a model or dataset, nearly all of them, bind no
@@ -820,7 +816,7 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
                 .bind(value)
                 .bind(is_nan);
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *tx).await?;
     }
     for chunk in extended.chunks(METRIC_ROWS_PER_STATEMENT) {
         let sql = format!(
@@ -843,7 +839,7 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
                 .bind(metric.dataset_name.clone().unwrap_or_default())
                 .bind(metric.dataset_digest.clone().unwrap_or_default());
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *tx).await?;
     }
 
     // Latest value per key: the highest (step, timestamp, value), compared as
@@ -882,7 +878,7 @@ async fn insert_metrics(tx: &mut Transaction<'_, Any>, run_id: &str, metrics: &[
                 .bind(value)
                 .bind(is_nan);
         }
-        query.execute(&mut **tx).await?;
+        query.execute(&mut *tx).await?;
     }
     Ok(())
 }
@@ -898,24 +894,20 @@ fn sort_key(metric: &Metric) -> (i64, i64, OrderedValue) {
 #[derive(PartialEq, PartialOrd)]
 struct OrderedValue(f64);
 
-async fn upsert_logged_model_tag(
-    tx: &mut Transaction<'_, Any>,
-    model_id: &str,
-    tag: &Tag,
-) -> StoreResult<()> {
+async fn upsert_logged_model_tag(tx: &mut AnyConnection, model_id: &str, tag: &Tag) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO logged_model_tags (model_id, key, value) VALUES ($1, $2, $3) ON CONFLICT (model_id, key) DO UPDATE SET value = excluded.value",
     )
     .bind(model_id)
     .bind(&tag.key)
     .bind(&tag.value)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 async fn upsert_logged_model_param(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     model_id: &str,
     key: &str,
     value: &str,
@@ -926,22 +918,22 @@ async fn upsert_logged_model_param(
     .bind(model_id)
     .bind(key)
     .bind(value)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
-async fn touch_logged_model(tx: &mut Transaction<'_, Any>, model_id: &str, time: i64) -> StoreResult<()> {
+async fn touch_logged_model(tx: &mut AnyConnection, model_id: &str, time: i64) -> StoreResult<()> {
     sqlx::query("UPDATE logged_models SET last_updated_time = CASE WHEN last_updated_time > $1 THEN last_updated_time ELSE $1 END WHERE model_id = $2")
         .bind(time)
         .bind(model_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
 async fn upsert_registered_model_tag(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     name: &str,
     tag: &Tag,
@@ -954,13 +946,13 @@ async fn upsert_registered_model_tag(
     .bind(name)
     .bind(&tag.key)
     .bind(&tag.value)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
 
 async fn upsert_model_version_tag(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     name: &str,
     version: i64,
@@ -975,7 +967,7 @@ async fn upsert_model_version_tag(
     .bind(version)
     .bind(&tag.key)
     .bind(&tag.value)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -983,7 +975,7 @@ async fn upsert_model_version_tag(
 /// Moves a registered model's rows, and its versions', tags' and aliases',
 /// from key `from` to key `to` (a rename, a deletion set aside, a recovery).
 pub(crate) async fn move_registered_model(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     from: &str,
     to: &str,
@@ -1001,14 +993,14 @@ pub(crate) async fn move_registered_model(
         .bind(to)
         .bind(workspace_id)
         .bind(from)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())
 }
 
 async fn touch_registered_model(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     name: &str,
     time: i64,
@@ -1017,7 +1009,7 @@ async fn touch_registered_model(
         .bind(time)
         .bind(workspace_id)
         .bind(name)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 use tandem_core::journal::{Change, JournalRecord};
 
 use super::{decode_journal_row, merge, JOURNAL_COLUMNS};
@@ -27,11 +27,11 @@ use crate::{DivergentRecord, EpochInfo};
 
 /// The history this region holds: for every origin region, the highest
 /// `origin_seq` of its changes that are part of the state.
-pub(crate) async fn fork_point(tx: &mut Transaction<'_, Any>) -> StoreResult<BTreeMap<String, i64>> {
+pub(crate) async fn fork_point(tx: &mut AnyConnection) -> StoreResult<BTreeMap<String, i64>> {
     let rows = sqlx::query(
         "SELECT origin_region, MAX(origin_seq) AS origin_seq FROM journal WHERE voided IS NULL GROUP BY origin_region",
     )
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let mut fork: BTreeMap<String, i64> = rows
         .iter()
@@ -42,7 +42,7 @@ pub(crate) async fn fork_point(tx: &mut Transaction<'_, Any>) -> StoreResult<BTr
     // it continues (restored from the archive at failover), so the fork of
     // the source's own changes reaches as far as it followed.
     let positions = sqlx::query("SELECT source_region, position FROM replication_positions")
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
     for row in &positions {
         let source: String = row.try_get("source_region")?;
@@ -61,7 +61,7 @@ fn decode_fork(text: &str) -> StoreResult<BTreeMap<String, i64>> {
 /// The epoch that fences `record`, if one does: the first epoch after the
 /// record's own, if the record lies beyond that epoch's fork.
 pub(crate) async fn fencing_epoch(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     record: &JournalRecord,
 ) -> StoreResult<Option<i64>> {
     if record.seen.is_some() {
@@ -69,7 +69,7 @@ pub(crate) async fn fencing_epoch(
     }
     let Some(row) = sqlx::query("SELECT epoch, fork FROM epochs WHERE epoch > $1 ORDER BY epoch LIMIT 1")
         .bind(record.epoch)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?
     else {
         return Ok(None);
@@ -88,14 +88,14 @@ pub(crate) fn divergence_id(record: &JournalRecord) -> String {
 
 /// Puts `record` (as journaled here, at `record.seq`) into the quarantine.
 pub(crate) async fn quarantine(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     record: &JournalRecord,
     voided_by: i64,
     now: i64,
 ) -> StoreResult<()> {
     let primary: Option<String> = sqlx::query_scalar("SELECT primary_region FROM epochs WHERE epoch = $1")
         .bind(voided_by)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     let reason = format!(
         "accepted by '{}' in epoch {}, after epoch {voided_by} began at '{}' without it",
@@ -120,7 +120,7 @@ pub(crate) async fn quarantine(
     .bind(reason)
     .bind(now)
     .bind(artifact_state)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -129,7 +129,7 @@ pub(crate) async fn quarantine(
 /// change held here that the new epoch's fork lacks, quarantines it, and
 /// rebuilds the state without them. Returns how many were voided.
 pub(crate) async fn void_divergent(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     epoch: i64,
     fork: &BTreeMap<String, i64>,
     now: i64,
@@ -139,7 +139,7 @@ pub(crate) async fn void_divergent(
          WHERE voided IS NULL AND seen IS NULL AND epoch < $1 GROUP BY origin_region",
     )
     .bind(epoch)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     let mut beyond = Vec::new();
     for row in &held {
@@ -159,7 +159,7 @@ pub(crate) async fn void_divergent(
         .bind(epoch)
         .bind(&origin)
         .bind(kept)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         for row in &rows {
             voided.push(decode_journal_row(row)?);
@@ -172,7 +172,7 @@ pub(crate) async fn void_divergent(
         sqlx::query("UPDATE journal SET voided = $1 WHERE seq = $2")
             .bind(epoch)
             .bind(record.seq)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         quarantine(tx, record, epoch, now).await?;
     }
@@ -218,12 +218,12 @@ pub(crate) async fn records_beyond_fork(
 
 /// Empties every table derived from the journal and applies the journal's
 /// records that are part of the state again, in order.
-async fn rebuild(tx: &mut Transaction<'_, Any>) -> StoreResult<()> {
+async fn rebuild(tx: &mut AnyConnection) -> StoreResult<()> {
     for table in
         super::dump::state_tables().chain(["merge_registers", "conflicts", "origin_progress", "epochs"])
     {
         sqlx::query(&format!("DELETE FROM {table}"))
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     const PAGE: i64 = 500;
@@ -234,7 +234,7 @@ async fn rebuild(tx: &mut Transaction<'_, Any>) -> StoreResult<()> {
         ))
         .bind(after)
         .bind(PAGE)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         for row in &rows {
             let record = decode_journal_row(row)?;
@@ -255,7 +255,7 @@ async fn rebuild(tx: &mut Transaction<'_, Any>) -> StoreResult<()> {
         "INSERT INTO origin_progress (origin_region, origin_seq) \
          SELECT origin_region, MAX(origin_seq) FROM journal WHERE voided IS NULL GROUP BY origin_region",
     )
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -323,7 +323,7 @@ impl super::SqlStore {
             )));
         }
         let id = divergence_id(record);
-        let (_guard, mut write) = self.begin_write(&record.workspace_id).await?;
+        let mut write = self.begin_write(&record.workspace_id).await?;
         let done: Option<i64> =
             sqlx::query_scalar("SELECT seq FROM divergence_resolutions WHERE divergence_id = $1")
                 .bind(&id)

@@ -6,7 +6,7 @@
 //! embedded default) `a` cannot be a file while `a/b` is one, so the index
 //! refuses a write that would make it so, on every backend alike.
 
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 use tandem_core::journal::Change;
 use tandem_core::model::FileEntry;
 use tandem_core::Error;
@@ -38,7 +38,7 @@ impl SqlStore {
         &self,
         ws: &WorkspaceRef,
         path: &str,
-        tx: Option<&mut sqlx::Transaction<'static, sqlx::Any>>,
+        tx: Option<&mut AnyConnection>,
     ) -> StoreResult<()> {
         let ancestors = ancestors(path);
         let mut sql = String::from(
@@ -63,7 +63,7 @@ impl SqlStore {
             query = query.bind(*ancestor);
         }
         let row = match tx {
-            Some(tx) => query.fetch_one(&mut **tx).await?,
+            Some(tx) => query.fetch_one(&mut *tx).await?,
             None => query.fetch_one(&self.pool).await?,
         };
         let stage: Option<String> = row.try_get("stage")?;
@@ -98,7 +98,7 @@ impl SqlStore {
     ) -> StoreResult<FileEntry> {
         // Checked again under the writer lock: the workspace may have been
         // deleted, or a conflicting file written, while the bytes streamed.
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         self.check_file_conflicts(ws, path, Some(&mut write.tx)).await?;
         super::retention_apply::check_quota(&mut write.tx, &ws.workspace_id, "files", path, size).await?;
         let time = write.now;
@@ -127,7 +127,7 @@ impl SqlStore {
         ws: &WorkspaceRef,
         path: &str,
     ) -> StoreResult<Vec<FileEntry>> {
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         let removed = self.files_under(ws, path, Some(&mut write.tx)).await?;
         if removed.is_empty() {
             return Err(Error::not_found(format!(
@@ -153,7 +153,7 @@ impl SqlStore {
         &self,
         ws: &WorkspaceRef,
         prefix: &str,
-        tx: Option<&mut sqlx::Transaction<'static, sqlx::Any>>,
+        tx: Option<&mut AnyConnection>,
     ) -> StoreResult<Vec<FileEntry>> {
         let prefix = prefix.trim_matches('/');
         let below = if prefix.is_empty() {
@@ -170,7 +170,7 @@ impl SqlStore {
             .bind(below.len() as i64)
             .bind(&below);
         let rows = match tx {
-            Some(tx) => query.fetch_all(&mut **tx).await?,
+            Some(tx) => query.fetch_all(&mut *tx).await?,
             None => query.fetch_all(&self.pool).await?,
         };
         rows.iter().map(decode).collect()

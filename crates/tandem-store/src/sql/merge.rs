@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 use tandem_core::journal::{Change, JournalRecord};
 use tandem_core::merge::{self, Conflict, ConflictSide, Op, Outcome, Version};
 
@@ -19,7 +19,7 @@ use super::apply;
 use crate::error::{StoreError, StoreResult};
 
 /// Applies `record`, merging it if it belongs to a multi-writer class.
-pub(crate) async fn apply_record(tx: &mut Transaction<'_, Any>, record: &JournalRecord) -> StoreResult<()> {
+pub(crate) async fn apply_record(tx: &mut AnyConnection, record: &JournalRecord) -> StoreResult<()> {
     if record.seen.is_none() {
         return apply::apply(tx, &record.workspace_id, &record.change).await;
     }
@@ -90,7 +90,7 @@ pub(crate) async fn apply_record(tx: &mut Transaction<'_, Any>, record: &Journal
             .bind(time)
             .bind(workspace_id)
             .bind(name)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
             if keep(&merge::registered_model_key(name)) {
                 sqlx::query(
@@ -101,7 +101,7 @@ pub(crate) async fn apply_record(tx: &mut Transaction<'_, Any>, record: &Journal
                 .bind(time)
                 .bind(workspace_id)
                 .bind(name)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             }
             for tag in tags
@@ -138,7 +138,7 @@ pub(crate) async fn apply_record(tx: &mut Transaction<'_, Any>, record: &Journal
 /// would have been refused otherwise): the later claim keeps the name and the
 /// other experiment is renamed to [`merge::conflict_name`], in every region.
 async fn claim_experiment_name(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     record: &JournalRecord,
     change: Change,
     conflicts: &mut Vec<(String, Version, Version)>,
@@ -161,7 +161,7 @@ async fn claim_experiment_name(
     .bind(workspace_id)
     .bind(&name)
     .bind(&experiment_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     let Some(holder) = holder else {
         set_register(tx, workspace_id, &claim, &incoming).await?;
@@ -217,19 +217,19 @@ async fn claim_experiment_name(
     }
 }
 
-async fn model_exists(tx: &mut Transaction<'_, Any>, workspace_id: &str, name: &str) -> StoreResult<bool> {
+async fn model_exists(tx: &mut AnyConnection, workspace_id: &str, name: &str) -> StoreResult<bool> {
     let found: Option<i64> =
         sqlx::query_scalar("SELECT 1 FROM registered_models WHERE workspace_id = $1 AND name = $2")
             .bind(workspace_id)
             .bind(name)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     Ok(found.is_some())
 }
 
 /// The tombstone of a parent object the incoming write did not see, if any.
 async fn deleted_parent(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     parents: &[String],
     incoming: &Version,
@@ -245,7 +245,7 @@ async fn deleted_parent(
 }
 
 async fn register(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     register: &str,
 ) -> StoreResult<Option<Version>> {
@@ -253,7 +253,7 @@ async fn register(
         sqlx::query_scalar("SELECT version FROM merge_registers WHERE workspace_id = $1 AND register = $2")
             .bind(workspace_id)
             .bind(register)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     version
         .map(|version| decode_version(register, &version))
@@ -266,7 +266,7 @@ fn decode_version(register: &str, text: &str) -> StoreResult<Version> {
 }
 
 async fn set_register(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     register: &str,
     version: &Version,
@@ -278,7 +278,7 @@ async fn set_register(
     .bind(workspace_id)
     .bind(register)
     .bind(serde_json::to_string(version).expect("versions encode"))
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -286,7 +286,7 @@ async fn set_register(
 /// The registers a hard delete of `object` removes with it: everything
 /// inside a registered model (its tags, aliases and versions) or a version.
 async fn registers_inside(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     object: &str,
 ) -> StoreResult<Vec<(String, Version)>> {
@@ -310,7 +310,7 @@ async fn registers_inside(
         .bind(workspace_id)
         .bind(prefix.chars().count() as i64)
         .bind(&prefix)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         for row in rows {
             let register: String = row.try_get("register")?;
@@ -324,7 +324,7 @@ async fn registers_inside(
 }
 
 async fn journaled_change(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     version: &Version,
     incoming: &JournalRecord,
 ) -> StoreResult<Option<Change>> {
@@ -334,7 +334,7 @@ async fn journaled_change(
     let row = sqlx::query("SELECT format, payload FROM journal WHERE origin_region = $1 AND origin_seq = $2")
         .bind(&version.origin_region)
         .bind(version.origin_seq)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *tx)
         .await?;
     let Some(row) = row else { return Ok(None) };
     let format: i32 = row.try_get("format")?;
@@ -343,7 +343,7 @@ async fn journaled_change(
 }
 
 async fn record_conflict(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     record: &JournalRecord,
     register: &str,
     winner: &Version,
@@ -374,7 +374,7 @@ async fn record_conflict(
     .bind(serde_json::to_string(&side(winner, winner_change)).expect("conflict sides encode"))
     .bind(serde_json::to_string(&side(loser, loser_change)).expect("conflict sides encode"))
     .bind(record.recorded_at)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -29,17 +29,18 @@ mod sqlite_reader;
 mod tracking;
 mod transfer;
 mod workspaces;
+mod writer;
 
 pub use ops::proxied_artifact_path;
 
 use std::sync::Arc;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::{AnyConnection, AnyPool, Row};
 use tandem_core::hlc::HybridClock;
 use tandem_core::journal::AssetClass;
 use tandem_core::journal::{Change, JournalRecord, FORMAT_VERSION};
-use tokio::sync::{watch, Mutex};
+use tokio::sync::watch;
 
 use crate::error::{StoreError, StoreResult};
 use crate::{written, Clock, RegionPolicy, Standalone, SystemClock, WorkspaceRef};
@@ -105,11 +106,12 @@ pub struct SqlStore {
     read_pool: read_pool::ReadPool,
     backend: Backend,
     region: String,
-    /// Serializes writers in this process. The journal head row serializes
-    /// writers across processes too (PostgreSQL row lock), but taking it here
-    /// first keeps SQLite free of busy errors and keeps commit order equal to
+    /// Serializes writers in this process and groups concurrent ones into
+    /// shared commits (`writer.rs`). The journal head row serializes writers
+    /// across processes too (PostgreSQL row lock), but serializing here first
+    /// keeps SQLite free of busy errors and keeps commit order equal to
     /// sequence order, which readers of `journal_after` rely on.
-    write_lock: Mutex<()>,
+    writes: writer::Writer,
     clock: Arc<dyn Clock>,
     hlc: HybridClock,
     /// The committed journal head, for followers of the journal to wait on.
@@ -138,17 +140,17 @@ impl std::fmt::Debug for SqlStore {
 }
 
 /// The context a write runs in: its transaction and the workspace it changes.
-pub(crate) struct WriteTx<'a> {
-    pub tx: Transaction<'a, Any>,
+pub(crate) struct WriteTx {
+    /// The write's connection, inside its savepoint of the shared
+    /// transaction.
+    pub tx: writer::WriterGuard,
     pub workspace_id: String,
     pub now: i64,
-    /// Where to announce the new head once committed.
-    head: Arc<watch::Sender<i64>>,
     /// The records this write appended: (sequence, asset class).
     appended: Vec<(i64, Option<AssetClass>)>,
     /// On SQLite, the sequence number the next record takes: writers are
-    /// serialized by `write_lock` and the committed head is known in memory,
-    /// and a trigger advances `region_state` as records are inserted.
+    /// serialized by `writes`, which knows the last number written, and a
+    /// trigger advances `region_state` as records are inserted.
     next_seq: Option<i64>,
     workspace_names: Arc<WorkspaceNames>,
     access_generation: Arc<std::sync::atomic::AtomicU64>,
@@ -229,7 +231,7 @@ impl SqlStore {
         // writes spread over the pool re-read every page they touch; the
         // one writer connection keeps the pages of the B-trees it appends
         // to (journal, metrics, their indexes) cached from write to write.
-        // Writers are serialized by `write_lock` anyway. PostgreSQL keeps
+        // Writers are serialized by `writes` anyway. PostgreSQL keeps
         // no such per-connection cache: there the pool serves writes too.
         let writer = match backend {
             Backend::Sqlite => connect_pool(&connect, backend, synchronous, 1, true).await?,
@@ -267,16 +269,18 @@ impl SqlStore {
             .await?;
         let current_head: i64 = state.try_get("journal_head")?;
         let epoch: i64 = state.try_get("epoch")?;
+        let head = Arc::new(watch::channel(current_head).0);
+        let writes = writer::Writer::new(writer.clone(), backend, head.clone());
         let store = SqlStore {
             pool,
             writer,
             read_pool,
             backend,
             region: options.region,
-            write_lock: Mutex::new(()),
+            writes,
             clock,
             hlc: HybridClock::new(hlc_floor),
-            head: Arc::new(watch::channel(current_head).0),
+            head,
             epoch: std::sync::atomic::AtomicI64::new(epoch),
             workspace_names: Arc::new(WorkspaceNames::default()),
             access_generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
@@ -301,60 +305,55 @@ impl SqlStore {
     /// meets exactly what a change would (a full disk, a read-only file, a
     /// database that refuses writes).
     pub(crate) async fn probe_write_impl(&self) -> StoreResult<()> {
-        let _guard = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
+        let mut write = self.writes.begin(true).await?;
         sqlx::query(
             "INSERT INTO diagnostics_probe (id, written_at, writes) VALUES (1, $1, 1) \
              ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at, writes = diagnostics_probe.writes + 1",
         )
         .bind(self.now())
-        .execute(&mut *tx)
+        .execute(&mut *write)
         .await?;
-        tx.commit().await.map_err(StoreError::commit)?;
-        Ok(())
+        write.finish(None).await
     }
 
-    /// Starts a write: takes the writer lock, opens the transaction.
-    pub(crate) async fn begin_write(
-        &self,
-        workspace_id: &str,
-    ) -> StoreResult<(tokio::sync::MutexGuard<'_, ()>, WriteTx<'static>)> {
-        let guard = self.write_lock.lock().await;
-        let mut tx = self.writer.begin().await?;
-        if self.backend == Backend::Postgres {
-            // Other server processes may share this database: hold the journal
-            // head from the start so validation reads see every earlier commit
-            // and no other writer commits before us.
-            sqlx::query("SELECT journal_head FROM region_state WHERE id = 1 FOR UPDATE")
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok((
-            guard,
-            WriteTx {
-                tx,
-                workspace_id: workspace_id.to_string(),
-                now: self.now(),
-                head: self.head.clone(),
-                appended: Vec::new(),
-                next_seq: (self.backend == Backend::Sqlite).then(|| *self.head.borrow() + 1),
-                workspace_names: self.workspace_names.clone(),
-                access_generation: self.access_generation.clone(),
-                started: std::time::Instant::now(),
-                backend: self.backend,
-            },
-        ))
+    /// Starts a write: takes the writer lock, joins or opens the shared
+    /// transaction (see `writer.rs`).
+    pub(crate) async fn begin_write(&self, workspace_id: &str) -> StoreResult<WriteTx> {
+        self.begin_write_as(workspace_id, false).await
+    }
+
+    /// [`Self::begin_write`] for a write that runs long (a restore that
+    /// streams): committed on its own, so the writes before it are not kept
+    /// waiting for it.
+    pub(crate) async fn begin_write_alone(&self, workspace_id: &str) -> StoreResult<WriteTx> {
+        self.begin_write_as(workspace_id, true).await
+    }
+
+    async fn begin_write_as(&self, workspace_id: &str, alone: bool) -> StoreResult<WriteTx> {
+        let tx = self.writes.begin(alone).await?;
+        let next_seq = (self.backend == Backend::Sqlite).then(|| tx.last_seq() + 1);
+        Ok(WriteTx {
+            tx,
+            workspace_id: workspace_id.to_string(),
+            now: self.now(),
+            appended: Vec::new(),
+            next_seq,
+            workspace_names: self.workspace_names.clone(),
+            access_generation: self.access_generation.clone(),
+            started: std::time::Instant::now(),
+            backend: self.backend,
+        })
     }
 
     /// Journals and applies `change` inside the write's transaction.
-    pub(crate) async fn record(&self, write: &mut WriteTx<'_>, change: Change) -> StoreResult<i64> {
+    pub(crate) async fn record(&self, write: &mut WriteTx, change: Change) -> StoreResult<i64> {
         self.record_as(write, change, true).await
     }
 
     /// [`Self::record`], asking the region's policy first only if `check`:
     /// a region that is becoming primary writes its epoch's first record
     /// before it accepts anything else.
-    async fn record_as(&self, write: &mut WriteTx<'_>, change: Change, check: bool) -> StoreResult<i64> {
+    async fn record_as(&self, write: &mut WriteTx, change: Change, check: bool) -> StoreResult<i64> {
         let class = change.asset_class();
         let policy = self.policy.read().expect("policy lock poisoned").clone();
         if check {
@@ -386,7 +385,7 @@ impl SqlStore {
     }
 
     /// The sequence number and epoch of the next record of `write`.
-    pub(crate) async fn next_position(&self, write: &mut WriteTx<'_>, hlc: u64) -> StoreResult<(i64, i64)> {
+    pub(crate) async fn next_position(&self, write: &mut WriteTx, hlc: u64) -> StoreResult<(i64, i64)> {
         if let Some(next) = write.next_seq.as_mut() {
             let seq = *next;
             *next += 1;
@@ -405,7 +404,7 @@ impl SqlStore {
     /// context of a local change to a multi-writer class.
     async fn seen_context(
         &self,
-        write: &mut WriteTx<'_>,
+        write: &mut WriteTx,
     ) -> StoreResult<std::collections::BTreeMap<String, i64>> {
         let rows =
             sqlx::query("SELECT origin_region, origin_seq FROM origin_progress WHERE origin_region <> $1")
@@ -439,10 +438,9 @@ impl SqlStore {
     /// Commits a write; a failure here leaves the outcome unknown. Once
     /// committed, the new head is announced to journal followers and the
     /// appended records are reported to the request's [`written`] scope.
-    pub(crate) async fn commit(write: WriteTx<'_>) -> StoreResult<()> {
+    pub(crate) async fn commit(write: WriteTx) -> StoreResult<()> {
         let WriteTx {
             tx,
-            head,
             appended,
             workspace_names,
             access_generation,
@@ -450,17 +448,10 @@ impl SqlStore {
             backend,
             ..
         } = write;
-        let backend = backend.as_str();
-        let committing = std::time::Instant::now();
-        let committed = tx.commit().await;
-        metrics::histogram!("tandem_store_commit_seconds", "backend" => backend)
-            .record(committing.elapsed().as_secs_f64());
-        metrics::histogram!("tandem_store_write_seconds", "backend" => backend)
+        let committed = tx.finish(appended.last().map(|(seq, _)| *seq)).await;
+        metrics::histogram!("tandem_store_write_seconds", "backend" => backend.as_str())
             .record(started.elapsed().as_secs_f64());
-        let outcome = if committed.is_ok() { "committed" } else { "failed" };
-        metrics::counter!("tandem_store_commits_total", "backend" => backend, "outcome" => outcome)
-            .increment(1);
-        committed.map_err(StoreError::commit)?;
+        committed?;
         metrics::counter!("tandem_journal_records_total").increment(appended.len() as u64);
         if appended.iter().any(|(_, class)| class.is_none()) {
             workspace_names.invalidate();
@@ -471,14 +462,7 @@ impl SqlStore {
         {
             access_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         }
-        if let Some((last, _)) = appended.last() {
-            head.send_if_modified(|current| {
-                let advanced = *last > *current;
-                if advanced {
-                    *current = *last;
-                }
-                advanced
-            });
+        if !appended.is_empty() {
             written::report(&appended);
         }
         Ok(())
@@ -496,7 +480,7 @@ impl SqlStore {
         &self,
         epoch: i64,
     ) -> StoreResult<std::collections::BTreeMap<String, i64>> {
-        let (_guard, mut write) = self.begin_write(tandem_core::journal::DEPLOYMENT_RECORD).await?;
+        let mut write = self.begin_write(tandem_core::journal::DEPLOYMENT_RECORD).await?;
         let current: i64 = sqlx::query_scalar("SELECT epoch FROM region_state WHERE id = 1")
             .fetch_one(&mut *write.tx)
             .await?;
@@ -542,7 +526,7 @@ impl SqlStore {
     /// failed: writers hold the writer lock from their policy check to their
     /// commit, so taking it once is a barrier.
     pub(crate) async fn drain_writes(&self) {
-        drop(self.write_lock.lock().await);
+        self.writes.drain().await;
     }
 
     pub(crate) fn access_generation(&self) -> u64 {
@@ -555,7 +539,7 @@ impl SqlStore {
 
     /// Convenience for writes that are a single change.
     pub(crate) async fn write_one(&self, ws: &WorkspaceRef, change: Change) -> StoreResult<()> {
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         self.record(&mut write, change).await?;
         Self::commit(write).await
     }
@@ -644,14 +628,14 @@ async fn connect_pool(
         .map_err(StoreError::database)
 }
 
-pub(crate) async fn insert_journal(tx: &mut Transaction<'_, Any>, record: &JournalRecord) -> StoreResult<()> {
+pub(crate) async fn insert_journal(tx: &mut AnyConnection, record: &JournalRecord) -> StoreResult<()> {
     insert_journal_voided(tx, record, None).await
 }
 
 /// Appends `record`; `voided` is the epoch that fenced it, if it is not part
 /// of the state.
 pub(crate) async fn insert_journal_voided(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     record: &JournalRecord,
     voided: Option<i64>,
 ) -> StoreResult<()> {
@@ -678,7 +662,7 @@ pub(crate) async fn insert_journal_voided(
     )
     .bind(voided)
     .bind(record.principal.as_deref())
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -268,7 +268,7 @@ impl SqlStore {
         request: &MoveRequest,
         planned: &MovePlan,
     ) -> StoreResult<MoveCommit> {
-        let (_guard, mut write) = self.begin_write(&from.workspace_id).await?;
+        let mut write = self.begin_write(&from.workspace_id).await?;
         // Every writer waits for the lock we hold (and on PostgreSQL for the
         // journal head we locked), so what we read now is what we write over.
         let plan = self

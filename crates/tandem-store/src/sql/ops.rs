@@ -170,7 +170,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn apply_archived(&self, record: &JournalRecord) -> StoreResult<bool> {
-        let (_guard, mut write) = self.begin_write(&record.workspace_id).await?;
+        let mut write = self.begin_write(&record.workspace_id).await?;
         let known: Option<i64> =
             sqlx::query_scalar("SELECT seq FROM journal WHERE origin_region = $1 AND origin_seq = $2")
                 .bind(&record.origin_region)
@@ -186,7 +186,7 @@ impl MetadataStore for SqlStore {
     }
 
     async fn apply_record(&self, record: &JournalRecord) -> StoreResult<bool> {
-        let (_guard, mut write) = self.begin_write(&record.workspace_id).await?;
+        let mut write = self.begin_write(&record.workspace_id).await?;
         let applied: Option<i64> =
             sqlx::query_scalar("SELECT MAX(origin_seq) FROM journal WHERE origin_region = $1")
                 .bind(&record.origin_region)
@@ -528,7 +528,7 @@ impl MetadataStore for SqlStore {
             // checked (0x10000), not only those this connection used lately;
             // bounded work per table, none for tables that have not grown
             // much since their last statistics.
-            let _writing = self.write_lock.lock().await;
+            let _idle = self.writes.idle().await;
             let mut connection = self.writer.acquire().await?;
             sqlx::query("PRAGMA analysis_limit = 1000")
                 .execute(&mut *connection)
@@ -840,7 +840,7 @@ impl MetadataStore for SqlStore {
         // owner check before its run or logged model was purged must not be
         // journaled (the API then removes the bytes it wrote).
         // On the write's own connection, so the check costs no second one.
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         artifact_owner_check(&mut write.tx, ws, path, false).await?;
         super::retention_apply::check_quota(&mut write.tx, &ws.workspace_id, "artifacts", path, size).await?;
         let time = write.now;

@@ -37,7 +37,7 @@ impl SqlStore {
         // As in MLflow, a deleted model's name is free at once: one deleted
         // in place before journal format 7 is set aside first.
         let set_aside = self.set_aside_deleted_model(ws, name).await?;
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         let time = write.now;
         if let Some(change) = set_aside {
             self.record(&mut write, change).await?;
@@ -54,7 +54,6 @@ impl SqlStore {
         )
         .await?;
         Self::commit(write).await?;
-        drop(_guard);
         self.get_registered_model(ws, name).await
     }
 
@@ -105,7 +104,7 @@ impl SqlStore {
         } else {
             None
         };
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         let time = write.now;
         if let Some(change) = set_aside {
             self.record(&mut write, change).await?;
@@ -120,7 +119,6 @@ impl SqlStore {
         )
         .await?;
         Self::commit(write).await?;
-        drop(_guard);
         self.get_registered_model(ws, new_name).await
     }
 
@@ -386,40 +384,49 @@ impl SqlStore {
                 run_id = logged.info.source_run_id.clone().unwrap_or_default();
             }
         }
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         let next: i64 = sqlx::query_scalar(
             "SELECT next_version FROM registered_models WHERE workspace_id = $1 AND name = $2",
         )
         .bind(&ws.workspace_id)
         .bind(&request.name)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *write.tx)
         .await?;
         let version_number = self.allocate_id(AssetClass::Registry, next.max(1));
         let version = version_number.to_string();
         let time = write.now;
-        let logged_model_tag = if model_id.is_empty() {
+        // Read on the write's connection: a version created just before in
+        // the same shared transaction has added itself to the tag already.
+        let registered_tag: Option<Option<String>> = if model_id.is_empty() {
             None
         } else {
-            self.logged_model_in(ws, &model_id).await.ok().map(|logged| {
-                let mut registered: Vec<serde_json::Value> = logged
-                    .info
-                    .tags
-                    .iter()
-                    .find(|tag| tag.key == MODEL_VERSIONS_TAG)
-                    .and_then(|tag| serde_json::from_str(&tag.value).ok())
-                    .unwrap_or_default();
-                // As MLflow's server writes it: the version a JSON number
-                // (its store's integer), the text `json.dumps`'s.
-                let entry = serde_json::json!({"name": request.name, "version": version_number});
-                if !registered.contains(&entry) {
-                    registered.push(entry);
-                }
-                Tag::new(
-                    MODEL_VERSIONS_TAG,
-                    python_json::dumps(&serde_json::Value::Array(registered), Separators::Default, false),
-                )
-            })
+            sqlx::query(
+                "SELECT t.value FROM logged_models m LEFT JOIN logged_model_tags t ON t.model_id = m.model_id AND t.key = $3 \
+                 WHERE m.model_id = $1 AND m.workspace_id = $2 AND m.lifecycle_stage = 'active'",
+            )
+            .bind(&model_id)
+            .bind(&ws.workspace_id)
+            .bind(MODEL_VERSIONS_TAG)
+            .fetch_optional(&mut *write.tx)
+            .await?
+            .map(|row| sqlx::Row::try_get::<Option<String>, _>(&row, 0))
+            .transpose()?
         };
+        let logged_model_tag = registered_tag.map(|value| {
+            let mut registered: Vec<serde_json::Value> = value
+                .and_then(|value: String| serde_json::from_str(&value).ok())
+                .unwrap_or_default();
+            // As MLflow's server writes it: the version a JSON number
+            // (its store's integer), the text `json.dumps`'s.
+            let entry = serde_json::json!({"name": request.name, "version": version_number});
+            if !registered.contains(&entry) {
+                registered.push(entry);
+            }
+            Tag::new(
+                MODEL_VERSIONS_TAG,
+                python_json::dumps(&serde_json::Value::Array(registered), Separators::Default, false),
+            )
+        });
         self.record(
             &mut write,
             Change::ModelVersionCreated {

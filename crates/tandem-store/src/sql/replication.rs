@@ -12,7 +12,7 @@ impl SqlStore {
     /// and applies it: the common step of replay, restore and replication.
     pub(super) async fn append_foreign(
         &self,
-        write: &mut WriteTx<'_>,
+        write: &mut WriteTx,
         record: &JournalRecord,
     ) -> StoreResult<i64> {
         self.hlc.observe(record.hlc);
@@ -60,7 +60,7 @@ impl SqlStore {
         record: &JournalRecord,
         apply_change: bool,
     ) -> StoreResult<bool> {
-        let (_guard, mut write) = self.begin_write(&record.workspace_id).await?;
+        let mut write = self.begin_write(&record.workspace_id).await?;
         // Exactly once: the position says whether this source's record was
         // seen; (origin_region, origin_seq) says whether the change itself
         // arrived already by another path (for example, our own change
@@ -130,7 +130,7 @@ impl SqlStore {
     }
 }
 
-async fn position_in(write: &mut super::WriteTx<'_>, source_region: &str) -> StoreResult<i64> {
+async fn position_in(write: &mut super::WriteTx, source_region: &str) -> StoreResult<i64> {
     let position: Option<i64> =
         sqlx::query_scalar("SELECT position FROM replication_positions WHERE source_region = $1")
             .bind(source_region)

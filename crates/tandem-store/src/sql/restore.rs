@@ -16,8 +16,7 @@ use crate::RestoreSession;
 /// until [`RestoreSession::commit`] (or drop, which rolls back).
 struct SqlRestore<'a> {
     store: &'a SqlStore,
-    _guard: tokio::sync::MutexGuard<'a, ()>,
-    write: Option<WriteTx<'static>>,
+    write: Option<WriteTx>,
     name: String,
     records: i64,
 }
@@ -29,7 +28,7 @@ impl SqlStore {
         name: &str,
     ) -> StoreResult<Box<dyn RestoreSession + 'a>> {
         tandem_core::validation::validate_workspace_name(name)?;
-        let (guard, mut write) = self.begin_write(workspace_id).await?;
+        let mut write = self.begin_write_alone(workspace_id).await?;
         // Checked inside the transaction: no workspace can take the id or
         // the name between the check and the commit (writers are serialized).
         let rows = sqlx::query(
@@ -55,7 +54,6 @@ impl SqlStore {
         }
         Ok(Box::new(SqlRestore {
             store: self,
-            _guard: guard,
             write: Some(write),
             name: name.to_string(),
             records: 0,

@@ -134,7 +134,7 @@ impl SqlStore {
             workspace_id: workspace.workspace_id.clone(),
             name: workspace.name.clone(),
         };
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         let time = write.now;
         if let Some(description) = update.description.filter(|d| *d != workspace.description) {
             self.record(&mut write, Change::WorkspaceUpdated { description, time })
@@ -421,7 +421,7 @@ impl SqlStore {
         } else {
             self.set_aside_deleted_model(ws, target).await?
         };
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         let time = write.now;
         if let Some(change) = set_aside {
             self.record(&mut write, change).await?;

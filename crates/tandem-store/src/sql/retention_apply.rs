@@ -7,7 +7,7 @@
 //! journaled), so every region that applies the purge collects its own
 //! storage, and a replay re-queues prefixes that are then found empty.
 
-use sqlx::{Any, AnyConnection, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 use tandem_core::journal::Change;
 
 use super::ops::proxied_artifact_path;
@@ -60,11 +60,7 @@ pub(crate) fn workspace_artifacts_prefix(workspace_id: &str) -> String {
 }
 
 /// Applies `change` if it is one of retention's; returns whether it was.
-pub(crate) async fn apply(
-    tx: &mut Transaction<'_, Any>,
-    workspace_id: &str,
-    change: &Change,
-) -> StoreResult<bool> {
+pub(crate) async fn apply(tx: &mut AnyConnection, workspace_id: &str, change: &Change) -> StoreResult<bool> {
     match change {
         Change::WorkspaceRetentionSet {
             retention_days,
@@ -80,7 +76,7 @@ pub(crate) async fn apply(
             .bind(i64::from(*purge_protection))
             .bind(time)
             .bind(workspace_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         }
         Change::WorkspaceQuotaSet { storage_quota, time } => {
@@ -91,14 +87,14 @@ pub(crate) async fn apply(
             .bind(storage_quota)
             .bind(time)
             .bind(workspace_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         }
         Change::WorkspacePurged { keep_artifacts, time } => {
             for statement in WORKSPACE_ROWS {
                 sqlx::query(statement)
                     .bind(workspace_id)
-                    .execute(&mut **tx)
+                    .execute(&mut *tx)
                     .await?;
             }
             if !keep_artifacts {
@@ -130,7 +126,7 @@ pub(crate) async fn apply(
             )
             .bind(time)
             .bind(model_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         }
         Change::LoggedModelPurged {
@@ -147,7 +143,7 @@ pub(crate) async fn apply(
             )
             .bind(workspace_id)
             .bind(name)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         }
         Change::RegisteredModelPurged { name, .. } => purge_registered_model(tx, workspace_id, name).await?,
@@ -158,7 +154,7 @@ pub(crate) async fn apply(
             .bind(workspace_id)
             .bind(name)
             .bind(version.parse::<i64>().unwrap_or_default())
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
         }
         Change::ModelVersionPurged { name, version, .. } => {
@@ -170,7 +166,7 @@ pub(crate) async fn apply(
                 .bind(workspace_id)
                 .bind(name)
                 .bind(number)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
             }
         }
@@ -181,7 +177,7 @@ pub(crate) async fn apply(
 
 /// Removes an experiment with its runs and logged models.
 async fn purge_experiment(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     experiment_id: &str,
     keep_artifacts: bool,
@@ -191,7 +187,7 @@ async fn purge_experiment(
         sqlx::query_scalar("SELECT run_id FROM runs WHERE workspace_id = $1 AND experiment_id = $2")
             .bind(workspace_id)
             .bind(experiment_id)
-            .fetch_all(&mut **tx)
+            .fetch_all(&mut *tx)
             .await?;
     for run_id in runs {
         purge_run(tx, workspace_id, &run_id, keep_artifacts, time).await?;
@@ -201,7 +197,7 @@ async fn purge_experiment(
     )
     .bind(workspace_id)
     .bind(experiment_id)
-    .fetch_all(&mut **tx)
+    .fetch_all(&mut *tx)
     .await?;
     for model_id in models {
         purge_logged_model(tx, workspace_id, &model_id, keep_artifacts, time).await?;
@@ -212,18 +208,14 @@ async fn purge_experiment(
         ))
         .bind(workspace_id)
         .bind(experiment_id)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())
 }
 
 /// Removes a registered model with its versions, tags and aliases.
-async fn purge_registered_model(
-    tx: &mut Transaction<'_, Any>,
-    workspace_id: &str,
-    name: &str,
-) -> StoreResult<()> {
+async fn purge_registered_model(tx: &mut AnyConnection, workspace_id: &str, name: &str) -> StoreResult<()> {
     for table in [
         "registered_models",
         "registered_model_tags",
@@ -236,14 +228,14 @@ async fn purge_registered_model(
         ))
         .bind(workspace_id)
         .bind(name)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     }
     Ok(())
 }
 
 async fn purge_run(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     run_id: &str,
     keep_artifacts: bool,
@@ -253,19 +245,19 @@ async fn purge_run(
         sqlx::query_scalar("SELECT artifact_uri FROM runs WHERE run_id = $1 AND workspace_id = $2")
             .bind(run_id)
             .bind(workspace_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *tx)
             .await?;
     for table in RUN_ROWS {
         sqlx::query(&format!("DELETE FROM {table} WHERE run_id = $1"))
             .bind(run_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     forget_artifacts(tx, workspace_id, uri.as_deref(), keep_artifacts, time).await
 }
 
 async fn purge_logged_model(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     model_id: &str,
     keep_artifacts: bool,
@@ -276,12 +268,12 @@ async fn purge_logged_model(
     )
     .bind(model_id)
     .bind(workspace_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(&mut *tx)
     .await?;
     for table in LOGGED_MODEL_ROWS {
         sqlx::query(&format!("DELETE FROM {table} WHERE model_id = $1"))
             .bind(model_id)
-            .execute(&mut **tx)
+            .execute(&mut *tx)
             .await?;
     }
     forget_artifacts(tx, workspace_id, uri.as_deref(), keep_artifacts, time).await
@@ -291,7 +283,7 @@ async fn purge_logged_model(
 /// they are kept, queues the root for collection. Roots outside the proxy's
 /// storage (an experiment's custom location) are not this region's to remove.
 async fn forget_artifacts(
-    tx: &mut Transaction<'_, Any>,
+    tx: &mut AnyConnection,
     workspace_id: &str,
     artifact_uri: Option<&str>,
     keep_artifacts: bool,
@@ -316,13 +308,13 @@ async fn forget_artifacts(
         .bind(&root)
         .bind(under.len() as i64)
         .bind(&under)
-        .fetch_all(&mut **tx)
+        .fetch_all(&mut *tx)
         .await?;
         for path in paths.iter().filter(|path| !is_protected(&protected, path)) {
             sqlx::query("DELETE FROM artifacts WHERE workspace_id = $1 AND path = $2")
                 .bind(workspace_id)
                 .bind(path)
-                .execute(&mut **tx)
+                .execute(&mut *tx)
                 .await?;
         }
         if !keep_artifacts {
@@ -338,7 +330,7 @@ async fn forget_artifacts(
     .bind(&root)
     .bind(under.len() as i64)
     .bind(&under)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     if !keep_artifacts {
         let prefix = format!("{}{under}", workspace_artifacts_prefix(workspace_id));
@@ -347,12 +339,7 @@ async fn forget_artifacts(
     Ok(())
 }
 
-async fn enqueue(
-    tx: &mut Transaction<'_, Any>,
-    workspace_id: &str,
-    prefix: &str,
-    time: i64,
-) -> StoreResult<()> {
+async fn enqueue(tx: &mut AnyConnection, workspace_id: &str, prefix: &str, time: i64) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO gc_queue (prefix, workspace_id, enqueued_at, attempts, next_attempt_at) VALUES ($1, $2, $3, 0, 0) \
          ON CONFLICT (prefix) DO NOTHING",
@@ -360,7 +347,7 @@ async fn enqueue(
     .bind(prefix)
     .bind(workspace_id)
     .bind(time)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }

@@ -29,14 +29,16 @@ impl SqlStore {
         for tag in &tags {
             rules::validate_experiment_tag(tag)?;
         }
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         // An experiment whose runs would store their artifacts inside
         // another run's (or logged model's) artifacts would lose them when
         // that owner is purged and its root collected.
         if let Some(path) = artifact_location.and_then(proxied_artifact_path) {
             if !path.is_empty() {
-                let mut conn = self.pool.acquire().await?;
-                if artifact_owner_check(&mut conn, ws, &path, false).await.is_ok() {
+                if artifact_owner_check(&mut write.tx, ws, &path, false)
+                    .await
+                    .is_ok()
+                {
                     return Err(invalid(format!(
                         "Artifact location '{}' lies inside the artifacts of an existing run or logged model; \
                          an experiment's artifacts must not live inside another owner's, whose purge would remove them. \
@@ -46,21 +48,27 @@ impl SqlStore {
                 }
             }
         }
-        if let Some(existing) = load::experiment_by_name(&self.pool, &ws.workspace_id, name).await? {
-            let state = if existing.lifecycle_stage == LifecycleStage::Deleted {
-                " (deleted)"
-            } else {
-                ""
-            };
+        // On the write's connection: the state checked is the state written
+        // to, with the writes before this one in the shared transaction.
+        let existing = sqlx::query(
+            "SELECT experiment_id, lifecycle_stage FROM experiments WHERE workspace_id = $1 AND name = $2",
+        )
+        .bind(&ws.workspace_id)
+        .bind(name)
+        .fetch_optional(&mut *write.tx)
+        .await?;
+        if let Some(existing) = existing {
+            let id: String = existing.try_get("experiment_id")?;
+            let stage: String = existing.try_get("lifecycle_stage")?;
+            let state = if stage == "deleted" { " (deleted)" } else { "" };
             return Err(StoreError::Domain(Error::already_exists(format!(
-                "Experiment(name={name}) already exists{state}. Error: experiment {} holds this name",
-                existing.experiment_id
+                "Experiment(name={name}) already exists{state}. Error: experiment {id} holds this name"
             ))));
         }
         let next: i64 =
             sqlx::query_scalar("SELECT next_experiment_id FROM workspaces WHERE workspace_id = $1")
                 .bind(&ws.workspace_id)
-                .fetch_one(&self.pool)
+                .fetch_one(&mut *write.tx)
                 .await?;
         let experiment_id = self.allocate_id(AssetClass::Tracking, next.max(1)).to_string();
         let change =
@@ -267,7 +275,7 @@ impl SqlStore {
         }
         let run_id = ids::new_run_id();
         let artifact_uri = append_to_uri(&experiment.artifact_location, &[&run_id, "artifacts"]);
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         let start_time = Some(request.start_time.unwrap_or(write.now));
         self.record(
             &mut write,
@@ -371,7 +379,7 @@ impl SqlStore {
             self.active_run(ws, run_id).await?;
             return Ok(());
         }
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         // Validated inside the write, on its connection: the state checked is
         // the state written to, and on SQLite the writer's page cache holds
         // these pages already.
@@ -381,10 +389,17 @@ impl SqlStore {
         };
         ensure_active(&info)?;
         if !params.is_empty() {
-            let rows = sqlx::query("SELECT key, value FROM run_params WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_all(&mut *write.tx)
-                .await?;
+            // Only the keys being logged: a run may hold thousands of params.
+            let keys: Vec<String> = (0..params.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT key, value FROM run_params WHERE run_id = $1 AND key IN ({})",
+                keys.join(", ")
+            );
+            let mut query = sqlx::query(&sql).bind(run_id);
+            for param in &params {
+                query = query.bind(&param.key);
+            }
+            let rows = query.fetch_all(&mut *write.tx).await?;
             for row in rows {
                 let key: String = row.try_get("key")?;
                 let value: String = row.try_get("value")?;

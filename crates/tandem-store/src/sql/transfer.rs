@@ -118,7 +118,7 @@ impl SqlStore {
         } else {
             ImportAction::Updated
         };
-        let (_guard, mut write) = self.begin_write(&ws.workspace_id).await?;
+        let mut write = self.begin_write(&ws.workspace_id).await?;
         let mut changes = plan.changes;
         if !same_origin {
             changes.push(Change::OriginRecorded {
@@ -143,7 +143,7 @@ impl SqlStore {
         })
     }
 
-    async fn record_all(&self, write: &mut WriteTx<'_>, changes: Vec<Change>) -> StoreResult<()> {
+    async fn record_all(&self, write: &mut WriteTx, changes: Vec<Change>) -> StoreResult<()> {
         for change in changes {
             self.record(write, change).await?;
         }

@@ -30,7 +30,7 @@ impl SqlStore {
             }));
         }
         let workspace_id = ids::new_workspace_id();
-        let (_guard, mut write) = self.begin_write(&workspace_id).await?;
+        let mut write = self.begin_write(&workspace_id).await?;
         let time = write.now;
         self.record(
             &mut write,

@@ -289,3 +289,100 @@ pub async fn concurrent_writers_keep_the_journal_gap_free(harness: &support::Har
         assert_eq!(history.items.len(), 20);
     }
 }
+
+/// Concurrent writes share transactions (group commit): writes refused
+/// inside one (a param that cannot change, a run that does not exist) leave
+/// nothing behind and take nothing of the others with them.
+pub async fn refused_writes_among_concurrent_ones_leave_the_others_whole(harness: &support::Harness) {
+    let store = harness.store.clone();
+    let ws = default_ws(store.as_ref()).await;
+    let shared = new_run(store.as_ref(), &ws, "0").await.info.run_id;
+    let start = store.journal_position().await.unwrap().head;
+    let mut tasks = Vec::new();
+    for writer in 0..48i64 {
+        let store: Arc<dyn MetadataStore> = store.clone();
+        let ws = ws.clone();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            for step in 0..6i64 {
+                // Every writer tries to give the shared run's param its own
+                // value: one wins, the rest are refused whole, their metric
+                // with them.
+                let claim = store
+                    .log_batch(
+                        &ws,
+                        &shared,
+                        vec![metric(&format!("claim-{writer}"), 1.0, step, step)],
+                        vec![param("owner", &format!("w{writer}"))],
+                        vec![],
+                    )
+                    .await;
+                if claim.is_ok() {
+                    accepted.push(format!("claim-{writer}"));
+                }
+                let missing = store
+                    .log_batch(
+                        &ws,
+                        "no-such-run",
+                        vec![metric("m", 1.0, step, step)],
+                        vec![],
+                        vec![],
+                    )
+                    .await;
+                assert!(missing.is_err(), "a write to a missing run was accepted");
+                store
+                    .log_batch(
+                        &ws,
+                        &shared,
+                        vec![metric(&format!("own-{writer}"), step as f64, step, step)],
+                        vec![],
+                        vec![],
+                    )
+                    .await
+                    .unwrap();
+            }
+            accepted
+        }));
+    }
+    let mut claims = Vec::new();
+    for task in tasks {
+        claims.extend(task.await.unwrap());
+    }
+    claims.sort();
+    claims.dedup();
+    assert_eq!(
+        claims.len(),
+        1,
+        "exactly one writer's param was taken: {claims:?}"
+    );
+    let run = store.get_run(&ws, &shared).await.unwrap();
+    let owner = run.data.params.iter().find(|p| p.key == "owner").unwrap();
+    assert_eq!(format!("claim-{}", &owner.value[1..]), claims[0]);
+    let claimed: Vec<_> = run
+        .data
+        .metrics
+        .iter()
+        .filter(|m| m.key.starts_with("claim-"))
+        .map(|m| m.key.clone())
+        .collect();
+    assert_eq!(claimed, claims, "a refused batch left its metric behind");
+    for writer in 0..48 {
+        let history = store
+            .get_metric_history(&ws, &shared, &format!("own-{writer}"), None, None)
+            .await
+            .unwrap();
+        assert_eq!(history.items.len(), 6, "writer {writer} lost accepted writes");
+    }
+    // One record per accepted write, numbered without a gap.
+    let records = store.journal_after(start, None, 10_000).await.unwrap();
+    let claim_history = store
+        .get_metric_history(&ws, &shared, &claims[0], None, None)
+        .await
+        .unwrap();
+    assert_eq!(records.len(), 48 * 6 + claim_history.items.len());
+    assert!(records
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r.seq == start + 1 + i as i64));
+}

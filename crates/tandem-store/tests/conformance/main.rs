@@ -98,6 +98,7 @@ conformance!(
     every_write_is_journaled_in_order,
     replaying_the_journal_rebuilds_the_live_state,
     concurrent_writers_keep_the_journal_gap_free,
+    refused_writes_among_concurrent_ones_leave_the_others_whole,
     hot_hot_regions_converge_and_record_conflicts,
     epochs_fence_and_quarantine_divergent_changes,
     the_write_probe_commits_without_journaling_or_changing_state,

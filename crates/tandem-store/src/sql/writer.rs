@@ -1,0 +1,502 @@
+//! Group commit: concurrent writes share one database transaction and one
+//! commit.
+//!
+//! Writes are serialized in this process (one at a time holds [`Writer`]'s
+//! lock, in arrival order). Each runs inside a savepoint of the open
+//! transaction; when it ends and other writes are queued behind it, the
+//! transaction stays open for them and the write waits for the commit that
+//! ends it. The last write of a run of queued ones (or a flush task queued
+//! behind them) commits, and the commit's outcome is every member's. On
+//! SQLite with `synchronous = FULL` a commit is a WAL fsync: 64 writers
+//! pay for one fsync instead of 64, and a write is still acknowledged only
+//! once it is durable. On PostgreSQL the same holds for the commit record's
+//! flush, and the journal head row lock is taken once per transaction.
+//!
+//! A write that fails (validation, a constraint, a lost race) is rolled back
+//! to its savepoint before the next write runs, so it leaves nothing behind
+//! and does not affect the others; a failure that ends the whole transaction
+//! (a full disk on SQLite, a failed commit) is reported to every member:
+//! none of them was acknowledged, so nothing acknowledged is lost.
+//!
+//! The journal stays gap-free and in commit order: sequence numbers are
+//! taken in lock order, a rolled-back write gives its numbers back, and a
+//! transaction commits all its writes' records or none.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool};
+use tokio::sync::{watch, Mutex, OwnedMutexGuard};
+
+use super::Backend;
+use crate::error::{StoreError, StoreResult, WriteOutcome};
+
+/// How many writes one transaction holds at most: bounds what one failed
+/// commit takes down and how long the first member waits.
+const MAX_BATCH: usize = 256;
+
+/// Writes queued behind the lock: the one ending its write leaves the
+/// transaction open for them.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    pool: AnyPool,
+    backend: Backend,
+    state: Arc<Mutex<Batching>>,
+    queued: Arc<AtomicUsize>,
+    flush_scheduled: Arc<AtomicBool>,
+    /// The committed journal head, announced by the commit that advances it.
+    head: Arc<watch::Sender<i64>>,
+}
+
+pub(crate) struct Batching {
+    open: Option<Batch>,
+    /// The sequence number of the last journal record written (committed,
+    /// or in the open transaction); SQLite numbers records in memory.
+    last_seq: i64,
+    /// The last committed one: where `last_seq` returns if a transaction
+    /// fails.
+    committed_seq: i64,
+}
+
+struct Batch {
+    conn: PoolConnection<Any>,
+    outcome: watch::Sender<Option<Result<(), Failure>>>,
+    writes: usize,
+    /// A write's savepoint is open: the write is running, or it was
+    /// abandoned (an error, a dropped request) and must be rolled back
+    /// before anything else runs.
+    dirty: bool,
+    /// A savepoint is open that no write has used yet: the write that left
+    /// the transaction open for the next one began it in the same round
+    /// trip as its own release (a round trip to SQLite's connection thread
+    /// is a wake-up of two threads, most of a small write's CPU).
+    armed: bool,
+}
+
+/// Why a shared transaction ended without committing, as each member sees it.
+#[derive(Clone, Debug)]
+struct Failure {
+    message: String,
+    full: bool,
+    outcome: WriteOutcome,
+}
+
+impl Failure {
+    fn of(error: StoreError, outcome: WriteOutcome) -> Failure {
+        let full = matches!(error, StoreError::Full { .. });
+        Failure {
+            message: error.to_string(),
+            full,
+            outcome,
+        }
+    }
+
+    fn into_error(self) -> StoreError {
+        if self.full {
+            StoreError::Full {
+                message: self.message,
+            }
+        } else {
+            StoreError::Database {
+                message: self.message,
+                outcome: self.outcome,
+            }
+        }
+    }
+}
+
+/// The lock held by one write, through which it reaches the transaction's
+/// connection.
+pub(crate) struct WriterGuard {
+    guard: Option<OwnedMutexGuard<Batching>>,
+    writer: Writer,
+    /// Committed alone: the transaction is committed before this write
+    /// begins and right after it ends (a restore, which streams for long).
+    solo: bool,
+}
+
+/// Counts a writer queued for the lock, also when its future is dropped
+/// while it waits.
+struct Queued<'a>(&'a AtomicUsize);
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+const SAVEPOINT: &str = "SAVEPOINT tandem_write";
+const RELEASE_AND_BEGIN: [&str; 2] = ["RELEASE SAVEPOINT tandem_write", SAVEPOINT];
+const ROLLBACK_TO: [&str; 2] = [
+    "ROLLBACK TO SAVEPOINT tandem_write",
+    "RELEASE SAVEPOINT tandem_write",
+];
+
+async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(sql).execute(conn).await.map(|_| ())
+}
+
+/// Several statements; on SQLite in one round trip to its connection
+/// thread (a round trip there wakes two threads, most of a small write's
+/// CPU). sqlx prepares every statement it is given, and only SQLite takes
+/// several in one.
+async fn exec_all(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    statements: [&'static str; 2],
+) -> Result<(), sqlx::Error> {
+    if backend == Backend::Sqlite {
+        return exec(conn, &statements.join("; ")).await;
+    }
+    for statement in statements {
+        exec(conn, statement).await?;
+    }
+    Ok(())
+}
+
+impl Writer {
+    pub(crate) fn new(pool: AnyPool, backend: Backend, head: Arc<watch::Sender<i64>>) -> Writer {
+        let at = *head.borrow();
+        Writer {
+            pool,
+            backend,
+            state: Arc::new(Mutex::new(Batching {
+                open: None,
+                last_seq: at,
+                committed_seq: at,
+            })),
+            queued: Arc::new(AtomicUsize::new(0)),
+            flush_scheduled: Arc::new(AtomicBool::new(false)),
+            head,
+        }
+    }
+
+    /// Takes the lock, in arrival order.
+    async fn lock(&self) -> OwnedMutexGuard<Batching> {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+        let _queued = Queued(&self.queued);
+        self.state.clone().lock_owned().await
+    }
+
+    /// Begins a write: the lock, the transaction (joined or opened), the
+    /// write's savepoint. Past the lock, in a task of its own: a request
+    /// dropped meanwhile (a client that hung up) must not leave a
+    /// transaction half-begun on the connection.
+    pub(crate) async fn begin(&self, solo: bool) -> StoreResult<WriterGuard> {
+        let state = self.lock().await;
+        let writer = self.clone();
+        let task = tokio::spawn(async move { writer.begin_locked(state, solo).await });
+        task.await.expect("the writer's task panicked")
+    }
+
+    async fn begin_locked(
+        self,
+        mut state: OwnedMutexGuard<Batching>,
+        solo: bool,
+    ) -> StoreResult<WriterGuard> {
+        self.settle(&mut state).await;
+        if solo {
+            self.commit_open(&mut state).await;
+        }
+        if state.open.is_none() {
+            let mut conn = self.pool.acquire().await?;
+            exec(&mut conn, "BEGIN").await?;
+            if self.backend == Backend::Postgres {
+                // Other server processes may share this database: hold the
+                // journal head from the start so validation reads see every
+                // earlier commit and no other writer commits before us.
+                if let Err(error) = exec(
+                    &mut conn,
+                    "SELECT journal_head FROM region_state WHERE id = 1 FOR UPDATE",
+                )
+                .await
+                {
+                    if exec(&mut conn, "ROLLBACK").await.is_err() {
+                        conn.close_on_drop();
+                    }
+                    return Err(error.into());
+                }
+            }
+            let (outcome, _) = watch::channel(None);
+            state.open = Some(Batch {
+                conn,
+                outcome,
+                writes: 0,
+                dirty: false,
+                armed: false,
+            });
+        }
+        let batch = state.open.as_mut().expect("a transaction was just opened");
+        if batch.armed {
+            batch.armed = false;
+            batch.dirty = true;
+            return Ok(WriterGuard {
+                guard: Some(state),
+                writer: self,
+                solo,
+            });
+        }
+        if let Err(error) = exec(&mut batch.conn, SAVEPOINT).await {
+            let message = format!("could not begin the write: {error}");
+            let failure = Failure::of(StoreError::database(error), WriteOutcome::Aborted);
+            self.rollback_open(&mut state, Some(failure)).await;
+            return Err(StoreError::Database {
+                message,
+                outcome: WriteOutcome::Aborted,
+            });
+        }
+        batch_of(&mut state).dirty = true;
+        Ok(WriterGuard {
+            guard: Some(state),
+            writer: self,
+            solo,
+        })
+    }
+
+    /// Returns once every write that began before the call has committed or
+    /// failed: the lock, then the open transaction committed.
+    pub(crate) async fn drain(&self) {
+        let state = self.lock().await;
+        drop(self.settled(state).await);
+    }
+
+    /// The lock with no transaction open, for work on the writer's
+    /// connection outside any write (statistics).
+    pub(crate) async fn idle(&self) -> OwnedMutexGuard<Batching> {
+        let state = self.lock().await;
+        self.settled(state).await
+    }
+
+    /// `state` with any abandoned write rolled back and the open
+    /// transaction committed. In a task of its own: a request dropped
+    /// meanwhile (a client that hung up) must not cut a commit short, which
+    /// would leave its members without an outcome and the numbering unsure.
+    async fn settled(&self, mut state: OwnedMutexGuard<Batching>) -> OwnedMutexGuard<Batching> {
+        let writer = self.clone();
+        let task = tokio::spawn(async move {
+            writer.settle(&mut state).await;
+            writer.commit_open(&mut state).await;
+            state
+        });
+        task.await.expect("the writer's task panicked")
+    }
+
+    /// Rolls back an abandoned write's savepoint. A rollback that fails
+    /// ends the transaction (the others' writes with it).
+    async fn settle(&self, state: &mut Batching) {
+        let Some(batch) = state.open.as_mut() else { return };
+        if !batch.dirty {
+            return;
+        }
+        if batch.writes == 0 {
+            // Nobody else is in the transaction: end it.
+            self.rollback_open(state, None).await;
+            return;
+        }
+        let rolled = exec_all(&mut batch.conn, self.backend, ROLLBACK_TO).await;
+        match rolled {
+            Ok(()) => batch.dirty = false,
+            Err(error) => {
+                let failure = Failure::of(StoreError::database(error), WriteOutcome::Aborted);
+                self.rollback_open(state, Some(failure)).await;
+            }
+        }
+    }
+
+    /// Ends the open transaction by a rollback; members learn `failure`.
+    async fn rollback_open(&self, state: &mut Batching, failure: Option<Failure>) {
+        let Some(mut batch) = state.open.take() else {
+            return;
+        };
+        if exec(&mut batch.conn, "ROLLBACK").await.is_err() {
+            // In an unknown state: not back to the pool.
+            batch.conn.close_on_drop();
+        }
+        state.last_seq = state.committed_seq;
+        let failure = failure.unwrap_or_else(|| Failure {
+            message: "the write's transaction was rolled back".into(),
+            full: false,
+            outcome: WriteOutcome::Aborted,
+        });
+        batch.outcome.send_replace(Some(Err(failure)));
+    }
+
+    /// Commits the open transaction, if any, and tells its members.
+    async fn commit_open(&self, state: &mut Batching) {
+        let Some(mut batch) = state.open.take() else {
+            return;
+        };
+        let backend = self.backend.as_str();
+        let committing = Instant::now();
+        let committed = exec(&mut batch.conn, "COMMIT").await;
+        metrics::histogram!("tandem_store_commit_seconds", "backend" => backend)
+            .record(committing.elapsed().as_secs_f64());
+        metrics::histogram!("tandem_store_commit_writes", "backend" => backend).record(batch.writes as f64);
+        let outcome = if committed.is_ok() { "committed" } else { "failed" };
+        metrics::counter!("tandem_store_commits_total", "backend" => backend, "outcome" => outcome)
+            .increment(1);
+        match committed {
+            Ok(()) => {
+                state.committed_seq = state.last_seq;
+                self.announce(state.committed_seq);
+                batch.outcome.send_replace(Some(Ok(())));
+            }
+            Err(error) => {
+                let error = StoreError::commit(error);
+                let outcome = match &error {
+                    StoreError::Database { outcome, .. } => *outcome,
+                    _ => WriteOutcome::Aborted,
+                };
+                // A commit that failed may leave the transaction open
+                // (SQLite's busy): end it, or drop the connection.
+                if exec(&mut batch.conn, "ROLLBACK").await.is_err() {
+                    batch.conn.close_on_drop();
+                }
+                state.last_seq = state.committed_seq;
+                batch.outcome.send_replace(Some(Err(Failure::of(error, outcome))));
+            }
+        }
+    }
+
+    /// Commits whatever transaction is open once the writes queued now have
+    /// run: a task queued for the lock behind them.
+    fn schedule_flush(&self) {
+        if self.flush_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            self.flush_scheduled.store(false, Ordering::Release);
+            return;
+        };
+        let writer = self.clone();
+        runtime.spawn(async move {
+            let mut state = writer.state.clone().lock_owned().await;
+            writer.flush_scheduled.store(false, Ordering::Release);
+            writer.settle(&mut state).await;
+            writer.commit_open(&mut state).await;
+        });
+    }
+}
+
+impl WriterGuard {
+    fn batch(&mut self) -> &mut Batch {
+        batch_of(self.guard.as_mut().expect("write in progress"))
+    }
+
+    /// The sequence number of the last journal record written before this
+    /// write (SQLite numbers records in memory).
+    pub(crate) fn last_seq(&self) -> i64 {
+        self.guard.as_ref().expect("write in progress").last_seq
+    }
+
+    /// Ends the write: its savepoint released, then either committed with
+    /// the writes before it or left open for the writes queued behind it,
+    /// in which case this waits for the commit. `last_seq` is the sequence
+    /// number of the write's last journal record (SQLite).
+    pub(crate) async fn finish(self, last_seq: Option<i64>) -> StoreResult<()> {
+        // In a task of its own, like `Writer::begin`: once released, the
+        // write's fate is its transaction's, whatever happens to the request.
+        let ending = tokio::spawn(self.end(last_seq));
+        let mut outcome = ending.await.expect("the writer's task panicked")?;
+        let ended = outcome.wait_for(Option::is_some).await.map(|ended| ended.clone());
+        match ended {
+            Ok(Some(Ok(()))) => Ok(()),
+            Ok(Some(Err(failure))) => Err(failure.into_error()),
+            Ok(None) | Err(_) => Err(StoreError::Database {
+                message: "the write's transaction ended without an outcome".into(),
+                outcome: WriteOutcome::Unknown,
+            }),
+        }
+    }
+
+    /// Releases the write's savepoint, then commits the transaction or
+    /// leaves it open for the writes queued behind; the receiver learns how
+    /// the transaction ended.
+    async fn end(
+        mut self,
+        last_seq: Option<i64>,
+    ) -> StoreResult<watch::Receiver<Option<Result<(), Failure>>>> {
+        let writer = self.writer.clone();
+        let wait =
+            !self.solo && self.batch().writes + 1 < MAX_BATCH && writer.queued.load(Ordering::Acquire) > 0;
+        if wait {
+            // Others are queued: they join this transaction, the next one in
+            // the savepoint begun here, and whoever ends the run commits it.
+            let released = exec_all(&mut self.batch().conn, writer.backend, RELEASE_AND_BEGIN).await;
+            if let Err(error) = released {
+                // Still dirty: dropping the guard rolls it back.
+                return Err(StoreError::database(error));
+            }
+        }
+        let mut state = self.guard.take().expect("write in progress");
+        let batch = batch_of(&mut state);
+        batch.dirty = false;
+        batch.armed = wait;
+        batch.writes += 1;
+        let outcome = batch.outcome.subscribe();
+        if let Some(seq) = last_seq {
+            state.last_seq = state.last_seq.max(seq);
+        }
+        if wait {
+            writer.schedule_flush();
+        } else {
+            // COMMIT releases the write's savepoint with the transaction.
+            writer.commit_open(&mut state).await;
+        }
+        Ok(outcome)
+    }
+}
+
+fn batch_of(state: &mut Batching) -> &mut Batch {
+    state
+        .open
+        .as_mut()
+        .expect("a write's transaction is open while it runs")
+}
+
+impl Writer {
+    /// Advances the announced committed head to `seq`.
+    fn announce(&self, seq: i64) {
+        self.head.send_if_modified(|current| {
+            let advanced = seq > *current;
+            if advanced {
+                *current = seq;
+            }
+            advanced
+        });
+    }
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        // A write abandoned before `finish` (an error, a dropped request)
+        // leaves its savepoint open; a write that left the transaction open
+        // for others relies on someone committing it. Either way the flush
+        // task settles and commits once the writes queued now have run.
+        if let Some(state) = self.guard.as_ref() {
+            if state.open.is_some() {
+                self.writer.schedule_flush();
+            }
+        }
+    }
+}
+
+impl std::ops::Deref for WriterGuard {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        self.guard
+            .as_ref()
+            .and_then(|state| state.open.as_ref())
+            .map(|batch| &*batch.conn)
+            .expect("a write's transaction is open while it runs")
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.batch().conn
+    }
+}
