@@ -148,10 +148,14 @@ pub(crate) struct WriteTx {
     pub now: i64,
     /// The records this write appended: (sequence, asset class).
     appended: Vec<(i64, Option<AssetClass>)>,
-    /// On SQLite, the sequence number the next record takes: writers are
-    /// serialized by `writes`, which knows the last number written, and a
-    /// trigger advances `region_state` as records are inserted.
-    next_seq: Option<i64>,
+    /// The sequence number the next record takes: writers are serialized
+    /// by `writes`, which knows the last number written (on PostgreSQL read
+    /// under the head row's lock when the transaction began); `region_state`
+    /// is advanced by a trigger on SQLite, by `writes` before the commit on
+    /// PostgreSQL.
+    next_seq: i64,
+    /// The highest hybrid-clock reading of the write's records.
+    hlc: i64,
     workspace_names: Arc<WorkspaceNames>,
     access_generation: Arc<std::sync::atomic::AtomicU64>,
     /// When the writer was taken and on which backend, for the store's
@@ -313,7 +317,7 @@ impl SqlStore {
         .bind(self.now())
         .execute(&mut *write)
         .await?;
-        write.finish(None).await
+        write.finish(None, 0).await
     }
 
     /// Starts a write: takes the writer lock, joins or opens the shared
@@ -331,13 +335,14 @@ impl SqlStore {
 
     async fn begin_write_as(&self, workspace_id: &str, alone: bool) -> StoreResult<WriteTx> {
         let tx = self.writes.begin(alone).await?;
-        let next_seq = (self.backend == Backend::Sqlite).then(|| tx.last_seq() + 1);
+        let next_seq = tx.last_seq() + 1;
         Ok(WriteTx {
             tx,
             workspace_id: workspace_id.to_string(),
             now: self.now(),
             appended: Vec::new(),
             next_seq,
+            hlc: 0,
             workspace_names: self.workspace_names.clone(),
             access_generation: self.access_generation.clone(),
             started: std::time::Instant::now(),
@@ -386,18 +391,10 @@ impl SqlStore {
 
     /// The sequence number and epoch of the next record of `write`.
     pub(crate) async fn next_position(&self, write: &mut WriteTx, hlc: u64) -> StoreResult<(i64, i64)> {
-        if let Some(next) = write.next_seq.as_mut() {
-            let seq = *next;
-            *next += 1;
-            return Ok((seq, self.epoch.load(std::sync::atomic::Ordering::Acquire)));
-        }
-        let row = sqlx::query(
-            "UPDATE region_state SET journal_head = journal_head + 1, hlc = CASE WHEN hlc > $1 THEN hlc ELSE $1 END WHERE id = 1 RETURNING journal_head, epoch",
-        )
-        .bind(hlc as i64)
-        .fetch_one(&mut *write.tx)
-        .await?;
-        Ok((row.try_get("journal_head")?, row.try_get("epoch")?))
+        let seq = write.next_seq;
+        write.next_seq += 1;
+        write.hlc = write.hlc.max(hlc as i64);
+        Ok((seq, self.epoch.load(std::sync::atomic::Ordering::Acquire)))
     }
 
     /// What this region has applied of every other origin: the causal
@@ -442,13 +439,14 @@ impl SqlStore {
         let WriteTx {
             tx,
             appended,
+            hlc,
             workspace_names,
             access_generation,
             started,
             backend,
             ..
         } = write;
-        let committed = tx.finish(appended.last().map(|(seq, _)| *seq)).await;
+        let committed = tx.finish(appended.last().map(|(seq, _)| *seq), hlc).await;
         metrics::histogram!("tandem_store_write_seconds", "backend" => backend.as_str())
             .record(started.elapsed().as_secs_f64());
         committed?;

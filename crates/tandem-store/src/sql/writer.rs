@@ -34,8 +34,15 @@ use super::Backend;
 use crate::error::{StoreError, StoreResult, WriteOutcome};
 
 /// How many writes one transaction holds at most: bounds what one failed
-/// commit takes down and how long the first member waits.
-const MAX_BATCH: usize = 256;
+/// commit takes down and how long the first member waits. On PostgreSQL
+/// each write's savepoint is a subtransaction, and past 64 of them in one
+/// transaction other sessions' visibility checks slow down.
+fn max_batch(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 256,
+        Backend::Postgres => 64,
+    }
+}
 
 /// Writes queued behind the lock: the one ending its write leaves the
 /// transaction open for them.
@@ -58,6 +65,9 @@ pub(crate) struct Batching {
     /// The last committed one: where `last_seq` returns if a transaction
     /// fails.
     committed_seq: i64,
+    /// The highest hybrid-clock reading of the open transaction's records,
+    /// stored with the head on PostgreSQL (a trigger does both on SQLite).
+    hlc: i64,
 }
 
 struct Batch {
@@ -166,6 +176,7 @@ impl Writer {
                 open: None,
                 last_seq: at,
                 committed_seq: at,
+                hlc: 0,
             })),
             queued: Arc::new(AtomicUsize::new(0)),
             flush_scheduled: Arc::new(AtomicBool::new(false)),
@@ -206,19 +217,29 @@ impl Writer {
             if self.backend == Backend::Postgres {
                 // Other server processes may share this database: hold the
                 // journal head from the start so validation reads see every
-                // earlier commit and no other writer commits before us.
-                if let Err(error) = exec(
-                    &mut conn,
+                // earlier commit and no other writer commits before us. The
+                // transaction's records are numbered on from it in memory
+                // (one statement a transaction, not one a record), and the
+                // head is stored once, before the commit.
+                let head = sqlx::query_scalar::<_, i64>(
                     "SELECT journal_head FROM region_state WHERE id = 1 FOR UPDATE",
                 )
-                .await
-                {
-                    if exec(&mut conn, "ROLLBACK").await.is_err() {
-                        conn.close_on_drop();
+                .fetch_one(&mut *conn)
+                .await;
+                match head {
+                    Ok(head) => {
+                        state.last_seq = head;
+                        state.committed_seq = head;
                     }
-                    return Err(error.into());
+                    Err(error) => {
+                        if exec(&mut conn, "ROLLBACK").await.is_err() {
+                            conn.close_on_drop();
+                        }
+                        return Err(error.into());
+                    }
                 }
             }
+            state.hlc = 0;
             let (outcome, _) = watch::channel(None);
             state.open = Some(Batch {
                 conn,
@@ -295,7 +316,11 @@ impl Writer {
             self.rollback_open(state, None).await;
             return;
         }
-        let rolled = exec_all(&mut batch.conn, self.backend, ROLLBACK_TO).await;
+        let rolled = match self.backend {
+            Backend::Sqlite => exec_all(&mut batch.conn, self.backend, ROLLBACK_TO).await,
+            // The savepoint stays, hidden by the next write's.
+            Backend::Postgres => exec(&mut batch.conn, ROLLBACK_TO[0]).await,
+        };
         match rolled {
             Ok(()) => batch.dirty = false,
             Err(error) => {
@@ -330,7 +355,20 @@ impl Writer {
         };
         let backend = self.backend.as_str();
         let committing = Instant::now();
-        let committed = exec(&mut batch.conn, "COMMIT").await;
+        let mut committed = Ok(());
+        if self.backend == Backend::Postgres && state.last_seq > state.committed_seq {
+            committed = sqlx::query(
+                "UPDATE region_state SET journal_head = $1, hlc = CASE WHEN hlc > $2 THEN hlc ELSE $2 END WHERE id = 1",
+            )
+            .bind(state.last_seq)
+            .bind(state.hlc)
+            .execute(&mut *batch.conn)
+            .await
+            .map(|_| ());
+        }
+        if committed.is_ok() {
+            committed = exec(&mut batch.conn, "COMMIT").await;
+        }
         metrics::histogram!("tandem_store_commit_seconds", "backend" => backend)
             .record(committing.elapsed().as_secs_f64());
         metrics::histogram!("tandem_store_commit_writes", "backend" => backend).record(batch.writes as f64);
@@ -395,10 +433,10 @@ impl WriterGuard {
     /// the writes before it or left open for the writes queued behind it,
     /// in which case this waits for the commit. `last_seq` is the sequence
     /// number of the write's last journal record (SQLite).
-    pub(crate) async fn finish(self, last_seq: Option<i64>) -> StoreResult<()> {
+    pub(crate) async fn finish(self, last_seq: Option<i64>, hlc: i64) -> StoreResult<()> {
         // In a task of its own, like `Writer::begin`: once released, the
         // write's fate is its transaction's, whatever happens to the request.
-        let ending = tokio::spawn(self.end(last_seq));
+        let ending = tokio::spawn(self.end(last_seq, hlc));
         let mut outcome = ending.await.expect("the writer's task panicked")?;
         let ended = outcome.wait_for(Option::is_some).await.map(|ended| ended.clone());
         match ended {
@@ -417,14 +455,21 @@ impl WriterGuard {
     async fn end(
         mut self,
         last_seq: Option<i64>,
+        hlc: i64,
     ) -> StoreResult<watch::Receiver<Option<Result<(), Failure>>>> {
         let writer = self.writer.clone();
-        let wait =
-            !self.solo && self.batch().writes + 1 < MAX_BATCH && writer.queued.load(Ordering::Acquire) > 0;
+        let wait = !self.solo
+            && self.batch().writes + 1 < max_batch(writer.backend)
+            && writer.queued.load(Ordering::Acquire) > 0;
         if wait {
             // Others are queued: they join this transaction, the next one in
             // the savepoint begun here, and whoever ends the run commits it.
-            let released = exec_all(&mut self.batch().conn, writer.backend, RELEASE_AND_BEGIN).await;
+            // PostgreSQL keeps it: the next write's savepoint, of the same
+            // name, hides it (a round trip saved; `max_batch` bounds them).
+            let released = match writer.backend {
+                Backend::Sqlite => exec_all(&mut self.batch().conn, writer.backend, RELEASE_AND_BEGIN).await,
+                Backend::Postgres => Ok(()),
+            };
             if let Err(error) = released {
                 // Still dirty: dropping the guard rolls it back.
                 return Err(StoreError::database(error));
@@ -433,12 +478,13 @@ impl WriterGuard {
         let mut state = self.guard.take().expect("write in progress");
         let batch = batch_of(&mut state);
         batch.dirty = false;
-        batch.armed = wait;
+        batch.armed = wait && writer.backend == Backend::Sqlite;
         batch.writes += 1;
         let outcome = batch.outcome.subscribe();
         if let Some(seq) = last_seq {
             state.last_seq = state.last_seq.max(seq);
         }
+        state.hlc = state.hlc.max(hlc);
         if wait {
             writer.schedule_flush();
         } else {
