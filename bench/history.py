@@ -26,17 +26,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import log, table  # noqa: E402
-from moving import mlflow_server, tandem_server  # noqa: E402
-from pg import database_for, ensure_psycopg2, server_cpu_s  # noqa: E402
+from side_by_side import each_server, server_cpu_s  # noqa: E402
 from run import DEFAULT_TANDEM_BIN  # noqa: E402
 
 
@@ -96,23 +93,10 @@ def main() -> None:
     p.add_argument("--tandem-bin", default=DEFAULT_TANDEM_BIN)
     p.add_argument("--postgres", action="store_true", help="both servers on PostgreSQL at 127.0.0.1:5432")
     args = p.parse_args()
-    root = tempfile.mkdtemp(prefix="tandem-bench-history-")
     results = {}
-    if args.postgres:
-        ensure_psycopg2(args.venv)
-    try:
-        for name, make in (("tandem", lambda: tandem_server(args.tandem_bin, os.path.join(root, "tandem"))),
-                           ("mlflow", lambda: mlflow_server(args.venv, os.path.join(root, "mlflow")))):
-            server = make()
-            with database_for(server, "bench_history", args.postgres) as database:
-                server.start(180)
-                try:
-                    log(f"{name}: {args.points} points, {args.reads} reads")
-                    results[name] = measure(server, args.points, args.reads, database)
-                finally:
-                    server.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    for name, server, database in each_server(args, "history"):
+        log(f"{name}: {args.points} points, {args.reads} reads")
+        results[name] = measure(server, args.points, args.reads, database)
     t, m = results["tandem"], results["mlflow"]
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"reading a {args.points:,}-point history over get-history (25,000 a page), {backend} both, "

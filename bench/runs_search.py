@@ -36,11 +36,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -49,8 +47,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import log, peak_rss_mb, table  # noqa: E402
-from moving import mlflow_server, tandem_server  # noqa: E402
-from pg import PG, database_for, ensure_psycopg2, server_cpu_s  # noqa: E402
+from side_by_side import PG, each_server, server_cpu_s  # noqa: E402
 from run import DEFAULT_TANDEM_BIN, process_tree  # noqa: E402
 
 RATES = ["0.001", "0.01", "0.1"]
@@ -202,33 +199,20 @@ def main() -> None:
     p.add_argument("--postgres", action="store_true", help="both servers on PostgreSQL at 127.0.0.1:5432")
     args = p.parse_args()
     python = os.path.join(args.venv, "bin", "python")
-    if args.postgres:
-        ensure_psycopg2(args.venv)
-    root = tempfile.mkdtemp(prefix="tandem-bench-runs-search-")
     results = {}
-    try:
-        for name, make in (("tandem", lambda: tandem_server(args.tandem_bin, os.path.join(root, "tandem"))),
-                           ("mlflow", lambda: mlflow_server(args.venv, os.path.join(root, "mlflow")))):
-            server = make()
-            with database_for(server, "bench_runs_search", args.postgres) as database:
-                server.start(180)
-                try:
-                    created = requests.post(f"{server.url}/api/2.0/mlflow/experiments/create",
-                                            json={"name": "search-bench"}, timeout=60)
-                    created.raise_for_status()
-                    experiment_id = created.json()["experiment_id"]
-                    log(f"{name}: writing {args.runs:,} runs")
-                    fill0 = time.perf_counter()
-                    if name == "tandem":
-                        fill_tandem(server.url, experiment_id, args.runs)
-                    else:
-                        fill_mlflow_process(python, server, database, experiment_id, args.runs)
-                    log(f"{name}: written in {time.perf_counter() - fill0:.0f}s; {args.reads} reads of each search")
-                    results[name] = measure(server, experiment_id, args.runs, args.reads, database)
-                finally:
-                    server.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    for name, server, database in each_server(args, "runs-search"):
+        created = requests.post(f"{server.url}/api/2.0/mlflow/experiments/create",
+                                json={"name": "search-bench"}, timeout=60)
+        created.raise_for_status()
+        experiment_id = created.json()["experiment_id"]
+        log(f"{name}: writing {args.runs:,} runs")
+        fill0 = time.perf_counter()
+        if name == "tandem":
+            fill_tandem(server.url, experiment_id, args.runs)
+        else:
+            fill_mlflow_process(python, server, database, experiment_id, args.runs)
+        log(f"{name}: written in {time.perf_counter() - fill0:.0f}s; {args.reads} reads of each search")
+        results[name] = measure(server, experiment_id, args.runs, args.reads, database)
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"runs/search over one experiment of {args.runs:,} runs (10 metrics, 5 params, 3 tags each), "
           f"{backend} both, 1,000 a page; wall: best of {args.reads}, CPU: mean (ms)")

@@ -28,9 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,7 +36,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import log, table  # noqa: E402
-from moving import mlflow_server, tandem_server  # noqa: E402
+from side_by_side import each_server  # noqa: E402
 from run import DEFAULT_TANDEM_BIN, tree_cpu_s  # noqa: E402
 
 TEAMS = ["a", "b", "c", "d"]
@@ -116,20 +114,10 @@ def main() -> None:
     p.add_argument("--venv", default=os.path.expanduser("~/.cache/mlflow-exim-venv"))
     p.add_argument("--tandem-bin", default=DEFAULT_TANDEM_BIN)
     args = p.parse_args()
-    root = tempfile.mkdtemp(prefix="tandem-bench-search-")
     results = {}
-    try:
-        for name, make in (("tandem", lambda: tandem_server(args.tandem_bin, os.path.join(root, "tandem"))),
-                           ("mlflow", lambda: mlflow_server(args.venv, os.path.join(root, "mlflow")))):
-            server = make()
-            server.start(180)
-            try:
-                log(f"{name}: {args.count} experiments and models, {args.reads} reads each")
-                results[name] = measure(server, args.count, args.reads)
-            finally:
-                server.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    for name, server, _ in each_server(args, "search"):
+        log(f"{name}: {args.count} experiments and models, {args.reads} reads each")
+        results[name] = measure(server, args.count, args.reads)
     print(f"searching {args.count:,} experiments and {args.count:,} registered models, SQLite both, "
           f"1,000 a page; wall: best of {args.reads}, CPU: mean (ms)")
     rows = [["", "tandem wall", "mlflow wall", "ratio", "tandem CPU", "mlflow CPU", "ratio", "reader CPU"]]

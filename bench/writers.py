@@ -30,15 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import log, peak_rss_mb, table  # noqa: E402
-from moving import mlflow_server, tandem_server  # noqa: E402
-from pg import database_for, ensure_psycopg2, server_cpu_s  # noqa: E402
+from side_by_side import each_server, server_cpu_s  # noqa: E402
 from run import DEFAULT_TANDEM_BIN, process_tree  # noqa: E402
 
 
@@ -76,24 +73,9 @@ def main() -> None:
     p.add_argument("--only", choices=["tandem", "mlflow"])
     args = p.parse_args()
     args.loadgen_bin = args.loadgen_bin or os.path.join(os.path.dirname(args.tandem_bin), "tandem-loadgen")
-    if args.postgres:
-        ensure_psycopg2(args.venv)
-    root = tempfile.mkdtemp(prefix="tandem-bench-writers-")
     results = {}
-    try:
-        for name, make in (("tandem", lambda: tandem_server(args.tandem_bin, os.path.join(root, "tandem"))),
-                           ("mlflow", lambda: mlflow_server(args.venv, os.path.join(root, "mlflow")))):
-            if args.only and name != args.only:
-                continue
-            server = make()
-            with database_for(server, "bench_writers", args.postgres) as database:
-                server.start(180)
-                try:
-                    results[name] = measure(server, database, args)
-                finally:
-                    server.stop()
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    for name, server, database in each_server(args, "writers", args.only):
+        results[name] = measure(server, database, args)
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"concurrent writers ({args.mix}: " + ("metric, param, tag in turn" if args.mix == "all" else "log-metric")
           + f"), {backend}, {args.seconds:.0f} s each; latencies in ms, CPU in µs per request")

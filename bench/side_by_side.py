@@ -1,14 +1,19 @@
-"""PostgreSQL for the benchmarks that run both servers on it (`--postgres`):
-a database per server, created before it starts and dropped after; the CPU
-of the PostgreSQL backends serving it counted with the server's own."""
+"""Tandem beside `mlflow server`, one after the other, each fresh: what the
+benchmarks that compare the two share. With `--postgres` each server gets a
+database of its own at 127.0.0.1:5432, created before it starts and dropped
+after, and the CPU of the PostgreSQL backends serving it is counted with the
+server's own."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
+import tempfile
 
 from common import proc_cpu_s
+from moving import mlflow_server, tandem_server
 from run import tree_cpu_s
 
 PG = "postgresql://postgres@127.0.0.1:5432"
@@ -57,3 +62,28 @@ def database_for(server, prefix: str, enabled: bool):
         yield database
     finally:
         psql(f"DROP DATABASE IF EXISTS {database}")
+
+
+def each_server(args, prefix: str, only: str | None = None):
+    """Yields ("tandem", server, database), then ("mlflow", …): each
+    started fresh from `args.tandem_bin` / `args.venv` in a temporary
+    directory (and, with `args.postgres`, a database of its own, else None),
+    stopped once the loop body is done with it."""
+    postgres = getattr(args, "postgres", False)
+    if postgres:
+        ensure_psycopg2(args.venv)
+    root = tempfile.mkdtemp(prefix=f"tandem-bench-{prefix}-")
+    try:
+        for name, make in (("tandem", lambda: tandem_server(args.tandem_bin, os.path.join(root, "tandem"))),
+                           ("mlflow", lambda: mlflow_server(args.venv, os.path.join(root, "mlflow")))):
+            if only and name != only:
+                continue
+            server = make()
+            with database_for(server, f"bench_{prefix.replace('-', '_')}", postgres) as database:
+                server.start(180)
+                try:
+                    yield name, server, database
+                finally:
+                    server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
