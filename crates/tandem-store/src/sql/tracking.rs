@@ -34,18 +34,17 @@ impl SqlStore {
         // another run's (or logged model's) artifacts would lose them when
         // that owner is purged and its root collected.
         if let Some(path) = artifact_location.and_then(proxied_artifact_path) {
-            if !path.is_empty() {
-                if artifact_owner_check(&mut write.tx, ws, &path, false)
+            if !path.is_empty()
+                && artifact_owner_check(&mut write.tx, ws, &path, false)
                     .await
                     .is_ok()
-                {
-                    return Err(invalid(format!(
-                        "Artifact location '{}' lies inside the artifacts of an existing run or logged model; \
-                         an experiment's artifacts must not live inside another owner's, whose purge would remove them. \
-                         Choose a location outside every run's and logged model's artifacts (or leave it empty)",
-                        artifact_location.unwrap_or_default()
-                    )));
-                }
+            {
+                return Err(invalid(format!(
+                    "Artifact location '{}' lies inside the artifacts of an existing run or logged model; \
+                     an experiment's artifacts must not live inside another owner's, whose purge would remove them. \
+                     Choose a location outside every run's and logged model's artifacts (or leave it empty)",
+                    artifact_location.unwrap_or_default()
+                )));
             }
         }
         // On the write's connection: the state checked is the state written

@@ -44,14 +44,17 @@ fn max_batch(backend: Backend) -> usize {
     }
 }
 
-/// Writes queued behind the lock: the one ending its write leaves the
-/// transaction open for them.
+/// Serializes this process's writes and groups the concurrent ones into
+/// shared transactions. Clones share the state.
 #[derive(Clone)]
 pub(crate) struct Writer {
     pool: AnyPool,
     backend: Backend,
     state: Arc<Mutex<Batching>>,
+    /// Writes waiting for the lock: the one ending its write leaves the
+    /// transaction open for them.
     queued: Arc<AtomicUsize>,
+    /// A flush task is queued for the lock (at most one is).
     flush_scheduled: Arc<AtomicBool>,
     /// The committed journal head, announced by the commit that advances it.
     head: Arc<watch::Sender<i64>>,
@@ -95,9 +98,13 @@ struct Failure {
 
 impl Failure {
     fn of(error: StoreError, outcome: WriteOutcome) -> Failure {
-        let full = matches!(error, StoreError::Full { .. });
+        let (message, full) = match error {
+            StoreError::Full { message } => (message, true),
+            StoreError::Database { message, .. } => (message, false),
+            other => (other.to_string(), false),
+        };
         Failure {
-            message: error.to_string(),
+            message,
             full,
             outcome,
         }
@@ -148,22 +155,12 @@ async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::query(sql).execute(conn).await.map(|_| ())
 }
 
-/// Several statements; on SQLite in one round trip to its connection
-/// thread (a round trip there wakes two threads, most of a small write's
-/// CPU). sqlx prepares every statement it is given, and only SQLite takes
-/// several in one.
-async fn exec_all(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    statements: [&'static str; 2],
-) -> Result<(), sqlx::Error> {
-    if backend == Backend::Sqlite {
-        return exec(conn, &statements.join("; ")).await;
-    }
-    for statement in statements {
-        exec(conn, statement).await?;
-    }
-    Ok(())
+/// Two statements in one round trip to SQLite's connection thread (each
+/// round trip there wakes two threads, most of a small write's CPU). SQLite
+/// runs every statement of a query; PostgreSQL's prepared statements, which
+/// sqlx makes of every query, take one.
+async fn exec_sqlite(conn: &mut AnyConnection, statements: [&'static str; 2]) -> Result<(), sqlx::Error> {
+    exec(conn, &statements.join("; ")).await
 }
 
 impl Writer {
@@ -317,7 +314,7 @@ impl Writer {
             return;
         }
         let rolled = match self.backend {
-            Backend::Sqlite => exec_all(&mut batch.conn, self.backend, ROLLBACK_TO).await,
+            Backend::Sqlite => exec_sqlite(&mut batch.conn, ROLLBACK_TO).await,
             // The savepoint stays, hidden by the next write's.
             Backend::Postgres => exec(&mut batch.conn, ROLLBACK_TO[0]).await,
         };
@@ -467,7 +464,7 @@ impl WriterGuard {
             // PostgreSQL keeps it: the next write's savepoint, of the same
             // name, hides it (a round trip saved; `max_batch` bounds them).
             let released = match writer.backend {
-                Backend::Sqlite => exec_all(&mut self.batch().conn, writer.backend, RELEASE_AND_BEGIN).await,
+                Backend::Sqlite => exec_sqlite(&mut self.batch().conn, RELEASE_AND_BEGIN).await,
                 Backend::Postgres => Ok(()),
             };
             if let Err(error) = released {
