@@ -369,7 +369,7 @@ impl SqlStore {
             _ => None,
         };
         let hlc = self.hlc.now(write.now);
-        let (seq, epoch) = self.next_position(write, hlc).await?;
+        let (seq, epoch) = self.next_position(write, hlc);
         let record = JournalRecord {
             seq,
             workspace_id: write.workspace_id.clone(),
@@ -390,11 +390,11 @@ impl SqlStore {
     }
 
     /// The sequence number and epoch of the next record of `write`.
-    pub(crate) async fn next_position(&self, write: &mut WriteTx, hlc: u64) -> StoreResult<(i64, i64)> {
+    pub(crate) fn next_position(&self, write: &mut WriteTx, hlc: u64) -> (i64, i64) {
         let seq = write.next_seq;
         write.next_seq += 1;
         write.hlc = write.hlc.max(hlc as i64);
-        Ok((seq, self.epoch.load(std::sync::atomic::Ordering::Acquire)))
+        (seq, self.epoch.load(std::sync::atomic::Ordering::Acquire))
     }
 
     /// What this region has applied of every other origin: the causal

@@ -16,7 +16,7 @@ impl SqlStore {
         record: &JournalRecord,
     ) -> StoreResult<i64> {
         self.hlc.observe(record.hlc);
-        let (seq, _) = self.next_position(write, record.hlc).await?;
+        let (seq, _) = self.next_position(write, record.hlc);
         let local = JournalRecord {
             seq,
             ..record.clone()

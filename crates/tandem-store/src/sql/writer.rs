@@ -84,7 +84,7 @@ struct Batch {
     /// A savepoint is open that no write has used yet: the write that left
     /// the transaction open for the next one began it in the same round
     /// trip as its own release (a round trip to SQLite's connection thread
-    /// is a wake-up of two threads, most of a small write's CPU).
+    /// wakes two threads, nearly half of a small write's CPU).
     armed: bool,
 }
 
@@ -156,7 +156,7 @@ async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
 }
 
 /// Two statements in one round trip to SQLite's connection thread (each
-/// round trip there wakes two threads, most of a small write's CPU). SQLite
+/// round trip there wakes two threads, nearly half of a small write's CPU). SQLite
 /// runs every statement of a query; PostgreSQL's prepared statements, which
 /// sqlx makes of every query, take one.
 async fn exec_sqlite(conn: &mut AnyConnection, statements: [&'static str; 2]) -> Result<(), sqlx::Error> {
