@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from cluster import FaultProxy, free_port
+from conftest import _start, _stop, _tandem_bin
 from support import unique
 
 SERVER_VENV = Path(os.environ.get("TANDEM_MLFLOW_SERVER_VENV", Path.home() / ".cache/tandem-mlflow-server-venv"))
@@ -255,6 +257,16 @@ def test_import_from_mlflow_server_is_lossless_and_idempotent(server, make_works
     assert third["runs"]["updated"] == 1 and third["runs"]["created"] == 0, third["runs"]
     compare_runs(src, dst, source["child"], tmp_path)
 
+    # A file logged to a finished run that had none (its directory did not
+    # exist when the source was last listed) is noticed and copied.
+    # (The source is shared by both backends' runs: a name of its own.)
+    late = tmp_path / f"{unique('late')}.txt"
+    late.write_text("late")
+    src.log_artifact(source["child"], str(late))
+    fourth = import_json(server, source["url"], workspace, "--include-deleted")
+    assert fourth["runs"]["updated"] == 1 and fourth["artifacts_copied"] == 1, fourth
+    compare_runs(src, dst, source["child"], tmp_path)
+
 
 def test_name_clashes_are_refused_unless_told(server, make_workspace, source):
     target_uri = make_workspace()
@@ -337,6 +349,65 @@ def test_sync_from_another_tandem_workspace_is_incremental(server, make_workspac
 
 
 
+def test_sync_between_two_deployments_keeps_ids_and_copies_only_changes(server, make_workspace, tmp_path):
+    """A workspace of one deployment synced into another deployment: the
+    same run ids, a second pass writes nothing, a change goes across alone,
+    and `--watch` keeps copying until interrupted."""
+    other = _start(_tandem_bin(), "sqlite", tmp_path / "other", tmp_path / "other.log", None)
+    try:
+        first_uri = make_workspace()
+        first, there = MlflowClient(first_uri, first_uri), MlflowClient(other.url, other.url)
+        experiment = first.create_experiment(unique("across"))
+        run_id = first.create_run(experiment, run_name="r").info.run_id
+        first.log_batch(run_id, metrics=[Metric("m", float(i), 1_000 + i, i) for i in range(500)],
+                        params=[Param("lr", "0.1")], tags=[RunTag("k", "v")])
+        (tmp_path / "a.txt").write_text("a")
+        first.log_artifact(run_id, str(tmp_path / "a.txt"))
+        first.set_terminated(run_id)
+
+        def sync(*extra):
+            return json.loads(tandem(other, "sync", "--from", first_uri, "--into", "default", "--json", *extra).stdout)
+
+        one = sync()
+        assert one["failures"] == [] and one["runs"]["created"] == 1 and one["metric_points"] == 500, one
+        compare_runs(first, there, run_id, tmp_path)  # the same id in the other deployment
+
+        head = requests.get(f"{other.url}/api/tandem/v1/region", timeout=30).json()
+        two = sync()
+        assert two["runs"]["unchanged"] == 1 and two["artifacts_copied"] == 0 and two["metric_points"] == 0, two
+        assert requests.get(f"{other.url}/api/tandem/v1/region", timeout=30).json() == head
+
+        first.log_metric(run_id, "m", 7.0, step=1_000)
+        (tmp_path / "b.txt").write_text("b")
+        first.log_artifact(run_id, str(tmp_path / "b.txt"))
+        three = sync()
+        # A changed run's history is read again whole (501 points sent); the
+        # target writes only the point it lacks.
+        assert three["runs"]["updated"] == 1 and three["metric_points"] == 501 and three["artifacts_copied"] == 1, three
+        compare_runs(first, there, run_id, tmp_path)
+
+        # --watch: a pass every second until interrupted (SIGINT ends it, exit 0).
+        watcher = subprocess.Popen([os.environ["TANDEM_BIN"], "sync", "--from", first_uri, "--into", "default",
+                                    "--watch", "1", "--json", "--url", other.url],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first.set_tag(run_id, "watched", "yes")
+            deadline = time.monotonic() + 60
+            while there.get_run(run_id).data.tags.get("watched") != "yes":
+                assert watcher.poll() is None, watcher.communicate()
+                assert time.monotonic() < deadline, "the watching sync did not copy the tag within 60 s"
+                time.sleep(0.1)
+            watcher.send_signal(signal.SIGINT)
+            out, err = watcher.communicate(timeout=60)
+            assert watcher.returncode == 0, (out, err)
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait()
+    finally:
+        _stop(other.process)
+
+
 def test_sync_with_delete_follows_deletions_and_restores(server, make_workspace):
     first_uri, second_uri = make_workspace(), make_workspace()
     first, second = MlflowClient(first_uri, first_uri), MlflowClient(second_uri, second_uri)
@@ -347,6 +418,7 @@ def test_sync_with_delete_follows_deletions_and_restores(server, make_workspace)
         first.set_terminated(run_id)
     model = unique("del-model")
     first.create_registered_model(model)
+    logged = first.create_logged_model(experiment, name="lm")
     doomed_experiment = unique("del-exp")
     doomed_id = first.create_experiment(doomed_experiment)
 
@@ -364,12 +436,13 @@ def test_sync_with_delete_follows_deletions_and_restores(server, make_workspace)
 
     first.delete_run(runs["drop"])
     first.delete_registered_model(model)
+    first.delete_logged_model(logged.model_id)
     first.delete_experiment(doomed_id)
     # Without --delete a deletion at the source is not followed.
     assert set(deleted(sync()).values()) == {0}
     assert second.get_run(copies["drop"]).info.lifecycle_stage == "active"
     # A dry run counts what it would delete and deletes nothing.
-    expected = {"experiments": 1, "runs": 1, "logged_models": 0, "registered_models": 1}
+    expected = {"experiments": 1, "runs": 1, "logged_models": 1, "registered_models": 1}
     assert deleted(sync("--delete", "--dry-run")) == expected
     assert second.get_run(copies["drop"]).info.lifecycle_stage == "active"
 
@@ -378,13 +451,29 @@ def test_sync_with_delete_follows_deletions_and_restores(server, make_workspace)
     assert second.get_run(copies["keep"]).info.lifecycle_stage == "active"
     assert second.get_experiment_by_name(doomed_experiment).lifecycle_stage == "deleted"
     assert model not in {m.name for m in second.search_registered_models()}
+    assert [m.name for m in second.search_logged_models([here.experiment_id])] == []
     assert set(deleted(sync("--delete")).values()) == {0}
 
-    # Restored at the source: restored here by the next pass.
+    # Restored at the source, unchanged: restored here by the next pass.
+    first_ws = first_uri.rsplit("/", 1)[1]
     first.restore_run(runs["drop"])
+    listed = json.loads(tandem(server, "deleted", "list", "--workspace", first_ws, "--json").stdout)
+    [kept] = [item for item in listed if item["kind"] == "registered_model" and item["name"] == model]
+    tandem(server, "deleted", "recover", "registered_model", kept["id"], "--workspace", first_ws)
+    tandem(server, "deleted", "recover", "logged_model", logged.model_id, "--workspace", first_ws)
     back = sync("--delete")
-    assert back["runs"]["updated"] == 1 and set(deleted(back).values()) == {0}, back
+    assert back["failures"] == [] and set(deleted(back).values()) == {0}, back
+    assert back["runs"]["updated"] == 1 and back["logged_models"]["updated"] == 1, back
+    assert back["registered_models"]["created"] == 1, back
     assert second.get_run(copies["drop"]).info.lifecycle_stage == "active"
+    assert model in {m.name for m in second.search_registered_models()}
+    assert [m.name for m in second.search_logged_models([here.experiment_id])] == ["lm"]
+    # ...and a copy deleted by hand here is brought back the same way.
+    second.delete_registered_model(model)
+    again = sync("--delete")
+    assert again["registered_models"]["created"] == 1 and set(deleted(again).values()) == {0}, again
+    assert model in {m.name for m in second.search_registered_models()}
+    assert set(deleted(sync("--delete")).values()) == {0}
 
     # --delete takes a whole copy from the source itself.
     refused = tandem(server, "sync", "--from", first_uri, "--into", second_ws, "--delete", "--experiment", "x", expect=2)

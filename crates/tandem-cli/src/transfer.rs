@@ -148,15 +148,23 @@ pub(crate) async fn sync(args: SyncArgs) -> anyhow::Result<()> {
         return finish(&report, json);
     };
     let period = Duration::from_secs(seconds.max(1));
+    // One listener for the whole watch: a Ctrl-C during a pass ends it too
+    // (each object lands whole or not at all, so the next sync finishes
+    // what the pass had begun), and none is missed between two listeners.
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
     loop {
-        match run_once(&source, &target, &options, json).await {
-            Ok(report) => print(&report, json),
-            // A pass that cannot reach a side is retried on the next tick.
-            Err(error) => eprintln!("sync pass failed: {error:#}"),
+        tokio::select! {
+            result = run_once(&source, &target, &options, json) => match result {
+                Ok(report) => print(&report, json),
+                // A pass that cannot reach a side is retried on the next tick.
+                Err(error) => eprintln!("sync pass failed: {error:#}"),
+            },
+            _ = &mut interrupted => return Ok(()),
         }
         tokio::select! {
             _ = tokio::time::sleep(period) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut interrupted => return Ok(()),
         }
     }
 }

@@ -99,6 +99,14 @@ impl OnConflict {
     }
 }
 
+/// The digest of an origin whose copy is deleted: recorded when `--delete`
+/// follows a deletion at the source, and reported by the origins endpoint
+/// for a logged or registered model whose copy is no longer live (deleted
+/// through MLflow's API, which records no origin). A copy whose origin
+/// says this is never unchanged: the source's object, when it is there
+/// (restored, perhaps unchanged), is copied again.
+pub const DELETED_DIGEST: &str = "deleted";
+
 /// Where a copied object came from. Kept in the target workspace (journaled
 /// as `origin_recorded`); one per (source, kind, source id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

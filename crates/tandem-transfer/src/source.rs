@@ -99,6 +99,13 @@ pub struct TrackingSource {
     /// an `mlflow server` several times slower to answer, and a pass over
     /// an unchanged source is mostly these listings.
     proxied_roots: Mutex<HashMap<String, String>>,
+    /// Runs known to have no files at the moment their experiment was
+    /// listed (each answers the run's next listing only): MLflow keeps a run's files under `<experiment root>/<run
+    /// id>/artifacts`, and the directory of a run that never logged a file
+    /// does not exist. One listing of the experiment's root answers for all
+    /// its runs, where listing each run costs the source a request (most of
+    /// a pass over an unchanged source, since most runs have no files).
+    without_files: Mutex<HashSet<String>>,
 }
 
 /// MLflow's limits on one `get-history-bulk` request.
@@ -114,6 +121,49 @@ impl TrackingSource {
             endpoint,
             no_bulk_history: AtomicBool::new(false),
             proxied_roots: Mutex::default(),
+            without_files: Mutex::default(),
+        }
+    }
+
+    /// Lists once the directory holding the run directories of `runs`
+    /// (those whose root is `<parent>/<run id>/artifacts` at the proxy) and
+    /// remembers which runs have no directory there. A parent that cannot
+    /// be listed leaves its runs to be listed one by one.
+    async fn note_runs_without_files(&self, runs: &[(String, String)]) {
+        let mut families: HashMap<&str, Vec<&str>> = HashMap::new();
+        for (run_id, root) in runs {
+            if let Some(parent) = run_parent(root, run_id) {
+                families.entry(parent).or_default().push(run_id);
+            }
+        }
+        for (parent, run_ids) in families {
+            // One run's own listing costs as much as its parent's.
+            if run_ids.len() < 2 {
+                continue;
+            }
+            let listed: Result<Value, _> = self
+                .endpoint
+                .get_json(PROXY_ROUTE, &[("path", parent.to_string())])
+                .await;
+            let Ok(listed) = listed else { continue };
+            let present: HashSet<&str> = listed["files"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|file| file["path"].as_str())
+                .map(|path| path.rsplit('/').next().unwrap_or(path))
+                .collect();
+            let mut without = self
+                .without_files
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for run_id in run_ids {
+                if present.contains(run_id) {
+                    without.remove(run_id);
+                } else {
+                    without.insert(run_id.to_string());
+                }
+            }
         }
     }
 
@@ -225,6 +275,17 @@ impl TrackingSource {
     }
 }
 
+/// `<parent>` of a run root `<parent>/<run id>/artifacts` at the proxy, the
+/// layout MLflow gives a run under its experiment's root; None for any
+/// other root (or one at the proxy's top, whose listing is everything).
+fn run_parent<'a>(root: &'a str, run_id: &str) -> Option<&'a str> {
+    let parent = root
+        .strip_suffix("/artifacts")?
+        .strip_suffix(run_id)?
+        .strip_suffix('/')?;
+    (!parent.is_empty() && !run_id.is_empty()).then_some(parent)
+}
+
 fn decode<T: serde::de::DeserializeOwned>(what: &str, value: Value) -> Result<T, TransferError> {
     serde_json::from_value(value).map_err(|error| TransferError::Decode(format!("{what}: {error}")))
 }
@@ -263,19 +324,20 @@ impl Source for TrackingSource {
             .into_iter()
             .map(|value| decode("run", value))
             .collect::<Result<Vec<Run>, _>>()?;
-        let mut roots = self
-            .proxied_roots
+        // Only a proxy URI without a host: one with a host may name another
+        // server's proxy.
+        let proxied: Vec<(String, String)> = runs
+            .iter()
+            .filter(|run| !run.info.artifact_uri.starts_with("mlflow-artifacts://"))
+            .filter_map(|run| {
+                proxied_path(&run.info.artifact_uri).map(|root| (run.info.run_id.clone(), root))
+            })
+            .collect();
+        self.note_runs_without_files(&proxied).await;
+        self.proxied_roots
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        for run in &runs {
-            // Only a proxy URI without a host: one with a host may name
-            // another server's proxy.
-            if !run.info.artifact_uri.starts_with("mlflow-artifacts://") {
-                if let Some(root) = proxied_path(&run.info.artifact_uri) {
-                    roots.insert(run.info.run_id.clone(), root);
-                }
-            }
-        }
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .extend(proxied);
         Ok(runs)
     }
 
@@ -310,7 +372,7 @@ impl Source for TrackingSource {
         pending.sort();
         pending.dedup();
         pending.reverse(); // popped from the end: ascending
-                           // Points per run seen so far, to size the next request.
+                           // Points per run in the last answer, to size the next request.
         let mut per_run = 1usize;
         while !pending.is_empty() {
             if self.no_bulk_history.load(Ordering::Relaxed) {
@@ -373,7 +435,9 @@ impl Source for TrackingSource {
                     out.entry(run_id).or_default().push(point);
                 }
             }
-            per_run = per_run.max(answered / runs_answered.len().max(1)).max(1);
+            // The last answer's size decides the next request's: one large
+            // run must not leave every later request asking for one run.
+            per_run = (answered / runs_answered.len().max(1)).max(1);
             if let Some(cut_in) = cut_in {
                 let again = group.into_iter().filter(|id| *id >= cut_in).rev();
                 if runs_answered.len() == 1 {
@@ -390,6 +454,16 @@ impl Source for TrackingSource {
     }
 
     async fn run_artifacts(&self, run_id: &str) -> Result<Listing, TransferError> {
+        // The experiment's listing answers once: a later question (after
+        // an upload to this run, say) goes to the source.
+        let without_files = self
+            .without_files
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .remove(run_id);
+        if without_files {
+            return Ok(Listing::new());
+        }
         if let Some(root) = self.proxied_root(run_id) {
             return self.proxied_listing(&root).await;
         }
@@ -517,4 +591,20 @@ pub(crate) fn encode_segment(segment: &str) -> String {
     let mut url = url::Url::parse("http://x/").expect("a base URL");
     url.path_segments_mut().expect("a base").push(segment);
     url.path().trim_start_matches('/').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::run_parent;
+
+    #[test]
+    fn a_run_root_names_its_experiments_directory() {
+        assert_eq!(run_parent("1/abc/artifacts", "abc"), Some("1"));
+        assert_eq!(run_parent("team/1/abc/artifacts", "abc"), Some("team/1"));
+        // Not MLflow's layout: listed run by run.
+        assert_eq!(run_parent("1/xabc/artifacts", "abc"), None);
+        assert_eq!(run_parent("1/abc/files", "abc"), None);
+        assert_eq!(run_parent("abc/artifacts", "abc"), None);
+        assert_eq!(run_parent("/abc/artifacts", "abc"), None);
+    }
 }

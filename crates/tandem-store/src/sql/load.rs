@@ -116,24 +116,41 @@ pub(crate) async fn experiments_where<S: RowSource>(
     experiments_where_tagged(source, workspace_id, condition, argument, true).await
 }
 
+/// The items named by `keys`, in the keys' order (those found): `load`
+/// reads a chunk of at most 500 keys (bounded lists of bind parameters),
+/// given with its placeholders `$2, …` (`$1` being the workspace's id).
+pub(crate) async fn by_keys<'a, T, Fut>(
+    keys: &'a [String],
+    key_of: fn(&T) -> &str,
+    load: impl Fn(&'a [String], String) -> Fut,
+) -> StoreResult<Vec<T>>
+where
+    Fut: std::future::Future<Output = StoreResult<Vec<T>>> + 'a,
+{
+    let mut found: HashMap<String, T> = HashMap::with_capacity(keys.len());
+    for chunk in keys.chunks(500) {
+        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+        for item in load(chunk, placeholders.join(", ")).await? {
+            found.insert(key_of(&item).to_string(), item);
+        }
+    }
+    Ok(keys.iter().filter_map(|key| found.remove(key)).collect())
+}
+
 /// The experiments `ids` of the workspace with their tags, in that order.
 pub(crate) async fn experiments_by_ids<S: RowSource>(
     source: &S,
     workspace_id: &str,
     ids: &[String],
 ) -> StoreResult<Vec<Experiment>> {
-    let mut found: HashMap<String, Experiment> = HashMap::with_capacity(ids.len());
-    // Bounded lists of bind parameters.
-    for chunk in ids.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+    let experiment_id: fn(&Experiment) -> &str = |experiment| &experiment.experiment_id;
+    by_keys(ids, experiment_id, |chunk, placeholders| async move {
         let mut bound = vec![workspace_id];
         bound.extend(chunk.iter().map(String::as_str));
-        let condition = format!("AND experiment_id IN ({})", placeholders.join(", "));
-        for experiment in experiments_bound(source, &condition, &bound, true).await? {
-            found.insert(experiment.experiment_id.clone(), experiment);
-        }
-    }
-    Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+        let condition = format!("AND experiment_id IN ({placeholders})");
+        experiments_bound(source, &condition, &bound, true).await
+    })
+    .await
 }
 
 /// [`experiments_where`], with their tags or (`tags` false) without.
@@ -674,16 +691,12 @@ pub(crate) async fn registered_models_by_names<S: RowSource>(
     workspace_id: &str,
     names: &[String],
 ) -> StoreResult<Vec<RegisteredModel>> {
-    let mut found: HashMap<String, RegisteredModel> = HashMap::with_capacity(names.len());
-    // Bounded lists of bind parameters.
-    for chunk in names.chunks(500) {
-        let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-        let condition = format!("AND m.name IN ({})", placeholders.join(", "));
-        for model in registered_models_where(source, workspace_id, &condition, chunk).await? {
-            found.insert(model.name.clone(), model);
-        }
-    }
-    Ok(names.iter().filter_map(|name| found.remove(name)).collect())
+    let name: fn(&RegisteredModel) -> &str = |model| &model.name;
+    by_keys(names, name, |chunk, placeholders| async move {
+        let condition = format!("AND m.name IN ({placeholders})");
+        registered_models_where(source, workspace_id, &condition, chunk).await
+    })
+    .await
 }
 
 /// [`registered_models_where`]; without versions and aliases unless

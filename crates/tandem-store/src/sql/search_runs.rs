@@ -10,8 +10,6 @@
 //! exactly the page `search::search_runs` gives over whole runs (same
 //! order, same offset page tokens).
 
-use std::collections::HashMap;
-
 use tandem_core::model::{Run, ViewType};
 use tandem_core::search::{self, RunSqlClause, SqlCmp, SqlOrderKey, TextTest};
 
@@ -176,14 +174,12 @@ impl SqlStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut runs: HashMap<String, Run> = HashMap::with_capacity(ids.len());
-        // Bounded lists of bind parameters (a page may hold 50,000 runs).
-        for chunk in ids.chunks(500) {
-            for run in load::runs_by_ids(&self.read_pool, &ws.workspace_id, chunk).await? {
-                runs.insert(run.info.run_id.clone(), run);
-            }
-        }
-        Ok(ids.iter().filter_map(|id| runs.remove(id)).collect())
+        // A page may hold 50,000 runs: read in chunks.
+        let run_id: fn(&Run) -> &str = |run| &run.info.run_id;
+        load::by_keys(ids, run_id, |chunk, _| {
+            load::runs_by_ids(&self.read_pool, &ws.workspace_id, chunk)
+        })
+        .await
     }
 }
 

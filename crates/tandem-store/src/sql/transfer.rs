@@ -39,12 +39,24 @@ impl SqlStore {
         ws: &WorkspaceRef,
         source: &str,
     ) -> StoreResult<Vec<Origin>> {
+        // A model's copy deleted since (through MLflow's API, or its
+        // registered model's name given away) reads as deleted, so the next
+        // copy brings back what the source still holds.
         let rows = sqlx::query(
-            "SELECT source, kind, source_id, target_id, digest, time FROM transfer_origins \
-             WHERE workspace_id = $1 AND source = $2 ORDER BY kind, source_id",
+            "SELECT o.source, o.kind, o.source_id, o.target_id, \
+                    CASE WHEN o.kind = 'registered_model' AND NOT EXISTS (SELECT 1 FROM registered_models m \
+                              WHERE m.workspace_id = o.workspace_id AND m.name = o.target_id AND m.deletion_time IS NULL) \
+                           THEN $3 \
+                         WHEN o.kind = 'logged_model' AND NOT EXISTS (SELECT 1 FROM logged_models l \
+                              WHERE l.workspace_id = o.workspace_id AND l.model_id = o.target_id AND l.lifecycle_stage = 'active') \
+                           THEN $3 \
+                         ELSE o.digest END AS digest, \
+                    o.time \
+             FROM transfer_origins o WHERE o.workspace_id = $1 AND o.source = $2 ORDER BY o.kind, o.source_id",
         )
         .bind(&ws.workspace_id)
         .bind(source)
+        .bind(tandem_core::transfer::DELETED_DIGEST)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(origin_row).collect()
@@ -526,6 +538,16 @@ impl SqlStore {
             }));
         };
         let model_id = current.info.model_id.clone();
+        // Deleted here, live at the source (restored there, or the copy
+        // deleted by hand): a copy follows the source.
+        if current.info.lifecycle_stage == LifecycleStage::Deleted
+            && info.lifecycle_stage == LifecycleStage::Active
+        {
+            changes.push(Change::LoggedModelRestored {
+                model_id: model_id.clone(),
+                time: self.now(),
+            });
+        }
         let tags = differing(&current.info.tags, &info.tags);
         if !tags.is_empty() {
             changes.push(Change::LoggedModelTagsSet {

@@ -6,7 +6,8 @@
 //! with the digest [`DELETED`]: the deletion is journaled like any import,
 //! and when the source holds the object again (restored there) its digest
 //! differs, so the next copy brings the copy back. Logged models and
-//! registered models are deleted through MLflow's API.
+//! registered models are deleted through MLflow's API; the target reports
+//! the origin of a model whose copy is not live with that same digest.
 
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -18,7 +19,7 @@ use crate::source::encode_segment;
 use crate::TransferError;
 
 /// The digest recorded for a copy deleted because its original vanished.
-pub(crate) const DELETED: &str = "deleted";
+pub(crate) use tandem_core::transfer::DELETED_DIGEST as DELETED;
 
 impl Copier<'_> {
     /// Deletes the copies of what this pass did not see at the source.

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use futures::StreamExt;
 use serde::Serialize;
 use serde_json::{json, Value};
 use tandem_core::model::{ArtifactEntry, LoggedModel, ModelVersion, RegisteredModel, Run};
@@ -21,9 +22,12 @@ use files::verify;
 pub(crate) use files::{check_held, proxied_path, proxy_url, send_artifact, Owner};
 
 use crate::endpoint::Endpoint;
-use crate::select::{needed_runs, select_experiments, select_registered_models};
+use crate::select::{needed_runs, select_experiments, select_registered_models, select_runs};
 use crate::source::{encode_segment, Listing, Source};
 use crate::TransferError;
+
+/// Experiments whose runs are being listed at the source at once.
+const LISTINGS_AHEAD: usize = 3;
 
 /// What to copy, and where.
 #[derive(Debug, Clone)]
@@ -302,8 +306,17 @@ impl Copier<'_> {
     async fn copy_experiments(&mut self, needed_runs: &HashSet<String>) -> Result<(), TransferError> {
         let experiments = select_experiments(self.source, self.options).await?;
         let total = experiments.len() as u64;
-        for (done, (mut experiment, whole)) in experiments.into_iter().enumerate() {
+        // The runs of the next experiments are listed while this one is
+        // copied: a search is most of what a pass over an unchanged source
+        // costs it, and a server answers several at once.
+        let (source, options) = (self.source, self.options);
+        let mut listings = futures::stream::iter(experiments.iter().map(|(experiment, whole)| {
+            select_runs(source, options, &experiment.experiment_id, *whole, needed_runs)
+        }))
+        .buffered(LISTINGS_AHEAD);
+        for (done, (mut experiment, _)) in experiments.clone().into_iter().enumerate() {
             self.tick("experiments", done as u64, total);
+            let runs = listings.next().await.expect("a listing per experiment");
             experiment.tags.sort_by(|a, b| a.key.cmp(&b.key));
             experiment.artifact_location = String::new();
             let source_id = experiment.experiment_id.clone();
@@ -340,7 +353,7 @@ impl Copier<'_> {
                 },
             };
             self.experiments.insert(source_id.clone(), target_id.clone());
-            self.copy_runs(&source_id, &target_id, whole, needed_runs).await?;
+            self.copy_runs(runs?, &target_id).await?;
             self.copy_logged_models(&source_id, &target_id).await?;
         }
         self.tick("experiments", total, total);

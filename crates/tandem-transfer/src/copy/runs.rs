@@ -3,7 +3,7 @@
 //! Parents are written before their children: the runs go in waves by
 //! depth, so a child's `mlflow.parentRunId` can name its parent's copy.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use futures::StreamExt;
 use tandem_core::model::{Metric, Run};
@@ -11,7 +11,6 @@ use tandem_core::transfer::{ImportAction, ImportOutcome, ObjectKind, Origin, Tra
 
 use super::files::verify;
 use super::{normalize_run, object_digest, proxied_path, Copied, Copier, Owner};
-use crate::select::select_runs;
 use crate::source::Listing;
 use crate::TransferError;
 
@@ -57,14 +56,12 @@ struct Done {
 }
 
 impl Copier<'_> {
+    /// Copies the runs of an experiment, as `select_runs` listed them.
     pub(super) async fn copy_runs(
         &mut self,
-        source_experiment: &str,
+        runs: Vec<Run>,
         target_experiment: &str,
-        whole: bool,
-        needed_runs: &HashSet<String>,
     ) -> Result<(), TransferError> {
-        let runs = select_runs(self.source, self.options, source_experiment, whole, needed_runs).await?;
         let total = runs.len() as u64;
         for run in &runs {
             self.seen.insert((ObjectKind::Run, run.info.run_id.clone()));
