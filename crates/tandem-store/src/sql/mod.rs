@@ -335,6 +335,9 @@ impl SqlStore {
 
     async fn begin_write_as(&self, workspace_id: &str, alone: bool) -> StoreResult<WriteTx> {
         let tx = self.writes.begin(alone).await?;
+        // Readings after every committed one, whichever process wrote it:
+        // the journal's order by sequence is its order by clock too.
+        self.hlc.observe(tx.hlc_floor().max(0) as u64);
         let next_seq = tx.last_seq() + 1;
         Ok(WriteTx {
             tx,

@@ -71,6 +71,11 @@ pub(crate) struct Batching {
     /// The highest hybrid-clock reading of the open transaction's records,
     /// stored with the head on PostgreSQL (a trigger does both on SQLite).
     hlc: i64,
+    /// The highest reading committed when the open transaction began
+    /// (PostgreSQL, read with the head): another server process sharing
+    /// the database may have written it, and this one's records must order
+    /// after it, as their sequence numbers do.
+    hlc_floor: i64,
 }
 
 struct Batch {
@@ -174,6 +179,7 @@ impl Writer {
                 last_seq: at,
                 committed_seq: at,
                 hlc: 0,
+                hlc_floor: 0,
             })),
             queued: Arc::new(AtomicUsize::new(0)),
             flush_scheduled: Arc::new(AtomicBool::new(false)),
@@ -218,15 +224,16 @@ impl Writer {
                 // transaction's records are numbered on from it in memory
                 // (one statement a transaction, not one a record), and the
                 // head is stored once, before the commit.
-                let head = sqlx::query_scalar::<_, i64>(
-                    "SELECT journal_head FROM region_state WHERE id = 1 FOR UPDATE",
+                let head = sqlx::query_as::<_, (i64, i64)>(
+                    "SELECT journal_head, hlc FROM region_state WHERE id = 1 FOR UPDATE",
                 )
                 .fetch_one(&mut *conn)
                 .await;
                 match head {
-                    Ok(head) => {
+                    Ok((head, hlc)) => {
                         state.last_seq = head;
                         state.committed_seq = head;
+                        state.hlc_floor = hlc;
                     }
                     Err(error) => {
                         if exec(&mut conn, "ROLLBACK").await.is_err() {
@@ -424,6 +431,13 @@ impl WriterGuard {
     /// write (SQLite numbers records in memory).
     pub(crate) fn last_seq(&self) -> i64 {
         self.guard.as_ref().expect("write in progress").last_seq
+    }
+
+    /// The highest hybrid-clock reading committed before this write's
+    /// transaction began, by any process sharing the database (PostgreSQL;
+    /// 0 on SQLite, whose one process issues every reading).
+    pub(crate) fn hlc_floor(&self) -> i64 {
+        self.guard.as_ref().expect("write in progress").hlc_floor
     }
 
     /// Ends the write: its savepoint released, then either committed with

@@ -1,0 +1,91 @@
+//! Two stores on one PostgreSQL database, as two server processes of one
+//! region would be: their writes interleave into one journal, numbered
+//! without a gap, and the hybrid clock readings follow the sequence numbers
+//! even when one process's clock runs an hour ahead of the other's.
+//! (SQLite is one process's database: nothing to share.)
+
+mod support;
+
+use std::sync::Arc;
+
+use support::{Backend, Harness};
+use tandem_core::model::Tag;
+use tandem_store::{Clock, MetadataStore, SqlStore, StoreOptions, DEFAULT_WORKSPACE};
+
+#[derive(Debug)]
+struct Shifted(i64);
+
+impl Clock for Shifted {
+    fn now_millis(&self) -> i64 {
+        tandem_store::now_millis() + self.0
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_database_keep_one_journal_in_clock_order() {
+    let ahead: Arc<dyn Clock> = Arc::new(Shifted(3_600_000));
+    let Some(harness) = Harness::with_clock(Backend::Postgres, ahead).await else {
+        return;
+    };
+    let first = harness.store.clone();
+    // Opened before the first writes: its clock starts an hour behind them.
+    let second: Arc<dyn MetadataStore> = Arc::new(
+        SqlStore::open_with_clock(
+            StoreOptions::new(harness.url.clone(), "test-region"),
+            Arc::new(Shifted(0)),
+        )
+        .await
+        .unwrap(),
+    );
+    let start = first.journal_position().await.unwrap().head;
+    let ws = first.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    let experiment = first
+        .create_experiment(&ws, "shared", None, Vec::new())
+        .await
+        .unwrap();
+    for round in 0..20 {
+        let store = if round % 2 == 0 { &second } else { &first };
+        let tag = Tag {
+            key: format!("k{round}"),
+            value: round.to_string(),
+        };
+        store.set_experiment_tag(&ws, &experiment, tag).await.unwrap();
+    }
+    // Both at once too: the head's lock orders them.
+    let writes = (0..40).map(|i| {
+        let store = if i % 2 == 0 { second.clone() } else { first.clone() };
+        let ws = ws.clone();
+        let experiment = experiment.clone();
+        tokio::spawn(async move {
+            let tag = Tag {
+                key: format!("c{i}"),
+                value: i.to_string(),
+            };
+            store.set_experiment_tag(&ws, &experiment, tag).await.unwrap();
+        })
+    });
+    for write in writes.collect::<Vec<_>>() {
+        write.await.unwrap();
+    }
+
+    let records = first.journal_after(start, None, 1_000).await.unwrap();
+    assert_eq!(records.len(), 61, "one record a write");
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(record.seq, start + 1 + i as i64, "numbered without a gap");
+    }
+    for pair in records.windows(2) {
+        assert!(
+            pair[1].hlc > pair[0].hlc,
+            "record {} (clock {}) orders before record {} (clock {})",
+            pair[1].seq,
+            pair[1].hlc,
+            pair[0].seq,
+            pair[0].hlc
+        );
+    }
+    // Each store sees the other's writes.
+    let tags = second.get_experiment(&ws, &experiment).await.unwrap().tags;
+    assert_eq!(tags.len(), 60);
+    drop(second);
+    harness.finish().await;
+}
