@@ -168,11 +168,28 @@ pub async fn run(
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     abandoned.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Of the processes sharing the region's database, one purges and
+    // collects (each aborts its own abandoned uploads: they are kept in
+    // its memory).
+    let mut duties = store.duties();
+    metrics::gauge!("tandem_region_duties_held").set(f64::from(u8::from(duties.held())));
     tokio::pin!(stop);
     loop {
         tokio::select! {
             _ = &mut stop => return,
+            // Taken over (or taken at start-up, a moment after the first
+            // ticks): the duties run at once, not an interval later.
+            _ = duties.changed() => {
+                metrics::gauge!("tandem_region_duties_held").set(f64::from(u8::from(duties.held())));
+                if duties.held() {
+                    purge.reset_immediately();
+                    gc.reset_immediately();
+                }
+            }
             _ = purge.tick() => {
+                if !duties.held() {
+                    continue;
+                }
                 match store.purge_expired().await {
                     Ok(report) => {
                         metrics::counter!("tandem_purged_total", "kind" => "workspace").increment(report.workspaces as u64);
@@ -189,6 +206,9 @@ pub async fn run(
                 }
             }
             _ = gc.tick() => {
+                if !duties.held() {
+                    continue;
+                }
                 collect_garbage(store.as_ref(), &artifacts).await;
             }
             _ = abandoned.tick() => {

@@ -40,10 +40,15 @@ pub async fn run(service: BackupService, schedule: Schedule, stop: impl Future<O
     };
     tracing::info!(repository = %schedule.url, interval = ?schedule.archive_interval, "archiving the journal");
     let mut last_backup = Instant::now();
+    // Of the processes sharing the region's database, one archives.
+    let duties = service.store.duties();
     let work = async {
         let mut archived = -1;
         loop {
             tokio::time::sleep(schedule.archive_interval).await;
+            if !duties.held() {
+                continue;
+            }
             let head = match service.store.journal_position().await {
                 Ok(position) => position.head,
                 Err(error) => {

@@ -19,6 +19,7 @@ pub mod retention;
 mod sql;
 
 pub use error::{StoreError, StoreResult, WriteOutcome};
+pub use sql::duties::{Duties, CONTEND_EVERY};
 pub use sql::{proxied_artifact_path, Backend, SqlStore, StoreOptions};
 
 use async_trait::async_trait;
@@ -319,6 +320,11 @@ pub type StateDump = Vec<(String, Vec<serde_json::Value>)>;
 #[async_trait]
 pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     fn backend(&self) -> Backend;
+
+    /// Whether this process runs the region's background duties (purge,
+    /// garbage collection, scheduled backups): one of the processes sharing
+    /// a database at a time.
+    fn duties(&self) -> Duties;
 
     // Journal.
     async fn journal_position(&self) -> StoreResult<JournalPosition>;

@@ -4,9 +4,11 @@
 //! even when one process's clock runs an hour ahead of the other's.
 //! (SQLite is one process's database: nothing to share.)
 
+#[allow(dead_code)] // the harness serves every test file; this one uses PostgreSQL only
 mod support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use support::{Backend, Harness};
 use tandem_core::model::Tag;
@@ -86,6 +88,37 @@ async fn two_stores_on_one_database_keep_one_journal_in_clock_order() {
     // Each store sees the other's writes.
     let tags = second.get_experiment(&ws, &experiment).await.unwrap().tags;
     assert_eq!(tags.len(), 60);
+    drop(second);
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_the_stores_sharing_a_database_holds_the_duties_and_hands_them_over() {
+    let Some(mut harness) = Harness::new(Backend::Postgres).await else {
+        return;
+    };
+    let mut first = harness.store.duties();
+    tokio::time::timeout(Duration::from_secs(10), first.until_held())
+        .await
+        .expect("the only process takes the duties at once");
+    let second_store: Arc<dyn MetadataStore> = Arc::new(
+        SqlStore::open(StoreOptions::new(harness.url.clone(), "test-region"))
+            .await
+            .unwrap(),
+    );
+    let mut second = second_store.duties();
+    // Contending for several rounds, the second does not take them.
+    for _ in 0..3 {
+        tokio::time::sleep(tandem_store::CONTEND_EVERY).await;
+        assert!(first.held() && !second.held());
+    }
+    // The holder goes away, its session with it: the other takes over.
+    let holder = std::mem::replace(&mut harness.store, second_store);
+    drop(first);
+    drop(holder);
+    tokio::time::timeout(Duration::from_secs(15), second.until_held())
+        .await
+        .expect("the duties handed over within seconds");
     drop(second);
     harness.finish().await;
 }

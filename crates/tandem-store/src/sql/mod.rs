@@ -5,6 +5,7 @@
 mod access;
 mod apply;
 mod datasets;
+pub(crate) mod duties;
 mod dump;
 mod epochs;
 mod files;
@@ -128,6 +129,9 @@ pub struct SqlStore {
     /// (or a workspace's lifecycle, which scopes assignments) commits here,
     /// locally or replicated: caches of verified credentials compare it.
     access_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether this process runs the region's background duties (see
+    /// `duties.rs`): contended for on PostgreSQL, held on SQLite.
+    duties: duties::Duties,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -289,6 +293,10 @@ impl SqlStore {
             workspace_names: Arc::new(WorkspaceNames::default()),
             access_generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             policy: std::sync::RwLock::new(Arc::new(Standalone)),
+            duties: match backend {
+                Backend::Sqlite => duties::Duties::always(),
+                Backend::Postgres => duties::Duties::contend(url.clone()),
+            },
         };
         if bootstrap {
             store.ensure_default_workspace().await?;
@@ -298,6 +306,11 @@ impl SqlStore {
 
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// Whether this process runs the region's background duties.
+    pub fn duties(&self) -> duties::Duties {
+        self.duties.clone()
     }
 
     pub(crate) fn now(&self) -> i64 {

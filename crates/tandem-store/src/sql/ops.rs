@@ -109,6 +109,10 @@ impl MetadataStore for SqlStore {
         self.backend
     }
 
+    fn duties(&self) -> crate::Duties {
+        SqlStore::duties(self)
+    }
+
     async fn journal_position(&self) -> StoreResult<JournalPosition> {
         let row = sqlx::query("SELECT region, epoch, journal_head FROM region_state WHERE id = 1")
             .fetch_one(&self.pool)

@@ -1,0 +1,74 @@
+"""Two `tandem server` processes on one PostgreSQL database and one artifact
+store serve one region as one (issue 17, item 3, without a deployment):
+each accepts reads and writes and sees the other's, exactly one holds the
+region's background duties (purge, garbage collection, archiving), and when
+it is killed with `kill -9` the other takes them over within seconds.
+"""
+
+import os
+import signal
+import time
+
+import pytest
+import requests
+from mlflow.tracking import MlflowClient
+
+from conftest import BACKENDS, _database_url, _psql, _start, _stop, _tandem_bin
+from support import unique
+
+pytestmark = pytest.mark.skipif("postgres" not in BACKENDS, reason="needs PostgreSQL")
+
+
+def duties_held(server) -> bool:
+    for line in requests.get(f"{server.url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("tandem_region_duties_held"):
+            return float(line.split()[-1]) == 1.0
+    return False
+
+
+def wait_for(condition, what: str, seconds: float = 20):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {seconds:.0f} s: {what}"
+        time.sleep(0.1)
+
+
+def test_two_processes_share_a_region_and_hand_over_the_duties(tmp_path, monkeypatch):
+    database = f"tandem_shared_{unique('db').replace('-', '_')}"
+    _psql(f"CREATE DATABASE {database}")
+    monkeypatch.setenv("TANDEM_ARTIFACTS_URL", f"file://{tmp_path / 'artifacts'}")
+    servers = []
+    try:
+        for name in ("a", "b"):
+            servers.append(_start(_tandem_bin(), "postgres", tmp_path / name, tmp_path / f"{name}.log",
+                                  _database_url(database)))
+        a, b = servers
+        wait_for(lambda: duties_held(a) or duties_held(b), "one process takes the duties")
+        assert [duties_held(a), duties_held(b)].count(True) == 1
+
+        # Either accepts writes; each reads what the other wrote, files included.
+        first, second = MlflowClient(a.url), MlflowClient(b.url)
+        experiment = first.create_experiment(unique("shared"))
+        run_id = second.create_run(experiment).info.run_id
+        for step in range(20):
+            (first if step % 2 else second).log_metric(run_id, "m", float(step), step=step)
+        (tmp_path / "f.txt").write_text("shared")
+        first.log_artifact(run_id, str(tmp_path / "f.txt"))
+        for client in (first, second):
+            assert [m.step for m in client.get_metric_history(run_id, "m")] == list(range(20))
+            assert [f.path for f in client.list_artifacts(run_id)] == ["f.txt"]
+        assert second.get_experiment(experiment).name == first.get_experiment(experiment).name
+
+        # The holder dies: the other takes the duties over and keeps serving.
+        holder, other = (a, b) if duties_held(a) else (b, a)
+        holder.process.send_signal(signal.SIGKILL)
+        holder.process.wait(timeout=30)
+        wait_for(lambda: duties_held(other), "the surviving process takes the duties over")
+        survivor = MlflowClient(other.url)
+        survivor.log_metric(run_id, "m", 20.0, step=20)
+        assert [m.step for m in survivor.get_metric_history(run_id, "m")] == list(range(21))
+    finally:
+        for server in servers:
+            if server.process.poll() is None:
+                _stop(server.process)
+        _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
