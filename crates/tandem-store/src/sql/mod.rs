@@ -5,8 +5,8 @@
 mod access;
 mod apply;
 mod datasets;
-pub(crate) mod duties;
 mod dump;
+pub(crate) mod duties;
 mod epochs;
 mod files;
 mod fingerprint;
