@@ -16,8 +16,8 @@ use tokio::sync::watch;
 /// and how often the holder checks that its session is still alive.
 pub const CONTEND_EVERY: Duration = Duration::from_secs(1);
 
-/// The advisory lock's key: "tandem duties" (an arbitrary constant shared
-/// by every Tandem process; other applications' keys are their own).
+/// The advisory lock's key: the ASCII of "tandemdu" (an arbitrary constant
+/// shared by every Tandem process; advisory locks are per database).
 const LOCK_KEY: i64 = 0x7461_6e64_656d_6475;
 
 /// Whether this process holds the duties now. Dropping every clone ends the
