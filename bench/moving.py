@@ -21,8 +21,11 @@ points in all (one NaN among them), `--artifact-mb` of random artifacts
   name of its run) and alias; the objects that differ are counted and the
   first differences of each kind printed. Tags a tool writes about itself
   (`tandem.origin`, `mlflow_exim.*`) are not counted;
+- the same `tandem import` reading the source's own database and artifact
+  directory (`--from sqlite:///…/mlflow.db --from-artifacts …`) into a
+  second fresh `tandem server`: wall time, objects differing;
 - 1% of the runs changed at the source (a metric point and a tag each),
-  `tandem import` again: its wall time beside the full copy's.
+  each `tandem import` again: its wall time beside its full copy's.
 
     bash bench/setup-moving.sh          # venv with mlflow 3.17.2 + mlflow-export-import 1.2.0
     python3 bench/moving.py             # 2,000 runs, 1,000,000 points, 1 GiB, 54 versions
@@ -293,6 +296,17 @@ def main() -> None:
         tandem_s = timed(tandem_argv, os.environ.copy(), os.path.join(root, "tandem-import.log"))
         tandem_diff, tandem_samples = differences(original, snapshot(tandem.url))
 
+        # The same copy read from the source's own database and artifact root.
+        store = tandem_server(args.tandem_bin, os.path.join(root, "tandem-store"))
+        servers.append(store)
+        store.start(60)
+        store_argv = [args.tandem_bin, "import", "--from", f"sqlite:///{source.data}/mlflow.db",
+                      "--from-artifacts", f"{source.data}/artifacts", "--into", "default", "--json",
+                      "--url", store.url]
+        log("tandem import from the source's store")
+        store_s = timed(store_argv, os.environ.copy(), os.path.join(root, "tandem-store-import.log"))
+        store_diff, store_samples = differences(original, snapshot(store.url))
+
         export_s = import_s = exim_s = float("nan")
         exim_diff, exim_samples = -1, []
         if not args.skip_exim:
@@ -312,7 +326,11 @@ def main() -> None:
                 "tags": [{"key": "changed", "value": "yes"}]})
         log("tandem import after a 1% change")
         incremental_s = timed(tandem_argv, os.environ.copy(), os.path.join(root, "tandem-import.log"))
-        after_diff, after_samples = differences(snapshot(source.url), snapshot(tandem.url))
+        changed_source = snapshot(source.url)
+        after_diff, after_samples = differences(changed_source, snapshot(tandem.url))
+        log("tandem import from the source's store after a 1% change")
+        store_incremental_s = timed(store_argv, os.environ.copy(), os.path.join(root, "tandem-store-import.log"))
+        store_after_diff, store_after_samples = differences(changed_source, snapshot(store.url))
 
         files = math.ceil(args.artifact_mb / FILE_MB)
         shape = (f"{args.runs} runs, {max(1, math.ceil(args.points / args.runs)) * args.runs} points, "
@@ -323,10 +341,18 @@ def main() -> None:
                 ["objects differing from the source", str(tandem_diff), str(exim_diff), ""],
                 ["after a 1% change, wall s", f"{incremental_s:.2f} ({100 * incremental_s / tandem_s:.1f}% of full)",
                  "n/a", ""],
-                ["  objects differing after it", str(after_diff), "", ""]]
+                ["  objects differing after it", str(after_diff), "", ""],
+                ["from the source's database and files (--from sqlite:///…):", "", "", ""],
+                ["full copy, wall s", f"{store_s:.1f}", "", ""],
+                ["objects differing from the source", str(store_diff), "", ""],
+                ["after a 1% change, wall s",
+                 f"{store_incremental_s:.2f} ({100 * store_incremental_s / store_s:.1f}% of full)", "", ""],
+                ["  objects differing after it", str(store_after_diff), "", ""]]
         print(f"moving an mlflow server: {shape}; export-import --use-threads {args.use_threads}")
         table(rows, sys.stdout)
-        for label, samples in (("tandem", tandem_samples + after_samples), ("export-import", exim_samples)):
+        for label, samples in (("tandem", tandem_samples + after_samples),
+                               ("tandem from the store", store_samples + store_after_samples),
+                               ("export-import", exim_samples)):
             for sample in samples:
                 print(f"  {label}: {sample}")
         if args.json:
@@ -335,6 +361,9 @@ def main() -> None:
                            "exim_import_s": import_s, "tandem_differences": tandem_diff,
                            "exim_differences": exim_diff, "incremental_s": incremental_s,
                            "differences_after_incremental": after_diff,
+                           "store_s": store_s, "store_differences": store_diff,
+                           "store_incremental_s": store_incremental_s,
+                           "store_differences_after_incremental": store_after_diff,
                            "samples": {"tandem": tandem_samples + after_samples, "exim": exim_samples}}, f, indent=2)
     finally:
         for server in servers:

@@ -34,7 +34,9 @@ SERVER_VENV = Path(os.environ.get("TANDEM_MLFLOW_SERVER_VENV", Path.home() / ".c
 LONG_HISTORY = 100_000
 
 
-def start_mlflow_server(root: Path):
+def start_mlflow_server(root: Path, backend_store: str | None = None):
+    """An `mlflow server` keeping its records in `backend_store` (a SQLite
+    file under `root` by default) and its files under `root / "artifacts"`."""
     binary = SERVER_VENV / "bin" / "mlflow"
     if not binary.exists():
         pytest.fail(f"no `mlflow server` at {binary}: scripts/test installs mlflow==3.17.2 there", pytrace=False)
@@ -44,7 +46,7 @@ def start_mlflow_server(root: Path):
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
     process = subprocess.Popen(
         [str(binary), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts"),
+         "--backend-store-uri", backend_store or f"sqlite:///{root}/mlflow.db", "--artifacts-destination", str(root / "artifacts"),
          "--workers", "1"],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=root)
     url = f"http://127.0.0.1:{port}"

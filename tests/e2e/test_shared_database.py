@@ -1,8 +1,10 @@
 """Two `tandem server` processes on one PostgreSQL database and one artifact
 store serve one region as one (issue 17, item 3, without a deployment):
 each accepts reads and writes and sees the other's, exactly one holds the
-region's background duties (purge, garbage collection, archiving), and when
-it is killed with `kill -9` the other takes them over within seconds.
+region's background duties (purge, garbage collection, archiving: counted
+per process in `tandem_region_duty_runs_total`, which stays at 0 on the
+other), and when it is killed with `kill -9` the other takes them over
+within seconds and runs them.
 """
 
 import os
@@ -26,6 +28,14 @@ def duties_held(server) -> bool:
     return False
 
 
+def duty_runs(server, duty: str) -> float:
+    """How many times this process ran `duty` (0 when it never did)."""
+    for line in requests.get(f"{server.url}/metrics", timeout=30).text.splitlines():
+        if line.startswith("tandem_region_duty_runs_total{") and f'duty="{duty}"' in line:
+            return float(line.split()[-1])
+    return 0.0
+
+
 def wait_for(condition, what: str, seconds: float = 20):
     deadline = time.monotonic() + seconds
     while not condition():
@@ -37,6 +47,8 @@ def test_two_processes_share_a_region_and_hand_over_the_duties(tmp_path, monkeyp
     database = f"tandem_shared_{unique('db').replace('-', '_')}"
     _psql(f"CREATE DATABASE {database}")
     monkeypatch.setenv("TANDEM_ARTIFACTS_URL", f"file://{tmp_path / 'artifacts'}")
+    # Garbage collection every 100 ms: a duty run often enough to count.
+    monkeypatch.setenv("TANDEM_GC_INTERVAL_MS", "100")
     servers = []
     try:
         for name in ("a", "b"):
@@ -45,6 +57,10 @@ def test_two_processes_share_a_region_and_hand_over_the_duties(tmp_path, monkeyp
         a, b = servers
         wait_for(lambda: duties_held(a) or duties_held(b), "one process takes the duties")
         assert [duties_held(a), duties_held(b)].count(True) == 1
+        # Only the holder collects garbage; the other never has.
+        holder, other = (a, b) if duties_held(a) else (b, a)
+        wait_for(lambda: duty_runs(holder, "gc") >= 3, "the holder collects garbage")
+        assert duty_runs(other, "gc") == 0
 
         # Either accepts writes; each reads what the other wrote, files included.
         first, second = MlflowClient(a.url), MlflowClient(b.url)
@@ -60,10 +76,12 @@ def test_two_processes_share_a_region_and_hand_over_the_duties(tmp_path, monkeyp
         assert second.get_experiment(experiment).name == first.get_experiment(experiment).name
 
         # The holder dies: the other takes the duties over and keeps serving.
-        holder, other = (a, b) if duties_held(a) else (b, a)
+        assert duties_held(holder) and not duties_held(other)
+        assert duty_runs(other, "gc") == 0
         holder.process.send_signal(signal.SIGKILL)
         holder.process.wait(timeout=30)
         wait_for(lambda: duties_held(other), "the surviving process takes the duties over")
+        wait_for(lambda: duty_runs(other, "gc") >= 1, "the survivor collects garbage")
         survivor = MlflowClient(other.url)
         survivor.log_metric(run_id, "m", 20.0, step=20)
         assert [m.step for m in survivor.get_metric_history(run_id, "m")] == list(range(21))

@@ -190,6 +190,7 @@ pub async fn run(
                 if !duties.held() {
                     continue;
                 }
+                metrics::counter!("tandem_region_duty_runs_total", "duty" => "purge").increment(1);
                 match store.purge_expired().await {
                     Ok(report) => {
                         metrics::counter!("tandem_purged_total", "kind" => "workspace").increment(report.workspaces as u64);
@@ -209,6 +210,7 @@ pub async fn run(
                 if !duties.held() {
                     continue;
                 }
+                metrics::counter!("tandem_region_duty_runs_total", "duty" => "gc").increment(1);
                 collect_garbage(store.as_ref(), &artifacts).await;
             }
             _ = abandoned.tick() => {

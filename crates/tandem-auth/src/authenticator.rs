@@ -19,8 +19,9 @@ pub const REPLICATION_PRINCIPAL: &str = "tandem:replication";
 
 /// How long a verified credential is trusted without asking the store
 /// again. Any access change committed in this process empties the cache at
-/// once; the TTL bounds how long a change made through another process on
-/// the same database (PostgreSQL replicas of a region) goes unseen.
+/// once, and one committed by another process on the same PostgreSQL
+/// database about a quarter of a second later (the store watches the
+/// journal for them); the TTL bounds what a missed watch would leave.
 pub const CACHE_TTL: Duration = Duration::from_secs(30);
 /// Past this many cached credentials, the cache starts over.
 const CACHE_CAPACITY: usize = 10_000;

@@ -49,6 +49,7 @@ pub async fn run(service: BackupService, schedule: Schedule, stop: impl Future<O
             if !duties.held() {
                 continue;
             }
+            metrics::counter!("tandem_region_duty_runs_total", "duty" => "archive").increment(1);
             let head = match service.store.journal_position().await {
                 Ok(position) => position.head,
                 Err(error) => {

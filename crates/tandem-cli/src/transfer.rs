@@ -9,7 +9,10 @@ use std::time::Duration;
 use clap::Args;
 use tandem_core::transfer::{MoveOutcome, MoveRequest, OnConflict};
 use tandem_transfer::bundle::{self, BundleSource, ExportReport};
-use tandem_transfer::{Auth, CopyOptions, Endpoint, Report, Source, TrackingSource, TransferError};
+use tandem_transfer::{
+    is_store_url, Auth, CopyOptions, Endpoint, MlflowStoreSource, Report, Source, TrackingSource,
+    TransferError,
+};
 
 use crate::progress::ProgressLine;
 use crate::{ClientArgs, Refusal};
@@ -17,10 +20,17 @@ use crate::{ClientArgs, Refusal};
 #[derive(Args, Clone)]
 pub(crate) struct ImportArgs {
     /// The source: an MLflow tracking URI (`http://host:5000`), a Tandem
-    /// workspace's (`https://tandem.example/w/team-a`), or a bundle written
-    /// by `tandem export` (`file:///…`, `s3://…`, `az://…`, `gs://…`).
-    #[arg(long, value_name = "TRACKING_URI|BUNDLE_URL")]
+    /// workspace's (`https://tandem.example/w/team-a`), a bundle written
+    /// by `tandem export` (`file:///…`, `s3://…`, `az://…`, `gs://…`), or an
+    /// `mlflow server`'s backend store read directly (`sqlite:////srv/mlflow.db`,
+    /// `postgresql://…`: its --backend-store-uri; much faster to sync).
+    #[arg(long, value_name = "TRACKING_URI|BUNDLE_URL|STORE_URI")]
     from: String,
+    /// With a backend store as --from: where the server keeps the files
+    /// behind `mlflow-artifacts:/` URIs (its --artifacts-destination: a
+    /// directory or an object-store URL).
+    #[arg(long, value_name = "DIR|URL")]
+    from_artifacts: Option<String>,
     /// The workspace to copy into.
     #[arg(long, value_name = "WORKSPACE", default_value = "default")]
     into: String,
@@ -172,6 +182,7 @@ pub(crate) async fn sync(args: SyncArgs) -> anyhow::Result<()> {
 /// The source a copy reads.
 enum Opened {
     Tracking(TrackingSource),
+    Store(Box<MlflowStoreSource>),
     Bundle(Box<BundleSource>),
 }
 
@@ -179,6 +190,7 @@ impl Opened {
     fn source(&self) -> &dyn Source {
         match self {
             Opened::Tracking(source) => source,
+            Opened::Store(source) => source.as_ref(),
             Opened::Bundle(source) => source.as_ref(),
         }
     }
@@ -187,7 +199,7 @@ impl Opened {
     fn base(&self) -> Option<&str> {
         match self {
             Opened::Tracking(source) => Some(source.endpoint().base()),
-            Opened::Bundle(_) => None,
+            Opened::Store(_) | Opened::Bundle(_) => None,
         }
     }
 }
@@ -209,7 +221,19 @@ async fn prepare(args: &ImportArgs) -> anyhow::Result<Prepared> {
     let target = args.client.resolve()?;
     let target_endpoint = Endpoint::new(&target.url, &endpoint_auth(&target))
         .map_err(|error| Refusal::Usage(error.to_string()))?;
-    let source = if bundle::is_bundle_url(&args.from) {
+    if args.from_artifacts.is_some() && !is_store_url(&args.from) {
+        return Err(Refusal::Usage(
+            "--from-artifacts goes with a backend store as --from (sqlite:///… or postgresql://…)"
+                .to_string(),
+        )
+        .into());
+    }
+    let source = if is_store_url(&args.from) {
+        let opened = MlflowStoreSource::open(&args.from, args.from_artifacts.as_deref())
+            .await
+            .map_err(|error| refusal(error, None, &target_endpoint))?;
+        Opened::Store(Box::new(opened))
+    } else if bundle::is_bundle_url(&args.from) {
         if args.selection.run_filter.is_some() {
             return Err(Refusal::Usage(
                 "a bundle is imported as it was exported: --run-filter chooses runs when exporting"

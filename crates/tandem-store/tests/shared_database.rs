@@ -2,7 +2,9 @@
 //! region would be: their writes interleave into one journal, numbered
 //! without a gap, and the hybrid clock readings follow the sequence numbers
 //! even when one process's clock runs an hour ahead of the other's.
-//! (SQLite is one process's database: nothing to share.)
+//! A store learns of what the others commit (its followers woken, its
+//! credential caches emptied by an access change). (SQLite is one
+//! process's database: nothing to share.)
 
 #[allow(dead_code)] // the harness serves every test file; this one uses PostgreSQL only
 mod support;
@@ -119,6 +121,64 @@ async fn one_of_the_stores_sharing_a_database_holds_the_duties_and_hands_them_ov
     tokio::time::timeout(Duration::from_secs(15), second.until_held())
         .await
         .expect("the duties handed over within seconds");
+    drop(second);
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_learns_of_what_another_process_on_its_database_commits() {
+    let Some(harness) = Harness::new(Backend::Postgres).await else {
+        return;
+    };
+    let first = harness.store.clone();
+    let second: Arc<dyn MetadataStore> = Arc::new(
+        SqlStore::open(StoreOptions::new(harness.url.clone(), "test-region"))
+            .await
+            .unwrap(),
+    );
+    let mut head = second.subscribe_head();
+    let generation = second.access_generation();
+    let ws = first.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
+
+    // A write through the other process wakes this one's head watchers
+    // (a follower streaming from it), and leaves credential caches alone.
+    first
+        .create_experiment(&ws, "written elsewhere", None, Vec::new())
+        .await
+        .unwrap();
+    let written = first.journal_position().await.unwrap().head;
+    tokio::time::timeout(Duration::from_secs(10), head.wait_for(|seen| *seen >= written))
+        .await
+        .expect("the other process's commit announced within seconds")
+        .unwrap();
+    assert_eq!(second.access_generation(), generation);
+
+    // An access change through the other process empties this one's
+    // credential caches (their generation moves) within about a second:
+    // a principal created, a token created, the token revoked.
+    let noticed = |before: u64, what: &'static str| {
+        let second = second.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while second.access_generation() == before {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{what} elsewhere was not noticed"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            second.access_generation()
+        }
+    };
+    first.create_principal("elsewhere", "user", None).await.unwrap();
+    let generation = noticed(generation, "a principal created").await;
+    let token = first
+        .create_token("t-elsewhere", "elsewhere", "hash-elsewhere", "", None)
+        .await
+        .unwrap();
+    let generation = noticed(generation, "a token created").await;
+    first.revoke_token(&token.token_id).await.unwrap();
+    noticed(generation, "a token revoked").await;
     drop(second);
     harness.finish().await;
 }

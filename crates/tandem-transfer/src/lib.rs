@@ -7,7 +7,8 @@
 //! ([`copy_to_tracking`], through MLflow's own REST API).
 //!
 //! The copy reads a [`Source`] (a tracking server through MLflow's REST
-//! API, or a bundle) and writes
+//! API, an `mlflow server`'s own database and artifact root
+//! ([`MlflowStoreSource`]), or a bundle) and writes
 //! each object *whole* through the target's import endpoint (see
 //! `tandem_core::transfer`): experiments, then their runs (parents before
 //! children, complete metric histories in chunks, dataset inputs, outputs,
@@ -23,19 +24,23 @@
 //! written twice), and a copy of a source that changed copies only the
 //! changes (incremental).
 //!
-//! Architecture invariant: no store. Servers are reached over HTTP only,
-//! like `tandem-client`; storage (through `tandem-artifacts`) only holds
-//! bundles.
+//! Architecture invariant: no store of Tandem's. Tandem servers are reached
+//! over HTTP only, like `tandem-client`; storage (through
+//! `tandem-artifacts`) holds bundles, or is an MLflow server's artifact
+//! root read as a source; the only database opened is an MLflow server's,
+//! read-only.
 
 pub mod bundle;
 mod copy;
 mod endpoint;
+mod mlflow_store;
 mod select;
 mod source;
 mod tracking_target;
 
 pub use copy::{copy, CopyOptions, Failure, KindCounts, Progress, Report};
 pub use endpoint::{Auth, Endpoint};
+pub use mlflow_store::{is_store_url, MlflowStoreSource};
 pub use source::{workspace_url, ByteStream, Listing, Source, TrackingSource};
 pub use tracking_target::{copy_to_tracking, ORIGIN_TAG};
 

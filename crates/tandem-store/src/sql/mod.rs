@@ -18,6 +18,7 @@ mod merge;
 mod migrate;
 mod moving;
 mod ops;
+mod others;
 mod read_pool;
 mod registry;
 mod replication;
@@ -127,7 +128,9 @@ pub struct SqlStore {
     policy: std::sync::RwLock<Arc<dyn RegionPolicy>>,
     /// Advanced whenever a change to principals, tokens or role assignments
     /// (or a workspace's lifecycle, which scopes assignments) commits here,
-    /// locally or replicated: caches of verified credentials compare it.
+    /// locally or replicated, or (PostgreSQL) is seen committed by another
+    /// process sharing the database (`others.rs`): caches of verified
+    /// credentials compare it.
     access_generation: Arc<std::sync::atomic::AtomicU64>,
     /// Whether this process runs the region's background duties (see
     /// `duties.rs`): contended for on PostgreSQL, held on SQLite.
@@ -278,6 +281,11 @@ impl SqlStore {
         let current_head: i64 = state.try_get("journal_head")?;
         let epoch: i64 = state.try_get("epoch")?;
         let head = Arc::new(watch::channel(current_head).0);
+        let access_generation = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        if backend == Backend::Postgres {
+            // Other processes may share the database: learn of their commits.
+            others::watch(pool.clone(), &head, access_generation.clone(), current_head);
+        }
         let writes = writer::Writer::new(writer.clone(), backend, head.clone());
         let store = SqlStore {
             pool,
@@ -291,7 +299,7 @@ impl SqlStore {
             head,
             epoch: std::sync::atomic::AtomicI64::new(epoch),
             workspace_names: Arc::new(WorkspaceNames::default()),
-            access_generation: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            access_generation,
             policy: std::sync::RwLock::new(Arc::new(Standalone)),
             duties: match backend {
                 Backend::Sqlite => duties::Duties::always(),
