@@ -19,7 +19,7 @@ import requests
 from mlflow.entities import Metric, Param, RunTag
 
 from cluster import make_cluster
-from conftest import _point_client_at, _reset_fluent_state, _tandem_bin
+from conftest import BACKENDS, _database_url, _point_client_at, _psql, _reset_fluent_state, _start, _stop, _tandem_bin
 from support import expect_error, journal, unique
 
 
@@ -266,3 +266,46 @@ def test_a_move_reaches_the_secondary(tmp_path):
             assert handle.read() == payload
     finally:
         cluster.close()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_moving_back_and_forth_while_the_collector_runs_loses_no_file(backend, tmp_path, monkeypatch):
+    """A move out queues the source's prefix for collection; moving back
+    copies into that same prefix before its commit gives the files their
+    owner again. A collection between that copy and the commit deleted
+    them (now and then, in the test above); with a run of 300 files to copy
+    and the collector every 100 ms, one lands there in most rounds unless
+    moves and the collector are fenced apart."""
+    monkeypatch.setenv("TANDEM_GC_INTERVAL_MS", "100")
+    database = None
+    metadata_url = None
+    if backend == "postgres":
+        database = f"tandem_fence_{uuid.uuid4().hex[:12]}"
+        _psql(f'CREATE DATABASE "{database}"')
+        metadata_url = _database_url(database)
+    server = _start(_tandem_bin(), backend, tmp_path / "data", tmp_path / "server.log", metadata_url)
+    try:
+        base = server.url
+        a, b = workspace(base), workspace(base)
+        client = client_for(base, a)
+        name = unique("fenced")
+        experiment_id = client.create_experiment(name)
+        run_id = client.create_run(experiment_id).info.run_id
+        files = tmp_path / "files"
+        files.mkdir()
+        for i in range(300):
+            (files / f"f{i:03d}.txt").write_text(f"file {i}\n")
+        client.log_artifacts(run_id, str(files))
+        here, there = a, b
+        for round in range(8):
+            move(base, here, there, "--experiment", name)
+            here, there = there, here
+            held = [f.path for f in client_for(base, here).list_artifacts(run_id)]
+            assert len(held) == 300, f"round {round}: {len(held)} of 300 files left"
+            response = requests.get(f"{base}/w/{here}/get-artifact", params={"run_uuid": run_id, "path": "f123.txt"},
+                                    timeout=30)
+            assert response.status_code == 200 and response.text == "file 123\n", (round, response.status_code)
+    finally:
+        _stop(server.process)
+        if database is not None:
+            _psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -67,6 +67,11 @@ async fn move_objects(
     // every other.
     let mut copied: HashSet<MovedArtifact> = HashSet::new();
     let mut created: HashSet<ArtifactKey> = HashSet::new();
+    // From the first copy to the commit, no garbage collection: one that
+    // found the destination's prefix ownerless (queued by a purge, or by a
+    // move out of it) would delete what is copied there before the commit
+    // gives it its owner.
+    let _fence = state.store.artifact_fence(false).await?;
     for _ in 0..ATTEMPTS {
         let result = async {
             for artifact in &plan.artifacts {

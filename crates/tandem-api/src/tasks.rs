@@ -122,6 +122,18 @@ pub async fn collect_garbage(store: &dyn MetadataStore, artifacts: &ArtifactStor
             return 0;
         }
     };
+    if entries.is_empty() {
+        return 0;
+    }
+    // Alone: a move copying into a prefix checked ownerless here would
+    // lose what it copied (see `tandem_store::ArtifactFence`).
+    let _fence = match store.artifact_fence(true).await {
+        Ok(fence) => fence,
+        Err(error) => {
+            tracing::warn!(%error, "cannot fence garbage collection off from moves; will retry");
+            return 0;
+        }
+    };
     let mut done = 0;
     for entry in entries {
         let Some(key) = collectable(&entry.prefix) else {

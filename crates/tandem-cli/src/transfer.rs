@@ -218,6 +218,11 @@ fn endpoint_auth(target: &crate::Target) -> Auth {
 }
 
 async fn prepare(args: &ImportArgs) -> anyhow::Result<Prepared> {
+    // Logs on request only (`TANDEM_LOG=tandem_transfer=debug` times each
+    // phase of a pass): the summary is the command's output.
+    if std::env::var_os("TANDEM_LOG").is_some() {
+        crate::init_logging("text");
+    }
     let target = args.client.resolve()?;
     let target_endpoint = Endpoint::new(&target.url, &endpoint_auth(&target))
         .map_err(|error| Refusal::Usage(error.to_string()))?;

@@ -20,6 +20,7 @@ mod sql;
 
 pub use error::{StoreError, StoreResult, WriteOutcome};
 pub use sql::duties::{Duties, CONTEND_EVERY};
+pub use sql::fence::ArtifactFence;
 pub use sql::{proxied_artifact_path, Backend, SqlStore, StoreOptions};
 
 use async_trait::async_trait;
@@ -325,6 +326,11 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// garbage collection, scheduled backups): one of the processes sharing
     /// a database at a time.
     fn duties(&self) -> Duties;
+
+    /// The fence between a move's artifact copies and its commit (held
+    /// shared) and the garbage collector's check-then-delete (held alone),
+    /// across every process on the database: see [`ArtifactFence`].
+    async fn artifact_fence(&self, exclusive: bool) -> StoreResult<ArtifactFence>;
 
     // Journal.
     async fn journal_position(&self) -> StoreResult<JournalPosition>;

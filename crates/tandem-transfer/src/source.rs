@@ -1,9 +1,11 @@
 //! What a copy reads: a [`Source`] holds experiments, runs with their
 //! complete metric histories and artifacts, logged models and registered
-//! models, in MLflow's shapes. Two kinds: a tracking server read through
+//! models, in MLflow's shapes. Three kinds: a tracking server read through
 //! MLflow's REST API ([`TrackingSource`], an `mlflow server` or a Tandem
-//! workspace), and a bundle ([`crate::bundle::BundleSource`]). The copy
-//! and the bundle writer walk either the same way.
+//! workspace), an `mlflow server`'s own database and artifact root
+//! ([`crate::MlflowStoreSource`]), and a bundle
+//! ([`crate::bundle::BundleSource`]). The copy and the bundle writer walk
+//! each the same way.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};

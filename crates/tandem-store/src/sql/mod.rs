@@ -8,6 +8,7 @@ mod datasets;
 mod dump;
 pub(crate) mod duties;
 mod epochs;
+pub(crate) mod fence;
 mod files;
 mod fingerprint;
 mod history;
@@ -135,6 +136,8 @@ pub struct SqlStore {
     /// Whether this process runs the region's background duties (see
     /// `duties.rs`): contended for on PostgreSQL, held on SQLite.
     duties: duties::Duties,
+    /// Between moves' copies and the garbage collector (`fence.rs`).
+    fence: fence::Fence,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -305,6 +308,7 @@ impl SqlStore {
                 Backend::Sqlite => duties::Duties::always(),
                 Backend::Postgres => duties::Duties::contend(url.clone()),
             },
+            fence: fence::Fence::default(),
         };
         if bootstrap {
             store.ensure_default_workspace().await?;
@@ -549,6 +553,14 @@ impl SqlStore {
     /// commit, so taking it once is a barrier.
     pub(crate) async fn drain_writes(&self) {
         self.writes.drain().await;
+    }
+
+    /// The fence between moves and the collector (see `fence.rs`).
+    pub(crate) async fn artifact_fence(&self, exclusive: bool) -> StoreResult<fence::ArtifactFence> {
+        match self.backend {
+            Backend::Sqlite => Ok(self.fence.local(exclusive).await),
+            Backend::Postgres => fence::Fence::session(&self.pool, exclusive).await,
+        }
     }
 
     pub(crate) fn access_generation(&self) -> u64 {

@@ -113,6 +113,10 @@ impl MetadataStore for SqlStore {
         SqlStore::duties(self)
     }
 
+    async fn artifact_fence(&self, exclusive: bool) -> StoreResult<crate::ArtifactFence> {
+        SqlStore::artifact_fence(self, exclusive).await
+    }
+
     async fn journal_position(&self) -> StoreResult<JournalPosition> {
         let row = sqlx::query("SELECT region, epoch, journal_head FROM region_state WHERE id = 1")
             .fetch_one(&self.pool)

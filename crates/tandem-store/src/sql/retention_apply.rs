@@ -373,7 +373,7 @@ fn like_escape(text: &str) -> String {
 
 /// The artifact roots (paths in the workspace's proxied storage) of every
 /// run, logged model and model version still known to the workspace that
-/// lie strictly under `under` (a path ending in `/`): what collecting
+/// lie under `under` (a path ending in `/`) or are it: what collecting
 /// `under` must never remove. Deleted but unpurged owners count: they can
 /// still be recovered.
 pub(crate) async fn protected_roots(
@@ -400,7 +400,11 @@ pub(crate) async fn protected_roots(
         for row in rows {
             let uri: Option<String> = row.try_get("uri")?;
             if let Some(root) = uri.as_deref().and_then(proxied_artifact_path) {
-                if root.starts_with(under) && !roots.contains(&root) {
+                // Under it, or it exactly: an owner whose root is the queued
+                // prefix itself (a run moved out and back, whose old root
+                // was queued when it left) holds all of it.
+                let inside = root.starts_with(under) || root == under.trim_end_matches('/');
+                if inside && !roots.contains(&root) {
                     roots.push(root);
                 }
             }

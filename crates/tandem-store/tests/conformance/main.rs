@@ -104,4 +104,5 @@ conformance!(
     the_write_probe_commits_without_journaling_or_changing_state,
     principals_tokens_and_roles,
     moving_between_workspaces,
+    moves_and_the_collector_are_fenced_apart,
 );

@@ -164,3 +164,44 @@ pub async fn moving_between_workspaces(harness: &support::Harness) {
     }
     target.finish().await;
 }
+
+/// The fence between moves (shared) and the garbage collector (alone):
+/// moves do not wait for each other, the collector waits for every move,
+/// and a move waits for the collector.
+pub async fn moves_and_the_collector_are_fenced_apart(harness: &support::Harness) {
+    use std::time::Duration;
+    let store = harness.store.clone();
+    let first_move = store.artifact_fence(false).await.unwrap();
+    let second_move = tokio::time::timeout(Duration::from_secs(10), store.artifact_fence(false))
+        .await
+        .expect("moves share the fence")
+        .unwrap();
+    let collector = {
+        let store = store.clone();
+        tokio::spawn(async move { store.artifact_fence(true).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!collector.is_finished(), "the collector went ahead of a move");
+    drop(first_move);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !collector.is_finished(),
+        "the collector went ahead of the second move"
+    );
+    drop(second_move);
+    let collecting = tokio::time::timeout(Duration::from_secs(10), collector)
+        .await
+        .expect("the collector takes the fence once the moves are done")
+        .unwrap();
+    let waiting_move = {
+        let store = store.clone();
+        tokio::spawn(async move { store.artifact_fence(false).await.unwrap() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting_move.is_finished(), "a move went ahead of the collector");
+    drop(collecting);
+    tokio::time::timeout(Duration::from_secs(10), waiting_move)
+        .await
+        .expect("the move goes on once the collector is done")
+        .unwrap();
+}

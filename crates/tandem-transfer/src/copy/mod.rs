@@ -195,13 +195,27 @@ pub async fn copy(
         },
         streamed: AtomicU64::new(0),
     };
+    let phase = Instant::now();
     copier.load_origins().await?;
+    tracing::debug!(
+        origins = copier.origins.len(),
+        ms = ms(phase),
+        "read the target's origins"
+    );
     // Registered models first as a reading: their versions name runs (even
     // deleted ones) and logged models that must come along.
+    let phase = Instant::now();
     let registered = select_registered_models(source, options).await?;
+    tracing::debug!(
+        models = registered.len(),
+        ms = ms(phase),
+        "read the source's registered models"
+    );
     let needed_runs = needed_runs(&registered);
     copier.copy_experiments(&needed_runs).await?;
+    let phase = Instant::now();
     copier.copy_registered_models(registered).await?;
+    tracing::debug!(ms = ms(phase), "copied the registered models");
     if options.delete {
         copier.delete_vanished().await?;
     }
@@ -316,7 +330,9 @@ impl Copier<'_> {
         .buffered(LISTINGS_AHEAD);
         for (done, (mut experiment, _)) in experiments.clone().into_iter().enumerate() {
             self.tick("experiments", done as u64, total);
+            let waited = Instant::now();
             let runs = listings.next().await.expect("a listing per experiment");
+            let waited = ms(waited);
             experiment.tags.sort_by(|a, b| a.key.cmp(&b.key));
             experiment.artifact_location = String::new();
             let source_id = experiment.experiment_id.clone();
@@ -353,8 +369,22 @@ impl Copier<'_> {
                 },
             };
             self.experiments.insert(source_id.clone(), target_id.clone());
-            self.copy_runs(runs?, &target_id).await?;
+            let runs = runs?;
+            let listed = runs.len();
+            let phase = Instant::now();
+            self.copy_runs(runs, &target_id).await?;
+            let runs_ms = ms(phase);
+            let phase = Instant::now();
             self.copy_logged_models(&source_id, &target_id).await?;
+            // What a pass spends where, for `TANDEM_LOG=tandem_transfer=debug`.
+            tracing::debug!(
+                experiment = %source_id,
+                runs = listed,
+                waited_for_listing_ms = waited,
+                runs_ms,
+                logged_models_ms = ms(phase),
+                "copied an experiment"
+            );
         }
         self.tick("experiments", total, total);
         Ok(())
@@ -688,6 +718,11 @@ pub(crate) fn normalize_logged_model(model: &mut LoggedModel) {
     model.data.params.sort_by(|a, b| a.key.cmp(&b.key));
     model.info.registrations.clear();
     model.data.metrics.clear();
+}
+
+/// Milliseconds since `since`, for the phase timings logged at debug level.
+pub(crate) fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
 }
 
 /// What a copy of a run or logged model is compared by.

@@ -68,6 +68,9 @@ impl Copier<'_> {
         }
         let mut done = 0;
         for wave in waves(runs) {
+            let (wave_size, phase) = (wave.len(), std::time::Instant::now());
+            let plan_ms;
+            let writes;
             let mut finished = Vec::with_capacity(wave.len());
             let mut fatal = None;
             {
@@ -103,6 +106,8 @@ impl Copier<'_> {
                     }
                 }
                 drop(listed);
+                plan_ms = super::ms(phase);
+                writes = planned.len();
                 // Histories a batch of runs at a time (the next batch read
                 // while this one is written), then the writes.
                 let batches: Vec<Vec<Planned>> = if stopped {
@@ -127,6 +132,13 @@ impl Copier<'_> {
                     }
                 }
             }
+            tracing::debug!(
+                runs = wave_size,
+                to_write = writes,
+                plan_ms,
+                write_ms = super::ms(phase) - plan_ms,
+                "copied a wave of runs"
+            );
             for task in finished.into_iter().chain(fatal) {
                 self.apply(task)?;
             }
