@@ -6,6 +6,7 @@ using unique experiment, run and model names (see `unique`), and by pointing
 the client at the server in every test (`tracking_uri`).
 """
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -118,6 +119,28 @@ def _stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def own_server(backend: str, root: Path, name: str = "own"):
+    """A `tandem server` of the test's own on `backend` (on PostgreSQL in a
+    database made for it and dropped afterwards), with the environment the
+    test set (e.g. a shorter collector interval)."""
+    database = None
+    metadata_url = None
+    if backend == "postgres":
+        database = f"tandem_{name}_{uuid.uuid4().hex[:12]}"
+        _psql(f'CREATE DATABASE "{database}"')
+        metadata_url = _database_url(database)
+    server = None
+    try:
+        server = _start(_tandem_bin(), backend, root / "data", root / "server.log", metadata_url)
+        yield server
+    finally:
+        if server is not None:
+            _stop(server.process)
+        if database is not None:
+            _psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def _start(binary: str, backend: str, data: Path, log_path: Path, metadata_url: str | None) -> Server:

@@ -19,7 +19,7 @@ import requests
 from mlflow.entities import Metric, Param, RunTag
 
 from cluster import make_cluster
-from conftest import BACKENDS, _database_url, _point_client_at, _psql, _reset_fluent_state, _start, _stop, _tandem_bin
+from conftest import BACKENDS, _point_client_at, _reset_fluent_state, _tandem_bin, own_server
 from support import expect_error, journal, unique
 
 
@@ -277,14 +277,7 @@ def test_moving_back_and_forth_while_the_collector_runs_loses_no_file(backend, t
     and the collector every 100 ms, one lands there in most rounds unless
     moves and the collector are fenced apart."""
     monkeypatch.setenv("TANDEM_GC_INTERVAL_MS", "100")
-    database = None
-    metadata_url = None
-    if backend == "postgres":
-        database = f"tandem_fence_{uuid.uuid4().hex[:12]}"
-        _psql(f'CREATE DATABASE "{database}"')
-        metadata_url = _database_url(database)
-    server = _start(_tandem_bin(), backend, tmp_path / "data", tmp_path / "server.log", metadata_url)
-    try:
+    with own_server(backend, tmp_path, "fence") as server:
         base = server.url
         a, b = workspace(base), workspace(base)
         client = client_for(base, a)
@@ -305,7 +298,3 @@ def test_moving_back_and_forth_while_the_collector_runs_loses_no_file(backend, t
             response = requests.get(f"{base}/w/{here}/get-artifact", params={"run_uuid": run_id, "path": "f123.txt"},
                                     timeout=30)
             assert response.status_code == 200 and response.text == "file 123\n", (round, response.status_code)
-    finally:
-        _stop(server.process)
-        if database is not None:
-            _psql(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')

@@ -315,10 +315,7 @@ impl MlflowStoreSource {
             .await?
         {
             if let Some(&at) = index.get(&rows::text(row, 0)?) {
-                runs[at].data.tags.push(Tag::new(
-                    rows::text(row, 1)?,
-                    rows::opt_text(row, 2)?.unwrap_or_default(),
-                ));
+                runs[at].data.tags.push(rows::tag(row, 1)?);
             }
         }
         for row in &self
@@ -406,7 +403,7 @@ impl MlflowStoreSource {
             tags_of
                 .entry(rows::text(row, 0)?)
                 .or_default()
-                .push(Tag::new(rows::text(row, 1)?, rows::text(row, 2)?));
+                .push(rows::tag(row, 1)?);
         }
         // (run, dataset) → position in the run's inputs.
         let mut seen: HashMap<(usize, String), usize> = HashMap::new();
@@ -585,10 +582,7 @@ impl Source for MlflowStoreSource {
             .await?;
         for row in &tags {
             if let Some(&at) = index.get(&rows::i64(row, 0)?.to_string()) {
-                experiments[at].tags.push(Tag::new(
-                    rows::text(row, 1)?,
-                    rows::opt_text(row, 2)?.unwrap_or_default(),
-                ));
+                experiments[at].tags.push(rows::tag(row, 1)?);
             }
         }
         Ok(experiments)
@@ -708,7 +702,7 @@ impl Source for MlflowStoreSource {
                 .await?
             {
                 with(row, &mut |model| {
-                    model.info.tags.push(Tag::new(rows::text(row, 1)?, rows::text(row, 2)?));
+                    model.info.tags.push(rows::tag(row, 1)?);
                     Ok(())
                 })?;
             }
@@ -868,10 +862,7 @@ impl Source for MlflowStoreSource {
             .await?
         {
             if let Some(&at) = index.get(&rows::text(row, 0)?) {
-                models[at].0.tags.push(Tag::new(
-                    rows::text(row, 1)?,
-                    rows::opt_text(row, 2)?.unwrap_or_default(),
-                ));
+                models[at].0.tags.push(rows::tag(row, 1)?);
             }
         }
         if self.has("model_version_tags") {
@@ -888,10 +879,7 @@ impl Source for MlflowStoreSource {
                     continue;
                 };
                 if let Some(&position) = positions.get(&(at, rows::i64(row, 1)?.to_string())) {
-                    models[at].1[position].tags.push(Tag::new(
-                        rows::text(row, 2)?,
-                        rows::opt_text(row, 3)?.unwrap_or_default(),
-                    ));
+                    models[at].1[position].tags.push(rows::tag(row, 2)?);
                 }
             }
         }

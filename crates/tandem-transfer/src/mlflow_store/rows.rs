@@ -5,7 +5,7 @@
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
-use tandem_core::model::Metric;
+use tandem_core::model::{Metric, Tag};
 
 use crate::TransferError;
 
@@ -131,6 +131,14 @@ pub(super) fn i64(row: &AnyRow, at: usize) -> Result<i64, TransferError> {
 pub(super) fn opt_f64(row: &AnyRow, at: usize) -> Result<Option<f64>, TransferError> {
     row.try_get::<Option<f64>, _>(at)
         .map_err(|error| decode_error(at, error))
+}
+
+/// A tag from its key at column `at` and its value (NULL: empty) after it.
+pub(super) fn tag(row: &AnyRow, at: usize) -> Result<Tag, TransferError> {
+    Ok(Tag::new(
+        text(row, at)?,
+        opt_text(row, at + 1)?.unwrap_or_default(),
+    ))
 }
 
 /// The columns [`metric`] reads, of the `metrics` or `latest_metrics` row
