@@ -667,6 +667,10 @@ impl AssetClass {
     }
 }
 
+/// The kinds' prefixes of the changes whose asset class is `Access` or
+/// none: see [`Change::kind_touches_access`].
+pub const ACCESS_KIND_PREFIXES: [&str; 5] = ["principal_", "token_", "role_", "workspace_", "epoch_"];
+
 impl Change {
     /// The asset class the change belongs to, or None for workspace
     /// lifecycle changes, which every class depends on and which therefore
@@ -748,6 +752,15 @@ impl Change {
         }
     }
 
+    /// Whether a record of `kind` (see [`Change::kind`]) is one whose
+    /// `asset_class` is `Access` or none (principals, tokens, role
+    /// assignments, workspaces' lifecycle, epochs): what caches of verified
+    /// credentials depend on. Read from the kind alone, by the prefixes in
+    /// [`ACCESS_KIND_PREFIXES`] (the stored journal can be filtered by them).
+    pub fn kind_touches_access(kind: &str) -> bool {
+        ACCESS_KIND_PREFIXES.iter().any(|prefix| kind.starts_with(prefix))
+    }
+
     /// A short stable name for the variant, stored beside the payload so that
     /// the journal can be filtered without decoding every record.
     pub fn kind(&self) -> &'static str {
@@ -823,6 +836,113 @@ impl Change {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_access_kind_prefixes_name_exactly_the_access_and_classless_changes() {
+        use super::{AssetClass, Change};
+        use crate::access::Role;
+        let touching = vec![
+            Change::WorkspaceCreated {
+                workspace_id: "w".into(),
+                name: "n".into(),
+                description: String::new(),
+                time: 1,
+            },
+            Change::WorkspaceUpdated {
+                description: String::new(),
+                time: 1,
+            },
+            Change::WorkspaceDeleted { time: 1 },
+            Change::WorkspaceRestored { time: 1 },
+            Change::WorkspaceRetentionSet {
+                retention_days: 7,
+                purge_protection: false,
+                time: 1,
+            },
+            Change::WorkspaceQuotaSet {
+                storage_quota: None,
+                time: 1,
+            },
+            Change::WorkspacePurged {
+                keep_artifacts: false,
+                time: 1,
+            },
+            Change::EpochBegan {
+                epoch: 2,
+                primary: "a".into(),
+                fork: Default::default(),
+                time: 1,
+            },
+            Change::PrincipalCreated {
+                name: "p".into(),
+                kind: "user".into(),
+                password_hash: None,
+                time: 1,
+            },
+            Change::PrincipalPasswordSet {
+                name: "p".into(),
+                password_hash: None,
+                time: 1,
+            },
+            Change::PrincipalDisabled {
+                name: "p".into(),
+                disabled: true,
+                time: 1,
+            },
+            Change::PrincipalDeleted {
+                name: "p".into(),
+                time: 1,
+            },
+            Change::TokenCreated {
+                token_id: "t".into(),
+                principal: "p".into(),
+                token_hash: "h".into(),
+                description: String::new(),
+                expires_at: None,
+                time: 1,
+            },
+            Change::TokenRevoked {
+                token_id: "t".into(),
+                time: 1,
+            },
+            Change::RoleAssigned {
+                principal: "p".into(),
+                role: Role::Reader,
+                workspace_id: None,
+                time: 1,
+            },
+            Change::RoleRemoved {
+                principal: "p".into(),
+                role: Role::Reader,
+                workspace_id: None,
+                time: 1,
+            },
+        ];
+        for change in &touching {
+            assert!(
+                change
+                    .asset_class()
+                    .is_none_or(|class| class == AssetClass::Access),
+                "{}",
+                change.kind()
+            );
+            assert!(Change::kind_touches_access(change.kind()), "{}", change.kind());
+        }
+        // Every other class's kinds (listed by `kind`) fall outside them.
+        for kind in [
+            "experiment_created",
+            "run_created",
+            "run_data_logged",
+            "logged_model_created",
+            "registered_model_created",
+            "model_version_created",
+            "artifact_written",
+            "file_written",
+            "origin_recorded",
+        ] {
+            assert!(!Change::kind_touches_access(kind), "{kind}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -16,16 +16,21 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::{AnyPool, Row};
+use tandem_core::journal::ACCESS_KIND_PREFIXES;
 use tokio::sync::watch;
 
 /// How often the committed head is read.
 pub(crate) const WATCH_EVERY: Duration = Duration::from_millis(250);
 
-/// The journal kinds a credential cache depends on: principals, tokens,
-/// role assignments, and workspaces' lifecycle (which scopes assignments)
-/// — the records whose `Change::asset_class` is `Access` or none.
-const ACCESS_KINDS: &str = "(kind LIKE 'principal\\_%' ESCAPE '\\' OR kind LIKE 'token\\_%' ESCAPE '\\' \
-     OR kind LIKE 'role\\_%' ESCAPE '\\' OR kind LIKE 'workspace\\_%' ESCAPE '\\' OR kind = 'epoch_began')";
+/// `kind LIKE 'principal\_%' OR …`: the records a credential cache
+/// depends on (`Change::kind_touches_access`), as SQL on the stored kinds.
+fn access_kinds() -> String {
+    let tests: Vec<String> = ACCESS_KIND_PREFIXES
+        .iter()
+        .map(|prefix| format!("kind LIKE '{}%' ESCAPE '\\'", prefix.replace('_', "\\_")))
+        .collect();
+    format!("({})", tests.join(" OR "))
+}
 
 /// Watches the database behind `pool` from `seen` on, until the store
 /// (its head's sender) is dropped.
@@ -36,6 +41,10 @@ pub(crate) fn watch(
     seen: i64,
 ) {
     let head: Weak<watch::Sender<i64>> = Arc::downgrade(head);
+    let access_sql = format!(
+        "SELECT COUNT(*) FROM journal WHERE seq > $1 AND seq <= $2 AND {}",
+        access_kinds()
+    );
     tokio::spawn(async move {
         let mut seen = seen;
         let mut ticks = tokio::time::interval(WATCH_EVERY);
@@ -43,19 +52,13 @@ pub(crate) fn watch(
         loop {
             ticks.tick().await;
             let Some(head) = head.upgrade() else { return };
-            match step(&pool, seen).await {
+            match step(&pool, &access_sql, seen).await {
                 Ok(Some((committed, access))) => {
                     seen = committed;
                     if access {
                         access_generation.fetch_add(1, Ordering::AcqRel);
                     }
-                    head.send_if_modified(|current| {
-                        let advanced = committed > *current;
-                        if advanced {
-                            *current = committed;
-                        }
-                        advanced
-                    });
+                    super::writer::announce(&head, committed);
                 }
                 Ok(None) => {}
                 Err(error) => tracing::debug!(%error, "cannot read the committed journal head; will retry"),
@@ -66,7 +69,7 @@ pub(crate) fn watch(
 
 /// The committed head when it moved past `seen`, and whether the records
 /// since touch access.
-async fn step(pool: &AnyPool, seen: i64) -> Result<Option<(i64, bool)>, sqlx::Error> {
+async fn step(pool: &AnyPool, access_sql: &str, seen: i64) -> Result<Option<(i64, bool)>, sqlx::Error> {
     let committed: i64 = sqlx::query("SELECT journal_head FROM region_state WHERE id = 1")
         .fetch_one(pool)
         .await?
@@ -74,8 +77,7 @@ async fn step(pool: &AnyPool, seen: i64) -> Result<Option<(i64, bool)>, sqlx::Er
     if committed <= seen {
         return Ok(None);
     }
-    let sql = format!("SELECT COUNT(*) FROM journal WHERE seq > $1 AND seq <= $2 AND {ACCESS_KINDS}");
-    let access: i64 = sqlx::query(&sql)
+    let access: i64 = sqlx::query(access_sql)
         .bind(seen)
         .bind(committed)
         .fetch_one(pool)

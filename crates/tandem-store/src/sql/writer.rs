@@ -516,14 +516,20 @@ fn batch_of(state: &mut Batching) -> &mut Batch {
 impl Writer {
     /// Advances the announced committed head to `seq`.
     fn announce(&self, seq: i64) {
-        self.head.send_if_modified(|current| {
-            let advanced = seq > *current;
-            if advanced {
-                *current = seq;
-            }
-            advanced
-        });
+        announce(&self.head, seq);
     }
+}
+
+/// Advances the committed head announced on `head` to `seq` (never back):
+/// this process's commits, and other processes' (`others.rs`).
+pub(crate) fn announce(head: &watch::Sender<i64>, seq: i64) {
+    head.send_if_modified(|current| {
+        let advanced = seq > *current;
+        if advanced {
+            *current = seq;
+        }
+        advanced
+    });
 }
 
 impl Drop for WriterGuard {
