@@ -111,15 +111,26 @@ impl LocalRoot {
         }
         let root = self.root.clone();
         let prefix = prefix.map(|p| p.as_str().to_string());
+        blocking(move || walk(&root, prefix)).await
+    }
+
+    /// `list_recursive` of each of `prefixes`, in one blocking task: a
+    /// caller listing thousands of small trees (a run's files each) pays
+    /// one hand-off to the blocking pool, not two per tree.
+    pub(crate) async fn list_recursive_each(
+        &self,
+        prefixes: &[ArtifactKey],
+    ) -> Result<Vec<Result<Vec<Listing>, ArtifactError>>, ArtifactError> {
+        let root = self.root.clone();
+        let prefixes: Vec<String> = prefixes.iter().map(|p| p.as_str().to_string()).collect();
         blocking(move || {
-            let mut files = Vec::new();
-            let mut pending = vec![prefix];
-            while let Some(dir) = pending.pop() {
-                let mut subdirs = Vec::new();
-                read_level(&root, dir.as_deref(), &mut files, Some(&mut subdirs))?;
-                pending.extend(subdirs.into_iter().map(Some));
-            }
-            Ok(files)
+            Ok(prefixes
+                .into_iter()
+                .map(|prefix| {
+                    check_no_symlink(&root, &prefix)?;
+                    walk(&root, Some(prefix))
+                })
+                .collect())
         })
         .await
     }
@@ -151,6 +162,19 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ArtifactError::backend_msg(format!("local storage task failed: {e}")))?
+}
+
+/// Every file under `prefix` (None = the root), recursively, without
+/// following symlinks.
+fn walk(root: &Path, prefix: Option<String>) -> Result<Vec<Listing>, ArtifactError> {
+    let mut files = Vec::new();
+    let mut pending = vec![prefix];
+    while let Some(dir) = pending.pop() {
+        let mut subdirs = Vec::new();
+        read_level(root, dir.as_deref(), &mut files, Some(&mut subdirs))?;
+        pending.extend(subdirs.into_iter().map(Some));
+    }
+    Ok(files)
 }
 
 /// Refuses the names `LocalFileSystem` reserves for its staging files.

@@ -23,6 +23,8 @@ use crate::{DirectUpload, UploadedPart};
 /// Chunk size when streaming a local file back: object_store's own file stream reads 8 KiB
 /// per blocking task, which is needlessly slow for multi-gigabyte model files.
 const LOCAL_READ_CHUNK: usize = 256 * 1024;
+/// Object-store listings in flight for `list_recursive_each`.
+const LISTINGS_AT_ONCE: usize = 8;
 
 /// A region's artifact storage, opened from a URL. Cheap to clone (the backend is shared).
 ///
@@ -342,6 +344,43 @@ impl ArtifactStore {
         };
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(entries)
+    }
+
+    /// `list_recursive` of each of `prefixes`, each its own result: on a
+    /// local directory all in one blocking task, on an object store a few
+    /// listings at a time.
+    pub async fn list_recursive_each(
+        &self,
+        prefixes: &[ArtifactKey],
+    ) -> Vec<Result<Vec<Listing>, ArtifactError>> {
+        if let Some(local) = &self.local {
+            return match local.list_recursive_each(prefixes).await {
+                Ok(listings) => listings
+                    .into_iter()
+                    .map(|listing| {
+                        listing.map(|mut entries| {
+                            entries.sort_by(|a, b| a.path.cmp(&b.path));
+                            entries
+                        })
+                    })
+                    .collect(),
+                // The blocking task itself failed: every listing did.
+                Err(error) => prefixes
+                    .iter()
+                    .map(|_| Err(ArtifactError::backend_msg(error.to_string())))
+                    .collect(),
+            };
+        }
+        // Collected first: a stream over a borrowing closure is not `Send`
+        // enough for callers behind `async_trait`.
+        let listings: Vec<_> = prefixes
+            .iter()
+            .map(|prefix| self.list_recursive(Some(prefix)))
+            .collect();
+        futures::stream::iter(listings)
+            .buffered(LISTINGS_AT_ONCE)
+            .collect()
+            .await
     }
 
     /// Deletes the object at `key`. Idempotent: a missing object (or a "directory") is Ok.

@@ -342,6 +342,17 @@ async fn listing(store: &ArtifactStore) {
             .is_empty(),
         "[{url}]"
     );
+    // Several trees at once: each as `list_recursive` gives it, in order.
+    let prefixes = [key("tree/b"), key("nowhere"), key("tree")];
+    let each = store.list_recursive_each(&prefixes).await;
+    assert_eq!(each.len(), prefixes.len(), "[{url}]");
+    for (prefix, listed) in prefixes.iter().zip(each) {
+        assert_eq!(
+            listed.unwrap(),
+            store.list_recursive(Some(prefix)).await.unwrap(),
+            "[{url}] list_recursive_each({prefix:?})"
+        );
+    }
 }
 
 async fn delete_idempotent(store: &ArtifactStore) {

@@ -22,6 +22,9 @@ use crate::copy::{proxied_path, proxy_url};
 use crate::endpoint::Endpoint;
 use crate::TransferError;
 
+/// Runs whose files `run_artifacts_each` lists at once by default.
+const LISTINGS_AT_ONCE: usize = 8;
+
 /// An artifact's bytes as they arrive.
 pub type ByteStream = BoxStream<'static, Result<Bytes, TransferError>>;
 
@@ -64,6 +67,18 @@ pub trait Source: Send + Sync {
 
     /// Every file of a run's artifacts, sorted by path.
     async fn run_artifacts(&self, run_id: &str) -> Result<Listing, TransferError>;
+
+    /// The files of each of `run_ids` (as `run_artifacts`, each its own
+    /// result): several at once unless the source lists them together.
+    async fn run_artifacts_each(&self, run_ids: &[String]) -> Vec<Result<Listing, TransferError>> {
+        // Collected first: a stream over a borrowing closure is not `Send`
+        // enough for `async_trait`.
+        let listings: Vec<_> = run_ids.iter().map(|run_id| self.run_artifacts(run_id)).collect();
+        futures::stream::iter(listings)
+            .buffered(LISTINGS_AT_ONCE)
+            .collect()
+            .await
+    }
 
     /// A run's artifact.
     async fn open_run_artifact(&self, run_id: &str, path: &str) -> Result<ByteStream, TransferError>;

@@ -1,16 +1,9 @@
-//! Pages of a metric history read through SQLite's C API, on a connection of
-//! a pool of its own.
-//!
-//! Through sqlx every row crosses from the connection's worker thread to the
-//! async side over a channel of 50 rows and becomes an `AnyRow`, each value
-//! allocated: profiling a 200,000-point read (`bench/history.py`) put thread
-//! hand-offs, futex waits and allocations at about 80% of the server's CPU.
-//! Here the statement is stepped on the connection's own handle, locked for
-//! the duration as sqlx documents (`SqliteConnection::lock_handle`), and the
-//! columns are read as native values. The query is `history::page_sql`, the
-//! one PostgreSQL runs too, so the store's conformance suite judges both.
+//! Pages of a metric history and rows of searches read through SQLite's C
+//! API (`tandem_sqlite`), on connections of a read-only pool of their own.
+//! The history query is `history::page_sql`, the one PostgreSQL runs too,
+//! so the store's conformance suite judges both.
 
-use std::ffi::{c_char, c_int, CStr};
+use std::ffi::c_int;
 use std::ptr::NonNull;
 use std::str::FromStr;
 
@@ -21,6 +14,7 @@ use tandem_core::model::Metric;
 use super::history::{page_sql, Start};
 use super::rows::Cell;
 use crate::error::{StoreError, StoreResult, WriteOutcome};
+use tandem_sqlite::Statement;
 
 /// A pool of read-only connections to the store's SQLite file. An
 /// in-memory database has no file another connection could open (nor
@@ -128,23 +122,9 @@ pub(super) async fn metric_page(
     start: Start<'_>,
     limit: i64,
 ) -> StoreResult<Vec<Metric>> {
-    with_handle(pool, |db| read_page(db, run_id, key, &start, limit)).await
-}
-
-/// Runs `read` on the handle of a connection of `pool`, locked for it.
-async fn with_handle<T>(
-    pool: &SqlitePool,
-    read: impl FnOnce(NonNull<ffi::sqlite3>) -> StoreResult<T>,
-) -> StoreResult<T> {
-    let mut connection = pool.acquire().await.map_err(StoreError::database)?;
-    let mut handle = connection.lock_handle().await.map_err(StoreError::database)?;
-    let db = handle.as_raw_handle();
-    // Thousands of rows are stepped without a yield: on the multi-threaded
-    // runtime, tell it this worker is busy.
-    match tokio::runtime::Handle::current().runtime_flavor() {
-        tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(|| read(db)),
-        _ => read(db),
-    }
+    tandem_sqlite::with_handle(pool, |db| read_page(db, run_id, key, &start, limit))
+        .await
+        .map_err(store_error)
 }
 
 /// Every row of `sql` (`$N` parameters, bound to `arguments` as text in
@@ -152,31 +132,24 @@ async fn with_handle<T>(
 /// per-row hand-off would make several times slower.
 pub(super) async fn rows(pool: &SqlitePool, sql: &str, arguments: &[&str]) -> StoreResult<Vec<Vec<Cell>>> {
     let sql = numbered(sql, arguments.len());
-    with_handle(pool, |db| {
-        let statement = Statement::prepare(db, &sql)?;
-        for (index, argument) in arguments.iter().enumerate() {
-            statement.bind_text(index as c_int + 1, argument)?;
-        }
-        // SAFETY: the statement is live.
-        let columns = unsafe { ffi::sqlite3_column_count(statement.raw.as_ptr()) };
-        let mut rows = Vec::new();
-        while statement.step()? {
-            let mut row = Vec::with_capacity(columns as usize);
-            for column in 0..columns {
-                // SAFETY: called after a step that returned a row.
-                let kind = unsafe { ffi::sqlite3_column_type(statement.raw.as_ptr(), column) };
-                row.push(match kind {
-                    ffi::SQLITE_INTEGER => Cell::Int(statement.column_i64(column)),
-                    ffi::SQLITE_FLOAT => Cell::Real(statement.column_f64(column)),
-                    ffi::SQLITE_NULL => Cell::Null,
-                    _ => Cell::Text(statement.column_text(column)?.unwrap_or_default()),
-                });
-            }
-            rows.push(row);
-        }
-        Ok(rows)
-    })
-    .await
+    let values: Vec<tandem_sqlite::Value<'_>> =
+        arguments.iter().map(|a| tandem_sqlite::Value::Text(a)).collect();
+    let rows = tandem_sqlite::rows(pool, &sql, &values)
+        .await
+        .map_err(store_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|cell| match cell {
+                    tandem_sqlite::Cell::Null => Cell::Null,
+                    tandem_sqlite::Cell::Int(value) => Cell::Int(value),
+                    tandem_sqlite::Cell::Real(value) => Cell::Real(value),
+                    tandem_sqlite::Cell::Text(value) => Cell::Text(value),
+                })
+                .collect()
+        })
+        .collect())
 }
 
 /// `sql` with `$1`…`$count` written `?1`…: SQLite reads `$4` as a
@@ -207,7 +180,7 @@ fn read_page(
     key: &str,
     start: &Start<'_>,
     limit: i64,
-) -> StoreResult<Vec<Metric>> {
+) -> tandem_sqlite::Result<Vec<Metric>> {
     let sql = numbered(&page_sql(start), 10);
     let statement = Statement::prepare(db, &sql)?;
     statement.bind_text(1, run_id)?;
@@ -243,130 +216,21 @@ fn read_page(
     Ok(metrics)
 }
 
-/// A prepared statement, finalized when dropped.
-struct Statement {
-    db: NonNull<ffi::sqlite3>,
-    raw: NonNull<ffi::sqlite3_stmt>,
-}
-
-impl Statement {
-    fn prepare(db: NonNull<ffi::sqlite3>, sql: &str) -> StoreResult<Statement> {
-        let mut raw = std::ptr::null_mut();
-        // SAFETY: `db` is a live connection handle locked for this thread's
-        // use (sqlx's `LockedSqliteHandle`); `sql` is valid for its length.
-        let rc = unsafe {
-            ffi::sqlite3_prepare_v2(
-                db.as_ptr(),
-                sql.as_ptr().cast::<c_char>(),
-                sql.len() as c_int,
-                &mut raw,
-                std::ptr::null_mut(),
-            )
-        };
-        match NonNull::new(raw) {
-            Some(raw) if rc == ffi::SQLITE_OK => Ok(Statement { db, raw }),
-            _ => Err(error(db, rc)),
+/// A read's error as the store's: a full disk is `Full`, what failed to
+/// decode is `Corrupt`.
+fn store_error(error: tandem_sqlite::Error) -> StoreError {
+    match error {
+        tandem_sqlite::Error::Pool(error) => StoreError::database(error),
+        tandem_sqlite::Error::NotUtf8 { column } => {
+            StoreError::Corrupt(format!("column {column} is not UTF-8"))
         }
-    }
-
-    fn check(&self, rc: c_int) -> StoreResult<()> {
-        if rc == ffi::SQLITE_OK {
-            Ok(())
-        } else {
-            Err(error(self.db, rc))
-        }
-    }
-
-    fn bind_text(&self, index: c_int, value: &str) -> StoreResult<()> {
-        // SAFETY: the statement is live; SQLITE_TRANSIENT makes SQLite copy
-        // the bytes before this call returns.
-        let rc = unsafe {
-            ffi::sqlite3_bind_text(
-                self.raw.as_ptr(),
-                index,
-                value.as_ptr().cast::<c_char>(),
-                value.len() as c_int,
-                ffi::SQLITE_TRANSIENT(),
-            )
-        };
-        self.check(rc)
-    }
-
-    fn bind_i64(&self, index: c_int, value: i64) -> StoreResult<()> {
-        // SAFETY: the statement is live.
-        self.check(unsafe { ffi::sqlite3_bind_int64(self.raw.as_ptr(), index, value) })
-    }
-
-    fn bind_f64(&self, index: c_int, value: f64) -> StoreResult<()> {
-        // SAFETY: the statement is live.
-        self.check(unsafe { ffi::sqlite3_bind_double(self.raw.as_ptr(), index, value) })
-    }
-
-    /// True while there is a row to read.
-    fn step(&self) -> StoreResult<bool> {
-        // SAFETY: the statement is live and used by this thread only.
-        match unsafe { ffi::sqlite3_step(self.raw.as_ptr()) } {
-            ffi::SQLITE_ROW => Ok(true),
-            ffi::SQLITE_DONE => Ok(false),
-            rc => Err(error(self.db, rc)),
-        }
-    }
-
-    fn column_i64(&self, index: c_int) -> i64 {
-        // SAFETY: called after a step that returned a row.
-        unsafe { ffi::sqlite3_column_int64(self.raw.as_ptr(), index) }
-    }
-
-    fn column_f64(&self, index: c_int) -> f64 {
-        // SAFETY: called after a step that returned a row.
-        unsafe { ffi::sqlite3_column_double(self.raw.as_ptr(), index) }
-    }
-
-    /// A text column, None when empty (the key's stand-in for "not set").
-    fn column_text(&self, index: c_int) -> StoreResult<Option<String>> {
-        // SAFETY: called after a step that returned a row; the pointer stays
-        // valid until the next step, and the bytes are copied before that.
-        let bytes = unsafe {
-            let text = ffi::sqlite3_column_text(self.raw.as_ptr(), index);
-            let len = ffi::sqlite3_column_bytes(self.raw.as_ptr(), index);
-            if text.is_null() || len <= 0 {
-                return Ok(None);
-            }
-            std::slice::from_raw_parts(text, len as usize)
-        };
-        String::from_utf8(bytes.to_vec())
-            .map(Some)
-            .map_err(|_| StoreError::Corrupt(format!("metric column {index} is not UTF-8")))
-    }
-}
-
-impl Drop for Statement {
-    fn drop(&mut self) {
-        // SAFETY: finalized exactly once, here.
-        unsafe {
-            ffi::sqlite3_finalize(self.raw.as_ptr());
-        }
-    }
-}
-
-fn error(db: NonNull<ffi::sqlite3>, rc: c_int) -> StoreError {
-    // SAFETY: `db` is live; the message is copied at once.
-    let message = unsafe {
-        let text = ffi::sqlite3_errmsg(db.as_ptr());
-        if text.is_null() {
-            String::new()
-        } else {
-            CStr::from_ptr(text).to_string_lossy().into_owned()
-        }
-    };
-    let message = format!("SQLite error {rc}: {message}");
-    if rc & 0xff == ffi::SQLITE_FULL {
-        StoreError::Full { message }
-    } else {
-        StoreError::Database {
-            message,
+        error if error.is_full() => StoreError::Full {
+            message: error.to_string(),
+        },
+        error => StoreError::Database {
+            message: error.to_string(),
             outcome: WriteOutcome::Aborted,
-        }
+        },
     }
 }
 

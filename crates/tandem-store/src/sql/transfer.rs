@@ -6,7 +6,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use sqlx::Row;
 use tandem_core::journal::{AssetClass, Change};
 use tandem_core::model::*;
 use tandem_core::transfer::{
@@ -17,6 +16,7 @@ use tandem_core::validation as rules;
 use tandem_core::{ids, Error};
 
 use super::ops::{append_to_uri, invalid, not_found};
+use super::rows::Columns;
 use super::{load, SqlStore, WriteTx};
 use crate::error::{StoreError, StoreResult};
 use crate::WorkspaceRef;
@@ -41,8 +41,9 @@ impl SqlStore {
     ) -> StoreResult<Vec<Origin>> {
         // A model's copy deleted since (through MLflow's API, or its
         // registered model's name given away) reads as deleted, so the next
-        // copy brings back what the source still holds.
-        let rows = sqlx::query(
+        // copy brings back what the source still holds. Through the read
+        // pool: every pass of a copy starts with these, one per object.
+        let rows = self.read_pool.cells(
             "SELECT o.source, o.kind, o.source_id, o.target_id, \
                     CASE WHEN o.kind = 'registered_model' AND NOT EXISTS (SELECT 1 FROM registered_models m \
                               WHERE m.workspace_id = o.workspace_id AND m.name = o.target_id AND m.deletion_time IS NULL) \
@@ -53,13 +54,10 @@ impl SqlStore {
                          ELSE o.digest END AS digest, \
                     o.time \
              FROM transfer_origins o WHERE o.workspace_id = $1 AND o.source = $2 ORDER BY o.kind, o.source_id",
+            &[&ws.workspace_id, source, tandem_core::transfer::DELETED_DIGEST],
         )
-        .bind(&ws.workspace_id)
-        .bind(source)
-        .bind(tandem_core::transfer::DELETED_DIGEST)
-        .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(origin_row).collect()
+        rows.into_iter().map(|mut row| origin_row(&mut row)).collect()
     }
 
     pub(super) async fn import_object_impl(
@@ -179,7 +177,7 @@ impl SqlStore {
         .bind(source_id)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(origin_row).transpose()
+        row.map(|mut row| origin_row(&mut row)).transpose()
     }
 
     async fn plan_experiment(
@@ -455,22 +453,19 @@ impl SqlStore {
         }))
     }
 
-    /// The points of `metrics`' keys the run already holds.
+    /// The points of `metrics`' keys the run already holds. Read through
+    /// the read pool (around sqlx's `Any` rows): a changed run copied
+    /// again has its whole history compared, and decoding it row by row
+    /// through `Any` was most of an incremental pass's time at the target.
     async fn points_held(&self, run_id: &str, metrics: &[Metric]) -> StoreResult<HashSet<PointKey>> {
         let keys: HashSet<&str> = metrics.iter().map(|metric| metric.key.as_str()).collect();
         let mut held = HashSet::new();
         for key in keys {
-            let rows = sqlx::query(
-                "SELECT key, timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest \
-                 FROM metrics WHERE run_id = $1 AND key = $2",
-            )
-            .bind(run_id)
-            .bind(key)
-            .fetch_all(&self.pool)
-            .await?;
-            for row in &rows {
-                held.insert(point_key(&load::metric_row(row, run_id)?));
-            }
+            let points = self
+                .read_pool
+                .page(run_id, key, super::history::Start::Offset(0), i64::MAX)
+                .await?;
+            held.extend(points.iter().map(point_key));
         }
         Ok(held)
     }
@@ -860,16 +855,18 @@ fn differing<T: KeyValue>(have: &[T], wanted: &[T]) -> Vec<T> {
         .collect()
 }
 
-fn origin_row(row: &sqlx::any::AnyRow) -> StoreResult<Origin> {
-    let kind: String = row.try_get("kind")?;
+/// An origin from its columns: source, kind, source id, target id,
+/// digest, time.
+fn origin_row(row: &mut impl Columns) -> StoreResult<Origin> {
+    let kind = row.text(1)?;
     Ok(Origin {
-        source: row.try_get("source")?,
+        source: row.text(0)?,
         kind: ObjectKind::parse(&kind)
             .ok_or_else(|| StoreError::Corrupt(format!("unknown kind of copied object '{kind}'")))?,
-        source_id: row.try_get("source_id")?,
-        target_id: row.try_get("target_id")?,
-        digest: row.try_get("digest")?,
-        time: row.try_get("time")?,
+        source_id: row.text(2)?,
+        target_id: row.text(3)?,
+        digest: row.text(4)?,
+        time: row.int(5)?,
     })
 }
 

@@ -28,6 +28,10 @@ use crate::TransferError;
 
 /// Experiments whose runs are being listed at the source at once.
 const LISTINGS_AHEAD: usize = 3;
+/// Runs planned (of any number of experiments) before they are written
+/// together: a pass that changes a few runs in each of many experiments
+/// writes them all at once, not an experiment at a time.
+const WRITE_AT: usize = 512;
 
 /// What to copy, and where.
 #[derive(Debug, Clone)]
@@ -168,6 +172,14 @@ struct Copier<'a> {
     /// Artifact bytes sent so far, for progress (the report counts each
     /// object's once it is written whole).
     streamed: AtomicU64,
+    /// Runs planned and not yet written, of every experiment planned since
+    /// the last write.
+    pending_runs: Vec<runs::Planned>,
+    /// Experiments (source id, target id) whose logged models are copied
+    /// once their runs are written (a model names its run).
+    pending_models: Vec<(String, String)>,
+    runs_listed: u64,
+    runs_done: u64,
 }
 
 /// Copies `source` into the target's workspace `options.workspace`.
@@ -194,6 +206,10 @@ pub async fn copy(
             ..Report::default()
         },
         streamed: AtomicU64::new(0),
+        pending_runs: Vec::new(),
+        pending_models: Vec::new(),
+        runs_listed: 0,
+        runs_done: 0,
     };
     let phase = Instant::now();
     copier.load_origins().await?;
@@ -371,22 +387,36 @@ impl Copier<'_> {
             self.experiments.insert(source_id.clone(), target_id.clone());
             let runs = runs?;
             let listed = runs.len();
-            let phase = Instant::now();
-            self.copy_runs(runs, &target_id).await?;
-            let runs_ms = ms(phase);
-            let phase = Instant::now();
-            self.copy_logged_models(&source_id, &target_id).await?;
             // What a pass spends where, for `TANDEM_LOG=tandem_transfer=debug`.
-            tracing::debug!(
-                experiment = %source_id,
-                runs = listed,
-                waited_for_listing_ms = waited,
-                runs_ms,
-                logged_models_ms = ms(phase),
-                "copied an experiment"
-            );
+            tracing::debug!(experiment = %source_id, runs = listed, waited_for_listing_ms = waited, "listed an experiment");
+            self.plan_runs(runs, &target_id).await?;
+            self.pending_models.push((source_id, target_id));
+            if self.pending_runs.len() >= WRITE_AT {
+                self.write_planned_experiments().await?;
+            }
         }
+        self.write_planned_experiments().await?;
         self.tick("experiments", total, total);
+        Ok(())
+    }
+
+    /// Writes the runs planned so far, then the logged models of their
+    /// experiments.
+    async fn write_planned_experiments(&mut self) -> Result<(), TransferError> {
+        let phase = Instant::now();
+        let runs = self.pending_runs.len();
+        self.write_pending().await?;
+        let runs_ms = ms(phase);
+        let phase = Instant::now();
+        for (source, target) in std::mem::take(&mut self.pending_models) {
+            self.copy_logged_models(&source, &target).await?;
+        }
+        tracing::debug!(
+            runs,
+            runs_ms,
+            logged_models_ms = ms(phase),
+            "wrote what was planned"
+        );
         Ok(())
     }
 

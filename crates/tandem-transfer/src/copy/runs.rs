@@ -17,8 +17,10 @@ use crate::TransferError;
 /// Runs read and written at once. The source's reads (a listing per run,
 /// a history per metric) and the target's journaled writes overlap.
 const RUNS_AT_ONCE: usize = 8;
-/// Runs whose histories are read together (a source may read them in one
-/// request per metric), and metrics read at once.
+/// Runs whose files are listed together when their experiment is planned.
+const LISTED_TOGETHER: usize = 256;
+/// Runs whose histories are read together at most (a source may read them
+/// in one request per metric), and metrics read at once.
 const HISTORY_BATCH: usize = 64;
 const HISTORIES_AT_ONCE: usize = 4;
 
@@ -42,10 +44,19 @@ struct Written {
 }
 
 /// A run to write: its copy at the target is missing or out of date.
-struct Planned {
+pub(super) struct Planned {
     run: Run,
     listing: Listing,
     digest: String,
+    /// Its experiment's id at the target.
+    experiment: String,
+}
+
+/// What planning a run found: it is to be written, or its task is done
+/// (unchanged, counted by a dry run, or failed).
+enum Plan {
+    Write(Box<Planned>),
+    Settled(Done),
 }
 
 /// A run's task and its result.
@@ -56,94 +67,99 @@ struct Done {
 }
 
 impl Copier<'_> {
-    /// Copies the runs of an experiment, as `select_runs` listed them.
-    pub(super) async fn copy_runs(
+    /// Plans the runs of an experiment, as `select_runs` listed them: each
+    /// one's listing (a chunk of runs listed together) and digest. Those the target holds
+    /// as they are settle here; the others wait in `pending` for
+    /// `write_pending`, with those of other experiments.
+    pub(super) async fn plan_runs(
         &mut self,
         runs: Vec<Run>,
         target_experiment: &str,
     ) -> Result<(), TransferError> {
-        let total = runs.len() as u64;
+        self.runs_listed += runs.len() as u64;
         for run in &runs {
             self.seen.insert((ObjectKind::Run, run.info.run_id.clone()));
         }
-        let mut done = 0;
-        for wave in waves(runs) {
+        let phase = std::time::Instant::now();
+        let (mut settled, mut planned) = (Vec::new(), Vec::new());
+        let mut fatal = None;
+        // The files of a chunk of runs listed together (a source may list
+        // them in one go), then each run's digest.
+        let mut runs = runs.into_iter().peekable();
+        'chunks: while runs.peek().is_some() {
+            let mut chunk: Vec<Run> = runs.by_ref().take(LISTED_TOGETHER).collect();
+            let ids: Vec<String> = chunk.iter().map(|run| run.info.run_id.clone()).collect();
+            let listings = self.source.run_artifacts_each(&ids).await;
+            for (run, listing) in chunk.drain(..).zip(listings) {
+                match self.plan_run(run, listing, target_experiment) {
+                    Plan::Write(plan) => planned.push(*plan),
+                    Plan::Settled(task) if matches!(&task.result, Err(error) if error.is_fatal()) => {
+                        fatal = Some(task);
+                        break 'chunks;
+                    }
+                    Plan::Settled(task) => settled.push(task),
+                }
+            }
+        }
+        tracing::debug!(
+            settled = settled.len(),
+            to_write = planned.len(),
+            ms = super::ms(phase),
+            "planned the runs of an experiment"
+        );
+        self.pending_runs.extend(planned);
+        for task in settled.into_iter().chain(fatal) {
+            self.runs_done += 1;
+            self.apply(task)?;
+        }
+        self.tick("runs", self.runs_done, self.runs_listed);
+        Ok(())
+    }
+
+    /// Writes the runs planned so far, of every experiment at once: parents
+    /// before their children (in waves by depth, so a child's
+    /// `mlflow.parentRunId` can name its parent's copy), histories read a
+    /// batch of runs at a time while the previous batch is written.
+    pub(super) async fn write_pending(&mut self) -> Result<(), TransferError> {
+        let pending = std::mem::take(&mut self.pending_runs);
+        for wave in waves(pending) {
             let (wave_size, phase) = (wave.len(), std::time::Instant::now());
-            let plan_ms;
-            let writes;
             let mut finished = Vec::with_capacity(wave.len());
             let mut fatal = None;
             {
                 let this = &*self;
-                let mut stop = |task: Done, finished: &mut Vec<Done>| {
-                    done += 1;
-                    this.tick("runs", done, total);
+                // Batches small enough that a few changed runs still
+                // make several: the first runs are written while the
+                // next ones' histories are read.
+                let batch = wave.len().div_ceil(RUNS_AT_ONCE).clamp(1, HISTORY_BATCH);
+                let mut writes = futures::stream::iter(
+                    chunked(wave, batch)
+                        .into_iter()
+                        .map(|batch| this.read_histories(batch)),
+                )
+                .buffered(2)
+                .flat_map(futures::stream::iter)
+                .map(|(plan, points)| this.write_planned(plan, points))
+                .buffer_unordered(RUNS_AT_ONCE);
+                while let Some(task) = writes.next().await {
                     // The whole side is gone: stop taking new runs (those
                     // in flight are dropped; each import is whole or not
                     // at all, and the next pass finishes them).
                     if matches!(&task.result, Err(error) if error.is_fatal()) {
                         fatal = Some(task);
-                        return true;
+                        break;
                     }
                     finished.push(task);
-                    false
-                };
-                // Listings and digests: a pass over an unchanged source is
-                // nothing but these.
-                let mut planned = Vec::new();
-                let mut listed = futures::stream::iter(wave.into_iter().map(|run| this.plan_run(run)))
-                    .buffer_unordered(RUNS_AT_ONCE);
-                let mut stopped = false;
-                while let Some(planning) = listed.next().await {
-                    match planning {
-                        Ok(plan) => planned.push(plan),
-                        Err(task) => {
-                            if stop(task, &mut finished) {
-                                stopped = true;
-                                break;
-                            }
-                        }
-                    }
-                }
-                drop(listed);
-                plan_ms = super::ms(phase);
-                writes = planned.len();
-                // Histories a batch of runs at a time (the next batch read
-                // while this one is written), then the writes.
-                let batches: Vec<Vec<Planned>> = if stopped {
-                    Vec::new()
-                } else {
-                    chunked(planned, HISTORY_BATCH)
-                };
-                let mut read =
-                    futures::stream::iter(batches.into_iter().map(|batch| this.read_histories(batch)))
-                        .buffered(2);
-                'batches: while let Some(batch) = read.next().await {
-                    let mut writes = futures::stream::iter(
-                        batch
-                            .into_iter()
-                            .map(|(plan, points)| this.write_planned(plan, points, target_experiment)),
-                    )
-                    .buffer_unordered(RUNS_AT_ONCE);
-                    while let Some(task) = writes.next().await {
-                        if stop(task, &mut finished) {
-                            break 'batches;
-                        }
-                    }
+                    this.tick("runs", this.runs_done + finished.len() as u64, this.runs_listed);
                 }
             }
-            tracing::debug!(
-                runs = wave_size,
-                to_write = writes,
-                plan_ms,
-                write_ms = super::ms(phase) - plan_ms,
-                "copied a wave of runs"
-            );
+            tracing::debug!(runs = wave_size, ms = super::ms(phase), "wrote a wave of runs");
             for task in finished.into_iter().chain(fatal) {
+                self.runs_done += 1;
                 self.apply(task)?;
             }
         }
-        self.tick("runs", total, total);
+        self.tick("runs", self.runs_done, self.runs_listed);
         Ok(())
     }
 
@@ -193,27 +209,37 @@ impl Copier<'_> {
         Ok(())
     }
 
-    /// A run's listing and digest: the run to write, or its task done
-    /// (unchanged, counted by a dry run, or failed).
-    async fn plan_run(&self, mut run: Run) -> Result<Planned, Done> {
+    /// A run's digest, from its listing: the run to write, or its task
+    /// done (unchanged, counted by a dry run, or failed).
+    fn plan_run(
+        &self,
+        mut run: Run,
+        listing: Result<Listing, TransferError>,
+        target_experiment: &str,
+    ) -> Plan {
         normalize_run(&mut run);
         let done = |run: &Run, result| Done {
             source_id: run.info.run_id.clone(),
             source_uri: run.info.artifact_uri.clone(),
             result,
         };
-        let listing = match self.source.run_artifacts(&run.info.run_id).await {
+        let listing = match listing {
             Ok(listing) => listing,
-            Err(error) => return Err(done(&run, Err(error))),
+            Err(error) => return Plan::Settled(done(&run, Err(error))),
         };
         let digest = object_digest("run", &run, &listing);
         if let Some(target_id) = self.unchanged(ObjectKind::Run, &run.info.run_id, &digest) {
-            return Err(done(&run, Ok(Step::Unchanged(target_id))));
+            return Plan::Settled(done(&run, Ok(Step::Unchanged(target_id))));
         }
         if self.options.dry_run {
-            return Err(done(&run, Ok(Step::WouldCopy)));
+            return Plan::Settled(done(&run, Ok(Step::WouldCopy)));
         }
-        Ok(Planned { run, listing, digest })
+        Plan::Write(Box::new(Planned {
+            run,
+            listing,
+            digest,
+            experiment: target_experiment.to_string(),
+        }))
     }
 
     /// The complete histories of a batch of runs, read a metric at a time
@@ -222,6 +248,7 @@ impl Copier<'_> {
         &self,
         batch: Vec<Planned>,
     ) -> Vec<(Planned, Result<Vec<Metric>, TransferError>)> {
+        let phase = std::time::Instant::now();
         let mut keys: Vec<&str> = batch
             .iter()
             .flat_map(|plan| plan.run.data.metrics.iter().map(|metric| metric.key.as_str()))
@@ -259,6 +286,7 @@ impl Copier<'_> {
                 }
             }
         }
+        tracing::debug!(runs = batch.len(), ms = super::ms(phase), "read histories");
         batch
             .into_iter()
             .map(|plan| {
@@ -271,17 +299,12 @@ impl Copier<'_> {
     }
 
     /// Writes a planned run whose histories were read.
-    async fn write_planned(
-        &self,
-        plan: Planned,
-        points: Result<Vec<Metric>, TransferError>,
-        target_experiment: &str,
-    ) -> Done {
+    async fn write_planned(&self, plan: Planned, points: Result<Vec<Metric>, TransferError>) -> Done {
         let source_id = plan.run.info.run_id.clone();
         let source_uri = plan.run.info.artifact_uri.clone();
         let result = match points {
             Ok(points) => self
-                .write_run(plan.run, plan.listing, plan.digest, points, target_experiment)
+                .write_run(plan.run, plan.listing, plan.digest, points, &plan.experiment)
                 .await
                 .map(Step::Written),
             Err(error) => Err(error),
@@ -399,21 +422,41 @@ fn chunked<T>(items: Vec<T>, size: usize) -> Vec<Vec<T>> {
     batches
 }
 
-/// `runs` (parents first) in waves: each run in the wave after its
-/// parent's, when its parent is among them.
-fn waves(runs: Vec<Run>) -> Vec<Vec<Run>> {
-    let mut depth: HashMap<String, usize> = HashMap::new();
-    let mut waves: Vec<Vec<Run>> = Vec::new();
-    for run in runs {
-        let level = run
-            .tag("mlflow.parentRunId")
-            .and_then(|parent| depth.get(parent))
-            .map_or(0, |parent| parent + 1);
-        depth.insert(run.info.run_id.clone(), level);
+/// `planned` in waves: each run in the wave after its parent's, when its
+/// parent is among them (in any order).
+fn waves(planned: Vec<Planned>) -> Vec<Vec<Planned>> {
+    let ids: std::collections::HashSet<&str> =
+        planned.iter().map(|plan| plan.run.info.run_id.as_str()).collect();
+    let parents: HashMap<String, String> = planned
+        .iter()
+        .filter_map(|plan| {
+            let parent = plan
+                .run
+                .tag("mlflow.parentRunId")
+                .filter(|parent| ids.contains(parent))?;
+            Some((plan.run.info.run_id.clone(), parent.to_string()))
+        })
+        .collect();
+    let depth = |id: &str| {
+        let (mut depth, mut at) = (0, id);
+        // Bounded: a cycle of parent links (which MLflow does not stop)
+        // ends when it has gone round every run.
+        while let Some(parent) = parents.get(at) {
+            if depth >= parents.len() {
+                break;
+            }
+            depth += 1;
+            at = parent;
+        }
+        depth
+    };
+    let mut waves: Vec<Vec<Planned>> = Vec::new();
+    for plan in planned {
+        let level = depth(&plan.run.info.run_id);
         if waves.len() <= level {
             waves.resize_with(level + 1, Vec::new);
         }
-        waves[level].push(run);
+        waves[level].push(plan);
     }
     waves
 }
@@ -423,32 +466,50 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn run(id: &str, parent: Option<&str>) -> Run {
+    fn planned(id: &str, parent: Option<&str>) -> Planned {
         let mut tags = Vec::new();
         if let Some(parent) = parent {
             tags.push(tandem_core::model::Tag::new("mlflow.parentRunId", parent));
         }
-        serde_json::from_value(json!({
+        let run = serde_json::from_value(json!({
             "info": {"run_id": id, "run_uuid": id, "run_name": id, "experiment_id": "1", "status": "FINISHED",
                      "start_time": 0, "artifact_uri": "", "lifecycle_stage": "active"},
             "data": {"tags": tags},
         }))
-        .unwrap()
+        .unwrap();
+        Planned {
+            run,
+            listing: Listing::new(),
+            digest: String::new(),
+            experiment: "1".to_string(),
+        }
+    }
+
+    fn wave_ids(planned: Vec<Planned>) -> Vec<Vec<String>> {
+        waves(planned)
+            .into_iter()
+            .map(|wave| wave.into_iter().map(|plan| plan.run.info.run_id).collect())
+            .collect()
     }
 
     #[test]
-    fn children_come_in_the_wave_after_their_parents() {
+    fn children_come_in_the_wave_after_their_parents_in_any_order() {
+        // Planning finishes in any order, and a parent may be in another
+        // experiment listed later.
         let runs = vec![
-            run("a", None),
-            run("x", Some("elsewhere")),
-            run("b", Some("a")),
-            run("c", Some("b")),
-            run("d", Some("a")),
+            planned("c", Some("b")),
+            planned("x", Some("elsewhere")),
+            planned("b", Some("a")),
+            planned("d", Some("a")),
+            planned("a", None),
         ];
-        let ids: Vec<Vec<String>> = waves(runs)
-            .into_iter()
-            .map(|wave| wave.into_iter().map(|run| run.info.run_id).collect())
-            .collect();
-        assert_eq!(ids, [vec!["a", "x"], vec!["b", "d"], vec!["c"]]);
+        assert_eq!(wave_ids(runs), [vec!["x", "a"], vec!["b", "d"], vec!["c"]]);
+    }
+
+    #[test]
+    fn a_cycle_of_parents_still_ends() {
+        let runs = vec![planned("a", Some("b")), planned("b", Some("a"))];
+        let waves = wave_ids(runs);
+        assert_eq!(waves.iter().map(Vec::len).sum::<usize>(), 2);
     }
 }

@@ -23,12 +23,13 @@
 //! `default` workspace is read.
 
 use std::collections::{HashMap, HashSet};
+use std::str::FromStr;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use tandem_artifacts::{ArtifactKey, ArtifactStore};
 use tandem_core::model::{
     Dataset, DatasetInput, Experiment, LifecycleStage, LoggedModel, LoggedModelData, LoggedModelInfo,
@@ -42,7 +43,7 @@ use crate::TransferError;
 
 mod rows;
 
-use rows::{Dialect, Query};
+use rows::{Dialect, Pool, Query, Row};
 
 /// Keys in one `IN (…)` list.
 const KEYS_AT_ONCE: usize = 500;
@@ -58,7 +59,7 @@ pub fn is_store_url(location: &str) -> bool {
 /// An `mlflow server`'s backend store and artifact root, read as a [`Source`].
 pub struct MlflowStoreSource {
     key: String,
-    pool: AnyPool,
+    pool: Pool,
     dialect: Dialect,
     /// The MLflow tables this schema has (older MLflow versions lack some).
     tables: HashSet<String>,
@@ -81,15 +82,35 @@ impl MlflowStoreSource {
     /// URL), needed when the server proxies artifacts.
     pub async fn open(url: &str, artifacts: Option<&str>) -> Result<MlflowStoreSource, TransferError> {
         let (connect, dialect, key) = connect_url(url)?;
-        sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(4)
-            .connect(&connect)
-            .await
-            .map_err(|error| TransferError::Transport {
-                url: key.clone(),
-                message: format!("cannot open the MLflow database: {error}"),
-            })?;
+        let cannot_open = |error: sqlx::Error| TransferError::Transport {
+            url: key.clone(),
+            message: format!("cannot open the MLflow database: {error}"),
+        };
+        let pool = match dialect {
+            Dialect::Sqlite => {
+                let options = SqliteConnectOptions::from_str(&connect)
+                    .map_err(cannot_open)?
+                    .read_only(true)
+                    .create_if_missing(false);
+                Pool::Sqlite(
+                    SqlitePoolOptions::new()
+                        .max_connections(4)
+                        .connect_with(options)
+                        .await
+                        .map_err(cannot_open)?,
+                )
+            }
+            Dialect::Postgres => {
+                sqlx::any::install_default_drivers();
+                Pool::Postgres(
+                    AnyPoolOptions::new()
+                        .max_connections(4)
+                        .connect(&connect)
+                        .await
+                        .map_err(cannot_open)?,
+                )
+            }
+        };
         let tables: HashSet<String> = Query::new(dialect, dialect.tables_sql())
             .fetch(&pool, &key)
             .await?
@@ -111,9 +132,9 @@ impl MlflowStoreSource {
             }
         }
         let has_column = |table: &str, column: &str| {
-            let sql = format!("SELECT {column} FROM {table} WHERE 1 = 0");
-            let pool = pool.clone();
-            async move { sqlx::query(&sql).fetch_all(&pool).await.is_ok() }
+            let query = Query::new(dialect, format!("SELECT {column} FROM {table} WHERE 1 = 0"));
+            let (pool, key) = (pool.clone(), key.clone());
+            async move { query.fetch(&pool, &key).await.is_ok() }
         };
         let workspaces = has_column("experiments", "workspace").await;
         let input_steps = tables.contains("inputs") && has_column("inputs", "step").await;
@@ -220,15 +241,40 @@ impl MlflowStoreSource {
             .list_recursive(Some(&prefix))
             .await
             .map_err(|error| artifacts_error(store, &error))?;
-        let mut files: Listing = entries
-            .into_iter()
-            .filter_map(|entry| {
-                let relative = entry.path.strip_prefix(prefix.as_str())?.strip_prefix('/')?;
-                Some((relative.to_string(), entry.size.unwrap_or(0) as i64))
-            })
-            .collect();
-        files.sort();
-        Ok(files)
+        Ok(files_under(entries, &prefix))
+    }
+
+    /// `listing` of each of `ids`: the roots in one store listed together
+    /// (a local directory in one blocking task, not two per run).
+    async fn listings(&self, ids: &[String], what: &str) -> Vec<Result<Listing, TransferError>> {
+        let mut out: Vec<Option<Result<Listing, TransferError>>> = ids.iter().map(|_| None).collect();
+        // By store (the artifact root given, or a local root of its own):
+        // the positions of the ids and their roots there.
+        let mut by_store: Vec<(&ArtifactStore, Vec<(usize, ArtifactKey)>)> = Vec::new();
+        for (at, id) in ids.iter().enumerate() {
+            match self.root_of(id, what) {
+                Ok((store, prefix)) => match by_store.iter_mut().find(|(held, _)| std::ptr::eq(*held, store))
+                {
+                    Some((_, roots)) => roots.push((at, prefix)),
+                    None => by_store.push((store, vec![(at, prefix)])),
+                },
+                Err(error) => out[at] = Some(Err(error)),
+            }
+        }
+        for (store, roots) in by_store {
+            let prefixes: Vec<ArtifactKey> = roots.iter().map(|(_, prefix)| prefix.clone()).collect();
+            let listed = store.list_recursive_each(&prefixes).await;
+            for ((at, prefix), entries) in roots.into_iter().zip(listed) {
+                out[at] = Some(
+                    entries
+                        .map(|entries| files_under(entries, &prefix))
+                        .map_err(|error| artifacts_error(store, &error)),
+                );
+            }
+        }
+        out.into_iter()
+            .map(|listing| listing.expect("every id listed or failed"))
+            .collect()
     }
 
     async fn open_file(&self, id: &str, what: &str, path: &str) -> Result<ByteStream, TransferError> {
@@ -449,9 +495,10 @@ impl MlflowStoreSource {
         let mut out: HashMap<String, Vec<Metric>> = HashMap::new();
         for chunk in run_ids.chunks(KEYS_AT_ONCE) {
             let sql = format!(
-                "SELECT run_uuid, {} FROM metrics x WHERE x.key = ? AND x.run_uuid IN ({}) \
+                "SELECT run_uuid, {} FROM metrics x WHERE {} = ? AND x.run_uuid IN ({}) \
                  ORDER BY x.run_uuid, x.step, x.timestamp",
                 rows::metric_columns("x"),
+                self.dialect.not_by_index("x.key"),
                 rows::marks(chunk.len())
             );
             let mut query = self.query(sql).bind_text(key);
@@ -466,6 +513,19 @@ impl MlflowStoreSource {
         }
         Ok(out)
     }
+}
+
+/// A listing of `prefix`'s files, relative to it, sorted.
+fn files_under(entries: Vec<tandem_artifacts::Listing>, prefix: &ArtifactKey) -> Listing {
+    let mut files: Listing = entries
+        .into_iter()
+        .filter_map(|entry| {
+            let relative = entry.path.strip_prefix(prefix.as_str())?.strip_prefix('/')?;
+            Some((relative.to_string(), entry.size.unwrap_or(0) as i64))
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// The sqlx URL, dialect and credential-free name of an MLflow store URI
@@ -533,7 +593,7 @@ fn artifacts_error(store: &ArtifactStore, error: &tandem_artifacts::ArtifactErro
     }
 }
 
-fn lifecycle(row: &AnyRow, at: usize, what: &str) -> Result<LifecycleStage, TransferError> {
+fn lifecycle(row: &Row, at: usize, what: &str) -> Result<LifecycleStage, TransferError> {
     let stage = rows::opt_text(row, at)?.unwrap_or_else(|| "active".to_string());
     LifecycleStage::parse(&stage)
         .ok_or_else(|| TransferError::Decode(format!("{what}: unknown lifecycle stage '{stage}'")))
@@ -621,6 +681,10 @@ impl Source for MlflowStoreSource {
         self.listing(run_id, "run").await
     }
 
+    async fn run_artifacts_each(&self, run_ids: &[String]) -> Vec<Result<Listing, TransferError>> {
+        self.listings(run_ids, "run").await
+    }
+
     async fn open_run_artifact(&self, run_id: &str, path: &str) -> Result<ByteStream, TransferError> {
         self.open_file(run_id, "run", path).await
     }
@@ -686,14 +750,13 @@ impl Source for MlflowStoreSource {
         if models.is_empty() {
             return Ok(models);
         }
-        let mut with =
-            |row: &AnyRow, apply: &mut dyn FnMut(&mut LoggedModel) -> Result<(), TransferError>| {
-                let id = rows::text(row, 0)?;
-                if let Some(Ok(model)) = index.get(&id).map(|&at| &mut models[at]) {
-                    apply(model)?;
-                }
-                Ok::<_, TransferError>(())
-            };
+        let mut with = |row: &Row, apply: &mut dyn FnMut(&mut LoggedModel) -> Result<(), TransferError>| {
+            let id = rows::text(row, 0)?;
+            if let Some(Ok(model)) = index.get(&id).map(|&at| &mut models[at]) {
+                apply(model)?;
+            }
+            Ok::<_, TransferError>(())
+        };
         if self.has("logged_model_tags") {
             for row in &self
                 .query("SELECT model_id, tag_key, tag_value FROM logged_model_tags WHERE experiment_id = ? ORDER BY tag_key")
