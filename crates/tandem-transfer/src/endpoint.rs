@@ -111,6 +111,11 @@ impl Endpoint {
                 .build()
                 .map_err(|error| self.transport(&error))?;
             let url = request.url().to_string();
+            // A read sent on a kept-alive connection the server was closing
+            // (uvicorn, which `mlflow server` runs, closes idle ones after
+            // 5 s) fails with a reset before any answer: sent again on a
+            // new connection it is answered. Writes are not sent twice.
+            let idempotent = matches!(*request.method(), reqwest::Method::GET | reqwest::Method::HEAD);
             match self.http.execute(request).await {
                 Ok(response) if response.status().is_success() => return Ok(response),
                 Ok(response) if matches!(response.status().as_u16(), 502..=504) && attempt < ATTEMPTS => {
@@ -119,6 +124,9 @@ impl Endpoint {
                 Ok(response) => return Err(api_error(&url, response).await),
                 Err(error) if (error.is_connect() || error.is_timeout()) && attempt < ATTEMPTS => {
                     tokio::time::sleep(Duration::from_millis(250 * 2u64.pow(attempt))).await;
+                }
+                Err(error) if idempotent && error.is_request() && attempt < ATTEMPTS => {
+                    tracing::debug!(%url, error = %self.transport(&error), "sending the read again");
                 }
                 Err(error) => return Err(self.transport(&error)),
             }
@@ -330,6 +338,58 @@ mod tests {
         assert_eq!(value["c"], "Infinity");
         assert_eq!(value["d"], "NaN Infinity");
         assert_eq!(value["e"], "x\"NaN");
+    }
+
+    /// A server that closes its first connection once it has read the
+    /// request, unanswered (what a server closing an idle kept-alive
+    /// connection does to a request that crossed it), and answers on the
+    /// others. Returns its URL and the number of requests it read.
+    async fn closes_first_connection() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(AtomicUsize::new(0));
+        let seen = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut read = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !read.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => read.extend_from_slice(&buffer[..n]),
+                    }
+                }
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    drop(socket);
+                    continue;
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+                    .await;
+            }
+        });
+        (url, requests)
+    }
+
+    #[tokio::test]
+    async fn a_read_cut_off_before_its_answer_is_sent_again_and_a_write_is_not() {
+        use std::sync::atomic::Ordering;
+        let (url, requests) = closes_first_connection().await;
+        let endpoint = Endpoint::new(&url, &Auth::None).unwrap();
+        let response = endpoint.send(|http| http.get(format!("{url}/x"))).await.unwrap();
+        assert_eq!(response.text().await.unwrap(), "ok");
+        assert_eq!(requests.load(Ordering::SeqCst), 2, "the read was sent again");
+
+        let (url, requests) = closes_first_connection().await;
+        let endpoint = Endpoint::new(&url, &Auth::None).unwrap();
+        let error = endpoint
+            .send(|http| http.post(format!("{url}/x")).body("{}"))
+            .await
+            .unwrap_err();
+        assert!(matches!(error, TransferError::Transport { .. }), "{error}");
+        assert_eq!(requests.load(Ordering::SeqCst), 1, "the write was sent once");
     }
 
     #[test]

@@ -15,29 +15,21 @@ use super::read_pool::ReadPool;
 use crate::error::{StoreError, StoreResult};
 
 /// One column of a row read by the read pool.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) enum Cell {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(String),
+pub(super) use tandem_sqlite::Cell;
+
+fn text_of(cell: Cell) -> StoreResult<String> {
+    match cell {
+        Cell::Text(text) => Ok(text),
+        other => Err(StoreError::Corrupt(format!("expected text, found {other:?}"))),
+    }
 }
 
-impl Cell {
-    pub(super) fn text(self) -> StoreResult<String> {
-        match self {
-            Cell::Text(text) => Ok(text),
-            other => Err(StoreError::Corrupt(format!("expected text, found {other:?}"))),
-        }
-    }
-
-    pub(super) fn int(&self) -> StoreResult<i64> {
-        match self {
-            Cell::Int(value) => Ok(*value),
-            other => Err(StoreError::Corrupt(format!(
-                "expected an integer, found {other:?}"
-            ))),
-        }
+fn int_of(cell: &Cell) -> StoreResult<i64> {
+    match cell {
+        Cell::Int(value) => Ok(*value),
+        other => Err(StoreError::Corrupt(format!(
+            "expected an integer, found {other:?}"
+        ))),
     }
 }
 
@@ -70,17 +62,17 @@ impl Columns for AnyRow {
 
 impl Columns for Vec<Cell> {
     fn text(&mut self, index: usize) -> StoreResult<String> {
-        std::mem::replace(cell(self, index)?, Cell::Null).text()
+        text_of(std::mem::replace(cell(self, index)?, Cell::Null))
     }
 
     fn int(&mut self, index: usize) -> StoreResult<i64> {
-        cell(self, index)?.int()
+        int_of(cell(self, index)?)
     }
 
     fn optional_int(&mut self, index: usize) -> StoreResult<Option<i64>> {
         match cell(self, index)? {
             Cell::Null => Ok(None),
-            other => other.int().map(Some),
+            other => int_of(other).map(Some),
         }
     }
 

@@ -134,22 +134,9 @@ pub(super) async fn rows(pool: &SqlitePool, sql: &str, arguments: &[&str]) -> St
     let sql = numbered(sql, arguments.len());
     let values: Vec<tandem_sqlite::Value<'_>> =
         arguments.iter().map(|a| tandem_sqlite::Value::Text(a)).collect();
-    let rows = tandem_sqlite::rows(pool, &sql, &values)
+    tandem_sqlite::rows(pool, &sql, &values)
         .await
-        .map_err(store_error)?;
-    Ok(rows
-        .into_iter()
-        .map(|row| {
-            row.into_iter()
-                .map(|cell| match cell {
-                    tandem_sqlite::Cell::Null => Cell::Null,
-                    tandem_sqlite::Cell::Int(value) => Cell::Int(value),
-                    tandem_sqlite::Cell::Real(value) => Cell::Real(value),
-                    tandem_sqlite::Cell::Text(value) => Cell::Text(value),
-                })
-                .collect()
-        })
-        .collect())
+        .map_err(store_error)
 }
 
 /// `sql` with `$1`…`$count` written `?1`…: SQLite reads `$4` as a
