@@ -76,7 +76,9 @@ class AuthServer:
             assert time.monotonic() < deadline, self.log.read_text()
             time.sleep(0.05)
         self.token_file = self.data / "admin.token"
-        self.admin_token = self.token_file.read_text().strip()
+        # A second process on a database that already has an administrator
+        # makes none (and writes no token file).
+        self.admin_token = self.token_file.read_text().strip() if self.token_file.exists() else None
 
     def cli(self, *args: str, token: str | None = None, stdin: str | None = None, expect: int = 0) -> str:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_TRACKING_", "TANDEM_"))}

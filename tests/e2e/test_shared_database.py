@@ -7,6 +7,7 @@ other), and when it is killed with `kill -9` the other takes them over
 within seconds and runs them.
 """
 
+import json
 import os
 import signal
 import time
@@ -17,6 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import BACKENDS, _database_url, _psql, _start, _stop, _tandem_bin
 from support import unique
+from test_auth import UNAUTHENTICATED, AuthServer, bearer
 
 pytestmark = pytest.mark.skipif("postgres" not in BACKENDS, reason="needs PostgreSQL")
 
@@ -89,4 +91,40 @@ def test_two_processes_share_a_region_and_hand_over_the_duties(tmp_path, monkeyp
         for server in servers:
             if server.process.poll() is None:
                 _stop(server.process)
+        _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def test_a_token_revoked_through_one_process_is_refused_by_the_other_at_once(tmp_path):
+    """Each process caches the credentials it verified (30 s at most); a
+    revocation committed by another process on the same database reaches
+    its cache through the journal head it watches, well within that."""
+    database = f"tandem_shared_{unique('db').replace('-', '_')}"
+    _psql(f"CREATE DATABASE {database}")
+    extra = ("--metadata-url", _database_url(database))
+    first = AuthServer(_tandem_bin(), tmp_path / "a", extra)
+    second = None
+    try:
+        second = AuthServer(_tandem_bin(), tmp_path / "b", extra)
+        assert first.admin_token and second.admin_token is None, "one administrator for the database"
+        created = json.loads(first.cli("user", "create", "bot", "--service", "--role", "Reader", "--json"))
+        search = "/api/2.0/mlflow/experiments/search?max_results=1"
+        # Verified (and cached) by both processes.
+        for server in (first, second):
+            assert requests.get(server.url + search, headers=bearer(created["token"])).status_code == 200
+        first.cli("token", "revoke", created["token_id"])
+        # Refused at once by the process that revoked it, and within
+        # seconds (not the cache's 30) by the other.
+        assert requests.get(first.url + search, headers=bearer(created["token"])).status_code == UNAUTHENTICATED
+        wait_for(lambda: requests.get(second.url + search, headers=bearer(created["token"])).status_code
+                 == UNAUTHENTICATED, "the other process refuses the revoked token", seconds=5)
+        refused = requests.get(second.url + search, headers=bearer(created["token"]))
+        assert "revoked" in refused.json()["message"], refused.text
+        # A new token made through the second process works on the first.
+        fresh = json.loads(second.cli("token", "create", "--principal", "bot", "--json",
+                                      token=first.admin_token))
+        assert requests.get(first.url + search, headers=bearer(fresh["token"])).status_code == 200
+    finally:
+        for server in (first, second):
+            if server is not None:
+                server.stop()
         _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
