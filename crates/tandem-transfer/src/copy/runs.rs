@@ -1,5 +1,8 @@
-//! The runs of one experiment: each read (file listing, then histories when
-//! it must be written) and written whole by its own task, several at once.
+//! The runs of a copy: planned an experiment at a time (files listed a
+//! chunk of runs at a time, then each run's digest), and those the target
+//! lacks or holds out of date written later with those of the other
+//! experiments planned meanwhile, each whole by its own task, several at
+//! once (histories read in batches while earlier runs are written).
 //! Parents are written before their children: the runs go in waves by
 //! depth, so a child's `mlflow.parentRunId` can name its parent's copy.
 
@@ -14,8 +17,8 @@ use super::{normalize_run, object_digest, proxied_path, Copied, Copier, Owner};
 use crate::source::Listing;
 use crate::TransferError;
 
-/// Runs read and written at once. The source's reads (a listing per run,
-/// a history per metric) and the target's journaled writes overlap.
+/// Runs written at once (and a source's default listings in flight). The
+/// source's history reads and the target's journaled writes overlap.
 const RUNS_AT_ONCE: usize = 8;
 /// Runs whose files are listed together when their experiment is planned.
 const LISTED_TOGETHER: usize = 256;
