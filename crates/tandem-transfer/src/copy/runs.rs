@@ -71,9 +71,9 @@ struct Done {
 
 impl Copier<'_> {
     /// Plans the runs of an experiment, as `select_runs` listed them: each
-    /// one's listing (a chunk of runs listed together) and digest. Those the target holds
-    /// as they are settle here; the others wait in `pending` for
-    /// `write_pending`, with those of other experiments.
+    /// one's listing (a chunk of runs listed together) and digest. Those
+    /// the target holds as they are settle here; the others wait in
+    /// `pending_runs` for `write_pending`, with those of other experiments.
     pub(super) async fn plan_runs(
         &mut self,
         runs: Vec<Run>,
