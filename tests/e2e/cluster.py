@@ -63,10 +63,16 @@ def free_port() -> int:
 
 class FaultProxy:
     """A TCP proxy on loopback. `cut()` drops every connection and refuses
-    new ones (a partition); `heal()` lets traffic through again."""
+    new ones (a partition); `heal()` lets traffic through again.
 
-    def __init__(self, target_port: int):
-        self.target_port = target_port
+    With several targets it is also a load balancer, as a user would put in
+    front of a region's replicas: each connection goes to the next target
+    in turn, and to the one after when that one refuses to connect (a
+    replica that died)."""
+
+    def __init__(self, target_port: int, *more_targets: int):
+        self.target_ports = [target_port, *more_targets]
+        self._next = 0
         self.port = free_port()
         self._open = True
         self._connections: list[socket.socket] = []
@@ -84,10 +90,8 @@ class FaultProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-                upstream.settimeout(None)
-            except OSError:
+            upstream = self._connect()
+            if upstream is None:
                 client.close()
                 continue
             # Checked and registered under the lock `cut()` takes: a
@@ -103,6 +107,20 @@ class FaultProxy:
                 continue
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _connect(self) -> socket.socket | None:
+        """A connection to the next target that accepts one, if any does."""
+        targets = list(self.target_ports)
+        for attempt in range(len(targets)):
+            port = targets[(self._next + attempt) % len(targets)]
+            try:
+                upstream = socket.create_connection(("127.0.0.1", port), timeout=5)
+            except OSError:
+                continue
+            self._next = (self._next + attempt + 1) % len(targets)
+            upstream.settimeout(None)
+            return upstream
+        return None
 
     @staticmethod
     def _pump(source: socket.socket, sink: socket.socket):

@@ -135,6 +135,14 @@ async fn renew(region: &Arc<Region>, spec: &WitnessSpec, lease: &Leadership) {
     }
 }
 
+/// This replica lost the region's duties: it stops renewing the lease and
+/// accepting writes. The lease stays in the witness for the replica that
+/// takes the duties over, which resumes it under a new epoch.
+pub(crate) fn let_go(region: &Region) {
+    *region.leadership.lock().expect("leadership lock poisoned") = None;
+    *region.write_deadline.lock().expect("deadline lock poisoned") = None;
+}
+
 /// Stops leading: no lease, no writes; follows `primary` if known.
 fn step_down(region: &Region, primary: Option<String>) {
     *region.leadership.lock().expect("leadership lock poisoned") = None;
@@ -577,8 +585,22 @@ async fn hand_over(
     target: &str,
     lease: &Leadership,
 ) -> Result<(i64, Promoted), Error> {
-    // Every write that passed its check before writes stopped commits now.
+    // Every write that passed its check before writes stopped commits now,
+    // in this replica and (the fence, closed in the database) in every
+    // other replica of the region.
     region.store.drain_writes().await;
+    region
+        .close_writes(&format!(
+            "region '{}' is handing the primary role over to '{target}' (planned failover); retry in a moment",
+            region.name
+        ))
+        .await
+        .map_err(|message| {
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("cannot stop the region's writes for the hand-over: {message}"),
+            )
+        })?;
     let head = region
         .store
         .journal_position()

@@ -39,6 +39,7 @@ pub mod leadership;
 pub mod protocol;
 mod quarantine;
 mod readiness;
+pub mod replicas;
 pub mod verify;
 
 use std::collections::BTreeMap;
@@ -61,7 +62,7 @@ pub const DEFAULT_SYNC_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the primary re-measures each class's RPO.
 pub const RPO_INTERVAL: Duration = Duration::from_millis(200);
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case", tag = "role")]
 pub enum Role {
     Primary,
@@ -80,7 +81,7 @@ pub struct PeerProgress {
 }
 
 /// What a secondary knows of its own following.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct FollowState {
     pub source: String,
     pub connected: bool,
@@ -192,6 +193,16 @@ pub struct Region {
     witness_error: Mutex<Option<String>>,
     /// The primary this region last caught up with (itself while it leads).
     caught_up_with: Mutex<Option<String>>,
+    /// This process among the region's replicas (see [`replicas`]).
+    replica: String,
+    url: RwLock<Option<String>>,
+    /// Whether this process holds the region's duties now.
+    duty: AtomicBool,
+    /// The duty holder as its last runtime document said.
+    holder: RwLock<Option<replicas::Holder>>,
+    /// The write fence as this process last wrote it (while holding the
+    /// duties); the lock orders a hand-over's closing after any other write.
+    fence_written: tokio::sync::Mutex<Option<(Option<i64>, Option<String>)>>,
 }
 
 fn now_millis() -> i64 {
@@ -199,6 +210,12 @@ fn now_millis() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// A replica id unique among the region's processes: the process id and
+/// when it started.
+fn replica_id() -> String {
+    format!("{}-{:x}", std::process::id(), now_millis() % 0x100_0000)
 }
 
 impl Region {
@@ -275,6 +292,11 @@ impl Region {
             last_failover: Mutex::new(None),
             witness_error: Mutex::new(None),
             caught_up_with: Mutex::new(None),
+            replica: replica_id(),
+            url: RwLock::new(None),
+            duty: AtomicBool::new(false),
+            holder: RwLock::new(None),
+            fence_written: tokio::sync::Mutex::new(None),
         }))
     }
 
@@ -558,9 +580,63 @@ impl Region {
         *current = lag;
     }
 
-    /// Runs the region's background work until `shutdown` resolves: the
-    /// follower on a secondary, RPO measurement on the primary.
+    /// Runs the region's background work until `shutdown` resolves: RPO
+    /// measurement and the bootstrap's watch in every replica, sharing with
+    /// the region's other replicas (PostgreSQL), and, while this process
+    /// holds the region's duties, following and leadership.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let sharing = {
+            let region = self.clone();
+            async move {
+                if region.shared() {
+                    region.keep_sharing().await
+                } else {
+                    std::future::pending::<()>().await
+                }
+            }
+        };
+        let duties = {
+            let region = self.clone();
+            async move {
+                let mut duties = region.store.duties();
+                loop {
+                    duties.until_held().await;
+                    region.duty.store(true, Ordering::Release);
+                    if region.shared() {
+                        tracing::info!(region = %region.name, replica = %region.replica, "this replica holds the region's duties: following and leadership run here");
+                    }
+                    let lost = async {
+                        while duties.held() {
+                            duties.changed().await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = region.clone().run_duties() => {}
+                        _ = lost => {}
+                    }
+                    region.duty.store(false, Ordering::Release);
+                    // Another replica takes them over (and the lease, under
+                    // a new epoch); this one's writes stop with the lease's
+                    // deadline, which it no longer renews.
+                    leadership::let_go(&region);
+                    tracing::warn!(region = %region.name, replica = %region.replica, "this replica lost the region's duties");
+                }
+            }
+        };
+        tokio::select! {
+            _ = shutdown => {}
+            _ = sharing => {}
+            _ = duties => {}
+            _ = self.clone().run_shared() => {}
+        }
+        self.stopping.send_replace(true);
+        if self.holds_duties() {
+            leadership::resign_on_shutdown(&self).await;
+        }
+    }
+
+    /// What every replica runs: RPO measurement and the bootstrap's watch.
+    async fn run_shared(self: Arc<Self>) {
         let measuring = {
             let region = self.clone();
             async move {
@@ -570,6 +646,22 @@ impl Region {
                 }
             }
         };
+        let bootstrapping = {
+            let region = self.clone();
+            async move {
+                region.watch_bootstrap().await;
+                std::future::pending::<()>().await
+            }
+        };
+        tokio::select! {
+            _ = measuring => {}
+            _ = bootstrapping => {}
+        }
+    }
+
+    /// What the holder of the region's duties runs: the followers and
+    /// leadership.
+    async fn run_duties(self: Arc<Self>) {
         let following = {
             let region = self.clone();
             async move {
@@ -591,13 +683,6 @@ impl Region {
                 }
             }
         };
-        let bootstrapping = {
-            let region = self.clone();
-            async move {
-                region.watch_bootstrap().await;
-                std::future::pending::<()>().await
-            }
-        };
         let leading = {
             let region = self.clone();
             async move {
@@ -609,14 +694,9 @@ impl Region {
             }
         };
         tokio::select! {
-            _ = shutdown => {}
-            _ = measuring => {}
             _ = following => {}
             _ = leading => {}
-            _ = bootstrapping => {}
         }
-        self.stopping.send_replace(true);
-        leadership::resign_on_shutdown(&self).await;
     }
 
     /// Resolves once the region is shutting down.

@@ -74,6 +74,10 @@ pub fn routes(region: Arc<Region>) -> Router {
         .split_for_parts()
         .0
         .route("/metrics", get(metrics))
+        .layer(axum::middleware::from_fn_with_state(
+            region.clone(),
+            crate::replicas::forward_to_holder,
+        ))
         .with_state(region)
 }
 
@@ -489,6 +493,15 @@ pub async fn status(region: &Region) -> serde_json::Value {
         "ready": readiness.ready,
         "readiness": readiness.checks,
         "handing_over": region.handing_over.load(std::sync::atomic::Ordering::Acquire),
+        // Which process answered, and which runs the region's duties
+        // (several replicas may share the region's database).
+        "replica": {
+            "id": region.replica(),
+            "url": region.url(),
+            "holds_duties": region.holds_duties(),
+            "shared_database": region.shared(),
+        },
+        "duty_holder": region.holder(),
         "restoring": region.restoring(),
         "primary": primary,
         "epoch": epoch,
@@ -560,6 +573,13 @@ fn set_deployment_gauges(this: &str, primary: bool, document: &serde_json::Value
         let refused = class["refusing_writes"].as_bool().unwrap_or(false);
         gauge!("tandem_writes_refused", &labels).set(f64::from(u8::from(refused)));
     }
+}
+
+pub(crate) fn unavailable(message: String) -> Response {
+    refuse(tandem_core::Error::new(
+        tandem_core::ErrorKind::Unavailable,
+        message,
+    ))
 }
 
 fn refuse(error: tandem_core::Error) -> Response {

@@ -32,6 +32,10 @@ use crate::{Region, Role};
 
 /// How often a region without its bootstrap looks again, at the latest
 /// (it also looks whenever its journal grows).
+/// How long the duty holder may go without publishing before the other
+/// replicas stop calling themselves ready (it publishes every 200 ms).
+const HOLDER_SILENT_MS: i64 = 3_000;
+
 const BOOTSTRAP_RECHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl Region {
@@ -178,6 +182,38 @@ impl Region {
         }
     }
 
+    /// With several replicas on the region's database: whether the one
+    /// holding the duties (whose view this one serves by) is alive.
+    fn duties_check(&self) -> Check {
+        if self.holds_duties() {
+            return Check::pass(
+                "duties",
+                format!("this replica ({}) holds the region's duties", self.replica()),
+            );
+        }
+        match self.holder() {
+            None => Check::fail("duties", "no replica has published the region's runtime yet"),
+            Some(holder) => {
+                let age = crate::now_millis() - holder.published_at;
+                if age <= HOLDER_SILENT_MS {
+                    Check::pass(
+                        "duties",
+                        format!("replica {} holds the region's duties", holder.replica),
+                    )
+                } else {
+                    Check::fail(
+                        "duties",
+                        format!(
+                            "replica {}, which held the region's duties, has not published for {:.1} s: another takes them over within seconds",
+                            holder.replica,
+                            age as f64 / 1000.0
+                        ),
+                    )
+                }
+            }
+        }
+    }
+
     fn caught_up_check(&self, primary: &str) -> Check {
         let state = self.follow_states().get(primary).cloned().unwrap_or_default();
         let caught_up = self
@@ -225,6 +261,9 @@ impl ReadinessProbe for Region {
             Check::fail("bootstrap", "the store does not answer")
         };
         let mut checks = vec![store, bootstrap, self.leadership_check()];
+        if self.shared() {
+            checks.push(self.duties_check());
+        }
         let role = match self.role() {
             Role::Primary => "primary",
             Role::Secondary { primary } => {

@@ -64,6 +64,11 @@ pub struct ServerConfig {
     /// address the deployment file gives (a local proxy or a nearer etcd
     /// member): comma-separated URLs.
     pub witness_endpoints: Option<String>,
+    /// Where the region's other replicas (server processes sharing its
+    /// PostgreSQL database) reach this one, for the requests only the one
+    /// holding the region's duties carries out (`TANDEM_ADVERTISE_URL`).
+    /// Default: the address it listens on.
+    pub advertise_url: Option<String>,
     /// Backup repositories requests may name (backups, restores, prune,
     /// verify), besides the one this region archives to; a URL allows what
     /// lies under it (`TANDEM_BACKUP_REPOSITORIES`, comma-separated).
@@ -145,6 +150,7 @@ impl Default for ServerConfig {
             deployment: None,
             sync_timeout_ms: 10_000,
             witness_endpoints: None,
+            advertise_url: None,
             backup_url: None,
             backup_repositories: Vec::new(),
             archive_interval_ms: 10_000,
@@ -318,6 +324,9 @@ impl ServerConfig {
         }
         if let Some(value) = env("TANDEM_WITNESS_ENDPOINTS") {
             self.witness_endpoints = Some(value);
+        }
+        if let Some(value) = env("TANDEM_ADVERTISE_URL").filter(|value| !value.is_empty()) {
+            self.advertise_url = Some(value);
         }
         if let Some(value) = env("TANDEM_BACKUP_REPOSITORIES") {
             self.backup_repositories = value

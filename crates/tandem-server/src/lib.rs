@@ -185,6 +185,10 @@ pub async fn serve(
                 name: "deployment".to_string(),
                 message,
             })?;
+            region.set_url(config.advertise_url.clone().unwrap_or_else(|| {
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{address}")
+            }));
             let policy = region.policy();
             state.store.set_policy(policy.clone());
             state.policy = policy;
@@ -251,7 +255,9 @@ pub async fn serve(
                 let mut stopping = stopped.clone();
                 tokio::spawn(async move {
                     loop {
-                        if leader.accepting_writes() {
+                        // One replica of the region creates it: the one
+                        // holding the region's duties.
+                        if leader.accepting_writes() && leader.holds_duties() {
                             match bootstrap::bootstrap_admin(leader.store.as_ref(), &token_file).await {
                                 Ok(_) => return,
                                 Err(error) => {

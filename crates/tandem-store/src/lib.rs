@@ -21,7 +21,10 @@ mod sql;
 pub use error::{StoreError, StoreResult, WriteOutcome};
 pub use sql::duties::{Duties, CONTEND_EVERY};
 pub use sql::fence::ArtifactFence;
-pub use sql::{proxied_artifact_path, Backend, SqlStore, StoreOptions};
+pub use sql::{
+    proxied_artifact_path, Acknowledgement, Backend, RuntimeRecord, SharedAcknowledgement, SqlStore,
+    StoreOptions,
+};
 
 use async_trait::async_trait;
 use tandem_core::journal::AssetClass;
@@ -326,6 +329,25 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// garbage collection, scheduled backups): one of the processes sharing
     /// a database at a time.
     fn duties(&self) -> Duties;
+
+    /// Sets the region's write fence, which every process sharing the
+    /// database reads with its writes (PostgreSQL; nothing on SQLite, whose
+    /// one process checks its lease in memory): local writes that need the
+    /// primary's lease are refused from `until` (ms since the epoch) on, or
+    /// while `closed` says why. Returns once no write begun under the old
+    /// fence is still open, in any process.
+    async fn set_write_fence(&self, until: Option<i64>, closed: Option<&str>) -> StoreResult<()>;
+    /// Publishes the duty holder's runtime document for the region's other
+    /// processes (PostgreSQL; nothing on SQLite).
+    async fn publish_runtime(&self, holder: &str, document: &str) -> StoreResult<()>;
+    /// The runtime document last published, if any.
+    async fn runtime(&self) -> StoreResult<Option<RuntimeRecord>>;
+    /// Adds this process's latest acknowledgements from secondaries to the
+    /// shared ones (each position only moves forward) and returns them all.
+    async fn share_acknowledgements(
+        &self,
+        ours: &[Acknowledgement<'_>],
+    ) -> StoreResult<Vec<SharedAcknowledgement>>;
 
     /// The fence between a move's artifact copies and its commit (held
     /// shared) and the garbage collector's check-then-delete (held alone),

@@ -182,3 +182,106 @@ async fn a_store_learns_of_what_another_process_on_its_database_commits() {
     drop(second);
     harness.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_fence_the_epoch_and_acknowledgements_reach_every_process_of_the_region() {
+    let Some(harness) = Harness::new(Backend::Postgres).await else {
+        return;
+    };
+    let first = harness.store.clone();
+    let second: Arc<dyn MetadataStore> = Arc::new(
+        SqlStore::open(StoreOptions::new(harness.url.clone(), "test-region"))
+            .await
+            .unwrap(),
+    );
+    let ws = first.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    let experiment = first
+        .create_experiment(&ws, "fenced", None, Vec::new())
+        .await
+        .unwrap();
+    let tag = |key: &str| Tag {
+        key: key.to_string(),
+        value: "v".to_string(),
+    };
+
+    // Closed by one process: refused by both, with the reason.
+    first
+        .set_write_fence(None, Some("handing the primary role over to 'west'"))
+        .await
+        .unwrap();
+    for store in [&first, &second] {
+        let refused = store
+            .set_experiment_tag(&ws, &experiment, tag("closed"))
+            .await
+            .expect_err("a write past a closed fence");
+        assert!(
+            refused
+                .to_string()
+                .contains("handing the primary role over to 'west'"),
+            "{refused}"
+        );
+    }
+    // A lease deadline that passed: refused; one ahead: accepted.
+    let now = tandem_store::now_millis();
+    first.set_write_fence(Some(now - 1_000), None).await.unwrap();
+    let refused = second
+        .set_experiment_tag(&ws, &experiment, tag("lapsed"))
+        .await
+        .expect_err("a write past the lease's deadline");
+    assert!(refused.to_string().contains("not renewed in time"), "{refused}");
+    first.set_write_fence(Some(now + 60_000), None).await.unwrap();
+    second
+        .set_experiment_tag(&ws, &experiment, tag("leased"))
+        .await
+        .unwrap();
+    first.set_write_fence(None, None).await.unwrap();
+    second
+        .set_experiment_tag(&ws, &experiment, tag("open"))
+        .await
+        .unwrap();
+    let tags = first.get_experiment(&ws, &experiment).await.unwrap().tags;
+    let keys: Vec<&str> = tags.iter().map(|tag| tag.key.as_str()).collect();
+    assert!(keys.contains(&"leased") && keys.contains(&"open"), "{keys:?}");
+    assert!(!keys.contains(&"closed") && !keys.contains(&"lapsed"), "{keys:?}");
+
+    // An epoch begun by one process stamps the other's next records.
+    let epoch = first.journal_position().await.unwrap().epoch + 3;
+    first.begin_epoch(epoch).await.unwrap();
+    let head = first.journal_position().await.unwrap().head;
+    second
+        .set_experiment_tag(&ws, &experiment, tag("next-epoch"))
+        .await
+        .unwrap();
+    let records = first.journal_after(head, None, 10).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        records[0].epoch, epoch,
+        "the other process's record carries the new epoch"
+    );
+
+    // Acknowledgements only move forward, whichever process saw them.
+    let at = tandem_store::now_millis();
+    let ack = |applied| tandem_store::Acknowledgement {
+        region: "west",
+        applied,
+        acknowledged_at: at,
+    };
+    first.share_acknowledgements(&[ack(10)]).await.unwrap();
+    let shared = second.share_acknowledgements(&[ack(5)]).await.unwrap();
+    assert_eq!(shared.len(), 1);
+    assert_eq!((shared[0].region.as_str(), shared[0].applied), ("west", 10));
+
+    // The runtime document one publishes, the other reads.
+    assert_eq!(second.runtime().await.unwrap(), None);
+    first
+        .publish_runtime("replica-1", "{\"format\":1}")
+        .await
+        .unwrap();
+    let runtime = second.runtime().await.unwrap().expect("published");
+    assert_eq!(
+        (runtime.holder.as_str(), runtime.document.as_str()),
+        ("replica-1", "{\"format\":1}")
+    );
+    drop(second);
+    harness.finish().await;
+}

@@ -80,6 +80,11 @@ const SQLITE: &[Migration] = &[
         description: "where copied objects came from",
         sql: include_str!("../../migrations/sqlite/0016_transfer_origins.sql"),
     },
+    Migration {
+        version: 17,
+        description: "several server processes per region: the write fence, the runtime document, shared acknowledgements",
+        sql: include_str!("../../migrations/sqlite/0017_replicas.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -148,10 +153,15 @@ const POSTGRES: &[Migration] = &[
         description: "where copied objects came from",
         sql: include_str!("../../migrations/postgres/0016_transfer_origins.sql"),
     },
+    Migration {
+        version: 17,
+        description: "several server processes per region: the write fence, the runtime document, shared acknowledgements",
+        sql: include_str!("../../migrations/postgres/0017_replicas.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 16;
+pub const SCHEMA_VERSION: i64 = 17;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

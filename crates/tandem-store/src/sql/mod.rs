@@ -22,6 +22,7 @@ mod ops;
 mod others;
 mod read_pool;
 mod registry;
+mod replicas;
 mod replication;
 mod restore;
 mod retention;
@@ -33,6 +34,9 @@ mod tracking;
 mod transfer;
 mod workspaces;
 mod writer;
+
+pub(crate) use replicas::fence_reason;
+pub use replicas::{Acknowledgement, RuntimeRecord, SharedAcknowledgement};
 
 pub use ops::proxied_artifact_path;
 
@@ -172,6 +176,9 @@ pub(crate) struct WriteTx {
     /// transaction and commit metrics.
     started: std::time::Instant,
     backend: Backend,
+    /// Why the region's writes were fenced when the transaction began, if
+    /// they were (see `replicas.rs`).
+    fence: Option<String>,
 }
 
 /// A cache of workspace name resolution, emptied whenever a workspace
@@ -364,7 +371,11 @@ impl SqlStore {
         // the journal's order by sequence is its order by clock too.
         self.hlc.observe(tx.hlc_floor().max(0) as u64);
         let next_seq = tx.last_seq() + 1;
+        // Another process of the region may have begun a later epoch.
+        self.learn_epoch(tx.epoch_seen());
+        let fence = tx.fence();
         Ok(WriteTx {
+            fence,
             tx,
             workspace_id: workspace_id.to_string(),
             now: self.now(),
@@ -391,6 +402,14 @@ impl SqlStore {
         let policy = self.policy.read().expect("policy lock poisoned").clone();
         if check {
             policy.check_write(class)?;
+            // The database's word on the lease, for every process of the
+            // region: this one's own view may be a moment old.
+            let hot_hot = class.is_some_and(|class| policy.multi_writer(class));
+            if let (Some(reason), false) = (&write.fence, hot_hot) {
+                return Err(
+                    tandem_core::Error::new(tandem_core::ErrorKind::NotPrimary, reason.clone()).into(),
+                );
+            }
         }
         let seen = match class {
             Some(class) if policy.multi_writer(class) => Some(self.seen_context(write).await?),

@@ -113,6 +113,25 @@ impl MetadataStore for SqlStore {
         SqlStore::duties(self)
     }
 
+    async fn set_write_fence(&self, until: Option<i64>, closed: Option<&str>) -> StoreResult<()> {
+        self.set_write_fence_impl(until, closed).await
+    }
+
+    async fn publish_runtime(&self, holder: &str, document: &str) -> StoreResult<()> {
+        self.publish_runtime_impl(holder, document).await
+    }
+
+    async fn runtime(&self) -> StoreResult<Option<crate::RuntimeRecord>> {
+        self.runtime_impl().await
+    }
+
+    async fn share_acknowledgements(
+        &self,
+        ours: &[crate::Acknowledgement<'_>],
+    ) -> StoreResult<Vec<crate::SharedAcknowledgement>> {
+        self.share_acknowledgements_impl(ours).await
+    }
+
     async fn artifact_fence(&self, exclusive: bool) -> StoreResult<crate::ArtifactFence> {
         SqlStore::artifact_fence(self, exclusive).await
     }

@@ -76,6 +76,12 @@ pub(crate) struct Batching {
     /// the database may have written it, and this one's records must order
     /// after it, as their sequence numbers do.
     hlc_floor: i64,
+    /// The region's epoch and write fence as stored when the open
+    /// transaction began (PostgreSQL, read with the head; 0 and none on
+    /// SQLite, whose one process knows them). Another process of the
+    /// region may have begun an epoch or closed the region's writes.
+    epoch: i64,
+    fence: Option<String>,
 }
 
 struct Batch {
@@ -156,6 +162,15 @@ const ROLLBACK_TO: [&str; 2] = [
     "RELEASE SAVEPOINT tandem_write",
 ];
 
+/// Wall-clock milliseconds: the fence's deadline is one, written by the
+/// process holding the lease (the region's processes share a clock source).
+fn wall_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::query(sql).execute(conn).await.map(|_| ())
 }
@@ -180,6 +195,8 @@ impl Writer {
                 committed_seq: at,
                 hlc: 0,
                 hlc_floor: 0,
+                epoch: 0,
+                fence: None,
             })),
             queued: Arc::new(AtomicUsize::new(0)),
             flush_scheduled: Arc::new(AtomicBool::new(false)),
@@ -224,16 +241,20 @@ impl Writer {
                 // transaction's records are numbered on from it in memory
                 // (one statement a transaction, not one a record), and the
                 // head is stored once, before the commit.
-                let head = sqlx::query_as::<_, (i64, i64)>(
-                    "SELECT journal_head, hlc FROM region_state WHERE id = 1 FOR UPDATE",
+                // The epoch and the fence come with it: a write that
+                // holds the row is ordered after every change to them.
+                let head = sqlx::query_as::<_, (i64, i64, i64, Option<i64>, Option<String>)>(
+                    "SELECT journal_head, hlc, epoch, writes_until, writes_closed FROM region_state WHERE id = 1 FOR UPDATE",
                 )
                 .fetch_one(&mut *conn)
                 .await;
                 match head {
-                    Ok((head, hlc)) => {
+                    Ok((head, hlc, epoch, until, closed)) => {
                         state.last_seq = head;
                         state.committed_seq = head;
                         state.hlc_floor = hlc;
+                        state.epoch = epoch;
+                        state.fence = crate::sql::fence_reason(until, closed, wall_millis());
                     }
                     Err(error) => {
                         if exec(&mut conn, "ROLLBACK").await.is_err() {
@@ -438,6 +459,18 @@ impl WriterGuard {
     /// 0 on SQLite, whose one process issues every reading).
     pub(crate) fn hlc_floor(&self) -> i64 {
         self.guard.as_ref().expect("write in progress").hlc_floor
+    }
+
+    /// The region's epoch when this write's transaction began (PostgreSQL;
+    /// 0 on SQLite).
+    pub(crate) fn epoch_seen(&self) -> i64 {
+        self.guard.as_ref().expect("write in progress").epoch
+    }
+
+    /// Why the region's local writes were fenced when this write's
+    /// transaction began, if they were (PostgreSQL; none on SQLite).
+    pub(crate) fn fence(&self) -> Option<String> {
+        self.guard.as_ref().expect("write in progress").fence.clone()
     }
 
     /// Ends the write: its savepoint released, then either committed with
