@@ -37,7 +37,7 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from cluster import free_port
-from conftest import _start, _stop, _tandem_bin
+from conftest import BACKENDS, _database_url, _psql, _start, _stop, _tandem_bin
 from support import journal, unique
 
 AZURITE_ACCOUNT = "devstoreaccount1"
@@ -468,3 +468,60 @@ def test_direct_uploads_can_be_turned_off(moto, multipart_client, monkeypatch, t
         downloaded = mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="weights.bin",
                                                          dst_path=str(tmp_path / "down"))
         assert open(downloaded, "rb").read() == data
+
+
+@pytest.mark.skipif("postgres" not in BACKENDS, reason="needs PostgreSQL")
+def test_an_upload_created_through_one_replica_is_completed_through_another(moto, tmp_path):
+    """Two processes of one region on one PostgreSQL database and one bucket:
+    open direct uploads are kept in the database, so no sticky routing is
+    needed; of two completions of one upload, through different processes,
+    exactly one proceeds."""
+    database = f"tandem_mpu_{unique('db').replace('-', '_')}"
+    _psql(f"CREATE DATABASE {database}")
+    env = {
+        "TANDEM_ARTIFACTS_URL": f"s3://{BUCKET}/replicas",
+        "AWS_ENDPOINT": moto,
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+    }
+    servers = []
+    try:
+        with _environment(env):
+            for name in ("a", "b"):
+                servers.append(_start(_tandem_bin(), "postgres", tmp_path / name, tmp_path / f"{name}.log",
+                                      _database_url(database)))
+        a, b = servers
+        client = MlflowClient(a.url)
+        run = client.create_run(client.create_experiment(unique("mpu")))
+        directory = _run_dir(run)
+        data = os.urandom(CHUNK) + b"tail"
+        created = _post(a, "create", directory, {"path": "/local/w.bin", "num_parts": 2})
+        assert created.status_code == 200, created.text
+        body = created.json()
+        etags = []
+        for credential, part in zip(body["credentials"], [data[:CHUNK], data[CHUNK:]]):
+            put = requests.put(credential["url"], data=part, headers=credential.get("headers") or {}, timeout=30)
+            assert put.status_code == 200, put.text
+            etags.append(put.headers["ETag"])
+        completion = {"path": "/local/w.bin", "upload_id": body["upload_id"],
+                      "parts": [{"part_number": i + 1, "etag": etag} for i, etag in enumerate(etags)]}
+        # Completed through the other process; a second completion, through
+        # the first, finds it no longer open.
+        completed = _post(b, "complete", directory, completion)
+        assert completed.status_code == 200, completed.text
+        again = _post(a, "complete", directory, completion)
+        assert again.status_code == 404, again.text
+        read = requests.get(f"{a.url}/api/2.0/mlflow-artifacts/artifacts/{directory}/w.bin", timeout=30)
+        assert read.status_code == 200 and read.content == data
+        # Aborted through the other process likewise.
+        opened = _post(b, "create", directory, {"path": "/local/x.bin", "num_parts": 1})
+        assert opened.status_code == 200, opened.text
+        aborted = _post(a, "abort", directory, {"path": "/local/x.bin", "upload_id": opened.json()["upload_id"]})
+        assert aborted.status_code == 200, aborted.text
+        assert "<UploadId>" not in requests.get(f"{moto}/{BUCKET}?uploads", timeout=30).text
+    finally:
+        for server in servers:
+            _stop(server.process)
+        _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

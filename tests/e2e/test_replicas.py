@@ -13,6 +13,8 @@ and nothing acknowledged is lost, here or in the other region.
 """
 
 import json
+import os
+import signal
 import subprocess
 import threading
 import time
@@ -331,3 +333,82 @@ def subprocess_failover(binary: str, url: str) -> dict:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout)
+
+
+def test_tandem_up_runs_three_replicas_per_region_and_survives_the_loss_of_the_duty_holder(tmp_path):
+    """`tandem up --replicas 3` on the local PostgreSQL: three replicas per
+    region behind the gateway, which balances across them; `tandem status`
+    lists them; a `kill -9` of the replica holding eastus's duties costs the
+    mlflow client nothing (the gateway and the client's retries absorb it),
+    `up` starts it again, and westus holds every acknowledged write."""
+    from test_up import Up
+
+    directory = tmp_path / "up"
+    deployment = Up(directory, "--replicas", "3")
+    databases = []
+    try:
+        for region in ("eastus", "westus"):
+            url = (directory / region / "metadata.url").read_text().strip()
+            databases.append(url.rsplit("/", 1)[1])
+        names = [part["name"] for part in deployment.file()["parts"]]
+        assert names == ["witness", "eastus-1", "eastus-2", "eastus-3",
+                         "westus-1", "westus-2", "westus-3", "gateway"], names
+        assert deployment.primary() == "eastus"
+        headers = deployment.headers
+
+        def view(part: str) -> dict:
+            url = deployment.part(part)["url"]
+            return requests.get(f"{url}/api/tandem/v1/regions", headers=headers, timeout=5).json()
+
+        # Each region: three replicas alive, one holding the duties.
+        for region in ("eastus", "westus"):
+            listed = wait_until(lambda: len(view(f"{region}-1")["replicas"]) == 3 and view(f"{region}-1")["replicas"],
+                                20, f"{region}'s three replicas to be listed")
+            assert sum(replica["holds_duties"] for replica in listed) == 1, listed
+        table = subprocess.run([_tandem_bin(), "status", "--url", deployment.tracking_uri],
+                               capture_output=True, text=True, timeout=30)
+        assert table.returncode == 0, table.stderr
+        assert "REPLICAS OF eastus" in table.stdout and "holds" in table.stdout, table.stdout
+        # The gateway spreads requests over eastus's replicas.
+        gateway = deployment.gateway_status()
+        east = next(region for region in gateway["regions"] if region["name"] == "eastus")
+        assert [replica["healthy"] for replica in east["replicas"]] == [True, True, True], east
+
+        writer = client(deployment.tracking_uri)
+        run_id = writer.create_run(writer.create_experiment(f"up-{uuid.uuid4().hex[:8]}")).info.run_id
+        acknowledged, failures = [], []
+        step = 0
+
+        def write(count: int):
+            nonlocal step
+            for _ in range(count):
+                try:
+                    writer.log_metric(run_id, "loss", float(step), step=step)
+                    acknowledged.append(step)
+                except mlflow.exceptions.MlflowException as error:
+                    failures.append(str(error)[:300])
+                step += 1
+
+        write(20)
+        holder = next(f"eastus-{index}" for index in (1, 2, 3) if view(f"eastus-{index}")["replica"]["holds_duties"])
+        killed = deployment.part(holder)
+        os.kill(killed["pid"], signal.SIGKILL)
+        write(60)
+        assert not failures, failures
+        # Another replica took the duties; `up` started the killed one again.
+        wait_until(lambda: any(view(f"eastus-{index}")["replica"]["holds_duties"]
+                               for index in (1, 2, 3) if f"eastus-{index}" != holder), 20,
+                   "another replica of eastus to hold the duties")
+        restarted = wait_until(lambda: (part := deployment.part(holder))["state"] == "running"
+                               and part["pid"] != killed["pid"] and part, 60, f"{holder} to be started again")
+        assert restarted["restarts"] == 1, restarted
+        write(20)
+        assert not failures, failures
+        west = client(deployment.part("westus-2")["url"])
+        wait_until(lambda: {int(m.step) for m in west.get_metric_history(run_id, "loss")} >= set(acknowledged), 30,
+                   "every acknowledged write at westus")
+        deployment.stop()
+    finally:
+        deployment.close()
+        for database in databases:
+            _psql(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")

@@ -8,9 +8,15 @@
 //! run, created before the clock starts. It writes in a closed loop (the next
 //! request leaves when the last was answered): with `--mix metric` only
 //! `runs/log-metric`; with `--mix all` a metric, a param and a tag in turn
-//! (params are immutable, so every param key is new). Every request must
-//! answer 200: anything else is counted as an error and printed. The result
-//! is one JSON object on stdout.
+//! (params are immutable, so every param key is new); with `--mix read`, a
+//! `runs/get` of its run and a `runs/search` of the experiment's first 100
+//! runs in turn (each run holds 10 metrics, 5 params and 3 tags). Every
+//! request must answer 200: anything else is counted as an error and
+//! printed. The result is one JSON object on stdout.
+//!
+//! `--url` may list several servers, comma-separated (the replicas of a
+//! region): client `i` talks to the `i % n`-th, so the load is spread evenly
+//! without a balancer in between.
 
 use std::time::{Duration, Instant};
 
@@ -21,9 +27,10 @@ use serde_json::json;
 #[derive(Parser)]
 #[command(about = "Concurrent MLflow REST writers; prints throughput and latency percentiles as JSON")]
 struct Args {
-    /// The tracking server, e.g. http://127.0.0.1:5000
-    #[arg(long)]
-    url: String,
+    /// The tracking server, e.g. http://127.0.0.1:5000, or several,
+    /// comma-separated: clients are spread over them evenly.
+    #[arg(long, value_delimiter = ',', required = true)]
+    url: Vec<String>,
     /// Concurrent clients, each with its own connection and run.
     #[arg(long, default_value_t = 64)]
     clients: usize,
@@ -45,6 +52,7 @@ struct Args {
 enum Mix {
     Metric,
     All,
+    Read,
 }
 
 struct Client {
@@ -73,6 +81,50 @@ impl Client {
         }
         Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
     }
+
+    async fn get(&self, route: &str, query: &[(&str, &str)]) -> anyhow::Result<()> {
+        let mut request = self
+            .http
+            .get(format!("{}/api/2.0/mlflow/{route}", self.base))
+            .query(query);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.with_context(|| format!("GET {route}"))?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        if !status.is_success() {
+            bail!(
+                "GET {route}: {status} {}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What a run read by `--mix read` holds: 10 metrics, 5 params, 3 tags.
+async fn fill_run(client: &Client, run_id: &str) -> anyhow::Result<()> {
+    let now = now_ms();
+    let metrics: Vec<_> = (0..10)
+        .map(|k| json!({"key": format!("m{k}"), "value": k as f64 / 10.0, "timestamp": now, "step": 0}))
+        .collect();
+    let params: Vec<_> = (0..5)
+        .map(|k| json!({"key": format!("p{k}"), "value": format!("v{k}")}))
+        .collect();
+    let tags: Vec<_> = (0..3)
+        .map(|k| json!({"key": format!("t{k}"), "value": format!("v{k}")}))
+        .collect();
+    client
+        .post(
+            "runs/log-batch",
+            json!({"run_id": run_id, "metrics": metrics, "params": params, "tags": tags}),
+        )
+        .await?;
+    Ok(())
 }
 
 /// What one client did: latencies of its successful writes in microseconds,
@@ -112,12 +164,39 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+async fn read(client: Client, run_id: String, experiment: String, deadline: Instant) -> Tally {
+    let mut tally = Tally::default();
+    let mut n: u64 = 0;
+    while Instant::now() < deadline {
+        let sent = Instant::now();
+        let answer = if n.is_multiple_of(2) {
+            client.get("runs/get", &[("run_id", run_id.as_str())]).await
+        } else {
+            client
+                .post(
+                    "runs/search",
+                    json!({"experiment_ids": [experiment], "max_results": 100}),
+                )
+                .await
+                .map(|_| ())
+        };
+        match answer {
+            Ok(()) => tally
+                .latencies_us
+                .push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32),
+            Err(error) => tally.errors.push(format!("{error:#}")),
+        }
+        n += 1;
+    }
+    tally
+}
+
 async fn write(client: Client, run_id: String, index: usize, mix: Mix, deadline: Instant) -> Tally {
     let mut tally = Tally::default();
     let mut n: u64 = 0;
     while Instant::now() < deadline {
         let (route, body) = match (mix, n % 3) {
-            (Mix::Metric, _) | (Mix::All, 0) => (
+            (Mix::Metric, _) | (Mix::All, 0) | (Mix::Read, _) => (
                 "runs/log-metric",
                 json!({"run_id": run_id, "key": "loss", "value": 1.0 / (n + 1) as f64,
                        "timestamp": now_ms(), "step": n}),
@@ -170,21 +249,21 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let make = || -> anyhow::Result<Client> {
+    let make = |index: usize| -> anyhow::Result<Client> {
         Ok(Client {
             http: reqwest::Client::builder()
                 .pool_max_idle_per_host(1)
                 .timeout(Duration::from_secs(120))
                 .build()?,
-            base: args.url.trim_end_matches('/').to_string(),
+            base: args.url[index % args.url.len()].trim_end_matches('/').to_string(),
             token: args.token.clone(),
         })
     };
-    let setup = make()?;
+    let setup = make(0)?;
     let experiment = experiment_id(&setup, &args.experiment).await?;
     let mut clients = Vec::with_capacity(args.clients);
     for index in 0..args.clients {
-        let client = make()?;
+        let client = make(index)?;
         let created = client
             .post(
                 "runs/create",
@@ -195,6 +274,9 @@ async fn main() -> anyhow::Result<()> {
             .as_str()
             .context("no run_id")?
             .to_string();
+        if matches!(args.mix, Mix::Read) {
+            fill_run(&client, &run_id).await?;
+        }
         clients.push((client, run_id));
     }
     let cpu0 = own_cpu_s();
@@ -203,7 +285,10 @@ async fn main() -> anyhow::Result<()> {
     let tasks: Vec<_> = clients
         .into_iter()
         .enumerate()
-        .map(|(index, (client, run_id))| tokio::spawn(write(client, run_id, index, args.mix, deadline)))
+        .map(|(index, (client, run_id))| match args.mix {
+            Mix::Read => tokio::spawn(read(client, run_id, experiment.clone(), deadline)),
+            mix => tokio::spawn(write(client, run_id, index, mix, deadline)),
+        })
         .collect();
     let mut per_client = Vec::with_capacity(tasks.len());
     let mut all = Vec::new();

@@ -36,6 +36,7 @@
 mod direct;
 mod error;
 mod key;
+mod ledger;
 mod local;
 mod open;
 mod store;
@@ -44,6 +45,7 @@ mod upload;
 pub use direct::{DirectUpload, PartTarget, UploadedPart, MAX_DIRECT_PARTS};
 pub use error::ArtifactError;
 pub use key::{ArtifactKey, MAX_KEY_BYTES, MAX_SEGMENT_BYTES};
+pub use ledger::{MemoryLedger, UploadLedger};
 pub use store::{ArtifactStore, Listing, PutOutcome, DEFAULT_ABANDONED_AFTER};
 pub use upload::{MAX_PARTS_IN_FLIGHT, PART_SIZE};
 

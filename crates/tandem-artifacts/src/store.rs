@@ -18,7 +18,7 @@ use crate::direct::Direct;
 use crate::error::{classify, Op};
 use crate::local::LocalRoot;
 use crate::{open, upload, ArtifactError, ArtifactKey};
-use crate::{DirectUpload, UploadedPart};
+use crate::{DirectUpload, MemoryLedger, UploadLedger, UploadedPart};
 
 /// Chunk size when streaming a local file back: object_store's own file stream reads 8 KiB
 /// per blocking task, which is needlessly slow for multi-gigabyte model files.
@@ -57,9 +57,9 @@ pub struct ArtifactStore {
     url: String,
     local: Option<LocalRoot>,
     direct: Option<Direct>,
-    /// Direct uploads created and not yet completed or aborted, by storage
-    /// key and upload id (see [`PendingUploads`]).
-    pending: Arc<PendingUploads>,
+    /// Direct uploads created and not yet completed or aborted (see
+    /// [`crate::UploadLedger`]).
+    pending: Arc<dyn UploadLedger>,
     /// How long a direct upload may stay open before
     /// [`abort_expired_direct_uploads`](Self::abort_expired_direct_uploads)
     /// aborts it; its part URLs expire no later.
@@ -69,46 +69,6 @@ pub struct ArtifactStore {
 /// How long a direct upload may stay open by default: a day, long past
 /// any upload whose client is still at work.
 pub const DEFAULT_ABANDONED_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The direct uploads this process created and that are still open. Only
-/// these may be completed or aborted: an upload id the process did not
-/// create for that key is refused. Kept in memory: an entry lives for
-/// minutes to hours, and neither the journal nor the other regions have
-/// any use for it. The cost: create and complete must reach the same
-/// process (a region served by several replicas needs sticky routing for
-/// them), and after a restart the open uploads are forgotten (their parts
-/// stay in the bucket until a lifecycle rule removes them on S3; Azure
-/// discards uncommitted blocks after 7 days).
-#[derive(Debug, Default)]
-struct PendingUploads {
-    open: std::sync::Mutex<HashMap<(String, String), PendingUpload>>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct PendingUpload {
-    num_parts: u32,
-    created: std::time::Instant,
-}
-
-impl PendingUploads {
-    fn insert(&self, key: &ArtifactKey, upload_id: &str, pending: PendingUpload) {
-        self.lock()
-            .insert((key.as_str().to_string(), upload_id.to_string()), pending);
-    }
-
-    fn take(&self, key: &ArtifactKey, upload_id: &str) -> Result<PendingUpload, ArtifactError> {
-        self.lock()
-            .remove(&(key.as_str().to_string(), upload_id.to_string()))
-            .ok_or_else(|| ArtifactError::UnknownUpload {
-                path: key.to_string(),
-                upload_id: upload_id.to_string(),
-            })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), PendingUpload>> {
-        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
 
 /// What a completed upload wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +105,7 @@ impl ArtifactStore {
             url: url.to_string(),
             local: opened.local,
             direct: opened.direct,
-            pending: Arc::default(),
+            pending: Arc::new(MemoryLedger::default()),
             abandoned_after: DEFAULT_ABANDONED_AFTER,
         })
     }
@@ -154,6 +114,13 @@ impl ArtifactStore {
     /// abandoned (their client went away): part URLs expire by then, and
     /// [`abort_expired_direct_uploads`](Self::abort_expired_direct_uploads)
     /// aborts them. The default is [`DEFAULT_ABANDONED_AFTER`].
+    /// Keeps the open direct uploads in `ledger` instead of this process's
+    /// memory (the replicas of a region share one through their database).
+    pub fn with_upload_ledger(mut self, ledger: Arc<dyn UploadLedger>) -> ArtifactStore {
+        self.pending = ledger;
+        self
+    }
+
     pub fn with_abandoned_uploads_after(mut self, after: Duration) -> ArtifactStore {
         self.abandoned_after = after;
         self
@@ -489,14 +456,17 @@ impl ArtifactStore {
         let upload = direct
             .create(&location, key.as_str(), num_parts, expires_in)
             .await?;
-        self.pending.insert(
-            key,
-            &upload.upload_id,
-            PendingUpload {
-                num_parts,
-                created: std::time::Instant::now(),
-            },
-        );
+        if let Err(message) = self
+            .pending
+            .open(key.as_str(), &upload.upload_id, num_parts)
+            .await
+        {
+            // Unrecorded, it could never be completed: give it up now.
+            let _ = direct.abort(&location, key.as_str(), &upload.upload_id).await;
+            return Err(ArtifactError::backend_msg(format!(
+                "cannot record the direct upload: {message}"
+            )));
+        }
         Ok(upload)
     }
 
@@ -520,24 +490,23 @@ impl ArtifactStore {
         // Taken, so that two completions of one upload cannot both proceed;
         // put back if the storage refuses the completion (the client then
         // aborts it).
-        let pending = self.pending.take(key, upload_id)?;
+        let num_parts = self.take_pending(key, upload_id).await?;
         let numbered = parts.iter().enumerate().all(|(i, part)| {
             part.part_number >= 1
-                && part.part_number <= pending.num_parts
+                && part.part_number <= num_parts
                 && (i == 0 || parts[i - 1].part_number < part.part_number)
         });
         if parts.is_empty() || !numbered {
-            self.pending.insert(key, upload_id, pending);
+            self.put_back(key, upload_id, num_parts).await;
             return Err(ArtifactError::invalid(
                 key.as_str(),
                 format!(
-                    "the parts of a direct upload are numbered 1 to {} in increasing order, at least one",
-                    pending.num_parts
+                    "the parts of a direct upload are numbered 1 to {num_parts} in increasing order, at least one"
                 ),
             ));
         }
         if let Err(error) = direct.complete(&location, key.as_str(), upload_id, parts).await {
-            self.pending.insert(key, upload_id, pending);
+            self.put_back(key, upload_id, num_parts).await;
             return Err(error);
         }
         let outcome = self.digest(key).await?;
@@ -557,12 +526,34 @@ impl ArtifactStore {
     pub async fn abort_direct_upload(&self, key: &ArtifactKey, upload_id: &str) -> Result<(), ArtifactError> {
         let direct = self.direct()?;
         let location = self.location(key)?;
-        let pending = self.pending.take(key, upload_id)?;
+        let num_parts = self.take_pending(key, upload_id).await?;
         if let Err(error) = direct.abort(&location, key.as_str(), upload_id).await {
-            self.pending.insert(key, upload_id, pending);
+            self.put_back(key, upload_id, num_parts).await;
             return Err(error);
         }
         Ok(())
+    }
+
+    /// Takes an open upload from the ledger: `UnknownUpload` unless open.
+    async fn take_pending(&self, key: &ArtifactKey, upload_id: &str) -> Result<u32, ArtifactError> {
+        self.pending
+            .take(key.as_str(), upload_id)
+            .await
+            .map_err(|message| {
+                ArtifactError::backend_msg(format!("cannot read the direct uploads: {message}"))
+            })?
+            .ok_or_else(|| ArtifactError::UnknownUpload {
+                path: key.to_string(),
+                upload_id: upload_id.to_string(),
+            })
+    }
+
+    /// Opens a taken upload again (its completion or abort failed: the
+    /// client may try again).
+    async fn put_back(&self, key: &ArtifactKey, upload_id: &str, num_parts: u32) {
+        if let Err(message) = self.pending.open(key.as_str(), upload_id, num_parts).await {
+            tracing::warn!(key = key.as_str(), upload_id, %message, "could not reopen a direct upload");
+        }
     }
 
     /// Aborts the direct uploads opened longer than
@@ -571,13 +562,13 @@ impl ArtifactStore {
     /// next call.
     pub async fn abort_expired_direct_uploads(&self) -> usize {
         let max_age = self.abandoned_after;
-        let expired: Vec<(String, String)> = self
-            .pending
-            .lock()
-            .iter()
-            .filter(|(_, pending)| pending.created.elapsed() > max_age)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let expired = match self.pending.opened_before(max_age).await {
+            Ok(expired) => expired,
+            Err(message) => {
+                tracing::warn!(%message, "cannot read the open direct uploads");
+                return 0;
+            }
+        };
         let mut aborted = 0;
         for (key, upload_id) in expired {
             let Ok(key) = ArtifactKey::parse(&key) else {
@@ -594,8 +585,8 @@ impl ArtifactStore {
     }
 
     /// How many direct uploads are open.
-    pub fn open_direct_uploads(&self) -> usize {
-        self.pending.lock().len()
+    pub async fn open_direct_uploads(&self) -> usize {
+        self.pending.count().await.unwrap_or(0)
     }
 
     /// The size and SHA-256 of the object at `key`, streamed.

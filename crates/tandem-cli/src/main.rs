@@ -704,6 +704,42 @@ fn print_status(status: &serde_json::Value, json: bool) -> anyhow::Result<()> {
             text(region.get("lag_seconds").unwrap_or(&serde_json::Value::Null)),
         );
     }
+    // The answering region's replicas, when several share its database.
+    let replicas: Vec<&serde_json::Value> = status["replicas"].as_array().into_iter().flatten().collect();
+    if status["replica"]["shared_database"] == true && !replicas.is_empty() {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_millis() as i64)
+            .unwrap_or(0);
+        println!(
+            "\n{:<18} {:<9} {:<30} {:>9}",
+            format!("REPLICAS OF {}", text(&status["region"])),
+            "DUTIES",
+            "URL",
+            "SEEN"
+        );
+        for replica in replicas {
+            let seen = replica["seen_at"]
+                .as_i64()
+                .map(|at| format!("{:.1}s ago", (now - at).max(0) as f64 / 1000.0))
+                .unwrap_or_else(|| "-".to_string());
+            let mut id = text(&replica["replica"]);
+            if replica["replica"] == status["replica"]["id"] {
+                id.push_str(" *");
+            }
+            println!(
+                "{:<18} {:<9} {:<30} {:>9}",
+                id,
+                if replica["holds_duties"] == true {
+                    "holds"
+                } else {
+                    "-"
+                },
+                text(&replica["url"]),
+                seen
+            );
+        }
+    }
     println!(
         "\n{:<10} {:<9} {:<5} {:>8} {:>8} {:>9}",
         "CLASS", "LEVEL", "SYNC", "MAX RPO", "RPO", "REFUSING"

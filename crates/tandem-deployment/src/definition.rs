@@ -17,7 +17,7 @@ pub(crate) fn canonical(deployment: &Deployment) -> Value {
     let regions: Vec<Value> = deployment
         .regions
         .iter()
-        .map(|region| json!({ "name": region.name, "url": region.url, "pair": region.pair }))
+        .map(|region| json!({ "name": region.name, "url": region.url, "replicas": region.replicas, "pair": region.pair }))
         .collect();
     let classes: serde_json::Map<String, Value> = deployment
         .classes

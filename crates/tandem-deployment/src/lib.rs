@@ -152,10 +152,27 @@ impl Default for FailoverPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegionSpec {
     pub name: String,
-    /// Where the region's API answers (its gateway-facing address).
+    /// Where the region's API answers (its gateway-facing address): `url`
+    /// in the file, else its first replica.
     pub url: String,
+    /// The addresses of the region's server processes when it runs several
+    /// on one database (`replicas = [...]`): the gateway balances across
+    /// the ready ones, and other regions try them in turn. Empty: `url` is
+    /// the only address (one process, or a load balancer in front of them).
+    pub replicas: Vec<String>,
     /// The region this one pairs with, if any.
     pub pair: Option<String>,
+}
+
+impl RegionSpec {
+    /// Every address the region answers at: its replicas, else its URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        if self.replicas.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            self.replicas.clone()
+        }
+    }
 }
 
 /// A validated deployment.
@@ -346,7 +363,9 @@ fn default_name() -> String {
 #[serde(deny_unknown_fields)]
 struct RegionFile {
     name: String,
-    url: String,
+    url: Option<String>,
+    #[serde(default)]
+    replicas: Vec<String>,
     pair: Option<String>,
 }
 
@@ -507,8 +526,31 @@ impl Deployment {
                     region.name
                 )));
             }
-            url::Url::parse(&region.url)
-                .map_err(|error| invalid(format!("region {}: url '{}': {error}", region.name, region.url)))?;
+            for url in region.url.iter().chain(&region.replicas) {
+                url::Url::parse(url)
+                    .map_err(|error| invalid(format!("region {}: url '{url}': {error}", region.name)))?;
+            }
+            let replicas: Vec<String> = region
+                .replicas
+                .iter()
+                .map(|url| url.trim_end_matches('/').to_string())
+                .collect();
+            if let Some(twice) = replicas
+                .iter()
+                .enumerate()
+                .find(|(index, url)| replicas[..*index].contains(url))
+            {
+                return Err(invalid(format!(
+                    "region {}: replica '{}' is listed twice",
+                    region.name, twice.1
+                )));
+            }
+            let Some(url) = region.url.clone().or_else(|| replicas.first().cloned()) else {
+                return Err(invalid(format!(
+                    "region {} needs url = \"http://host:port\" or replicas = [\"http://host:port\", …]",
+                    region.name
+                )));
+            };
             if regions
                 .iter()
                 .any(|existing: &RegionSpec| existing.name == region.name)
@@ -517,7 +559,8 @@ impl Deployment {
             }
             regions.push(RegionSpec {
                 name: region.name,
-                url: region.url.trim_end_matches('/').to_string(),
+                url: url.trim_end_matches('/').to_string(),
+                replicas,
                 pair: region.pair,
             });
         }
@@ -844,6 +887,47 @@ level = "hot-cold"
         // Classes not named default to hot-warm.
         assert_eq!(deployment.policy(AssetClass::Access), ClassPolicy::default());
         assert_eq!(deployment.replication_secret.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn a_region_may_list_its_replicas() {
+        let text = EXAMPLE.replace(
+            "url = \"http://127.0.0.1:5002\"",
+            "replicas = [\"http://127.0.0.1:5002/\", \"http://127.0.0.1:5003\"]",
+        );
+        let deployment = Deployment::from_toml(&text, Path::new(".")).unwrap();
+        let west = deployment.region("westus").unwrap();
+        // Its address is its first replica; its endpoints are all of them.
+        assert_eq!(west.url, "http://127.0.0.1:5002");
+        assert_eq!(
+            west.endpoints(),
+            vec!["http://127.0.0.1:5002", "http://127.0.0.1:5003"]
+        );
+        let east = deployment.region("eastus").unwrap();
+        assert!(east.replicas.is_empty());
+        assert_eq!(east.endpoints(), vec!["http://127.0.0.1:5001"]);
+
+        let refused = |text: String, expected: &str| {
+            let error = Deployment::from_toml(&text, Path::new("."))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(expected), "{error}");
+        };
+        refused(
+            EXAMPLE.replace("url = \"http://127.0.0.1:5002\"", ""),
+            "needs url",
+        );
+        refused(
+            EXAMPLE.replace(
+                "url = \"http://127.0.0.1:5002\"",
+                "replicas = [\"http://127.0.0.1:5002\", \"http://127.0.0.1:5002/\"]",
+            ),
+            "listed twice",
+        );
+        refused(
+            EXAMPLE.replace("url = \"http://127.0.0.1:5002\"", "replicas = [\"nope\"]"),
+            "url 'nope'",
+        );
     }
 
     #[test]

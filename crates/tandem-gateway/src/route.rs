@@ -20,7 +20,7 @@ use serde::Serialize;
 use tandem_core::journal::AssetClass;
 use tandem_deployment::{ContinuityLevel, Deployment};
 
-use crate::tracker::DeploymentView;
+use crate::tracker::{DeploymentView, RegionReport};
 
 /// What the gateway needs to know about a request to route it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,10 +161,10 @@ pub struct Target {
 /// see the same region's state.
 pub fn choose_target(view: &DeploymentView, placement: Placement) -> Option<Target> {
     if let Some(leader) = view.primary() {
-        if view.region(&leader.region).is_some_and(|report| report.healthy) {
+        if let Some(report) = view.region(&leader.region).filter(|report| report.healthy) {
             return Some(Target {
                 region: leader.region.clone(),
-                url: leader.url.clone(),
+                url: next_replica(report),
                 primary: true,
             });
         }
@@ -173,10 +173,19 @@ pub fn choose_target(view: &DeploymentView, placement: Placement) -> Option<Targ
         Placement::PrimaryOnly => None,
         Placement::PrimaryThenAnyHealthy => view.healthy_regions().next().map(|report| Target {
             region: report.name.clone(),
-            url: report.url.clone(),
+            url: next_replica(report),
             primary: false,
         }),
     }
+}
+
+/// The region's healthy replicas take requests in turn (each replica
+/// serves the region whole: they share its database).
+fn next_replica(report: &RegionReport) -> String {
+    static TURN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let urls = report.healthy_urls();
+    let turn = TURN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    urls[turn % urls.len()].to_string()
 }
 
 #[cfg(test)]
@@ -330,7 +339,35 @@ mod tests {
             epoch: Some(1),
             reports_primary: Some("eastus".to_string()),
             error: None,
+            replicas: Vec::new(),
         }
+    }
+
+    #[test]
+    fn requests_go_to_the_healthy_replicas_of_the_region_in_turn() {
+        let mut east = region("eastus", "primary", true);
+        east.replicas = ["http://a", "http://b", "http://c"]
+            .iter()
+            .map(|url| crate::tracker::ReplicaReport {
+                url: url.to_string(),
+                healthy: *url != "http://b",
+                holds_duties: Some(*url == "http://a"),
+                error: None,
+            })
+            .collect();
+        let view = view(vec![east, region("westus", "secondary", true)]);
+        let urls: Vec<String> = (0..6)
+            .map(|_| choose_target(&view, Placement::PrimaryOnly).unwrap().url)
+            .collect();
+        assert!(
+            urls.iter().all(|url| url == "http://a" || url == "http://c"),
+            "{urls:?}"
+        );
+        assert_eq!(
+            urls.iter().filter(|url| *url == "http://a").count(),
+            3,
+            "{urls:?}"
+        );
     }
 
     #[test]

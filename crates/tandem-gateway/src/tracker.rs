@@ -58,6 +58,20 @@ pub struct RegionReport {
     pub reports_primary: Option<String>,
     /// Why the region is not healthy, for `/gateway/status` and the logs.
     pub error: Option<String>,
+    /// Each of the region's replicas (the deployment's `replicas`, or its
+    /// one URL) and what it said: requests go to its healthy ones in turn.
+    pub replicas: Vec<ReplicaReport>,
+}
+
+/// What one replica of a region said in one observation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReplicaReport {
+    pub url: String,
+    /// It answered its status and is ready.
+    pub healthy: bool,
+    /// Whether it runs the region's duties (None: it did not say).
+    pub holds_duties: Option<bool>,
+    pub error: Option<String>,
 }
 
 impl RegionReport {
@@ -72,6 +86,23 @@ impl RegionReport {
             epoch: None,
             reports_primary: None,
             error: Some(error.into()),
+            replicas: Vec::new(),
+        }
+    }
+
+    /// The addresses of the region's healthy replicas, in the deployment's
+    /// order (its URL alone when no replica answered).
+    pub fn healthy_urls(&self) -> Vec<&str> {
+        let healthy: Vec<&str> = self
+            .replicas
+            .iter()
+            .filter(|replica| replica.healthy)
+            .map(|replica| replica.url.as_str())
+            .collect();
+        if healthy.is_empty() {
+            vec![self.url.as_str()]
+        } else {
+            healthy
         }
     }
 
@@ -178,35 +209,78 @@ impl PollingLeaderSource {
         Ok(PollingLeaderSource { regions, http })
     }
 
+    /// Probes every replica of the region at once. The region's report is
+    /// the one of its healthy replica holding the region's duties (they
+    /// all serve by its view), else of its first healthy one; it is healthy
+    /// while any replica is.
     async fn probe(&self, spec: &RegionSpec) -> RegionReport {
-        let url = format!("{}{REGION_STATUS_PATH}", spec.url);
-        let response = match self.http.get(&url).send().await {
+        let answers = futures::future::join_all(
+            spec.endpoints()
+                .into_iter()
+                .map(|url| self.probe_replica(spec, url)),
+        )
+        .await;
+        let replicas: Vec<ReplicaReport> = answers
+            .iter()
+            .map(|(report, holds_duties)| ReplicaReport {
+                url: report.url.clone(),
+                healthy: report.healthy,
+                holds_duties: *holds_duties,
+                error: report.error.clone(),
+            })
+            .collect();
+        let chosen = answers
+            .iter()
+            .position(|(report, holds)| report.healthy && *holds == Some(true))
+            .or_else(|| answers.iter().position(|(report, _)| report.healthy))
+            .unwrap_or(0);
+        let mut report = answers
+            .into_iter()
+            .nth(chosen)
+            .map(|(report, _)| report)
+            .unwrap_or_else(|| RegionReport::unreachable(spec, "the region lists no address"));
+        if replicas.len() > 1 && !report.healthy {
+            report.error = Some(
+                replicas
+                    .iter()
+                    .map(|replica| format!("{}: {}", replica.url, replica.error.as_deref().unwrap_or("?")))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            );
+        }
+        report.replicas = replicas;
+        report
+    }
+
+    /// One replica's status, and whether it says it holds the duties.
+    async fn probe_replica(&self, spec: &RegionSpec, url: String) -> (RegionReport, Option<bool>) {
+        let unreachable = |error: String| {
+            let mut report = RegionReport::unreachable(spec, error);
+            report.url = url.clone();
+            (report, None)
+        };
+        let response = match self.http.get(format!("{url}{REGION_STATUS_PATH}")).send().await {
             Ok(response) => response,
-            Err(error) => return RegionReport::unreachable(spec, describe_transport_error(&error)),
+            Err(error) => return unreachable(describe_transport_error(&error)),
         };
         let status = response.status();
         if !status.is_success() {
-            return RegionReport::unreachable(spec, format!("status request answered {status}"));
+            return unreachable(format!("status request answered {status}"));
         }
         let document: serde_json::Value = match response.json().await {
             Ok(document) => document,
-            Err(error) => {
-                return RegionReport::unreachable(spec, format!("unreadable status document: {error}"))
-            }
+            Err(error) => return unreachable(format!("unreadable status document: {error}")),
         };
         let answering = document["region"].as_str().unwrap_or_default();
         if answering != spec.name {
             // A URL in the deployment file that reaches another region (or a
             // server of another deployment) must not be trusted as this one.
-            return RegionReport::unreachable(
-                spec,
-                format!("the server at {} answers as region '{answering}'", spec.url),
-            );
+            return unreachable(format!("the server at {url} answers as region '{answering}'"));
         }
         let ready = document["ready"].as_bool();
-        RegionReport {
+        let report = RegionReport {
             name: spec.name.clone(),
-            url: spec.url.clone(),
+            url: url.clone(),
             // Regions of older versions do not say: they count as ready.
             healthy: ready != Some(false),
             ready,
@@ -214,7 +288,9 @@ impl PollingLeaderSource {
             epoch: document["epoch"].as_u64(),
             reports_primary: document["primary"].as_str().map(str::to_string),
             error: (ready == Some(false)).then(|| format!("not ready: {}", missing(&document))),
-        }
+            replicas: Vec::new(),
+        };
+        (report, document["replica"]["holds_duties"].as_bool())
     }
 }
 
@@ -564,6 +640,7 @@ mod tests {
             epoch: Some(epoch),
             reports_primary: None,
             error: None,
+            replicas: Vec::new(),
         }
     }
 

@@ -41,9 +41,13 @@ fn records_applied(region: &Region, source: &str) -> u64 {
 /// Follows `source` until the task is dropped, reconnecting with backoff.
 pub async fn follow(region: Arc<Region>, source: String) {
     let mut backoff = Duration::from_millis(100);
+    // Which of the source's replicas to stream from: the next one after a
+    // failure (any of them serves its journal).
+    let mut turn = 0;
     loop {
         let before = records_applied(&region, &source);
-        if let Err(error) = follow_once(&region, &source).await {
+        if let Err(error) = follow_once(&region, &source, turn).await {
+            turn += 1;
             tracing::warn!(region = %region.name, %source, %error, "replication stream interrupted; reconnecting");
             metrics::counter!("tandem_replication_stream_restarts_total", "source" => source.clone())
                 .increment(1);
@@ -60,16 +64,17 @@ pub async fn follow(region: Arc<Region>, source: String) {
     }
 }
 
-fn source_url(region: &Region, source: &str) -> Result<String, String> {
-    region
+fn source_url(region: &Region, source: &str, turn: usize) -> Result<String, String> {
+    let endpoints = region
         .deployment
         .region(source)
-        .map(|spec| spec.url.clone())
-        .ok_or_else(|| format!("source region '{source}' is not in the deployment"))
+        .map(|spec| spec.endpoints())
+        .ok_or_else(|| format!("source region '{source}' is not in the deployment"))?;
+    Ok(endpoints[turn % endpoints.len()].clone())
 }
 
-async fn follow_once(region: &Arc<Region>, source: &str) -> Result<(), String> {
-    let url = source_url(region, source)?;
+async fn follow_once(region: &Arc<Region>, source: &str, turn: usize) -> Result<(), String> {
+    let url = source_url(region, source, turn)?;
     let position = region
         .store
         .replication_position(source)

@@ -309,18 +309,23 @@ fn applied_from(status: &serde_json::Value, region: &str, source: &str) -> i64 {
 
 /// Another region's status document, if it answers in time.
 async fn probe(region: &Region, name: &str) -> Option<serde_json::Value> {
-    let url = region.deployment.region(name)?.url.clone();
-    let response = region
-        .http
-        .get(format!("{url}/api/tandem/v1/regions"))
-        .timeout(PROBE_TIMEOUT)
-        .send()
-        .await
-        .ok()?;
-    if !response.status().is_success() {
-        return None;
+    // Any of its replicas answers for the region.
+    for url in region.deployment.region(name)?.endpoints() {
+        let answer = region
+            .http
+            .get(format!("{url}/api/tandem/v1/regions"))
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await;
+        if let Ok(response) = answer {
+            if response.status().is_success() {
+                if let Ok(document) = response.json().await {
+                    return Some(document);
+                }
+            }
+        }
     }
-    response.json().await.ok()
+    None
 }
 
 /// Campaigns (or, with `seize_from`, seizes the lease from that epoch) and
@@ -522,7 +527,7 @@ pub async fn planned_failover(region: &Arc<Region>, target: &str) -> Result<Fail
     };
     let began = Instant::now();
     region.handing_over.store(true, Ordering::Release);
-    let outcome = hand_over(region, &spec.url, target, &lease).await;
+    let outcome = hand_over(region, spec.endpoints(), target, &lease).await;
     region.handing_over.store(false, Ordering::Release);
     let (head, promoted) = match outcome {
         Ok(done) => done,
@@ -581,7 +586,7 @@ pub struct Promoted {
 
 async fn hand_over(
     region: &Arc<Region>,
-    target_url: &str,
+    target_urls: Vec<String>,
     target: &str,
     lease: &Leadership,
 ) -> Result<(i64, Promoted), Error> {
@@ -639,22 +644,45 @@ async fn hand_over(
             ));
         }
     }
-    let request = region
-        .http
-        .post(format!("{target_url}/api/tandem/v1/replication/promote"))
-        .timeout(Duration::from_secs(15))
-        .json(&PromoteRequest {
-            from: region.name.clone(),
-            expected_epoch: lease.epoch,
-            head,
-            initiated_by: tandem_store::actor::current(),
-        });
-    let response = region.authorized(request).send().await.map_err(|error| {
-        Error::new(
+    let promote = PromoteRequest {
+        from: region.name.clone(),
+        expected_epoch: lease.epoch,
+        head,
+        initiated_by: tandem_store::actor::current(),
+    };
+    // Any replica of the target takes it (and forwards it to the one
+    // holding its duties); the next is tried only when one cannot be
+    // reached at all, so the request is never delivered twice.
+    let mut response = None;
+    let mut unreachable = Vec::new();
+    for url in target_urls {
+        let request = region
+            .http
+            .post(format!("{url}/api/tandem/v1/replication/promote"))
+            .timeout(Duration::from_secs(15))
+            .json(&promote);
+        match region.authorized(request).send().await {
+            Ok(answer) => {
+                response = Some(answer);
+                break;
+            }
+            Err(error) => {
+                unreachable.push(format!("{url}: {error}"));
+                if !error.is_connect() {
+                    break;
+                }
+            }
+        }
+    }
+    let Some(response) = response else {
+        return Err(Error::new(
             ErrorKind::Unavailable,
-            format!("cannot reach region '{target}' to hand over: {error}"),
-        )
-    })?;
+            format!(
+                "cannot reach region '{target}' to hand over: {}",
+                unreachable.join("; ")
+            ),
+        ));
+    };
     if !response.status().is_success() {
         let status = response.status();
         let body = response.text().await.unwrap_or_default();

@@ -203,6 +203,8 @@ pub struct Region {
     /// The write fence as this process last wrote it (while holding the
     /// duties); the lock orders a hand-over's closing after any other write.
     fence_written: tokio::sync::Mutex<Option<(Option<i64>, Option<String>)>>,
+    /// The region's replicas as last heard of.
+    replicas_seen: Mutex<Vec<tandem_store::ReplicaSeen>>,
 }
 
 fn now_millis() -> i64 {
@@ -297,6 +299,7 @@ impl Region {
             duty: AtomicBool::new(false),
             holder: RwLock::new(None),
             fence_written: tokio::sync::Mutex::new(None),
+            replicas_seen: Mutex::new(Vec::new()),
         }))
     }
 

@@ -407,6 +407,9 @@ pub async fn status(region: &Region) -> serde_json::Value {
             "secondary"
         };
         let mut entry = json!({ "name": spec.name, "url": spec.url, "role": role, "pair": spec.pair });
+        if !spec.replicas.is_empty() {
+            entry["replicas"] = json!(spec.replicas);
+        }
         if spec.name == region.name {
             entry["journal_head"] = json!(head);
             entry["epoch"] = json!(epoch);
@@ -502,6 +505,7 @@ pub async fn status(region: &Region) -> serde_json::Value {
             "shared_database": region.shared(),
         },
         "duty_holder": region.holder(),
+        "replicas": region.replicas_seen(),
         "restoring": region.restoring(),
         "primary": primary,
         "epoch": epoch,

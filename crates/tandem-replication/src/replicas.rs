@@ -44,6 +44,8 @@ use crate::{leadership, now_millis, FollowState, Region, Role};
 
 /// How often replicas share through the database.
 pub const SHARE_EVERY: Duration = Duration::from_millis(200);
+/// Sharing rounds between two heartbeats (one a second).
+const HEARTBEAT_EVERY: u64 = 5;
 /// The runtime document's format.
 const DOCUMENT_FORMAT: u32 = 1;
 /// The largest request body forwarded to the holder (failover requests are
@@ -300,11 +302,33 @@ impl Region {
         Ok(())
     }
 
-    /// Shares every [`SHARE_EVERY`] until the task is dropped.
+    /// Says this replica is alive, and learns which others are.
+    async fn heartbeat(&self) -> Result<(), String> {
+        let seen = self
+            .store
+            .heartbeat_replica(&self.replica, self.url().as_deref(), self.holds_duties())
+            .await
+            .map_err(|error| error.to_string())?;
+        *self.replicas_seen.lock().expect("replicas lock poisoned") = seen;
+        Ok(())
+    }
+
+    /// The region's replicas alive in the last seconds (several only on a
+    /// shared database).
+    pub fn replicas_seen(&self) -> Vec<tandem_store::ReplicaSeen> {
+        self.replicas_seen.lock().expect("replicas lock poisoned").clone()
+    }
+
+    /// Shares every [`SHARE_EVERY`] until the task is dropped; says this
+    /// replica is alive every [`HEARTBEAT_EVERY`] rounds.
     pub(crate) async fn keep_sharing(&self) {
         let mut said: Option<String> = None;
-        loop {
-            match self.share().await {
+        for round in 0u64.. {
+            let shared = match self.share().await {
+                Ok(()) if round % HEARTBEAT_EVERY == 0 => self.heartbeat().await,
+                other => other,
+            };
+            match shared {
                 Ok(()) => said = None,
                 Err(error) => {
                     if said.as_deref() != Some(error.as_str()) {

@@ -7,6 +7,7 @@
 
 pub mod bootstrap;
 mod config;
+mod ledger;
 
 pub use config::{ConfigError, ServerConfig};
 
@@ -59,9 +60,13 @@ pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> 
         })?;
         options.bootstrap_default_workspace = deployment.bootstrap_primary().name == config.region;
     }
-    let store = SqlStore::open(options).await?;
-    let artifacts = ArtifactStore::open(&config.artifacts_url()?, &config.artifacts_options)?
+    let store: Arc<dyn tandem_store::MetadataStore> = Arc::new(SqlStore::open(options).await?);
+    let mut artifacts = ArtifactStore::open(&config.artifacts_url()?, &config.artifacts_options)?
         .with_abandoned_uploads_after(std::time::Duration::from_millis(config.abandoned_upload_after_ms));
+    if store.backend() == tandem_store::Backend::Postgres {
+        // Other replicas of the region may complete what this one created.
+        artifacts = artifacts.with_upload_ledger(Arc::new(ledger::StoreLedger(store.clone())));
+    }
     let artifacts = if config.direct_uploads {
         artifacts
     } else {
@@ -74,7 +79,7 @@ pub async fn open_state(config: &ServerConfig) -> Result<AppState, ServerError> 
         "opened region state"
     );
     Ok(AppState::standalone(
-        Arc::new(store),
+        store,
         artifacts,
         Limits {
             max_json_body: config.max_json_body,

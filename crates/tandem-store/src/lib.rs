@@ -22,8 +22,8 @@ pub use error::{StoreError, StoreResult, WriteOutcome};
 pub use sql::duties::{Duties, CONTEND_EVERY};
 pub use sql::fence::ArtifactFence;
 pub use sql::{
-    proxied_artifact_path, Acknowledgement, Backend, RuntimeRecord, SharedAcknowledgement, SqlStore,
-    StoreOptions,
+    ensure_postgres_database, proxied_artifact_path, Acknowledgement, Backend, ReplicaSeen, RuntimeRecord,
+    SharedAcknowledgement, SqlStore, StoreOptions,
 };
 
 use async_trait::async_trait;
@@ -340,6 +340,24 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
     /// Publishes the duty holder's runtime document for the region's other
     /// processes (PostgreSQL; nothing on SQLite).
     async fn publish_runtime(&self, holder: &str, document: &str) -> StoreResult<()>;
+    /// Says this replica of the region is alive (with whether it holds the
+    /// duties) and returns the replicas alive in the last seconds
+    /// (PostgreSQL; on SQLite this process alone).
+    async fn heartbeat_replica(
+        &self,
+        replica: &str,
+        url: Option<&str>,
+        holds_duties: bool,
+    ) -> StoreResult<Vec<ReplicaSeen>>;
+    /// The direct multipart uploads shared by the region's replicas (see
+    /// `tandem_artifacts::UploadLedger`; region-local, not journaled).
+    async fn open_direct_upload(&self, key: &str, upload_id: &str, num_parts: u32) -> StoreResult<()>;
+    /// Removes an open direct upload, returning its number of parts.
+    async fn take_direct_upload(&self, key: &str, upload_id: &str) -> StoreResult<Option<u32>>;
+    /// The direct uploads opened more than `max_age_ms` ago.
+    async fn direct_uploads_opened_before(&self, max_age_ms: i64) -> StoreResult<Vec<(String, String)>>;
+    /// How many direct uploads are open.
+    async fn direct_uploads_open(&self) -> StoreResult<usize>;
     /// The runtime document last published, if any.
     async fn runtime(&self) -> StoreResult<Option<RuntimeRecord>>;
     /// Adds this process's latest acknowledgements from secondaries to the

@@ -184,7 +184,7 @@ async fn a_store_learns_of_what_another_process_on_its_database_commits() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_write_fence_the_epoch_and_acknowledgements_reach_every_process_of_the_region() {
+async fn the_write_fence_the_epoch_acknowledgements_and_uploads_reach_every_process_of_the_region() {
     let Some(harness) = Harness::new(Backend::Postgres).await else {
         return;
     };
@@ -270,6 +270,21 @@ async fn the_write_fence_the_epoch_and_acknowledgements_reach_every_process_of_t
     let shared = second.share_acknowledgements(&[ack(5)]).await.unwrap();
     assert_eq!(shared.len(), 1);
     assert_eq!((shared[0].region.as_str(), shared[0].applied), ("west", 10));
+
+    // A direct upload opened through one is taken through the other, once.
+    first.open_direct_upload("w/a.bin", "u-1", 3).await.unwrap();
+    assert_eq!(second.direct_uploads_open().await.unwrap(), 1);
+    assert_eq!(second.take_direct_upload("w/a.bin", "u-2").await.unwrap(), None);
+    assert_eq!(second.take_direct_upload("w/b.bin", "u-1").await.unwrap(), None);
+    assert_eq!(second.take_direct_upload("w/a.bin", "u-1").await.unwrap(), Some(3));
+    assert_eq!(first.take_direct_upload("w/a.bin", "u-1").await.unwrap(), None);
+    first.open_direct_upload("w/c.bin", "u-3", 1).await.unwrap();
+    assert!(second.direct_uploads_opened_before(60_000).await.unwrap().is_empty());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(
+        second.direct_uploads_opened_before(10).await.unwrap(),
+        vec![("w/c.bin".to_string(), "u-3".to_string())]
+    );
 
     // The runtime document one publishes, the other reads.
     assert_eq!(second.runtime().await.unwrap(), None);

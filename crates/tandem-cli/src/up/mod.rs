@@ -47,6 +47,23 @@ pub struct UpArgs {
     /// Number of regions (2 or 3).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(2..=3))]
     pub regions: u8,
+    /// Server processes per region (1 to 5). With more than one, a region's
+    /// replicas share a PostgreSQL database (on --postgres) and its artifact
+    /// directory, one holds its duties, and the gateway balances requests
+    /// across them. Applies when DIR has no deployment file yet; afterwards
+    /// each region's `replicas` in the file decide.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
+    /// The PostgreSQL server regions with several replicas keep their
+    /// metadata on: an administrator's URL, with which `tandem up` creates
+    /// a database per region (once; DIR/<region>/metadata.url keeps it).
+    #[arg(
+        long,
+        env = "TANDEM_UP_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres",
+        value_name = "URL"
+    )]
+    pub postgres: String,
     /// Print up.json instead of a summary once everything answers.
     #[arg(long)]
     pub json: bool,
@@ -184,8 +201,9 @@ fn witness_section(dir: &Path, choice: WitnessChoice, etcd_endpoints: &[String])
     Ok(section)
 }
 
-/// Writes a deployment file for `count` regions unless one exists.
-fn ensure_deployment(dir: &Path, count: usize, witness: &str) -> anyhow::Result<PathBuf> {
+/// Writes a deployment file for `count` regions of `replicas` server
+/// processes each unless one exists.
+fn ensure_deployment(dir: &Path, count: usize, replicas: usize, witness: &str) -> anyhow::Result<PathBuf> {
     let path = dir.join("deployment.toml");
     if path.exists() {
         return Ok(path);
@@ -202,10 +220,18 @@ fn ensure_deployment(dir: &Path, count: usize, witness: &str) -> anyhow::Result<
             1 => "\npair = \"eastus\"",
             _ => "",
         };
-        text.push_str(&format!(
-            "\n[[regions]]\nname = \"{name}\"\nurl = \"http://127.0.0.1:{}\"{pair}\n",
-            free_port()?
-        ));
+        let address = if replicas > 1 {
+            let urls = (0..replicas)
+                .map(|_| Ok(format!("\"http://127.0.0.1:{}\"", free_port()?)))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            format!(
+                "# {replicas} server processes on one PostgreSQL database\nreplicas = [{}]",
+                urls.join(", ")
+            )
+        } else {
+            format!("url = \"http://127.0.0.1:{}\"", free_port()?)
+        };
+        text.push_str(&format!("\n[[regions]]\nname = \"{name}\"\n{address}{pair}\n"));
     }
     text.push_str(
         "\n# Continuity level per asset class: hot-warm (replicated continuously, secondaries serve reads)\n\
@@ -215,6 +241,61 @@ fn ensure_deployment(dir: &Path, count: usize, witness: &str) -> anyhow::Result<
     text.push_str(witness);
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// Where a region of several replicas keeps its database's URL.
+fn metadata_url_file(dir: &Path, region: &str) -> PathBuf {
+    dir.join(region).join("metadata.url")
+}
+
+/// Makes sure every region of several replicas has its PostgreSQL database:
+/// created on `postgres` (an administrator's URL) the first time, its URL
+/// kept in DIR/<region>/metadata.url (readable by its owner only: it may
+/// hold a password).
+async fn ensure_databases(
+    dir: &Path,
+    deployment: &tandem_deployment::Deployment,
+    postgres: &str,
+) -> anyhow::Result<()> {
+    for region in deployment.regions() {
+        let replicas = region.endpoints().len();
+        let path = metadata_url_file(dir, &region.name);
+        if replicas < 2 || path.exists() {
+            continue;
+        }
+        let database = format!(
+            "tandem_up_{}_{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8],
+            region.name.replace('-', "_")
+        );
+        let url = tandem_store::ensure_postgres_database(postgres, &database)
+            .await
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "region '{}' runs {replicas} replicas, which share a PostgreSQL database, and the PostgreSQL server at {} cannot be used: {error}. \
+                     Start PostgreSQL, pass --postgres URL (an administrator's), or run one replica per region",
+                    region.name,
+                    redact(postgres)
+                )
+            })?;
+        std::fs::create_dir_all(dir.join(&region.name))?;
+        tandem_server::bootstrap::write_token(&path, &url).map_err(anyhow::Error::msg)?;
+    }
+    Ok(())
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// The gateway's listen address: the one chosen the first time in this
@@ -293,33 +374,49 @@ fn part_specs(
                     deployment_path.into(),
                 ],
                 log: log("witness"),
+                env: Vec::new(),
             });
         }
     }
     for region in deployment.regions() {
-        let mut arguments: Vec<std::ffi::OsString> = vec![
-            "server".into(),
-            "--deployment".into(),
-            deployment_path.into(),
-            "--region".into(),
-            region.name.clone().into(),
-            "--data".into(),
-            dir.join(&region.name).into(),
-            "--listen".into(),
-            region.url.trim_start_matches("http://").into(),
-        ];
-        if let Some(token_file) = admin_token_file {
-            // Every region gets the same token file: whichever leads first
-            // creates the admin with it.
-            arguments.extend(["--auth".into(), "--admin-token-file".into(), token_file.into()]);
+        let endpoints = region.endpoints();
+        for (index, url) in endpoints.iter().enumerate() {
+            let mut arguments: Vec<std::ffi::OsString> = vec![
+                "server".into(),
+                "--deployment".into(),
+                deployment_path.into(),
+                "--region".into(),
+                region.name.clone().into(),
+                // Replicas share the directory: its artifacts.
+                "--data".into(),
+                dir.join(&region.name).into(),
+                "--listen".into(),
+                url.trim_start_matches("http://").into(),
+            ];
+            if let Some(token_file) = admin_token_file {
+                // Every region gets the same token file: whichever leads first
+                // creates the admin with it.
+                arguments.extend(["--auth".into(), "--admin-token-file".into(), token_file.into()]);
+            }
+            let mut env = Vec::new();
+            let name = if endpoints.len() > 1 {
+                env.push((
+                    "TANDEM_METADATA_URL_FILE".to_string(),
+                    metadata_url_file(dir, &region.name).into(),
+                ));
+                format!("{}-{}", region.name, index + 1)
+            } else {
+                region.name.clone()
+            };
+            specs.push(PartSpec {
+                log: log(&name),
+                name,
+                kind: Kind::Region,
+                url: url.clone(),
+                arguments,
+                env,
+            });
         }
-        specs.push(PartSpec {
-            name: region.name.clone(),
-            kind: Kind::Region,
-            url: region.url.clone(),
-            arguments,
-            log: log(&region.name),
-        });
     }
     // The gateway last: it finds the primary among regions that answer.
     let gateway_listen = gateway_listen(dir)?;
@@ -339,6 +436,7 @@ fn part_specs(
         url: format!("http://{gateway_listen}"),
         arguments,
         log: log("gateway"),
+        env: Vec::new(),
     });
     Ok(specs)
 }
@@ -433,8 +531,9 @@ pub async fn run(args: UpArgs, shutdown: impl std::future::Future<Output = ()>) 
     } else {
         witness_section(&dir, choice, &args.etcd_endpoints)?
     };
-    let deployment_path = ensure_deployment(&dir, args.regions as usize, &witness)?;
+    let deployment_path = ensure_deployment(&dir, args.regions as usize, args.replicas as usize, &witness)?;
     let deployment = tandem_deployment::Deployment::from_file(&deployment_path)?;
+    ensure_databases(&dir, &deployment, &args.postgres).await?;
     let file_choice = match deployment.witness.as_ref().map(|spec| &spec.kind) {
         Some(WitnessKind::Embedded { .. }) => WitnessChoice::Embedded,
         Some(WitnessKind::Etcd { .. }) => WitnessChoice::Etcd,
@@ -697,9 +796,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let endpoints: Vec<String> = endpoints.iter().map(|e| e.to_string()).collect();
         let section = witness_section(dir.path(), choice, &endpoints).unwrap();
-        let path = ensure_deployment(dir.path(), 2, &section).unwrap();
+        let path = ensure_deployment(dir.path(), 2, 1, &section).unwrap();
         let deployment = tandem_deployment::Deployment::from_file(&path).unwrap();
         (dir, deployment)
+    }
+
+    #[test]
+    fn a_generated_deployment_of_replicas_lists_them_and_each_is_a_part() {
+        let dir = tempfile::tempdir().unwrap();
+        let section = witness_section(dir.path(), WitnessChoice::Without, &[]).unwrap();
+        let path = ensure_deployment(dir.path(), 2, 3, &section).unwrap();
+        let deployment = tandem_deployment::Deployment::from_file(&path).unwrap();
+        for region in deployment.regions() {
+            assert_eq!(region.endpoints().len(), 3, "{region:?}");
+            assert_eq!(region.url, region.replicas[0]);
+        }
+        let specs = part_specs(dir.path(), &path, &deployment, None, None).unwrap();
+        let names: Vec<&str> = specs.iter().map(|spec| spec.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["eastus-1", "eastus-2", "eastus-3", "westus-1", "westus-2", "westus-3", "gateway"]
+        );
+        // Each replica listens at its own address, on the region's database.
+        let east: Vec<&PartSpec> = specs
+            .iter()
+            .filter(|spec| spec.name.starts_with("eastus"))
+            .collect();
+        for (spec, url) in east.iter().zip(deployment.region("eastus").unwrap().endpoints()) {
+            assert_eq!(spec.url, url);
+            assert_eq!(spec.env[0].0, "TANDEM_METADATA_URL_FILE");
+            assert_eq!(
+                spec.env[0].1,
+                metadata_url_file(dir.path(), "eastus").into_os_string()
+            );
+        }
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct PartSpec {
     pub arguments: Vec<OsString>,
     /// Its output, appended to across restarts.
     pub log: PathBuf,
+    /// Environment it gets besides `tandem up`'s own (a replica's
+    /// database URL file: not on its command line, where `ps` shows it).
+    pub env: Vec<(String, OsString)>,
 }
 
 impl PartSpec {
@@ -77,6 +80,7 @@ impl PartSpec {
         let mut command = Command::new(executable);
         command
             .args(&self.arguments)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

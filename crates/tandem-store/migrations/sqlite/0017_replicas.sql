@@ -27,3 +27,24 @@ CREATE TABLE replication_acks (
     applied BIGINT NOT NULL,
     acknowledged_at BIGINT NOT NULL
 );
+
+-- The region's replicas as each last said it was alive (every second),
+-- for `tandem status`: which answer, and which holds the duties.
+-- Region-local; rows of replicas gone for an hour are dropped.
+CREATE TABLE region_replicas (
+    replica TEXT PRIMARY KEY,
+    url TEXT,
+    holds_duties INTEGER NOT NULL,
+    seen_at BIGINT NOT NULL
+);
+
+-- Direct multipart uploads created and not yet completed or aborted, when
+-- the region's replicas share them (PostgreSQL): created through one
+-- replica, completed through any. Region-local.
+CREATE TABLE direct_uploads (
+    storage_key TEXT NOT NULL,
+    upload_id TEXT NOT NULL,
+    num_parts BIGINT NOT NULL,
+    created_at BIGINT NOT NULL,
+    PRIMARY KEY (storage_key, upload_id)
+);

@@ -36,7 +36,13 @@ mod workspaces;
 mod writer;
 
 pub(crate) use replicas::fence_reason;
-pub use replicas::{Acknowledgement, RuntimeRecord, SharedAcknowledgement};
+
+/// The advisory lock under which a PostgreSQL database is migrated and its
+/// region state initialized: the ASCII of "tandemin" (per database).
+const INIT_LOCK_KEY: i64 = 0x7461_6e64_656d_696e;
+pub use replicas::{
+    ensure_postgres_database, Acknowledgement, ReplicaSeen, RuntimeRecord, SharedAcknowledgement,
+};
 
 pub use ops::proxied_artifact_path;
 
@@ -245,6 +251,24 @@ impl SqlStore {
             false,
         )
         .await?;
+        // Processes of one region started together (`tandem up --replicas`)
+        // would migrate a new database and initialize its state at once:
+        // the first does it, under an advisory lock, and the others find it
+        // done. Released when the connection holding it is closed below.
+        let initializing = match backend {
+            Backend::Postgres => {
+                // A connection of its own, outside the pool: whatever the
+                // pool's size, and an error below drops (closes) it.
+                use sqlx::Connection;
+                let mut conn = AnyConnection::connect_with(&connect).await?;
+                sqlx::query("SELECT 1 FROM (SELECT pg_advisory_lock($1)) AS taken")
+                    .bind(INIT_LOCK_KEY)
+                    .execute(&mut conn)
+                    .await?;
+                Some(conn)
+            }
+            Backend::Sqlite => None,
+        };
         migrate::run(&pool, backend).await?;
         // On SQLite every write goes through one connection of its own. In
         // WAL mode a connection drops its whole page cache when it finds
@@ -284,6 +308,10 @@ impl SqlStore {
                 0
             }
         };
+        if let Some(conn) = initializing {
+            use sqlx::Connection;
+            let _ = conn.close().await;
+        }
         let bootstrap = options.bootstrap_default_workspace;
         let state = sqlx::query("SELECT journal_head, epoch FROM region_state WHERE id = 1")
             .fetch_one(&pool)

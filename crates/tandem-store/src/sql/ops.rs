@@ -121,6 +121,31 @@ impl MetadataStore for SqlStore {
         self.publish_runtime_impl(holder, document).await
     }
 
+    async fn heartbeat_replica(
+        &self,
+        replica: &str,
+        url: Option<&str>,
+        holds_duties: bool,
+    ) -> StoreResult<Vec<crate::ReplicaSeen>> {
+        self.heartbeat_replica_impl(replica, url, holds_duties).await
+    }
+
+    async fn open_direct_upload(&self, key: &str, upload_id: &str, num_parts: u32) -> StoreResult<()> {
+        self.open_direct_upload_impl(key, upload_id, num_parts).await
+    }
+
+    async fn take_direct_upload(&self, key: &str, upload_id: &str) -> StoreResult<Option<u32>> {
+        self.take_direct_upload_impl(key, upload_id).await
+    }
+
+    async fn direct_uploads_opened_before(&self, max_age_ms: i64) -> StoreResult<Vec<(String, String)>> {
+        self.direct_uploads_opened_before_impl(max_age_ms).await
+    }
+
+    async fn direct_uploads_open(&self) -> StoreResult<usize> {
+        self.direct_uploads_open_impl().await
+    }
+
     async fn runtime(&self) -> StoreResult<Option<crate::RuntimeRecord>> {
         self.runtime_impl().await
     }

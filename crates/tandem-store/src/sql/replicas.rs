@@ -36,6 +36,21 @@ pub struct SharedAcknowledgement {
     pub acknowledged_at: i64,
 }
 
+/// A replica of the region as it last said it was alive.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ReplicaSeen {
+    pub replica: String,
+    pub url: Option<String>,
+    pub holds_duties: bool,
+    /// When (ms since the epoch, its clock).
+    pub seen_at: i64,
+}
+
+/// How long a replica that stopped saying it is alive is still listed.
+const REPLICA_LISTED_MS: i64 = 10_000;
+/// How long before its row is dropped.
+const REPLICA_FORGOTTEN_MS: i64 = 3_600_000;
+
 /// Why local writes that need the primary's lease are refused, given the
 /// fence as stored and the time now (ms since the epoch), if they are.
 pub(crate) fn fence_reason(until: Option<i64>, closed: Option<String>, now: i64) -> Option<String> {
@@ -85,6 +100,109 @@ impl SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    pub(crate) async fn heartbeat_replica_impl(
+        &self,
+        replica: &str,
+        url: Option<&str>,
+        holds_duties: bool,
+    ) -> StoreResult<Vec<ReplicaSeen>> {
+        let now = wall_millis();
+        let this = ReplicaSeen {
+            replica: replica.to_string(),
+            url: url.map(str::to_string),
+            holds_duties,
+            seen_at: now,
+        };
+        if self.backend == Backend::Sqlite {
+            return Ok(vec![this]);
+        }
+        sqlx::query(
+            "INSERT INTO region_replicas (replica, url, holds_duties, seen_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (replica) DO UPDATE SET url = excluded.url, holds_duties = excluded.holds_duties, seen_at = excluded.seen_at",
+        )
+        .bind(replica)
+        .bind(url)
+        .bind(i64::from(holds_duties))
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query("DELETE FROM region_replicas WHERE seen_at < $1")
+            .bind(now - REPLICA_FORGOTTEN_MS)
+            .execute(&self.pool)
+            .await?;
+        let rows = sqlx::query(
+            "SELECT replica, url, holds_duties, seen_at FROM region_replicas WHERE seen_at >= $1 ORDER BY replica",
+        )
+        .bind(now - REPLICA_LISTED_MS)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ReplicaSeen {
+                    replica: row.try_get("replica")?,
+                    url: row.try_get("url")?,
+                    holds_duties: row.try_get::<i64, _>("holds_duties")? != 0,
+                    seen_at: row.try_get("seen_at")?,
+                })
+            })
+            .collect()
+    }
+
+    pub(crate) async fn open_direct_upload_impl(
+        &self,
+        key: &str,
+        upload_id: &str,
+        num_parts: u32,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO direct_uploads (storage_key, upload_id, num_parts, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (storage_key, upload_id) DO UPDATE SET num_parts = excluded.num_parts",
+        )
+        .bind(key)
+        .bind(upload_id)
+        .bind(i64::from(num_parts))
+        .bind(wall_millis())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn take_direct_upload_impl(
+        &self,
+        key: &str,
+        upload_id: &str,
+    ) -> StoreResult<Option<u32>> {
+        // One statement: of two replicas taking it at once, one gets the row.
+        let parts: Option<i64> = sqlx::query_scalar(
+            "DELETE FROM direct_uploads WHERE storage_key = $1 AND upload_id = $2 RETURNING num_parts",
+        )
+        .bind(key)
+        .bind(upload_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(parts.map(|parts| parts as u32))
+    }
+
+    pub(crate) async fn direct_uploads_opened_before_impl(
+        &self,
+        max_age_ms: i64,
+    ) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT storage_key, upload_id FROM direct_uploads WHERE created_at < $1")
+            .bind(wall_millis() - max_age_ms)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("storage_key")?, row.try_get("upload_id")?)))
+            .collect()
+    }
+
+    pub(crate) async fn direct_uploads_open_impl(&self) -> StoreResult<usize> {
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM direct_uploads")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(count as usize)
     }
 
     pub(crate) async fn runtime_impl(&self) -> StoreResult<Option<RuntimeRecord>> {
@@ -146,6 +264,45 @@ impl SqlStore {
             })
             .collect()
     }
+}
+
+/// Creates database `name` on the PostgreSQL server of `admin_url` unless
+/// it exists, and returns its URL (the admin URL with the database's name
+/// as its path): where `tandem up --replicas` puts a region's metadata.
+pub async fn ensure_postgres_database(admin_url: &str, name: &str) -> StoreResult<String> {
+    use sqlx::Connection;
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(tandem_core::Error::invalid(format!(
+            "database name '{name}': letters, digits and '_' only"
+        ))
+        .into());
+    }
+    sqlx::any::install_default_drivers();
+    let mut admin = sqlx::AnyConnection::connect(admin_url).await?;
+    let exists = sqlx::query("SELECT 1 AS found FROM pg_database WHERE datname = $1")
+        .bind(name)
+        .fetch_optional(&mut admin)
+        .await?
+        .is_some();
+    if !exists {
+        sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+            .execute(&mut admin)
+            .await?;
+    }
+    let _ = admin.close().await;
+    // postgres://user@host:port/admin?options → …/name?options
+    let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
+    let authority_end = base
+        .find("://")
+        .map(|scheme| scheme + 3)
+        .and_then(|start| base[start..].find('/').map(|slash| start + slash))
+        .unwrap_or(base.len());
+    let mut url = format!("{}/{name}", &base[..authority_end]);
+    if !query.is_empty() {
+        url.push('?');
+        url.push_str(query);
+    }
+    Ok(url)
 }
 
 fn wall_millis() -> i64 {
