@@ -505,7 +505,7 @@ pub async fn status(region: &Region) -> serde_json::Value {
             "shared_database": region.shared(),
         },
         "duty_holder": region.holder(),
-        "replicas": region.replicas_seen(),
+        "replicas": replicas_seen(region),
         "restoring": region.restoring(),
         "primary": primary,
         "epoch": epoch,
@@ -533,6 +533,24 @@ pub async fn status(region: &Region) -> serde_json::Value {
         "epochs": region.store.epochs().await.unwrap_or_default(),
         "last_failover": region.last_failover.lock().unwrap().clone(),
     })
+}
+
+/// The region's replicas alive in the last seconds; which holds the duties
+/// is the holder's own word (its document), not each one's last heartbeat.
+fn replicas_seen(region: &Region) -> Vec<serde_json::Value> {
+    let holder = region.holder().map(|holder| holder.replica);
+    region
+        .replicas_seen()
+        .into_iter()
+        .map(|seen| {
+            json!({
+                "replica": seen.replica,
+                "url": seen.url,
+                "holds_duties": holder.as_deref() == Some(seen.replica.as_str()),
+                "seen_at": seen.seen_at,
+            })
+        })
+        .collect()
 }
 
 /// The deployment as this region sees it: roles, readiness, journal

@@ -24,7 +24,8 @@
 //! writes from the same positions.
 //!
 //! Requests only the holder can carry out (a planned failover at the
-//! primary, a promotion at its target) are forwarded to it.
+//! primary, a promotion at its target, a verification, whose report the
+//! holder publishes) are forwarded to it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -69,6 +70,8 @@ pub(crate) struct RuntimeDocument {
     pub follow: BTreeMap<String, FollowState>,
     pub caught_up_with: Option<String>,
     pub last_failover: Option<leadership::FailoverReport>,
+    #[serde(default)]
+    pub last_verify: Option<crate::verify::VerifyReport>,
 }
 
 /// The holder as this replica last learnt of it.
@@ -164,6 +167,12 @@ impl Region {
         }
     }
 
+    /// Whether nobody leads and this region led last (with a witness):
+    /// leadership is being resumed here, or waits for the witness.
+    fn settling(&self) -> bool {
+        self.witness.is_some() && matches!(self.role(), Role::Secondary { primary } if primary == self.name)
+    }
+
     /// Writes the fence as the holder sees it now, unless it is what was
     /// written last. Under the fence lock, so that a hand-over's closing of
     /// the fence is never overwritten by a view from before it.
@@ -216,6 +225,7 @@ impl Region {
                 .expect("caught-up lock poisoned")
                 .clone(),
             last_failover: self.last_failover.lock().expect("failover lock poisoned").clone(),
+            last_verify: self.last_verify.lock().expect("verify lock poisoned").clone(),
         }
     }
 
@@ -231,6 +241,7 @@ impl Region {
         *self.follow.lock().expect("follow lock poisoned") = document.follow;
         *self.caught_up_with.lock().expect("caught-up lock poisoned") = document.caught_up_with;
         *self.last_failover.lock().expect("failover lock poisoned") = document.last_failover;
+        *self.last_verify.lock().expect("verify lock poisoned") = document.last_verify;
         *self.holder.write().expect("holder lock poisoned") = Some(Holder {
             replica: document.replica,
             url: document.url,
@@ -275,7 +286,14 @@ impl Region {
         if advanced {
             self.acknowledged.send_modify(|count| *count += 1);
         }
-        if self.holds_duties() {
+        if self.holds_duties() && self.settling() {
+            // Nobody leads, and this region led last: a holder that just
+            // took the duties over is resuming the region's lease (or
+            // cannot). The fence and the document stay as the last holder
+            // left them, whose deadline fences writes either way: closing
+            // them now would refuse writes for the moment the lease
+            // changes hands within the region.
+        } else if self.holds_duties() {
             self.write_fence().await?;
             let document = serde_json::to_string(&self.document()).map_err(|error| error.to_string())?;
             self.store
@@ -347,7 +365,7 @@ fn for_the_holder(request: &Request) -> bool {
     request.method() == axum::http::Method::POST
         && matches!(
             request.uri().path(),
-            "/api/tandem/v1/failover" | "/api/tandem/v1/replication/promote"
+            "/api/tandem/v1/failover" | "/api/tandem/v1/replication/promote" | "/api/tandem/v1/verify"
         )
 }
 
@@ -443,6 +461,7 @@ mod tests {
             follow: BTreeMap::new(),
             caught_up_with: Some("east".into()),
             last_failover: None,
+            last_verify: None,
         };
         let text = serde_json::to_string(&document).unwrap();
         let read: RuntimeDocument = serde_json::from_str(&text).unwrap();

@@ -600,7 +600,8 @@ pub async fn run_periodically(region: std::sync::Arc<Region>, interval: Duration
     ticker.tick().await; // The first tick is immediate: start after one interval.
     loop {
         ticker.tick().await;
-        if !region.is_primary() {
+        // One replica of the region verifies: the one holding its duties.
+        if !region.is_primary() || !region.holds_duties() {
             continue;
         }
         if let Err(error) = verify(&region, None).await {

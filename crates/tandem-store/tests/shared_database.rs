@@ -276,10 +276,17 @@ async fn the_write_fence_the_epoch_acknowledgements_and_uploads_reach_every_proc
     assert_eq!(second.direct_uploads_open().await.unwrap(), 1);
     assert_eq!(second.take_direct_upload("w/a.bin", "u-2").await.unwrap(), None);
     assert_eq!(second.take_direct_upload("w/b.bin", "u-1").await.unwrap(), None);
-    assert_eq!(second.take_direct_upload("w/a.bin", "u-1").await.unwrap(), Some(3));
+    assert_eq!(
+        second.take_direct_upload("w/a.bin", "u-1").await.unwrap(),
+        Some(3)
+    );
     assert_eq!(first.take_direct_upload("w/a.bin", "u-1").await.unwrap(), None);
     first.open_direct_upload("w/c.bin", "u-3", 1).await.unwrap();
-    assert!(second.direct_uploads_opened_before(60_000).await.unwrap().is_empty());
+    assert!(second
+        .direct_uploads_opened_before(60_000)
+        .await
+        .unwrap()
+        .is_empty());
     tokio::time::sleep(Duration::from_millis(20)).await;
     assert_eq!(
         second.direct_uploads_opened_before(10).await.unwrap(),

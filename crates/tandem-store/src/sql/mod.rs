@@ -252,9 +252,10 @@ impl SqlStore {
         )
         .await?;
         // Processes of one region started together (`tandem up --replicas`)
-        // would migrate a new database and initialize its state at once:
-        // the first does it, under an advisory lock, and the others find it
-        // done. Released when the connection holding it is closed below.
+        // would migrate a new database, initialize its state and create the
+        // default workspace at once: the first does it, under an advisory
+        // lock, and the others find it done. Released when the connection
+        // holding it is closed below.
         let initializing = match backend {
             Backend::Postgres => {
                 // A connection of its own, outside the pool: whatever the
@@ -308,10 +309,6 @@ impl SqlStore {
                 0
             }
         };
-        if let Some(conn) = initializing {
-            use sqlx::Connection;
-            let _ = conn.close().await;
-        }
         let bootstrap = options.bootstrap_default_workspace;
         let state = sqlx::query("SELECT journal_head, epoch FROM region_state WHERE id = 1")
             .fetch_one(&pool)
@@ -347,6 +344,10 @@ impl SqlStore {
         };
         if bootstrap {
             store.ensure_default_workspace().await?;
+        }
+        if let Some(conn) = initializing {
+            use sqlx::Connection;
+            let _ = conn.close().await;
         }
         Ok(store)
     }
