@@ -24,19 +24,15 @@ import mlflow
 import pytest
 import requests
 
-from cluster import Etcd, FaultProxy, Region, free_port, make_cluster, status, wait_until
+from cluster import Etcd, Region, free_port, make_cluster, status, wait_until
 from conftest import BACKENDS, _database_url, _psql, _tandem_bin
+# The failover suite's lease timings and classes: registry writes wait for
+# the secondary, so a synchronous write acknowledged by one replica must see
+# the confirmation the secondary sent to another.
+from test_failover import CLASSES, WITNESS
+from test_failover import MlflowClient as client
 
 pytestmark = pytest.mark.skipif("postgres" not in BACKENDS, reason="needs PostgreSQL")
-
-WITNESS = 'ttl = "3s"\nrenew_interval = "1s"\nretry_timeout = "1s"'
-# Registry writes wait for the secondary: a synchronous write acknowledged by
-# one replica must see the confirmation the secondary sent to another.
-CLASSES = '[classes.registry]\nlevel = "hot-warm"\nsync = true\n'
-
-
-def client(url: str) -> mlflow.MlflowClient:
-    return mlflow.MlflowClient(tracking_uri=url, registry_uri=url)
 
 
 def replica_of(url: str) -> dict:

@@ -96,7 +96,7 @@ impl SqlStore {
         )
         .bind(holder)
         .bind(document)
-        .bind(wall_millis())
+        .bind(crate::now_millis())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -108,7 +108,7 @@ impl SqlStore {
         url: Option<&str>,
         holds_duties: bool,
     ) -> StoreResult<Vec<ReplicaSeen>> {
-        let now = wall_millis();
+        let now = crate::now_millis();
         let this = ReplicaSeen {
             replica: replica.to_string(),
             url: url.map(str::to_string),
@@ -163,7 +163,7 @@ impl SqlStore {
         .bind(key)
         .bind(upload_id)
         .bind(i64::from(num_parts))
-        .bind(wall_millis())
+        .bind(crate::now_millis())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -190,7 +190,7 @@ impl SqlStore {
         max_age_ms: i64,
     ) -> StoreResult<Vec<(String, String)>> {
         let rows = sqlx::query("SELECT storage_key, upload_id FROM direct_uploads WHERE created_at < $1")
-            .bind(wall_millis() - max_age_ms)
+            .bind(crate::now_millis() - max_age_ms)
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -303,13 +303,6 @@ pub async fn ensure_postgres_database(admin_url: &str, name: &str) -> StoreResul
         url.push_str(query);
     }
     Ok(url)
-}
-
-fn wall_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -162,15 +162,6 @@ const ROLLBACK_TO: [&str; 2] = [
     "RELEASE SAVEPOINT tandem_write",
 ];
 
-/// Wall-clock milliseconds: the fence's deadline is one, written by the
-/// process holding the lease (the region's processes share a clock source).
-fn wall_millis() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 async fn exec(conn: &mut AnyConnection, sql: &str) -> Result<(), sqlx::Error> {
     sqlx::query(sql).execute(conn).await.map(|_| ())
 }
@@ -254,7 +245,10 @@ impl Writer {
                         state.committed_seq = head;
                         state.hlc_floor = hlc;
                         state.epoch = epoch;
-                        state.fence = crate::sql::fence_reason(until, closed, wall_millis());
+                        // The fence's deadline is wall-clock milliseconds,
+                        // written by the process holding the lease (the
+                        // region's processes share a clock source).
+                        state.fence = crate::sql::fence_reason(until, closed, crate::now_millis());
                     }
                     Err(error) => {
                         if exec(&mut conn, "ROLLBACK").await.is_err() {
