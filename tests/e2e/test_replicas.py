@@ -334,9 +334,10 @@ def subprocess_failover(binary: str, url: str) -> dict:
 def test_tandem_up_runs_three_replicas_per_region_and_survives_the_loss_of_the_duty_holder(tmp_path, monkeypatch):
     """`tandem up --replicas 3` on the local PostgreSQL: three replicas per
     region behind the gateway, which balances across them; `tandem status`
-    lists them; a `kill -9` of the replica holding eastus's duties costs the
-    mlflow client nothing (the gateway and the client's retries absorb it),
-    `up` starts it again, and westus holds every acknowledged write."""
+    lists them; a `kill -9` of the replica holding eastus's duties, then of
+    another one, costs the mlflow client nothing (the gateway and the
+    client's retries absorb it), `up` starts each again, and westus holds
+    every acknowledged write."""
     from test_up import Up
 
     # The client as users run it: it retries a 503 (the suite turns that
@@ -419,6 +420,15 @@ def test_tandem_up_runs_three_replicas_per_region_and_survives_the_loss_of_the_d
         assert restarted["restarts"] == 1, restarted
         write(20)
         assert not failures, failures
+        # Then one that does not hold the duties.
+        other = next(f"eastus-{index}" for index in (1, 2, 3)
+                     if f"eastus-{index}" != holder and not view(f"eastus-{index}").get("replica", {}).get("holds_duties"))
+        victim = deployment.part(other)
+        os.kill(victim["pid"], signal.SIGKILL)
+        write(40)
+        assert not failures, failures
+        wait_until(lambda: (part := deployment.part(other))["state"] == "running"
+                   and part["pid"] != victim["pid"], 60, f"{other} to be started again")
         west = client(deployment.part("westus-2")["url"])
         wait_until(lambda: {int(m.step) for m in west.get_metric_history(run_id, "loss")} >= set(acknowledged), 30,
                    "every acknowledged write at westus")
