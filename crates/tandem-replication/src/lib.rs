@@ -205,6 +205,8 @@ pub struct Region {
     fence_written: tokio::sync::Mutex<Option<(Option<i64>, Option<String>)>>,
     /// The region's replicas as last heard of.
     replicas_seen: Mutex<Vec<tandem_store::ReplicaSeen>>,
+    /// The shared acknowledgements as last read: (applied, when) by region.
+    acks_shared: Mutex<BTreeMap<String, (i64, i64)>>,
 }
 
 fn now_millis() -> i64 {
@@ -300,6 +302,7 @@ impl Region {
             holder: RwLock::new(None),
             fence_written: tokio::sync::Mutex::new(None),
             replicas_seen: Mutex::new(Vec::new()),
+            acks_shared: Mutex::new(BTreeMap::new()),
         }))
     }
 

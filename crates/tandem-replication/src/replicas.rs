@@ -253,10 +253,14 @@ impl Region {
     /// the document out (holder) or in (the others).
     pub(crate) async fn share(&self) -> Result<(), String> {
         let peers = self.peers();
+        // Only what the database does not hold yet: acknowledgements this
+        // replica received since the last round.
+        let known = self.acks_shared.lock().expect("acks lock poisoned").clone();
         let ours: Vec<Acknowledgement<'_>> = peers
             .iter()
             .filter_map(|(region, peer)| {
-                peer.acknowledged_at.map(|at| Acknowledgement {
+                let at = peer.acknowledged_at?;
+                (known.get(region) != Some(&(peer.applied, at))).then_some(Acknowledgement {
                     region,
                     applied: peer.applied,
                     acknowledged_at: at,
@@ -268,6 +272,10 @@ impl Region {
             .share_acknowledgements(&ours)
             .await
             .map_err(|error| error.to_string())?;
+        *self.acks_shared.lock().expect("acks lock poisoned") = shared
+            .iter()
+            .map(|ack| (ack.region.clone(), (ack.applied, ack.acknowledged_at)))
+            .collect();
         let mut advanced = false;
         {
             let mut peers = self.peers.lock().expect("peers lock poisoned");

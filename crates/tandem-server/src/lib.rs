@@ -456,7 +456,8 @@ pub fn check_exposure(config: &ServerConfig, address: std::net::SocketAddr) -> R
 }
 
 /// Hides a password in a database URL for logs.
-fn redact(url: &str) -> String {
+/// A database URL without its password, for logs and messages.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
             let credentials = &url[scheme_end + 3..at];

@@ -25,6 +25,16 @@ impl Clock for Shifted {
     }
 }
 
+/// A second store on the harness's database, as another server process of
+/// the region would open it.
+async fn another_process(harness: &Harness) -> Arc<dyn MetadataStore> {
+    Arc::new(
+        SqlStore::open(StoreOptions::new(harness.url.clone(), "test-region"))
+            .await
+            .unwrap(),
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_stores_on_one_database_keep_one_journal_in_clock_order() {
     let ahead: Arc<dyn Clock> = Arc::new(Shifted(3_600_000));
@@ -131,11 +141,7 @@ async fn a_store_learns_of_what_another_process_on_its_database_commits() {
         return;
     };
     let first = harness.store.clone();
-    let second: Arc<dyn MetadataStore> = Arc::new(
-        SqlStore::open(StoreOptions::new(harness.url.clone(), "test-region"))
-            .await
-            .unwrap(),
-    );
+    let second = another_process(&harness).await;
     let mut head = second.subscribe_head();
     let generation = second.access_generation();
     let ws = first.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
@@ -189,11 +195,7 @@ async fn the_write_fence_the_epoch_acknowledgements_and_uploads_reach_every_proc
         return;
     };
     let first = harness.store.clone();
-    let second: Arc<dyn MetadataStore> = Arc::new(
-        SqlStore::open(StoreOptions::new(harness.url.clone(), "test-region"))
-            .await
-            .unwrap(),
-    );
+    let second = another_process(&harness).await;
     let ws = first.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
     let experiment = first
         .create_experiment(&ws, "fenced", None, Vec::new())

@@ -275,27 +275,13 @@ async fn ensure_databases(
                     "region '{}' runs {replicas} replicas, which share a PostgreSQL database, and the PostgreSQL server at {} cannot be used: {error}. \
                      Start PostgreSQL, pass --postgres URL (an administrator's), or run one replica per region",
                     region.name,
-                    redact(postgres)
+                    tandem_server::redact(postgres)
                 )
             })?;
         std::fs::create_dir_all(dir.join(&region.name))?;
         tandem_server::bootstrap::write_token(&path, &url).map_err(anyhow::Error::msg)?;
     }
     Ok(())
-}
-
-/// A database URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let credentials = &url[scheme + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }
 
 /// The gateway's listen address: the one chosen the first time in this
@@ -830,11 +816,6 @@ mod tests {
                 metadata_url_file(dir.path(), "eastus").into_os_string()
             );
         }
-        assert_eq!(
-            redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
     }
 
     #[test]

@@ -128,10 +128,13 @@ impl SqlStore {
         .bind(now)
         .execute(&self.pool)
         .await?;
-        sqlx::query("DELETE FROM region_replicas WHERE seen_at < $1")
-            .bind(now - REPLICA_FORGOTTEN_MS)
-            .execute(&self.pool)
-            .await?;
+        if holds_duties {
+            // One replica forgets the long gone.
+            sqlx::query("DELETE FROM region_replicas WHERE seen_at < $1")
+                .bind(now - REPLICA_FORGOTTEN_MS)
+                .execute(&self.pool)
+                .await?;
+        }
         let rows = sqlx::query(
             "SELECT replica, url, holds_duties, seen_at FROM region_replicas WHERE seen_at >= $1 ORDER BY replica",
         )
@@ -277,6 +280,10 @@ pub async fn ensure_postgres_database(admin_url: &str, name: &str) -> StoreResul
         ))
         .into());
     }
+    // postgres://user@host:port/admin?options → …/name?options
+    let mut url = url::Url::parse(admin_url)
+        .map_err(|error| tandem_core::Error::invalid(format!("PostgreSQL URL: {error}")))?;
+    url.set_path(name);
     sqlx::any::install_default_drivers();
     let mut admin = sqlx::AnyConnection::connect(admin_url).await?;
     let exists = sqlx::query("SELECT 1 AS found FROM pg_database WHERE datname = $1")
@@ -290,19 +297,7 @@ pub async fn ensure_postgres_database(admin_url: &str, name: &str) -> StoreResul
             .await?;
     }
     let _ = admin.close().await;
-    // postgres://user@host:port/admin?options → …/name?options
-    let (base, query) = admin_url.split_once('?').unwrap_or((admin_url, ""));
-    let authority_end = base
-        .find("://")
-        .map(|scheme| scheme + 3)
-        .and_then(|start| base[start..].find('/').map(|slash| start + slash))
-        .unwrap_or(base.len());
-    let mut url = format!("{}/{name}", &base[..authority_end]);
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(query);
-    }
-    Ok(url)
+    Ok(url.to_string())
 }
 
 #[cfg(test)]
