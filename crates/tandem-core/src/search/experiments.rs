@@ -14,6 +14,7 @@ use super::compare::{
 use super::identifier::{registry_identifier, KeyType};
 use super::page_token::paginate;
 use super::parser::{parse_filter, parse_order_by, ClauseListStyle, RawComparison, RawValue};
+use super::runs_sql::{EntitySql, SqlClause, SqlCmp, TextTest};
 use super::Page;
 use crate::error::{Error, Result};
 use crate::model::Experiment;
@@ -76,6 +77,25 @@ pub fn search_experiments(
         .into_iter()
         .map(resolve)
         .collect::<Result<Vec<_>>>()?;
+    let keys = order_keys(order_by)?;
+    let mut experiments: Vec<Experiment> = experiments
+        .into_iter()
+        .filter(|e| clauses.iter().all(|c| experiment_matches(e, c)))
+        .collect();
+    sort_by_keys(&mut experiments, &keys, |experiment, attribute| {
+        match attribute.value(experiment) {
+            // Experiment ids are numeric in MLflow; order them as numbers.
+            Lhs::Str(id) if *attribute == ExperimentAttribute::ExperimentId => numeric_or_str(id),
+            Lhs::Str(s) => SortValue::Str(s),
+            Lhs::Int(i) => SortValue::Int(i),
+            Lhs::Float(f) => SortValue::Float(f),
+        }
+    });
+    paginate(experiments, page_token, max_results)
+}
+
+/// A search's whole order, MLflow's tie-breaker included.
+fn order_keys(order_by: &[String]) -> Result<Vec<(ExperimentAttribute, bool)>> {
     let mut keys = if order_by.is_empty() {
         vec![
             (ExperimentAttribute::CreationTime, false),
@@ -93,20 +113,79 @@ pub fn search_experiments(
     {
         keys.push((ExperimentAttribute::ExperimentId, false));
     }
-    let mut experiments: Vec<Experiment> = experiments
+    Ok(keys)
+}
+
+/// What a database can do of a search of experiments by `filter` and
+/// `order_by` (both validated here, with `search_experiments`' errors):
+/// its clauses on the columns of `experiments` and on `experiment_tags`,
+/// and its order, cut after the name (names are unique in a workspace, so
+/// nothing after one decides).
+pub fn experiment_search_sql(filter: &str, order_by: &[String]) -> Result<EntitySql> {
+    let clauses = parse_filter(filter, ClauseListStyle::Plain)?
         .into_iter()
-        .filter(|e| clauses.iter().all(|c| experiment_matches(e, c)))
-        .collect();
-    sort_by_keys(&mut experiments, &keys, |experiment, attribute| {
-        match attribute.value(experiment) {
-            // Experiment ids are numeric in MLflow; order them as numbers.
-            Lhs::Str(id) if *attribute == ExperimentAttribute::ExperimentId => numeric_or_str(id),
-            Lhs::Str(s) => SortValue::Str(s),
-            Lhs::Int(i) => SortValue::Int(i),
-            Lhs::Float(f) => SortValue::Float(f),
+        .map(resolve)
+        .collect::<Result<Vec<_>>>()?;
+    let count = clauses.len();
+    let clauses: Vec<SqlClause> = clauses.into_iter().filter_map(sql_clause).collect();
+    let mut order = Vec::new();
+    for (attribute, ascending) in order_keys(order_by)? {
+        let column = match attribute {
+            ExperimentAttribute::Name => "name",
+            ExperimentAttribute::ExperimentId => "experiment_id",
+            ExperimentAttribute::CreationTime => "creation_time",
+            ExperimentAttribute::LastUpdateTime => "last_update_time",
+        };
+        order.push((column, ascending));
+        if matches!(
+            attribute,
+            ExperimentAttribute::Name | ExperimentAttribute::ExperimentId
+        ) {
+            break;
         }
-    });
-    paginate(experiments, page_token, max_results)
+    }
+    Ok(EntitySql {
+        complete: clauses.len() == count,
+        clauses,
+        order,
+    })
+}
+
+/// A clause a database decides exactly, if it is one.
+fn sql_clause(clause: ExperimentClause) -> Option<SqlClause> {
+    match clause.field {
+        ExperimentField::Tag(key) => Some(SqlClause::Tag {
+            key,
+            test: TextTest::from_clause(clause.cmp, clause.value)?,
+        }),
+        ExperimentField::Attribute(attribute) => match attribute {
+            ExperimentAttribute::CreationTime | ExperimentAttribute::LastUpdateTime => match clause.value {
+                Literal::Number(number) => Some(SqlClause::Time {
+                    column: if attribute == ExperimentAttribute::CreationTime {
+                        "creation_time"
+                    } else {
+                        "last_update_time"
+                    },
+                    cmp: SqlCmp::from_cmp(clause.cmp)?,
+                    value: number.integer?,
+                }),
+                _ => None,
+            },
+            ExperimentAttribute::Name | ExperimentAttribute::ExperimentId => {
+                match TextTest::from_clause(clause.cmp, clause.value)? {
+                    TextTest::Present | TextTest::Absent => None,
+                    test => Some(SqlClause::Attribute {
+                        column: if attribute == ExperimentAttribute::Name {
+                            "name"
+                        } else {
+                            "experiment_id"
+                        },
+                        test,
+                    }),
+                }
+            }
+        },
+    }
 }
 
 /// Whether a search by `filter` compares tags: if not, a store may give

@@ -42,17 +42,17 @@ mod runs;
 mod runs_sql;
 
 pub use compare::ilike;
-pub use experiments::{experiment_search_needs_tags, search_experiments};
+pub use experiments::{experiment_search_needs_tags, experiment_search_sql, search_experiments};
 pub use logged_models::search_logged_models;
 pub use page_token::{
     decode_history_token, decode_page_token, encode_history_token, encode_page_token, HistoryCursor,
     HistoryPosition,
 };
-pub use registry::{search_model_versions, search_registered_models};
+pub use registry::{registered_model_search_sql, search_model_versions, search_registered_models};
 pub use runs::{run_search_needs, search_runs, validate_run_filter, RunSearchNeeds};
 pub use runs_sql::{
-    run_search_prefilters, run_search_sql_filter, run_search_sql_order, RunSqlClause, SqlCmp, SqlOrderKey,
-    TextTest,
+    run_search_prefilters, run_search_sql_filter, run_search_sql_order, EntitySql, SqlClause, SqlCmp,
+    SqlOrderKey, TextTest,
 };
 
 /// One page of search results.

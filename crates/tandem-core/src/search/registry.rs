@@ -16,6 +16,7 @@ use super::compare::{
 use super::identifier::{registry_identifier, KeyType};
 use super::page_token::paginate;
 use super::parser::{parse_filter, parse_order_by, ClauseListStyle, RawComparison, RawValue};
+use super::runs_sql::{EntitySql, SqlClause, TextTest};
 use super::Page;
 use crate::error::{Error, Result};
 use crate::model::{ModelVersion, RegisteredModel, Tag};
@@ -114,16 +115,7 @@ pub fn search_registered_models(
         .map(resolve_model)
         .collect::<Result<Vec<_>>>()?;
     clauses.extend(prompt_exclusion(filter));
-    let mut keys = order_by
-        .iter()
-        .map(|entry| parse_model_order_by(entry))
-        .collect::<Result<Vec<_>>>()?;
-    if !keys
-        .iter()
-        .any(|(attribute, _)| *attribute == ModelAttribute::Name)
-    {
-        keys.push((ModelAttribute::Name, true));
-    }
+    let keys = model_order_keys(order_by)?;
     let mut models: Vec<RegisteredModel> = models
         .into_iter()
         .filter(|m| clauses.iter().all(|c| model_matches(m, c)))
@@ -134,6 +126,76 @@ pub fn search_registered_models(
         ModelAttribute::LastUpdatedTimestamp => SortValue::Int(model.last_updated_timestamp),
     });
     paginate(models, page_token, max_results)
+}
+
+/// A model search's whole order: the name breaks ties.
+fn model_order_keys(order_by: &[String]) -> Result<Vec<(ModelAttribute, bool)>> {
+    let mut keys = order_by
+        .iter()
+        .map(|entry| parse_model_order_by(entry))
+        .collect::<Result<Vec<_>>>()?;
+    if !keys
+        .iter()
+        .any(|(attribute, _)| *attribute == ModelAttribute::Name)
+    {
+        keys.push((ModelAttribute::Name, true));
+    }
+    Ok(keys)
+}
+
+/// What a database can do of a search of registered models by `filter` and
+/// `order_by` (both validated here, with `search_registered_models`'
+/// errors): its clauses on `registered_models.name` and on
+/// `registered_model_tags` (the prompt exclusion as [`SqlClause::NotTagged`]),
+/// and its order on `registered_models`' columns, cut after the (unique)
+/// name.
+pub fn registered_model_search_sql(filter: &str, order_by: &[String]) -> Result<EntitySql> {
+    let mut clauses = parse_filter(filter, ClauseListStyle::Plain)?
+        .into_iter()
+        .map(resolve_model)
+        .collect::<Result<Vec<_>>>()?;
+    clauses.extend(prompt_exclusion(filter));
+    let count = clauses.len();
+    let clauses: Vec<SqlClause> = clauses
+        .into_iter()
+        .filter_map(|clause| match clause.field {
+            // A model without the prompt tag is no prompt: only `!= 'true'`
+            // is a plain absence of a value.
+            RegistryField::Tag(key) if key == IS_PROMPT_TAG => match (clause.cmp, clause.value) {
+                (Cmp::Ne, Literal::Str(value)) if value == "true" => {
+                    Some(SqlClause::NotTagged { key, value })
+                }
+                _ => None,
+            },
+            RegistryField::Tag(key) => Some(SqlClause::Tag {
+                key,
+                test: TextTest::from_clause(clause.cmp, clause.value)?,
+            }),
+            RegistryField::Attribute(_) => match TextTest::from_clause(clause.cmp, clause.value)? {
+                TextTest::Present | TextTest::Absent => None,
+                test => Some(SqlClause::Attribute { column: "name", test }),
+            },
+        })
+        .collect();
+    let mut order = Vec::new();
+    for (attribute, ascending) in model_order_keys(order_by)? {
+        order.push((
+            match attribute {
+                ModelAttribute::Name => "name",
+                ModelAttribute::CreationTimestamp => "creation_time",
+                ModelAttribute::LastUpdatedTimestamp => "last_updated_time",
+            },
+            ascending,
+        ));
+        if attribute == ModelAttribute::Name {
+            break;
+        }
+    }
+    Ok(EntitySql {
+        complete: clauses.len() == count,
+        clauses,
+        order,
+    })
 }
 
 /// `SearchModelUtils._get_comparison` and `_get_value`.

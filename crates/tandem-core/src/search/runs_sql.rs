@@ -1,5 +1,5 @@
 //! What of a run search a database can evaluate: the clauses it decides
-//! exactly as the grammar does ([`RunSqlClause`]: the whole filter, or the
+//! exactly as the grammar does ([`SqlClause`]: the whole filter, or the
 //! clauses that narrow what a search reads when others need the grammar),
 //! and the orders it can sort by ([`SqlOrderKey`]). The store renders them; `search_runs` stays the
 //! definition that the store's conformance suite holds both to.
@@ -59,7 +59,7 @@ pub enum SqlCmp {
 }
 
 impl SqlCmp {
-    fn from_cmp(cmp: Cmp) -> Option<SqlCmp> {
+    pub(super) fn from_cmp(cmp: Cmp) -> Option<SqlCmp> {
         Some(match cmp {
             Cmp::Eq => SqlCmp::Eq,
             Cmp::Ne => SqlCmp::Ne,
@@ -107,7 +107,7 @@ pub enum TextTest {
 }
 
 impl TextTest {
-    fn from_clause(cmp: Cmp, value: Literal) -> Option<TextTest> {
+    pub(super) fn from_clause(cmp: Cmp, value: Literal) -> Option<TextTest> {
         Some(match (cmp, value) {
             (Cmp::Eq, Literal::Str(value)) => TextTest::Equals(value),
             (Cmp::Ne, Literal::Str(value)) => TextTest::Differs(value),
@@ -127,7 +127,7 @@ impl TextTest {
 /// One clause of a filter that a database decides exactly as
 /// `search_runs` does.
 #[derive(Debug, Clone, PartialEq)]
-pub enum RunSqlClause {
+pub enum SqlClause {
     /// The latest value of metric `key` against a finite number: a NaN
     /// satisfies only `Ne`, a run without the metric nothing.
     Metric { key: String, cmp: SqlCmp, value: f64 },
@@ -144,6 +144,34 @@ pub enum RunSqlClause {
         cmp: SqlCmp,
         value: i64,
     },
+    /// No tag `key` whose value is `value` (the registry's prompt tag: an
+    /// entity without it is not a prompt).
+    NotTagged { key: String, value: String },
+}
+
+/// What a database can do of an experiment or registered-model search
+/// (`experiment_search_sql`, `registered_model_search_sql`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntitySql {
+    /// The filter's clauses a database decides exactly (ILIKE: see
+    /// [`TextTest::ILike`]); each narrows what a search reads.
+    pub clauses: Vec<SqlClause>,
+    /// Every clause of the filter is among `clauses`: with them the
+    /// database decides the filter alone.
+    pub complete: bool,
+    /// The search's whole order as the entity's columns, ascending or not,
+    /// cut after its unique name. `experiment_id` is ordered as MLflow
+    /// orders ids: as numbers (a database may only when every id is a
+    /// canonical one, see [`EntitySql::orders_ids`]).
+    pub order: Vec<(&'static str, bool)>,
+}
+
+impl EntitySql {
+    /// Whether the order reaches the experiment id (ties of the keys
+    /// before it are possible), so a database must order ids as numbers.
+    pub fn orders_ids(&self) -> bool {
+        self.order.iter().any(|(column, _)| *column == "experiment_id")
+    }
 }
 
 /// `filter` as clauses a database decides exactly (ILIKE where it has
@@ -151,7 +179,7 @@ pub enum RunSqlClause {
 /// needs the grammar (orderings of text, datasets, numbers that are not
 /// finite or, for times, not integers). An empty filter is no
 /// clause.
-pub fn run_search_sql_filter(filter: &str) -> Option<Vec<RunSqlClause>> {
+pub fn run_search_sql_filter(filter: &str) -> Option<Vec<SqlClause>> {
     parse_run_filter(filter)
         .ok()?
         .into_iter()
@@ -162,28 +190,28 @@ pub fn run_search_sql_filter(filter: &str) -> Option<Vec<RunSqlClause>> {
 /// The clauses of `filter` a database can decide, to narrow the runs a
 /// search reads when others need the grammar: a filter is a conjunction,
 /// so every run it matches satisfies each of them.
-pub fn run_search_prefilters(filter: &str) -> Vec<RunSqlClause> {
+pub fn run_search_prefilters(filter: &str) -> Vec<SqlClause> {
     let Ok(clauses) = parse_run_filter(filter) else {
         return Vec::new();
     };
     clauses.into_iter().filter_map(sql_clause).collect()
 }
 
-fn sql_clause(clause: RunClause) -> Option<RunSqlClause> {
+fn sql_clause(clause: RunClause) -> Option<SqlClause> {
     match clause.field {
         RunField::Metric(key) => match clause.value {
-            Literal::Number(number) if number.value.is_finite() => Some(RunSqlClause::Metric {
+            Literal::Number(number) if number.value.is_finite() => Some(SqlClause::Metric {
                 key,
                 cmp: SqlCmp::from_cmp(clause.cmp)?,
                 value: number.value,
             }),
             _ => None,
         },
-        RunField::Param(key) => Some(RunSqlClause::Param {
+        RunField::Param(key) => Some(SqlClause::Param {
             key,
             test: TextTest::from_clause(clause.cmp, clause.value)?,
         }),
-        RunField::Tag(key) => Some(RunSqlClause::Tag {
+        RunField::Tag(key) => Some(SqlClause::Tag {
             key,
             test: TextTest::from_clause(clause.cmp, clause.value)?,
         }),
@@ -191,7 +219,7 @@ fn sql_clause(clause: RunClause) -> Option<RunSqlClause> {
             let column = attribute_column(attribute);
             match attribute {
                 RunAttribute::StartTime | RunAttribute::EndTime => match clause.value {
-                    Literal::Number(number) => Some(RunSqlClause::Time {
+                    Literal::Number(number) => Some(SqlClause::Time {
                         column,
                         cmp: SqlCmp::from_cmp(clause.cmp)?,
                         value: number.integer?,
@@ -200,7 +228,7 @@ fn sql_clause(clause: RunClause) -> Option<RunSqlClause> {
                 },
                 _ => match TextTest::from_clause(clause.cmp, clause.value)? {
                     TextTest::Present | TextTest::Absent => None,
-                    test => Some(RunSqlClause::Attribute { column, test }),
+                    test => Some(SqlClause::Attribute { column, test }),
                 },
             }
         }

@@ -763,7 +763,7 @@ const METRIC_ROWS_PER_STATEMENT: usize = 1000;
 
 /// A `VALUES` list of `rows` tuples of `columns` placeholders: anonymous `?`
 /// on SQLite (see `insert_metrics`), numbered `$n` from `$first` elsewhere.
-fn values_list(rows: usize, columns: usize, first: usize, anonymous: bool) -> String {
+pub(crate) fn values_list(rows: usize, columns: usize, first: usize, anonymous: bool) -> String {
     let mut sql = String::with_capacity(rows * columns * 4);
     for row in 0..rows {
         if row > 0 {
@@ -842,29 +842,12 @@ async fn insert_metrics(tx: &mut AnyConnection, run_id: &str, metrics: &[Metric]
         query.execute(&mut *tx).await?;
     }
 
-    // Latest value per key: the highest (step, timestamp, value), compared as
-    // MLflow does, with NaN counted as 0. Fold the batch first so each key is
-    // written once.
-    let mut latest: Vec<&Metric> = Vec::new();
-    for metric in metrics {
-        match latest.iter_mut().find(|existing| existing.key == metric.key) {
-            Some(existing) => {
-                if sort_key(metric) > sort_key(existing) {
-                    *existing = metric;
-                }
-            }
-            None => latest.push(metric),
-        }
-    }
     // One statement for every key (each key appears once, as PostgreSQL's
     // multi-row upsert requires).
+    let latest = latest_per_key(metrics);
     for chunk in latest.chunks(METRIC_ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO latest_metrics (run_id, key, timestamp, step, value, is_nan) VALUES {} \
-             ON CONFLICT (run_id, key) DO UPDATE SET timestamp = excluded.timestamp, step = excluded.step, value = excluded.value, is_nan = excluded.is_nan \
-             WHERE excluded.step > latest_metrics.step \
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
-                OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND excluded.value > latest_metrics.value)",
+            "INSERT INTO latest_metrics (run_id, key, timestamp, step, value, is_nan) VALUES {} {LATEST_UPSERT}",
             values_list(chunk.len(), 6, 1, anonymous)
         );
         let mut query = sqlx::query(&sql);
@@ -881,6 +864,31 @@ async fn insert_metrics(tx: &mut AnyConnection, run_id: &str, metrics: &[Metric]
         query.execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// How a metric upserted into `latest_metrics` replaces the value there:
+/// the highest (step, timestamp, value), compared as MLflow does, with NaN
+/// counted as 0.
+pub(crate) const LATEST_UPSERT: &str = "ON CONFLICT (run_id, key) DO UPDATE SET timestamp = excluded.timestamp, step = excluded.step, value = excluded.value, is_nan = excluded.is_nan \
+     WHERE excluded.step > latest_metrics.step \
+        OR (excluded.step = latest_metrics.step AND excluded.timestamp > latest_metrics.timestamp) \
+        OR (excluded.step = latest_metrics.step AND excluded.timestamp = latest_metrics.timestamp AND excluded.value > latest_metrics.value)";
+
+/// A batch's latest metric per key, each key once, in first-seen order:
+/// folded in memory so that each key is written once.
+pub(crate) fn latest_per_key(metrics: &[Metric]) -> Vec<&Metric> {
+    let mut latest: Vec<&Metric> = Vec::new();
+    for metric in metrics {
+        match latest.iter_mut().find(|existing| existing.key == metric.key) {
+            Some(existing) => {
+                if sort_key(metric) > sort_key(existing) {
+                    *existing = metric;
+                }
+            }
+            None => latest.push(metric),
+        }
+    }
+    latest
 }
 
 fn sort_key(metric: &Metric) -> (i64, i64, OrderedValue) {

@@ -166,7 +166,21 @@ pub(crate) async fn experiments_where_tagged<S: RowSource>(
     experiments_bound(source, condition, &bound, tags).await
 }
 
-/// The experiments matching `condition` with `bound` as `$1` (the
+/// The experiments (`e`) matching `condition` with `arguments` bound after
+/// the workspace id, with their tags or (`tags` false) without.
+pub(crate) async fn experiments_matching<S: RowSource>(
+    source: &S,
+    workspace_id: &str,
+    condition: &str,
+    arguments: &[String],
+    tags: bool,
+) -> StoreResult<Vec<Experiment>> {
+    let mut bound = vec![workspace_id];
+    bound.extend(arguments.iter().map(String::as_str));
+    experiments_bound(source, condition, &bound, tags).await
+}
+
+/// The experiments (`e`) matching `condition` with `bound` as `$1` (the
 /// workspace id), `$2`, ….
 async fn experiments_bound<S: RowSource>(
     source: &S,
@@ -176,7 +190,7 @@ async fn experiments_bound<S: RowSource>(
 ) -> StoreResult<Vec<Experiment>> {
     let mut by_id: HashMap<String, Vec<Tag>> = HashMap::new();
     let tag_sql = format!(
-        "SELECT experiment_id, key, value FROM experiment_tags WHERE workspace_id = $1 AND experiment_id IN (SELECT experiment_id FROM experiments WHERE workspace_id = $1 {condition}) ORDER BY key"
+        "SELECT experiment_id, key, value FROM experiment_tags WHERE workspace_id = $1 AND experiment_id IN (SELECT e.experiment_id FROM experiments e WHERE e.workspace_id = $1 {condition}) ORDER BY key"
     );
     if tags {
         for mut row in source.rows(&tag_sql, bound).await? {
@@ -187,7 +201,7 @@ async fn experiments_bound<S: RowSource>(
         }
     }
     let sql = format!(
-        "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments WHERE workspace_id = $1 {condition}"
+        "SELECT e.experiment_id, e.name, e.artifact_location, e.lifecycle_stage, e.creation_time, e.last_update_time FROM experiments e WHERE e.workspace_id = $1 {condition}"
     );
     source
         .rows(&sql, bound)

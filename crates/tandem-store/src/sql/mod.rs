@@ -28,7 +28,10 @@ mod restore;
 mod retention;
 mod retention_apply;
 mod rows;
+mod run_data;
+mod search_entities;
 mod search_runs;
+mod search_sql;
 mod sqlite_reader;
 mod tracking;
 mod transfer;
@@ -428,25 +431,48 @@ impl SqlStore {
     /// before it accepts anything else.
     async fn record_as(&self, write: &mut WriteTx, change: Change, check: bool) -> StoreResult<i64> {
         let class = change.asset_class();
+        let multi_writer = self.admit(write, class, check)?;
+        let seen = match multi_writer {
+            true => Some(self.seen_context(write).await?),
+            false => None,
+        };
+        let record = self.numbered(write, change, seen);
+        insert_journal(&mut write.tx, &record).await?;
+        merge::apply_record(&mut write.tx, &record).await?;
+        let seq = record.seq;
+        write.appended.push((seq, class));
+        Ok(seq)
+    }
+
+    /// Asks the region's policy and the database's write fence whether a
+    /// change of `class` may be written now (only if `check`); whether the
+    /// class has several writers, whose records carry a causal context.
+    pub(crate) fn admit(&self, write: &WriteTx, class: Option<AssetClass>, check: bool) -> StoreResult<bool> {
         let policy = self.policy.read().expect("policy lock poisoned").clone();
+        let hot_hot = class.is_some_and(|class| policy.multi_writer(class));
         if check {
             policy.check_write(class)?;
             // The database's word on the lease, for every process of the
             // region: this one's own view may be a moment old.
-            let hot_hot = class.is_some_and(|class| policy.multi_writer(class));
             if let (Some(reason), false) = (&write.fence, hot_hot) {
                 return Err(
                     tandem_core::Error::new(tandem_core::ErrorKind::NotPrimary, reason.clone()).into(),
                 );
             }
         }
-        let seen = match class {
-            Some(class) if policy.multi_writer(class) => Some(self.seen_context(write).await?),
-            _ => None,
-        };
+        Ok(hot_hot)
+    }
+
+    /// `change` as the next record of `write`: numbered, stamped, signed.
+    pub(crate) fn numbered(
+        &self,
+        write: &mut WriteTx,
+        change: Change,
+        seen: Option<std::collections::BTreeMap<String, i64>>,
+    ) -> JournalRecord {
         let hlc = self.hlc.now(write.now);
         let (seq, epoch) = self.next_position(write, hlc);
-        let record = JournalRecord {
+        JournalRecord {
             seq,
             workspace_id: write.workspace_id.clone(),
             hlc,
@@ -458,11 +484,7 @@ impl SqlStore {
             change,
             seen,
             principal: crate::actor::current(),
-        };
-        insert_journal(&mut write.tx, &record).await?;
-        merge::apply_record(&mut write.tx, &record).await?;
-        write.appended.push((seq, class));
-        Ok(seq)
+        }
     }
 
     /// The sequence number and epoch of the next record of `write`.
@@ -721,30 +743,49 @@ pub(crate) async fn insert_journal_voided(
     record: &JournalRecord,
     voided: Option<i64>,
 ) -> StoreResult<()> {
-    sqlx::query(
+    let query = sqlx::query(
         "INSERT INTO journal (seq, workspace_id, hlc, origin_region, origin_seq, epoch, format, kind, recorded_at, payload, asset_class, seen, voided, principal) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-    )
-    .bind(record.seq)
-    .bind(&record.workspace_id)
-    .bind(record.hlc as i64)
-    .bind(&record.origin_region)
-    .bind(record.origin_seq)
-    .bind(record.epoch)
-    .bind(record.format)
-    .bind(record.change.kind())
-    .bind(record.recorded_at)
-    .bind(JournalRecord::encode_change(&record.change))
-    .bind(record.change.asset_class().map(|class| class.as_str()).unwrap_or(""))
-    .bind(
-        record
-            .seen
-            .as_ref()
-            .map(|seen| serde_json::to_string(seen).expect("maps encode")),
-    )
-    .bind(voided)
-    .bind(record.principal.as_deref())
-    .execute(&mut *tx)
-    .await?;
+    );
+    bind_journal_record(query, record, voided)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+
+/// Binds a journal record's fourteen columns, in the order of
+/// [`insert_journal_voided`]'s statement.
+pub(crate) fn bind_journal_record<'q>(
+    query: AnyQuery<'q>,
+    record: &'q JournalRecord,
+    voided: Option<i64>,
+) -> AnyQuery<'q> {
+    query
+        .bind(record.seq)
+        .bind(&record.workspace_id)
+        .bind(record.hlc as i64)
+        .bind(&record.origin_region)
+        .bind(record.origin_seq)
+        .bind(record.epoch)
+        .bind(record.format)
+        .bind(record.change.kind())
+        .bind(record.recorded_at)
+        .bind(JournalRecord::encode_change(&record.change))
+        .bind(
+            record
+                .change
+                .asset_class()
+                .map(|class| class.as_str())
+                .unwrap_or(""),
+        )
+        .bind(
+            record
+                .seen
+                .as_ref()
+                .map(|seen| serde_json::to_string(seen).expect("maps encode")),
+        )
+        .bind(voided)
+        .bind(record.principal.as_deref())
 }

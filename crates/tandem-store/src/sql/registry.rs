@@ -160,26 +160,6 @@ impl SqlStore {
         .await
     }
 
-    pub(super) async fn search_registered_models_impl(
-        &self,
-        ws: &WorkspaceRef,
-        query: SearchQuery,
-    ) -> StoreResult<Page<RegisteredModel>> {
-        // Every model is filtered and ordered by its name, times and tags;
-        // then the page's are read whole, with their versions and aliases.
-        let models = load::registered_models_read(&self.read_pool, &ws.workspace_id, "", &[], false).await?;
-        let mut page = search::search_registered_models(
-            models,
-            &query.filter,
-            &query.order_by,
-            query.max_results,
-            query.page_token.as_deref(),
-        )?;
-        let names: Vec<String> = page.items.iter().map(|model| model.name.clone()).collect();
-        page.items = load::registered_models_by_names(&self.read_pool, &ws.workspace_id, &names).await?;
-        Ok(page)
-    }
-
     pub(super) async fn get_latest_versions_impl(
         &self,
         ws: &WorkspaceRef,

@@ -11,10 +11,11 @@
 //! order, same offset page tokens).
 
 use tandem_core::model::{Run, ViewType};
-use tandem_core::search::{self, RunSqlClause, SqlCmp, SqlOrderKey, TextTest};
+use tandem_core::search::{self, SqlClause, SqlOrderKey, TextTest};
 
 use super::rows::{Columns, RowSource};
-use super::{load, Backend, SqlStore};
+use super::search_sql::{add_clauses, decides, Subject};
+use super::{load, SqlStore};
 use crate::error::StoreResult;
 use crate::{Page, SearchRuns, WorkspaceRef};
 
@@ -69,7 +70,7 @@ impl SqlStore {
             let by_id = exact.iter().any(|clause| {
                 matches!(
                     clause,
-                    RunSqlClause::Attribute {
+                    SqlClause::Attribute {
                         column: "run_id",
                         test: TextTest::Equals(_) | TextTest::In(_)
                     }
@@ -83,7 +84,7 @@ impl SqlStore {
             };
             // The database decides the filter alone here.
             let mut arguments = arguments.clone();
-            add_clauses(&mut condition, &mut arguments, exact, self.backend);
+            add_clauses(&mut condition, &mut arguments, exact, self.backend, &Subject::RUN);
             // Metric keys are bound after the experiment ids and the
             // filter's values; each metric of the order is a join on its
             // latest value.
@@ -146,6 +147,7 @@ impl SqlStore {
             &mut arguments,
             search::run_search_prefilters(&query.filter),
             self.backend,
+            &Subject::RUN,
         );
         let light = load::runs_where_needing(
             &self.read_pool,
@@ -180,168 +182,5 @@ impl SqlStore {
             load::runs_by_ids(&self.read_pool, &ws.workspace_id, chunk)
         })
         .await
-    }
-}
-
-/// Adds `clauses` to a search's `condition` (`AND …` each), their keys and
-/// values bound after `arguments` (as text, cast where compared as numbers).
-fn add_clauses(
-    condition: &mut String,
-    arguments: &mut Vec<String>,
-    clauses: Vec<RunSqlClause>,
-    backend: Backend,
-) {
-    for clause in clauses {
-        let sql = match clause {
-            RunSqlClause::Metric { key, cmp, value } => {
-                let key = bind(arguments, key);
-                let value = bind(arguments, value.to_string());
-                let test = match cmp {
-                    // NaN differs from every number; it satisfies no other comparison.
-                    SqlCmp::Ne => {
-                        format!("(mf.is_nan <> 0 OR mf.value <> CAST({value} AS DOUBLE PRECISION))")
-                    }
-                    cmp => format!(
-                        "mf.is_nan = 0 AND mf.value {} CAST({value} AS DOUBLE PRECISION)",
-                        cmp.as_sql()
-                    ),
-                };
-                format!("EXISTS (SELECT 1 FROM latest_metrics mf WHERE mf.run_id = r.run_id AND mf.key = {key} AND {test})")
-            }
-            RunSqlClause::Param { key, test } => key_value_test("run_params", key, test, arguments, backend),
-            RunSqlClause::Tag { key, test } => key_value_test("run_tags", key, test, arguments, backend),
-            RunSqlClause::Attribute { column, test } => {
-                text_test(&format!("r.{column}"), test, arguments, backend)
-            }
-            RunSqlClause::Time { column, cmp, value } => {
-                let value = bind(arguments, value.to_string());
-                format!("r.{column} {} CAST({value} AS BIGINT)", cmp.as_sql())
-            }
-        };
-        condition.push_str(" AND ");
-        condition.push_str(&sql);
-    }
-}
-
-/// Whether `backend` decides `clauses` exactly: PostgreSQL has no MLflow
-/// ILIKE (its case folding is its own), which `text_test` only widens there.
-fn decides(clauses: &[RunSqlClause], backend: Backend) -> bool {
-    backend == Backend::Sqlite
-        || !clauses.iter().any(|clause| {
-            matches!(
-                clause,
-                RunSqlClause::Param {
-                    test: TextTest::ILike(_),
-                    ..
-                } | RunSqlClause::Tag {
-                    test: TextTest::ILike(_),
-                    ..
-                } | RunSqlClause::Attribute {
-                    test: TextTest::ILike(_),
-                    ..
-                }
-            )
-        })
-}
-
-/// Binds `value` after `arguments` (`$1` is the workspace id): its placeholder.
-fn bind(arguments: &mut Vec<String>, value: String) -> String {
-    arguments.push(value);
-    format!("${}", arguments.len() + 1)
-}
-
-/// A test of the value of `key` in `table` (`run_params`, `run_tags`).
-fn key_value_test(
-    table: &str,
-    key: String,
-    test: TextTest,
-    arguments: &mut Vec<String>,
-    backend: Backend,
-) -> String {
-    let key = bind(arguments, key);
-    let row = format!("SELECT 1 FROM {table} kv WHERE kv.run_id = r.run_id AND kv.key = {key}");
-    match test {
-        TextTest::Present => format!("EXISTS ({row})"),
-        TextTest::Absent => format!("NOT EXISTS ({row})"),
-        test => format!(
-            "EXISTS ({row} AND {})",
-            text_test("kv.value", test, arguments, backend)
-        ),
-    }
-}
-
-/// `column` tested as the grammar tests text: bytes compared, LIKE
-/// case-sensitive with nothing escaped (SQLite's GLOB with the pattern
-/// translated; PostgreSQL's LIKE with `ESCAPE ''`).
-fn text_test(column: &str, test: TextTest, arguments: &mut Vec<String>, backend: Backend) -> String {
-    match test {
-        TextTest::Equals(value) => format!("{column} = {}", bind(arguments, value)),
-        TextTest::Differs(value) => format!("{column} <> {}", bind(arguments, value)),
-        TextTest::Like(pattern) => match backend {
-            Backend::Sqlite => format!("{column} GLOB {}", bind(arguments, glob_pattern(&pattern))),
-            Backend::Postgres => format!("{column} LIKE {} ESCAPE ''", bind(arguments, pattern)),
-        },
-        // SQLite's read connections have MLflow's ILIKE itself
-        // (`sqlite_reader::ILIKE`). On PostgreSQL it only narrows
-        // (`decides`): LOWER() folds ASCII letters as the grammar does, and a
-        // value's other characters match an ASCII pattern's letters only if
-        // they fold to them, which only the Kelvin sign does (to 'k'):
-        // values holding one pass too. Other patterns do not narrow.
-        TextTest::ILike(pattern) => match backend {
-            Backend::Sqlite => format!(
-                "{}({column}, {})",
-                super::sqlite_reader::ILIKE,
-                bind(arguments, pattern)
-            ),
-            Backend::Postgres if pattern.is_ascii() => format!(
-                "(LOWER({column}) LIKE LOWER({}) ESCAPE '' OR {column} LIKE '%{KELVIN}%')",
-                bind(arguments, pattern)
-            ),
-            Backend::Postgres => "1 = 1".to_string(),
-        },
-        TextTest::In(values) if values.is_empty() => "1 = 0".to_string(),
-        TextTest::NotIn(values) if values.is_empty() => "1 = 1".to_string(),
-        TextTest::In(values) => {
-            let list: Vec<String> = values.into_iter().map(|value| bind(arguments, value)).collect();
-            format!("{column} IN ({})", list.join(", "))
-        }
-        TextTest::NotIn(values) => {
-            let list: Vec<String> = values.into_iter().map(|value| bind(arguments, value)).collect();
-            format!("{column} NOT IN ({})", list.join(", "))
-        }
-        TextTest::Present => format!("{column} IS NOT NULL"),
-        TextTest::Absent => format!("{column} IS NULL"),
-    }
-}
-
-/// The one character outside ASCII whose lower case is an ASCII letter.
-const KELVIN: char = '\u{212A}';
-
-/// MLflow's LIKE pattern (`%`, `_`, nothing escaped) as a SQLite GLOB
-/// pattern: `*` and `?` for the wildcards, GLOB's own specials bracketed.
-fn glob_pattern(pattern: &str) -> String {
-    let mut glob = String::with_capacity(pattern.len() + 8);
-    for character in pattern.chars() {
-        match character {
-            '%' => glob.push('*'),
-            '_' => glob.push('?'),
-            '*' => glob.push_str("[*]"),
-            '?' => glob.push_str("[?]"),
-            '[' => glob.push_str("[[]"),
-            other => glob.push(other),
-        }
-    }
-    glob
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_pattern;
-
-    #[test]
-    fn like_patterns_become_globs_that_match_the_same() {
-        assert_eq!(glob_pattern("a%b_c"), "a*b?c");
-        assert_eq!(glob_pattern("*?[x]%"), "[*][?][[]x]*");
-        assert_eq!(glob_pattern("100\\%"), "100\\*");
     }
 }

@@ -10,7 +10,6 @@ use sqlx::Row;
 use tandem_core::journal::{AssetClass, Change};
 use tandem_core::model::RUN_NAME_TAG;
 use tandem_core::model::*;
-use tandem_core::search::{self, Page};
 use tandem_core::validation as rules;
 use tandem_core::{ids, names, Error};
 
@@ -95,36 +94,6 @@ impl SqlStore {
         load::experiment_by_name(&self.pool, &ws.workspace_id, name)
             .await?
             .ok_or_else(|| not_found(format!("Could not find experiment with name '{name}'")))
-    }
-
-    pub(super) async fn search_experiments_impl(
-        &self,
-        ws: &WorkspaceRef,
-        query: SearchQuery,
-    ) -> StoreResult<Page<Experiment>> {
-        let condition = match query.view_type {
-            ViewType::ActiveOnly => "AND lifecycle_stage = 'active'",
-            ViewType::DeletedOnly => "AND lifecycle_stage = 'deleted'",
-            ViewType::All => "",
-        };
-        // Every experiment of the view is filtered and ordered, its tags
-        // read only if the filter compares them; then the page's are read
-        // whole (at 10,000 experiments, the tags were most of the read).
-        let tags = search::experiment_search_needs_tags(&query.filter)?;
-        let experiments =
-            load::experiments_where_tagged(&self.read_pool, &ws.workspace_id, condition, None, tags).await?;
-        let mut page = search::search_experiments(
-            experiments,
-            &query.filter,
-            &query.order_by,
-            query.max_results,
-            query.page_token.as_deref(),
-        )?;
-        if !tags {
-            let ids: Vec<String> = page.items.iter().map(|e| e.experiment_id.clone()).collect();
-            page.items = load::experiments_by_ids(&self.read_pool, &ws.workspace_id, &ids).await?;
-        }
-        Ok(page)
     }
 
     pub(super) async fn rename_experiment_impl(
@@ -379,6 +348,11 @@ impl SqlStore {
             return Ok(());
         }
         let mut write = self.begin_write(&ws.workspace_id).await?;
+        if self.backend == super::Backend::Postgres && !self.multi_writer(AssetClass::Tracking) {
+            self.log_run_data_in_one_statement(&mut write, run_id, metrics, params, tags)
+                .await?;
+            return Self::commit(write).await;
+        }
         // Validated inside the write, on its connection: the state checked is
         // the state written to, and on SQLite the writer's page cache holds
         // these pages already.

@@ -90,6 +90,7 @@ conformance!(
     experiments_lifecycle,
     runs_and_run_data,
     params_cannot_change_and_nothing_is_half_written,
+    run_data_batches_check_and_apply_as_one,
     metric_history_and_non_finite_values,
     search_runs_filters_orders_and_pages,
     logged_models,

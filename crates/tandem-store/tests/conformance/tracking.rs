@@ -524,6 +524,118 @@ pub async fn params_cannot_change_and_nothing_is_half_written(harness: &support:
     assert_eq!(store.journal_position().await.unwrap().head, head_before);
 }
 
+/// What a batch of run data does in each backend's write path (PostgreSQL
+/// checks and writes a batch in one statement): a batch's later tag of a key
+/// wins, the run-name tag renames the run, latest metrics fold per key, and
+/// each refusal (an unknown run, another workspace's run, a deleted run, a
+/// changed param) names its cause and writes nothing.
+pub async fn run_data_batches_check_and_apply_as_one(harness: &support::Harness) {
+    let store = harness.store.as_ref();
+    let ws = default_ws(store).await;
+    let run_id = new_run(store, &ws, "0").await.info.run_id;
+    store
+        .log_batch(
+            &ws,
+            &run_id,
+            vec![
+                metric("loss", 0.5, 10, 2),
+                metric("loss", 0.9, 5, 1),
+                metric("loss", 0.7, 20, 2),
+                metric("acc", f64::NAN, 1, 0),
+            ],
+            vec![param("lr", "0.01"), param("depth", "3")],
+            vec![
+                Tag::new("team", "a"),
+                Tag::new("team", "b"),
+                Tag::new("mlflow.runName", "renamed"),
+            ],
+        )
+        .await
+        .unwrap();
+    let run = store.get_run(&ws, &run_id).await.unwrap();
+    assert_eq!(run.tag("team"), Some("b"));
+    assert_eq!(run.info.run_name, "renamed");
+    assert_eq!(run.param("lr"), Some("0.01"));
+    assert_eq!(run.param("depth"), Some("3"));
+    let loss = run.data.metrics.iter().find(|m| m.key == "loss").unwrap();
+    assert_eq!((loss.value, loss.timestamp, loss.step), (0.7, 20, 2));
+    assert!(run
+        .data
+        .metrics
+        .iter()
+        .any(|m| m.key == "acc" && m.value.is_nan()));
+    let history = store
+        .get_metric_history(&ws, &run_id, "loss", None, None)
+        .await
+        .unwrap();
+    assert_eq!(history.items.len(), 3);
+
+    let other = store.create_workspace("batch-other", "").await.unwrap();
+    let other_ws = store.resolve_workspace(&other.name).await.unwrap();
+    let head_before = store.journal_position().await.unwrap().head;
+    let missing = store
+        .log_batch(
+            &ws,
+            "0123456789abcdef0123456789abcdef",
+            vec![metric("x", 1.0, 1, 0)],
+            vec![],
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(missing.kind(), ErrorKind::ResourceDoesNotExist);
+    assert!(
+        missing
+            .to_string()
+            .contains("Run with id=0123456789abcdef0123456789abcdef not found"),
+        "{missing}"
+    );
+
+    let elsewhere = store
+        .log_batch(&other_ws, &run_id, vec![metric("x", 1.0, 1, 0)], vec![], vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(elsewhere.kind(), ErrorKind::ResourceDoesNotExist);
+
+    let clash = store
+        .log_batch(
+            &ws,
+            &run_id,
+            vec![],
+            vec![param("depth", "3"), param("lr", "0.1")],
+            vec![],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(clash.kind(), ErrorKind::InvalidParameterValue);
+    assert!(
+        clash.to_string().contains(&format!(
+            "Param with key='lr' was already logged with value='0.01' for run ID='{run_id}'. Attempted logging new value '0.1'."
+        )),
+        "{clash}"
+    );
+
+    assert_eq!(store.journal_position().await.unwrap().head, head_before);
+    store.delete_run(&ws, &run_id).await.unwrap();
+    let head_deleted = store.journal_position().await.unwrap().head;
+    let deleted = store
+        .log_batch(&ws, &run_id, vec![], vec![], vec![Tag::new("t", "v")])
+        .await
+        .unwrap_err();
+    assert_eq!(deleted.kind(), ErrorKind::InvalidParameterValue);
+    assert!(
+        deleted.to_string().contains(&format!(
+            "The run {run_id} must be in the 'active' state. Current state is deleted."
+        )),
+        "{deleted}"
+    );
+    assert_eq!(store.journal_position().await.unwrap().head, head_deleted);
+    store.restore_run(&ws, &run_id).await.unwrap();
+    let run = store.get_run(&ws, &run_id).await.unwrap();
+    assert_eq!(run.tag("t"), None);
+    assert_eq!(run.param("lr"), Some("0.01"));
+}
+
 pub async fn metric_history_and_non_finite_values(harness: &support::Harness) {
     let store = harness.store.as_ref();
     let ws = default_ws(store).await;
