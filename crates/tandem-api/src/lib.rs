@@ -29,6 +29,7 @@ mod models;
 mod moving;
 pub mod multipart;
 pub mod openapi;
+mod page;
 mod principals;
 pub mod ready;
 mod retention;

@@ -13,10 +13,12 @@ use tandem_store::{CreateLoggedModel, CreateModelVersion, SearchLoggedModels, Se
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{lenient, Message, Ws};
+use crate::page::PageBody;
 use crate::tracking::required;
 use crate::AppState;
 
 type Reply = ApiResult<Json<Value>>;
+type PageReply<T> = ApiResult<Json<PageBody<T>>>;
 
 pub(crate) fn routes() -> Router<AppState> {
     let mut router = Router::new();
@@ -140,17 +142,6 @@ fn key_values(items: Vec<KeyValue>, field: &str) -> ApiResult<Vec<(String, Strin
             ))
         })
         .collect()
-}
-
-fn page_body(items_key: &str, items: Value, next_page_token: Option<String>) -> Value {
-    let mut body = json!({});
-    if items.as_array().is_some_and(|array| !array.is_empty()) {
-        body[items_key] = items;
-    }
-    if let Some(token) = next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    body
 }
 
 fn max_results(value: Option<i64>, default: i64, limit: i64) -> ApiResult<usize> {
@@ -364,7 +355,7 @@ async fn search_logged_models(
     Ws(ws): Ws,
     state: State<AppState>,
     Message(request): Message<SearchLoggedModelsRequest>,
-) -> Reply {
+) -> PageReply<LoggedModel> {
     let datasets = request
         .datasets
         .into_iter()
@@ -403,7 +394,7 @@ async fn search_logged_models(
             },
         )
         .await?;
-    Ok(Json(page_body("models", json!(page.items), page.next_page_token)))
+    Ok(Json(PageBody::new("models", page.items, page.next_page_token)))
 }
 
 #[derive(Deserialize)]
@@ -527,14 +518,14 @@ async fn search_registered_models(
     Ws(ws): Ws,
     state: State<AppState>,
     Message(request): Message<RegistrySearchRequest>,
-) -> Reply {
+) -> PageReply<RegisteredModel> {
     let page = state
         .store
         .search_registered_models(&ws, request.query(100, 1000)?)
         .await?;
-    Ok(Json(page_body(
+    Ok(Json(PageBody::new(
         "registered_models",
-        json!(page.items),
+        page.items,
         page.next_page_token,
     )))
 }
@@ -543,14 +534,14 @@ async fn search_model_versions(
     Ws(ws): Ws,
     state: State<AppState>,
     Message(request): Message<RegistrySearchRequest>,
-) -> Reply {
+) -> PageReply<ModelVersion> {
     let page = state
         .store
         .search_model_versions(&ws, request.query(10_000, 200_000)?)
         .await?;
-    Ok(Json(page_body(
+    Ok(Json(PageBody::new(
         "model_versions",
-        json!(page.items),
+        page.items,
         page.next_page_token,
     )))
 }
@@ -567,13 +558,13 @@ async fn get_latest_versions(
     Ws(ws): Ws,
     state: State<AppState>,
     Message(request): Message<LatestVersionsRequest>,
-) -> Reply {
+) -> PageReply<ModelVersion> {
     let name = required(request.name, "name")?;
     let versions = state
         .store
         .get_latest_versions(&ws, &name, &request.stages)
         .await?;
-    Ok(Json(page_body("model_versions", json!(versions), None)))
+    Ok(Json(PageBody::new("model_versions", versions, None)))
 }
 
 #[derive(Deserialize)]

@@ -164,6 +164,10 @@ pub async fn collect_garbage(store: &dyn MetadataStore, artifacts: &ArtifactStor
     done
 }
 
+/// How often the query planner's statistics are checked for tables that
+/// grew (SQLite; PostgreSQL's autovacuum keeps its own).
+const STATISTICS_CHECK: Duration = Duration::from_secs(10);
+
 /// Runs the automatic purge and the collector until `stop` resolves.
 pub async fn run(
     store: Arc<dyn MetadataStore>,
@@ -177,6 +181,12 @@ pub async fn run(
     let sweep =
         (artifacts.abandoned_uploads_after() / 4).clamp(Duration::from_millis(100), ABANDONED_UPLOADS_SWEEP);
     let mut abandoned = tokio::time::interval(sweep);
+    // Tables grow between restarts and within minutes (an import, a sweep
+    // of runs); their statistics must follow, or SQLite plans a query on a
+    // table it measured nearly empty as a scan of it. Checking is cheap
+    // when nothing grew much (`refresh_planner_statistics`).
+    let mut statistics = tokio::time::interval(STATISTICS_CHECK);
+    statistics.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     gc.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     abandoned.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -212,8 +222,11 @@ pub async fn run(
                 }
                 // Collect at once what the purge queued.
                 collect_garbage(store.as_ref(), &artifacts).await;
-                // Tables grow between restarts; their statistics must too,
-                // or the planner picks worse plans as they do.
+            }
+            _ = statistics.tick() => {
+                if !duties.held() {
+                    continue;
+                }
                 if let Err(error) = store.refresh_planner_statistics().await {
                     tracing::warn!(%error, "refreshing the query planner's statistics failed; will retry");
                 }

@@ -10,6 +10,7 @@ use tandem_store::{CreateRun, SearchQuery, SearchRuns, UpdateRun};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{lenient, Message, Ws};
+use crate::page::PageBody;
 use crate::AppState;
 
 type Reply = ApiResult<Json<Value>>;
@@ -202,7 +203,7 @@ async fn search_experiments(
     Ws(ws): Ws,
     state: axum::extract::State<AppState>,
     Message(request): Message<SearchExperimentsRequest>,
-) -> Reply {
+) -> ApiResult<Json<PageBody<Experiment>>> {
     let page = state
         .store
         .search_experiments(
@@ -216,14 +217,11 @@ async fn search_experiments(
             },
         )
         .await?;
-    let mut body = json!({});
-    if !page.items.is_empty() {
-        body["experiments"] = json!(page.items);
-    }
-    if let Some(token) = page.next_page_token {
-        body["next_page_token"] = json!(token);
-    }
-    Ok(Json(body))
+    Ok(Json(PageBody::new(
+        "experiments",
+        page.items,
+        page.next_page_token,
+    )))
 }
 
 #[derive(Deserialize)]

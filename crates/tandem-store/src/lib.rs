@@ -845,8 +845,9 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         keep_artifacts: bool,
     ) -> StoreResult<()>;
     /// Refreshes the statistics the database plans queries with where they
-    /// are stale (SQLite's `PRAGMA optimize`: cheap when nothing grew;
-    /// PostgreSQL's autovacuum does this itself). Called periodically.
+    /// are stale (SQLite's `PRAGMA optimize`: cheap when nothing grew; on
+    /// PostgreSQL an `ANALYZE` of the tables autovacuum would analyze, for
+    /// when it is off). Called periodically.
     async fn refresh_planner_statistics(&self) -> StoreResult<()>;
     /// Purges every workspace and item whose retention ended (by the
     /// store's clock). Does nothing where local writes are refused: a

@@ -1,7 +1,8 @@
-//! The planner's statistics on SQLite: a store whose tables grew after it
+//! The planner's statistics: on SQLite a store whose tables grew after it
 //! opened gets statistics for them from `refresh_planner_statistics`, so a
 //! page of runs is read by their keys rather than by scanning the
-//! workspace's index (the plan is checked, not a timing).
+//! workspace's index (the plan is checked, not a timing); on PostgreSQL the
+//! tables that grew are analyzed, as autovacuum would (it may be off).
 
 #[allow(dead_code)]
 mod support;
@@ -72,5 +73,50 @@ async fn tables_that_grew_get_statistics_and_pages_are_read_by_key() {
     .await
     .join("\n");
     assert!(plan.contains("sqlite_autoindex_runs_1"), "{plan}");
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tables_that_grew_are_analyzed() {
+    let Some(harness) = support::Harness::new(Backend::Postgres).await else {
+        return;
+    };
+    let store = harness.store.as_ref();
+    let ws = store.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    // Only the store analyzes runs here, autovacuum or not.
+    query(&harness.url, "ALTER TABLE runs SET (autovacuum_enabled = false)").await;
+    for _ in 0..120 {
+        store
+            .create_run(
+                &ws,
+                CreateRun {
+                    experiment_id: "0".to_string(),
+                    ..CreateRun::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let analyzed = "SELECT CASE WHEN GREATEST(last_analyze, last_autoanalyze) IS NULL THEN 'no' ELSE 'yes' END \
+                    FROM pg_stat_user_tables WHERE relname = 'runs'";
+    // A backend reports its changes to the statistics a moment after it
+    // commits them (at most a few seconds): refresh as the store does, on
+    // a tick, until the runs are analyzed (bounded).
+    let mut seen = Vec::new();
+    for _ in 0..80 {
+        store.refresh_planner_statistics().await.unwrap();
+        seen = query(&harness.url, analyzed).await;
+        if seen == ["yes"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(seen, ["yes"], "runs analyzed");
+    let statistics = query(
+        &harness.url,
+        "SELECT reltuples::bigint::text FROM pg_class WHERE relname = 'runs'",
+    )
+    .await;
+    assert_eq!(statistics, ["120"]);
     harness.finish().await;
 }

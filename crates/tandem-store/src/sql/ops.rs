@@ -588,6 +588,26 @@ impl MetadataStore for SqlStore {
             sqlx::query("PRAGMA optimize = 0x10002")
                 .execute(&mut *connection)
                 .await?;
+        } else {
+            // Autovacuum analyzes a table once its changed rows pass 50 +
+            // 10% of it; where autovacuum is off (some installations turn it
+            // off) nothing would, and a prepared statement keeps the generic
+            // plan it got when its tables were empty: a run's children were
+            // read by scanning every run of the workspace, 5–9 ms each at
+            // 50,000 runs. The same threshold here; ANALYZE also makes
+            // cached plans be planned again.
+            let stale: Vec<String> = sqlx::query_scalar(
+                "SELECT relname::text FROM pg_stat_user_tables WHERE schemaname = current_schema() \
+                 AND n_mod_since_analyze > 50 + 0.1 * GREATEST(n_live_tup, 0)",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            for table in stale {
+                let quoted = format!("\"{}\"", table.replace('"', "\"\""));
+                sqlx::query(&format!("ANALYZE {quoted}"))
+                    .execute(&self.pool)
+                    .await?;
+            }
         }
         Ok(())
     }

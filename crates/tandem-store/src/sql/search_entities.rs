@@ -103,9 +103,15 @@ impl SqlStore {
             self.backend,
             &Subject::REGISTERED_MODEL,
         );
-        let models =
-            load::registered_models_read(&self.read_pool, &ws.workspace_id, &condition, &arguments, false)
-                .await?;
+        let models = load::registered_models_read(
+            &self.read_pool,
+            &ws.workspace_id,
+            &condition,
+            &arguments,
+            false,
+            None,
+        )
+        .await?;
         let page = search::search_registered_models(
             models,
             &query.filter,
