@@ -97,7 +97,8 @@ async fn postgres_tables_that_grew_are_analyzed() {
             .await
             .unwrap();
     }
-    let analyzed = "SELECT CASE WHEN GREATEST(last_analyze, last_autoanalyze) IS NULL THEN 'no' ELSE 'yes' END \
+    let analyzed =
+        "SELECT CASE WHEN GREATEST(last_analyze, last_autoanalyze) IS NULL THEN 'no' ELSE 'yes' END \
                     FROM pg_stat_user_tables WHERE relname = 'runs'";
     // A backend reports its changes to the statistics a moment after it
     // commits them (at most a few seconds): refresh as the store does, on

@@ -21,6 +21,8 @@ pub(crate) fn stored_value(value: f64) -> (f64, i64) {
 
 use tandem_core::model::RUN_NAME_TAG;
 
+use super::AnyQuery;
+
 pub(crate) async fn apply(tx: &mut AnyConnection, workspace_id: &str, change: &Change) -> StoreResult<()> {
     if super::access::apply_access(tx, change).await? {
         return Ok(());
@@ -808,13 +810,7 @@ async fn insert_metrics(tx: &mut AnyConnection, run_id: &str, metrics: &[Metric]
         );
         let mut query = sqlx::query(&sql).bind(run_id);
         for metric in chunk {
-            let (value, is_nan) = stored_value(metric.value);
-            query = query
-                .bind(&metric.key)
-                .bind(metric.timestamp)
-                .bind(metric.step)
-                .bind(value)
-                .bind(is_nan);
+            query = bind_point(query, metric);
         }
         query.execute(&mut *tx).await?;
     }
@@ -828,16 +824,7 @@ async fn insert_metrics(tx: &mut AnyConnection, run_id: &str, metrics: &[Metric]
         );
         let mut query = sqlx::query(&sql).bind(run_id);
         for metric in chunk {
-            let (value, is_nan) = stored_value(metric.value);
-            query = query
-                .bind(&metric.key)
-                .bind(metric.timestamp)
-                .bind(metric.step)
-                .bind(value)
-                .bind(is_nan)
-                .bind(metric.model_id.clone().unwrap_or_default())
-                .bind(metric.dataset_name.clone().unwrap_or_default())
-                .bind(metric.dataset_digest.clone().unwrap_or_default());
+            query = bind_point_where(query, metric);
         }
         query.execute(&mut *tx).await?;
     }
@@ -852,18 +839,32 @@ async fn insert_metrics(tx: &mut AnyConnection, run_id: &str, metrics: &[Metric]
         );
         let mut query = sqlx::query(&sql);
         for metric in chunk {
-            let (value, is_nan) = stored_value(metric.value);
-            query = query
-                .bind(run_id)
-                .bind(&metric.key)
-                .bind(metric.timestamp)
-                .bind(metric.step)
-                .bind(value)
-                .bind(is_nan);
+            query = bind_point(query.bind(run_id), metric);
         }
         query.execute(&mut *tx).await?;
     }
     Ok(())
+}
+
+/// Binds a metric's point: its key, timestamp, step, value and NaN flag
+/// (NaN stored as 0 and flagged).
+pub(crate) fn bind_point<'q>(query: AnyQuery<'q>, metric: &'q Metric) -> AnyQuery<'q> {
+    let (value, is_nan) = stored_value(metric.value);
+    query
+        .bind(&metric.key)
+        .bind(metric.timestamp)
+        .bind(metric.step)
+        .bind(value)
+        .bind(is_nan)
+}
+
+/// [`bind_point`], then where it was measured: its model and dataset
+/// (empty when none).
+pub(crate) fn bind_point_where<'q>(query: AnyQuery<'q>, metric: &'q Metric) -> AnyQuery<'q> {
+    bind_point(query, metric)
+        .bind(metric.model_id.as_deref().unwrap_or_default())
+        .bind(metric.dataset_name.as_deref().unwrap_or_default())
+        .bind(metric.dataset_digest.as_deref().unwrap_or_default())
 }
 
 /// How a metric upserted into `latest_metrics` replaces the value there:

@@ -753,7 +753,7 @@ pub(crate) async fn insert_journal_voided(
     Ok(())
 }
 
-type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
+pub(crate) type AnyQuery<'q> = sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>;
 
 /// Binds a journal record's fourteen columns, in the order of
 /// [`insert_journal_voided`]'s statement.

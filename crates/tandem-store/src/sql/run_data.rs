@@ -16,7 +16,7 @@ use sqlx::Row;
 use tandem_core::journal::Change;
 use tandem_core::model::{LifecycleStage, Metric, Param, Tag, RUN_NAME_TAG};
 
-use super::apply::{latest_per_key, stored_value, values_list, LATEST_UPSERT};
+use super::apply::{bind_point, bind_point_where, latest_per_key, values_list, LATEST_UPSERT};
 use super::ops::{invalid, not_found};
 use super::{bind_journal_record, SqlStore, WriteTx};
 use crate::error::StoreResult;
@@ -152,25 +152,10 @@ impl SqlStore {
         }
         query = bind_journal_record(query, &record, None);
         for metric in metrics {
-            let (value, is_nan) = stored_value(metric.value);
-            query = query
-                .bind(&metric.key)
-                .bind(metric.timestamp)
-                .bind(metric.step)
-                .bind(value)
-                .bind(is_nan)
-                .bind(metric.model_id.as_deref().unwrap_or_default())
-                .bind(metric.dataset_name.as_deref().unwrap_or_default())
-                .bind(metric.dataset_digest.as_deref().unwrap_or_default());
+            query = bind_point_where(query, metric);
         }
         for metric in &latest {
-            let (value, is_nan) = stored_value(metric.value);
-            query = query
-                .bind(&metric.key)
-                .bind(metric.timestamp)
-                .bind(metric.step)
-                .bind(value)
-                .bind(is_nan);
+            query = bind_point(query, metric);
         }
         for param in params {
             query = query.bind(&param.key).bind(&param.value);
