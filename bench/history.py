@@ -89,7 +89,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--points", type=int, default=200_000)
     p.add_argument("--reads", type=int, default=5)
-    p.add_argument("--venv", default=os.path.expanduser("~/.cache/mlflow-exim-venv"))
+    p.add_argument("--venv", default=os.path.expanduser("~/.cache/tandem-mlflow-server-venv"))
     p.add_argument("--tandem-bin", default=DEFAULT_TANDEM_BIN)
     p.add_argument("--postgres", action="store_true", help="both servers on PostgreSQL at 127.0.0.1:5432")
     args = p.parse_args()

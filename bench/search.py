@@ -111,7 +111,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--count", type=int, default=10_000)
     p.add_argument("--reads", type=int, default=5)
-    p.add_argument("--venv", default=os.path.expanduser("~/.cache/mlflow-exim-venv"))
+    p.add_argument("--venv", default=os.path.expanduser("~/.cache/tandem-mlflow-server-venv"))
     p.add_argument("--tandem-bin", default=DEFAULT_TANDEM_BIN)
     args = p.parse_args()
     results = {}
