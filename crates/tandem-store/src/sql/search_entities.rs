@@ -178,11 +178,26 @@ impl SqlStore {
             subject,
         );
         let sql = format!(
-            "SELECT {alias}.{key} FROM {table} {alias} WHERE {alias}.workspace_id = $1 {decided} ORDER BY {} LIMIT {} OFFSET {}",
-            order.join(", "),
-            query.max_results + 1,
-            offset
+            "SELECT {alias}.{key} FROM {table} {alias} WHERE {alias}.workspace_id = $1 {decided} ORDER BY {}",
+            order.join(", ")
         );
+        self.keys_page(&sql, ws, &arguments, offset, query.max_results)
+            .await
+            .map(Some)
+    }
+
+    /// The page at `offset` of the keys `sql` selects in order (`$1` the
+    /// workspace id, `arguments` after it; LIMIT and OFFSET added here),
+    /// and the next page's token if more follow.
+    pub(super) async fn keys_page(
+        &self,
+        sql: &str,
+        ws: &WorkspaceRef,
+        arguments: &[String],
+        offset: usize,
+        max_results: usize,
+    ) -> StoreResult<Page<String>> {
+        let sql = format!("{sql} LIMIT {} OFFSET {offset}", max_results + 1);
         let mut bound: Vec<&str> = vec![&ws.workspace_id];
         bound.extend(arguments.iter().map(String::as_str));
         let mut keys = self
@@ -192,14 +207,14 @@ impl SqlStore {
             .into_iter()
             .map(|mut row| row.text(0))
             .collect::<StoreResult<Vec<String>>>()?;
-        let next_page_token = (keys.len() > query.max_results).then(|| {
-            keys.truncate(query.max_results);
-            search::encode_page_token(offset + query.max_results)
+        let next_page_token = (keys.len() > max_results).then(|| {
+            keys.truncate(max_results);
+            search::encode_page_token(offset + max_results)
         });
-        Ok(Some(Page {
+        Ok(Page {
             items: keys,
             next_page_token,
-        }))
+        })
     }
 
     /// Whether every experiment id of the workspace is a canonical number

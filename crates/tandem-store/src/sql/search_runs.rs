@@ -13,7 +13,6 @@
 use tandem_core::model::{Run, ViewType};
 use tandem_core::search::{self, SqlClause, SqlOrderKey, TextTest};
 
-use super::rows::{Columns, RowSource};
 use super::search_sql::{add_clauses, decides, Subject};
 use super::{load, SqlStore};
 use crate::error::StoreResult;
@@ -115,24 +114,15 @@ impl SqlStore {
                 })
                 .collect();
             let sql = format!(
-                "SELECT r.run_id FROM runs r{joins} WHERE {workspace} = $1 {condition} ORDER BY {} LIMIT {} OFFSET {}",
-                order.join(", "),
-                query.max_results + 1,
-                offset
+                "SELECT r.run_id FROM runs r{joins} WHERE {workspace} = $1 {condition} ORDER BY {}",
+                order.join(", ")
             );
-            let mut all: Vec<&str> = vec![&ws.workspace_id];
-            all.extend(bound.iter().map(String::as_str));
-            let mut ids = self
-                .read_pool
-                .rows(&sql, &all)
-                .await?
-                .into_iter()
-                .map(|mut row| row.text(0))
-                .collect::<StoreResult<Vec<String>>>()?;
-            let next_page_token = (ids.len() > query.max_results).then(|| {
-                ids.truncate(query.max_results);
-                search::encode_page_token(offset + query.max_results)
-            });
+            let Page {
+                items: ids,
+                next_page_token,
+            } = self
+                .keys_page(&sql, ws, &bound, offset, query.max_results)
+                .await?;
             return Ok(Page {
                 items: self.whole_runs(ws, &ids).await?,
                 next_page_token,
