@@ -28,6 +28,19 @@ const NOTES: [&str; 8] = [
     "abc",
 ];
 
+/// Values that share their first 100 characters, or are that long: 99,
+/// 100 and 101 characters (two of them), and one of 120 (never logged).
+fn long_value(which: i64) -> String {
+    let stem = "\u{212A}".repeat(50) + &"x".repeat(49);
+    match which {
+        0 => stem,
+        1 => stem + "x",
+        2 => stem + "xa",
+        3 => stem + "xb",
+        _ => stem + &"y".repeat(21),
+    }
+}
+
 fn page_ids(page: &tandem_core::search::Page<Run>) -> Vec<String> {
     page.items.iter().map(|run| run.info.run_id.clone()).collect()
 }
@@ -87,10 +100,17 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
                     )],
                 ]
                 .concat(),
-                vec![Param {
-                    key: "lr".into(),
-                    value: format!("{}", index % 4),
-                }],
+                vec![
+                    Param {
+                        key: "lr".into(),
+                        value: format!("{}", index % 4),
+                    },
+                    // Around the 100 characters PostgreSQL indexes of a value.
+                    Param {
+                        key: "long".into(),
+                        value: long_value(index % 4),
+                    },
+                ],
                 // A second tag on most runs, its values full of what LIKE
                 // and GLOB treat specially, in both cases.
                 [
@@ -134,6 +154,9 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
     }
     let in_list = format!("attributes.run_id IN ('{}', '{}', '{}')", ids[0], ids[5], ids[30]);
     let not_in_list = format!("attributes.run_id NOT IN ('{}', '{}')", ids[1], ids[6]);
+    let long_equal: Vec<String> = (0..5)
+        .map(|i| format!("params.long = '{}'", long_value(i)))
+        .collect();
     let cases: Vec<(&str, Vec<&str>)> = vec![
         ("", vec![]),
         ("", vec!["attributes.start_time ASC"]),
@@ -208,12 +231,20 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
         ("attributes.user_id = ''", vec![]),
         (&in_list, vec![]),
         (&not_in_list, vec!["metrics.acc ASC"]),
-        // The grammar decides these, with what the database can test first.
+        (&long_equal[0], vec![]),
+        (&long_equal[1], vec!["metrics.acc DESC"]),
+        (&long_equal[2], vec![]),
+        (&long_equal[3], vec![]),
+        (&long_equal[4], vec![]),
+        // ILIKE: the database decides an ASCII pattern (PostgreSQL folding
+        // ASCII capitals and the Kelvin sign, which folds to 'k'); the
+        // grammar decides others, with what the database can test first.
         ("tags.team ILIKE 'T1'", vec![]),
         ("metrics.loss > 2 and tags.note ILIKE 'A%'", vec![]),
-        // The Kelvin sign folds to 'k': a widened ILIKE must let it through.
         ("tags.note ILIKE '%k'", vec![]),
+        ("tags.note ILIKE 'BACK_%'", vec!["metrics.acc DESC"]),
         ("tags.note ILIKE 'ü%'", vec![]),
+        ("tags.note ILIKE '%\u{212A}'", vec![]),
         ("attributes.run_name ILIKE 'RUN-1_'", vec!["metrics.acc DESC"]),
         ("attributes.start_time > 1005.5", vec![]),
         ("params.lr = '1'", vec!["attributes.run_name ASC"]),

@@ -71,6 +71,8 @@ const SEARCHES: &[(&str, &[&str])] = &[
     ("name LIKE 'a_b%'", &[]),
     ("name ILIKE 'abc%'", &["name DESC"]),
     ("name ILIKE '%k%'", &[]),
+    ("name ILIKE '%ÜNÏ%'", &["name"]),
+    ("name ILIKE '%\u{212A}%' AND tags.team ILIKE 'RED'", &[]),
     ("name = 'abc-3'", &[]),
     ("name != 'abc-3'", &["creation_time DESC"]),
     ("tags.team = 'red'", &[]),

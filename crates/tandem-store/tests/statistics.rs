@@ -2,7 +2,8 @@
 //! opened gets statistics for them from `refresh_planner_statistics`, so a
 //! page of runs is read by their keys rather than by scanning the
 //! workspace's index (the plan is checked, not a timing); on PostgreSQL the
-//! tables that grew are analyzed, as autovacuum would (it may be off).
+//! tables that grew are analyzed, and where autovacuum is off vacuumed, as
+//! autovacuum would.
 
 #[allow(dead_code)]
 mod support;
@@ -119,5 +120,72 @@ async fn postgres_tables_that_grew_are_analyzed() {
     )
     .await;
     assert_eq!(statistics, ["120"]);
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_tables_autovacuum_would_vacuum_are_vacuumed() {
+    let Some(harness) = support::Harness::new(Backend::Postgres).await else {
+        return;
+    };
+    let store = harness.store.as_ref();
+    let ws = store.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    // Autovacuum off for `metrics`: only the store may vacuum it.
+    query(
+        &harness.url,
+        "ALTER TABLE metrics SET (autovacuum_enabled = false)",
+    )
+    .await;
+    let run = store
+        .create_run(
+            &ws,
+            CreateRun {
+                experiment_id: "0".to_string(),
+                ..CreateRun::default()
+            },
+        )
+        .await
+        .unwrap();
+    // Past autovacuum's insert threshold (1,000 + 20%).
+    for batch in 0..3 {
+        let points = (0..500)
+            .map(|i| tandem_core::model::Metric {
+                key: "loss".to_string(),
+                value: f64::from(i) / 7.0,
+                timestamp: 1_700_000_000_000,
+                step: batch * 500 + i64::from(i),
+                dataset_name: None,
+                dataset_digest: None,
+                model_id: None,
+                run_id: None,
+            })
+            .collect();
+        store
+            .log_batch(&ws, &run.info.run_id, points, Vec::new(), Vec::new())
+            .await
+            .unwrap();
+    }
+    // The table's pages are all-visible once vacuumed: a history page then
+    // reads `metrics`' key alone.
+    let vacuumed = "SELECT CASE WHEN s.last_vacuum IS NOT NULL AND c.relallvisible > 0 THEN 'yes' ELSE 'no' END \
+                    FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'metrics'";
+    let mut seen = Vec::new();
+    for _ in 0..80 {
+        store.refresh_planner_statistics().await.unwrap();
+        seen = query(&harness.url, vacuumed).await;
+        if seen == ["yes"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(seen, ["yes"], "metrics vacuumed");
+    // Tables that did not grow that much are left alone.
+    let experiments = query(
+        &harness.url,
+        "SELECT CASE WHEN last_vacuum IS NULL THEN 'no' ELSE 'yes' END FROM pg_stat_user_tables \
+         WHERE relname = 'experiments'",
+    )
+    .await;
+    assert_eq!(experiments, ["no"]);
     harness.finish().await;
 }

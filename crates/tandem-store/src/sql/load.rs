@@ -322,19 +322,26 @@ pub(crate) async fn runs_by_ids<S: RowSource>(
     workspace_id: &str,
     ids: &[String],
 ) -> StoreResult<Vec<Run>> {
-    let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
-    let list = placeholders.join(", ");
+    let array;
     let mut bound = vec![workspace_id];
-    bound.extend(ids.iter().map(String::as_str));
+    let list = if source.binds_arrays() {
+        array = super::rows::pg_text_array(ids);
+        bound.push(&array);
+        "= ANY(CAST($2 AS TEXT[]))".to_string()
+    } else {
+        bound.extend(ids.iter().map(String::as_str));
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        format!("IN ({})", placeholders.join(", "))
+    };
     let selection = Selection {
         // Found by their ids, then checked for the workspace: `|| ''` keeps
         // a planner without statistics from scanning the workspace's runs
         // by its index instead of looking the ids up.
         runs: format!(
-            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id IN ({list}) AND (r.workspace_id || '') = $1"
+            "SELECT {RUN_COLUMNS} FROM runs r WHERE r.run_id {list} AND (r.workspace_id || '') = $1"
         ),
         // Rows of runs of another workspace find no run to join.
-        children: format!("run_id IN ({list}) AND $1 = $1"),
+        children: format!("run_id {list} AND $1 = $1"),
         arguments: bound,
     };
     load_runs(source, &selection, None).await

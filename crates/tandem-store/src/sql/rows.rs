@@ -100,6 +100,36 @@ pub(super) trait RowSource: Sync {
 
     fn rows(&self, sql: &str, arguments: &[&str])
         -> impl Future<Output = StoreResult<Vec<Self::Row>>> + Send;
+
+    /// Whether a list of values may be bound as one PostgreSQL text array
+    /// (`CAST($n AS TEXT[])`, see [`pg_text_array`]) rather than one
+    /// parameter each: one value to bind and a statement planned alike
+    /// whatever the list's length.
+    fn binds_arrays(&self) -> bool {
+        false
+    }
+}
+
+/// `values` as a PostgreSQL array literal of text: each element quoted,
+/// its backslashes and double quotes escaped.
+pub(super) fn pg_text_array(values: &[String]) -> String {
+    let mut literal = String::with_capacity(values.iter().map(|v| v.len() + 3).sum::<usize>() + 2);
+    literal.push('{');
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            literal.push(',');
+        }
+        literal.push('"');
+        for c in value.chars() {
+            if c == '"' || c == '\\' {
+                literal.push('\\');
+            }
+            literal.push(c);
+        }
+        literal.push('"');
+    }
+    literal.push('}');
+    literal
 }
 
 impl RowSource for AnyPool {
@@ -119,5 +149,27 @@ impl RowSource for ReadPool {
 
     async fn rows(&self, sql: &str, arguments: &[&str]) -> StoreResult<Vec<Vec<Cell>>> {
         self.cells(sql, arguments).await
+    }
+
+    fn binds_arrays(&self) -> bool {
+        matches!(self, ReadPool::Postgres(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_text_array;
+
+    #[test]
+    fn text_arrays_quote_every_element() {
+        let values = [
+            "a".to_string(),
+            "b,c".to_string(),
+            "q\"\\".to_string(),
+            String::new(),
+            "NULL".to_string(),
+        ];
+        assert_eq!(pg_text_array(&values), r#"{"a","b,c","q\"\\","","NULL"}"#);
+        assert_eq!(pg_text_array(&[]), "{}");
     }
 }

@@ -110,24 +110,18 @@ pub(super) fn add_clauses(
     }
 }
 
-/// Whether `backend` decides `clauses` exactly: PostgreSQL has no MLflow
-/// ILIKE (its case folding is its own), which `text_test` only widens there.
+/// Whether `backend` decides `clauses` exactly: SQLite's read connections
+/// have MLflow's ILIKE itself; PostgreSQL decides an ILIKE exactly only
+/// for an ASCII pattern (`text_test` widens the others).
 pub(super) fn decides(clauses: &[SqlClause], backend: Backend) -> bool {
     backend == Backend::Sqlite
-        || !clauses.iter().any(|clause| {
-            matches!(
-                clause,
-                SqlClause::Param {
-                    test: TextTest::ILike(_),
-                    ..
-                } | SqlClause::Tag {
-                    test: TextTest::ILike(_),
-                    ..
-                } | SqlClause::Attribute {
-                    test: TextTest::ILike(_),
-                    ..
-                }
-            )
+        || clauses.iter().all(|clause| match clause {
+            SqlClause::Param { test, .. }
+            | SqlClause::Tag { test, .. }
+            | SqlClause::Attribute { test, .. } => {
+                !matches!(test, TextTest::ILike(pattern) if !pattern.is_ascii())
+            }
+            _ => true,
         })
 }
 
@@ -152,12 +146,31 @@ fn key_value_test(
     match test {
         TextTest::Present => format!("EXISTS ({row})"),
         TextTest::Absent => format!("NOT EXISTS ({row})"),
+        // PostgreSQL indexes params and tags by key and the value's first
+        // `INDEXED_CHARS` characters (migration 18). A shorter value equals
+        // a value exactly when it equals that prefix, which the index alone
+        // answers; a longer one is tested whole too.
+        TextTest::Equals(value) if backend == Backend::Postgres => {
+            let short = value.chars().count() < INDEXED_CHARS;
+            let value = bind(arguments, value);
+            if short {
+                format!("EXISTS ({row} AND LEFT(kv.value, {INDEXED_CHARS}) = {value})")
+            } else {
+                format!(
+                    "EXISTS ({row} AND LEFT(kv.value, {INDEXED_CHARS}) = LEFT({value}, {INDEXED_CHARS}) AND kv.value = {value})"
+                )
+            }
+        }
         test => format!(
             "EXISTS ({row} AND {})",
             text_test("kv.value", test, arguments, backend)
         ),
     }
 }
+
+/// How many of a param's or tag's first characters PostgreSQL's
+/// `run_params_by_key` and `run_tags_by_key` hold.
+const INDEXED_CHARS: usize = 100;
 
 /// `column` tested as the grammar tests text: bytes compared, LIKE
 /// case-sensitive with nothing escaped (SQLite's GLOB with the pattern
@@ -171,11 +184,14 @@ fn text_test(column: &str, test: TextTest, arguments: &mut Vec<String>, backend:
             Backend::Postgres => format!("{column} LIKE {} ESCAPE ''", bind(arguments, pattern)),
         },
         // SQLite's read connections have MLflow's ILIKE itself
-        // (`sqlite_reader::ILIKE`). On PostgreSQL it only narrows
-        // (`decides`): LOWER() folds ASCII letters as the grammar does, and a
-        // value's other characters match an ASCII pattern's letters only if
-        // they fold to them, which only the Kelvin sign does (to 'k'):
-        // values holding one pass too. Other patterns do not narrow.
+        // (`sqlite_reader::ILIKE`). On PostgreSQL an ASCII pattern is
+        // decided exactly without the database's own case folding (which
+        // depends on its locale): a value's character matches an ASCII
+        // pattern character when their Unicode lower cases are equal, and
+        // the only characters whose lower case is an ASCII character are
+        // ASCII's capitals and the Kelvin sign, so folding those two by
+        // `translate` and the pattern by ASCII is MLflow's ILIKE. Other
+        // patterns do not narrow: the grammar decides (`decides`).
         TextTest::ILike(pattern) => match backend {
             Backend::Sqlite => format!(
                 "{}({column}, {})",
@@ -183,8 +199,8 @@ fn text_test(column: &str, test: TextTest, arguments: &mut Vec<String>, backend:
                 bind(arguments, pattern)
             ),
             Backend::Postgres if pattern.is_ascii() => format!(
-                "(LOWER({column}) LIKE LOWER({}) ESCAPE '' OR {column} LIKE '%{KELVIN}%')",
-                bind(arguments, pattern)
+                "TRANSLATE({column}, '{CAPITALS}', '{SMALL}') LIKE {} ESCAPE ''",
+                bind(arguments, pattern.to_ascii_lowercase())
             ),
             Backend::Postgres => "1 = 1".to_string(),
         },
@@ -203,8 +219,11 @@ fn text_test(column: &str, test: TextTest, arguments: &mut Vec<String>, backend:
     }
 }
 
-/// The one character outside ASCII whose lower case is an ASCII letter.
-const KELVIN: char = '\u{212A}';
+/// The characters whose Unicode lower case is one ASCII character other
+/// than themselves (ASCII's capitals and the Kelvin sign, U+212A), and
+/// those lower cases: `tests::only_these_fold_to_ascii` checks the list.
+const CAPITALS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ\u{212A}";
+const SMALL: &str = "abcdefghijklmnopqrstuvwxyzk";
 
 /// MLflow's LIKE pattern (`%`, `_`, nothing escaped) as a SQLite GLOB
 /// pattern: `*` and `?` for the wildcards, GLOB's own specials bracketed.
@@ -225,7 +244,31 @@ fn glob_pattern(pattern: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::glob_pattern;
+    use super::{glob_pattern, CAPITALS, SMALL};
+
+    #[test]
+    fn only_these_fold_to_ascii() {
+        let folding: Vec<(char, char)> = (0..=0x10FFFF_u32)
+            .filter_map(char::from_u32)
+            .filter_map(|c| {
+                let mut lower = c.to_lowercase();
+                match (lower.next(), lower.next()) {
+                    (Some(l), None) if l.is_ascii() && l != c => Some((c, l)),
+                    _ => None,
+                }
+            })
+            .collect();
+        let listed: Vec<(char, char)> = CAPITALS.chars().zip(SMALL.chars()).collect();
+        assert_eq!(folding, listed);
+        assert_eq!(CAPITALS.chars().count(), SMALL.chars().count());
+    }
+
+    #[test]
+    fn postgres_statistics_fold_as_searches_do() {
+        // The planner uses `run_tags_folded` only for this very expression.
+        let migration = include_str!("../../migrations/postgres/0018_runs_by_key.sql");
+        assert!(migration.contains(&format!("(TRANSLATE(value, '{CAPITALS}', '{SMALL}'))")));
+    }
 
     #[test]
     fn like_patterns_become_globs_that_match_the_same() {
