@@ -31,6 +31,22 @@ async fn query(url: &str, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// What `check` answers once it says "yes" (or after 20 s): a backend
+/// reports its changes to the statistics a moment after it commits them
+/// (at most a few seconds), so the store refreshes as it does, on a tick.
+async fn refresh_until_yes(store: &dyn MetadataStore, url: &str, check: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for _ in 0..80 {
+        store.refresh_planner_statistics().await.unwrap();
+        seen = query(url, check).await;
+        if seen == ["yes"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    seen
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_that_grew_get_statistics_and_pages_are_read_by_key() {
     let Some(harness) = support::Harness::new(Backend::Sqlite).await else {
@@ -101,19 +117,11 @@ async fn postgres_tables_that_grew_are_analyzed() {
     let analyzed =
         "SELECT CASE WHEN GREATEST(last_analyze, last_autoanalyze) IS NULL THEN 'no' ELSE 'yes' END \
                     FROM pg_stat_user_tables WHERE relname = 'runs'";
-    // A backend reports its changes to the statistics a moment after it
-    // commits them (at most a few seconds): refresh as the store does, on
-    // a tick, until the runs are analyzed (bounded).
-    let mut seen = Vec::new();
-    for _ in 0..80 {
-        store.refresh_planner_statistics().await.unwrap();
-        seen = query(&harness.url, analyzed).await;
-        if seen == ["yes"] {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    assert_eq!(seen, ["yes"], "runs analyzed");
+    assert_eq!(
+        refresh_until_yes(store, &harness.url, analyzed).await,
+        ["yes"],
+        "runs analyzed"
+    );
     let statistics = query(
         &harness.url,
         "SELECT reltuples::bigint::text FROM pg_class WHERE relname = 'runs'",
@@ -169,16 +177,11 @@ async fn postgres_tables_autovacuum_would_vacuum_are_vacuumed() {
     // reads `metrics`' key alone.
     let vacuumed = "SELECT CASE WHEN s.last_vacuum IS NOT NULL AND c.relallvisible > 0 THEN 'yes' ELSE 'no' END \
                     FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid WHERE s.relname = 'metrics'";
-    let mut seen = Vec::new();
-    for _ in 0..80 {
-        store.refresh_planner_statistics().await.unwrap();
-        seen = query(&harness.url, vacuumed).await;
-        if seen == ["yes"] {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
-    }
-    assert_eq!(seen, ["yes"], "metrics vacuumed");
+    assert_eq!(
+        refresh_until_yes(store, &harness.url, vacuumed).await,
+        ["yes"],
+        "metrics vacuumed"
+    );
     // Tables that did not grow that much are left alone.
     let experiments = query(
         &harness.url,
