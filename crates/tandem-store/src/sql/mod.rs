@@ -33,6 +33,7 @@ mod search_entities;
 mod search_runs;
 mod search_sql;
 mod sqlite_reader;
+mod statistics;
 mod tracking;
 mod transfer;
 mod workspaces;
