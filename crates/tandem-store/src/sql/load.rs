@@ -127,8 +127,21 @@ pub(crate) async fn by_keys<'a, T, Fut>(
 where
     Fut: std::future::Future<Output = StoreResult<Vec<T>>> + 'a,
 {
+    by_keys_in_chunks(keys, 500, key_of, load).await
+}
+
+/// [`by_keys`] reading `chunk` keys a statement.
+pub(crate) async fn by_keys_in_chunks<'a, T, Fut>(
+    keys: &'a [String],
+    chunk: usize,
+    key_of: fn(&T) -> &str,
+    load: impl Fn(&'a [String], String) -> Fut,
+) -> StoreResult<Vec<T>>
+where
+    Fut: std::future::Future<Output = StoreResult<Vec<T>>> + 'a,
+{
     let mut found: HashMap<String, T> = HashMap::with_capacity(keys.len());
-    for chunk in keys.chunks(500) {
+    for chunk in keys.chunks(chunk) {
         let placeholders: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
         for item in load(chunk, placeholders.join(", ")).await? {
             found.insert(key_of(&item).to_string(), item);
@@ -251,7 +264,7 @@ async fn experiments_bound<S: RowSource>(
 }
 
 /// The columns of a run's row that [`run_info_from_row`] reads, in order.
-const RUN_COLUMNS: &str = "r.run_id, r.workspace_id, r.experiment_id, r.run_name, r.user_id, r.status, r.start_time, r.end_time, r.artifact_uri, r.lifecycle_stage";
+pub(super) const RUN_COLUMNS: &str = "r.run_id, r.workspace_id, r.experiment_id, r.run_name, r.user_id, r.status, r.start_time, r.end_time, r.artifact_uri, r.lifecycle_stage";
 
 /// The run row alone, with the workspace it belongs to.
 pub(crate) async fn run_info<'e, E>(executor: E, run_id: &str) -> StoreResult<Option<(String, RunInfo)>>
@@ -383,23 +396,64 @@ async fn load_runs<S: RowSource>(
         children: selection,
         arguments,
     } = selection;
+    let run_rows = source.rows(run_sql, arguments).await?;
+    let infos = run_rows
+        .into_iter()
+        .map(|mut row| run_info_from_row(&mut row))
+        .collect::<StoreResult<Vec<_>>>()?;
+    with_children(source, infos, selection, arguments, needs).await
+}
+
+/// The runs of a page read by the page's own statement (rows of
+/// [`RUN_COLUMNS`], in the page's order), whole: their other tables read by
+/// one array of their ids, so the runs table is not looked up a second
+/// time. For a source that binds arrays ([`RowSource::binds_arrays`]).
+pub(crate) async fn runs_from_rows<S: RowSource>(
+    source: &S,
+    workspace_id: &str,
+    run_rows: Vec<S::Row>,
+) -> StoreResult<Vec<Run>> {
+    let infos = run_rows
+        .into_iter()
+        .map(|mut row| run_info_from_row(&mut row))
+        .collect::<StoreResult<Vec<_>>>()?;
+    let ids: Vec<String> = infos.iter().map(|info| info.run_id.clone()).collect();
+    let array = super::rows::pg_text_array(&ids);
+    let arguments = vec![workspace_id, array.as_str()];
+    with_children(
+        source,
+        infos,
+        "run_id = ANY(CAST($2 AS TEXT[])) AND $1 = $1",
+        &arguments,
+        None,
+    )
+    .await
+}
+
+/// `infos` with their metrics, params, tags, inputs and outputs, read from
+/// the rows of the other tables that `selection` (with `arguments`) picks.
+async fn with_children<S: RowSource>(
+    source: &S,
+    infos: Vec<RunInfo>,
+    selection: &str,
+    arguments: &[&str],
+    needs: Option<&tandem_core::search::RunSearchNeeds>,
+) -> StoreResult<Vec<Run>> {
+    if infos.is_empty() {
+        return Ok(Vec::new());
+    }
     // Per table: the keys to read (all: "", none: None).
     let restrict =
         |keys: fn(&tandem_core::search::RunSearchNeeds) -> &std::collections::BTreeSet<String>| match needs {
-            None => Some((String::new(), arguments.clone())),
+            None => Some((String::new(), arguments.to_vec())),
             Some(needs) => keys_in(arguments, keys(needs)),
         };
     let whole = needs.is_none();
     let want_datasets = needs.is_none_or(|needs| needs.datasets);
-
-    let run_rows = source.rows(run_sql, arguments).await?;
-    if run_rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut data: HashMap<String, (RunData, RunInputs, RunOutputs)> = HashMap::with_capacity(run_rows.len());
+    let mut data: HashMap<String, (RunData, RunInputs, RunOutputs)> = HashMap::with_capacity(infos.len());
     if let Some((keys, bound)) = restrict(|needs| &needs.metrics) {
         let sql = format!(
-            "SELECT run_id, key, timestamp, step, value, is_nan FROM latest_metrics WHERE {selection}{keys} ORDER BY key"
+            "SELECT run_id, key, timestamp, step, value, is_nan FROM latest_metrics WHERE {selection}{keys}"
         );
         for mut row in source.rows(&sql, &bound).await? {
             let entry = data.entry(row.text(0)?).or_default();
@@ -417,7 +471,7 @@ async fn load_runs<S: RowSource>(
         }
     }
     if let Some((keys, bound)) = restrict(|needs| &needs.params) {
-        let sql = format!("SELECT run_id, key, value FROM run_params WHERE {selection}{keys} ORDER BY key");
+        let sql = format!("SELECT run_id, key, value FROM run_params WHERE {selection}{keys}");
         for mut row in source.rows(&sql, &bound).await? {
             let entry = data.entry(row.text(0)?).or_default();
             entry.0.params.push(Param {
@@ -427,7 +481,7 @@ async fn load_runs<S: RowSource>(
         }
     }
     if let Some((keys, bound)) = restrict(|needs| &needs.tags) {
-        let sql = format!("SELECT run_id, key, value FROM run_tags WHERE {selection}{keys} ORDER BY key");
+        let sql = format!("SELECT run_id, key, value FROM run_tags WHERE {selection}{keys}");
         for mut row in source.rows(&sql, &bound).await? {
             let entry = data.entry(row.text(0)?).or_default();
             entry.0.tags.push(Tag {
@@ -467,11 +521,16 @@ async fn load_runs<S: RowSource>(
             });
         }
     }
-    run_rows
+    infos
         .into_iter()
-        .map(|mut row| {
-            let info = run_info_from_row(&mut row)?;
-            let (data, inputs, outputs) = data.remove(&info.run_id).unwrap_or_default();
+        .map(|info| {
+            let (mut data, inputs, outputs) = data.remove(&info.run_id).unwrap_or_default();
+            // Each run's entries by key, in the order of their bytes,
+            // whatever the database's collation (sorted here rather than
+            // by an `ORDER BY` of all the page's rows: a handful per run).
+            data.metrics.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            data.params.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+            data.tags.sort_unstable_by(|a, b| a.key.cmp(&b.key));
             Ok(Run {
                 info,
                 data,

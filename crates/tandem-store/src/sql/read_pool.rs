@@ -4,7 +4,7 @@
 use tandem_core::model::Metric;
 
 use super::history::{page_sql, Start};
-use super::rows::Cell;
+use super::rows::{Cell, ReadRow};
 use super::{load, sqlite_reader, Backend};
 use crate::error::{StoreError, StoreResult};
 
@@ -51,6 +51,26 @@ impl ReadPool {
                 }
                 let rows = query.fetch_all(pool).await.map_err(StoreError::database)?;
                 rows.iter().map(pg_cells).collect()
+            }
+        }
+    }
+
+    /// Every row of `sql` like [`ReadPool::cells`], PostgreSQL's rows kept
+    /// as they came (their columns decoded when read).
+    pub(super) async fn read_rows(&self, sql: &str, arguments: &[&str]) -> StoreResult<Vec<ReadRow>> {
+        match self {
+            ReadPool::Sqlite(pool) => Ok(sqlite_reader::rows(pool, sql, arguments)
+                .await?
+                .into_iter()
+                .map(ReadRow::Cells)
+                .collect()),
+            ReadPool::Postgres(pool) => {
+                let mut query = sqlx::query(sql);
+                for argument in arguments {
+                    query = query.bind(*argument);
+                }
+                let rows = query.fetch_all(pool).await.map_err(StoreError::database)?;
+                Ok(rows.into_iter().map(ReadRow::Postgres).collect())
             }
         }
     }

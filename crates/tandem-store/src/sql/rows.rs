@@ -1,7 +1,8 @@
 //! Rows for reads that several paths share: the entity loaders (`load`)
 //! read their columns by position through [`Columns`], from whichever
 //! [`RowSource`] the caller has — the store's pool through sqlx's `Any`
-//! driver, or the read pool ([`ReadPool`]) whose rows are plain [`Cell`]s.
+//! driver, or the read pool ([`ReadPool`]) whose rows are plain [`Cell`]s
+//! (SQLite) or PostgreSQL's rows decoded column by column ([`ReadRow`]).
 //! A search of a thousand runs reads ~20,000 rows; through `Any` each
 //! crosses threads (SQLite) and converts every value, which costs several
 //! times the read itself, so searches take the read pool.
@@ -87,6 +88,69 @@ impl Columns for Vec<Cell> {
     }
 }
 
+/// A row of the read pool: cells stepped out of SQLite, or PostgreSQL's
+/// own row, whose columns are decoded only when asked for (a page of runs
+/// is ~20,000 rows: no vector of cells, no type looked up by name per cell).
+pub(super) enum ReadRow {
+    Cells(Vec<Cell>),
+    Postgres(sqlx::postgres::PgRow),
+}
+
+impl Columns for ReadRow {
+    fn text(&mut self, index: usize) -> StoreResult<String> {
+        match self {
+            ReadRow::Cells(cells) => cells.text(index),
+            ReadRow::Postgres(row) => pg_value(row, index),
+        }
+    }
+
+    fn int(&mut self, index: usize) -> StoreResult<i64> {
+        match self {
+            ReadRow::Cells(cells) => cells.int(index),
+            ReadRow::Postgres(row) => pg_int(row, index)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("expected an integer in column {index}, found NULL"))
+            }),
+        }
+    }
+
+    fn optional_int(&mut self, index: usize) -> StoreResult<Option<i64>> {
+        match self {
+            ReadRow::Cells(cells) => cells.optional_int(index),
+            ReadRow::Postgres(row) => pg_int(row, index),
+        }
+    }
+
+    fn real(&mut self, index: usize) -> StoreResult<f64> {
+        match self {
+            ReadRow::Cells(cells) => cells.real(index),
+            ReadRow::Postgres(row) => pg_value(row, index),
+        }
+    }
+}
+
+/// Column `index` of a PostgreSQL row as `T`, whose type sqlx checks.
+fn pg_value<T>(row: &sqlx::postgres::PgRow, index: usize) -> StoreResult<T>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    row.try_get(index).map_err(StoreError::database)
+}
+
+/// An integer column of any width (the schema's `INTEGER` and `BIGINT`).
+fn pg_int(row: &sqlx::postgres::PgRow, index: usize) -> StoreResult<Option<i64>> {
+    use sqlx::{Column, TypeInfo};
+    let column = row
+        .columns()
+        .get(index)
+        .ok_or_else(|| StoreError::Corrupt(format!("column {index} asked of a row of {}", row.len())))?;
+    match column.type_info().name() {
+        "INT4" => Ok(pg_value::<Option<i32>>(row, index)?.map(i64::from)),
+        "INT2" => Ok(pg_value::<Option<i16>>(row, index)?.map(i64::from)),
+        "BOOL" => Ok(pg_value::<Option<bool>>(row, index)?.map(i64::from)),
+        _ => pg_value(row, index),
+    }
+}
+
 fn cell(row: &mut [Cell], index: usize) -> StoreResult<&mut Cell> {
     let width = row.len();
     row.get_mut(index)
@@ -145,10 +209,10 @@ impl RowSource for AnyPool {
 }
 
 impl RowSource for ReadPool {
-    type Row = Vec<Cell>;
+    type Row = ReadRow;
 
-    async fn rows(&self, sql: &str, arguments: &[&str]) -> StoreResult<Vec<Vec<Cell>>> {
-        self.cells(sql, arguments).await
+    async fn rows(&self, sql: &str, arguments: &[&str]) -> StoreResult<Vec<ReadRow>> {
+        self.read_rows(sql, arguments).await
     }
 
     fn binds_arrays(&self) -> bool {

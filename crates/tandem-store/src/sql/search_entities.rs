@@ -16,7 +16,7 @@
 use tandem_core::model::{Experiment, RegisteredModel, ViewType};
 use tandem_core::search::{self, EntitySql, Page};
 
-use super::rows::{Columns, RowSource};
+use super::rows::{Columns, ReadRow, RowSource};
 use super::search_sql::{add_clauses, decides, Subject};
 use super::{load, Backend, SqlStore};
 use crate::error::StoreResult;
@@ -197,22 +197,39 @@ impl SqlStore {
         offset: usize,
         max_results: usize,
     ) -> StoreResult<Page<String>> {
+        let Page {
+            items: rows,
+            next_page_token,
+        } = self.rows_page(sql, ws, arguments, offset, max_results).await?;
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(|mut row| row.text(0))
+                .collect::<StoreResult<Vec<String>>>()?,
+            next_page_token,
+        })
+    }
+
+    /// The rows of [`SqlStore::keys_page`]'s page, whole (`sql` may select
+    /// more than the key).
+    pub(super) async fn rows_page(
+        &self,
+        sql: &str,
+        ws: &WorkspaceRef,
+        arguments: &[String],
+        offset: usize,
+        max_results: usize,
+    ) -> StoreResult<Page<ReadRow>> {
         let sql = format!("{sql} LIMIT {} OFFSET {offset}", max_results + 1);
         let mut bound: Vec<&str> = vec![&ws.workspace_id];
         bound.extend(arguments.iter().map(String::as_str));
-        let mut keys = self
-            .read_pool
-            .rows(&sql, &bound)
-            .await?
-            .into_iter()
-            .map(|mut row| row.text(0))
-            .collect::<StoreResult<Vec<String>>>()?;
-        let next_page_token = (keys.len() > max_results).then(|| {
-            keys.truncate(max_results);
+        let mut rows = self.read_pool.rows(&sql, &bound).await?;
+        let next_page_token = (rows.len() > max_results).then(|| {
+            rows.truncate(max_results);
             search::encode_page_token(offset + max_results)
         });
         Ok(Page {
-            items: keys,
+            items: rows,
             next_page_token,
         })
     }
