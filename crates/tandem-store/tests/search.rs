@@ -143,6 +143,40 @@ async fn every_search_path_gives_the_reference_pages(backend: Backend) {
                 .await
                 .unwrap();
         }
+        // Inputs and outputs on a few runs (each read in its own way when
+        // a page is loaded, and only where such rows exist).
+        if index % 5 == 2 {
+            let dataset = DatasetInput {
+                tags: vec![Tag::new("mlflow.data.context", "training")],
+                dataset: Dataset {
+                    name: format!("set-{}", index % 3),
+                    digest: format!("d{index}"),
+                    source_type: "local".into(),
+                    source: "{}".into(),
+                    schema: None,
+                    profile: None,
+                },
+            };
+            let models = (0..index % 3)
+                .map(|i| ModelInput {
+                    model_id: format!("m-{}", 9 - i),
+                })
+                .collect();
+            store.log_inputs(&ws, &id, vec![dataset], models).await.unwrap();
+        }
+        if index % 7 == 1 {
+            let outputs = vec![
+                ModelOutput {
+                    model_id: "m-out-b".into(),
+                    step: index,
+                },
+                ModelOutput {
+                    model_id: "m-out-a".into(),
+                    step: 2,
+                },
+            ];
+            store.log_outputs(&ws, &id, outputs).await.unwrap();
+        }
         if index % 11 == 5 {
             store.delete_run(&ws, &id).await.unwrap();
         }

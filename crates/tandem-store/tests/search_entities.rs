@@ -180,6 +180,7 @@ async fn experiment_and_model_searches_give_the_reference_pages(backend: Backend
     }
     pool.close().await;
     check_experiments(store, &ws, &ids, "with other ids").await;
+    harness.finish().await;
 }
 
 async fn check_experiments(store: &dyn MetadataStore, ws: &WorkspaceRef, ids: &[String], case: &str) {

@@ -450,13 +450,26 @@ async fn with_children<S: RowSource>(
         };
     let whole = needs.is_none();
     let want_datasets = needs.is_none_or(|needs| needs.datasets);
-    let mut data: HashMap<String, (RunData, RunInputs, RunOutputs)> = HashMap::with_capacity(infos.len());
+    // Each run's entries by its position in `infos`; rows of runs not
+    // there (another workspace's) are skipped. A page's children are
+    // ~20,000 rows: their run ids are looked up borrowed, not copied.
+    let position: HashMap<&str, usize> = infos
+        .iter()
+        .enumerate()
+        .map(|(at, info)| (info.run_id.as_str(), at))
+        .collect();
+    let mut data: Vec<(RunData, RunInputs, RunOutputs)> = Vec::new();
+    data.resize_with(infos.len(), Default::default);
+    let slot = |row: &mut S::Row, index: usize| -> StoreResult<Option<usize>> {
+        Ok(position.get(row.text_ref(index)?).copied())
+    };
     if let Some((keys, bound)) = restrict(|needs| &needs.metrics) {
         let sql = format!(
             "SELECT run_id, key, timestamp, step, value, is_nan FROM latest_metrics WHERE {selection}{keys}"
         );
         for mut row in source.rows(&sql, &bound).await? {
-            let entry = data.entry(row.text(0)?).or_default();
+            let Some(at) = slot(&mut row, 0)? else { continue };
+            let entry = &mut data[at];
             let (value, is_nan) = (row.real(4)?, row.int(5)?);
             entry.0.metrics.push(Metric {
                 key: row.text(1)?,
@@ -473,7 +486,8 @@ async fn with_children<S: RowSource>(
     if let Some((keys, bound)) = restrict(|needs| &needs.params) {
         let sql = format!("SELECT run_id, key, value FROM run_params WHERE {selection}{keys}");
         for mut row in source.rows(&sql, &bound).await? {
-            let entry = data.entry(row.text(0)?).or_default();
+            let Some(at) = slot(&mut row, 0)? else { continue };
+            let entry = &mut data[at];
             entry.0.params.push(Param {
                 key: row.text(1)?,
                 value: row.text(2)?,
@@ -483,48 +497,78 @@ async fn with_children<S: RowSource>(
     if let Some((keys, bound)) = restrict(|needs| &needs.tags) {
         let sql = format!("SELECT run_id, key, value FROM run_tags WHERE {selection}{keys}");
         for mut row in source.rows(&sql, &bound).await? {
-            let entry = data.entry(row.text(0)?).or_default();
+            let Some(at) = slot(&mut row, 0)? else { continue };
+            let entry = &mut data[at];
             entry.0.tags.push(Tag {
                 key: row.text(1)?,
                 value: row.text(2)?,
             });
         }
     }
-    if want_datasets {
-        let sql = format!("SELECT run_id, input FROM run_dataset_inputs WHERE {selection} ORDER BY position");
-        for mut row in source.rows(&sql, arguments).await? {
-            let entry = data.entry(row.text(0)?).or_default();
-            let input = row.text(1)?;
-            entry.1.dataset_inputs.push(
-                serde_json::from_str(&input)
-                    .map_err(|err| StoreError::Corrupt(format!("dataset input: {err}")))?,
-            );
+    // Inputs and outputs, from the tables of the three that hold any row
+    // at all: most deployments' runs have none, and asking an empty table
+    // for a page's ids still costs milliseconds of binding and planning,
+    // where this unparameterized probe costs microseconds.
+    let tables = [
+        (
+            want_datasets,
+            "run_dataset_inputs",
+            "0 AS kind, run_id, input AS text, 0 AS step, position",
+        ),
+        (
+            whole,
+            "run_model_inputs",
+            "1 AS kind, run_id, model_id AS text, 0 AS step, 0 AS position",
+        ),
+        (
+            whole,
+            "run_model_outputs",
+            "2 AS kind, run_id, model_id AS text, step, 0 AS position",
+        ),
+    ];
+    let wanted: Vec<_> = tables.iter().filter(|(wanted, ..)| *wanted).collect();
+    let mut branches = Vec::new();
+    if !wanted.is_empty() {
+        let probe: Vec<String> = wanted
+            .iter()
+            // A number on either backend (PostgreSQL's EXISTS is a boolean).
+            .map(|(_, table, _)| format!("CASE WHEN EXISTS (SELECT 1 FROM {table}) THEN 1 ELSE 0 END"))
+            .collect();
+        let mut held = source.rows(&format!("SELECT {}", probe.join(", ")), &[]).await?;
+        let mut held = held
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("no row probing inputs".into()))?;
+        for (index, (_, table, columns)) in wanted.iter().enumerate() {
+            if held.int(index)? != 0 {
+                branches.push(format!("SELECT {columns} FROM {table} WHERE {selection}"));
+            }
         }
     }
-    if whole {
-        let sql =
-            format!("SELECT run_id, model_id FROM run_model_inputs WHERE {selection} ORDER BY model_id");
+    // In one statement: by table, then a run's dataset inputs by position
+    // and its models by id.
+    let sql = (!branches.is_empty()).then(|| format!("{} ORDER BY 1, 5, 3", branches.join(" UNION ALL ")));
+    if let Some(sql) = sql {
         for mut row in source.rows(&sql, arguments).await? {
-            let entry = data.entry(row.text(0)?).or_default();
-            entry.1.model_inputs.push(ModelInput {
-                model_id: row.text(1)?,
-            });
-        }
-        let sql = format!(
-            "SELECT run_id, model_id, step FROM run_model_outputs WHERE {selection} ORDER BY model_id"
-        );
-        for mut row in source.rows(&sql, arguments).await? {
-            let entry = data.entry(row.text(0)?).or_default();
-            entry.2.model_outputs.push(ModelOutput {
-                model_id: row.text(1)?,
-                step: row.int(2)?,
-            });
+            let Some(at) = slot(&mut row, 1)? else { continue };
+            let entry = &mut data[at];
+            let text = row.text(2)?;
+            match row.int(0)? {
+                0 => entry.1.dataset_inputs.push(
+                    serde_json::from_str(&text)
+                        .map_err(|err| StoreError::Corrupt(format!("dataset input: {err}")))?,
+                ),
+                1 => entry.1.model_inputs.push(ModelInput { model_id: text }),
+                _ => entry.2.model_outputs.push(ModelOutput {
+                    model_id: text,
+                    step: row.int(3)?,
+                }),
+            }
         }
     }
     infos
         .into_iter()
-        .map(|info| {
-            let (mut data, inputs, outputs) = data.remove(&info.run_id).unwrap_or_default();
+        .zip(data)
+        .map(|(info, (mut data, inputs, outputs))| {
             // Each run's entries by key, in the order of their bytes,
             // whatever the database's collation (sorted here rather than
             // by an `ORDER BY` of all the page's rows: a handful per run).

@@ -38,6 +38,8 @@ fn int_of(cell: &Cell) -> StoreResult<i64> {
 /// Taking `&mut self` lets a row of cells hand its strings over.
 pub(super) trait Columns {
     fn text(&mut self, index: usize) -> StoreResult<String>;
+    /// A text column borrowed from the row (to look something up by it).
+    fn text_ref(&mut self, index: usize) -> StoreResult<&str>;
     fn int(&mut self, index: usize) -> StoreResult<i64>;
     fn optional_int(&mut self, index: usize) -> StoreResult<Option<i64>>;
     fn real(&mut self, index: usize) -> StoreResult<f64>;
@@ -45,6 +47,10 @@ pub(super) trait Columns {
 
 impl Columns for AnyRow {
     fn text(&mut self, index: usize) -> StoreResult<String> {
+        Ok(self.try_get(index)?)
+    }
+
+    fn text_ref(&mut self, index: usize) -> StoreResult<&str> {
         Ok(self.try_get(index)?)
     }
 
@@ -64,6 +70,13 @@ impl Columns for AnyRow {
 impl Columns for Vec<Cell> {
     fn text(&mut self, index: usize) -> StoreResult<String> {
         text_of(std::mem::replace(cell(self, index)?, Cell::Null))
+    }
+
+    fn text_ref(&mut self, index: usize) -> StoreResult<&str> {
+        match cell(self, index)? {
+            Cell::Text(text) => Ok(text),
+            other => Err(StoreError::Corrupt(format!("expected text, found {other:?}"))),
+        }
     }
 
     fn int(&mut self, index: usize) -> StoreResult<i64> {
@@ -101,6 +114,13 @@ impl Columns for ReadRow {
         match self {
             ReadRow::Cells(cells) => cells.text(index),
             ReadRow::Postgres(row) => pg_value(row, index),
+        }
+    }
+
+    fn text_ref(&mut self, index: usize) -> StoreResult<&str> {
+        match self {
+            ReadRow::Cells(cells) => cells.text_ref(index),
+            ReadRow::Postgres(row) => row.try_get(index).map_err(StoreError::database),
         }
     }
 
