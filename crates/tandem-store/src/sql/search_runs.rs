@@ -13,7 +13,7 @@
 use tandem_core::model::{Run, ViewType};
 use tandem_core::search::{self, SqlClause, SqlOrderKey, TextTest};
 
-use super::rows::RowSource;
+use super::rows::{Columns, RowSource};
 use super::search_sql::{add_clauses, decides, Subject};
 use super::{load, SqlStore};
 use crate::error::StoreResult;
@@ -123,26 +123,23 @@ impl SqlStore {
                 "SELECT {columns} FROM runs r{joins} WHERE {workspace} = $1 {condition} ORDER BY {}",
                 order.join(", ")
             );
-            if arrays {
-                let Page {
-                    items: rows,
-                    next_page_token,
-                } = self
-                    .rows_page(&sql, ws, &bound, offset, query.max_results)
-                    .await?;
-                return Ok(Page {
-                    items: load::runs_from_rows(&self.read_pool, &ws.workspace_id, rows).await?,
-                    next_page_token,
-                });
-            }
             let Page {
-                items: ids,
+                items: rows,
                 next_page_token,
             } = self
-                .keys_page(&sql, ws, &bound, offset, query.max_results)
+                .rows_page(&sql, ws, &bound, offset, query.max_results)
                 .await?;
+            let items = if arrays {
+                load::runs_from_rows(&self.read_pool, &ws.workspace_id, rows).await?
+            } else {
+                let ids = rows
+                    .into_iter()
+                    .map(|mut row| row.text(0))
+                    .collect::<StoreResult<Vec<String>>>()?;
+                self.whole_runs(ws, &ids).await?
+            };
             return Ok(Page {
-                items: self.whole_runs(ws, &ids).await?,
+                items,
                 next_page_token,
             });
         }
