@@ -279,6 +279,13 @@ where
         .transpose()
 }
 
+/// The runs' infos from rows of [`RUN_COLUMNS`], in order.
+fn run_infos<R: Columns>(rows: Vec<R>) -> StoreResult<Vec<RunInfo>> {
+    rows.into_iter()
+        .map(|mut row| run_info_from_row(&mut row))
+        .collect()
+}
+
 /// A run's info from a row of [`RUN_COLUMNS`].
 fn run_info_from_row(row: &mut impl Columns) -> StoreResult<RunInfo> {
     let run_id = row.text(0)?;
@@ -397,10 +404,7 @@ async fn load_runs<S: RowSource>(
         arguments,
     } = selection;
     let run_rows = source.rows(run_sql, arguments).await?;
-    let infos = run_rows
-        .into_iter()
-        .map(|mut row| run_info_from_row(&mut row))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let infos = run_infos(run_rows)?;
     with_children(source, infos, selection, arguments, needs).await
 }
 
@@ -413,10 +417,7 @@ pub(crate) async fn runs_from_rows<S: RowSource>(
     workspace_id: &str,
     run_rows: Vec<S::Row>,
 ) -> StoreResult<Vec<Run>> {
-    let infos = run_rows
-        .into_iter()
-        .map(|mut row| run_info_from_row(&mut row))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let infos = run_infos(run_rows)?;
     let ids: Vec<String> = infos.iter().map(|info| info.run_id.clone()).collect();
     let array = super::rows::pg_text_array(&ids);
     let arguments = vec![workspace_id, array.as_str()];
