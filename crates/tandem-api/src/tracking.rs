@@ -1,6 +1,7 @@
 //! MLflow tracking: experiments, runs, metrics, params, tags, inputs and
 //! outputs.
 
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -777,7 +778,7 @@ async fn get_metric_history(
     Ws(ws): Ws,
     state: axum::extract::State<AppState>,
     Message(request): Message<MetricHistoryRequest>,
-) -> ApiResult<Json<HistoryPage>> {
+) -> ApiResult<axum::response::Response> {
     let run_id = run_id_of(request.run_id, request.run_uuid)?;
     let key = required(request.metric_key, "metric_key")?;
     let max_results = match request.max_results {
@@ -794,20 +795,13 @@ async fn get_metric_history(
             request.page_token.as_deref().filter(|t| !t.is_empty()),
         )
         .await?;
-    Ok(Json(HistoryPage {
-        metrics: page.items,
-        next_page_token: page.next_page_token,
-    }))
-}
-
-/// A page of `get-history`, serialized straight from the points (a page is
-/// up to 25,000 of them: no intermediate `Value` per point).
-#[derive(serde::Serialize)]
-struct HistoryPage {
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    metrics: Vec<Metric>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_page_token: Option<String>,
+    let body = crate::page::history_json(&page.items, page.next_page_token.as_deref()).map_err(|error| {
+        ApiError::new(
+            tandem_core::ErrorKind::Internal,
+            format!("writing a history page: {error}"),
+        )
+    })?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 #[derive(Deserialize)]

@@ -20,6 +20,7 @@ mod migrate;
 mod moving;
 mod ops;
 mod others;
+mod pg_history;
 mod read_pool;
 mod registry;
 mod replicas;

@@ -3,9 +3,9 @@
 
 use tandem_core::model::Metric;
 
-use super::history::{page_sql, Start};
+use super::history::Start;
 use super::rows::{Cell, ReadRow};
-use super::{load, sqlite_reader, Backend};
+use super::{pg_history, sqlite_reader, Backend};
 use crate::error::{StoreError, StoreResult};
 
 /// Pools for the large reads (history pages, searches) that go around
@@ -85,43 +85,7 @@ impl ReadPool {
     ) -> StoreResult<Vec<Metric>> {
         match self {
             ReadPool::Sqlite(pool) => sqlite_reader::metric_page(pool, run_id, key, start, limit).await,
-            ReadPool::Postgres(pool) => {
-                type Point = (i64, i64, f64, i64, String, String, String);
-                let sql = page_sql(&start);
-                let query = sqlx::query_as::<_, Point>(&sql)
-                    .bind(run_id)
-                    .bind(key)
-                    .bind(limit);
-                let query = match start {
-                    Start::Offset(offset) => query.bind(offset),
-                    Start::After(after) => query
-                        .bind(after.step)
-                        .bind(after.timestamp)
-                        .bind(f64::from_bits(after.value_bits))
-                        .bind(after.is_nan)
-                        .bind(after.model_id.as_str())
-                        .bind(after.dataset_name.as_str())
-                        .bind(after.dataset_digest.as_str()),
-                };
-                let rows = query.fetch_all(pool).await.map_err(StoreError::database)?;
-                let run = Some(run_id.to_string());
-                let present = |text: String| (!text.is_empty()).then_some(text);
-                Ok(rows
-                    .into_iter()
-                    .map(
-                        |(timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest)| Metric {
-                            key: key.to_string(),
-                            value: load::metric_value(value, is_nan),
-                            timestamp,
-                            step,
-                            model_id: present(model_id),
-                            dataset_name: present(dataset_name),
-                            dataset_digest: present(dataset_digest),
-                            run_id: run.clone(),
-                        },
-                    )
-                    .collect())
-            }
+            ReadPool::Postgres(pool) => pg_history::page(pool, run_id, key, start, limit).await,
         }
     }
 }

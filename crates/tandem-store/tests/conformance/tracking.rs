@@ -698,6 +698,14 @@ pub async fn metric_history_and_non_finite_values(harness: &support::Harness) {
         let mut with_model = metric("ties", 1.0, 50, step);
         with_model.model_id = Some(format!("m-{step}"));
         ties.push(with_model);
+        // A point's texts stay its own among points without any.
+        let mut with_dataset = metric("ties", 1.0, 50, step);
+        with_dataset.dataset_name = Some(format!("train-{step}"));
+        with_dataset.dataset_digest = Some(format!("d{step}"));
+        if step % 2 == 0 {
+            with_dataset.model_id = Some(format!("m-{step}"));
+        }
+        ties.push(with_dataset);
     }
     store.log_batch(&ws, &run_id, ties, vec![], vec![]).await.unwrap();
     let whole = store
@@ -705,17 +713,36 @@ pub async fn metric_history_and_non_finite_values(harness: &support::Harness) {
         .await
         .unwrap()
         .items;
-    assert_eq!(whole.len(), 20);
-    let shown = |points: &[Metric]| -> Vec<(i64, u64, Option<String>)> {
+    assert_eq!(whole.len(), 24);
+    assert_eq!(
+        whole
+            .iter()
+            .filter(
+                |m| m.dataset_name.is_some() && m.dataset_digest.as_deref() == Some(&format!("d{}", m.step))
+            )
+            .count(),
+        4
+    );
+    assert_eq!(whole.iter().filter(|m| m.model_id.is_some()).count(), 6);
+    type Shown = (i64, u64, Option<String>, Option<String>, Option<String>);
+    let shown = |points: &[Metric]| -> Vec<Shown> {
         points
             .iter()
-            .map(|m| (m.step, m.value.to_bits(), m.model_id.clone()))
+            .map(|m| {
+                (
+                    m.step,
+                    m.value.to_bits(),
+                    m.model_id.clone(),
+                    m.dataset_name.clone(),
+                    m.dataset_digest.clone(),
+                )
+            })
             .collect()
     };
     for size in [1, 3, 5, 7] {
         let mut paged = Vec::new();
         let mut token: Option<String> = None;
-        for _ in 0..=20 {
+        for _ in 0..=24 {
             let page = store
                 .get_metric_history(&ws, &run_id, "ties", Some(size), token.as_deref())
                 .await
