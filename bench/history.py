@@ -17,6 +17,8 @@ figure shows as such.
 With `--postgres` each server gets a fresh database, and the server CPU
 counts the PostgreSQL backends serving that database too (their pids from
 `pg_stat_activity`); the peer's venv gets `psycopg2-binary` if it lacks it.
+The reads are measured just after the points were written and again once
+the bench has vacuumed each database (what autovacuum does a while later).
 
 Needs the venv of bench/setup-moving.sh (`mlflow` for the peer) and the
 release build (CARGO_TARGET_DIR, default /root/.cache/tandem-target-bench).
@@ -33,7 +35,7 @@ import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import log, table  # noqa: E402
-from side_by_side import each_server, server_cpu_s  # noqa: E402
+from side_by_side import each_server, psql, server_cpu_s  # noqa: E402
 from run import DEFAULT_TANDEM_BIN  # noqa: E402
 
 
@@ -63,15 +65,7 @@ def read(base: str, run_id: str) -> int:
             return count
 
 
-
-
-
-
-
-
-def measure(server, points: int, reads: int, database: str | None = None) -> dict:
-    run_id = fill(server.url, points)
-    read(server.url, run_id)  # warm: caches, connections
+def timed_reads(server, run_id: str, points: int, reads: int, database: str | None) -> dict:
     walls, cpus = [], []
     client0 = time.process_time()
     for _ in range(reads):
@@ -83,6 +77,25 @@ def measure(server, points: int, reads: int, database: str | None = None) -> dic
             raise RuntimeError(f"{server.name} returned {got} points, not {points}")
     return {"wall": min(walls), "cpu_per_point_us": min(cpus) / points * 1e6,
             "client_cpu": (time.process_time() - client0) / reads}
+
+
+def measure(server, points: int, reads: int, database: str | None = None) -> dict:
+    """The reads just after the points were written, and (PostgreSQL) once
+    the database is vacuumed, as autovacuum does a while later: until then
+    each point read is also fetched from the table, whose pages the
+    visibility map does not yet mark all-visible. The bench vacuums both
+    servers' databases itself (autovacuum may be off, as on this machine)."""
+    run_id = fill(server.url, points)
+    read(server.url, run_id)  # warm: caches, connections
+    vacuums = "SELECT vacuum_count + autovacuum_count FROM pg_stat_user_tables WHERE relname = 'metrics'"
+    before = psql(vacuums, database) if database else None
+    results = {"just written": timed_reads(server, run_id, points, reads, database)}
+    if database:
+        results["vacuumed while just written"] = psql(vacuums, database) != before
+        psql("VACUUM ANALYZE", database)
+        read(server.url, run_id)
+        results["vacuumed"] = timed_reads(server, run_id, points, reads, database)
+    return results
 
 
 def main() -> None:
@@ -97,15 +110,25 @@ def main() -> None:
     for name, server, database in each_server(args, "history"):
         log(f"{name}: {args.points} points, {args.reads} reads")
         results[name] = measure(server, args.points, args.reads, database)
-    t, m = results["tandem"], results["mlflow"]
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"reading a {args.points:,}-point history over get-history (25,000 a page), {backend} both, "
           f"best of {args.reads}")
-    table([["", "tandem server", "mlflow server 3.17.2", "ratio"],
-           ["wall time per read, s", f"{t['wall']:.3f}", f"{m['wall']:.3f}", f"{m['wall'] / t['wall']:.1f}x"],
-           ["server CPU per point, us", f"{t['cpu_per_point_us']:.2f}", f"{m['cpu_per_point_us']:.2f}",
-            f"{m['cpu_per_point_us'] / t['cpu_per_point_us']:.1f}x"],
-           ["reader's own CPU per read, s", f"{t['client_cpu']:.3f}", f"{m['client_cpu']:.3f}", ""]], sys.stdout)
+    rows = [["", "tandem server", "mlflow server 3.17.2", "ratio"]]
+    for state in ("just written", "vacuumed"):
+        if state not in results["tandem"]:
+            continue
+        t, m = results["tandem"][state], results["mlflow"][state]
+        suffix = f" ({state})" if args.postgres else ""
+        rows += [[f"wall time per read, s{suffix}", f"{t['wall']:.3f}", f"{m['wall']:.3f}",
+                  f"{m['wall'] / t['wall']:.1f}x"],
+                 [f"server CPU per point, us{suffix}", f"{t['cpu_per_point_us']:.2f}",
+                  f"{m['cpu_per_point_us']:.2f}", f"{m['cpu_per_point_us'] / t['cpu_per_point_us']:.1f}x"],
+                 [f"reader's own CPU per read, s{suffix}", f"{t['client_cpu']:.3f}", f"{m['client_cpu']:.3f}", ""]]
+    table(rows, sys.stdout)
+    for name in results:
+        if results[name].get("vacuumed while just written"):
+            print(f"note: {name}'s metrics table was vacuumed (by the server or autovacuum) during its "
+                  "just-written reads")
 
 
 if __name__ == "__main__":

@@ -160,10 +160,6 @@ def search(session, base: str, experiment_id: str, body: dict, pages: int, ids: 
     return found
 
 
-
-
-
-
 def measure(server, experiment_id: str, runs: int, reads: int, database: str | None) -> dict:
     session = requests.Session()
     results = {}

@@ -138,10 +138,23 @@ async fn postgres_tables_autovacuum_would_vacuum_are_vacuumed() {
     };
     let store = harness.store.as_ref();
     let ws = store.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
-    // Autovacuum off for `metrics`: only the store may vacuum it.
+    // The migration keeps the tables read by index-only scans visible
+    // sooner than autovacuum's default (1,000 + 20% of the table).
+    let options = query(
+        &harness.url,
+        "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'metrics'",
+    )
+    .await;
+    assert_eq!(
+        options,
+        ["autovacuum_vacuum_insert_threshold=10000,autovacuum_vacuum_insert_scale_factor=0"]
+    );
+    // Autovacuum off for `metrics`: only the store may vacuum it, at the
+    // table's own threshold (here below the default, so a vacuum shows it
+    // was read).
     query(
         &harness.url,
-        "ALTER TABLE metrics SET (autovacuum_enabled = false)",
+        "ALTER TABLE metrics SET (autovacuum_enabled = false, autovacuum_vacuum_insert_threshold = 100)",
     )
     .await;
     let run = store
@@ -154,14 +167,14 @@ async fn postgres_tables_autovacuum_would_vacuum_are_vacuumed() {
         )
         .await
         .unwrap();
-    // Past autovacuum's insert threshold (1,000 + 20%).
+    // Past the table's insert threshold (100), below the default's (1,000).
     for batch in 0..3 {
-        let points = (0..500)
+        let points = (0..200)
             .map(|i| tandem_core::model::Metric {
                 key: "loss".to_string(),
                 value: f64::from(i) / 7.0,
                 timestamp: 1_700_000_000_000,
-                step: batch * 500 + i64::from(i),
+                step: batch * 200 + i64::from(i),
                 dataset_name: None,
                 dataset_digest: None,
                 model_id: None,

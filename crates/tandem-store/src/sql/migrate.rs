@@ -85,9 +85,9 @@ const SQLITE: &[Migration] = &[
         description: "several server processes per region: the write fence, the runtime document, shared acknowledgements",
         sql: include_str!("../../migrations/sqlite/0017_replicas.sql"),
     },
-    // Version 18 is PostgreSQL's alone: SQLite's planner reads its
-    // searches by the primary keys fast enough without another index to
-    // write.
+    // Versions 18 and 19 are PostgreSQL's alone: SQLite's planner reads
+    // its searches by the primary keys fast enough without another index
+    // to write, and SQLite has no visibility map to keep.
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -166,10 +166,15 @@ const POSTGRES: &[Migration] = &[
         description: "params, tags and latest metrics indexed by key and value",
         sql: include_str!("../../migrations/postgres/0018_runs_by_key.sql"),
     },
+    Migration {
+        version: 19,
+        description: "tables read by index-only scans vacuumed every 10,000 inserted rows",
+        sql: include_str!("../../migrations/postgres/0019_visible_sooner.sql"),
+    },
 ];
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: i64 = 18;
+pub const SCHEMA_VERSION: i64 = 19;
 
 pub(super) async fn run(pool: &AnyPool, backend: Backend) -> StoreResult<()> {
     let migrations = match backend {

@@ -40,8 +40,11 @@ impl SqlStore {
                     .execute(&self.pool)
                     .await?;
             }
-            // Autovacuum also vacuums a table once 1,000 + 20% of it was
-            // inserted since (or 50 + 20% updated or deleted). Besides
+            // Autovacuum also vacuums a table once its inserts since pass
+            // a threshold plus a share of it (1,000 + 20% unless set, per
+            // table or for the server; migration 19 sets 10,000 + 0 for the
+            // tables read by index-only scans), or 50 + 20% of it was
+            // updated or deleted; the same settings here. Besides
             // reclaiming space that marks its pages all-visible, which lets
             // a read that finds every column it needs in an index skip the
             // table: a metric's history page is a range of `metrics`' key,
@@ -55,7 +58,14 @@ impl SqlStore {
                  WHERE s.schemaname = current_schema() \
                  AND (current_setting('autovacuum') = 'off' \
                       OR COALESCE(c.reloptions, '{}') @> ARRAY['autovacuum_enabled=false']) \
-                 AND (s.n_ins_since_vacuum > 1000 + 0.2 * GREATEST(s.n_live_tup, 0) \
+                 AND (s.n_ins_since_vacuum > \
+                        COALESCE((SELECT o.option_value::float8 FROM pg_options_to_table(c.reloptions) o \
+                                  WHERE o.option_name = 'autovacuum_vacuum_insert_threshold'), \
+                                 current_setting('autovacuum_vacuum_insert_threshold')::float8) \
+                        + COALESCE((SELECT o.option_value::float8 FROM pg_options_to_table(c.reloptions) o \
+                                    WHERE o.option_name = 'autovacuum_vacuum_insert_scale_factor'), \
+                                   current_setting('autovacuum_vacuum_insert_scale_factor')::float8) \
+                          * GREATEST(s.n_live_tup, 0) \
                       OR s.n_dead_tup > 50 + 0.2 * GREATEST(s.n_live_tup, 0))",
             )
             .fetch_all(&self.pool)
