@@ -28,10 +28,19 @@ impl ReadPool {
         match backend {
             Backend::Sqlite => Ok(ReadPool::Sqlite(sqlite_reader::open(url, max_connections).await?)),
             Backend::Postgres => {
+                // One process per read: the server answers many requests
+                // at once, and a page walked in order of an index (a run
+                // search ordered by a metric) split among parallel workers
+                // cost several times the CPU and more wall time (measured
+                // at 100,000 runs: 180 ms in parallel, 23 ms alone).
+                let options = url
+                    .parse::<sqlx::postgres::PgConnectOptions>()
+                    .map_err(StoreError::database)?
+                    .options([("max_parallel_workers_per_gather", "0")]);
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(max_connections)
                     .test_before_acquire(false)
-                    .connect(url)
+                    .connect_with(options)
                     .await
                     .map_err(StoreError::database)?;
                 Ok(ReadPool::Postgres(pool))
