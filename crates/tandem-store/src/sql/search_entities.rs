@@ -223,15 +223,8 @@ impl SqlStore {
         let sql = format!("{sql} LIMIT {} OFFSET {offset}", max_results + 1);
         let mut bound: Vec<&str> = vec![&ws.workspace_id];
         bound.extend(arguments.iter().map(String::as_str));
-        let mut rows = self.read_pool.rows(&sql, &bound).await?;
-        let next_page_token = (rows.len() > max_results).then(|| {
-            rows.truncate(max_results);
-            search::encode_page_token(offset + max_results)
-        });
-        Ok(Page {
-            items: rows,
-            next_page_token,
-        })
+        let rows = self.read_pool.rows(&sql, &bound).await?;
+        Ok(page_of(rows, offset, max_results))
     }
 
     /// Whether every experiment id of the workspace is a canonical number
@@ -245,5 +238,18 @@ impl SqlStore {
         let sql =
             format!("SELECT 1 FROM experiments e WHERE e.workspace_id = $1 AND NOT {canonical} LIMIT 1");
         Ok(self.read_pool.rows(&sql, &[&ws.workspace_id]).await?.is_empty())
+    }
+}
+
+/// A page of `rows`, read from `offset` with one more than `max_results`
+/// asked for: the one more says a next page follows.
+pub(super) fn page_of<T>(mut rows: Vec<T>, offset: usize, max_results: usize) -> Page<T> {
+    let next_page_token = (rows.len() > max_results).then(|| {
+        rows.truncate(max_results);
+        search::encode_page_token(offset + max_results)
+    });
+    Page {
+        items: rows,
+        next_page_token,
     }
 }

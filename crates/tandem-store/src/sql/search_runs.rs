@@ -262,14 +262,7 @@ impl SqlStore {
             }
             rows.extend(read);
         }
-        let next_page_token = (rows.len() > max_results).then(|| {
-            rows.truncate(max_results);
-            search::encode_page_token(offset + max_results)
-        });
-        Ok(Page {
-            items: rows,
-            next_page_token,
-        })
+        Ok(super::search_entities::page_of(rows, offset, max_results))
     }
 
     /// The runs `ids` of the workspace, whole, in that order.
