@@ -47,7 +47,7 @@ impl<T: Serialize> Serialize for PageBody<T> {
 pub(crate) fn history_json(metrics: &[Metric], next_page_token: Option<&str>) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::new();
     out.push(b'{');
-    if let Some((first, _)) = metrics.split_first() {
+    if !metrics.is_empty() {
         out.extend_from_slice(b"\"metrics\":[");
         let mut key = Escaped::default();
         let mut run_id = Escaped::default();
@@ -57,7 +57,7 @@ pub(crate) fn history_json(metrics: &[Metric], next_page_token: Option<&str>) ->
             }
             let before = out.len();
             write_metric(&mut out, metric, &mut key, &mut run_id)?;
-            if std::ptr::eq(metric, first) {
+            if index == 0 {
                 // The points of a page are alike in length: room for the
                 // rest, with some to spare.
                 let each = out.len() - before + 1;

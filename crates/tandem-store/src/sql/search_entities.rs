@@ -212,7 +212,7 @@ impl SqlStore {
 
     /// The rows of [`SqlStore::keys_page`]'s page, whole (`sql` may select
     /// more than the key).
-    pub(super) async fn rows_page(
+    async fn rows_page(
         &self,
         sql: &str,
         ws: &WorkspaceRef,
