@@ -3,7 +3,8 @@
 //! page of runs is read by their keys rather than by scanning the
 //! workspace's index (the plan is checked, not a timing); on PostgreSQL the
 //! tables that grew are analyzed, and where autovacuum is off vacuumed, as
-//! autovacuum would.
+//! autovacuum would; a history page is read in the metrics key's order
+//! even on statistics taken before the history was written.
 
 #[allow(dead_code)]
 mod support;
@@ -203,5 +204,127 @@ async fn postgres_tables_autovacuum_would_vacuum_are_vacuumed() {
     )
     .await;
     assert_eq!(experiments, ["no"]);
+    harness.finish().await;
+}
+
+/// Reopens the harness's store and answers the temporary files
+/// PostgreSQL wrote for its database once every connection opened before
+/// (the old store's, the test's own) has gone: a backend reports its
+/// counts when it exits.
+async fn reopen_counting_temp_files(harness: &mut support::Harness) -> i64 {
+    let since = query(&harness.url, "SELECT now()::text").await.remove(0);
+    harness.reopen().await;
+    let gone = format!(
+        "SELECT CASE WHEN count(*) = 0 THEN 'yes' ELSE 'no' END FROM pg_stat_activity \
+         WHERE datname = current_database() AND backend_start < '{since}'::timestamptz"
+    );
+    for _ in 0..80 {
+        if query(&harness.url, &gone).await == ["yes"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        query(&harness.url, &gone).await,
+        ["yes"],
+        "the old connections closed"
+    );
+    let files = query(
+        &harness.url,
+        "SELECT temp_files::text FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .await;
+    files[0].parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_history_pages_follow_the_key_on_stale_statistics() {
+    let Some(mut harness) = support::Harness::new(Backend::Postgres).await else {
+        return;
+    };
+    let ws = harness.store.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
+    let run = harness
+        .store
+        .create_run(
+            &ws,
+            CreateRun {
+                experiment_id: "0".to_string(),
+                ..CreateRun::default()
+            },
+        )
+        .await
+        .unwrap();
+    let run_id = run.info.run_id;
+    // 3,000 points written since `metrics` was last analyzed (never): the
+    // planner expects a handful for the run's key.
+    for batch in 0..3 {
+        let points = (0..1000)
+            .map(|i| {
+                support::metric(
+                    "loss",
+                    f64::from(i) / 7.0,
+                    1_700_000_000_000 + i64::from(i),
+                    batch * 1000 + i64::from(i),
+                )
+            })
+            .collect();
+        harness
+            .store
+            .log_batch(&ws, &run_id, points, Vec::new(), Vec::new())
+            .await
+            .unwrap();
+    }
+    // Another run's 200,000 points, written straight into the table: the
+    // table's size is what the planner scales its guesses by.
+    query(
+        &harness.url,
+        "INSERT INTO metrics (run_id, key, timestamp, step, value, is_nan) \
+         SELECT 'filler', 'loss', 1700000000000 + i, i, 0.5, 0 FROM generate_series(1, 200000) AS i",
+    )
+    .await;
+    // A sort of more than 64 kB goes to a temporary file, which the
+    // database counts: the count tells a page that was sorted from one
+    // read in the key's order.
+    let database = harness.url.rsplit('/').next().unwrap().to_string();
+    query(
+        &harness.url,
+        &format!("ALTER DATABASE {database} SET work_mem = '64kB'"),
+    )
+    .await;
+    let before = reopen_counting_temp_files(&mut harness).await;
+    // The hazard is real here: planned on these statistics, the first page
+    // as a plain query is read whole and sorted, to a temporary file.
+    let plain = format!(
+        "SELECT count(*)::text FROM (SELECT timestamp, step, value FROM metrics \
+         WHERE run_id = '{run_id}' AND key = 'loss' \
+         ORDER BY step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest LIMIT 1001) page"
+    );
+    assert_eq!(query(&harness.url, &plain).await, ["1001"]);
+    let sorted = reopen_counting_temp_files(&mut harness).await;
+    assert!(
+        sorted > before,
+        "the plain query sorted to a temporary file ({before} -> {sorted})"
+    );
+    // The store's pages: every point, in order, and nothing sorted.
+    let mut points = Vec::new();
+    let mut token: Option<String> = None;
+    for _ in 0..10 {
+        let page = harness
+            .store
+            .get_metric_history(&ws, &run_id, "loss", Some(1000), token.as_deref())
+            .await
+            .unwrap();
+        points.extend(page.items.iter().map(|metric| metric.step));
+        token = page.next_page_token;
+        if token.is_none() {
+            break;
+        }
+    }
+    assert_eq!(points, (0..3000).collect::<Vec<i64>>());
+    assert_eq!(
+        reopen_counting_temp_files(&mut harness).await,
+        sorted,
+        "a history page was sorted instead of read in the key's order"
+    );
     harness.finish().await;
 }

@@ -12,21 +12,24 @@ use super::SqlStore;
 use crate::error::StoreResult;
 use crate::WorkspaceRef;
 
-/// Where a history page starts: after a cursor, or at an offset (tokens
-/// MLflow wrote).
+/// Where a history page starts: at the first point, after a cursor, or at
+/// an offset (tokens MLflow wrote).
 pub(super) enum Start<'a> {
+    /// The first page (no `OFFSET` to skip).
+    First,
     Offset(i64),
     After(&'a HistoryCursor),
 }
 
 /// The history page query for `start`, in numbered parameters: `$1` the
-/// run, `$2` the key, `$3` the limit, then `$4` the offset or `$4`…`$10`
-/// the cursor. In the metrics key's order, so a page is a range of the key.
+/// run, `$2` the key, `$3` the limit, then (but for the first page) `$4`
+/// the offset or `$4`…`$10` the cursor. In the metrics key's order, so a page is a range of the key.
 pub(super) fn page_sql(start: &Start<'_>) -> String {
     const COLUMNS: &str =
         "SELECT timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics";
     const ORDER: &str = "ORDER BY step, timestamp, value, is_nan, model_id, dataset_name, dataset_digest";
     match start {
+        Start::First => format!("{COLUMNS} WHERE run_id = $1 AND key = $2 {ORDER} LIMIT $3"),
         Start::Offset(_) => format!("{COLUMNS} WHERE run_id = $1 AND key = $2 {ORDER} LIMIT $3 OFFSET $4"),
         Start::After(_) => format!(
             "{COLUMNS} WHERE run_id = $1 AND key = $2 AND \

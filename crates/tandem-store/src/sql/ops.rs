@@ -531,6 +531,7 @@ impl MetadataStore for SqlStore {
         };
         let limit = max_results.map(|max| max as i64).unwrap_or(i64::MAX / 2);
         let start = match &position {
+            search::HistoryPosition::Offset(0) => super::history::Start::First,
             search::HistoryPosition::Offset(offset) => super::history::Start::Offset(*offset as i64),
             search::HistoryPosition::After(after) => super::history::Start::After(after),
         };

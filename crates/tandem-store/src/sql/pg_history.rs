@@ -48,6 +48,7 @@ pub(super) async fn page(
     );
     let query = sqlx::query(&sql).bind(run_id).bind(key).bind(limit);
     let query = match start {
+        Start::First => query,
         Start::Offset(offset) => query.bind(offset),
         Start::After(after) => query
             .bind(after.step)
@@ -58,7 +59,22 @@ pub(super) async fn page(
             .bind(after.dataset_name.as_str())
             .bind(after.dataset_digest.as_str()),
     };
-    let row = query.fetch_one(pool).await.map_err(StoreError::database)?;
+    // A page is a range of the metrics key, already in order; the planner
+    // only reads it that way if it expects many points. For a run written
+    // since the table's last ANALYZE it expects a handful (none of its ids
+    // in the statistics), and chose to read all the key's points and sort
+    // them for each page: 106 ms instead of 21 for the first page of
+    // 200,000 points, the sort spilling to disk. With sorting disabled for
+    // this transaction the index's order is the only plan left.
+    let mut transaction = pool
+        .begin_with("BEGIN READ ONLY; SET LOCAL enable_sort = off")
+        .await
+        .map_err(StoreError::database)?;
+    let row = query
+        .fetch_one(&mut *transaction)
+        .await
+        .map_err(StoreError::database)?;
+    transaction.commit().await.map_err(StoreError::database)?;
     let column = |index: usize| -> StoreResult<Option<Array<'_>>> {
         let value: PgValueRef<'_> = row.try_get_raw(index).map_err(StoreError::database)?;
         if value.is_null() {

@@ -174,6 +174,7 @@ fn read_page(
     statement.bind_text(2, key)?;
     statement.bind_i64(3, limit)?;
     match start {
+        Start::First => {}
         Start::Offset(offset) => statement.bind_i64(4, *offset)?,
         Start::After(after) => {
             statement.bind_i64(4, after.step)?;

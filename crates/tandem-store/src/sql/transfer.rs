@@ -463,7 +463,7 @@ impl SqlStore {
         for key in keys {
             let points = self
                 .read_pool
-                .page(run_id, key, super::history::Start::Offset(0), i64::MAX)
+                .page(run_id, key, super::history::Start::First, i64::MAX)
                 .await?;
             held.extend(points.iter().map(point_key));
         }
