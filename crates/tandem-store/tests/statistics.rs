@@ -32,6 +32,21 @@ async fn query(url: &str, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// A new run in the default experiment: its id.
+async fn new_run(store: &dyn MetadataStore, ws: &WorkspaceRef) -> String {
+    let run = store
+        .create_run(
+            ws,
+            CreateRun {
+                experiment_id: "0".to_string(),
+                ..CreateRun::default()
+            },
+        )
+        .await
+        .unwrap();
+    run.info.run_id
+}
+
 /// What `check` answers once it says "yes" (or after 20 s): a backend
 /// reports its changes to the statistics a moment after it commits them
 /// (at most a few seconds), so the store refreshes as it does, on a tick.
@@ -57,17 +72,7 @@ async fn tables_that_grew_get_statistics_and_pages_are_read_by_key() {
     let ws = store.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
     let mut ids = Vec::new();
     for _ in 0..2_000 {
-        let run = store
-            .create_run(
-                &ws,
-                CreateRun {
-                    experiment_id: "0".to_string(),
-                    ..CreateRun::default()
-                },
-            )
-            .await
-            .unwrap();
-        ids.push(run.info.run_id);
+        ids.push(new_run(store, &ws).await);
     }
     let runs_stats = "SELECT idx FROM sqlite_stat1 WHERE tbl = 'runs'";
     assert!(
@@ -104,16 +109,7 @@ async fn postgres_tables_that_grew_are_analyzed() {
     // Only the store analyzes runs here, autovacuum or not.
     query(&harness.url, "ALTER TABLE runs SET (autovacuum_enabled = false)").await;
     for _ in 0..120 {
-        store
-            .create_run(
-                &ws,
-                CreateRun {
-                    experiment_id: "0".to_string(),
-                    ..CreateRun::default()
-                },
-            )
-            .await
-            .unwrap();
+        new_run(store, &ws).await;
     }
     let analyzed =
         "SELECT CASE WHEN GREATEST(last_analyze, last_autoanalyze) IS NULL THEN 'no' ELSE 'yes' END \
@@ -158,16 +154,7 @@ async fn postgres_tables_autovacuum_would_vacuum_are_vacuumed() {
         "ALTER TABLE metrics SET (autovacuum_enabled = false, autovacuum_vacuum_insert_threshold = 100)",
     )
     .await;
-    let run = store
-        .create_run(
-            &ws,
-            CreateRun {
-                experiment_id: "0".to_string(),
-                ..CreateRun::default()
-            },
-        )
-        .await
-        .unwrap();
+    let run_id = new_run(store, &ws).await;
     // Past the table's insert threshold (100), below the default's (1,000).
     for batch in 0..3 {
         let points = (0..200)
@@ -183,7 +170,7 @@ async fn postgres_tables_autovacuum_would_vacuum_are_vacuumed() {
             })
             .collect();
         store
-            .log_batch(&ws, &run.info.run_id, points, Vec::new(), Vec::new())
+            .log_batch(&ws, &run_id, points, Vec::new(), Vec::new())
             .await
             .unwrap();
     }
@@ -243,18 +230,7 @@ async fn postgres_history_pages_follow_the_key_on_stale_statistics() {
         return;
     };
     let ws = harness.store.resolve_workspace(DEFAULT_WORKSPACE).await.unwrap();
-    let run = harness
-        .store
-        .create_run(
-            &ws,
-            CreateRun {
-                experiment_id: "0".to_string(),
-                ..CreateRun::default()
-            },
-        )
-        .await
-        .unwrap();
-    let run_id = run.info.run_id;
+    let run_id = new_run(harness.store.as_ref(), &ws).await;
     // 3,000 points written since `metrics` was last analyzed (never): the
     // planner expects a handful for the run's key.
     for batch in 0..3 {
