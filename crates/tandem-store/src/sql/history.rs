@@ -23,7 +23,8 @@ pub(super) enum Start<'a> {
 
 /// The history page query for `start`, in numbered parameters: `$1` the
 /// run, `$2` the key, `$3` the limit, then (but for the first page) `$4`
-/// the offset or `$4`…`$10` the cursor. In the metrics key's order, so a page is a range of the key.
+/// the offset or `$4`…`$10` the cursor. In the metrics key's order, so a
+/// page is a range of the key.
 pub(super) fn page_sql(start: &Start<'_>) -> String {
     const COLUMNS: &str =
         "SELECT timestamp, step, value, is_nan, model_id, dataset_name, dataset_digest FROM metrics";
