@@ -394,7 +394,7 @@ async fn metric_history_bulk(
                 .store
                 .get_metric_history(&ws, run_id, &metric_key, Some(max_results), page_token.as_deref())
                 .await?;
-            points.extend(page.items);
+            points.extend(page.metrics());
             match page.next_page_token {
                 Some(token) if points.len() < max_results => page_token = Some(token),
                 _ => break,

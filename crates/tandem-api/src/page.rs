@@ -1,7 +1,7 @@
 //! A search's page as MLflow answers it, serialized straight from its items.
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
-use tandem_core::model::Metric;
+use tandem_core::history::{HistoryPage, HistoryPoint};
 
 /// The items under `key`, left out when there are none (as MLflow's
 /// protobuf JSON leaves out an empty repeated field), and the next page's
@@ -43,31 +43,38 @@ impl<T: Serialize> Serialize for PageBody<T> {
 /// sized for it. A page is up to 25,000 points of one run's metric: serde
 /// escaped every field name and the same key and run id once per point and
 /// grew its buffer by copying, together about as much of the server's CPU
-/// as reading the points from PostgreSQL.
-pub(crate) fn history_json(metrics: &[Metric], next_page_token: Option<&str>) -> serde_json::Result<Vec<u8>> {
+/// as reading the points from PostgreSQL. Here the key and the run id are
+/// escaped once per page.
+pub(crate) fn history_json(page: &HistoryPage) -> serde_json::Result<Vec<u8>> {
     let mut out = Vec::new();
     out.push(b'{');
-    if !metrics.is_empty() {
+    if !page.points.is_empty() {
         out.extend_from_slice(b"\"metrics\":[");
-        let mut key = Escaped::default();
-        let mut run_id = Escaped::default();
-        for (index, metric) in metrics.iter().enumerate() {
+        let mut key = b"{\"key\":".to_vec();
+        serde_json::to_writer(&mut key, &page.key)?;
+        key.extend_from_slice(b",\"value\":");
+        let mut run_id = b",\"run_id\":".to_vec();
+        serde_json::to_writer(&mut run_id, &page.run_id)?;
+        run_id.push(b'}');
+        for (index, point) in page.points.iter().enumerate() {
             if index > 0 {
                 out.push(b',');
             }
             let before = out.len();
-            write_metric(&mut out, metric, &mut key, &mut run_id)?;
+            out.extend_from_slice(&key);
+            write_point(&mut out, point)?;
+            out.extend_from_slice(&run_id);
             if index == 0 {
                 // The points of a page are alike in length: room for the
                 // rest, with some to spare.
                 let each = out.len() - before + 1;
-                out.reserve((each + each / 4) * (metrics.len() - 1) + 64);
+                out.reserve((each + each / 4) * (page.points.len() - 1) + 64);
             }
         }
         out.push(b']');
     }
-    if let Some(token) = next_page_token {
-        if !metrics.is_empty() {
+    if let Some(token) = &page.next_page_token {
+        if !page.points.is_empty() {
             out.push(b',');
         }
         out.extend_from_slice(b"\"next_page_token\":");
@@ -77,36 +84,10 @@ pub(crate) fn history_json(metrics: &[Metric], next_page_token: Option<&str>) ->
     Ok(out)
 }
 
-/// A string as a JSON string, kept for the next point that has it.
-#[derive(Default)]
-struct Escaped {
-    raw: Option<String>,
-    json: Vec<u8>,
-}
-
-impl Escaped {
-    fn write(&mut self, out: &mut Vec<u8>, text: &str) -> serde_json::Result<()> {
-        if self.raw.as_deref() != Some(text) {
-            self.json.clear();
-            serde_json::to_writer(&mut self.json, text)?;
-            self.raw = Some(text.to_string());
-        }
-        out.extend_from_slice(&self.json);
-        Ok(())
-    }
-}
-
-fn write_metric(
-    out: &mut Vec<u8>,
-    metric: &Metric,
-    key: &mut Escaped,
-    run_id: &mut Escaped,
-) -> serde_json::Result<()> {
-    out.extend_from_slice(b"{\"key\":");
-    key.write(out, &metric.key)?;
-    out.extend_from_slice(b",\"value\":");
+/// A point's fields from its value to its texts.
+fn write_point(out: &mut Vec<u8>, point: &HistoryPoint) -> serde_json::Result<()> {
     // As `float_json` writes it: MLflow's names for what JSON lacks.
-    let value = metric.value;
+    let value = point.value;
     if value.is_nan() {
         out.extend_from_slice(b"\"NaN\"");
     } else if value == f64::INFINITY {
@@ -117,30 +98,28 @@ fn write_metric(
         serde_json::to_writer(&mut *out, &value)?;
     }
     out.extend_from_slice(b",\"timestamp\":");
-    serde_json::to_writer(&mut *out, &metric.timestamp)?;
+    serde_json::to_writer(&mut *out, &point.timestamp)?;
     out.extend_from_slice(b",\"step\":");
-    serde_json::to_writer(&mut *out, &metric.step)?;
-    for (name, text) in [
-        (&b",\"dataset_name\":"[..], &metric.dataset_name),
-        (b",\"dataset_digest\":", &metric.dataset_digest),
-        (b",\"model_id\":", &metric.model_id),
-    ] {
-        if let Some(text) = text {
-            out.extend_from_slice(name);
-            serde_json::to_writer(&mut *out, text)?;
+    serde_json::to_writer(&mut *out, &point.step)?;
+    if let Some(texts) = &point.texts {
+        for (name, text) in [
+            (&b",\"dataset_name\":"[..], &texts.dataset_name),
+            (b",\"dataset_digest\":", &texts.dataset_digest),
+            (b",\"model_id\":", &texts.model_id),
+        ] {
+            if let Some(text) = text {
+                out.extend_from_slice(name);
+                serde_json::to_writer(&mut *out, text)?;
+            }
         }
     }
-    if let Some(id) = &metric.run_id {
-        out.extend_from_slice(b",\"run_id\":");
-        run_id.write(out, id)?;
-    }
-    out.push(b'}');
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::PageBody;
+    use tandem_core::history::{HistoryPage, HistoryPoint, PointTexts};
     use tandem_core::model::Metric;
 
     #[test]
@@ -152,46 +131,59 @@ mod tests {
             #[serde(skip_serializing_if = "Option::is_none")]
             next_page_token: Option<&'a str>,
         }
-        let point = |key: &str, value: f64, run_id: Option<&str>| Metric {
-            key: key.into(),
+        let point = |value: f64, texts: Option<PointTexts>| HistoryPoint {
             value,
             timestamp: 1_700_000_000_123,
             step: -3,
-            dataset_name: None,
-            dataset_digest: None,
-            model_id: None,
-            run_id: run_id.map(str::to_string),
+            texts: texts.map(Box::new),
         };
-        let mut metrics = [
-            point("loss", 0.1, Some("r1")),
-            point("loss", f64::NAN, Some("r1")),
-            point("loss", f64::INFINITY, Some("r1")),
-            point("loss", f64::NEG_INFINITY, Some("r2")),
-            point("lo\"ss\u{1}é", -0.0, Some("r2")),
-            point("loss", 1e300, None),
-            point("loss", 5.0, Some("r1")),
+        let points = [
+            point(0.1, None),
+            point(f64::NAN, None),
+            point(
+                f64::INFINITY,
+                Some(PointTexts {
+                    model_id: Some("m-2".into()),
+                    ..PointTexts::default()
+                }),
+            ),
+            point(f64::NEG_INFINITY, None),
+            point(-0.0, None),
+            point(1e300, None),
+            point(
+                5.0,
+                Some(PointTexts {
+                    model_id: Some("m-\n1".into()),
+                    dataset_name: Some("train \"set\"".into()),
+                    dataset_digest: Some("d\\1".into()),
+                }),
+            ),
         ];
-        metrics[6].dataset_name = Some("train \"set\"".into());
-        metrics[6].dataset_digest = Some("d\\1".into());
-        metrics[6].model_id = Some("m-\n1".into());
-        metrics[2].model_id = Some("m-2".into());
-        for (metrics, token) in [
-            (&metrics[..], None),
-            (&metrics[..], Some("tok\"en")),
-            (&metrics[..1], Some("t")),
-            (&[][..], Some("t")),
-            (&[][..], None),
-        ] {
-            let expected = serde_json::to_vec(&Reference {
-                metrics,
-                next_page_token: token,
-            })
-            .unwrap();
-            let written = super::history_json(metrics, token).unwrap();
-            assert_eq!(
-                String::from_utf8(written).unwrap(),
-                String::from_utf8(expected).unwrap()
-            );
+        for (key, run_id) in [("loss", "r1"), ("lo\"ss\u{1}é", "r\\2")] {
+            for (count, token) in [
+                (7, None),
+                (7, Some("tok\"en")),
+                (1, Some("t")),
+                (0, Some("t")),
+                (0, None),
+            ] {
+                let page = HistoryPage {
+                    run_id: run_id.into(),
+                    key: key.into(),
+                    points: points[..count].to_vec(),
+                    next_page_token: token.map(str::to_string),
+                };
+                let expected = serde_json::to_vec(&Reference {
+                    metrics: &page.metrics(),
+                    next_page_token: token,
+                })
+                .unwrap();
+                let written = super::history_json(&page).unwrap();
+                assert_eq!(
+                    String::from_utf8(written).unwrap(),
+                    String::from_utf8(expected).unwrap()
+                );
+            }
         }
     }
 

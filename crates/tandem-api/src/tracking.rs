@@ -795,7 +795,7 @@ async fn get_metric_history(
             request.page_token.as_deref().filter(|t| !t.is_empty()),
         )
         .await?;
-    let body = crate::page::history_json(&page.items, page.next_page_token.as_deref()).map_err(|error| {
+    let body = crate::page::history_json(&page).map_err(|error| {
         ApiError::new(
             tandem_core::ErrorKind::Internal,
             format!("writing a history page: {error}"),

@@ -3,6 +3,96 @@
 //! each run's rows as MLflow 3.17 does, `NTILE` buckets plus the last row)
 //! and the envelope of one history Tandem's console draws.
 
+use crate::model::Metric;
+use crate::search::Page;
+
+/// A page of one run's metric history as the store reads it: the run and
+/// key once, then each point's numbers. A page is up to 25,000 points; as
+/// `Metric`s each point took 144 bytes and two copies of strings every
+/// point shares (the key and the run id), built and dropped for nothing
+/// but writing them out again.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistoryPage {
+    pub run_id: String,
+    pub key: String,
+    /// In the history's order (step, timestamp, value, then the texts).
+    pub points: Vec<HistoryPoint>,
+    /// Present only when more points follow this page.
+    pub next_page_token: Option<String>,
+}
+
+/// One point of a [`HistoryPage`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryPoint {
+    /// NaN for a NaN point.
+    pub value: f64,
+    pub timestamp: i64,
+    pub step: i64,
+    /// The model and dataset the point was logged for, when it has any
+    /// (nearly no point has: boxed, they cost the rest one word).
+    pub texts: Option<Box<PointTexts>>,
+}
+
+/// What a point may carry besides its numbers; each `None` when empty.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PointTexts {
+    pub model_id: Option<String>,
+    pub dataset_name: Option<String>,
+    pub dataset_digest: Option<String>,
+}
+
+impl PointTexts {
+    /// The texts, or `None` when all three are empty.
+    pub fn of(
+        model_id: Option<String>,
+        dataset_name: Option<String>,
+        dataset_digest: Option<String>,
+    ) -> Option<Box<Self>> {
+        let texts = PointTexts {
+            model_id: model_id.filter(|text| !text.is_empty()),
+            dataset_name: dataset_name.filter(|text| !text.is_empty()),
+            dataset_digest: dataset_digest.filter(|text| !text.is_empty()),
+        };
+        (texts != PointTexts::default()).then(|| Box::new(texts))
+    }
+}
+
+impl HistoryPoint {
+    /// The point as MLflow's `Metric` of `key` in `run_id`.
+    pub fn metric(&self, key: &str, run_id: &str) -> Metric {
+        let texts = self.texts.as_deref();
+        let text = |pick: fn(&PointTexts) -> &Option<String>| texts.and_then(|texts| pick(texts).clone());
+        Metric {
+            key: key.to_string(),
+            value: self.value,
+            timestamp: self.timestamp,
+            step: self.step,
+            dataset_name: text(|texts| &texts.dataset_name),
+            dataset_digest: text(|texts| &texts.dataset_digest),
+            model_id: text(|texts| &texts.model_id),
+            run_id: Some(run_id.to_string()),
+        }
+    }
+}
+
+impl HistoryPage {
+    /// The page's points as MLflow's `Metric`s (each with its key and run).
+    pub fn metrics(&self) -> Vec<Metric> {
+        self.points
+            .iter()
+            .map(|point| point.metric(&self.key, &self.run_id))
+            .collect()
+    }
+
+    /// The page as a page of MLflow's `Metric`s.
+    pub fn into_metric_page(self) -> Page<Metric> {
+        Page {
+            items: self.metrics(),
+            next_page_token: self.next_page_token,
+        }
+    }
+}
+
 /// MLflow's bound on the sample per run.
 pub const MAX_RESULTS_PER_RUN: i64 = 2500;
 /// MLflow's bound on the runs of one request.

@@ -543,7 +543,7 @@ pub trait MetadataStore: Send + Sync + std::fmt::Debug {
         key: &str,
         max_results: Option<usize>,
         page_token: Option<&str>,
-    ) -> StoreResult<Page<Metric>>;
+    ) -> StoreResult<tandem_core::history::HistoryPage>;
     /// The history of `key` in `run_id` within `range` of `axis` (inclusive),
     /// made chartable: every point when there are at most `2 × buckets`,
     /// else each of about `buckets` buckets' minimum and maximum, computed

@@ -7,7 +7,6 @@
 mod support;
 
 use support::{metric, Backend};
-use tandem_core::model::*;
 use tandem_store::*;
 
 scenarios!(metrics_keyed_by_timestamp_are_rekeyed_by_step);
@@ -141,8 +140,8 @@ async fn metrics_keyed_by_timestamp_are_rekeyed_by_step(backend: Backend) {
         assert!(!plan.iter().any(|step| step.contains("TEMP B-TREE")), "{plan:?}");
     }
     let store = harness.store.as_ref();
-    let points = |page: &tandem_core::search::Page<Metric>| {
-        page.items
+    let points = |page: &tandem_core::history::HistoryPage| {
+        page.points
             .iter()
             .map(|m| (m.step, m.timestamp, if m.value.is_nan() { -1.0 } else { m.value }))
             .collect::<Vec<_>>()
@@ -193,6 +192,6 @@ async fn metrics_keyed_by_timestamp_are_rekeyed_by_step(backend: Backend) {
         .get_metric_history(&ws, &run_id, "loss", None, None)
         .await
         .unwrap();
-    assert_eq!(after.items.len(), 6, "a repeated point is stored once");
+    assert_eq!(after.points.len(), 6, "a repeated point is stored once");
     harness.finish().await;
 }

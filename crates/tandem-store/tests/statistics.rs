@@ -299,7 +299,7 @@ async fn postgres_history_pages_follow_the_key_on_stale_statistics() {
             .get_metric_history(&ws, &run_id, "loss", Some(1000), token.as_deref())
             .await
             .unwrap();
-        points.extend(page.items.iter().map(|metric| metric.step));
+        points.extend(page.points.iter().map(|point| point.step));
         token = page.next_page_token;
         if token.is_none() {
             break;

@@ -523,7 +523,7 @@ impl MetadataStore for SqlStore {
         key: &str,
         max_results: Option<usize>,
         page_token: Option<&str>,
-    ) -> StoreResult<Page<Metric>> {
+    ) -> StoreResult<tandem_core::history::HistoryPage> {
         self.run_info_in(ws, run_id).await?;
         let position = match page_token {
             Some(token) if !token.is_empty() => search::decode_history_token(token)?,
@@ -535,29 +535,32 @@ impl MetadataStore for SqlStore {
             search::HistoryPosition::Offset(offset) => super::history::Start::Offset(*offset as i64),
             search::HistoryPosition::After(after) => super::history::Start::After(after),
         };
-        let mut items = self
+        let mut points = self
             .read_pool
             .page(run_id, key, start, limit.saturating_add(1))
             .await?;
-        let next_page_token = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(|last| {
+        let next_page_token = if points.len() as i64 > limit {
+            points.truncate(limit as usize);
+            points.last().map(|last| {
                 let (value, is_nan) = super::apply::stored_value(last.value);
+                let texts = last.texts.as_deref().cloned().unwrap_or_default();
                 search::encode_history_token(&search::HistoryCursor {
                     step: last.step,
                     timestamp: last.timestamp,
                     value_bits: value.to_bits(),
                     is_nan,
-                    model_id: last.model_id.clone().unwrap_or_default(),
-                    dataset_name: last.dataset_name.clone().unwrap_or_default(),
-                    dataset_digest: last.dataset_digest.clone().unwrap_or_default(),
+                    model_id: texts.model_id.unwrap_or_default(),
+                    dataset_name: texts.dataset_name.unwrap_or_default(),
+                    dataset_digest: texts.dataset_digest.unwrap_or_default(),
                 })
             })
         } else {
             None
         };
-        Ok(Page {
-            items,
+        Ok(tandem_core::history::HistoryPage {
+            run_id: run_id.to_string(),
+            key: key.to_string(),
+            points,
             next_page_token,
         })
     }

@@ -13,7 +13,7 @@
 
 use sqlx::postgres::{PgPool, PgValueRef};
 use sqlx::{Row, ValueRef};
-use tandem_core::model::Metric;
+use tandem_core::history::{HistoryPoint, PointTexts};
 
 use super::history::{page_sql, Start};
 use super::load;
@@ -35,7 +35,7 @@ pub(super) async fn page(
     key: &str,
     start: Start<'_>,
     limit: i64,
-) -> StoreResult<Vec<Metric>> {
+) -> StoreResult<Vec<HistoryPoint>> {
     // A plain aggregate takes its input in the order its subquery gives it
     // (ordered, for its LIMIT), and every aggregate of it the same rows in
     // the same sequence; `ordered` checks it anyway. The flags are the NaN
@@ -59,22 +59,8 @@ pub(super) async fn page(
             .bind(after.dataset_name.as_str())
             .bind(after.dataset_digest.as_str()),
     };
-    // A page is a range of the metrics key, already in order; the planner
-    // only reads it that way if it expects many points. For a run written
-    // since the table's last ANALYZE it expects a handful (none of its ids
-    // in the statistics), and chose to read all the key's points and sort
-    // them for each page: 106 ms instead of 21 for the first page of
-    // 200,000 points, the sort spilling to disk. With sorting disabled for
-    // this transaction the index's order is the only plan left.
-    let mut transaction = pool
-        .begin_with("BEGIN READ ONLY; SET LOCAL enable_sort = off")
-        .await
-        .map_err(StoreError::database)?;
-    let row = query
-        .fetch_one(&mut *transaction)
-        .await
-        .map_err(StoreError::database)?;
-    transaction.commit().await.map_err(StoreError::database)?;
+    // Read on connections with sorting off (see `ReadPool::open`).
+    let row = query.fetch_one(pool).await.map_err(StoreError::database)?;
     let column = |index: usize| -> StoreResult<Option<Array<'_>>> {
         let value: PgValueRef<'_> = row.try_get_raw(index).map_err(StoreError::database)?;
         if value.is_null() {
@@ -109,31 +95,26 @@ pub(super) async fn page(
             "a history page came back out of order from the database".into(),
         ));
     }
-    let run = Some(run_id.to_string());
     let present = |text: &str| (!text.is_empty()).then(|| text.to_string());
     let mut texts = texts.into_iter();
     let mut points = Vec::with_capacity(count);
     for index in 0..count {
         let flag = flags[index];
-        let (model_id, dataset_name, dataset_digest) = if flag >= 2 {
+        let carried = if flag >= 2 {
             let [model_id, dataset_name, dataset_digest] = texts.next().ok_or_else(|| {
                 StoreError::Corrupt(
                     "a history page came back with fewer texts than points having them".into(),
                 )
             })?;
-            (present(model_id), present(dataset_name), present(dataset_digest))
+            PointTexts::of(present(model_id), present(dataset_name), present(dataset_digest))
         } else {
-            (None, None, None)
+            None
         };
-        points.push(Metric {
-            key: key.to_string(),
+        points.push(HistoryPoint {
             value: load::metric_value(values[index], flag & 1),
             timestamp: timestamps[index],
             step: steps[index],
-            model_id,
-            dataset_name,
-            dataset_digest,
-            run_id: run.clone(),
+            texts: carried,
         });
     }
     if texts.next().is_some() {

@@ -236,7 +236,7 @@ impl RowSource for ReadPool {
     }
 
     fn binds_arrays(&self) -> bool {
-        matches!(self, ReadPool::Postgres(_))
+        matches!(self, ReadPool::Postgres { .. })
     }
 }
 

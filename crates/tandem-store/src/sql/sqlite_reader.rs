@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use libsqlite3_sys as ffi;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePool, SqlitePoolOptions};
-use tandem_core::model::Metric;
+use tandem_core::history::{HistoryPoint, PointTexts};
 
 use super::history::{page_sql, Start};
 use super::rows::Cell;
@@ -121,7 +121,7 @@ pub(super) async fn metric_page(
     key: &str,
     start: Start<'_>,
     limit: i64,
-) -> StoreResult<Vec<Metric>> {
+) -> StoreResult<Vec<HistoryPoint>> {
     tandem_sqlite::with_handle(pool, |db| read_page(db, run_id, key, &start, limit))
         .await
         .map_err(store_error)
@@ -167,7 +167,7 @@ fn read_page(
     key: &str,
     start: &Start<'_>,
     limit: i64,
-) -> tandem_sqlite::Result<Vec<Metric>> {
+) -> tandem_sqlite::Result<Vec<HistoryPoint>> {
     let sql = numbered(&page_sql(start), 10);
     let statement = Statement::prepare(db, &sql)?;
     statement.bind_text(1, run_id)?;
@@ -186,22 +186,21 @@ fn read_page(
             statement.bind_text(10, &after.dataset_digest)?;
         }
     }
-    let run_id = run_id.to_string();
-    let mut metrics = Vec::with_capacity(limit.clamp(0, 25_000) as usize);
+    let mut points = Vec::with_capacity(limit.clamp(0, 25_000) as usize);
     while statement.step()? {
         let is_nan = statement.column_i64(3) != 0;
-        metrics.push(Metric {
-            key: key.to_string(),
+        points.push(HistoryPoint {
             value: if is_nan { f64::NAN } else { statement.column_f64(2) },
             timestamp: statement.column_i64(0),
             step: statement.column_i64(1),
-            model_id: statement.column_text(4)?,
-            dataset_name: statement.column_text(5)?,
-            dataset_digest: statement.column_text(6)?,
-            run_id: Some(run_id.clone()),
+            texts: PointTexts::of(
+                statement.column_text(4)?,
+                statement.column_text(5)?,
+                statement.column_text(6)?,
+            ),
         });
     }
-    Ok(metrics)
+    Ok(points)
 }
 
 /// A read's error as the store's: a full disk is `Full`, what failed to

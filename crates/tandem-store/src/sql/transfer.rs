@@ -465,7 +465,7 @@ impl SqlStore {
                 .read_pool
                 .page(run_id, key, super::history::Start::First, i64::MAX)
                 .await?;
-            held.extend(points.iter().map(point_key));
+            held.extend(points.iter().map(|point| point_key(&point.metric(key, run_id))));
         }
         Ok(held)
     }

@@ -286,7 +286,7 @@ pub async fn concurrent_writers_keep_the_journal_gap_free(harness: &support::Har
             .get_metric_history(&ws, &run_id, "m", None, None)
             .await
             .unwrap();
-        assert_eq!(history.items.len(), 20);
+        assert_eq!(history.points.len(), 20);
     }
 }
 
@@ -372,7 +372,7 @@ pub async fn refused_writes_among_concurrent_ones_leave_the_others_whole(harness
             .get_metric_history(&ws, &shared, &format!("own-{writer}"), None, None)
             .await
             .unwrap();
-        assert_eq!(history.items.len(), 6, "writer {writer} lost accepted writes");
+        assert_eq!(history.points.len(), 6, "writer {writer} lost accepted writes");
     }
     // One record per accepted write, numbered without a gap.
     let records = store.journal_after(start, None, 10_000).await.unwrap();
@@ -380,7 +380,7 @@ pub async fn refused_writes_among_concurrent_ones_leave_the_others_whole(harness
         .get_metric_history(&ws, &shared, &claims[0], None, None)
         .await
         .unwrap();
-    assert_eq!(records.len(), 48 * 6 + claim_history.items.len());
+    assert_eq!(records.len(), 48 * 6 + claim_history.points.len());
     assert!(records
         .iter()
         .enumerate()

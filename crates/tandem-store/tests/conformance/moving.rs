@@ -110,7 +110,7 @@ pub async fn moving_between_workspaces(harness: &support::Harness) {
         .get_metric_history(&b, &run_id, "loss", None, None)
         .await
         .unwrap()
-        .items;
+        .points;
     assert_eq!(history.len(), 3);
     assert!(history.iter().any(|point| point.value.is_nan()));
     assert_eq!(

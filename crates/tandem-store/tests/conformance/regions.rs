@@ -187,9 +187,9 @@ pub async fn hot_hot_regions_converge_and_record_conflicts(harness: &support::Ha
         .get_metric_history(&ws, &run, "loss", None, None)
         .await
         .unwrap()
-        .items
+        .points
         .iter()
-        .map(|m| m.value)
+        .map(|point| point.value)
         .collect();
     assert_eq!(
         loss.len(),

@@ -568,7 +568,7 @@ pub async fn run_data_batches_check_and_apply_as_one(harness: &support::Harness)
         .get_metric_history(&ws, &run_id, "loss", None, None)
         .await
         .unwrap();
-    assert_eq!(history.items.len(), 3);
+    assert_eq!(history.points.len(), 3);
 
     let other = store.create_workspace("batch-other", "").await.unwrap();
     let other_ws = store.resolve_workspace(&other.name).await.unwrap();
@@ -654,12 +654,12 @@ pub async fn metric_history_and_non_finite_values(harness: &support::Harness) {
         .get_metric_history(&ws, &run_id, "odd", None, None)
         .await
         .unwrap();
-    assert_eq!(history.items.len(), 5);
-    assert!(history.items[0].value.is_nan());
-    assert_eq!(history.items[1].value, f64::INFINITY);
-    assert_eq!(history.items[2].value, f64::NEG_INFINITY);
-    assert_eq!(history.items[3].value, -0.5);
-    assert_eq!(history.items[4].value, 1e300);
+    assert_eq!(history.points.len(), 5);
+    assert!(history.points[0].value.is_nan());
+    assert_eq!(history.points[1].value, f64::INFINITY);
+    assert_eq!(history.points[2].value, f64::NEG_INFINITY);
+    assert_eq!(history.points[3].value, -0.5);
+    assert_eq!(history.points[4].value, 1e300);
     assert!(history.next_page_token.is_none());
 
     let many: Vec<Metric> = (0..250)
@@ -678,7 +678,7 @@ pub async fn metric_history_and_non_finite_values(harness: &support::Harness) {
             .get_metric_history(&ws, &run_id, "curve", Some(100), token.as_deref())
             .await
             .unwrap();
-        seen.extend(page.items.iter().map(|m| m.step));
+        seen.extend(page.points.iter().map(|point| point.step));
         match page.next_page_token {
             Some(next) => token = Some(next),
             None => break,
@@ -712,7 +712,7 @@ pub async fn metric_history_and_non_finite_values(harness: &support::Harness) {
         .get_metric_history(&ws, &run_id, "ties", None, None)
         .await
         .unwrap()
-        .items;
+        .metrics();
     assert_eq!(whole.len(), 24);
     assert_eq!(
         whole
@@ -747,8 +747,8 @@ pub async fn metric_history_and_non_finite_values(harness: &support::Harness) {
                 .get_metric_history(&ws, &run_id, "ties", Some(size), token.as_deref())
                 .await
                 .unwrap();
-            assert!(page.items.len() <= size);
-            paged.extend(page.items);
+            assert!(page.points.len() <= size);
+            paged.extend(page.metrics());
             token = page.next_page_token;
             if token.is_none() {
                 break;
@@ -768,12 +768,12 @@ pub async fn metric_history_and_non_finite_values(harness: &support::Harness) {
         )
         .await
         .unwrap();
-    assert_eq!(shown(&from_offset.items), shown(&whole[15..]));
+    assert_eq!(shown(&from_offset.metrics()), shown(&whole[15..]));
     assert!(store
         .get_metric_history(&ws, &run_id, "missing", None, None)
         .await
         .unwrap()
-        .items
+        .points
         .is_empty());
 }
 
