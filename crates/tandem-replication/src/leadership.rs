@@ -154,6 +154,7 @@ fn step_down(region: &Region, primary: Option<String>) {
 
 async fn observe(region: &Arc<Region>, spec: &WitnessSpec, vacancy: &mut Vacancy) {
     let witness = region.witness.clone().expect("witness");
+    let promotions = region.promotions.load(Ordering::Acquire);
     let leader = match tokio::time::timeout(spec.retry_timeout, witness.leader()).await {
         Ok(Ok(leader)) => {
             region.note_witness(Ok(()));
@@ -176,7 +177,19 @@ async fn observe(region: &Arc<Region>, spec: &WitnessSpec, vacancy: &mut Vacancy
             return;
         }
     };
-    if region.promoting.load(Ordering::Acquire) {
+    // A promote of this region that began (or began and ended) while the
+    // witness was asked makes its answer stale: acting on it, the loop
+    // took the lease it had just been given over again under another
+    // epoch ("resuming leadership after a restart"), or stepped the new
+    // primary down on the old leader's name. The next turn looks again.
+    if region.promoting.load(Ordering::Acquire)
+        || region.promotions.load(Ordering::Acquire) != promotions
+        || region
+            .leadership
+            .lock()
+            .expect("leadership lock poisoned")
+            .is_some()
+    {
         return;
     }
     match leader {
@@ -742,6 +755,7 @@ async fn seize_and_lead(
     // run loop would see itself named leader without holding the lease and
     // take it over again under another epoch: it waits.
     region.promoting.store(true, Ordering::Release);
+    region.promotions.fetch_add(1, Ordering::AcqRel);
     struct Promoting<'a>(&'a Region);
     impl Drop for Promoting<'_> {
         fn drop(&mut self) {

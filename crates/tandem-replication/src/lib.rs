@@ -43,7 +43,7 @@ pub mod replicas;
 pub mod verify;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -170,6 +170,9 @@ pub struct Region {
     /// Set while a promote or forced failover seizes the lease and becomes
     /// primary (see `leadership::seize_and_lead`).
     pub(crate) promoting: AtomicBool,
+    /// Counts the promotes and forced failovers begun, so the run loop can
+    /// tell one began and ended while it was asking the witness.
+    pub(crate) promotions: AtomicU64,
     /// Bumped on every change of role or primary; followers restart on it.
     role_changed: watch::Sender<u64>,
     /// Followers apply under the read side; becoming primary takes the write
@@ -286,6 +289,7 @@ impl Region {
             write_deadline: Mutex::new(None),
             handing_over: AtomicBool::new(false),
             promoting: AtomicBool::new(false),
+            promotions: AtomicU64::new(0),
             role_changed: watch::channel(0).0,
             apply_gate: tokio::sync::RwLock::new(()),
             promotion_hooks: RwLock::new(Vec::new()),
